@@ -1,0 +1,17 @@
+//! The clean, readable reference: every kernel in `shaders/` written again as plain loops.
+//!
+//! Each function has the same name as its WGSL entry point, takes its output first, and opens
+//! with a comment giving the shapes (all matrices are row-major). The functions are generic
+//! over the float type so that tests can check every derivative against finite differences
+//! in `f64`; the crate calls them with `f32`. They are the oracle the GPU tests compare against,
+//! so clarity wins over speed here.
+
+mod activation;
+mod matmul;
+mod reduce;
+mod softmax;
+
+pub use activation::*;
+pub use matmul::*;
+pub use reduce::*;
+pub use softmax::*;

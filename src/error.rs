@@ -1,0 +1,56 @@
+//! The crate's one error type. Every fallible call returns [`Result`]; the library does not
+//! panic on bad input.
+
+/// What went wrong, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// wgpu found no adapter for the requested backends.
+    #[error(
+        "no GPU adapter found ({detail}). Install a GPU driver, or Mesa's software Vulkan \
+         driver (`apt-get install mesa-vulkan-drivers libvulkan1`), or try WGPU_BACKEND=gl; \
+         or use the CPU backend"
+    )]
+    NoAdapter { detail: String },
+
+    /// The adapter refused to create a device.
+    #[error("the GPU adapter refused to create a device: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+
+    /// Operand shapes do not fit the op.
+    #[error("{op}: shape mismatch: expected {expected}, got {actual}")]
+    Shape {
+        op: &'static str,
+        expected: String,
+        actual: String,
+    },
+
+    /// A buffer would exceed what the adapter allows.
+    #[error("{what} needs {size} bytes, over the adapter's {limit_name} of {limit} bytes")]
+    BufferTooLarge {
+        what: String,
+        size: u64,
+        limit: u64,
+        limit_name: &'static str,
+    },
+
+    /// wgpu reported a validation, out-of-memory or internal error inside an error scope.
+    #[error("GPU error while {context}: {message}")]
+    Gpu { context: String, message: String },
+
+    /// Waiting for the GPU or mapping a buffer failed (for example, the device was lost).
+    #[error("GPU read-back failed: {0}")]
+    Readback(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn shape(op: &'static str, expected: impl Into<String>, actual: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            expected: expected.into(),
+            actual: actual.into(),
+        }
+    }
+}

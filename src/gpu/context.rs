@@ -1,0 +1,241 @@
+//! The GPU context: adapter and device selection, limits, compiled kernels, and the few calls
+//! that submit work or read it back.
+
+use std::sync::{Arc, Mutex};
+
+use super::dispatch::{Dispatch, Family};
+use super::{activation, matmul, reduce, softmax};
+use crate::{Error, Result};
+
+/// A wgpu device and queue with every kernel of the crate compiled for them.
+///
+/// Build it with [`Gpu::new`], which picks an adapter the way wgpu's own tools do, or with
+/// [`Gpu::from_device`] to share a graphics app's device. Shader modules, bind group layouts
+/// and pipelines are created once here and reused by every [`Dispatch`].
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    pub(crate) kernels: Kernels,
+    /// Bound where an entry point declares a binding it does not read.
+    pub(crate) placeholder: wgpu::Buffer,
+    /// Errors wgpu raised outside our error scopes (device loss, uncaptured validation),
+    /// reported by the next call that submits or reads instead of panicking.
+    uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+pub(crate) struct Kernels {
+    pub(crate) matmul: Family,
+    pub(crate) activation: Family,
+    pub(crate) softmax: Family,
+    pub(crate) reduce: Family,
+}
+
+impl Gpu {
+    /// Picks an adapter honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF`,
+    /// and opens a device with the adapter's real limits.
+    ///
+    /// Fails with [`Error::NoAdapter`] when wgpu finds none, saying how to get one.
+    pub fn new() -> Result<Gpu> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// [`Gpu::new`] for callers that already run an executor.
+    pub async fn new_async() -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
+            .await
+            .map_err(|e| Error::NoAdapter {
+                detail: format!("{e}; WGPU_BACKEND={}", std::env::var("WGPU_BACKEND").unwrap_or_default()),
+            })?;
+        // Ask for everything the adapter can do: the defaults cap storage bindings at 128 MiB
+        // and buffers at 256 MiB, far below what real GPUs (and a full MNIST) need.
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-nn"),
+                required_features: wgpu::Features::empty(),
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await?;
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| record(&sink, e.to_string())));
+        let sink = uncaptured.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                record(&sink, format!("device lost ({reason:?}): {message}"));
+            }
+        });
+        Self::build(device, queue, adapter.get_info(), uncaptured)
+    }
+
+    /// Uses a device and queue the caller already has (a graphics app's, say). The crate's
+    /// kernels are compiled for it; the app's error handlers are left alone, and errors in
+    /// the crate's own calls come back through error scopes.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Gpu> {
+        let info = device.adapter_info();
+        Self::build(device, queue, info, Arc::new(Mutex::new(None)))
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        uncaptured: Arc<Mutex<Option<String>>>,
+    ) -> Result<Gpu> {
+        let limits = device.limits();
+        let (kernels, placeholder) = scoped(&device, "building the kernels", || {
+            let kernels = Kernels {
+                matmul: matmul::family(&device),
+                activation: activation::family(&device),
+                softmax: softmax::family(&device),
+                reduce: reduce::family(&device),
+            };
+            let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("placeholder"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            (kernels, placeholder)
+        })?;
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            kernels,
+            placeholder,
+            uncaptured,
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter's name, backend and driver.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The limits the device was opened with (the adapter's own, for [`Gpu::new`]).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// A one-line description such as `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
+    pub fn adapter_name(&self) -> String {
+        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// Records `dispatches`, in order, into one compute pass of `encoder`. Nothing is
+    /// submitted, polled or mapped, so an app can record into its own per-frame encoder.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("wgpu-nn"),
+            timestamp_writes: None,
+        });
+        for dispatch in dispatches {
+            dispatch.record(&mut pass);
+        }
+    }
+
+    /// Records `dispatches` into one encoder and submits it once. Does not wait: later reads
+    /// wait for exactly the work they depend on.
+    pub fn run(&self, dispatches: &[&Dispatch]) -> Result<wgpu::SubmissionIndex> {
+        self.check_uncaptured()?;
+        self.scoped("running kernels", || {
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            self.record(&mut encoder, dispatches);
+            self.queue.submit([encoder.finish()])
+        })
+    }
+
+    /// Blocks until all submitted work has finished (benchmarks time submit plus this wait).
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.check_uncaptured()
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes, turning anything
+    /// wgpu reports into an [`Error::Gpu`] that names `context`.
+    pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        scoped(&self.device, context, f)
+    }
+
+    pub(crate) fn check_uncaptured(&self) -> Result<()> {
+        match self.uncaptured.lock().map(|mut e| e.take()) {
+            Ok(Some(message)) => Err(Error::Gpu {
+                context: "an earlier GPU call".into(),
+                message,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails with [`Error::BufferTooLarge`] when `bytes` exceeds a buffer or storage binding limit.
+    pub(crate) fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let checks = [
+            (self.limits.max_buffer_size, "max_buffer_size"),
+            (self.limits.max_storage_buffer_binding_size, "max_storage_buffer_binding_size"),
+        ];
+        for (limit, limit_name) in checks {
+            if bytes > limit {
+                return Err(Error::BufferTooLarge {
+                    what: what.to_string(),
+                    size: bytes,
+                    limit,
+                    limit_name,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn max_workgroups(&self) -> u32 {
+        self.limits.max_compute_workgroups_per_dimension
+    }
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu").field("adapter", &self.adapter_name()).finish_non_exhaustive()
+    }
+}
+
+fn record(sink: &Mutex<Option<String>>, message: String) {
+    if let Ok(mut slot) = sink.lock() {
+        slot.get_or_insert(message);
+    }
+}
+
+fn scoped<T>(device: &wgpu::Device, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+    let value = f();
+    // Scopes pop innermost first. On native backends these futures are already resolved.
+    let errors = [
+        pollster::block_on(internal.pop()),
+        pollster::block_on(memory.pop()),
+        pollster::block_on(validation.pop()),
+    ];
+    match errors.into_iter().flatten().next() {
+        None => Ok(value),
+        Some(e) => Err(Error::Gpu {
+            context: context.to_string(),
+            message: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,199 @@
+//! How kernels are built once and bound once: a [`Family`] is one WGSL file compiled into a
+//! bind group layout and a pipeline per entry point; a [`Dispatch`] is one entry point bound
+//! to its buffers and grid, ready to be recorded any number of times.
+
+use wgpu::util::DeviceExt;
+
+use super::Gpu;
+use crate::{Error, Result};
+
+/// One kernel bound to its buffers and grid. Building it validates shapes and allocates its
+/// small parameter buffer; recording it costs three encoder calls and allocates nothing.
+#[derive(Debug)]
+pub struct Dispatch {
+    label: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+impl Dispatch {
+    /// The WGSL entry point this dispatch runs.
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+
+    /// The workgroup grid this dispatch launches.
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.workgroups
+    }
+
+    /// Records the kernel into a compute pass (the app's own, or one of [`Gpu::record`]).
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+/// How a kernel sees one binding.
+#[derive(Clone, Copy)]
+pub(crate) enum Binding {
+    /// A uniform block of exactly this many bytes (checked when the pipeline is created).
+    Uniform(u64),
+    Read,
+    ReadWrite,
+}
+
+/// The compiled pipelines of one WGSL file, sharing one bind group layout.
+pub(crate) struct Family {
+    name: &'static str,
+    layout: wgpu::BindGroupLayout,
+    pipelines: Vec<(&'static str, wgpu::ComputePipeline)>,
+}
+
+impl Family {
+    pub(crate) fn new(
+        device: &wgpu::Device,
+        name: &'static str,
+        source: &str,
+        bindings: &[Binding],
+        entry_points: &[&'static str],
+    ) -> Family {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let entries: Vec<_> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, binding)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match *binding {
+                    Binding::Uniform(size) => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new(size),
+                    },
+                    Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: matches!(binding, Binding::Read),
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(name),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipelines = entry_points
+            .iter()
+            .map(|&entry| {
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                (entry, pipeline)
+            })
+            .collect();
+        Family {
+            name,
+            layout,
+            pipelines,
+        }
+    }
+
+    /// Binds `entry` to a fresh parameter block and `buffers` (bindings 1, 2, …).
+    pub(crate) fn bind(
+        &self,
+        gpu: &Gpu,
+        entry: &'static str,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let pipeline = self
+            .pipelines
+            .iter()
+            .find(|(name, _)| *name == entry)
+            .map(|(_, pipeline)| pipeline.clone())
+            .unwrap_or_else(|| panic!("{} has no entry point {entry}", self.name));
+        gpu.scoped(entry, || {
+            let device = gpu.device();
+            let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(entry),
+                contents: params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: params.as_entire_binding(),
+            }];
+            entries.extend(buffers.iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: buffer.as_entire_binding(),
+            }));
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(entry),
+                layout: &self.layout,
+                entries: &entries,
+            });
+            Dispatch {
+                label: entry,
+                pipeline,
+                bind_group,
+                workgroups,
+            }
+        })
+    }
+}
+
+/// Spreads `groups` workgroups over (x, y) so neither exceeds the per-dimension limit; the
+/// kernels number their workgroup `x + y · num_workgroups.x` and skip numbers past the end.
+pub(crate) fn fold(groups: u64, max_per_dim: u32) -> Result<[u32; 3]> {
+    let max = u64::from(max_per_dim);
+    if groups <= max {
+        return Ok([groups.max(1) as u32, 1, 1]);
+    }
+    let rows = groups.div_ceil(max);
+    if rows > max {
+        return Err(Error::BufferTooLarge {
+            what: format!("a dispatch of {groups} workgroups"),
+            size: groups,
+            limit: max * max,
+            limit_name: "max_compute_workgroups_per_dimension squared",
+        });
+    }
+    Ok([max_per_dim, rows as u32, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold;
+
+    #[test]
+    fn fold_keeps_every_dimension_under_the_limit_and_covers_all_groups() {
+        for (groups, limit) in [(1, 65535), (65535, 65535), (65536, 65535), (1 << 31, 65535), (7, 3), (9, 3)] {
+            let [x, y, z] = fold(groups, limit).unwrap();
+            assert!(x <= limit && y <= limit && z == 1, "{groups}: {x} {y}");
+            assert!(u64::from(x) * u64::from(y) >= groups, "{groups}: {x} {y}");
+            assert!(u64::from(x) * u64::from(y - 1) < groups, "{groups}: one row too many");
+        }
+        assert!(fold(65535 * 65535 + 1, 65535).is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! Pipelines of `shaders/matmul.wgsl`: the three products of a dense layer, bias fused.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::dispatch::{Binding, Dispatch, Family, fold};
+use super::{Gpu, GpuTensor};
+use crate::shape::{MatmulForm, check_same};
+use crate::{Error, Result};
+
+/// Outputs per workgroup along each side: 8×8 invocations, each an 8×8 block.
+const TILE: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    k: u32,
+    n: u32,
+    has_bias: u32,
+    tiles_n: u32,
+    tiles: u32,
+    a_row: u32,
+    a_col: u32,
+    b_row: u32,
+    b_col: u32,
+    _pad: [u32; 2],
+}
+
+pub(crate) fn family(device: &wgpu::Device) -> Family {
+    use Binding::*;
+    Family::new(
+        device,
+        "matmul",
+        super::shaders::MATMUL,
+        &[Uniform(size_of::<Params>() as u64), Read, Read, Read, ReadWrite],
+        &["matmul_ab", "matmul_abt", "matmul_atb", "matmul_any"],
+    )
+}
+
+/// The vec4 entry point for `form`, when every row it reads along starts 16-byte aligned.
+fn vec4_entry(form: MatmulForm, m: usize, k: usize, n: usize) -> Option<&'static str> {
+    match form {
+        MatmulForm::AB if k % 4 == 0 && n % 4 == 0 => Some("matmul_ab"),
+        MatmulForm::ABt if k % 4 == 0 => Some("matmul_abt"),
+        MatmulForm::AtB if m % 4 == 0 && n % 4 == 0 => Some("matmul_atb"),
+        _ => None,
+    }
+}
+
+impl Gpu {
+    /// Binds `out = A·B (+ bias)` in the given form. Shapes as in
+    /// [`crate::cpu::matmul_forward`]: `out` is (m, n), `bias` is (1, n).
+    pub fn matmul_forward(
+        &self,
+        out: &GpuTensor,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        form: MatmulForm,
+    ) -> Result<Dispatch> {
+        self.bind_matmul(out, a, b, bias, form, false)
+    }
+
+    /// [`Gpu::matmul_forward`] forced onto the scalar kernel that takes any shape, so tests
+    /// can hold both kernels against the reference.
+    pub fn matmul_forward_scalar(
+        &self,
+        out: &GpuTensor,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        form: MatmulForm,
+    ) -> Result<Dispatch> {
+        self.bind_matmul(out, a, b, bias, form, true)
+    }
+
+    /// Binds the gradients of `out = A·B + bias` in the given form, each itself a matmul
+    /// (as in [`crate::cpu::matmul_backward`]), plus the column sums of `d_out` for `d_bias`.
+    pub fn matmul_backward(
+        &self,
+        d_a: &GpuTensor,
+        d_b: &GpuTensor,
+        d_bias: Option<&GpuTensor>,
+        d_out: &GpuTensor,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        form: MatmulForm,
+    ) -> Result<Vec<Dispatch>> {
+        use MatmulForm::*;
+        let (m, _, n) = form.dims(a.shape(), b.shape())?;
+        check_same(form.op_name(), "output gradient", d_out.shape(), (m, n))?;
+        let mut dispatches = match form {
+            AB => vec![
+                self.matmul_forward(d_a, d_out, b, None, ABt)?,
+                self.matmul_forward(d_b, a, d_out, None, AtB)?,
+            ],
+            ABt => vec![
+                self.matmul_forward(d_a, d_out, b, None, AB)?,
+                self.matmul_forward(d_b, d_out, a, None, AtB)?,
+            ],
+            AtB => vec![
+                self.matmul_forward(d_a, b, d_out, None, ABt)?,
+                self.matmul_forward(d_b, a, d_out, None, AB)?,
+            ],
+        };
+        if let Some(d_bias) = d_bias {
+            dispatches.push(self.sum_columns(d_bias, d_out, 1.0)?);
+        }
+        Ok(dispatches)
+    }
+
+    fn bind_matmul(
+        &self,
+        out: &GpuTensor,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        form: MatmulForm,
+        force_scalar: bool,
+    ) -> Result<Dispatch> {
+        let op = form.op_name();
+        let (m, k, n) = form.dims(a.shape(), b.shape())?;
+        check_same(op, "output", out.shape(), (m, n))?;
+        if let Some(bias) = bias {
+            check_same(op, "bias", bias.shape(), (1, n))?;
+        }
+        let entry = match vec4_entry(form, m, k, n) {
+            Some(entry) if !force_scalar => entry,
+            _ => "matmul_any",
+        };
+        // Element strides for matmul_any; see Params in the shader.
+        let (a_row, a_col) = if form == MatmulForm::AtB { (1, m) } else { (k, 1) };
+        let (b_row, b_col) = if form == MatmulForm::ABt { (1, k) } else { (n, 1) };
+        let tiles_n = n.div_ceil(TILE);
+        let tiles = m.div_ceil(TILE) * tiles_n;
+        let as_u32 = |v: usize| {
+            u32::try_from(v).map_err(|_| Error::shape(op, "dimensions below 2^32", format!("{m}x{k}x{n}")))
+        };
+        let params = Params {
+            m: as_u32(m)?,
+            k: as_u32(k)?,
+            n: as_u32(n)?,
+            has_bias: bias.is_some() as u32,
+            tiles_n: as_u32(tiles_n)?,
+            tiles: as_u32(tiles)?,
+            a_row: as_u32(a_row)?,
+            a_col: as_u32(a_col)?,
+            b_row: as_u32(b_row)?,
+            b_col: as_u32(b_col)?,
+            _pad: [0; 2],
+        };
+        let bias = bias.map_or(&self.placeholder, GpuTensor::buffer);
+        self.kernels.matmul.bind(
+            self,
+            entry,
+            bytemuck::bytes_of(&params),
+            &[a.buffer(), b.buffer(), bias, out.buffer()],
+            fold(tiles as u64, self.max_workgroups())?,
+        )
+    }
+}

@@ -1,0 +1,33 @@
+//! The GPU backend: a [`Gpu`] context that owns the device, queue and every compiled kernel,
+//! [`GpuTensor`]s that live in GPU buffers, and [`Dispatch`]es: kernels bound to their
+//! buffers once, recorded into command encoders as often as needed.
+//!
+//! Each op family's module builds its pipelines and binds them (`matmul` ↔
+//! `shaders/matmul.wgsl`, …); op names match the WGSL entry points and the CPU reference.
+//!
+//! ```no_run
+//! use wgpu_nn::{Gpu, MatmulForm};
+//! # fn main() -> wgpu_nn::Result<()> {
+//! let gpu = Gpu::new()?;
+//! let a = gpu.upload(&[1.0, 2.0, 3.0, 4.0], 2, 2)?;
+//! let b = gpu.upload(&[1.0, 0.0, 0.0, 1.0], 2, 2)?;
+//! let c = gpu.zeros(2, 2)?;
+//! let product = gpu.matmul_forward(&c, &a, &b, None, MatmulForm::AB)?;
+//! gpu.run(&[&product])?;
+//! assert_eq!(gpu.read(&c)?, vec![1.0, 2.0, 3.0, 4.0]);
+//! # Ok(())
+//! # }
+//! ```
+
+mod activation;
+mod context;
+mod dispatch;
+mod matmul;
+mod reduce;
+mod shaders;
+mod softmax;
+mod tensor;
+
+pub use context::Gpu;
+pub use dispatch::Dispatch;
+pub use tensor::{GpuLabels, GpuTensor};

@@ -1,0 +1,69 @@
+//! Pipelines of `shaders/reduce.wgsl`: deterministic column sums and total sums.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::dispatch::{Binding, Dispatch, Family, fold};
+use super::{Gpu, GpuTensor};
+use crate::shape::check_same;
+use crate::{Error, Result};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+pub(crate) fn family(device: &wgpu::Device) -> Family {
+    use Binding::*;
+    Family::new(
+        device,
+        "reduce",
+        super::shaders::REDUCE,
+        &[Uniform(size_of::<Params>() as u64), Read, ReadWrite],
+        &["sum_columns", "sum_all"],
+    )
+}
+
+impl Gpu {
+    /// Binds `out[j] = scale · Σ_i x[i, j]`; `out` is (1, cols).
+    pub fn sum_columns(&self, out: &GpuTensor, x: &GpuTensor, scale: f32) -> Result<Dispatch> {
+        check_same("sum_columns", "output", out.shape(), (1, x.cols()))?;
+        let groups = (x.cols() as u64).div_ceil(64);
+        self.bind_reduce("sum_columns", out, x, scale, fold(groups, self.max_workgroups())?)
+    }
+
+    /// Binds `out[0] = scale · Σ x` over every element; `out` is (1, 1).
+    pub fn sum_all(&self, out: &GpuTensor, x: &GpuTensor, scale: f32) -> Result<Dispatch> {
+        check_same("sum_all", "output", out.shape(), (1, 1))?;
+        self.bind_reduce("sum_all", out, x, scale, [1, 1, 1])
+    }
+
+    fn bind_reduce(
+        &self,
+        entry: &'static str,
+        out: &GpuTensor,
+        x: &GpuTensor,
+        scale: f32,
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let (rows, cols) = x.shape();
+        let too_big = || Error::shape(entry, "below 2^32 elements", format!("{rows}x{cols}"));
+        u32::try_from(rows * cols).map_err(|_| too_big())?;
+        let params = Params {
+            rows: rows as u32,
+            cols: cols as u32,
+            scale,
+            _pad: 0,
+        };
+        self.kernels.reduce.bind(
+            self,
+            entry,
+            bytemuck::bytes_of(&params),
+            &[x.buffer(), out.buffer()],
+            workgroups,
+        )
+    }
+}

@@ -1,0 +1,162 @@
+//! Matrices in GPU buffers, and the one helper that reads a buffer back.
+
+use super::Gpu;
+use crate::shape::{check_labels, check_len};
+use crate::{Error, Result};
+
+/// A row-major `rows × cols` matrix of f32 in a GPU storage buffer.
+///
+/// The buffer is padded to a multiple of 16 bytes so kernels may read it as `vec4<f32>`;
+/// the padding is zero and never read back.
+#[derive(Debug)]
+pub struct GpuTensor {
+    buffer: wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+}
+
+impl GpuTensor {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The underlying buffer (usage `STORAGE | COPY_SRC | COPY_DST`), for binding in an
+    /// app's own pipelines. Element `(r, c)` is the f32 at byte `4 · (r · cols + c)`.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+/// Class labels (u32, one per row) in a GPU buffer, each checked to be below `classes`.
+#[derive(Debug)]
+pub struct GpuLabels {
+    buffer: wgpu::Buffer,
+    len: usize,
+    classes: usize,
+}
+
+impl GpuLabels {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+impl Gpu {
+    /// Copies a row-major `rows × cols` matrix to a new GPU buffer.
+    pub fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuTensor> {
+        check_len("upload", "data", data.len(), rows, cols)?;
+        let buffer = self.create_buffer("tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
+        Ok(GpuTensor { buffer, rows, cols })
+    }
+
+    /// A new `rows × cols` matrix of zeros.
+    pub fn zeros(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
+        let buffer = self.create_buffer("tensor", rows, cols, None)?;
+        Ok(GpuTensor { buffer, rows, cols })
+    }
+
+    /// Copies class labels to the GPU, rejecting any label `>= classes`.
+    pub fn upload_labels(&self, labels: &[u32], classes: usize) -> Result<GpuLabels> {
+        check_labels("upload_labels", labels, classes)?;
+        let buffer = self.create_buffer("labels", labels.len(), 1, Some(bytemuck::cast_slice(labels)))?;
+        Ok(GpuLabels {
+            buffer,
+            len: labels.len(),
+            classes,
+        })
+    }
+
+    /// Waits for the work that writes `tensor`, then copies it back. This is the only place
+    /// the crate maps a buffer.
+    pub fn read(&self, tensor: &GpuTensor) -> Result<Vec<f32>> {
+        let bytes = (tensor.len() * 4) as u64;
+        let staging = self.scoped("reading a tensor back", || {
+            let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder = self.device().create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(&tensor.buffer, 0, &staging, 0, bytes);
+            self.queue().submit([encoder.finish()]);
+            staging
+        })?;
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |result| sender.send(result).unwrap_or(()));
+        self.wait()?;
+        pollster::block_on(receiver.receive())
+            .ok_or_else(|| Error::Readback("the map callback never ran".into()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let values = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::cast_slice(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(values)
+    }
+
+    fn create_buffer(&self, what: &str, rows: usize, cols: usize, contents: Option<&[u8]>) -> Result<wgpu::Buffer> {
+        if rows == 0 || cols == 0 {
+            return Err(Error::shape("upload", "at least 1 row and 1 column", format!("{rows}x{cols}")));
+        }
+        let bytes = (rows as u64)
+            .checked_mul(cols as u64)
+            .and_then(|n| n.checked_mul(4))
+            .ok_or_else(|| Error::shape("upload", "a size that fits in memory", format!("{rows}x{cols}")))?;
+        let size = bytes.next_multiple_of(16);
+        self.check_buffer_size(&format!("a {rows}x{cols} {what}"), size)?;
+        let buffer = self.scoped("allocating a buffer", || {
+            self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: contents.is_some(),
+            })
+        })?;
+        if let Some(contents) = contents {
+            {
+                let mut view = buffer.get_mapped_range_mut(..).map_err(|e| Error::Gpu {
+                    context: "filling a new buffer".into(),
+                    message: e.to_string(),
+                })?;
+                view.slice(..contents.len()).copy_from_slice(contents);
+            }
+            buffer.unmap();
+        }
+        Ok(buffer)
+    }
+}

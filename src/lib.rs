@@ -1,0 +1,21 @@
+//! # wgpu-nn
+//!
+//! Neural-network kernels and training on any GPU that [wgpu] reaches (Vulkan, Metal, DX12,
+//! GL), with a plain-Rust CPU reference that computes the same ops.
+//!
+//! - [`gpu`]: the [`Gpu`] context, tensors in GPU buffers, and kernels bound once as
+//!   [`Dispatch`]es that record into any command encoder.
+//! - [`cpu`]: the readable reference, one function per WGSL entry point, with the same names.
+//! - [`MatmulForm`]: the three matrix products a dense layer needs.
+//!
+//! `wgpu` is re-exported so an app that shares its device uses the same version.
+
+pub mod cpu;
+mod error;
+pub mod gpu;
+mod shape;
+
+pub use error::{Error, Result};
+pub use gpu::{Dispatch, Gpu, GpuLabels, GpuTensor};
+pub use shape::MatmulForm;
+pub use wgpu;
