@@ -9,14 +9,16 @@
 //   1 a:    A as vec4s, read-only (buffers are padded to 16 bytes)
 //   2 b:    B as vec4s, read-only
 //   3 bias: (n), read-only; read only when p.has_bias != 0
-//   4 c:    (m, n), read-write
+//   4 c:    (m, n), read-write; read too when p.accumulate != 0
 // The vec4 kernels need the dimension each operand is read along to be a multiple of 4:
 //   matmul_ab: k and n; matmul_abt: k; matmul_atb: m and n.
 //
 // Grid: one workgroup of 64 invocations per 64×64 tile of C; tiles are numbered row-major
 // (p.tiles_n to a row of tiles, p.tiles in all) and the numbers folded into (x, y) workgroups
 // so no dimension exceeds the 65535 limit. Each invocation keeps an 8×8 block of C in
-// registers. There is deliberately no workgroup memory: on llvmpipe (lavapipe, GL) every load
+// registers as four mat4x4 accumulators holding the block transposed (column i of a matrix
+// is part of row i of C), so every inner step is a mat4x4 product the compiler unrolls; local
+// arrays indexed in loops spilled to memory and ran 15x slower. There is no workgroup memory: on llvmpipe (lavapipe, GL) every load
 // costs a scalar loop over the SIMD lanes and barriers are expensive, so the cost follows the
 // number of load instructions; vec4 loads and a large register block (64 FMAs per 16 loads)
 // win. See ../shared/notes/lavapipe-matmul.md and BENCHMARKS.md.
@@ -33,8 +35,13 @@ struct Params {
     a_col: u32,
     b_row: u32,
     b_col: u32,
+    // This launch sums k in [k_begin, k_end) and adds C's old value when accumulate != 0:
+    // the host splits a long k into segments because llvmpipe stops an invocation after
+    // 65535 loop iterations in all.
+    k_begin: u32,
+    k_end: u32,
+    accumulate: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,43 +50,80 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-const BLOCK: u32 = 8u;
 const TILE: u32 = 64u;
 
-// Top-left corner of this invocation's 8×8 block, or none when its workgroup is past the
-// last tile (the folded grid can overshoot).
+// The 8×8 block of C, transposed in four 4×4 pieces: cRC holds rows 4R.., columns 4C...
+struct Acc {
+    c00: mat4x4<f32>,
+    c01: mat4x4<f32>,
+    c10: mat4x4<f32>,
+    c11: mat4x4<f32>,
+}
+
+// acc += the product of one k-quad: cols0/cols1 are the B side (columns 0–3, 4–7 of the
+// block) and rows0/rows1 the A side (rows 0–3, 4–7), both as (k, ·)ᵀ-shaped 4×4 pieces.
+fn accumulate(acc: ptr<function, Acc>, cols0: mat4x4<f32>, cols1: mat4x4<f32>,
+              rows0: mat4x4<f32>, rows1: mat4x4<f32>) {
+    (*acc).c00 += cols0 * rows0;
+    (*acc).c01 += cols1 * rows0;
+    (*acc).c10 += cols0 * rows1;
+    (*acc).c11 += cols1 * rows1;
+}
+
+// Top-left corner of this invocation's 8×8 block, and whether its workgroup holds a tile
+// at all (the folded grid can overshoot).
 fn block_origin(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec3<u32> {
     let tile = wg.x + wg.y * nwg.x;
-    let row0 = (tile / p.tiles_n) * TILE + (lid / BLOCK) * BLOCK;
-    let col0 = (tile % p.tiles_n) * TILE + (lid % BLOCK) * BLOCK;
+    let row0 = (tile / p.tiles_n) * TILE + (lid / 8u) * 8u;
+    let col0 = (tile % p.tiles_n) * TILE + (lid % 8u) * 8u;
     return vec3<u32>(row0, col0, u32(tile < p.tiles));
 }
 
-// acc[2i + j/4][j%4] holds C(row0 + i, col0 + j).
-fn store_block(row0: u32, col0: u32, acc: ptr<function, array<vec4<f32>, 16>>) {
-    for (var i = 0u; i < BLOCK; i++) {
-        let row = row0 + i;
-        if row >= p.m {
-            return;
-        }
-        for (var j = 0u; j < BLOCK; j++) {
-            let col = col0 + j;
-            if col < p.n {
-                var v = (*acc)[2u * i + j / 4u][j % 4u];
-                if p.has_bias != 0u {
-                    v += bias[col];
-                }
-                c[row * p.n + col] = v;
+// Row indices row0 + 0..3 (or col indices), clamped so loads stay in bounds; what comes of
+// clamped rows and columns is never stored.
+fn clamped4(start: u32, last: u32) -> vec4<u32> {
+    return min(vec4<u32>(start) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+}
+
+fn store_row(row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if row >= p.m {
+        return;
+    }
+    for (var j = 0u; j < 8u; j++) {
+        let col = col0 + j;
+        if col < p.n {
+            var v = select(hi[j - 4u], lo[j], j < 4u);
+            if p.has_bias != 0u {
+                v += bias[col];
             }
+            if p.accumulate != 0u {
+                v += c[row * p.n + col];
+            }
+            c[row * p.n + col] = v;
         }
     }
 }
 
-fn scalar_a(i: u32) -> f32 {
+fn store_block(row0: u32, col0: u32, acc: Acc) {
+    store_row(row0, col0, acc.c00[0], acc.c01[0]);
+    store_row(row0 + 1u, col0, acc.c00[1], acc.c01[1]);
+    store_row(row0 + 2u, col0, acc.c00[2], acc.c01[2]);
+    store_row(row0 + 3u, col0, acc.c00[3], acc.c01[3]);
+    store_row(row0 + 4u, col0, acc.c10[0], acc.c11[0]);
+    store_row(row0 + 5u, col0, acc.c10[1], acc.c11[1]);
+    store_row(row0 + 6u, col0, acc.c10[2], acc.c11[2]);
+    store_row(row0 + 7u, col0, acc.c10[3], acc.c11[3]);
+}
+
+fn outer(b: vec4<f32>, a: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(b * a.x, b * a.y, b * a.z, b * a.w);
+}
+
+fn a_at(i: u32) -> f32 {
     return a[i / 4u][i % 4u];
 }
 
-fn scalar_b(i: u32) -> f32 {
+fn b_at(i: u32) -> f32 {
     return b[i / 4u][i % 4u];
 }
 
@@ -93,28 +137,33 @@ fn matmul_any(
     if origin.z == 0u {
         return;
     }
-    // Out-of-range rows and columns read clamped (valid) addresses; store_block drops them.
-    var a_off: array<u32, 8>;
-    var b_off: array<u32, 8>;
-    for (var i = 0u; i < BLOCK; i++) {
-        a_off[i] = min(origin.x + i, p.m - 1u) * p.a_row;
-        b_off[i] = min(origin.y + i, p.n - 1u) * p.b_col;
+    let ra0 = clamped4(origin.x, p.m - 1u) * p.a_row;
+    let ra1 = clamped4(origin.x + 4u, p.m - 1u) * p.a_row;
+    let cb0 = clamped4(origin.y, p.n - 1u) * p.b_col;
+    let cb1 = clamped4(origin.y + 4u, p.n - 1u) * p.b_col;
+    var acc: Acc;
+    for (var q = p.k_begin; q < p.k_end; q++) {
+        let qa = q * p.a_col;
+        let qb = q * p.b_row;
+        let a0 = vec4<f32>(a_at(ra0.x + qa), a_at(ra0.y + qa), a_at(ra0.z + qa), a_at(ra0.w + qa));
+        let a1 = vec4<f32>(a_at(ra1.x + qa), a_at(ra1.y + qa), a_at(ra1.z + qa), a_at(ra1.w + qa));
+        let b0 = vec4<f32>(b_at(cb0.x + qb), b_at(cb0.y + qb), b_at(cb0.z + qb), b_at(cb0.w + qb));
+        let b1 = vec4<f32>(b_at(cb1.x + qb), b_at(cb1.y + qb), b_at(cb1.z + qb), b_at(cb1.w + qb));
+        acc.c00 += outer(b0, a0);
+        acc.c01 += outer(b1, a0);
+        acc.c10 += outer(b0, a1);
+        acc.c11 += outer(b1, a1);
     }
-    var acc: array<vec4<f32>, 16>;
-    for (var q = 0u; q < p.k; q++) {
-        let bq0 = vec4<f32>(
-            scalar_b(q * p.b_row + b_off[0]), scalar_b(q * p.b_row + b_off[1]),
-            scalar_b(q * p.b_row + b_off[2]), scalar_b(q * p.b_row + b_off[3]));
-        let bq1 = vec4<f32>(
-            scalar_b(q * p.b_row + b_off[4]), scalar_b(q * p.b_row + b_off[5]),
-            scalar_b(q * p.b_row + b_off[6]), scalar_b(q * p.b_row + b_off[7]));
-        for (var i = 0u; i < BLOCK; i++) {
-            let av = scalar_a(a_off[i] + q * p.a_col);
-            acc[2u * i] = fma(vec4<f32>(av), bq0, acc[2u * i]);
-            acc[2u * i + 1u] = fma(vec4<f32>(av), bq1, acc[2u * i + 1u]);
-        }
-    }
-    store_block(origin.x, origin.y, &acc);
+    store_block(origin.x, origin.y, acc);
+}
+
+// Four vec4s at index + offsets, as the columns of a matrix.
+fn gather_a(index: vec4<u32>, offset: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(a[index.x + offset], a[index.y + offset], a[index.z + offset], a[index.w + offset]);
+}
+
+fn gather_b(index: vec4<u32>, offset: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(b[index.x + offset], b[index.y + offset], b[index.z + offset], b[index.w + offset]);
 }
 
 @compute @workgroup_size(64)
@@ -129,30 +178,22 @@ fn matmul_ab(
     }
     let kq = p.k / 4u;
     let nq = p.n / 4u;
-    var a_row: array<u32, 8>;
-    for (var i = 0u; i < BLOCK; i++) {
-        a_row[i] = min(origin.x + i, p.m - 1u) * kq;
+    // vec4 index of each A row's start, and of each B row's k-quad.
+    let ra0 = clamped4(origin.x, p.m - 1u) * kq;
+    let ra1 = clamped4(origin.x + 4u, p.m - 1u) * kq;
+    let b_quad = vec4<u32>(0u, 1u, 2u, 3u) * nq;
+    let cb0 = b_quad + min(origin.y / 4u, nq - 1u);
+    let cb1 = b_quad + min(origin.y / 4u + 1u, nq - 1u);
+    var acc: Acc;
+    for (var q = p.k_begin / 4u; q < p.k_end / 4u; q++) {
+        // rowsR[i] = A[row i, k-quad]; colsC[j] = B[k + j, column quad C]
+        let rows0 = gather_a(ra0, q);
+        let rows1 = gather_a(ra1, q);
+        let cols0 = gather_b(cb0, 4u * q * nq);
+        let cols1 = gather_b(cb1, 4u * q * nq);
+        accumulate(&acc, cols0, cols1, rows0, rows1);
     }
-    let b_col0 = min(origin.y / 4u, nq - 1u);
-    let b_col1 = min(origin.y / 4u + 1u, nq - 1u);
-    var acc: array<vec4<f32>, 16>;
-    for (var q = 0u; q < kq; q++) {
-        var av: array<vec4<f32>, 8>;
-        for (var i = 0u; i < BLOCK; i++) {
-            av[i] = a[a_row[i] + q];
-        }
-        for (var kk = 0u; kk < 4u; kk++) {
-            let b_row = (4u * q + kk) * nq;
-            let b0 = b[b_row + b_col0];
-            let b1 = b[b_row + b_col1];
-            for (var i = 0u; i < BLOCK; i++) {
-                let s = vec4<f32>(av[i][kk]);
-                acc[2u * i] = fma(s, b0, acc[2u * i]);
-                acc[2u * i + 1u] = fma(s, b1, acc[2u * i + 1u]);
-            }
-        }
-    }
-    store_block(origin.x, origin.y, &acc);
+    store_block(origin.x, origin.y, acc);
 }
 
 @compute @workgroup_size(64)
@@ -166,25 +207,20 @@ fn matmul_abt(
         return;
     }
     let kq = p.k / 4u;
-    var a_row: array<u32, 8>;
-    var b_row: array<u32, 8>;
-    for (var i = 0u; i < BLOCK; i++) {
-        a_row[i] = min(origin.x + i, p.m - 1u) * kq;
-        b_row[i] = min(origin.y + i, p.n - 1u) * kq;
+    let ra0 = clamped4(origin.x, p.m - 1u) * kq;
+    let ra1 = clamped4(origin.x + 4u, p.m - 1u) * kq;
+    let rb0 = clamped4(origin.y, p.n - 1u) * kq;
+    let rb1 = clamped4(origin.y + 4u, p.n - 1u) * kq;
+    var acc: Acc;
+    for (var q = p.k_begin / 4u; q < p.k_end / 4u; q++) {
+        // Both operands are read along k, so B's pieces come transposed.
+        let rows0 = gather_a(ra0, q);
+        let rows1 = gather_a(ra1, q);
+        let cols0 = transpose(gather_b(rb0, q));
+        let cols1 = transpose(gather_b(rb1, q));
+        accumulate(&acc, cols0, cols1, rows0, rows1);
     }
-    var acc: array<vec4<f32>, 16>;
-    for (var q = 0u; q < kq; q++) {
-        var bv: array<vec4<f32>, 8>;
-        for (var j = 0u; j < BLOCK; j++) {
-            bv[j] = b[b_row[j] + q];
-        }
-        for (var i = 0u; i < BLOCK; i++) {
-            let av = a[a_row[i] + q];
-            acc[2u * i] += vec4<f32>(dot(av, bv[0]), dot(av, bv[1]), dot(av, bv[2]), dot(av, bv[3]));
-            acc[2u * i + 1u] += vec4<f32>(dot(av, bv[4]), dot(av, bv[5]), dot(av, bv[6]), dot(av, bv[7]));
-        }
-    }
-    store_block(origin.x, origin.y, &acc);
+    store_block(origin.x, origin.y, acc);
 }
 
 @compute @workgroup_size(64)
@@ -199,22 +235,25 @@ fn matmul_atb(
     }
     let mq = p.m / 4u;
     let nq = p.n / 4u;
-    let a_col0 = min(origin.x / 4u, mq - 1u);
-    let a_col1 = min(origin.x / 4u + 1u, mq - 1u);
-    let b_col0 = min(origin.y / 4u, nq - 1u);
-    let b_col1 = min(origin.y / 4u + 1u, nq - 1u);
-    var acc: array<vec4<f32>, 16>;
-    for (var q = 0u; q < p.k; q++) {
-        let a0 = a[q * mq + a_col0];
-        let a1 = a[q * mq + a_col1];
-        let b0 = b[q * nq + b_col0];
-        let b1 = b[q * nq + b_col1];
-        for (var i = 0u; i < 4u; i++) {
-            acc[2u * i] = fma(vec4<f32>(a0[i]), b0, acc[2u * i]);
-            acc[2u * i + 1u] = fma(vec4<f32>(a0[i]), b1, acc[2u * i + 1u]);
-            acc[2u * i + 8u] = fma(vec4<f32>(a1[i]), b0, acc[2u * i + 8u]);
-            acc[2u * i + 9u] = fma(vec4<f32>(a1[i]), b1, acc[2u * i + 9u]);
-        }
+    let ca0 = min(origin.x / 4u, mq - 1u);
+    let ca1 = min(origin.x / 4u + 1u, mq - 1u);
+    let cb0 = min(origin.y / 4u, nq - 1u);
+    let cb1 = min(origin.y / 4u + 1u, nq - 1u);
+    var acc: Acc;
+    // k here is the batch, often not a multiple of 4: the last quad reads clamped rows and
+    // zeroes them.
+    for (var k0 = p.k_begin; k0 < p.k_end; k0 += 4u) {
+        let ks = min(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.k_end - 1u));
+        let live = vec4<f32>(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.k_end));
+        let a_rows = ks * mq;
+        let b_rows = ks * nq;
+        let rows0 = transpose(mat4x4<f32>(a[a_rows.x + ca0] * live.x, a[a_rows.y + ca0] * live.y,
+                                          a[a_rows.z + ca0] * live.z, a[a_rows.w + ca0] * live.w));
+        let rows1 = transpose(mat4x4<f32>(a[a_rows.x + ca1] * live.x, a[a_rows.y + ca1] * live.y,
+                                          a[a_rows.z + ca1] * live.z, a[a_rows.w + ca1] * live.w));
+        let cols0 = gather_b(b_rows, cb0);
+        let cols1 = gather_b(b_rows, cb1);
+        accumulate(&acc, cols0, cols1, rows0, rows1);
     }
-    store_block(origin.x, origin.y, &acc);
+    store_block(origin.x, origin.y, acc);
 }

@@ -2,6 +2,9 @@
 // input gives bit-identical output on the same device.
 //   sum_columns: out[j] = p.scale · Σ_i x[i, j]     x (rows, cols), out (cols); the bias gradient
 //   sum_all:     out[0] = p.scale · Σ x             x (rows · cols), out (1); a loss from its terms
+// One launch sums rows (sum_columns) or elements (sum_all) in [p.begin, p.end) and adds the
+// old output when p.accumulate != 0: the host splits long sums into segments because llvmpipe
+// stops an invocation after 65535 loop iterations in all.
 //
 // Bindings (group 0):
 //   0 p:   Params, uniform
@@ -16,7 +19,11 @@ struct Params {
     rows: u32,
     cols: u32,
     scale: f32,
-    _pad: u32,
+    begin: u32,
+    end: u32,
+    accumulate: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,19 +38,18 @@ fn sum_columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         return;
     }
     var acc = 0.0;
-    for (var i = 0u; i < p.rows; i++) {
+    for (var i = p.begin; i < p.end; i++) {
         acc += x[i * p.cols + j];
     }
-    out[j] = p.scale * acc;
+    out[j] = p.scale * acc + select(0.0, out[j], p.accumulate != 0u);
 }
 
 var<workgroup> partial: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn sum_all(@builtin(local_invocation_index) lid: u32) {
-    let len = p.rows * p.cols;
     var acc = 0.0;
-    for (var i = lid; i < len; i += 256u) {
+    for (var i = p.begin + lid; i < p.end; i += 256u) {
         acc += x[i];
     }
     partial[lid] = acc;
@@ -54,6 +60,6 @@ fn sum_all(@builtin(local_invocation_index) lid: u32) {
         }
     }
     if lid == 0u {
-        out[0] = p.scale * partial[0];
+        out[0] = p.scale * partial[0] + select(0.0, out[0], p.accumulate != 0u);
     }
 }

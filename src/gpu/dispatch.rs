@@ -1,40 +1,67 @@
 //! How kernels are built once and bound once: a [`Family`] is one WGSL file compiled into a
-//! bind group layout and a pipeline per entry point; a [`Dispatch`] is one entry point bound
-//! to its buffers and grid, ready to be recorded any number of times.
+//! bind group layout and a pipeline per entry point; a [`Dispatch`] is one op bound to its
+//! buffers and grid, ready to be recorded any number of times.
 
 use wgpu::util::DeviceExt;
 
 use super::Gpu;
 use crate::{Error, Result};
 
-/// One kernel bound to its buffers and grid. Building it validates shapes and allocates its
-/// small parameter buffer; recording it costs three encoder calls and allocates nothing.
+/// One op bound to its buffers and grid. Building it validates shapes and allocates its
+/// small parameter buffers; recording it costs a few encoder calls and allocates nothing.
+///
+/// Most ops are one kernel launch. A long reduction (a matmul over a very large k, a column
+/// sum over very many rows) is split into segments launched one after another, each adding
+/// to the last: llvmpipe stops a shader invocation after 65535 loop iterations in all, and the
+/// fixed order keeps the result deterministic.
 #[derive(Debug)]
 pub struct Dispatch {
     label: &'static str,
+    steps: Vec<Step>,
+}
+
+/// One kernel launch.
+#[derive(Debug)]
+pub(crate) struct Step {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
 }
 
 impl Dispatch {
+    pub(crate) fn new(label: &'static str, steps: Vec<Step>) -> Dispatch {
+        Dispatch { label, steps }
+    }
+
     /// The WGSL entry point this dispatch runs.
     pub fn label(&self) -> &'static str {
         self.label
     }
 
-    /// The workgroup grid this dispatch launches.
+    /// The workgroup grid of each launch.
     pub fn workgroups(&self) -> [u32; 3] {
-        self.workgroups
+        self.steps[0].workgroups
     }
 
-    /// Records the kernel into a compute pass (the app's own, or one of [`Gpu::record`]).
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        let [x, y, z] = self.workgroups;
-        pass.dispatch_workgroups(x, y, z);
+    /// How many kernel launches recording this takes (more than one for segmented reductions).
+    pub fn launches(&self) -> usize {
+        self.steps.len()
     }
+
+    /// Records the op into a compute pass (the app's own, or one of [`Gpu::record`]).
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for step in &self.steps {
+            pass.set_pipeline(&step.pipeline);
+            pass.set_bind_group(0, &step.bind_group, &[]);
+            let [x, y, z] = step.workgroups;
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+}
+
+/// The half-open ranges `[start, end)` of at most `segment` that cover `0..len`.
+pub(crate) fn segments(len: usize, segment: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..len.div_ceil(segment).max(1)).map(move |i| (i * segment, ((i + 1) * segment).min(len)))
 }
 
 /// How a kernel sees one binding.
@@ -118,7 +145,7 @@ impl Family {
         }
     }
 
-    /// Binds `entry` to a fresh parameter block and `buffers` (bindings 1, 2, …).
+    /// Binds `entry` to a fresh parameter block and `buffers` (bindings 1, 2, …): one launch.
     pub(crate) fn bind(
         &self,
         gpu: &Gpu,
@@ -127,6 +154,18 @@ impl Family {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
+        let step = self.step(gpu, entry, params, buffers, workgroups)?;
+        Ok(Dispatch::new(entry, vec![step]))
+    }
+
+    pub(crate) fn step(
+        &self,
+        gpu: &Gpu,
+        entry: &'static str,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Step> {
         let pipeline = self
             .pipelines
             .iter()
@@ -153,8 +192,7 @@ impl Family {
                 layout: &self.layout,
                 entries: &entries,
             });
-            Dispatch {
-                label: entry,
+            Step {
                 pipeline,
                 bind_group,
                 workgroups,
@@ -195,5 +233,12 @@ mod tests {
             assert!(u64::from(x) * u64::from(y - 1) < groups, "{groups}: one row too many");
         }
         assert!(fold(65535 * 65535 + 1, 65535).is_err());
+    }
+
+    #[test]
+    fn segments_cover_the_range_in_order() {
+        assert_eq!(super::segments(5, 2).collect::<Vec<_>>(), [(0, 2), (2, 4), (4, 5)]);
+        assert_eq!(super::segments(4, 4).collect::<Vec<_>>(), [(0, 4)]);
+        assert_eq!(super::segments(1, 4).collect::<Vec<_>>(), [(0, 1)]);
     }
 }

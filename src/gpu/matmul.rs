@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::dispatch::{Binding, Dispatch, Family, fold};
+use super::dispatch::{Binding, Dispatch, Family, fold, segments};
 use super::{Gpu, GpuTensor};
 use crate::shape::{MatmulForm, check_same};
 use crate::{Error, Result};
@@ -23,8 +23,16 @@ struct Params {
     a_col: u32,
     b_row: u32,
     b_col: u32,
-    _pad: [u32; 2],
+    k_begin: u32,
+    k_end: u32,
+    accumulate: u32,
+    _pad: u32,
 }
+
+/// The most k one launch sums. The scalar kernel loops once per k, the vec4 ones once per
+/// four; llvmpipe stops an invocation after 65535 iterations in all, so longer products are
+/// split into launches that each add to C (see [`Dispatch`]).
+const K_SEGMENT: usize = 32_768;
 
 pub(crate) fn family(device: &wgpu::Device) -> Family {
     use Binding::*;
@@ -136,26 +144,35 @@ impl Gpu {
         let as_u32 = |v: usize| {
             u32::try_from(v).map_err(|_| Error::shape(op, "dimensions below 2^32", format!("{m}x{k}x{n}")))
         };
-        let params = Params {
-            m: as_u32(m)?,
-            k: as_u32(k)?,
-            n: as_u32(n)?,
-            has_bias: bias.is_some() as u32,
-            tiles_n: as_u32(tiles_n)?,
-            tiles: as_u32(tiles)?,
-            a_row: as_u32(a_row)?,
-            a_col: as_u32(a_col)?,
-            b_row: as_u32(b_row)?,
-            b_col: as_u32(b_col)?,
-            _pad: [0; 2],
-        };
-        let bias = bias.map_or(&self.placeholder, GpuTensor::buffer);
-        self.kernels.matmul.bind(
-            self,
-            entry,
-            bytemuck::bytes_of(&params),
-            &[a.buffer(), b.buffer(), bias, out.buffer()],
-            fold(tiles as u64, self.max_workgroups())?,
-        )
+        let workgroups = fold(tiles as u64, self.max_workgroups())?;
+        let bias_buffer = bias.map_or(&self.placeholder, GpuTensor::buffer);
+        let steps = segments(k, K_SEGMENT)
+            .map(|(k_begin, k_end)| {
+                let params = Params {
+                    m: as_u32(m)?,
+                    k: as_u32(k)?,
+                    n: as_u32(n)?,
+                    has_bias: (bias.is_some() && k_begin == 0) as u32,
+                    tiles_n: as_u32(tiles_n)?,
+                    tiles: as_u32(tiles)?,
+                    a_row: as_u32(a_row)?,
+                    a_col: as_u32(a_col)?,
+                    b_row: as_u32(b_row)?,
+                    b_col: as_u32(b_col)?,
+                    k_begin: as_u32(k_begin)?,
+                    k_end: as_u32(k_end)?,
+                    accumulate: (k_begin > 0) as u32,
+                    _pad: 0,
+                };
+                self.kernels.matmul.step(
+                    self,
+                    entry,
+                    bytemuck::bytes_of(&params),
+                    &[a.buffer(), b.buffer(), bias_buffer, out.buffer()],
+                    workgroups,
+                )
+            })
+            .collect::<Result<_>>()?;
+        Ok(Dispatch::new(entry, steps))
     }
 }

@@ -30,4 +30,5 @@ mod tensor;
 
 pub use context::Gpu;
 pub use dispatch::Dispatch;
+pub use softmax::MAX_SOFTMAX_COLS;
 pub use tensor::{GpuLabels, GpuTensor};

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::dispatch::{Binding, Dispatch, Family, fold};
+use super::dispatch::{Binding, Dispatch, Family, fold, segments};
 use super::{Gpu, GpuTensor};
 use crate::shape::check_same;
 use crate::{Error, Result};
@@ -13,8 +13,17 @@ struct Params {
     rows: u32,
     cols: u32,
     scale: f32,
-    _pad: u32,
+    begin: u32,
+    end: u32,
+    accumulate: u32,
+    _pad: [u32; 2],
 }
+
+/// Rows one `sum_columns` launch sums, and elements one `sum_all` launch sums (256 per
+/// loop iteration): llvmpipe stops an invocation after 65535 loop iterations in all, so
+/// longer sums take several launches, each adding to the last (see [`Dispatch`]).
+const ROW_SEGMENT: usize = 32_768;
+const ELEMENT_SEGMENT: usize = 256 * 32_768;
 
 pub(crate) fn family(device: &wgpu::Device) -> Family {
     use Binding::*;
@@ -32,13 +41,14 @@ impl Gpu {
     pub fn sum_columns(&self, out: &GpuTensor, x: &GpuTensor, scale: f32) -> Result<Dispatch> {
         check_same("sum_columns", "output", out.shape(), (1, x.cols()))?;
         let groups = (x.cols() as u64).div_ceil(64);
-        self.bind_reduce("sum_columns", out, x, scale, fold(groups, self.max_workgroups())?)
+        let workgroups = fold(groups, self.max_workgroups())?;
+        self.bind_reduce("sum_columns", out, x, scale, x.rows(), ROW_SEGMENT, workgroups)
     }
 
     /// Binds `out[0] = scale · Σ x` over every element; `out` is (1, 1).
     pub fn sum_all(&self, out: &GpuTensor, x: &GpuTensor, scale: f32) -> Result<Dispatch> {
         check_same("sum_all", "output", out.shape(), (1, 1))?;
-        self.bind_reduce("sum_all", out, x, scale, [1, 1, 1])
+        self.bind_reduce("sum_all", out, x, scale, x.len(), ELEMENT_SEGMENT, [1, 1, 1])
     }
 
     fn bind_reduce(
@@ -47,23 +57,28 @@ impl Gpu {
         out: &GpuTensor,
         x: &GpuTensor,
         scale: f32,
+        len: usize,
+        segment: usize,
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
         let (rows, cols) = x.shape();
         let too_big = || Error::shape(entry, "below 2^32 elements", format!("{rows}x{cols}"));
         u32::try_from(rows * cols).map_err(|_| too_big())?;
-        let params = Params {
-            rows: rows as u32,
-            cols: cols as u32,
-            scale,
-            _pad: 0,
-        };
-        self.kernels.reduce.bind(
-            self,
-            entry,
-            bytemuck::bytes_of(&params),
-            &[x.buffer(), out.buffer()],
-            workgroups,
-        )
+        let steps = segments(len, segment)
+            .map(|(begin, end)| {
+                let params = Params {
+                    rows: rows as u32,
+                    cols: cols as u32,
+                    scale,
+                    begin: begin as u32,
+                    end: end as u32,
+                    accumulate: (begin > 0) as u32,
+                    _pad: [0; 2],
+                };
+                let buffers = [x.buffer(), out.buffer()];
+                self.kernels.reduce.step(self, entry, bytemuck::bytes_of(&params), &buffers, workgroups)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Dispatch::new(entry, steps))
     }
 }

@@ -10,6 +10,11 @@ use crate::{Error, Result};
 
 const WORKGROUP: u64 = 64;
 
+/// The widest row the kernels take. One invocation walks its row up to four times, and
+/// llvmpipe stops an invocation after 65535 loop iterations in all; wider rows get an error
+/// rather than a silently truncated sum.
+pub const MAX_SOFTMAX_COLS: usize = 16_383;
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
@@ -100,6 +105,13 @@ impl Gpu {
         labels: Option<&GpuLabels>,
     ) -> Result<Dispatch> {
         let (rows, cols) = a.shape();
+        if cols > MAX_SOFTMAX_COLS {
+            return Err(Error::shape(
+                entry,
+                format!("rows of at most {MAX_SOFTMAX_COLS} values"),
+                format!("{rows}x{cols}"),
+            ));
+        }
         let too_big = || Error::shape(entry, "dimensions below 2^32", format!("{rows}x{cols}"));
         let params = Params {
             rows: u32::try_from(rows).map_err(|_| too_big())?,

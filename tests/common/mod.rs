@@ -1,0 +1,73 @@
+//! Shared by the integration tests: one GPU per test binary, seeded random data, and the one
+//! comparison helper.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use wgpu_nn::Gpu;
+
+/// Set by CI: a missing adapter fails the GPU tests instead of skipping them.
+pub const REQUIRE_GPU: &str = "WGPU_NN_REQUIRE_GPU";
+
+/// The GPU shared by every test in this binary, or `None` (with a loud notice) when there is
+/// no adapter and [`REQUIRE_GPU`] is not set.
+pub fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new() {
+        Ok(gpu) => {
+            eprintln!("GPU tests run on: {}", gpu.adapter_name());
+            Some(gpu)
+        }
+        Err(e) if std::env::var_os(REQUIRE_GPU).is_some() => {
+            panic!("{REQUIRE_GPU} is set but no GPU is usable: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPING GPU TESTS: {e}");
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// Values uniform in `[-1, 1)`, the same for the same seed.
+pub fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+pub fn random_f64(len: usize, seed: u64) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+pub fn random_labels(len: usize, classes: usize, seed: u64) -> Vec<u32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(0..classes as u32)).collect()
+}
+
+/// Fails unless `|got − want| ≤ atol + rtol · |want|` everywhere, printing the first
+/// mismatches and the largest difference. NaN matches nothing.
+#[track_caller]
+pub fn assert_close<T: Into<f64> + Copy>(what: &str, got: &[T], want: &[T], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let mut bad = Vec::new();
+    let mut max_diff = 0.0f64;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g.into(), w.into());
+        let diff = (g - w).abs();
+        max_diff = max_diff.max(if diff.is_nan() { f64::INFINITY } else { diff });
+        if !(diff <= atol + rtol * w.abs()) {
+            bad.push((i, g, w));
+        }
+    }
+    if !bad.is_empty() {
+        let first: Vec<String> = bad.iter().take(8).map(|(i, g, w)| format!("[{i}] got {g:e}, want {w:e}")).collect();
+        panic!(
+            "{what}: {} of {} values differ (rtol {rtol:e}, atol {atol:e}); max |diff| {max_diff:e}; first: {}",
+            bad.len(),
+            got.len(),
+            first.join("; ")
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! Every GPU kernel, forward and backward, held against the CPU reference.
+
+mod common;
+
+use common::{assert_close, gpu, random, random_labels};
+use wgpu_nn::{Dispatch, Gpu, GpuTensor, MatmulForm, cpu};
+
+/// Sizes that are not multiples of any tile: 1, primes, one off a power of two.
+const SIZES: [usize; 6] = [1, 7, 63, 65, 127, 257];
+
+/// A length-k f32 dot product of values in [-1, 1) may differ from the reference's by about
+/// k·ε·max|partial sum| when the summation order differs (the kernels block and fuse their
+/// multiply-adds); 8ε per term leaves a margin without hiding a wrong index.
+fn matmul_atol(k: usize) -> f64 {
+    8.0 * f64::from(f32::EPSILON) * k as f64
+}
+
+/// exp, log and division on GPUs are allowed a few ULP (WGSL: exp 3 + 2|x| ULP).
+const TRANSCENDENTAL_RTOL: f64 = 1e-5;
+const TRANSCENDENTAL_ATOL: f64 = 1e-6;
+
+fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
+    gpu.run(dispatches).unwrap();
+    gpu.read(out).unwrap()
+}
+
+fn check_matmul(gpu: &Gpu, m: usize, k: usize, n: usize, form: MatmulForm, with_bias: bool, scalar: bool) {
+    let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
+    let seed = (m * 1_000_000 + k * 1000 + n) as u64;
+    let (a, b, bias) = (random(ar * ac, seed), random(br * bc, seed + 1), random(n, seed + 2));
+    let bias = with_bias.then_some(&bias[..]);
+
+    let mut want = vec![0.0; m * n];
+    cpu::matmul_forward(&mut want, &a, &b, bias, m, k, n, form).unwrap();
+
+    let (a_gpu, b_gpu, c_gpu) = (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.zeros(m, n).unwrap());
+    let bias_gpu = bias.map(|bias| gpu.upload(bias, 1, n).unwrap());
+    let product = if scalar {
+        gpu.matmul_forward_scalar(&c_gpu, &a_gpu, &b_gpu, bias_gpu.as_ref(), form)
+    } else {
+        gpu.matmul_forward(&c_gpu, &a_gpu, &b_gpu, bias_gpu.as_ref(), form)
+    }
+    .unwrap();
+    let got = run(gpu, &[&product], &c_gpu);
+    let what = format!("{} {m}x{k}x{n} bias={with_bias} kernel={}", form.op_name(), product.label());
+    assert_close(&what, &got, &want, 0.0, matmul_atol(k));
+}
+
+#[test]
+fn matmul_matches_reference_at_awkward_sizes() {
+    let Some(gpu) = gpu() else { return };
+    for form in MatmulForm::ALL {
+        for s in SIZES {
+            check_matmul(gpu, s, s, s, form, s % 2 == 1, false);
+        }
+    }
+}
+
+#[test]
+fn matmul_matches_reference_on_non_square_shapes() {
+    let Some(gpu) = gpu() else { return };
+    let shapes = [(7, 257, 65), (65, 1, 127), (1, 784, 10), (257, 63, 1), (64, 784, 128), (12, 8, 100), (130, 64, 10)];
+    // llvmpipe cuts any loop after 65535 iterations; the kernels split long loops.
+    let shapes: Vec<_> = shapes.into_iter().chain([(2, 70_001, 3), (4, 70_000, 8)]).collect();
+    for form in MatmulForm::ALL {
+        for (m, k, n) in &shapes {
+            check_matmul(gpu, *m, *k, *n, form, true, false);
+            check_matmul(gpu, *m, *k, *n, form, false, false);
+        }
+    }
+}
+
+#[test]
+fn vec4_and_scalar_kernels_both_match_on_aligned_shapes() {
+    let Some(gpu) = gpu() else { return };
+    // Aligned shapes take the vec4 kernels; forcing the scalar one checks it on them too.
+    let shapes = [(4, 4, 4), (64, 64, 64), (68, 260, 132), (8, 12, 16), (132, 20, 68)];
+    for form in MatmulForm::ALL {
+        for (m, k, n) in shapes {
+            for scalar in [false, true] {
+                check_matmul(gpu, m, k, n, form, true, scalar);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_picks_vec4_kernels_only_where_rows_are_aligned() {
+    let Some(gpu) = gpu() else { return };
+    let label = |m, k, n, form: MatmulForm| {
+        let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
+        let (a, b, c) = (gpu.zeros(ar, ac).unwrap(), gpu.zeros(br, bc).unwrap(), gpu.zeros(m, n).unwrap());
+        gpu.matmul_forward(&c, &a, &b, None, form).unwrap().label()
+    };
+    assert_eq!(label(64, 784, 128, MatmulForm::AB), "matmul_ab");
+    assert_eq!(label(64, 64, 10, MatmulForm::AB), "matmul_any");
+    assert_eq!(label(64, 64, 10, MatmulForm::ABt), "matmul_abt");
+    assert_eq!(label(7, 64, 8, MatmulForm::ABt), "matmul_abt");
+    assert_eq!(label(64, 63, 128, MatmulForm::AtB), "matmul_atb");
+    assert_eq!(label(10, 64, 128, MatmulForm::AtB), "matmul_any");
+}
+
+#[test]
+fn matmul_ones_times_identity_is_exact() {
+    let Some(gpu) = gpu() else { return };
+    for n in [1, 5, 64, 67] {
+        let ones = vec![1.0; 3 * n];
+        let identity: Vec<f32> = (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }).collect();
+        let (a, i, c) = (gpu.upload(&ones, 3, n).unwrap(), gpu.upload(&identity, n, n).unwrap(), gpu.zeros(3, n).unwrap());
+        let product = gpu.matmul_forward(&c, &a, &i, None, MatmulForm::AB).unwrap();
+        assert_eq!(run(gpu, &[&product], &c), ones, "ones·I, n = {n}");
+        // Integer-valued sums are exact in f32 whatever the order: ones(3,n)·ones(n,2) = n.
+        let (b, d) = (gpu.upload(&vec![1.0; 2 * n], n, 2).unwrap(), gpu.zeros(3, 2).unwrap());
+        let product = gpu.matmul_forward(&d, &a, &b, None, MatmulForm::AB).unwrap();
+        assert_eq!(run(gpu, &[&product], &d), vec![n as f32; 6], "ones·ones, n = {n}");
+    }
+}
+
+#[test]
+fn matmul_backward_matches_reference() {
+    let Some(gpu) = gpu() else { return };
+    for form in MatmulForm::ALL {
+        for (m, k, n) in [(7, 63, 65), (64, 128, 32), (1, 1, 1), (257, 10, 7)] {
+            let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
+            let (a, b, d_out) = (random(ar * ac, 1), random(br * bc, 2), random(m * n, 3));
+            let (mut d_a, mut d_b, mut d_bias) = (vec![0.0; a.len()], vec![0.0; b.len()], vec![0.0; n]);
+            cpu::matmul_backward(&mut d_a, &mut d_b, Some(&mut d_bias), &d_out, &a, &b, m, k, n, form).unwrap();
+
+            let (a_g, b_g, d_out_g) = (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.upload(&d_out, m, n).unwrap());
+            let (d_a_g, d_b_g, d_bias_g) = (gpu.zeros(ar, ac).unwrap(), gpu.zeros(br, bc).unwrap(), gpu.zeros(1, n).unwrap());
+            let grads = gpu.matmul_backward(&d_a_g, &d_b_g, Some(&d_bias_g), &d_out_g, &a_g, &b_g, form).unwrap();
+            gpu.run(&grads.iter().collect::<Vec<_>>()).unwrap();
+            let what = format!("{} backward {m}x{k}x{n}", form.op_name());
+            assert_close(&format!("{what} dA"), &gpu.read(&d_a_g).unwrap(), &d_a, 0.0, matmul_atol(n));
+            assert_close(&format!("{what} dB"), &gpu.read(&d_b_g).unwrap(), &d_b, 0.0, matmul_atol(m));
+            assert_close(&format!("{what} dbias"), &gpu.read(&d_bias_g).unwrap(), &d_bias, 0.0, matmul_atol(m));
+        }
+    }
+}
+
+type Unary = fn(&Gpu, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
+type Binary = fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
+type CpuUnary = fn(&mut [f32], &[f32]) -> wgpu_nn::Result<()>;
+type CpuBinary = fn(&mut [f32], &[f32], &[f32]) -> wgpu_nn::Result<()>;
+
+#[test]
+fn activations_match_reference() {
+    let Some(gpu) = gpu() else { return };
+    // ReLU only selects and multiplies by one, so it must be exact.
+    let ops: [(&str, Unary, CpuUnary, Binary, CpuBinary, f64, f64); 3] = [
+        ("relu", Gpu::relu_forward, cpu::relu_forward, Gpu::relu_backward, cpu::relu_backward, 0.0, 0.0),
+        ("sigmoid", Gpu::sigmoid_forward, cpu::sigmoid_forward, Gpu::sigmoid_backward, cpu::sigmoid_backward,
+            TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL),
+        ("tanh", Gpu::tanh_forward, cpu::tanh_forward, Gpu::tanh_backward, cpu::tanh_backward,
+            TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL),
+    ];
+    for (name, gpu_fwd, cpu_fwd, gpu_bwd, cpu_bwd, rtol, atol) in ops {
+        for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([(3, 1000), (1000, 3)]) {
+            let len = rows * cols;
+            // Scale to [-8, 8) so sigmoid and tanh saturate somewhere, and plant exact zeros.
+            let mut x: Vec<f32> = random(len, len as u64).iter().map(|v| 8.0 * v).collect();
+            x[0] = 0.0;
+            let dy = random(len, len as u64 + 1);
+            let (mut y, mut dx) = (vec![0.0; len], vec![0.0; len]);
+            cpu_fwd(&mut y, &x).unwrap();
+            // ReLU's backward takes its input, sigmoid's and tanh's their output.
+            let saved = if name == "relu" { &x } else { &y };
+            cpu_bwd(&mut dx, saved, &dy).unwrap();
+
+            let (x_g, dy_g, y_g, dx_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap(),
+                gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+            let forward = gpu_fwd(gpu, &y_g, &x_g).unwrap();
+            assert_close(&format!("{name}_forward {rows}x{cols}"), &run(gpu, &[&forward], &y_g), &y, rtol, atol);
+            let saved_g = gpu.upload(saved, rows, cols).unwrap();
+            let backward = gpu_bwd(gpu, &dx_g, &saved_g, &dy_g).unwrap();
+            assert_close(&format!("{name}_backward {rows}x{cols}"), &run(gpu, &[&backward], &dx_g), &dx, rtol, atol);
+        }
+    }
+}
+
+#[test]
+fn softmax_family_matches_reference() {
+    let Some(gpu) = gpu() else { return };
+    for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([(300, 10), (2, 1000), (1, 1), (2, wgpu_nn::gpu::MAX_SOFTMAX_COLS)]) {
+        let len = rows * cols;
+        let x: Vec<f32> = random(len, 7 + len as u64).iter().map(|v| 10.0 * v).collect();
+        let dy = random(len, 8 + len as u64);
+        let labels = random_labels(rows, cols, 9);
+        let (x_g, dy_g, labels_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap(),
+            gpu.upload_labels(&labels, cols).unwrap());
+        let what = |op: &str| format!("{op} {rows}x{cols}");
+
+        let mut y = vec![0.0; len];
+        cpu::softmax_forward(&mut y, &x, rows, cols).unwrap();
+        let y_g = gpu.zeros(rows, cols).unwrap();
+        let forward = gpu.softmax_forward(&y_g, &x_g).unwrap();
+        assert_close(&what("softmax_forward"), &run(gpu, &[&forward], &y_g), &y, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+
+        let mut dx = vec![0.0; len];
+        cpu::softmax_backward(&mut dx, &y, &dy, rows, cols).unwrap();
+        let (y_in, dx_g) = (gpu.upload(&y, rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+        let backward = gpu.softmax_backward(&dx_g, &y_in, &dy_g).unwrap();
+        assert_close(&what("softmax_backward"), &run(gpu, &[&backward], &dx_g), &dx, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+
+        let mut log_y = vec![0.0; len];
+        cpu::log_softmax_forward(&mut log_y, &x, rows, cols).unwrap();
+        let log_y_g = gpu.zeros(rows, cols).unwrap();
+        let forward = gpu.log_softmax_forward(&log_y_g, &x_g).unwrap();
+        assert_close(&what("log_softmax_forward"), &run(gpu, &[&forward], &log_y_g), &log_y, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+
+        cpu::log_softmax_backward(&mut dx, &log_y, &dy, rows, cols).unwrap();
+        let log_y_in = gpu.upload(&log_y, rows, cols).unwrap();
+        let backward = gpu.log_softmax_backward(&dx_g, &log_y_in, &dy_g).unwrap();
+        assert_close(&what("log_softmax_backward"), &run(gpu, &[&backward], &dx_g), &dx, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+
+        let mut losses = vec![0.0; rows];
+        cpu::softmax_cross_entropy_forward(&mut losses, &x, &labels, rows, cols).unwrap();
+        let losses_g = gpu.zeros(rows, 1).unwrap();
+        let forward = gpu.softmax_cross_entropy_forward(&losses_g, &x_g, &labels_g).unwrap();
+        assert_close(&what("softmax_cross_entropy_forward"), &run(gpu, &[&forward], &losses_g), &losses,
+            TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+
+        cpu::softmax_cross_entropy_backward(&mut dx, &x, &labels, rows, cols).unwrap();
+        let backward = gpu.softmax_cross_entropy_backward(&dx_g, &x_g, &labels_g).unwrap();
+        assert_close(&what("softmax_cross_entropy_backward"), &run(gpu, &[&backward], &dx_g), &dx,
+            TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+    }
+}
+
+#[test]
+fn softmax_is_stable_for_large_and_very_negative_logits() {
+    let Some(gpu) = gpu() else { return };
+    let rows = [[1234.0, 0.0], [-1e30, -1e30], [-5000.0, -5010.0], [88.0, 89.0]];
+    let x: Vec<f32> = rows.concat();
+    let (x_g, y_g, log_g, loss_g) = (gpu.upload(&x, 4, 2).unwrap(), gpu.zeros(4, 2).unwrap(), gpu.zeros(4, 2).unwrap(), gpu.zeros(4, 1).unwrap());
+    let labels = gpu.upload_labels(&[1, 0, 1, 0], 2).unwrap();
+    let y = run(gpu, &[&gpu.softmax_forward(&y_g, &x_g).unwrap()], &y_g);
+    let log_y = run(gpu, &[&gpu.log_softmax_forward(&log_g, &x_g).unwrap()], &log_g);
+    let losses = run(gpu, &[&gpu.softmax_cross_entropy_forward(&loss_g, &x_g, &labels).unwrap()], &loss_g);
+    assert!(y.iter().chain(&log_y).chain(&losses).all(|v| v.is_finite()), "non-finite: {y:?} {log_y:?} {losses:?}");
+    assert_close("softmax [1234, 0]", &y[0..2], &[1.0, 0.0], 0.0, 1e-6);
+    assert_close("softmax of equal huge negatives", &y[2..4], &[0.5, 0.5], 0.0, 1e-6);
+    let mut want = vec![0.0f32; 8];
+    cpu::softmax_forward(&mut want, &x, 4, 2).unwrap();
+    assert_close("softmax", &y, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+    // The loss for label 1 of [1234, 0] is 1234: ln(e^1234 + 1) − 0, computed without overflow.
+    assert_close("cross-entropy of [1234, 0] against class 1", &losses[0..1], &[1234.0], 1e-6, 0.0);
+}
+
+#[test]
+fn tanh_and_sigmoid_saturate_without_nan() {
+    let Some(gpu) = gpu() else { return };
+    let x = [-1e4f32, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4, f32::MAX];
+    let (x_g, y_g) = (gpu.upload(&x, 1, 8).unwrap(), gpu.zeros(1, 8).unwrap());
+    for (name, op) in [("tanh", Gpu::tanh_forward as Unary), ("sigmoid", Gpu::sigmoid_forward)] {
+        let y = run(gpu, &[&op(gpu, &y_g, &x_g).unwrap()], &y_g);
+        assert!(y.iter().all(|v| v.is_finite()), "{name}: {y:?}");
+    }
+}
+
+#[test]
+fn reductions_match_reference() {
+    let Some(gpu) = gpu() else { return };
+    for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([(1000, 3), (3, 1000), (100_000, 1), (9_000_000, 1)]) {
+        let x = random(rows * cols, 11);
+        let x_g = gpu.upload(&x, rows, cols).unwrap();
+        // Long sums are split into launches (llvmpipe's 65535-iteration limit); the last size
+        // needs several for both kernels.
+        let mut want = vec![0.0; cols];
+        cpu::sum_columns(&mut want, &x, rows, cols, 0.5).unwrap();
+        let out = gpu.zeros(1, cols).unwrap();
+        let got = run(gpu, &[&gpu.sum_columns(&out, &x_g, 0.5).unwrap()], &out);
+        assert_close(&format!("sum_columns {rows}x{cols}"), &got, &want, 0.0, matmul_atol(rows));
+
+        let total = gpu.zeros(1, 1).unwrap();
+        let scale = 1.0 / rows as f32;
+        let got = run(gpu, &[&gpu.sum_all(&total, &x_g, scale).unwrap()], &total);
+        let want = cpu::sum_all(&x, scale);
+        assert_close(&format!("sum_all {rows}x{cols}"), &got, &[want], 0.0, matmul_atol(rows * cols));
+    }
+}
+
+#[test]
+fn grids_beyond_65535_workgroups_are_folded() {
+    let Some(gpu) = gpu() else { return };
+    // 64 rows per matmul workgroup: this needs 65,537 workgroups along one axis.
+    let (m, k, n) = (65_536 * 64 + 1, 4, 4);
+    let (a, b) = (random(m * k, 21), random(k * n, 22));
+    let mut want = vec![0.0; m * n];
+    cpu::matmul_forward(&mut want, &a, &b, None, m, k, n, MatmulForm::AB).unwrap();
+    let (a_g, b_g, c_g) = (gpu.upload(&a, m, k).unwrap(), gpu.upload(&b, k, n).unwrap(), gpu.zeros(m, n).unwrap());
+    let product = gpu.matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB).unwrap();
+    assert!(product.workgroups()[1] > 1, "grid not folded: {:?}", product.workgroups());
+    assert_close("folded matmul", &run(gpu, &[&product], &c_g), &want, 0.0, matmul_atol(k));
+
+    // 256 elements per activation workgroup.
+    let len = 65_535 * 256 + 7;
+    let x = random(len, 23);
+    let mut want = vec![0.0; len];
+    cpu::relu_forward(&mut want, &x).unwrap();
+    let (x_g, y_g) = (gpu.upload(&x, len, 1).unwrap(), gpu.zeros(len, 1).unwrap());
+    let relu = gpu.relu_forward(&y_g, &x_g).unwrap();
+    assert!(relu.workgroups()[1] > 1, "grid not folded: {:?}", relu.workgroups());
+    assert_close("folded relu", &run(gpu, &[&relu], &y_g), &want, 0.0, 0.0);
+}
+
+#[test]
+fn same_input_gives_bit_identical_output() {
+    let Some(gpu) = gpu() else { return };
+    let (m, k, n) = (127, 65, 10);
+    let (x, w) = (random(m * k, 31), random(n * k, 32));
+    let labels = random_labels(m, n, 33);
+    let once = || {
+        let (x_g, w_g, logits, d_logits, losses, loss) = (
+            gpu.upload(&x, m, k).unwrap(), gpu.upload(&w, n, k).unwrap(), gpu.zeros(m, n).unwrap(),
+            gpu.zeros(m, n).unwrap(), gpu.zeros(m, 1).unwrap(), gpu.zeros(1, 1).unwrap(),
+        );
+        let labels = gpu.upload_labels(&labels, n).unwrap();
+        let (d_x, d_w, d_b) = (gpu.zeros(m, k).unwrap(), gpu.zeros(n, k).unwrap(), gpu.zeros(1, n).unwrap());
+        let mut steps = vec![
+            gpu.matmul_forward(&logits, &x_g, &w_g, None, MatmulForm::ABt).unwrap(),
+            gpu.softmax_cross_entropy_forward(&losses, &logits, &labels).unwrap(),
+            gpu.sum_all(&loss, &losses, 1.0 / m as f32).unwrap(),
+            gpu.softmax_cross_entropy_backward(&d_logits, &logits, &labels).unwrap(),
+        ];
+        steps.extend(gpu.matmul_backward(&d_x, &d_w, Some(&d_b), &d_logits, &x_g, &w_g, MatmulForm::ABt).unwrap());
+        gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
+        [&loss, &d_x, &d_w, &d_b].map(|t| gpu.read(t).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+    };
+    assert_eq!(once(), once());
+}
