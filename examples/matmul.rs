@@ -35,6 +35,10 @@ fn main() -> wgpu_nn::Result<()> {
     let gflops = |s: f64| 2.0 * (m * k * n) as f64 / s / 1e9;
     println!("{m}x{k} · {k}x{n}: max |gpu − cpu| = {max_diff:.2e}");
     println!("gpu: {:8.2} ms ({:6.2} GFLOP/s)", gpu_seconds * 1e3, gflops(gpu_seconds));
-    println!("cpu reference (plain loops): {:8.2} ms ({:6.2} GFLOP/s)", cpu_seconds * 1e3, gflops(cpu_seconds));
+    println!(
+        "cpu reference (plain loops): {:8.2} ms ({:6.2} GFLOP/s)",
+        cpu_seconds * 1e3,
+        gflops(cpu_seconds)
+    );
     Ok(())
 }

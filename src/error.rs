@@ -18,20 +18,11 @@ pub enum Error {
 
     /// Operand shapes do not fit the op.
     #[error("{op}: shape mismatch: expected {expected}, got {actual}")]
-    Shape {
-        op: &'static str,
-        expected: String,
-        actual: String,
-    },
+    Shape { op: &'static str, expected: String, actual: String },
 
     /// A buffer would exceed what the adapter allows.
     #[error("{what} needs {size} bytes, over the adapter's {limit_name} of {limit} bytes")]
-    BufferTooLarge {
-        what: String,
-        size: u64,
-        limit: u64,
-        limit_name: &'static str,
-    },
+    BufferTooLarge { what: String, size: u64, limit: u64, limit_name: &'static str },
 
     /// wgpu reported a validation, out-of-memory or internal error inside an error scope.
     #[error("GPU error while {context}: {message}")]
@@ -47,10 +38,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn shape(op: &'static str, expected: impl Into<String>, actual: impl Into<String>) -> Self {
-        Error::Shape {
-            op,
-            expected: expected.into(),
-            actual: actual.into(),
-        }
+        Error::Shape { op, expected: expected.into(), actual: actual.into() }
     }
 }

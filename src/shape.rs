@@ -67,7 +67,12 @@ pub(crate) fn check_len(op: &'static str, what: &str, len: usize, rows: usize, c
 }
 
 /// Fails unless two matrices have the same shape.
-pub(crate) fn check_same(op: &'static str, what: &str, got: (usize, usize), want: (usize, usize)) -> Result<()> {
+pub(crate) fn check_same(
+    op: &'static str,
+    what: &str,
+    got: (usize, usize),
+    want: (usize, usize),
+) -> Result<()> {
     if got != want {
         return Err(Error::shape(
             op,

@@ -33,7 +33,8 @@ fn check_matmul(gpu: &Gpu, m: usize, k: usize, n: usize, form: MatmulForm, with_
     let mut want = vec![0.0; m * n];
     cpu::matmul_forward(&mut want, &a, &b, bias, m, k, n, form).unwrap();
 
-    let (a_gpu, b_gpu, c_gpu) = (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.zeros(m, n).unwrap());
+    let (a_gpu, b_gpu, c_gpu) =
+        (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.zeros(m, n).unwrap());
     let bias_gpu = bias.map(|bias| gpu.upload(bias, 1, n).unwrap());
     let product = if scalar {
         gpu.matmul_forward_scalar(&c_gpu, &a_gpu, &b_gpu, bias_gpu.as_ref(), form)
@@ -59,7 +60,8 @@ fn matmul_matches_reference_at_awkward_sizes() {
 #[test]
 fn matmul_matches_reference_on_non_square_shapes() {
     let Some(gpu) = gpu() else { return };
-    let shapes = [(7, 257, 65), (65, 1, 127), (1, 784, 10), (257, 63, 1), (64, 784, 128), (12, 8, 100), (130, 64, 10)];
+    let shapes =
+        [(7, 257, 65), (65, 1, 127), (1, 784, 10), (257, 63, 1), (64, 784, 128), (12, 8, 100), (130, 64, 10)];
     // llvmpipe cuts any loop after 65535 iterations; the kernels split long loops.
     let shapes: Vec<_> = shapes.into_iter().chain([(2, 70_001, 3), (4, 70_000, 8)]).collect();
     for form in MatmulForm::ALL {
@@ -106,7 +108,11 @@ fn matmul_ones_times_identity_is_exact() {
     for n in [1, 5, 64, 67] {
         let ones = vec![1.0; 3 * n];
         let identity: Vec<f32> = (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }).collect();
-        let (a, i, c) = (gpu.upload(&ones, 3, n).unwrap(), gpu.upload(&identity, n, n).unwrap(), gpu.zeros(3, n).unwrap());
+        let (a, i, c) = (
+            gpu.upload(&ones, 3, n).unwrap(),
+            gpu.upload(&identity, n, n).unwrap(),
+            gpu.zeros(3, n).unwrap(),
+        );
         let product = gpu.matmul_forward(&c, &a, &i, None, MatmulForm::AB).unwrap();
         assert_eq!(run(gpu, &[&product], &c), ones, "ones·I, n = {n}");
         // Integer-valued sums are exact in f32 whatever the order: ones(3,n)·ones(n,2) = n.
@@ -124,16 +130,29 @@ fn matmul_backward_matches_reference() {
             let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
             let (a, b, d_out) = (random(ar * ac, 1), random(br * bc, 2), random(m * n, 3));
             let (mut d_a, mut d_b, mut d_bias) = (vec![0.0; a.len()], vec![0.0; b.len()], vec![0.0; n]);
-            cpu::matmul_backward(&mut d_a, &mut d_b, Some(&mut d_bias), &d_out, &a, &b, m, k, n, form).unwrap();
+            cpu::matmul_backward(&mut d_a, &mut d_b, Some(&mut d_bias), &d_out, &a, &b, m, k, n, form)
+                .unwrap();
 
-            let (a_g, b_g, d_out_g) = (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.upload(&d_out, m, n).unwrap());
-            let (d_a_g, d_b_g, d_bias_g) = (gpu.zeros(ar, ac).unwrap(), gpu.zeros(br, bc).unwrap(), gpu.zeros(1, n).unwrap());
-            let grads = gpu.matmul_backward(&d_a_g, &d_b_g, Some(&d_bias_g), &d_out_g, &a_g, &b_g, form).unwrap();
+            let (a_g, b_g, d_out_g) = (
+                gpu.upload(&a, ar, ac).unwrap(),
+                gpu.upload(&b, br, bc).unwrap(),
+                gpu.upload(&d_out, m, n).unwrap(),
+            );
+            let (d_a_g, d_b_g, d_bias_g) =
+                (gpu.zeros(ar, ac).unwrap(), gpu.zeros(br, bc).unwrap(), gpu.zeros(1, n).unwrap());
+            let grads =
+                gpu.matmul_backward(&d_a_g, &d_b_g, Some(&d_bias_g), &d_out_g, &a_g, &b_g, form).unwrap();
             gpu.run(&grads.iter().collect::<Vec<_>>()).unwrap();
             let what = format!("{} backward {m}x{k}x{n}", form.op_name());
             assert_close(&format!("{what} dA"), &gpu.read(&d_a_g).unwrap(), &d_a, 0.0, matmul_atol(n));
             assert_close(&format!("{what} dB"), &gpu.read(&d_b_g).unwrap(), &d_b, 0.0, matmul_atol(m));
-            assert_close(&format!("{what} dbias"), &gpu.read(&d_bias_g).unwrap(), &d_bias, 0.0, matmul_atol(m));
+            assert_close(
+                &format!("{what} dbias"),
+                &gpu.read(&d_bias_g).unwrap(),
+                &d_bias,
+                0.0,
+                matmul_atol(m),
+            );
         }
     }
 }
@@ -149,10 +168,24 @@ fn activations_match_reference() {
     // ReLU only selects and multiplies by one, so it must be exact.
     let ops: [(&str, Unary, CpuUnary, Binary, CpuBinary, f64, f64); 3] = [
         ("relu", Gpu::relu_forward, cpu::relu_forward, Gpu::relu_backward, cpu::relu_backward, 0.0, 0.0),
-        ("sigmoid", Gpu::sigmoid_forward, cpu::sigmoid_forward, Gpu::sigmoid_backward, cpu::sigmoid_backward,
-            TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL),
-        ("tanh", Gpu::tanh_forward, cpu::tanh_forward, Gpu::tanh_backward, cpu::tanh_backward,
-            TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL),
+        (
+            "sigmoid",
+            Gpu::sigmoid_forward,
+            cpu::sigmoid_forward,
+            Gpu::sigmoid_backward,
+            cpu::sigmoid_backward,
+            TRANSCENDENTAL_RTOL,
+            TRANSCENDENTAL_ATOL,
+        ),
+        (
+            "tanh",
+            Gpu::tanh_forward,
+            cpu::tanh_forward,
+            Gpu::tanh_backward,
+            cpu::tanh_backward,
+            TRANSCENDENTAL_RTOL,
+            TRANSCENDENTAL_ATOL,
+        ),
     ];
     for (name, gpu_fwd, cpu_fwd, gpu_bwd, cpu_bwd, rtol, atol) in ops {
         for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([(3, 1000), (1000, 3)]) {
@@ -167,13 +200,29 @@ fn activations_match_reference() {
             let saved = if name == "relu" { &x } else { &y };
             cpu_bwd(&mut dx, saved, &dy).unwrap();
 
-            let (x_g, dy_g, y_g, dx_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap(),
-                gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+            let (x_g, dy_g, y_g, dx_g) = (
+                gpu.upload(&x, rows, cols).unwrap(),
+                gpu.upload(&dy, rows, cols).unwrap(),
+                gpu.zeros(rows, cols).unwrap(),
+                gpu.zeros(rows, cols).unwrap(),
+            );
             let forward = gpu_fwd(gpu, &y_g, &x_g).unwrap();
-            assert_close(&format!("{name}_forward {rows}x{cols}"), &run(gpu, &[&forward], &y_g), &y, rtol, atol);
+            assert_close(
+                &format!("{name}_forward {rows}x{cols}"),
+                &run(gpu, &[&forward], &y_g),
+                &y,
+                rtol,
+                atol,
+            );
             let saved_g = gpu.upload(saved, rows, cols).unwrap();
             let backward = gpu_bwd(gpu, &dx_g, &saved_g, &dy_g).unwrap();
-            assert_close(&format!("{name}_backward {rows}x{cols}"), &run(gpu, &[&backward], &dx_g), &dx, rtol, atol);
+            assert_close(
+                &format!("{name}_backward {rows}x{cols}"),
+                &run(gpu, &[&backward], &dx_g),
+                &dx,
+                rtol,
+                atol,
+            );
         }
     }
 }
@@ -181,49 +230,91 @@ fn activations_match_reference() {
 #[test]
 fn softmax_family_matches_reference() {
     let Some(gpu) = gpu() else { return };
-    for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([(300, 10), (2, 1000), (1, 1), (2, wgpu_nn::gpu::MAX_SOFTMAX_COLS)]) {
+    for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([
+        (300, 10),
+        (2, 1000),
+        (1, 1),
+        (2, wgpu_nn::gpu::MAX_SOFTMAX_COLS),
+    ]) {
         let len = rows * cols;
         let x: Vec<f32> = random(len, 7 + len as u64).iter().map(|v| 10.0 * v).collect();
         let dy = random(len, 8 + len as u64);
         let labels = random_labels(rows, cols, 9);
-        let (x_g, dy_g, labels_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap(),
-            gpu.upload_labels(&labels, cols).unwrap());
+        let (x_g, dy_g, labels_g) = (
+            gpu.upload(&x, rows, cols).unwrap(),
+            gpu.upload(&dy, rows, cols).unwrap(),
+            gpu.upload_labels(&labels, cols).unwrap(),
+        );
         let what = |op: &str| format!("{op} {rows}x{cols}");
 
         let mut y = vec![0.0; len];
         cpu::softmax_forward(&mut y, &x, rows, cols).unwrap();
         let y_g = gpu.zeros(rows, cols).unwrap();
         let forward = gpu.softmax_forward(&y_g, &x_g).unwrap();
-        assert_close(&what("softmax_forward"), &run(gpu, &[&forward], &y_g), &y, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+        assert_close(
+            &what("softmax_forward"),
+            &run(gpu, &[&forward], &y_g),
+            &y,
+            TRANSCENDENTAL_RTOL,
+            TRANSCENDENTAL_ATOL,
+        );
 
         let mut dx = vec![0.0; len];
         cpu::softmax_backward(&mut dx, &y, &dy, rows, cols).unwrap();
         let (y_in, dx_g) = (gpu.upload(&y, rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
         let backward = gpu.softmax_backward(&dx_g, &y_in, &dy_g).unwrap();
-        assert_close(&what("softmax_backward"), &run(gpu, &[&backward], &dx_g), &dx, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+        assert_close(
+            &what("softmax_backward"),
+            &run(gpu, &[&backward], &dx_g),
+            &dx,
+            TRANSCENDENTAL_RTOL,
+            TRANSCENDENTAL_ATOL,
+        );
 
         let mut log_y = vec![0.0; len];
         cpu::log_softmax_forward(&mut log_y, &x, rows, cols).unwrap();
         let log_y_g = gpu.zeros(rows, cols).unwrap();
         let forward = gpu.log_softmax_forward(&log_y_g, &x_g).unwrap();
-        assert_close(&what("log_softmax_forward"), &run(gpu, &[&forward], &log_y_g), &log_y, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+        assert_close(
+            &what("log_softmax_forward"),
+            &run(gpu, &[&forward], &log_y_g),
+            &log_y,
+            TRANSCENDENTAL_RTOL,
+            TRANSCENDENTAL_ATOL,
+        );
 
         cpu::log_softmax_backward(&mut dx, &log_y, &dy, rows, cols).unwrap();
         let log_y_in = gpu.upload(&log_y, rows, cols).unwrap();
         let backward = gpu.log_softmax_backward(&dx_g, &log_y_in, &dy_g).unwrap();
-        assert_close(&what("log_softmax_backward"), &run(gpu, &[&backward], &dx_g), &dx, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+        assert_close(
+            &what("log_softmax_backward"),
+            &run(gpu, &[&backward], &dx_g),
+            &dx,
+            TRANSCENDENTAL_RTOL,
+            TRANSCENDENTAL_ATOL,
+        );
 
         let mut losses = vec![0.0; rows];
         cpu::softmax_cross_entropy_forward(&mut losses, &x, &labels, rows, cols).unwrap();
         let losses_g = gpu.zeros(rows, 1).unwrap();
         let forward = gpu.softmax_cross_entropy_forward(&losses_g, &x_g, &labels_g).unwrap();
-        assert_close(&what("softmax_cross_entropy_forward"), &run(gpu, &[&forward], &losses_g), &losses,
-            TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+        assert_close(
+            &what("softmax_cross_entropy_forward"),
+            &run(gpu, &[&forward], &losses_g),
+            &losses,
+            TRANSCENDENTAL_RTOL,
+            TRANSCENDENTAL_ATOL,
+        );
 
         cpu::softmax_cross_entropy_backward(&mut dx, &x, &labels, rows, cols).unwrap();
         let backward = gpu.softmax_cross_entropy_backward(&dx_g, &x_g, &labels_g).unwrap();
-        assert_close(&what("softmax_cross_entropy_backward"), &run(gpu, &[&backward], &dx_g), &dx,
-            TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+        assert_close(
+            &what("softmax_cross_entropy_backward"),
+            &run(gpu, &[&backward], &dx_g),
+            &dx,
+            TRANSCENDENTAL_RTOL,
+            TRANSCENDENTAL_ATOL,
+        );
     }
 }
 
@@ -232,12 +323,20 @@ fn softmax_is_stable_for_large_and_very_negative_logits() {
     let Some(gpu) = gpu() else { return };
     let rows = [[1234.0, 0.0], [-1e30, -1e30], [-5000.0, -5010.0], [88.0, 89.0]];
     let x: Vec<f32> = rows.concat();
-    let (x_g, y_g, log_g, loss_g) = (gpu.upload(&x, 4, 2).unwrap(), gpu.zeros(4, 2).unwrap(), gpu.zeros(4, 2).unwrap(), gpu.zeros(4, 1).unwrap());
+    let (x_g, y_g, log_g, loss_g) = (
+        gpu.upload(&x, 4, 2).unwrap(),
+        gpu.zeros(4, 2).unwrap(),
+        gpu.zeros(4, 2).unwrap(),
+        gpu.zeros(4, 1).unwrap(),
+    );
     let labels = gpu.upload_labels(&[1, 0, 1, 0], 2).unwrap();
     let y = run(gpu, &[&gpu.softmax_forward(&y_g, &x_g).unwrap()], &y_g);
     let log_y = run(gpu, &[&gpu.log_softmax_forward(&log_g, &x_g).unwrap()], &log_g);
     let losses = run(gpu, &[&gpu.softmax_cross_entropy_forward(&loss_g, &x_g, &labels).unwrap()], &loss_g);
-    assert!(y.iter().chain(&log_y).chain(&losses).all(|v| v.is_finite()), "non-finite: {y:?} {log_y:?} {losses:?}");
+    assert!(
+        y.iter().chain(&log_y).chain(&losses).all(|v| v.is_finite()),
+        "non-finite: {y:?} {log_y:?} {losses:?}"
+    );
     assert_close("softmax [1234, 0]", &y[0..2], &[1.0, 0.0], 0.0, 1e-6);
     assert_close("softmax of equal huge negatives", &y[2..4], &[0.5, 0.5], 0.0, 1e-6);
     let mut want = vec![0.0f32; 8];
@@ -261,7 +360,9 @@ fn tanh_and_sigmoid_saturate_without_nan() {
 #[test]
 fn reductions_match_reference() {
     let Some(gpu) = gpu() else { return };
-    for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([(1000, 3), (3, 1000), (100_000, 1), (9_000_000, 1)]) {
+    for (rows, cols) in
+        SIZES.iter().map(|&s| (s, s)).chain([(1000, 3), (3, 1000), (100_000, 1), (9_000_000, 1)])
+    {
         let x = random(rows * cols, 11);
         let x_g = gpu.upload(&x, rows, cols).unwrap();
         // Long sums are split into launches (llvmpipe's 65535-iteration limit); the last size
@@ -288,7 +389,8 @@ fn grids_beyond_65535_workgroups_are_folded() {
     let (a, b) = (random(m * k, 21), random(k * n, 22));
     let mut want = vec![0.0; m * n];
     cpu::matmul_forward(&mut want, &a, &b, None, m, k, n, MatmulForm::AB).unwrap();
-    let (a_g, b_g, c_g) = (gpu.upload(&a, m, k).unwrap(), gpu.upload(&b, k, n).unwrap(), gpu.zeros(m, n).unwrap());
+    let (a_g, b_g, c_g) =
+        (gpu.upload(&a, m, k).unwrap(), gpu.upload(&b, k, n).unwrap(), gpu.zeros(m, n).unwrap());
     let product = gpu.matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB).unwrap();
     assert!(product.workgroups()[1] > 1, "grid not folded: {:?}", product.workgroups());
     assert_close("folded matmul", &run(gpu, &[&product], &c_g), &want, 0.0, matmul_atol(k));
@@ -312,8 +414,12 @@ fn same_input_gives_bit_identical_output() {
     let labels = random_labels(m, n, 33);
     let once = || {
         let (x_g, w_g, logits, d_logits, losses, loss) = (
-            gpu.upload(&x, m, k).unwrap(), gpu.upload(&w, n, k).unwrap(), gpu.zeros(m, n).unwrap(),
-            gpu.zeros(m, n).unwrap(), gpu.zeros(m, 1).unwrap(), gpu.zeros(1, 1).unwrap(),
+            gpu.upload(&x, m, k).unwrap(),
+            gpu.upload(&w, n, k).unwrap(),
+            gpu.zeros(m, n).unwrap(),
+            gpu.zeros(m, n).unwrap(),
+            gpu.zeros(m, 1).unwrap(),
+            gpu.zeros(1, 1).unwrap(),
         );
         let labels = gpu.upload_labels(&labels, n).unwrap();
         let (d_x, d_w, d_b) = (gpu.zeros(m, k).unwrap(), gpu.zeros(n, k).unwrap(), gpu.zeros(1, n).unwrap());
@@ -323,9 +429,12 @@ fn same_input_gives_bit_identical_output() {
             gpu.sum_all(&loss, &losses, 1.0 / m as f32).unwrap(),
             gpu.softmax_cross_entropy_backward(&d_logits, &logits, &labels).unwrap(),
         ];
-        steps.extend(gpu.matmul_backward(&d_x, &d_w, Some(&d_b), &d_logits, &x_g, &w_g, MatmulForm::ABt).unwrap());
+        steps.extend(
+            gpu.matmul_backward(&d_x, &d_w, Some(&d_b), &d_logits, &x_g, &w_g, MatmulForm::ABt).unwrap(),
+        );
         gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
-        [&loss, &d_x, &d_w, &d_b].map(|t| gpu.read(t).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        [&loss, &d_x, &d_w, &d_b]
+            .map(|t| gpu.read(t).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
     };
     assert_eq!(once(), once());
 }

@@ -1,7 +1,7 @@
 use num_traits::Float;
 
-use crate::shape::{MatmulForm, check_len};
 use crate::Result;
+use crate::shape::{MatmulForm, check_len};
 
 /// `out = A·B (+ bias)` in one of the three forms.
 ///

@@ -56,7 +56,13 @@ pub fn log_softmax_forward<T: Float>(y: &mut [T], x: &[T], rows: usize, cols: us
 }
 
 /// The vector-Jacobian product of log-softmax, from its output: `dx = dy − e^y · Σ dy` per row.
-pub fn log_softmax_backward<T: Float>(dx: &mut [T], y: &[T], dy: &[T], rows: usize, cols: usize) -> Result<()> {
+pub fn log_softmax_backward<T: Float>(
+    dx: &mut [T],
+    y: &[T],
+    dy: &[T],
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
     check_len("log_softmax_backward", "output", y.len(), rows, cols)?;
     check_len("log_softmax_backward", "output gradient", dy.len(), rows, cols)?;
     check_len("log_softmax_backward", "input gradient", dx.len(), rows, cols)?;

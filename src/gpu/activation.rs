@@ -72,13 +72,18 @@ impl Gpu {
         saved: &GpuTensor,
         dy: Option<&GpuTensor>,
     ) -> Result<Dispatch> {
+        self.check_owned(entry, &[out, saved])?;
+        if let Some(dy) = dy {
+            self.check_owned(entry, &[dy])?;
+        }
         check_same(entry, "input", saved.shape(), out.shape())?;
         if let Some(dy) = dy {
             check_same(entry, "output gradient", dy.shape(), out.shape())?;
         }
         let len = out.len();
         let params = Params {
-            len: u32::try_from(len).map_err(|_| crate::Error::shape(entry, "below 2^32 elements", len.to_string()))?,
+            len: u32::try_from(len)
+                .map_err(|_| crate::Error::shape(entry, "below 2^32 elements", len.to_string()))?,
             _pad: [0; 3],
         };
         let dy = dy.map_or(&self.placeholder, GpuTensor::buffer);

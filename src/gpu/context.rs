@@ -1,6 +1,7 @@
 //! The GPU context: adapter and device selection, limits, compiled kernels, and the few calls
 //! that submit work or read it back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::dispatch::{Dispatch, Family};
@@ -13,6 +14,9 @@ use crate::{Error, Result};
 /// [`Gpu::from_device`] to share a graphics app's device. Shader modules, bind group layouts
 /// and pipelines are created once here and reused by every [`Dispatch`].
 pub struct Gpu {
+    /// Distinguishes this context's tensors from another's: wgpu panics, rather than
+    /// erring, when a resource of one instance meets another's.
+    id: u64,
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
@@ -44,10 +48,14 @@ impl Gpu {
     /// [`Gpu::new`] for callers that already run an executor.
     pub async fn new_async() -> Result<Gpu> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
-            .await
-            .map_err(|e| Error::NoAdapter {
-                detail: format!("{e}; WGPU_BACKEND={}", std::env::var("WGPU_BACKEND").unwrap_or_default()),
+        let adapter =
+            wgpu::util::initialize_adapter_from_env_or_default(&instance, None).await.map_err(|e| {
+                Error::NoAdapter {
+                    detail: format!(
+                        "{e}; WGPU_BACKEND={}",
+                        std::env::var("WGPU_BACKEND").unwrap_or_default()
+                    ),
+                }
             })?;
         // Ask for everything the adapter can do: the defaults cap storage bindings at 128 MiB
         // and buffers at 256 MiB, far below what real GPUs (and a full MNIST) need.
@@ -103,7 +111,9 @@ impl Gpu {
             });
             (kernels, placeholder)
         })?;
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Gpu {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             device,
             queue,
             info,
@@ -162,9 +172,7 @@ impl Gpu {
 
     /// Blocks until all submitted work has finished (benchmarks time submit plus this wait).
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
         self.check_uncaptured()
     }
 
@@ -176,10 +184,7 @@ impl Gpu {
 
     pub(crate) fn check_uncaptured(&self) -> Result<()> {
         match self.uncaptured.lock().map(|mut e| e.take()) {
-            Ok(Some(message)) => Err(Error::Gpu {
-                context: "an earlier GPU call".into(),
-                message,
-            }),
+            Ok(Some(message)) => Err(Error::Gpu { context: "an earlier GPU call".into(), message }),
             _ => Ok(()),
         }
     }
@@ -192,15 +197,14 @@ impl Gpu {
         ];
         for (limit, limit_name) in checks {
             if bytes > limit {
-                return Err(Error::BufferTooLarge {
-                    what: what.to_string(),
-                    size: bytes,
-                    limit,
-                    limit_name,
-                });
+                return Err(Error::BufferTooLarge { what: what.to_string(), size: bytes, limit, limit_name });
             }
         }
         Ok(())
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub(crate) fn max_workgroups(&self) -> u32 {
@@ -233,9 +237,6 @@ fn scoped<T>(device: &wgpu::Device, context: &str, f: impl FnOnce() -> T) -> Res
     ];
     match errors.into_iter().flatten().next() {
         None => Ok(value),
-        Some(e) => Err(Error::Gpu {
-            context: context.to_string(),
-            message: e.to_string(),
-        }),
+        Some(e) => Err(Error::Gpu { context: context.to_string(), message: e.to_string() }),
     }
 }

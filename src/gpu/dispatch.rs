@@ -105,9 +105,7 @@ impl Family {
                         min_binding_size: wgpu::BufferSize::new(size),
                     },
                     Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage {
-                            read_only: matches!(binding, Binding::Read),
-                        },
+                        ty: wgpu::BufferBindingType::Storage { read_only: matches!(binding, Binding::Read) },
                         has_dynamic_offset: false,
                         min_binding_size: None,
                     },
@@ -138,11 +136,7 @@ impl Family {
                 (entry, pipeline)
             })
             .collect();
-        Family {
-            name,
-            layout,
-            pipelines,
-        }
+        Family { name, layout, pipelines }
     }
 
     /// Binds `entry` to a fresh parameter block and `buffers` (bindings 1, 2, …): one launch.
@@ -179,10 +173,7 @@ impl Family {
                 contents: params,
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: params.as_entire_binding(),
-            }];
+            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
             entries.extend(buffers.iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
                 resource: buffer.as_entire_binding(),
@@ -192,11 +183,7 @@ impl Family {
                 layout: &self.layout,
                 entries: &entries,
             });
-            Step {
-                pipeline,
-                bind_group,
-                workgroups,
-            }
+            Step { pipeline, bind_group, workgroups }
         })
     }
 }
@@ -226,7 +213,8 @@ mod tests {
 
     #[test]
     fn fold_keeps_every_dimension_under_the_limit_and_covers_all_groups() {
-        for (groups, limit) in [(1, 65535), (65535, 65535), (65536, 65535), (1 << 31, 65535), (7, 3), (9, 3)] {
+        for (groups, limit) in [(1, 65535), (65535, 65535), (65536, 65535), (1 << 31, 65535), (7, 3), (9, 3)]
+        {
             let [x, y, z] = fold(groups, limit).unwrap();
             assert!(x <= limit && y <= limit && z == 1, "{groups}: {x} {y}");
             assert!(u64::from(x) * u64::from(y) >= groups, "{groups}: {x} {y}");

@@ -48,9 +48,9 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
 /// The vec4 entry point for `form`, when every row it reads along starts 16-byte aligned.
 fn vec4_entry(form: MatmulForm, m: usize, k: usize, n: usize) -> Option<&'static str> {
     match form {
-        MatmulForm::AB if k % 4 == 0 && n % 4 == 0 => Some("matmul_ab"),
-        MatmulForm::ABt if k % 4 == 0 => Some("matmul_abt"),
-        MatmulForm::AtB if m % 4 == 0 && n % 4 == 0 => Some("matmul_atb"),
+        MatmulForm::AB if k.is_multiple_of(4) && n.is_multiple_of(4) => Some("matmul_ab"),
+        MatmulForm::ABt if k.is_multiple_of(4) => Some("matmul_abt"),
+        MatmulForm::AtB if m.is_multiple_of(4) && n.is_multiple_of(4) => Some("matmul_atb"),
         _ => None,
     }
 }
@@ -84,6 +84,7 @@ impl Gpu {
 
     /// Binds the gradients of `out = A·B + bias` in the given form, each itself a matmul
     /// (as in [`crate::cpu::matmul_backward`]), plus the column sums of `d_out` for `d_bias`.
+    #[allow(clippy::too_many_arguments)]
     pub fn matmul_backward(
         &self,
         d_a: &GpuTensor,
@@ -127,6 +128,10 @@ impl Gpu {
         force_scalar: bool,
     ) -> Result<Dispatch> {
         let op = form.op_name();
+        self.check_owned(op, &[out, a, b])?;
+        if let Some(bias) = bias {
+            self.check_owned(op, &[bias])?;
+        }
         let (m, k, n) = form.dims(a.shape(), b.shape())?;
         check_same(op, "output", out.shape(), (m, n))?;
         if let Some(bias) = bias {

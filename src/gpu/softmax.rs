@@ -104,6 +104,13 @@ impl Gpu {
         b: Option<&GpuTensor>,
         labels: Option<&GpuLabels>,
     ) -> Result<Dispatch> {
+        self.check_owned(entry, &[out, a])?;
+        if let Some(b) = b {
+            self.check_owned(entry, &[b])?;
+        }
+        if let Some(labels) = labels {
+            self.check_owned_labels(entry, labels)?;
+        }
         let (rows, cols) = a.shape();
         if cols > MAX_SOFTMAX_COLS {
             return Err(Error::shape(

@@ -10,6 +10,7 @@ use crate::{Error, Result};
 /// the padding is zero and never read back.
 #[derive(Debug)]
 pub struct GpuTensor {
+    owner: u64,
     buffer: wgpu::Buffer,
     rows: usize,
     cols: usize,
@@ -46,6 +47,7 @@ impl GpuTensor {
 /// Class labels (u32, one per row) in a GPU buffer, each checked to be below `classes`.
 #[derive(Debug)]
 pub struct GpuLabels {
+    owner: u64,
     buffer: wgpu::Buffer,
     len: usize,
     classes: usize,
@@ -74,29 +76,26 @@ impl Gpu {
     pub fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuTensor> {
         check_len("upload", "data", data.len(), rows, cols)?;
         let buffer = self.create_buffer("tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
-        Ok(GpuTensor { buffer, rows, cols })
+        Ok(GpuTensor { owner: self.id(), buffer, rows, cols })
     }
 
     /// A new `rows × cols` matrix of zeros.
     pub fn zeros(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
         let buffer = self.create_buffer("tensor", rows, cols, None)?;
-        Ok(GpuTensor { buffer, rows, cols })
+        Ok(GpuTensor { owner: self.id(), buffer, rows, cols })
     }
 
     /// Copies class labels to the GPU, rejecting any label `>= classes`.
     pub fn upload_labels(&self, labels: &[u32], classes: usize) -> Result<GpuLabels> {
         check_labels("upload_labels", labels, classes)?;
         let buffer = self.create_buffer("labels", labels.len(), 1, Some(bytemuck::cast_slice(labels)))?;
-        Ok(GpuLabels {
-            buffer,
-            len: labels.len(),
-            classes,
-        })
+        Ok(GpuLabels { owner: self.id(), buffer, len: labels.len(), classes })
     }
 
     /// Waits for the work that writes `tensor`, then copies it back. This is the only place
     /// the crate maps a buffer.
     pub fn read(&self, tensor: &GpuTensor) -> Result<Vec<f32>> {
+        self.check_owned("read", &[tensor])?;
         let bytes = (tensor.len() * 4) as u64;
         let staging = self.scoped("reading a tensor back", || {
             let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
@@ -111,25 +110,41 @@ impl Gpu {
             staging
         })?;
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        staging
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |result| sender.send(result).unwrap_or(()));
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| sender.send(result).unwrap_or(()));
         self.wait()?;
         pollster::block_on(receiver.receive())
             .ok_or_else(|| Error::Readback("the map callback never ran".into()))?
             .map_err(|e| Error::Readback(e.to_string()))?;
         let values = {
-            let view = staging
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| Error::Readback(e.to_string()))?;
+            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
             bytemuck::cast_slice(&view).to_vec()
         };
         staging.unmap();
         Ok(values)
     }
 
-    fn create_buffer(&self, what: &str, rows: usize, cols: usize, contents: Option<&[u8]>) -> Result<wgpu::Buffer> {
+    /// Fails unless every tensor was made by this context.
+    pub(crate) fn check_owned(&self, op: &'static str, tensors: &[&GpuTensor]) -> Result<()> {
+        match tensors.iter().find(|t| t.owner != self.id()) {
+            None => Ok(()),
+            Some(t) => Err(foreign(op, &format!("a {}x{} tensor", t.rows, t.cols))),
+        }
+    }
+
+    pub(crate) fn check_owned_labels(&self, op: &'static str, labels: &GpuLabels) -> Result<()> {
+        if labels.owner != self.id() {
+            return Err(foreign(op, "the labels"));
+        }
+        Ok(())
+    }
+
+    fn create_buffer(
+        &self,
+        what: &str,
+        rows: usize,
+        cols: usize,
+        contents: Option<&[u8]>,
+    ) -> Result<wgpu::Buffer> {
         if rows == 0 || cols == 0 {
             return Err(Error::shape("upload", "at least 1 row and 1 column", format!("{rows}x{cols}")));
         }
@@ -143,7 +158,9 @@ impl Gpu {
             self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(what),
                 size,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: contents.is_some(),
             })
         })?;
@@ -158,5 +175,12 @@ impl Gpu {
             buffer.unmap();
         }
         Ok(buffer)
+    }
+}
+
+fn foreign(op: &'static str, what: &str) -> Error {
+    Error::Gpu {
+        context: op.to_string(),
+        message: format!("{what} belongs to another Gpu context (another device)"),
     }
 }

@@ -57,12 +57,15 @@ pub fn assert_close<T: Into<f64> + Copy>(what: &str, got: &[T], want: &[T], rtol
         let (g, w) = (g.into(), w.into());
         let diff = (g - w).abs();
         max_diff = max_diff.max(if diff.is_nan() { f64::INFINITY } else { diff });
-        if !(diff <= atol + rtol * w.abs()) {
+        // Written so that a NaN difference fails.
+        let within = diff <= atol + rtol * w.abs();
+        if !within {
             bad.push((i, g, w));
         }
     }
     if !bad.is_empty() {
-        let first: Vec<String> = bad.iter().take(8).map(|(i, g, w)| format!("[{i}] got {g:e}, want {w:e}")).collect();
+        let first: Vec<String> =
+            bad.iter().take(8).map(|(i, g, w)| format!("[{i}] got {g:e}, want {w:e}")).collect();
         panic!(
             "{what}: {} of {} values differ (rtol {rtol:e}, atol {atol:e}); max |diff| {max_diff:e}; first: {}",
             bad.len(),
