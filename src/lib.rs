@@ -16,6 +16,6 @@ pub mod gpu;
 mod shape;
 
 pub use error::{Error, Result};
-pub use gpu::{Dispatch, Gpu, GpuLabels, GpuTensor};
+pub use gpu::{Dispatch, Gpu, GpuLabels, GpuTensor, MatmulKernel};
 pub use shape::MatmulForm;
 pub use wgpu;

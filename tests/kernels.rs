@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_close, gpu, random, random_labels};
-use wgpu_nn::{Dispatch, Gpu, GpuTensor, MatmulForm, cpu};
+use wgpu_nn::{Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, cpu};
 
 /// Sizes that are not multiples of any tile: 1, primes, one off a power of two.
 const SIZES: [usize; 6] = [1, 7, 63, 65, 127, 257];
@@ -24,7 +24,15 @@ fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
     gpu.read(out).unwrap()
 }
 
-fn check_matmul(gpu: &Gpu, m: usize, k: usize, n: usize, form: MatmulForm, with_bias: bool, scalar: bool) {
+fn check_matmul(
+    gpu: &Gpu,
+    m: usize,
+    k: usize,
+    n: usize,
+    form: MatmulForm,
+    with_bias: bool,
+    kernel: MatmulKernel,
+) {
     let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
     let seed = (m * 1_000_000 + k * 1000 + n) as u64;
     let (a, b, bias) = (random(ar * ac, seed), random(br * bc, seed + 1), random(n, seed + 2));
@@ -36,12 +44,7 @@ fn check_matmul(gpu: &Gpu, m: usize, k: usize, n: usize, form: MatmulForm, with_
     let (a_gpu, b_gpu, c_gpu) =
         (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.zeros(m, n).unwrap());
     let bias_gpu = bias.map(|bias| gpu.upload(bias, 1, n).unwrap());
-    let product = if scalar {
-        gpu.matmul_forward_scalar(&c_gpu, &a_gpu, &b_gpu, bias_gpu.as_ref(), form)
-    } else {
-        gpu.matmul_forward(&c_gpu, &a_gpu, &b_gpu, bias_gpu.as_ref(), form)
-    }
-    .unwrap();
+    let product = gpu.matmul_forward_with(kernel, &c_gpu, &a_gpu, &b_gpu, bias_gpu.as_ref(), form).unwrap();
     let got = run(gpu, &[&product], &c_gpu);
     let what = format!("{} {m}x{k}x{n} bias={with_bias} kernel={}", form.op_name(), product.label());
     assert_close(&what, &got, &want, 0.0, matmul_atol(k));
@@ -52,7 +55,7 @@ fn matmul_matches_reference_at_awkward_sizes() {
     let Some(gpu) = gpu() else { return };
     for form in MatmulForm::ALL {
         for s in SIZES {
-            check_matmul(gpu, s, s, s, form, s % 2 == 1, false);
+            check_matmul(gpu, s, s, s, form, s % 2 == 1, MatmulKernel::Auto);
         }
     }
 }
@@ -66,24 +69,57 @@ fn matmul_matches_reference_on_non_square_shapes() {
     let shapes: Vec<_> = shapes.into_iter().chain([(2, 70_001, 3), (4, 70_000, 8)]).collect();
     for form in MatmulForm::ALL {
         for (m, k, n) in &shapes {
-            check_matmul(gpu, *m, *k, *n, form, true, false);
-            check_matmul(gpu, *m, *k, *n, form, false, false);
+            check_matmul(gpu, *m, *k, *n, form, true, MatmulKernel::Auto);
+            check_matmul(gpu, *m, *k, *n, form, false, MatmulKernel::Auto);
+        }
+    }
+}
+
+/// Every kernel this adapter has, for shapes aligned enough for all of them.
+fn kernels(gpu: &Gpu) -> Vec<MatmulKernel> {
+    let mut kernels = vec![MatmulKernel::Scalar, MatmulKernel::Vec4];
+    if gpu.has_subgroup_matmul() {
+        kernels.push(MatmulKernel::Subgroup);
+    }
+    kernels
+}
+
+#[test]
+fn every_matmul_kernel_matches_on_aligned_shapes() {
+    let Some(gpu) = gpu() else { return };
+    let shapes = [(4, 4, 4), (64, 64, 64), (68, 260, 132), (8, 12, 16), (132, 20, 68), (4, 7, 4), (20, 1, 8)];
+    for form in MatmulForm::ALL {
+        for (m, k, n) in shapes {
+            // Rows are read along their length: vec4 kernels need it to be a multiple of 4.
+            // (4, 7, 4) and (20, 1, 8) are aligned for Aᵀ·B only, whose k is the batch.
+            let ((_, a_cols), (_, b_cols)) = form.operand_shapes(m, k, n);
+            if a_cols % 4 != 0 || b_cols % 4 != 0 {
+                continue;
+            }
+            for kernel in kernels(gpu) {
+                check_matmul(gpu, m, k, n, form, true, kernel);
+                check_matmul(gpu, m, k, n, form, false, kernel);
+            }
         }
     }
 }
 
 #[test]
-fn vec4_and_scalar_kernels_both_match_on_aligned_shapes() {
+fn every_matmul_kernel_splits_long_products() {
     let Some(gpu) = gpu() else { return };
-    // Aligned shapes take the vec4 kernels; forcing the scalar one checks it on them too.
-    let shapes = [(4, 4, 4), (64, 64, 64), (68, 260, 132), (8, 12, 16), (132, 20, 68)];
     for form in MatmulForm::ALL {
-        for (m, k, n) in shapes {
-            for scalar in [false, true] {
-                check_matmul(gpu, m, k, n, form, true, scalar);
-            }
+        for kernel in kernels(gpu) {
+            check_matmul(gpu, 8, 70_004, 12, form, true, kernel);
         }
     }
+}
+
+#[test]
+fn kernels_that_cannot_take_a_shape_say_so() {
+    let Some(gpu) = gpu() else { return };
+    let (a, b, c) = (gpu.zeros(3, 5).unwrap(), gpu.zeros(5, 7).unwrap(), gpu.zeros(3, 7).unwrap());
+    let err = gpu.matmul_forward_with(MatmulKernel::Vec4, &c, &a, &b, None, MatmulForm::AB).unwrap_err();
+    assert!(err.to_string().contains("Vec4"), "{err}");
 }
 
 #[test]
@@ -94,11 +130,14 @@ fn matmul_picks_vec4_kernels_only_where_rows_are_aligned() {
         let (a, b, c) = (gpu.zeros(ar, ac).unwrap(), gpu.zeros(br, bc).unwrap(), gpu.zeros(m, n).unwrap());
         gpu.matmul_forward(&c, &a, &b, None, form).unwrap().label()
     };
-    assert_eq!(label(64, 784, 128, MatmulForm::AB), "matmul_ab");
+    // With 8-lane subgroups the aligned products take the `_subgroup` variants.
+    let fast =
+        |name: &str| if gpu.has_subgroup_matmul() { format!("{name}_subgroup") } else { name.to_string() };
+    assert_eq!(label(64, 784, 128, MatmulForm::AB), fast("matmul_ab"));
     assert_eq!(label(64, 64, 10, MatmulForm::AB), "matmul_any");
-    assert_eq!(label(64, 64, 10, MatmulForm::ABt), "matmul_abt");
-    assert_eq!(label(7, 64, 8, MatmulForm::ABt), "matmul_abt");
-    assert_eq!(label(64, 63, 128, MatmulForm::AtB), "matmul_atb");
+    assert_eq!(label(64, 64, 10, MatmulForm::ABt), fast("matmul_abt"));
+    assert_eq!(label(7, 64, 8, MatmulForm::ABt), fast("matmul_abt"));
+    assert_eq!(label(64, 63, 128, MatmulForm::AtB), fast("matmul_atb"));
     assert_eq!(label(10, 64, 128, MatmulForm::AtB), "matmul_any");
 }
 

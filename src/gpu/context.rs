@@ -31,6 +31,8 @@ pub struct Gpu {
 
 pub(crate) struct Kernels {
     pub(crate) matmul: Family,
+    /// Only on adapters with 8-lane subgroups; see `shaders/matmul_subgroup.wgsl`.
+    pub(crate) matmul_subgroup: Option<Family>,
     pub(crate) activation: Family,
     pub(crate) softmax: Family,
     pub(crate) reduce: Family,
@@ -62,7 +64,8 @@ impl Gpu {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-nn"),
-                required_features: wgpu::Features::empty(),
+                // Subgroups let the matmul kernels share loads across lanes (see matmul.rs).
+                required_features: adapter.features() & wgpu::Features::SUBGROUP,
                 required_limits: adapter.limits(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -99,6 +102,7 @@ impl Gpu {
         let (kernels, placeholder) = scoped(&device, "building the kernels", || {
             let kernels = Kernels {
                 matmul: matmul::family(&device),
+                matmul_subgroup: matmul::subgroup_family(&device, &info),
                 activation: activation::family(&device),
                 softmax: softmax::family(&device),
                 reduce: reduce::family(&device),

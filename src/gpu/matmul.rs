@@ -34,15 +34,51 @@ struct Params {
 /// split into launches that each add to C (see [`Dispatch`]).
 const K_SEGMENT: usize = 32_768;
 
+/// Which matmul kernel runs a product. [`MatmulKernel::Auto`] picks the fastest that fits the
+/// shapes and the adapter; the others exist so tests can hold each against the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulKernel {
+    Auto,
+    /// `matmul_any`: any shape, scalar loads.
+    Scalar,
+    /// `matmul_ab` / `matmul_abt` / `matmul_atb`: vec4 loads; the rows they read along must
+    /// be multiples of 4 long.
+    Vec4,
+    /// The `_subgroup` variants: vec4 alignment as above, and 8-lane subgroups.
+    Subgroup,
+}
+
+const BINDINGS: [Binding; 5] = [
+    Binding::Uniform(size_of::<Params>() as u64),
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+];
+
 pub(crate) fn family(device: &wgpu::Device) -> Family {
-    use Binding::*;
     Family::new(
         device,
         "matmul",
         super::shaders::MATMUL,
-        &[Uniform(size_of::<Params>() as u64), Read, Read, Read, ReadWrite],
+        &BINDINGS,
         &["matmul_ab", "matmul_abt", "matmul_atb", "matmul_any"],
     )
+}
+
+/// The subgroup kernels assume exactly 8 lanes (llvmpipe's width on 256-bit SIMD), where
+/// they load 6 vec4s per 64 multiply-adds instead of 16. Elsewhere: none.
+pub(crate) fn subgroup_family(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> Option<Family> {
+    let eight_lanes = info.subgroup_min_size == 8 && info.subgroup_max_size == 8;
+    (eight_lanes && device.features().contains(wgpu::Features::SUBGROUP)).then(|| {
+        Family::new(
+            device,
+            "matmul_subgroup",
+            super::shaders::MATMUL_SUBGROUP,
+            &BINDINGS,
+            &["matmul_ab_subgroup", "matmul_abt_subgroup", "matmul_atb_subgroup"],
+        )
+    })
 }
 
 /// The vec4 entry point for `form`, when every row it reads along starts 16-byte aligned.
@@ -52,6 +88,14 @@ fn vec4_entry(form: MatmulForm, m: usize, k: usize, n: usize) -> Option<&'static
         MatmulForm::ABt if k.is_multiple_of(4) => Some("matmul_abt"),
         MatmulForm::AtB if m.is_multiple_of(4) && n.is_multiple_of(4) => Some("matmul_atb"),
         _ => None,
+    }
+}
+
+fn subgroup_entry(vec4_entry: &'static str) -> &'static str {
+    match vec4_entry {
+        "matmul_ab" => "matmul_ab_subgroup",
+        "matmul_abt" => "matmul_abt_subgroup",
+        _ => "matmul_atb_subgroup",
     }
 }
 
@@ -66,20 +110,26 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         form: MatmulForm,
     ) -> Result<Dispatch> {
-        self.bind_matmul(out, a, b, bias, form, false)
+        self.bind_matmul(out, a, b, bias, form, MatmulKernel::Auto)
     }
 
-    /// [`Gpu::matmul_forward`] forced onto the scalar kernel that takes any shape, so tests
-    /// can hold both kernels against the reference.
-    pub fn matmul_forward_scalar(
+    /// [`Gpu::matmul_forward`] on a chosen kernel; an error when that kernel can't take these
+    /// shapes on this adapter.
+    pub fn matmul_forward_with(
         &self,
+        kernel: MatmulKernel,
         out: &GpuTensor,
         a: &GpuTensor,
         b: &GpuTensor,
         bias: Option<&GpuTensor>,
         form: MatmulForm,
     ) -> Result<Dispatch> {
-        self.bind_matmul(out, a, b, bias, form, true)
+        self.bind_matmul(out, a, b, bias, form, kernel)
+    }
+
+    /// Whether this adapter has the subgroup matmul kernels.
+    pub fn has_subgroup_matmul(&self) -> bool {
+        self.kernels.matmul_subgroup.is_some()
     }
 
     /// Binds the gradients of `out = A·B + bias` in the given form, each itself a matmul
@@ -125,7 +175,7 @@ impl Gpu {
         b: &GpuTensor,
         bias: Option<&GpuTensor>,
         form: MatmulForm,
-        force_scalar: bool,
+        kernel: MatmulKernel,
     ) -> Result<Dispatch> {
         let op = form.op_name();
         self.check_owned(op, &[out, a, b])?;
@@ -137,9 +187,23 @@ impl Gpu {
         if let Some(bias) = bias {
             check_same(op, "bias", bias.shape(), (1, n))?;
         }
-        let entry = match vec4_entry(form, m, k, n) {
-            Some(entry) if !force_scalar => entry,
-            _ => "matmul_any",
+        let vec4 = vec4_entry(form, m, k, n);
+        let subgroup = self.kernels.matmul_subgroup.as_ref().filter(|_| vec4.is_some());
+        let (family, entry) = match (kernel, vec4, subgroup) {
+            (MatmulKernel::Auto | MatmulKernel::Subgroup, Some(entry), Some(family)) => {
+                (family, subgroup_entry(entry))
+            }
+            (MatmulKernel::Auto, Some(entry), None) | (MatmulKernel::Vec4, Some(entry), _) => {
+                (&self.kernels.matmul, entry)
+            }
+            (MatmulKernel::Auto | MatmulKernel::Scalar, _, _) => (&self.kernels.matmul, "matmul_any"),
+            (MatmulKernel::Vec4 | MatmulKernel::Subgroup, _, _) => {
+                return Err(Error::shape(
+                    op,
+                    format!("shapes and an adapter the {kernel:?} kernel takes"),
+                    format!("{m}x{k}x{n} on {}", self.adapter_name()),
+                ));
+            }
         };
         // Element strides for matmul_any; see Params in the shader.
         let (a_row, a_col) = if form == MatmulForm::AtB { (1, m) } else { (k, 1) };
@@ -169,7 +233,7 @@ impl Gpu {
                     accumulate: (k_begin > 0) as u32,
                     _pad: 0,
                 };
-                self.kernels.matmul.step(
+                family.step(
                     self,
                     entry,
                     bytemuck::bytes_of(&params),

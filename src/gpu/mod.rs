@@ -30,5 +30,6 @@ mod tensor;
 
 pub use context::Gpu;
 pub use dispatch::Dispatch;
+pub use matmul::MatmulKernel;
 pub use softmax::MAX_SOFTMAX_COLS;
 pub use tensor::{GpuLabels, GpuTensor};

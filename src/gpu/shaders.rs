@@ -1,6 +1,7 @@
 //! The one place that includes the WGSL sources, so a shader file maps to exactly one constant.
 
 pub(crate) const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+pub(crate) const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
 pub(crate) const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 pub(crate) const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 pub(crate) const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
