@@ -1,6 +1,6 @@
 // Matrix products for dense layers, optionally plus a bias added to every row:
 //   matmul_ab:  C[m,n] = A[m,k] · B[k,n]      (forward)
-//   matmul_abt: C[m,n] = A[m,k] · B[n,k]ᵀ     (input gradient: dX = dY · W)
+//   matmul_abt: C[m,n] = A[m,k] · B[n,k]ᵀ     (input gradient: dX = dY · Wᵀ)
 //   matmul_atb: C[m,n] = A[k,m]ᵀ · B[k,n]     (weight gradient: dW = Xᵀ · dY)
 //   matmul_any: any of the three through element strides, for shapes the vec4 kernels can't take.
 //
@@ -15,13 +15,17 @@
 //
 // Grid: one workgroup of 64 invocations per 64×64 tile of C; tiles are numbered row-major
 // (p.tiles_n to a row of tiles, p.tiles in all) and the numbers folded into (x, y) workgroups
-// so no dimension exceeds the 65535 limit. Each invocation keeps an 8×8 block of C in
-// registers as four mat4x4 accumulators holding the block transposed (column i of a matrix
-// is part of row i of C), so every inner step is a mat4x4 product the compiler unrolls; local
-// arrays indexed in loops spilled to memory and ran 15x slower. There is no workgroup memory: on llvmpipe (lavapipe, GL) every load
-// costs a scalar loop over the SIMD lanes and barriers are expensive, so the cost follows the
-// number of load instructions; vec4 loads and a large register block (64 FMAs per 16 loads)
-// win. See ../shared/notes/lavapipe-matmul.md and BENCHMARKS.md.
+// so no dimension exceeds the 65535 limit.
+//
+// Each invocation keeps an 8×8 block of C in registers as four mat4x4 accumulators holding
+// the block transposed (column i of a matrix is part of row i of C), so each step over four
+// k is four mat4x4 products with constant indices; the same block in a local array indexed
+// in loops ran 1.5x slower on llvmpipe. There is no workgroup memory: on llvmpipe (lavapipe,
+// GL) a load from a per-lane address costs a scalar loop over the SIMD lanes whether it
+// reads a storage buffer or workgroup memory, and barriers are expensive, so the cost follows
+// the number of load instructions: vec4 loads and a large register block (64 multiply-adds
+// per 16 vec4 loads) win. matmul_subgroup.wgsl goes further where subgroups exist. A
+// workgroup-memory variant for discrete GPUs is future work (see BENCHMARKS.md).
 
 struct Params {
     m: u32,
