@@ -40,6 +40,12 @@ fn gpu_ops_reject_mismatched_shapes() {
     let err = gpu.relu_backward(&a, &a, &c).unwrap_err();
     assert!(err.to_string().contains("relu_backward"), "{err}");
 
+    let err = gpu.relu_forward(&a, &a).unwrap_err();
+    assert!(err.to_string().contains("in-place"), "{err}");
+    let (square, other) = (gpu.zeros(3, 3).unwrap(), gpu.zeros(3, 3).unwrap());
+    let err = gpu.matmul_forward(&square, &square, &other, None, MatmulForm::AB).unwrap_err();
+    assert!(err.to_string().contains("in-place"), "{err}");
+
     let labels = gpu.upload_labels(&[0, 1, 2], 3).unwrap();
     let losses = gpu.zeros(2, 1).unwrap();
     let err = gpu.softmax_cross_entropy_forward(&losses, &a, &labels).unwrap_err();

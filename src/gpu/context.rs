@@ -74,11 +74,11 @@ impl Gpu {
             .await?;
         let uncaptured = Arc::new(Mutex::new(None));
         let sink = uncaptured.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| record(&sink, e.to_string())));
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| keep_first(&sink, e.to_string())));
         let sink = uncaptured.clone();
         device.set_device_lost_callback(move |reason, message| {
             if reason != wgpu::DeviceLostReason::Destroyed {
-                record(&sink, format!("device lost ({reason:?}): {message}"));
+                keep_first(&sink, format!("device lost ({reason:?}): {message}"));
             }
         });
         Self::build(device, queue, adapter.get_info(), uncaptured)
@@ -222,7 +222,7 @@ impl std::fmt::Debug for Gpu {
     }
 }
 
-fn record(sink: &Mutex<Option<String>>, message: String) {
+fn keep_first(sink: &Mutex<Option<String>>, message: String) {
     if let Ok(mut slot) = sink.lock() {
         slot.get_or_insert(message);
     }

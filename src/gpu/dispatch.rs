@@ -160,6 +160,16 @@ impl Family {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Result<Step> {
+        // Every family's last binding is its read-write output.
+        if let Some((output, inputs)) = buffers.split_last()
+            && inputs.contains(output)
+        {
+            return Err(Error::shape(
+                entry,
+                "an output distinct from every input",
+                "the output is also an input (in-place ops are not supported)",
+            ));
+        }
         let pipeline = self
             .pipelines
             .iter()
