@@ -284,76 +284,44 @@ fn softmax_family_matches_reference() {
             gpu.upload(&dy, rows, cols).unwrap(),
             gpu.upload_labels(&labels, cols).unwrap(),
         );
-        let what = |op: &str| format!("{op} {rows}x{cols}");
+        // Every op here is a few exp/log per value: the transcendental tolerance.
+        let check = |op: &str, dispatch: &Dispatch, out: &GpuTensor, want: &[f32]| {
+            let what = format!("{op} {rows}x{cols}");
+            assert_close(&what, &run(gpu, &[dispatch], out), want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL)
+        };
 
         let mut y = vec![0.0; len];
         cpu::softmax_forward(&mut y, &x, rows, cols).unwrap();
         let y_g = gpu.zeros(rows, cols).unwrap();
         let forward = gpu.softmax_forward(&y_g, &x_g).unwrap();
-        assert_close(
-            &what("softmax_forward"),
-            &run(gpu, &[&forward], &y_g),
-            &y,
-            TRANSCENDENTAL_RTOL,
-            TRANSCENDENTAL_ATOL,
-        );
+        check("softmax_forward", &forward, &y_g, &y);
 
         let mut dx = vec![0.0; len];
         cpu::softmax_backward(&mut dx, &y, &dy, rows, cols).unwrap();
         let (y_in, dx_g) = (gpu.upload(&y, rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
         let backward = gpu.softmax_backward(&dx_g, &y_in, &dy_g).unwrap();
-        assert_close(
-            &what("softmax_backward"),
-            &run(gpu, &[&backward], &dx_g),
-            &dx,
-            TRANSCENDENTAL_RTOL,
-            TRANSCENDENTAL_ATOL,
-        );
+        check("softmax_backward", &backward, &dx_g, &dx);
 
         let mut log_y = vec![0.0; len];
         cpu::log_softmax_forward(&mut log_y, &x, rows, cols).unwrap();
         let log_y_g = gpu.zeros(rows, cols).unwrap();
         let forward = gpu.log_softmax_forward(&log_y_g, &x_g).unwrap();
-        assert_close(
-            &what("log_softmax_forward"),
-            &run(gpu, &[&forward], &log_y_g),
-            &log_y,
-            TRANSCENDENTAL_RTOL,
-            TRANSCENDENTAL_ATOL,
-        );
+        check("log_softmax_forward", &forward, &log_y_g, &log_y);
 
         cpu::log_softmax_backward(&mut dx, &log_y, &dy, rows, cols).unwrap();
         let log_y_in = gpu.upload(&log_y, rows, cols).unwrap();
         let backward = gpu.log_softmax_backward(&dx_g, &log_y_in, &dy_g).unwrap();
-        assert_close(
-            &what("log_softmax_backward"),
-            &run(gpu, &[&backward], &dx_g),
-            &dx,
-            TRANSCENDENTAL_RTOL,
-            TRANSCENDENTAL_ATOL,
-        );
+        check("log_softmax_backward", &backward, &dx_g, &dx);
 
         let mut losses = vec![0.0; rows];
         cpu::softmax_cross_entropy_forward(&mut losses, &x, &labels, rows, cols).unwrap();
         let losses_g = gpu.zeros(rows, 1).unwrap();
         let forward = gpu.softmax_cross_entropy_forward(&losses_g, &x_g, &labels_g).unwrap();
-        assert_close(
-            &what("softmax_cross_entropy_forward"),
-            &run(gpu, &[&forward], &losses_g),
-            &losses,
-            TRANSCENDENTAL_RTOL,
-            TRANSCENDENTAL_ATOL,
-        );
+        check("softmax_cross_entropy_forward", &forward, &losses_g, &losses);
 
         cpu::softmax_cross_entropy_backward(&mut dx, &x, &labels, rows, cols).unwrap();
         let backward = gpu.softmax_cross_entropy_backward(&dx_g, &x_g, &labels_g).unwrap();
-        assert_close(
-            &what("softmax_cross_entropy_backward"),
-            &run(gpu, &[&backward], &dx_g),
-            &dx,
-            TRANSCENDENTAL_RTOL,
-            TRANSCENDENTAL_ATOL,
-        );
+        check("softmax_cross_entropy_backward", &backward, &dx_g, &dx);
     }
 }
 

@@ -72,10 +72,6 @@ impl Gpu {
         saved: &GpuTensor,
         dy: Option<&GpuTensor>,
     ) -> Result<Dispatch> {
-        self.check_owned(entry, &[out, saved])?;
-        if let Some(dy) = dy {
-            self.check_owned(entry, &[dy])?;
-        }
         check_same(entry, "input", saved.shape(), out.shape())?;
         if let Some(dy) = dy {
             check_same(entry, "output gradient", dy.shape(), out.shape())?;
@@ -86,12 +82,11 @@ impl Gpu {
                 .map_err(|_| crate::Error::shape(entry, "below 2^32 elements", len.to_string()))?,
             _pad: [0; 3],
         };
-        let dy = dy.map_or(&self.placeholder, GpuTensor::buffer);
         self.kernels.activation.bind(
             self,
             entry,
             bytemuck::bytes_of(&params),
-            &[saved.buffer(), dy, out.buffer()],
+            &[saved.into(), dy.into(), out.into()],
             fold((len as u64).div_ceil(WORKGROUP), self.max_workgroups())?,
         )
     }

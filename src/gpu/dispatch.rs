@@ -4,8 +4,55 @@
 
 use wgpu::util::DeviceExt;
 
-use super::Gpu;
+use super::{Gpu, GpuLabels, GpuTensor};
 use crate::{Error, Result};
+
+/// What one storage binding of a kernel is bound to. Binding goes through this so that one
+/// place checks every operand belongs to this context, that the output aliases no input,
+/// and fills the bindings an entry point does not read.
+#[derive(Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    Tensor(&'a GpuTensor),
+    Labels(&'a GpuLabels),
+    /// Declared by the shader but not read by this entry point.
+    Unused,
+}
+
+impl<'a> From<&'a GpuTensor> for Arg<'a> {
+    fn from(tensor: &'a GpuTensor) -> Self {
+        Arg::Tensor(tensor)
+    }
+}
+
+impl<'a> From<Option<&'a GpuTensor>> for Arg<'a> {
+    fn from(tensor: Option<&'a GpuTensor>) -> Self {
+        tensor.map_or(Arg::Unused, Arg::Tensor)
+    }
+}
+
+impl<'a> From<Option<&'a GpuLabels>> for Arg<'a> {
+    fn from(labels: Option<&'a GpuLabels>) -> Self {
+        labels.map_or(Arg::Unused, Arg::Labels)
+    }
+}
+
+impl<'a> Arg<'a> {
+    fn owner(self) -> Option<u64> {
+        match self {
+            Arg::Tensor(t) => Some(t.owner()),
+            Arg::Labels(l) => Some(l.owner()),
+            Arg::Unused => None,
+        }
+    }
+
+    fn buffer(self, gpu: &'a Gpu) -> &'a wgpu::Buffer {
+        match self {
+            Arg::Tensor(t) => t.buffer(),
+            Arg::Labels(l) => l.buffer(),
+            Arg::Unused => &gpu.placeholder,
+        }
+    }
+}
 
 /// One op bound to its buffers and grid. Building it validates shapes and allocates its
 /// small parameter buffers; recording it costs a few encoder calls and allocates nothing.
@@ -139,27 +186,36 @@ impl Family {
         Family { name, layout, pipelines }
     }
 
-    /// Binds `entry` to a fresh parameter block and `buffers` (bindings 1, 2, …): one launch.
+    /// Binds `entry` to a fresh parameter block and `args` (bindings 1, 2, …): one launch.
     pub(crate) fn bind(
         &self,
         gpu: &Gpu,
         entry: &'static str,
         params: &[u8],
-        buffers: &[&wgpu::Buffer],
+        args: &[Arg],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
-        let step = self.step(gpu, entry, params, buffers, workgroups)?;
+        let step = self.step(gpu, entry, params, args, workgroups)?;
         Ok(Dispatch::new(entry, vec![step]))
     }
 
+    /// [`Family::bind`] for one launch of several.
     pub(crate) fn step(
         &self,
         gpu: &Gpu,
         entry: &'static str,
         params: &[u8],
-        buffers: &[&wgpu::Buffer],
+        args: &[Arg],
         workgroups: [u32; 3],
     ) -> Result<Step> {
+        if args.iter().any(|arg| arg.owner().is_some_and(|owner| owner != gpu.id())) {
+            // wgpu panics, rather than erring, when one instance's buffer meets another's.
+            return Err(Error::Gpu {
+                context: entry.to_string(),
+                message: "an operand belongs to another Gpu context (another device)".into(),
+            });
+        }
+        let buffers: Vec<&wgpu::Buffer> = args.iter().map(|arg| arg.buffer(gpu)).collect();
         // Every family's last binding is its read-write output.
         if let Some((output, inputs)) = buffers.split_last()
             && inputs.contains(output)

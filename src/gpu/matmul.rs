@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::dispatch::{Binding, Dispatch, Family, fold, segments};
+use super::dispatch::{Arg, Binding, Dispatch, Family, fold, segments};
 use super::{Gpu, GpuTensor};
 use crate::shape::{MatmulForm, check_same};
 use crate::{Error, Result};
@@ -178,10 +178,6 @@ impl Gpu {
         kernel: MatmulKernel,
     ) -> Result<Dispatch> {
         let op = form.op_name();
-        self.check_owned(op, &[out, a, b])?;
-        if let Some(bias) = bias {
-            self.check_owned(op, &[bias])?;
-        }
         let (m, k, n) = form.dims(a.shape(), b.shape())?;
         check_same(op, "output", out.shape(), (m, n))?;
         if let Some(bias) = bias {
@@ -213,33 +209,35 @@ impl Gpu {
         let as_u32 = |v: usize| {
             u32::try_from(v).map_err(|_| Error::shape(op, "dimensions below 2^32", format!("{m}x{k}x{n}")))
         };
+        let whole = Params {
+            m: as_u32(m)?,
+            k: as_u32(k)?,
+            n: as_u32(n)?,
+            has_bias: bias.is_some() as u32,
+            tiles_n: as_u32(tiles_n)?,
+            tiles: as_u32(tiles)?,
+            a_row: as_u32(a_row)?,
+            a_col: as_u32(a_col)?,
+            b_row: as_u32(b_row)?,
+            b_col: as_u32(b_col)?,
+            k_begin: 0,
+            k_end: as_u32(k)?,
+            accumulate: 0,
+            _pad: 0,
+        };
         let workgroups = fold(tiles as u64, self.max_workgroups())?;
-        let bias_buffer = bias.map_or(&self.placeholder, GpuTensor::buffer);
+        let args: [Arg; 4] = [a.into(), b.into(), bias.into(), out.into()];
         let steps = segments(k, K_SEGMENT)
             .map(|(k_begin, k_end)| {
-                let params = Params {
-                    m: as_u32(m)?,
-                    k: as_u32(k)?,
-                    n: as_u32(n)?,
-                    has_bias: (bias.is_some() && k_begin == 0) as u32,
-                    tiles_n: as_u32(tiles_n)?,
-                    tiles: as_u32(tiles)?,
-                    a_row: as_u32(a_row)?,
-                    a_col: as_u32(a_col)?,
-                    b_row: as_u32(b_row)?,
-                    b_col: as_u32(b_col)?,
-                    k_begin: as_u32(k_begin)?,
-                    k_end: as_u32(k_end)?,
+                // The first segment adds the bias; the later ones add to what it wrote.
+                let segment = Params {
+                    k_begin: k_begin as u32,
+                    k_end: k_end as u32,
+                    has_bias: whole.has_bias * (k_begin == 0) as u32,
                     accumulate: (k_begin > 0) as u32,
-                    _pad: 0,
+                    ..whole
                 };
-                family.step(
-                    self,
-                    entry,
-                    bytemuck::bytes_of(&params),
-                    &[a.buffer(), b.buffer(), bias_buffer, out.buffer()],
-                    workgroups,
-                )
+                family.step(self, entry, bytemuck::bytes_of(&segment), &args, workgroups)
             })
             .collect::<Result<_>>()?;
         Ok(Dispatch::new(entry, steps))

@@ -42,13 +42,13 @@ impl Gpu {
         check_same("sum_columns", "output", out.shape(), (1, x.cols()))?;
         let groups = (x.cols() as u64).div_ceil(64);
         let workgroups = fold(groups, self.max_workgroups())?;
-        self.bind_reduce("sum_columns", out, x, scale, workgroups)
+        self.bind_reduce("sum_columns", out, x, scale, (x.rows(), ROW_SEGMENT), workgroups)
     }
 
     /// Binds `out[0] = scale · Σ x` over every element; `out` is (1, 1).
     pub fn sum_all(&self, out: &GpuTensor, x: &GpuTensor, scale: f32) -> Result<Dispatch> {
         check_same("sum_all", "output", out.shape(), (1, 1))?;
-        self.bind_reduce("sum_all", out, x, scale, [1, 1, 1])
+        self.bind_reduce("sum_all", out, x, scale, (x.len(), ELEMENT_SEGMENT), [1, 1, 1])
     }
 
     fn bind_reduce(
@@ -57,11 +57,9 @@ impl Gpu {
         out: &GpuTensor,
         x: &GpuTensor,
         scale: f32,
+        (len, segment): (usize, usize),
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
-        let (len, segment) =
-            if entry == "sum_all" { (x.len(), ELEMENT_SEGMENT) } else { (x.rows(), ROW_SEGMENT) };
-        self.check_owned(entry, &[out, x])?;
         let (rows, cols) = x.shape();
         let too_big = || Error::shape(entry, "below 2^32 elements", format!("{rows}x{cols}"));
         u32::try_from(rows * cols).map_err(|_| too_big())?;
@@ -76,8 +74,8 @@ impl Gpu {
                     accumulate: (begin > 0) as u32,
                     _pad: [0; 2],
                 };
-                let buffers = [x.buffer(), out.buffer()];
-                self.kernels.reduce.step(self, entry, bytemuck::bytes_of(&params), &buffers, workgroups)
+                let args = [x.into(), out.into()];
+                self.kernels.reduce.step(self, entry, bytemuck::bytes_of(&params), &args, workgroups)
             })
             .collect::<Result<_>>()?;
         Ok(Dispatch::new(entry, steps))

@@ -42,6 +42,11 @@ impl GpuTensor {
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
     }
+
+    /// The id of the [`Gpu`] that made it.
+    pub(crate) fn owner(&self) -> u64 {
+        self.owner
+    }
 }
 
 /// Class labels (u32, one per row) in a GPU buffer, each checked to be below `classes`.
@@ -69,6 +74,10 @@ impl GpuLabels {
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
     }
+
+    pub(crate) fn owner(&self) -> u64 {
+        self.owner
+    }
 }
 
 impl Gpu {
@@ -92,10 +101,15 @@ impl Gpu {
         Ok(GpuLabels { owner: self.id(), buffer, len: labels.len(), classes })
     }
 
-    /// Waits for the work that writes `tensor`, then copies it back. This is the only place
-    /// the crate maps a buffer.
+    /// Copies `tensor` back once the work submitted before this call has finished. This is
+    /// the only place the crate maps a buffer.
     pub fn read(&self, tensor: &GpuTensor) -> Result<Vec<f32>> {
-        self.check_owned("read", &[tensor])?;
+        if tensor.owner != self.id() {
+            return Err(Error::Gpu {
+                context: "read".into(),
+                message: "the tensor belongs to another Gpu context (another device)".into(),
+            });
+        }
         let bytes = (tensor.len() * 4) as u64;
         let staging = self.scoped("reading a tensor back", || {
             let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
@@ -121,21 +135,6 @@ impl Gpu {
         };
         staging.unmap();
         Ok(values)
-    }
-
-    /// Fails unless every tensor was made by this context.
-    pub(crate) fn check_owned(&self, op: &'static str, tensors: &[&GpuTensor]) -> Result<()> {
-        match tensors.iter().find(|t| t.owner != self.id()) {
-            None => Ok(()),
-            Some(t) => Err(foreign(op, &format!("a {}x{} tensor", t.rows, t.cols))),
-        }
-    }
-
-    pub(crate) fn check_owned_labels(&self, op: &'static str, labels: &GpuLabels) -> Result<()> {
-        if labels.owner != self.id() {
-            return Err(foreign(op, "the labels"));
-        }
-        Ok(())
     }
 
     fn create_buffer(
@@ -175,12 +174,5 @@ impl Gpu {
             buffer.unmap();
         }
         Ok(buffer)
-    }
-}
-
-fn foreign(op: &'static str, what: &str) -> Error {
-    Error::Gpu {
-        context: op.to_string(),
-        message: format!("{what} belongs to another Gpu context (another device)"),
     }
 }
