@@ -7,15 +7,18 @@
 //!   [`Dispatch`]es that record into any command encoder.
 //! - [`cpu`]: the readable reference, one function per WGSL entry point, with the same names.
 //! - [`MatmulForm`]: the three matrix products a dense layer needs.
+//! - [`OptimizerSettings`]: the hyperparameters of SGD, momentum, Adam and AdamW.
 //!
 //! `wgpu` is re-exported so an app that shares its device uses the same version.
 
 pub mod cpu;
 mod error;
 pub mod gpu;
+mod settings;
 mod shape;
 
 pub use error::{Error, Result};
 pub use gpu::{Dispatch, Gpu, GpuLabels, GpuTensor, MatmulKernel};
+pub use settings::OptimizerSettings;
 pub use shape::MatmulForm;
 pub use wgpu;

@@ -162,3 +162,45 @@ fn fused_cross_entropy_equals_log_softmax_then_negative_log_likelihood() {
     let nll: Vec<f64> = (0..rows).map(|r| -log_p[r * cols + labels[r] as usize]).collect();
     assert_close("cross-entropy vs -log_softmax[label]", &losses, &nll, 1e-12, 1e-12);
 }
+
+type PairLoss = fn(&mut [f64], &[f64], &[f64]) -> wgpu_nn::Result<()>;
+
+#[test]
+fn loss_backwards_are_gradients_of_the_mean_loss() {
+    let losses: [(&str, PairLoss, PairLoss); 3] = [
+        ("mse", cpu::mse_forward, cpu::mse_backward),
+        ("mae", cpu::mae_forward, cpu::mae_backward),
+        ("bce", cpu::bce_forward, cpu::bce_backward),
+    ];
+    for (name, forward, backward) in losses {
+        // Probabilities away from 0 and 1 for BCE; targets away from y for MAE's kink.
+        let y: Vec<f64> = random_f64(12, 11).iter().map(|v| 0.5 + 0.4 * v).collect();
+        let t: Vec<f64> = random_f64(12, 12)
+            .iter()
+            .map(|v| if name == "bce" { 0.5 + 0.5 * v } else { 2.0 * v + 3.0 })
+            .collect();
+        let mean = |y: &[f64]| {
+            let mut terms = vec![0.0; y.len()];
+            forward(&mut terms, y, &t).unwrap();
+            cpu::sum_all(&terms, 1.0 / y.len() as f64)
+        };
+        let mut dy = vec![0.0; y.len()];
+        backward(&mut dy, &y, &t).unwrap();
+        assert_close(name, &dy, &numeric_gradient(&y, mean), RTOL, ATOL);
+    }
+}
+
+#[test]
+fn nll_backward_is_the_gradient_of_the_mean_nll() {
+    let (rows, cols) = (5, 4);
+    let log_p = random_f64(rows * cols, 13);
+    let labels = [3u32, 0, 1, 1, 2];
+    let mean = |log_p: &[f64]| {
+        let mut losses = vec![0.0; rows];
+        cpu::nll_forward(&mut losses, log_p, &labels, rows, cols).unwrap();
+        cpu::sum_all(&losses, 1.0 / rows as f64)
+    };
+    let mut d = vec![0.0; rows * cols];
+    cpu::nll_backward(&mut d, &labels, rows, cols).unwrap();
+    assert_close("nll", &d, &numeric_gradient(&log_p, mean), RTOL, ATOL);
+}

@@ -7,11 +7,15 @@
 //! so clarity wins over speed here.
 
 mod activation;
+mod loss;
 mod matmul;
+mod optimizer;
 mod reduce;
 mod softmax;
 
 pub use activation::*;
+pub use loss::*;
 pub use matmul::*;
+pub use optimizer::*;
 pub use reduce::*;
 pub use softmax::*;

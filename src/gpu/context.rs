@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::dispatch::{Dispatch, Family};
-use super::{activation, matmul, reduce, softmax};
+use super::{activation, loss, matmul, optimizer, reduce, softmax};
 use crate::{Error, Result};
 
 /// A wgpu device and queue with every kernel of the crate compiled for them.
@@ -36,6 +36,8 @@ pub(crate) struct Kernels {
     pub(crate) activation: Family,
     pub(crate) softmax: Family,
     pub(crate) reduce: Family,
+    pub(crate) loss: Family,
+    pub(crate) optimizer: optimizer::OptimizerKernels,
 }
 
 impl Gpu {
@@ -106,6 +108,8 @@ impl Gpu {
                 activation: activation::family(&device),
                 softmax: softmax::family(&device),
                 reduce: reduce::family(&device),
+                loss: loss::family(&device),
+                optimizer: optimizer::kernels(&device),
             };
             let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("placeholder"),

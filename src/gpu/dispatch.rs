@@ -123,6 +123,8 @@ pub(crate) enum Binding {
 /// The compiled pipelines of one WGSL file, sharing one bind group layout.
 pub(crate) struct Family {
     name: &'static str,
+    /// Which storage bindings (1, 2, …) the kernels write.
+    writes: Vec<bool>,
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<(&'static str, wgpu::ComputePipeline)>,
 }
@@ -183,7 +185,8 @@ impl Family {
                 (entry, pipeline)
             })
             .collect();
-        Family { name, layout, pipelines }
+        let writes = bindings.iter().skip(1).map(|b| matches!(b, Binding::ReadWrite)).collect();
+        Family { name, writes, layout, pipelines }
     }
 
     /// Binds `entry` to a fresh parameter block and `args` (bindings 1, 2, …): one launch.
@@ -216,14 +219,15 @@ impl Family {
             });
         }
         let buffers: Vec<&wgpu::Buffer> = args.iter().map(|arg| arg.buffer(gpu)).collect();
-        // Every family's last binding is its read-write output.
-        if let Some((output, inputs)) = buffers.split_last()
-            && inputs.contains(output)
-        {
+        // A buffer a kernel writes may be bound nowhere else in the same launch.
+        let written = |i: usize| self.writes.get(i).copied().unwrap_or(false);
+        let aliased = (0..buffers.len())
+            .any(|i| written(i) && (0..buffers.len()).any(|j| j != i && buffers[j] == buffers[i]));
+        if aliased {
             return Err(Error::shape(
                 entry,
-                "an output distinct from every input",
-                "the output is also an input (in-place ops are not supported)",
+                "outputs distinct from every other operand",
+                "an output is also bound as another operand (in-place ops are not supported)",
             ));
         }
         let pipeline = self

@@ -22,7 +22,9 @@
 mod activation;
 mod context;
 mod dispatch;
+mod loss;
 mod matmul;
+mod optimizer;
 mod reduce;
 mod shaders;
 mod softmax;

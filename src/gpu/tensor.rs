@@ -94,6 +94,16 @@ impl Gpu {
         Ok(GpuTensor { owner: self.id(), buffer, rows, cols })
     }
 
+    /// Overwrites a tensor's values in place (one small upload, no rebinding): how a
+    /// learning rate changes between steps.
+    pub fn write(&self, tensor: &GpuTensor, data: &[f32]) -> Result<()> {
+        check_len("write", "data", data.len(), tensor.rows, tensor.cols)?;
+        self.check_owner("write", tensor)?;
+        self.scoped("writing a tensor", || {
+            self.queue().write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(data))
+        })
+    }
+
     /// Copies class labels to the GPU, rejecting any label `>= classes`.
     pub fn upload_labels(&self, labels: &[u32], classes: usize) -> Result<GpuLabels> {
         check_labels("upload_labels", labels, classes)?;
@@ -104,12 +114,7 @@ impl Gpu {
     /// Copies `tensor` back once the work submitted before this call has finished. This is
     /// the only place the crate maps a buffer.
     pub fn read(&self, tensor: &GpuTensor) -> Result<Vec<f32>> {
-        if tensor.owner != self.id() {
-            return Err(Error::Gpu {
-                context: "read".into(),
-                message: "the tensor belongs to another Gpu context (another device)".into(),
-            });
-        }
+        self.check_owner("read", tensor)?;
         let bytes = (tensor.len() * 4) as u64;
         let staging = self.scoped("reading a tensor back", || {
             let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
@@ -135,6 +140,17 @@ impl Gpu {
         };
         staging.unmap();
         Ok(values)
+    }
+
+    /// Operands of kernels are checked in `Family::step`; this is for the copies.
+    fn check_owner(&self, op: &str, tensor: &GpuTensor) -> Result<()> {
+        if tensor.owner != self.id() {
+            return Err(Error::Gpu {
+                context: op.into(),
+                message: "the tensor belongs to another Gpu context (another device)".into(),
+            });
+        }
+        Ok(())
     }
 
     fn create_buffer(

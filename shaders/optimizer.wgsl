@@ -1,0 +1,107 @@
+// Optimizer updates, in place on the parameters w, from their gradient g.
+//   sgd_update:      w −= lr · g
+//   momentum_update: v = μ · v + g;  w −= lr · v                          (PyTorch's form)
+//   adam_update:     m = β1 m + (1 − β1) g;  v = β2 v + (1 − β2) g²;
+//                    w −= lr · m̂ / (√v̂ + ε),  m̂ = m / (1 − β1^t), v̂ = v / (1 − β2^t)
+//   adamw_update:    adam_update, and w −= lr · λ · w first (decoupled weight decay)
+//   optimizer_advance: β1^t *= β1, β2^t *= β2 in the settings row: one step; run it once per
+//                    step before the updates. The powers are kept, not computed with pow():
+//                    1 − pow(β2, t) cancels most digits, and a GPU's pow is only a few ULP.
+// The settings live in a GPU row, not in the uniform, so the learning rate can change between
+// steps with one small write and many steps can share one submit:
+//   settings = [lr, μ, β1, β2, ε, λ, β1^t, β2^t]
+//
+// Bindings (group 0), in three layouts that share the first four:
+//   0 p:        Params, uniform
+//   1 settings: (1, 8), read-only
+//   2 g:        (len), read-only
+//   3 w:        (len), read-write; for optimizer_advance it is the settings row itself
+//   4 m:        (len), read-write; momentum's velocity, Adam's first moment
+//   5 v:        (len), read-write; Adam's second moment
+// Grid: one invocation per parameter, workgroups of 256 folded into (x, y);
+// optimizer_advance: one workgroup.
+
+struct Params {
+    len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> settings: array<f32, 8>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> w: array<f32>;
+@group(0) @binding(4) var<storage, read_write> m: array<f32>;
+@group(0) @binding(5) var<storage, read_write> v: array<f32>;
+
+const LR: u32 = 0u;
+const MOMENTUM: u32 = 1u;
+const BETA1: u32 = 2u;
+const BETA2: u32 = 3u;
+const EPSILON: u32 = 4u;
+const WEIGHT_DECAY: u32 = 5u;
+const BETA1_POWER: u32 = 6u;
+const BETA2_POWER: u32 = 7u;
+
+fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x) * 256u + lid;
+}
+
+@compute @workgroup_size(1)
+fn optimizer_advance() {
+    w[BETA1_POWER] *= w[BETA1];
+    w[BETA2_POWER] *= w[BETA2];
+}
+
+@compute @workgroup_size(256)
+fn sgd_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = element(wg, nwg, lid);
+    if i < p.len {
+        w[i] -= settings[LR] * g[i];
+    }
+}
+
+@compute @workgroup_size(256)
+fn momentum_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = element(wg, nwg, lid);
+    if i < p.len {
+        let velocity = settings[MOMENTUM] * m[i] + g[i];
+        m[i] = velocity;
+        w[i] -= settings[LR] * velocity;
+    }
+}
+
+// Adam's step on element i, after any weight decay.
+fn adam(i: u32) {
+    let b1 = settings[BETA1];
+    let b2 = settings[BETA2];
+    let m_i = b1 * m[i] + (1.0 - b1) * g[i];
+    let v_i = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+    m[i] = m_i;
+    v[i] = v_i;
+    let m_hat = m_i / (1.0 - settings[BETA1_POWER]);
+    let v_hat = v_i / (1.0 - settings[BETA2_POWER]);
+    w[i] -= settings[LR] * m_hat / (sqrt(v_hat) + settings[EPSILON]);
+}
+
+@compute @workgroup_size(256)
+fn adam_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = element(wg, nwg, lid);
+    if i < p.len {
+        adam(i);
+    }
+}
+
+@compute @workgroup_size(256)
+fn adamw_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = element(wg, nwg, lid);
+    if i < p.len {
+        w[i] -= settings[LR] * settings[WEIGHT_DECAY] * w[i];
+        adam(i);
+    }
+}

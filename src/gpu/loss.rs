@@ -1,0 +1,143 @@
+//! Pipelines of `shaders/loss.wgsl`: MSE, MAE, binary cross-entropy and NLL, as per-element
+//! terms (averaged by [`Gpu::sum_all`]) and the gradient of their mean.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
+use super::{Gpu, GpuLabels, GpuTensor};
+use crate::shape::check_same;
+use crate::{Error, Result};
+
+const WORKGROUP: u64 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    len: u32,
+    cols: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+pub(crate) fn family(device: &wgpu::Device) -> Family {
+    use Binding::*;
+    Family::new(
+        device,
+        "loss",
+        super::shaders::LOSS,
+        &[Uniform(size_of::<Params>() as u64), Read, Read, Read, ReadWrite],
+        &[
+            "mse_forward",
+            "mse_backward",
+            "mae_forward",
+            "mae_backward",
+            "bce_forward",
+            "bce_backward",
+            "nll_forward",
+            "nll_backward",
+        ],
+    )
+}
+
+impl Gpu {
+    /// Binds `terms = (y − t)²`; the loss is `sum_all(terms, 1 / len)`.
+    pub fn mse_forward(&self, terms: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
+        self.bind_pair_loss("mse_forward", terms, y, t)
+    }
+
+    /// Binds `dy = 2 (y − t) / len`, the gradient of the mean squared error.
+    pub fn mse_backward(&self, dy: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
+        self.bind_pair_loss("mse_backward", dy, y, t)
+    }
+
+    /// Binds `terms = |y − t|`.
+    pub fn mae_forward(&self, terms: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
+        self.bind_pair_loss("mae_forward", terms, y, t)
+    }
+
+    /// Binds `dy = sign(y − t) / len`.
+    pub fn mae_backward(&self, dy: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
+        self.bind_pair_loss("mae_backward", dy, y, t)
+    }
+
+    /// Binds `terms = −(t ln y + (1 − t) ln(1 − y))` for probabilities y (clamped to [ε, 1 − ε]).
+    pub fn bce_forward(&self, terms: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
+        self.bind_pair_loss("bce_forward", terms, y, t)
+    }
+
+    /// Binds `dy = (y − t) / (y (1 − y)) / len`.
+    pub fn bce_backward(&self, dy: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
+        self.bind_pair_loss("bce_backward", dy, y, t)
+    }
+
+    /// Binds `losses[r] = −log_p[r, label[r]]`; `losses` is (rows, 1).
+    pub fn nll_forward(&self, losses: &GpuTensor, log_p: &GpuTensor, labels: &GpuLabels) -> Result<Dispatch> {
+        let op = "nll_forward";
+        check_same(op, "losses", losses.shape(), (log_p.rows(), 1))?;
+        self.bind_label_loss(op, losses, log_p, labels, log_p.rows())
+    }
+
+    /// Binds the gradient of the mean NLL: `−1/rows` at each row's label, 0 elsewhere.
+    pub fn nll_backward(
+        &self,
+        d_log_p: &GpuTensor,
+        log_p: &GpuTensor,
+        labels: &GpuLabels,
+    ) -> Result<Dispatch> {
+        let op = "nll_backward";
+        check_same(op, "gradient", d_log_p.shape(), log_p.shape())?;
+        self.bind_label_loss(op, d_log_p, log_p, labels, log_p.len())
+    }
+
+    fn bind_pair_loss(
+        &self,
+        entry: &'static str,
+        out: &GpuTensor,
+        y: &GpuTensor,
+        t: &GpuTensor,
+    ) -> Result<Dispatch> {
+        check_same(entry, "targets", t.shape(), y.shape())?;
+        check_same(entry, "output", out.shape(), y.shape())?;
+        let params = Params {
+            len: len_u32(entry, y.len())?,
+            cols: y.cols() as u32,
+            scale: 1.0 / y.len() as f32,
+            _pad: 0,
+        };
+        self.bind_loss(entry, &params, [y.into(), t.into(), Arg::Unused, out.into()])
+    }
+
+    fn bind_label_loss(
+        &self,
+        entry: &'static str,
+        out: &GpuTensor,
+        log_p: &GpuTensor,
+        labels: &GpuLabels,
+        len: usize,
+    ) -> Result<Dispatch> {
+        check_same(entry, "labels", (labels.len(), 1), (log_p.rows(), 1))?;
+        if labels.classes() > log_p.cols() {
+            return Err(Error::shape(
+                entry,
+                format!("labels for at most {} classes", log_p.cols()),
+                format!("labels checked against {} classes", labels.classes()),
+            ));
+        }
+        let params = Params {
+            len: len_u32(entry, len)?,
+            cols: log_p.cols() as u32,
+            scale: 1.0 / log_p.rows() as f32,
+            _pad: 0,
+        };
+        self.bind_loss(entry, &params, [log_p.into(), Arg::Unused, Arg::Labels(labels), out.into()])
+    }
+
+    fn bind_loss(&self, entry: &'static str, params: &Params, args: [Arg; 4]) -> Result<Dispatch> {
+        let workgroups = fold(u64::from(params.len).div_ceil(WORKGROUP), self.max_workgroups())?;
+        self.kernels.loss.bind(self, entry, bytemuck::bytes_of(params), &args, workgroups)
+    }
+}
+
+fn len_u32(op: &'static str, len: usize) -> Result<u32> {
+    u32::try_from(len).map_err(|_| Error::shape(op, "below 2^32 values", len.to_string()))
+}

@@ -1,0 +1,135 @@
+//! Pipelines of `shaders/optimizer.wgsl`: SGD, momentum, Adam and AdamW updates in place, and
+//! the step counter Adam's bias correction reads. Settings come from a (1, 8) GPU row made
+//! from [`OptimizerSettings::to_row`], so they change with [`Gpu::write`], not by rebinding.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
+use super::{Gpu, GpuTensor};
+use crate::settings::OptimizerSettings;
+use crate::shape::check_same;
+use crate::{Error, Result};
+
+const WORKGROUP: u64 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    len: u32,
+    _pad: [u32; 3],
+}
+
+/// The shader's three layouts: SGD (and the step counter), momentum, Adam.
+pub(crate) struct OptimizerKernels {
+    sgd: Family,
+    momentum: Family,
+    adam: Family,
+}
+
+pub(crate) fn kernels(device: &wgpu::Device) -> OptimizerKernels {
+    use Binding::*;
+    let uniform = Uniform(size_of::<Params>() as u64);
+    let family = |name, bindings: &[Binding], entries: &[&'static str]| {
+        Family::new(device, name, super::shaders::OPTIMIZER, bindings, entries)
+    };
+    OptimizerKernels {
+        sgd: family("sgd", &[uniform, Read, Read, ReadWrite], &["sgd_update", "optimizer_advance"]),
+        momentum: family("momentum", &[uniform, Read, Read, ReadWrite, ReadWrite], &["momentum_update"]),
+        adam: family(
+            "adam",
+            &[uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+            &["adam_update", "adamw_update"],
+        ),
+    }
+}
+
+impl Gpu {
+    /// Uploads optimizer settings as the (1, 8) row the update kernels read.
+    pub fn upload_settings(&self, settings: &OptimizerSettings) -> Result<GpuTensor> {
+        self.upload(&settings.to_row(), 1, 8)
+    }
+
+    /// Binds one step of the settings row's counters (`β1^t`, `β2^t`): record it once per
+    /// step, before that step's updates.
+    pub fn optimizer_advance(&self, settings: &GpuTensor) -> Result<Dispatch> {
+        check_settings("optimizer_advance", settings)?;
+        let params = Params { len: 1, _pad: [0; 3] };
+        let args = [Arg::Unused, Arg::Unused, settings.into()];
+        self.kernels.optimizer.sgd.bind(
+            self,
+            "optimizer_advance",
+            bytemuck::bytes_of(&params),
+            &args,
+            [1, 1, 1],
+        )
+    }
+
+    /// Binds `w −= lr · g`.
+    pub fn sgd_update(&self, w: &GpuTensor, g: &GpuTensor, settings: &GpuTensor) -> Result<Dispatch> {
+        let family = &self.kernels.optimizer.sgd;
+        self.bind_update(family, "sgd_update", w, g, &[], settings)
+    }
+
+    /// Binds `velocity = μ · velocity + g;  w −= lr · velocity`.
+    pub fn momentum_update(
+        &self,
+        w: &GpuTensor,
+        velocity: &GpuTensor,
+        g: &GpuTensor,
+        settings: &GpuTensor,
+    ) -> Result<Dispatch> {
+        let family = &self.kernels.optimizer.momentum;
+        self.bind_update(family, "momentum_update", w, g, &[velocity], settings)
+    }
+
+    /// Binds Adam's update of `w` with moments `m`, `v` (see [`crate::cpu::adam_update`]).
+    pub fn adam_update(
+        &self,
+        w: &GpuTensor,
+        m: &GpuTensor,
+        v: &GpuTensor,
+        g: &GpuTensor,
+        settings: &GpuTensor,
+    ) -> Result<Dispatch> {
+        self.bind_update(&self.kernels.optimizer.adam, "adam_update", w, g, &[m, v], settings)
+    }
+
+    /// Binds AdamW's update: decoupled weight decay, then Adam.
+    pub fn adamw_update(
+        &self,
+        w: &GpuTensor,
+        m: &GpuTensor,
+        v: &GpuTensor,
+        g: &GpuTensor,
+        settings: &GpuTensor,
+    ) -> Result<Dispatch> {
+        self.bind_update(&self.kernels.optimizer.adam, "adamw_update", w, g, &[m, v], settings)
+    }
+
+    fn bind_update(
+        &self,
+        family: &Family,
+        entry: &'static str,
+        w: &GpuTensor,
+        g: &GpuTensor,
+        state: &[&GpuTensor],
+        settings: &GpuTensor,
+    ) -> Result<Dispatch> {
+        check_settings(entry, settings)?;
+        check_same(entry, "gradient", g.shape(), w.shape())?;
+        for s in state {
+            check_same(entry, "optimizer state", s.shape(), w.shape())?;
+        }
+        let len = u32::try_from(w.len())
+            .map_err(|_| Error::shape(entry, "below 2^32 values", w.len().to_string()))?;
+        let params = Params { len, _pad: [0; 3] };
+        let mut args = vec![settings.into(), g.into(), w.into()];
+        args.extend(state.iter().map(|&s| Arg::from(s)));
+        let workgroups = fold(u64::from(len).div_ceil(WORKGROUP), self.max_workgroups())?;
+        family.bind(self, entry, bytemuck::bytes_of(&params), &args, workgroups)
+    }
+}
+
+fn check_settings(op: &'static str, settings: &GpuTensor) -> Result<()> {
+    check_same(op, "settings row", settings.shape(), (1, 8))
+}

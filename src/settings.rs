@@ -1,0 +1,47 @@
+//! Optimizer settings, shared by the CPU reference and the GPU kernels (which read them from
+//! a GPU row, so they can change between steps without rebinding anything).
+
+/// Hyperparameters of every optimizer, and the step counter Adam's bias correction uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimizerSettings {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum μ (SGD with momentum).
+    pub momentum: f32,
+    /// Adam's decay rates β1, β2 and ε.
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// AdamW's decoupled weight decay λ.
+    pub weight_decay: f32,
+    /// Steps taken so far; advanced once per step before the updates (so the first is 1).
+    pub step: u32,
+}
+
+impl OptimizerSettings {
+    /// PyTorch's defaults for Adam and AdamW (β1 0.9, β2 0.999, ε 1e-8, λ 0.01), with `lr`.
+    pub fn new(lr: f32) -> Self {
+        OptimizerSettings {
+            lr,
+            momentum: 0.9,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            step: 0,
+        }
+    }
+
+    /// `(β1^t, β2^t)` for Adam's bias corrections, multiplied out one step at a time in f32
+    /// exactly as the GPU's `optimizer_advance` does, so both backends agree to the bit.
+    /// (`1 − pow(β2, t)` with a GPU's few-ULP `pow` loses most of its digits to cancellation.)
+    pub fn beta_powers(&self) -> (f32, f32) {
+        (0..self.step).fold((1.0, 1.0), |(p1, p2), _| (p1 * self.beta1, p2 * self.beta2))
+    }
+
+    /// The GPU row `[lr, μ, β1, β2, ε, λ, β1^t, β2^t]` that `shaders/optimizer.wgsl` reads.
+    pub fn to_row(&self) -> [f32; 8] {
+        let (p1, p2) = self.beta_powers();
+        [self.lr, self.momentum, self.beta1, self.beta2, self.eps, self.weight_decay, p1, p2]
+    }
+}

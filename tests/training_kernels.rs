@@ -1,0 +1,183 @@
+//! The losses and optimizer updates, GPU against the CPU reference.
+
+mod common;
+
+use common::{assert_close, gpu, random, random_labels};
+use wgpu_nn::{Dispatch, Gpu, GpuTensor, OptimizerSettings, cpu};
+
+/// log, division and pow on GPUs are allowed a few ULP; Adam's √ and division compound them
+/// over a few steps.
+const RTOL: f64 = 1e-5;
+const ATOL: f64 = 1e-6;
+
+fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
+    gpu.run(dispatches).unwrap();
+    gpu.read(out).unwrap()
+}
+
+type GpuLoss = fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
+type CpuLoss = fn(&mut [f32], &[f32], &[f32]) -> wgpu_nn::Result<()>;
+
+#[test]
+fn element_wise_losses_match_reference() {
+    let Some(gpu) = gpu() else { return };
+    let losses: [(&str, GpuLoss, CpuLoss, GpuLoss, CpuLoss); 3] = [
+        ("mse", Gpu::mse_forward, cpu::mse_forward, Gpu::mse_backward, cpu::mse_backward),
+        ("mae", Gpu::mae_forward, cpu::mae_forward, Gpu::mae_backward, cpu::mae_backward),
+        ("bce", Gpu::bce_forward, cpu::bce_forward, Gpu::bce_backward, cpu::bce_backward),
+    ];
+    for (name, gpu_fwd, cpu_fwd, gpu_bwd, cpu_bwd) in losses {
+        for (rows, cols) in [(1, 1), (7, 1), (63, 5), (257, 3), (1000, 65)] {
+            let len = rows * cols;
+            // Probabilities for BCE, including the clamped ends 0 and 1; any values otherwise.
+            let squash = |v: f32| if name == "bce" { (v + 1.0) / 2.0 } else { 3.0 * v };
+            let mut y: Vec<f32> = random(len, len as u64).into_iter().map(squash).collect();
+            let t: Vec<f32> = random(len, len as u64 + 1).into_iter().map(squash).collect();
+            y[0] = if name == "bce" { 0.0 } else { t[0] }; // a clamp, or a zero difference
+            let (y_g, t_g, out_g) = (
+                gpu.upload(&y, rows, cols).unwrap(),
+                gpu.upload(&t, rows, cols).unwrap(),
+                gpu.zeros(rows, cols).unwrap(),
+            );
+            let mut want = vec![0.0; len];
+
+            cpu_fwd(&mut want, &y, &t).unwrap();
+            let got = run(gpu, &[&gpu_fwd(gpu, &out_g, &y_g, &t_g).unwrap()], &out_g);
+            assert_close(&format!("{name}_forward {rows}x{cols}"), &got, &want, RTOL, ATOL);
+
+            // The mean loss: the terms summed on the GPU with scale 1/len.
+            let mean = gpu.zeros(1, 1).unwrap();
+            let got = run(gpu, &[&gpu.sum_all(&mean, &out_g, 1.0 / len as f32).unwrap()], &mean);
+            let atol = 8.0 * f64::from(f32::EPSILON) * want.iter().map(|v| f64::from(v.abs())).sum::<f64>();
+            assert_close(&format!("{name} mean"), &got, &[cpu::sum_all(&want, 1.0 / len as f32)], RTOL, atol);
+
+            cpu_bwd(&mut want, &y, &t).unwrap();
+            let got = run(gpu, &[&gpu_bwd(gpu, &out_g, &y_g, &t_g).unwrap()], &out_g);
+            assert_close(&format!("{name}_backward {rows}x{cols}"), &got, &want, RTOL, ATOL);
+        }
+    }
+}
+
+#[test]
+fn nll_matches_reference() {
+    let Some(gpu) = gpu() else { return };
+    for (rows, cols) in [(1, 1), (7, 3), (257, 10), (64, 65)] {
+        let x = random(rows * cols, 3);
+        let mut log_p = vec![0.0; x.len()];
+        cpu::log_softmax_forward(&mut log_p, &x, rows, cols).unwrap();
+        let labels = random_labels(rows, cols, 4);
+        let (log_p_g, labels_g) =
+            (gpu.upload(&log_p, rows, cols).unwrap(), gpu.upload_labels(&labels, cols).unwrap());
+
+        let mut want = vec![0.0; rows];
+        cpu::nll_forward(&mut want, &log_p, &labels, rows, cols).unwrap();
+        let losses = gpu.zeros(rows, 1).unwrap();
+        let got = run(gpu, &[&gpu.nll_forward(&losses, &log_p_g, &labels_g).unwrap()], &losses);
+        assert_close(&format!("nll_forward {rows}x{cols}"), &got, &want, 0.0, 0.0);
+
+        let mut want = vec![0.0; rows * cols];
+        cpu::nll_backward(&mut want, &labels, rows, cols).unwrap();
+        let grad = gpu.zeros(rows, cols).unwrap();
+        let got = run(gpu, &[&gpu.nll_backward(&grad, &log_p_g, &labels_g).unwrap()], &grad);
+        assert_close(&format!("nll_backward {rows}x{cols}"), &got, &want, 0.0, 0.0);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Optimizer {
+    Sgd,
+    Momentum,
+    Adam,
+    AdamW,
+}
+
+/// Five steps with a new gradient each, and a learning-rate change before the fourth,
+/// recorded as the layer graph will: advance the step counter, then update.
+fn check_optimizer(gpu: &Gpu, optimizer: Optimizer, len: usize) {
+    let mut settings = OptimizerSettings::new(0.05);
+    let mut w = random(len, 10);
+    let (mut m, mut v) = (vec![0.0; len], vec![0.0; len]);
+    let (w_g, m_g, v_g, g_g) = (
+        gpu.upload(&w, 1, len).unwrap(),
+        gpu.zeros(1, len).unwrap(),
+        gpu.zeros(1, len).unwrap(),
+        gpu.zeros(1, len).unwrap(),
+    );
+    let settings_g = gpu.upload_settings(&settings).unwrap();
+    let advance = gpu.optimizer_advance(&settings_g).unwrap();
+    let update = match optimizer {
+        Optimizer::Sgd => gpu.sgd_update(&w_g, &g_g, &settings_g),
+        Optimizer::Momentum => gpu.momentum_update(&w_g, &m_g, &g_g, &settings_g),
+        Optimizer::Adam => gpu.adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+        Optimizer::AdamW => gpu.adamw_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+    }
+    .unwrap();
+    for step in 0..5 {
+        if step == 3 {
+            settings.lr = 0.01;
+            gpu.write(&settings_g, &settings.to_row()).unwrap();
+        }
+        let g = random(len, 20 + step);
+        gpu.write(&g_g, &g).unwrap();
+        settings.step += 1;
+        match optimizer {
+            Optimizer::Sgd => cpu::sgd_update(&mut w, &g, &settings),
+            Optimizer::Momentum => cpu::momentum_update(&mut w, &mut m, &g, &settings),
+            Optimizer::Adam => cpu::adam_update(&mut w, &mut m, &mut v, &g, &settings),
+            Optimizer::AdamW => cpu::adamw_update(&mut w, &mut m, &mut v, &g, &settings),
+        }
+        .unwrap();
+        gpu.run(&[&advance, &update]).unwrap();
+    }
+    let what = format!("{optimizer:?} over 5 steps, {len} weights");
+    assert_close(&what, &gpu.read(&w_g).unwrap(), &w, RTOL, ATOL);
+    // The GPU's step counters are bit-identical to the host's.
+    assert_eq!(gpu.read(&settings_g).unwrap(), settings.to_row(), "{what}: settings row");
+}
+
+#[test]
+fn optimizers_match_reference_over_several_steps() {
+    let Some(gpu) = gpu() else { return };
+    for optimizer in [Optimizer::Sgd, Optimizer::Momentum, Optimizer::Adam, Optimizer::AdamW] {
+        for len in [1, 7, 257, 70_000] {
+            check_optimizer(gpu, optimizer, len);
+        }
+    }
+}
+
+#[test]
+fn adams_first_step_moves_each_weight_by_about_the_learning_rate() {
+    let Some(gpu) = gpu() else { return };
+    // After one step m̂ = g and v̂ = g², so w moves by lr · g / (|g| + ε) ≈ lr · sign(g).
+    let (w, g) = (vec![1.0f32, -2.0, 0.5, 3.0], vec![0.3f32, -4.0, 1e-3, -0.02]);
+    let (w_g, m_g, v_g, g_g) = (
+        gpu.upload(&w, 1, 4).unwrap(),
+        gpu.zeros(1, 4).unwrap(),
+        gpu.zeros(1, 4).unwrap(),
+        gpu.upload(&g, 1, 4).unwrap(),
+    );
+    let settings = gpu.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
+    let steps = [
+        gpu.optimizer_advance(&settings).unwrap(),
+        gpu.adam_update(&w_g, &m_g, &v_g, &g_g, &settings).unwrap(),
+    ];
+    gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
+    let want: Vec<f32> = w.iter().zip(&g).map(|(w, g)| w - 0.1 * g.signum()).collect();
+    assert_close("Adam's first step", &gpu.read(&w_g).unwrap(), &want, 0.0, 1e-5);
+}
+
+#[test]
+fn optimizer_misuse_is_an_error() {
+    let Some(gpu) = gpu() else { return };
+    let (w, g) = (gpu.zeros(2, 3).unwrap(), gpu.zeros(2, 3).unwrap());
+    let settings = gpu.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
+    let err = gpu.sgd_update(&w, &g, &gpu.zeros(1, 7).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("settings row of 1x8"), "{err}");
+    let err = gpu.sgd_update(&w, &gpu.zeros(3, 2).unwrap(), &settings).unwrap_err();
+    assert!(err.to_string().contains("gradient of 2x3"), "{err}");
+    // A moment buffer that is also the weights would be written twice in one launch.
+    let err = gpu.adam_update(&w, &w, &g, &g, &settings).unwrap_err();
+    assert!(err.to_string().contains("in-place"), "{err}");
+    let err = gpu.write(&w, &[1.0; 5]).unwrap_err();
+    assert!(err.to_string().contains("write"), "{err}");
+}
