@@ -181,3 +181,40 @@ fn optimizer_misuse_is_an_error() {
     let err = gpu.write(&w, &[1.0; 5]).unwrap_err();
     assert!(err.to_string().contains("write"), "{err}");
 }
+
+#[test]
+fn dropout_masks_are_the_same_on_gpu_and_cpu_and_change_every_step() {
+    let Some(gpu) = gpu() else { return };
+    let (rows, cols, p, seed) = (257, 65, 0.2, 7);
+    let (x, dy) = (random(rows * cols, 30), random(rows * cols, 31));
+    let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
+    let (out_g, mask_g, dx_g, counter) = (
+        gpu.zeros(rows, cols).unwrap(),
+        gpu.zeros(rows, cols).unwrap(),
+        gpu.zeros(rows, cols).unwrap(),
+        gpu.zeros(1, 1).unwrap(),
+    );
+    let advance = gpu.dropout_advance(&counter).unwrap();
+    let forward = gpu.dropout_forward(&out_g, &mask_g, &x_g, p, seed, &counter).unwrap();
+    let backward = gpu.dropout_backward(&dx_g, &mask_g, &dy_g).unwrap();
+    let mut previous_mask = Vec::new();
+    for step in 1..=3 {
+        gpu.run(&[&advance, &forward, &backward]).unwrap();
+        let (mut out, mut mask, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
+        cpu::dropout_forward(&mut out, &mut mask, &x, p, seed, step).unwrap();
+        cpu::dropout_backward(&mut dx, &mask, &dy).unwrap();
+        // Same hash, same f32 arithmetic: bit for bit.
+        assert_close(&format!("dropout mask, step {step}"), &gpu.read(&mask_g).unwrap(), &mask, 0.0, 0.0);
+        assert_close(&format!("dropout_forward, step {step}"), &gpu.read(&out_g).unwrap(), &out, 0.0, 0.0);
+        assert_close(&format!("dropout_backward, step {step}"), &gpu.read(&dx_g).unwrap(), &dx, 0.0, 0.0);
+
+        let dropped = mask.iter().filter(|&&m| m == 0.0).count() as f64 / mask.len() as f64;
+        // 16,705 Bernoulli(0.2) draws: the standard deviation of the fraction is 0.003.
+        assert!((dropped - 0.2).abs() < 0.015, "step {step}: dropped {dropped}");
+        assert!(mask.iter().all(|&m| m == 0.0 || m == 1.25), "step {step}: mask values");
+        assert_ne!(mask, previous_mask, "step {step}: the mask must change between steps");
+        previous_mask = mask;
+    }
+    let err = gpu.dropout_forward(&out_g, &mask_g, &x_g, 1.0, seed, &counter).unwrap_err();
+    assert!(err.to_string().contains("[0, 1)"), "{err}");
+}

@@ -7,6 +7,7 @@
 //! so clarity wins over speed here.
 
 mod activation;
+mod dropout;
 mod loss;
 mod matmul;
 mod optimizer;
@@ -14,6 +15,7 @@ mod reduce;
 mod softmax;
 
 pub use activation::*;
+pub use dropout::*;
 pub use loss::*;
 pub use matmul::*;
 pub use optimizer::*;

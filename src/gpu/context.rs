@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::dispatch::{Dispatch, Family};
-use super::{activation, loss, matmul, optimizer, reduce, softmax};
+use super::{activation, dropout, loss, matmul, optimizer, reduce, softmax};
 use crate::{Error, Result};
 
 /// A wgpu device and queue with every kernel of the crate compiled for them.
@@ -22,12 +22,16 @@ pub struct Gpu {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     pub(crate) kernels: Kernels,
-    /// Bound where an entry point declares a binding it does not read.
-    pub(crate) placeholder: wgpu::Buffer,
+    /// Bound where an entry point declares a binding it does not use: one per binding
+    /// slot, so unused read-write slots never alias each other.
+    pub(crate) placeholders: Vec<wgpu::Buffer>,
     /// Errors wgpu raised outside our error scopes (device loss, uncaptured validation),
     /// reported by the next call that submits or reads instead of panicking.
     uncaptured: Arc<Mutex<Option<String>>>,
 }
+
+/// The most storage bindings any kernel has.
+pub(crate) const MAX_STORAGE_BINDINGS: usize = 5;
 
 pub(crate) struct Kernels {
     pub(crate) matmul: Family,
@@ -38,6 +42,7 @@ pub(crate) struct Kernels {
     pub(crate) reduce: Family,
     pub(crate) loss: Family,
     pub(crate) optimizer: optimizer::OptimizerKernels,
+    pub(crate) dropout: dropout::DropoutKernels,
 }
 
 impl Gpu {
@@ -101,7 +106,7 @@ impl Gpu {
         uncaptured: Arc<Mutex<Option<String>>>,
     ) -> Result<Gpu> {
         let limits = device.limits();
-        let (kernels, placeholder) = scoped(&device, "building the kernels", || {
+        let (kernels, placeholders) = scoped(&device, "building the kernels", || {
             let kernels = Kernels {
                 matmul: matmul::family(&device),
                 matmul_subgroup: matmul::subgroup_family(&device, &info),
@@ -110,14 +115,17 @@ impl Gpu {
                 reduce: reduce::family(&device),
                 loss: loss::family(&device),
                 optimizer: optimizer::kernels(&device),
+                dropout: dropout::kernels(&device),
             };
-            let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("placeholder"),
-                size: 16,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            });
-            (kernels, placeholder)
+            let placeholder = |_| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("placeholder"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            };
+            (kernels, (0..MAX_STORAGE_BINDINGS).map(placeholder).collect())
         })?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Gpu {
@@ -127,7 +135,7 @@ impl Gpu {
             info,
             limits,
             kernels,
-            placeholder,
+            placeholders,
             uncaptured,
         })
     }

@@ -45,11 +45,12 @@ impl<'a> Arg<'a> {
         }
     }
 
-    fn buffer(self, gpu: &'a Gpu) -> &'a wgpu::Buffer {
+    /// The buffer to bind at storage slot `slot` (0 for binding 1).
+    fn buffer(self, gpu: &'a Gpu, slot: usize) -> &'a wgpu::Buffer {
         match self {
             Arg::Tensor(t) => t.buffer(),
             Arg::Labels(l) => l.buffer(),
-            Arg::Unused => &gpu.placeholder,
+            Arg::Unused => &gpu.placeholders[slot],
         }
     }
 }
@@ -218,7 +219,8 @@ impl Family {
                 message: "an operand belongs to another Gpu context (another device)".into(),
             });
         }
-        let buffers: Vec<&wgpu::Buffer> = args.iter().map(|arg| arg.buffer(gpu)).collect();
+        let buffers: Vec<&wgpu::Buffer> =
+            args.iter().enumerate().map(|(slot, arg)| arg.buffer(gpu, slot)).collect();
         // A buffer a kernel writes may be bound nowhere else in the same launch.
         let written = |i: usize| self.writes.get(i).copied().unwrap_or(false);
         let aliased = (0..buffers.len())

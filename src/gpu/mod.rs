@@ -22,6 +22,7 @@
 mod activation;
 mod context;
 mod dispatch;
+mod dropout;
 mod loss;
 mod matmul;
 mod optimizer;
