@@ -5,6 +5,7 @@
 //!
 //! - [`gpu`]: the [`Gpu`] context, tensors in GPU buffers, and kernels bound once as
 //!   [`Dispatch`]es that record into any command encoder.
+//! - [`model`]: the layer graph: describe a network once, train it on the GPU or the CPU.
 //! - [`cpu`]: the readable reference, one function per WGSL entry point, with the same names.
 //! - [`MatmulForm`]: the three matrix products a dense layer needs.
 //! - [`OptimizerSettings`]: the hyperparameters of SGD, momentum, Adam and AdamW.
@@ -14,11 +15,12 @@
 pub mod cpu;
 mod error;
 pub mod gpu;
+pub mod model;
 mod settings;
 mod shape;
 
 pub use error::{Error, Result};
-pub use gpu::{Dispatch, Gpu, GpuLabels, GpuTensor, MatmulKernel};
+pub use gpu::{Counters, Dispatch, Gpu, GpuLabels, GpuTensor, MatmulKernel};
 pub use settings::OptimizerSettings;
 pub use shape::MatmulForm;
 pub use wgpu;

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::counters::{Counters, Tally};
 use super::dispatch::{Dispatch, Family};
 use super::{activation, dropout, loss, matmul, optimizer, reduce, softmax};
 use crate::{Error, Result};
@@ -12,7 +13,9 @@ use crate::{Error, Result};
 ///
 /// Build it with [`Gpu::new`], which picks an adapter the way wgpu's own tools do, or with
 /// [`Gpu::from_device`] to share a graphics app's device. Shader modules, bind group layouts
-/// and pipelines are created once here and reused by every [`Dispatch`].
+/// and pipelines are created once here and reused by every [`Dispatch`]. Cloning is cheap and
+/// shares all of it (a model keeps a clone).
+#[derive(Clone)]
 pub struct Gpu {
     /// Distinguishes this context's tensors from another's: wgpu panics, rather than
     /// erring, when a resource of one instance meets another's.
@@ -21,13 +24,14 @@ pub struct Gpu {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    pub(crate) kernels: Kernels,
+    pub(crate) kernels: Arc<Kernels>,
     /// Bound where an entry point declares a binding it does not use: one per binding
     /// slot, so unused read-write slots never alias each other.
-    pub(crate) placeholders: Vec<wgpu::Buffer>,
+    pub(crate) placeholders: Arc<[wgpu::Buffer]>,
     /// Errors wgpu raised outside our error scopes (device loss, uncaptured validation),
     /// reported by the next call that submits or reads instead of panicking.
     uncaptured: Arc<Mutex<Option<String>>>,
+    pub(crate) tally: Arc<Tally>,
 }
 
 /// The most storage bindings any kernel has.
@@ -125,7 +129,7 @@ impl Gpu {
                     mapped_at_creation: false,
                 })
             };
-            (kernels, (0..MAX_STORAGE_BINDINGS).map(placeholder).collect())
+            (kernels, (0..MAX_STORAGE_BINDINGS).map(placeholder).collect::<Vec<_>>())
         })?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Gpu {
@@ -134,9 +138,10 @@ impl Gpu {
             queue,
             info,
             limits,
-            kernels,
-            placeholders,
+            kernels: Arc::new(kernels),
+            placeholders: placeholders.into(),
             uncaptured,
+            tally: Arc::default(),
         })
     }
 
@@ -179,11 +184,17 @@ impl Gpu {
     /// wait for exactly the work they depend on.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<wgpu::SubmissionIndex> {
         self.check_uncaptured()?;
+        self.tally.submitted();
         self.scoped("running kernels", || {
             let mut encoder = self.device.create_command_encoder(&Default::default());
             self.record(&mut encoder, dispatches);
             self.queue.submit([encoder.finish()])
         })
+    }
+
+    /// Submits, bytes moved, maps and memory held so far (see [`Counters`]).
+    pub fn counters(&self) -> Counters {
+        self.tally.snapshot()
     }
 
     /// Blocks until all submitted work has finished (benchmarks time submit plus this wait).

@@ -4,6 +4,7 @@
 
 use wgpu::util::DeviceExt;
 
+use super::counters::Held;
 use super::{Gpu, GpuLabels, GpuTensor};
 use crate::{Error, Result};
 
@@ -71,6 +72,8 @@ pub struct Dispatch {
 /// One kernel launch.
 #[derive(Debug)]
 pub(crate) struct Step {
+    /// Counts the parameter block as held memory.
+    _held: Held,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
@@ -255,7 +258,8 @@ impl Family {
                 layout: &self.layout,
                 entries: &entries,
             });
-            Step { pipeline, bind_group, workgroups }
+            let _held = Held::new(&gpu.tally, params.size());
+            Step { _held, pipeline, bind_group, workgroups }
         })
     }
 }

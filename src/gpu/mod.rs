@@ -21,6 +21,7 @@
 
 mod activation;
 mod context;
+mod counters;
 mod dispatch;
 mod dropout;
 mod loss;
@@ -32,6 +33,7 @@ mod softmax;
 mod tensor;
 
 pub use context::Gpu;
+pub use counters::Counters;
 pub use dispatch::Dispatch;
 pub use matmul::MatmulKernel;
 pub use softmax::MAX_SOFTMAX_COLS;

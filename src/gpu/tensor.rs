@@ -1,6 +1,7 @@
 //! Matrices in GPU buffers, and the one helper that reads a buffer back.
 
 use super::Gpu;
+use super::counters::Held;
 use crate::shape::{check_labels, check_len};
 use crate::{Error, Result};
 
@@ -12,6 +13,7 @@ use crate::{Error, Result};
 pub struct GpuTensor {
     owner: u64,
     buffer: wgpu::Buffer,
+    _held: Held,
     rows: usize,
     cols: usize,
 }
@@ -54,6 +56,7 @@ impl GpuTensor {
 pub struct GpuLabels {
     owner: u64,
     buffer: wgpu::Buffer,
+    _held: Held,
     len: usize,
     classes: usize,
 }
@@ -84,31 +87,57 @@ impl Gpu {
     /// Copies a row-major `rows × cols` matrix to a new GPU buffer.
     pub fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuTensor> {
         check_len("upload", "data", data.len(), rows, cols)?;
-        let buffer = self.create_buffer("tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
-        Ok(GpuTensor { owner: self.id(), buffer, rows, cols })
+        let (buffer, _held) = self.create_buffer("tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
+        Ok(GpuTensor { owner: self.id(), buffer, _held, rows, cols })
     }
 
     /// A new `rows × cols` matrix of zeros.
     pub fn zeros(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
-        let buffer = self.create_buffer("tensor", rows, cols, None)?;
-        Ok(GpuTensor { owner: self.id(), buffer, rows, cols })
+        let (buffer, _held) = self.create_buffer("tensor", rows, cols, None)?;
+        Ok(GpuTensor { owner: self.id(), buffer, _held, rows, cols })
     }
 
     /// Overwrites a tensor's values in place (one small upload, no rebinding): how a
     /// learning rate changes between steps.
     pub fn write(&self, tensor: &GpuTensor, data: &[f32]) -> Result<()> {
         check_len("write", "data", data.len(), tensor.rows, tensor.cols)?;
-        self.check_owner("write", tensor)?;
+        self.write_at(tensor, 0, data)
+    }
+
+    /// Overwrites `data.len()` values from element `first` on, leaving the rest.
+    pub fn write_at(&self, tensor: &GpuTensor, first: usize, data: &[f32]) -> Result<()> {
+        if first + data.len() > tensor.len() {
+            return Err(Error::shape("write_at", format!("at most {} values", tensor.len()), format!("{} from {first}", data.len())));
+        }
+        self.check_owner("write_at", tensor)?;
+        self.tally.uploaded(size_of_val(data) as u64);
         self.scoped("writing a tensor", || {
-            self.queue().write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(data))
+            self.queue().write_buffer(&tensor.buffer, 4 * first as u64, bytemuck::cast_slice(data))
+        })
+    }
+
+    /// Overwrites labels in place, rejecting any label `>= classes`.
+    pub fn write_labels(&self, labels: &GpuLabels, values: &[u32]) -> Result<()> {
+        check_len("write_labels", "labels", values.len(), labels.len, 1)?;
+        check_labels("write_labels", values, labels.classes)?;
+        if labels.owner != self.id() {
+            return Err(Error::Gpu {
+                context: "write_labels".into(),
+                message: "the labels belong to another Gpu context (another device)".into(),
+            });
+        }
+        self.tally.uploaded(size_of_val(values) as u64);
+        self.scoped("writing labels", || {
+            self.queue().write_buffer(&labels.buffer, 0, bytemuck::cast_slice(values))
         })
     }
 
     /// Copies class labels to the GPU, rejecting any label `>= classes`.
     pub fn upload_labels(&self, labels: &[u32], classes: usize) -> Result<GpuLabels> {
         check_labels("upload_labels", labels, classes)?;
-        let buffer = self.create_buffer("labels", labels.len(), 1, Some(bytemuck::cast_slice(labels)))?;
-        Ok(GpuLabels { owner: self.id(), buffer, len: labels.len(), classes })
+        let (buffer, _held) =
+            self.create_buffer("labels", labels.len(), 1, Some(bytemuck::cast_slice(labels)))?;
+        Ok(GpuLabels { owner: self.id(), buffer, _held, len: labels.len(), classes })
     }
 
     /// Copies `tensor` back once the work submitted before this call has finished. This is
@@ -128,6 +157,8 @@ impl Gpu {
             self.queue().submit([encoder.finish()]);
             staging
         })?;
+        self.tally.submitted();
+        self.tally.read_back(bytes);
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |result| sender.send(result).unwrap_or(()));
         self.wait()?;
@@ -159,7 +190,7 @@ impl Gpu {
         rows: usize,
         cols: usize,
         contents: Option<&[u8]>,
-    ) -> Result<wgpu::Buffer> {
+    ) -> Result<(wgpu::Buffer, Held)> {
         if rows == 0 || cols == 0 {
             return Err(Error::shape("upload", "at least 1 row and 1 column", format!("{rows}x{cols}")));
         }
@@ -188,7 +219,8 @@ impl Gpu {
                 view.slice(..contents.len()).copy_from_slice(contents);
             }
             buffer.unmap();
+            self.tally.uploaded(contents.len() as u64);
         }
-        Ok(buffer)
+        Ok((buffer, Held::new(&self.tally, size)))
     }
 }

@@ -1,0 +1,88 @@
+//! What the crate has asked of the GPU: submits, traffic, maps, and the memory it holds.
+//! Tests use these to hold the crate to its contract (for example, training steps that are
+//! never asked for their loss read nothing back); users can print them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a [`crate::Gpu`]'s counters, from [`crate::Gpu::counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Command buffers submitted (kernels and copies alike).
+    pub submits: u64,
+    /// Bytes copied from the host into GPU buffers.
+    pub bytes_uploaded: u64,
+    /// Bytes copied back to the host.
+    pub bytes_read_back: u64,
+    /// Buffers mapped for reading.
+    pub maps: u64,
+    /// Bytes of GPU buffers the crate holds now (tensors and kernel parameter blocks).
+    pub bytes_held: u64,
+    /// How many such buffers are alive now.
+    pub buffers_held: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Tally {
+    submits: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    bytes_read_back: AtomicU64,
+    maps: AtomicU64,
+    bytes_held: AtomicU64,
+    buffers_held: AtomicU64,
+}
+
+impl Tally {
+    pub(crate) fn snapshot(&self) -> Counters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Counters {
+            submits: get(&self.submits),
+            bytes_uploaded: get(&self.bytes_uploaded),
+            bytes_read_back: get(&self.bytes_read_back),
+            maps: get(&self.maps),
+            bytes_held: get(&self.bytes_held),
+            buffers_held: get(&self.buffers_held),
+        }
+    }
+
+    pub(crate) fn submitted(&self) {
+        self.submits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn uploaded(&self, bytes: u64) {
+        self.bytes_uploaded.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn read_back(&self, bytes: u64) {
+        self.maps.fetch_add(1, Ordering::Relaxed);
+        self.bytes_read_back.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Counts a buffer as held for as long as this lives.
+#[derive(Debug)]
+pub(crate) struct Held {
+    tally: Arc<Tally>,
+    bytes: u64,
+}
+
+impl Held {
+    pub(crate) fn new(tally: &Arc<Tally>, bytes: u64) -> Held {
+        tally.bytes_held.fetch_add(bytes, Ordering::Relaxed);
+        tally.buffers_held.fetch_add(1, Ordering::Relaxed);
+        Held { tally: tally.clone(), bytes }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.tally.bytes_held.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.tally.buffers_held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.snapshot().fmt(f)
+    }
+}

@@ -1,0 +1,358 @@
+//! The model on the CPU: the reference ops of [`crate::cpu`], layer by layer. Generic over
+//! the float type so tests can check a whole network's gradients in f64.
+
+use num_traits::Float;
+
+use super::{Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part, Target, accuracy};
+use crate::shape::MatmulForm;
+use crate::{Error, OptimizerSettings, Result, cpu};
+
+/// One dense layer's parameters, gradients and optimizer state.
+#[derive(Clone, Debug)]
+struct Dense<T> {
+    inputs: usize,
+    outputs: usize,
+    w: Vec<T>,
+    b: Option<Vec<T>>,
+    gw: Vec<T>,
+    gb: Option<Vec<T>>,
+    /// Momentum's velocity or Adam's first moment, then Adam's second moment.
+    w_state: [Vec<T>; 2],
+    b_state: [Vec<T>; 2],
+}
+
+/// A model on the CPU.
+#[derive(Clone, Debug)]
+pub struct CpuModel<T> {
+    graph: Graph,
+    dense: Vec<Dense<T>>,
+    settings: OptimizerSettings,
+    dropout_step: u32,
+    loss_total: f64,
+    loss_steps: u32,
+}
+
+/// Activations of one forward pass (index 0 is the input), and the dropout masks.
+struct Pass<T> {
+    rows: usize,
+    acts: Vec<Vec<T>>,
+    masks: Vec<Vec<T>>,
+}
+
+impl<T: Float> CpuModel<T> {
+    /// Builds the model from a description, with the same initial weights as on the GPU.
+    pub fn from_config(config: &ModelConfig) -> Result<Self> {
+        Ok(Self::new(config, config.initial_parameters()?))
+    }
+
+    pub(crate) fn new(config: &ModelConfig, parameters: Vec<(Vec<f32>, Option<Vec<f32>>)>) -> Self {
+        let graph = Graph::new(config);
+        let cast = |v: &[f32]| v.iter().map(|&x| T::from(x).unwrap_or_else(T::nan)).collect::<Vec<T>>();
+        let dims = config.layers.iter().filter_map(|l| match l {
+            Layer::Dense { inputs, outputs, .. } => Some((*inputs, *outputs)),
+            _ => None,
+        });
+        let dense = dims
+            .zip(parameters)
+            .map(|((inputs, outputs), (w, b))| Dense {
+                inputs,
+                outputs,
+                gw: vec![T::zero(); w.len()],
+                gb: b.as_ref().map(|b| vec![T::zero(); b.len()]),
+                w_state: [vec![T::zero(); w.len()], vec![T::zero(); w.len()]],
+                b_state: [vec![T::zero(); outputs], vec![T::zero(); outputs]],
+                w: cast(&w),
+                b: b.as_deref().map(cast),
+            })
+            .collect();
+        CpuModel { graph, dense, settings: config.optimizer.settings(), dropout_step: 0, loss_total: 0.0, loss_steps: 0 }
+    }
+
+    pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+        // Each step draws new dropout masks, as the GPU's dropout_advance does.
+        self.dropout_step += 1;
+        let loss = self.compute_gradients(x, target)?;
+        self.loss_total += loss.to_f64().unwrap_or(f64::NAN);
+        self.loss_steps += 1;
+        self.update()
+    }
+
+    /// Forward, loss and backward in training mode without updating: leaves the gradients in
+    /// place and returns the batch's mean loss. Dropout uses the current step's masks.
+    /// (The finite-difference tests call this in f64.)
+    pub fn compute_gradients(&mut self, x: &[f32], target: &Target) -> Result<T> {
+        let rows = self.graph.rows("train_step", x)?;
+        self.graph.check_target("train_step", target, rows)?;
+        let pass = self.forward(x, rows, true, self.graph.trunk)?;
+        let (loss, d_out) = self.loss(&pass, target, true)?;
+        self.backward(&pass, d_out)?;
+        Ok(loss)
+    }
+
+    /// The training-mode mean loss (the current step's dropout masks), changing nothing.
+    pub fn training_loss(&self, x: &[f32], target: &Target) -> Result<T> {
+        let rows = self.graph.rows("training_loss", x)?;
+        self.graph.check_target("training_loss", target, rows)?;
+        let pass = self.forward(x, rows, true, self.graph.trunk)?;
+        Ok(self.loss(&pass, target, false)?.0)
+    }
+
+    pub fn take_loss(&mut self) -> Result<f32> {
+        if self.loss_steps == 0 {
+            return Err(Error::shape("take_loss", "at least one training step since the last call", "none"));
+        }
+        let mean = self.loss_total / f64::from(self.loss_steps);
+        (self.loss_total, self.loss_steps) = (0.0, 0);
+        Ok(mean as f32)
+    }
+
+    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let rows = self.graph.rows("predict", x)?;
+        let pass = self.forward(x, rows, false, self.graph.config.layers.len())?;
+        Ok(pass.acts.last().map(|a| to_f32(a)).unwrap_or_default())
+    }
+
+    pub fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
+        let rows = self.graph.rows("evaluate", x)?;
+        self.graph.check_target("evaluate", target, rows)?;
+        let pass = self.forward(x, rows, false, self.graph.config.layers.len())?;
+        let (loss, _) = self.loss(&pass, target, false)?;
+        let outputs = to_f32(pass.acts.last().expect("the input is always there"));
+        let accuracy = match target {
+            Target::Labels(labels) => Some(accuracy(&outputs, labels, self.graph.outputs())),
+            Target::Values(_) => None,
+        };
+        Ok(Evaluation { loss: loss.to_f32().unwrap_or(f32::NAN), accuracy })
+    }
+
+    pub(crate) fn parameter(&self, layer: usize, part: Part) -> Result<Vec<f32>> {
+        let d = &self.dense[self.graph.dense(part_op(part), layer)?];
+        let values = match part {
+            Part::Weights => Some(&d.w),
+            Part::Bias => d.b.as_ref(),
+            Part::WeightGradients => Some(&d.gw),
+            Part::BiasGradients => d.gb.as_ref(),
+        };
+        values.map(|v| to_f32(v)).ok_or_else(|| no_bias(layer))
+    }
+
+    pub(crate) fn set_weights(&mut self, layer: usize, weights: &[f32], bias: Option<&[f32]>) -> Result<()> {
+        let index = self.graph.dense("set_weights", layer)?;
+        let d = &mut self.dense[index];
+        check_new_weights(layer, d.inputs, d.outputs, d.b.is_some(), weights, bias)?;
+        d.w = from_f32(weights);
+        if let Some(bias) = bias {
+            d.b = Some(from_f32(bias));
+        }
+        Ok(())
+    }
+
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.settings.lr = lr;
+        Ok(())
+    }
+
+    /// Runs layers `0..end`; in evaluation, dropout is the identity.
+    fn forward(&self, x: &[f32], rows: usize, training: bool, end: usize) -> Result<Pass<T>> {
+        let mut pass = Pass { rows, acts: vec![from_f32(x)], masks: Vec::new() };
+        for (l, layer) in self.graph.config.layers[..end].iter().enumerate() {
+            let input = &pass.acts[l];
+            let cols = self.graph.width(l + 1);
+            let mut out = vec![T::zero(); rows * cols];
+            let mut mask = Vec::new();
+            match layer {
+                Layer::Dense { inputs, outputs, .. } => {
+                    let d = &self.dense[self.graph.dense_index[l].expect("a dense layer")];
+                    cpu::matmul_forward(&mut out, input, &d.w, d.b.as_deref(), rows, *inputs, *outputs, MatmulForm::ABt)?
+                }
+                Layer::Relu => cpu::relu_forward(&mut out, input)?,
+                Layer::Sigmoid => cpu::sigmoid_forward(&mut out, input)?,
+                Layer::Tanh => cpu::tanh_forward(&mut out, input)?,
+                Layer::Softmax => cpu::softmax_forward(&mut out, input, rows, cols)?,
+                Layer::LogSoftmax => cpu::log_softmax_forward(&mut out, input, rows, cols)?,
+                Layer::Dropout(p) if training => {
+                    mask = vec![T::zero(); out.len()];
+                    cpu::dropout_forward(&mut out, &mut mask, input, *p, dropout_seed(self.graph.config.seed, l), self.dropout_step)?
+                }
+                Layer::Dropout(_) => out.copy_from_slice(input),
+            }
+            pass.acts.push(out);
+            pass.masks.push(mask);
+        }
+        Ok(pass)
+    }
+
+    /// The mean loss of the pass's last activation, and (when asked) its gradient.
+    fn loss(&self, pass: &Pass<T>, target: &Target, with_gradient: bool) -> Result<(T, Vec<T>)> {
+        let rows = pass.rows;
+        let cols = self.graph.width(self.graph.trunk);
+        // In evaluation the whole net ran; a fused softmax's input is one activation back.
+        let y = &pass.acts[self.graph.trunk];
+        let mut d = vec![T::zero(); if with_gradient { y.len() } else { 0 }];
+        let loss = match (self.graph.config.loss, target) {
+            (Loss::SoftmaxCrossEntropy, Target::Labels(labels)) => {
+                let mut terms = vec![T::zero(); rows];
+                cpu::softmax_cross_entropy_forward(&mut terms, y, labels, rows, cols)?;
+                if with_gradient {
+                    cpu::softmax_cross_entropy_backward(&mut d, y, labels, rows, cols)?;
+                }
+                cpu::sum_all(&terms, inverse(rows))
+            }
+            (Loss::Nll, Target::Labels(labels)) => {
+                let mut terms = vec![T::zero(); rows];
+                cpu::nll_forward(&mut terms, y, labels, rows, cols)?;
+                if with_gradient {
+                    cpu::nll_backward(&mut d, labels, rows, cols)?;
+                }
+                cpu::sum_all(&terms, inverse(rows))
+            }
+            (loss, Target::Values(values)) => {
+                let t = from_f32(values);
+                let mut terms = vec![T::zero(); y.len()];
+                let (forward, backward): (fn(&mut [T], &[T], &[T]) -> Result<()>, fn(&mut [T], &[T], &[T]) -> Result<()>) =
+                    match loss {
+                        Loss::Mse => (cpu::mse_forward, cpu::mse_backward),
+                        Loss::Mae => (cpu::mae_forward, cpu::mae_backward),
+                        _ => (cpu::bce_forward, cpu::bce_backward),
+                    };
+                forward(&mut terms, y, &t)?;
+                if with_gradient {
+                    backward(&mut d, y, &t)?;
+                }
+                cpu::sum_all(&terms, inverse(y.len()))
+            }
+            _ => unreachable!("check_target matched the target to the loss"),
+        };
+        Ok((loss, d))
+    }
+
+    /// Back-propagates `d` (the gradient of the trunk's output) through layers `trunk − 1..0`.
+    fn backward(&mut self, pass: &Pass<T>, mut d: Vec<T>) -> Result<()> {
+        let rows = pass.rows;
+        for l in (0..self.graph.trunk).rev() {
+            let (input, output) = (&pass.acts[l], &pass.acts[l + 1]);
+            let mut dx = vec![T::zero(); input.len()];
+            let cols = self.graph.width(l + 1);
+            match &self.graph.config.layers[l] {
+                Layer::Dense { inputs, outputs, .. } => {
+                    let dense = &mut self.dense[self.graph.dense_index[l].expect("a dense layer")];
+                    let (m, k, n) = (rows, *inputs, *outputs);
+                    // out = X·Wᵀ: dW = dOutᵀ·X, dX = dOut·W, dBias = column sums of dOut.
+                    cpu::matmul_forward(&mut dense.gw, &d, input, None, n, m, k, MatmulForm::AtB)?;
+                    if let Some(gb) = dense.gb.as_mut() {
+                        cpu::sum_columns(gb, &d, m, n, T::one())?;
+                    }
+                    if l > 0 {
+                        cpu::matmul_forward(&mut dx, &d, &dense.w, None, m, n, k, MatmulForm::AB)?;
+                    }
+                }
+                Layer::Relu => cpu::relu_backward(&mut dx, input, &d)?,
+                Layer::Sigmoid => cpu::sigmoid_backward(&mut dx, output, &d)?,
+                Layer::Tanh => cpu::tanh_backward(&mut dx, output, &d)?,
+                Layer::Softmax => cpu::softmax_backward(&mut dx, output, &d, rows, cols)?,
+                Layer::LogSoftmax => cpu::log_softmax_backward(&mut dx, output, &d, rows, cols)?,
+                Layer::Dropout(_) => cpu::dropout_backward(&mut dx, &pass.masks[l], &d)?,
+            }
+            d = dx;
+        }
+        Ok(())
+    }
+
+    fn update(&mut self) -> Result<()> {
+        self.settings.step += 1;
+        let (s, optimizer) = (&self.settings, self.graph.config.optimizer);
+        for d in &mut self.dense {
+            apply(optimizer, &mut d.w, &mut d.w_state, &d.gw, s)?;
+            if let (Some(b), Some(gb)) = (d.b.as_mut(), d.gb.as_ref()) {
+                apply(optimizer, b, &mut d.b_state, gb, s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every parameter value, dense layer by dense layer (weights, then bias).
+    pub fn parameters(&self) -> Vec<T> {
+        self.dense.iter().flat_map(|d| d.w.iter().chain(d.b.iter().flatten()).copied()).collect()
+    }
+
+    /// The gradients, in the order of [`CpuModel::parameters`].
+    pub fn gradients(&self) -> Vec<T> {
+        self.dense.iter().flat_map(|d| d.gw.iter().chain(d.gb.iter().flatten()).copied()).collect()
+    }
+
+    /// Replaces every parameter value, in the order of [`CpuModel::parameters`].
+    pub fn set_parameters(&mut self, values: &[T]) {
+        let mut values = values.iter().copied();
+        for d in &mut self.dense {
+            for v in d.w.iter_mut().chain(d.b.iter_mut().flatten()) {
+                *v = values.next().unwrap_or_else(T::nan);
+            }
+        }
+    }
+}
+
+fn apply<T: Float>(
+    optimizer: Optimizer,
+    w: &mut [T],
+    [m, v]: &mut [Vec<T>; 2],
+    g: &[T],
+    s: &OptimizerSettings,
+) -> Result<()> {
+    match optimizer {
+        Optimizer::Sgd { .. } => cpu::sgd_update(w, g, s),
+        Optimizer::Momentum { .. } => cpu::momentum_update(w, m, g, s),
+        Optimizer::Adam { .. } => cpu::adam_update(w, m, v, g, s),
+        Optimizer::AdamW { .. } => cpu::adamw_update(w, m, v, g, s),
+    }
+}
+
+/// Each dropout layer draws its own mask: its seed mixes the model's seed with its index.
+pub(crate) fn dropout_seed(seed: u64, layer: usize) -> u32 {
+    (seed as u32) ^ ((seed >> 32) as u32) ^ (layer as u32).wrapping_mul(0x9e37_79b9)
+}
+
+pub(crate) fn check_new_weights(
+    layer: usize,
+    inputs: usize,
+    outputs: usize,
+    has_bias: bool,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<()> {
+    if weights.len() != inputs * outputs {
+        return Err(Error::shape("set_weights", format!("layer {layer}: {outputs}x{inputs} weights"), format!("{} values", weights.len())));
+    }
+    match bias {
+        Some(b) if !has_bias || b.len() != outputs => Err(Error::shape(
+            "set_weights",
+            format!("layer {layer}: {}", if has_bias { format!("a bias of {outputs} values") } else { "no bias".into() }),
+            format!("{} bias values", b.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn part_op(part: Part) -> &'static str {
+    match part {
+        Part::Weights => "weights",
+        Part::Bias => "bias",
+        Part::WeightGradients => "weight_gradients",
+        Part::BiasGradients => "bias_gradients",
+    }
+}
+
+pub(crate) fn no_bias(layer: usize) -> Error {
+    Error::shape("bias", format!("layer {layer} with a bias"), "a layer without one")
+}
+
+fn inverse<T: Float>(n: usize) -> T {
+    T::one() / T::from(n).unwrap_or_else(T::one)
+}
+
+fn from_f32<T: Float>(v: &[f32]) -> Vec<T> {
+    v.iter().map(|&x| T::from(x).unwrap_or_else(T::nan)).collect()
+}
+
+fn to_f32<T: Float>(v: &[T]) -> Vec<f32> {
+    v.iter().map(|x| x.to_f32().unwrap_or(f32::NAN)).collect()
+}

@@ -1,0 +1,373 @@
+//! The model on the GPU. Everything a step touches is allocated when the model is built (per
+//! batch size, on first use), and every kernel is bound then; a training step writes the batch,
+//! records forward, loss, backward and update into one encoder and submits it once. The loss
+//! is added to a total on the GPU; only `take_loss` reads it back.
+
+use std::collections::HashMap;
+
+use super::cpu::{check_new_weights, dropout_seed, no_bias, part_op};
+use super::{Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part, Target, accuracy};
+use crate::shape::MatmulForm;
+use crate::{Counters, Dispatch, Error, Gpu, GpuLabels, GpuTensor, OptimizerSettings, Result};
+
+/// One dense layer's tensors on the GPU, and its bound optimizer updates.
+#[derive(Debug)]
+struct Dense {
+    inputs: usize,
+    outputs: usize,
+    w: GpuTensor,
+    b: Option<GpuTensor>,
+    gw: GpuTensor,
+    gb: Option<GpuTensor>,
+    /// Optimizer state: velocity or first moment, then second moment, for w and for b.
+    _state: Vec<GpuTensor>,
+    updates: Vec<Dispatch>,
+}
+
+/// Buffers and bound kernels for one batch size, in training or in evaluation.
+#[derive(Debug)]
+struct Plan {
+    x: GpuTensor,
+    targets: Option<GpuTensor>,
+    labels: Option<GpuLabels>,
+    /// Activation i lives in `tensors[act[i]]`; in evaluation a dropout layer's output is its
+    /// input, so they share a slot.
+    tensors: Vec<GpuTensor>,
+    act: Vec<usize>,
+    /// The mean loss of the batch (evaluation) lives here.
+    loss: GpuTensor,
+    /// Forward, then (training) loss, loss total, backward: everything but the updates.
+    dispatches: Vec<Dispatch>,
+    /// The loss and its mean, for evaluation (not part of `dispatches`, which predicts).
+    loss_dispatches: Vec<Dispatch>,
+}
+
+/// A model on a [`Gpu`].
+#[derive(Debug)]
+pub struct GpuModel {
+    gpu: Gpu,
+    graph: Graph,
+    dense: Vec<Dense>,
+    settings: OptimizerSettings,
+    settings_row: GpuTensor,
+    /// Dropout's step counter and the optimizer's, advanced on the GPU once per step.
+    advances: Vec<Dispatch>,
+    dropout_counter: GpuTensor,
+    loss_total: GpuTensor,
+    loss_steps: u32,
+    plans: HashMap<(usize, bool), Plan>,
+}
+
+impl GpuModel {
+    pub(crate) fn new(gpu: &Gpu, config: &ModelConfig, parameters: Vec<(Vec<f32>, Option<Vec<f32>>)>) -> Result<Self> {
+        let graph = Graph::new(config);
+        let settings = config.optimizer.settings();
+        let settings_row = gpu.upload_settings(&settings)?;
+        let dropout_counter = gpu.zeros(1, 1)?;
+        let mut advances = vec![gpu.optimizer_advance(&settings_row)?];
+        if config.layers.iter().any(|l| matches!(l, Layer::Dropout(_))) {
+            advances.push(gpu.dropout_advance(&dropout_counter)?);
+        }
+        let dims = config.layers.iter().filter_map(|l| match l {
+            Layer::Dense { inputs, outputs, .. } => Some((*inputs, *outputs)),
+            _ => None,
+        });
+        let dense = dims
+            .zip(parameters)
+            .map(|((inputs, outputs), (w, b))| dense(gpu, config.optimizer, &settings_row, inputs, outputs, &w, b.as_deref()))
+            .collect::<Result<_>>()?;
+        Ok(GpuModel {
+            gpu: gpu.clone(),
+            graph,
+            dense,
+            settings,
+            settings_row,
+            advances,
+            dropout_counter,
+            loss_total: gpu.zeros(1, 1)?,
+            loss_steps: 0,
+            plans: HashMap::new(),
+        })
+    }
+
+    pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+        let rows = self.graph.rows("train_step", x)?;
+        self.graph.check_target("train_step", target, rows)?;
+        self.plan(rows, true)?;
+        let plan = &self.plans[&(rows, true)];
+        write_batch(&self.gpu, plan, x, target)?;
+        let updates = self.dense.iter().flat_map(|d| &d.updates);
+        let all: Vec<&Dispatch> = self.advances.iter().chain(&plan.dispatches).chain(updates).collect();
+        self.gpu.run(&all)?;
+        self.loss_steps += 1;
+        Ok(())
+    }
+
+    pub fn take_loss(&mut self) -> Result<f32> {
+        if self.loss_steps == 0 {
+            return Err(Error::shape("take_loss", "at least one training step since the last call", "none"));
+        }
+        let total = self.gpu.read(&self.loss_total)?[0];
+        self.gpu.write(&self.loss_total, &[0.0])?;
+        let mean = total / self.loss_steps as f32;
+        self.loss_steps = 0;
+        Ok(mean)
+    }
+
+    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let rows = self.graph.rows("predict", x)?;
+        self.plan(rows, false)?;
+        let plan = &self.plans[&(rows, false)];
+        self.gpu.write(&plan.x, x)?;
+        self.gpu.run(&plan.dispatches.iter().collect::<Vec<_>>())?;
+        let last = self.graph.config.layers.len();
+        self.gpu.read(&plan.tensors[plan.act[last]])
+    }
+
+    pub fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
+        let rows = self.graph.rows("evaluate", x)?;
+        self.graph.check_target("evaluate", target, rows)?;
+        self.plan(rows, false)?;
+        let plan = &self.plans[&(rows, false)];
+        write_batch(&self.gpu, plan, x, target)?;
+        let all: Vec<&Dispatch> = plan.dispatches.iter().chain(&plan.loss_dispatches).collect();
+        self.gpu.run(&all)?;
+        let loss = self.gpu.read(&plan.loss)?[0];
+        let accuracy = match target {
+            Target::Labels(labels) => {
+                let last = self.graph.config.layers.len();
+                let outputs = self.gpu.read(&plan.tensors[plan.act[last]])?;
+                Some(accuracy(&outputs, labels, self.graph.outputs()))
+            }
+            Target::Values(_) => None,
+        };
+        Ok(Evaluation { loss, accuracy })
+    }
+
+    pub(crate) fn parameter(&self, layer: usize, part: Part) -> Result<Vec<f32>> {
+        let d = &self.dense[self.graph.dense(part_op(part), layer)?];
+        let tensor = match part {
+            Part::Weights => Some(&d.w),
+            Part::Bias => d.b.as_ref(),
+            Part::WeightGradients => Some(&d.gw),
+            Part::BiasGradients => d.gb.as_ref(),
+        };
+        self.gpu.read(tensor.ok_or_else(|| no_bias(layer))?)
+    }
+
+    pub(crate) fn set_weights(&mut self, layer: usize, weights: &[f32], bias: Option<&[f32]>) -> Result<()> {
+        let d = &self.dense[self.graph.dense("set_weights", layer)?];
+        check_new_weights(layer, d.inputs, d.outputs, d.b.is_some(), weights, bias)?;
+        self.gpu.write(&d.w, weights)?;
+        if let (Some(b), Some(values)) = (&d.b, bias) {
+            self.gpu.write(b, values)?;
+        }
+        Ok(())
+    }
+
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        // Only lr changes; the rest of the row (the step's β powers) lives on the GPU.
+        self.settings.lr = lr;
+        self.gpu.write_at(&self.settings_row, 0, &[lr])
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.gpu.counters()
+    }
+
+    /// Builds the buffers and bindings for `rows` samples, once.
+    fn plan(&mut self, rows: usize, training: bool) -> Result<()> {
+        if self.plans.contains_key(&(rows, training)) {
+            return Ok(());
+        }
+        let plan = build_plan(&self.gpu, &self.graph, &self.dense, &self.loss_total, &self.dropout_counter, rows, training)?;
+        self.plans.insert((rows, training), plan);
+        Ok(())
+    }
+}
+
+fn dense(
+    gpu: &Gpu,
+    optimizer: Optimizer,
+    settings: &GpuTensor,
+    inputs: usize,
+    outputs: usize,
+    w: &[f32],
+    b: Option<&[f32]>,
+) -> Result<Dense> {
+    let w = gpu.upload(w, outputs, inputs)?;
+    let b = b.map(|b| gpu.upload(b, 1, outputs)).transpose()?;
+    let gw = gpu.zeros(outputs, inputs)?;
+    let gb = b.as_ref().map(|_| gpu.zeros(1, outputs)).transpose()?;
+    let mut state = Vec::new();
+    let mut updates = Vec::new();
+    for (param, grad) in [(Some(&w), Some(&gw)), (b.as_ref(), gb.as_ref())] {
+        let (Some(param), Some(grad)) = (param, grad) else { continue };
+        let (rows, cols) = param.shape();
+        let update = match optimizer {
+            Optimizer::Sgd { .. } => gpu.sgd_update(param, grad, settings)?,
+            Optimizer::Momentum { .. } => {
+                state.push(gpu.zeros(rows, cols)?);
+                gpu.momentum_update(param, &state[state.len() - 1], grad, settings)?
+            }
+            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => {
+                state.push(gpu.zeros(rows, cols)?);
+                state.push(gpu.zeros(rows, cols)?);
+                let (m, v) = (&state[state.len() - 2], &state[state.len() - 1]);
+                if matches!(optimizer, Optimizer::Adam { .. }) {
+                    gpu.adam_update(param, m, v, grad, settings)?
+                } else {
+                    gpu.adamw_update(param, m, v, grad, settings)?
+                }
+            }
+        };
+        updates.push(update);
+    }
+    Ok(Dense { inputs, outputs, w, b, gw, gb, _state: state, updates })
+}
+
+fn write_batch(gpu: &Gpu, plan: &Plan, x: &[f32], target: &Target) -> Result<()> {
+    gpu.write(&plan.x, x)?;
+    match (target, &plan.targets, &plan.labels) {
+        (Target::Values(values), Some(t), _) => gpu.write(t, values),
+        (Target::Labels(labels), _, Some(l)) => gpu.write_labels(l, labels),
+        _ => unreachable!("check_target matched the target to the loss"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_plan(
+    gpu: &Gpu,
+    graph: &Graph,
+    dense: &[Dense],
+    loss_total: &GpuTensor,
+    counter: &GpuTensor,
+    rows: usize,
+    training: bool,
+) -> Result<Plan> {
+    let layers = &graph.config.layers;
+    let x = gpu.zeros(rows, graph.inputs())?;
+    let mut tensors = Vec::new();
+    let mut act = vec![usize::MAX]; // the input is `x`, kept apart; see `get` below
+    let mut masks: Vec<Option<GpuTensor>> = Vec::new();
+    for (l, layer) in layers.iter().enumerate() {
+        if matches!(layer, Layer::Dropout(_)) && !training {
+            act.push(act[l]);
+            masks.push(None);
+            continue;
+        }
+        tensors.push(gpu.zeros(rows, graph.width(l + 1))?);
+        act.push(tensors.len() - 1);
+        let mask = matches!(layer, Layer::Dropout(_)).then(|| gpu.zeros(rows, graph.width(l + 1))).transpose()?;
+        masks.push(mask);
+    }
+    let get = |i: usize| if act[i] == usize::MAX { &x } else { &tensors[act[i]] };
+
+    // Forward: in training up to the loss's input, in evaluation every layer.
+    let end = if training { graph.trunk } else { layers.len() };
+    let mut dispatches = Vec::new();
+    for (l, layer) in layers[..end].iter().enumerate() {
+        let (input, output) = (get(l), get(l + 1));
+        dispatches.push(match layer {
+            Layer::Dense { .. } => {
+                let d = &dense[graph.dense_index[l].expect("a dense layer")];
+                gpu.matmul_forward(output, input, &d.w, d.b.as_ref(), MatmulForm::ABt)?
+            }
+            Layer::Relu => gpu.relu_forward(output, input)?,
+            Layer::Sigmoid => gpu.sigmoid_forward(output, input)?,
+            Layer::Tanh => gpu.tanh_forward(output, input)?,
+            Layer::Softmax => gpu.softmax_forward(output, input)?,
+            Layer::LogSoftmax => gpu.log_softmax_forward(output, input)?,
+            Layer::Dropout(p) if training => {
+                let mask = masks[l].as_ref().expect("training plans have masks");
+                gpu.dropout_forward(output, mask, input, *p, dropout_seed(graph.config.seed, l), counter)?
+            }
+            Layer::Dropout(_) => continue,
+        });
+    }
+
+    // The loss, on the trunk's output (a fused softmax's input).
+    let y = get(graph.trunk);
+    let loss = graph.config.loss;
+    let (targets, labels) = if loss.takes_labels() {
+        (None, Some(gpu.upload_labels(&vec![0; rows], y.cols())?))
+    } else {
+        (Some(gpu.zeros(rows, y.cols())?), None)
+    };
+    let terms = if loss.takes_labels() { gpu.zeros(rows, 1)? } else { gpu.zeros(rows, y.cols())? };
+    let d_y = gpu.zeros(rows, y.cols())?;
+    let (forward, backward) = match (loss, &targets, &labels) {
+        (Loss::SoftmaxCrossEntropy, _, Some(l)) => {
+            (gpu.softmax_cross_entropy_forward(&terms, y, l)?, gpu.softmax_cross_entropy_backward(&d_y, y, l)?)
+        }
+        (Loss::Nll, _, Some(l)) => (gpu.nll_forward(&terms, y, l)?, gpu.nll_backward(&d_y, y, l)?),
+        (Loss::Mse, Some(t), _) => (gpu.mse_forward(&terms, y, t)?, gpu.mse_backward(&d_y, y, t)?),
+        (Loss::Mae, Some(t), _) => (gpu.mae_forward(&terms, y, t)?, gpu.mae_backward(&d_y, y, t)?),
+        (Loss::BinaryCrossEntropy, Some(t), _) => (gpu.bce_forward(&terms, y, t)?, gpu.bce_backward(&d_y, y, t)?),
+        _ => unreachable!("label losses get labels, value losses targets"),
+    };
+    let mean = 1.0 / terms.len() as f32;
+    let loss_out = gpu.zeros(1, 1)?;
+    let mut loss_dispatches = Vec::new();
+    // Gradient buffers for activations 1..trunk (the trunk's own is `d_y`).
+    let grads = if training { (1..graph.trunk).map(|i| gpu.zeros(rows, graph.width(i))).collect::<Result<_>>()? } else { Vec::new() };
+    if training {
+        dispatches.push(forward);
+        dispatches.push(gpu.sum_all_accumulate(loss_total, &terms, mean)?);
+        dispatches.push(backward);
+        backward_pass(gpu, graph, dense, &get, &masks, &d_y, &grads, &mut dispatches)?;
+    } else {
+        loss_dispatches.push(forward);
+        loss_dispatches.push(gpu.sum_all(&loss_out, &terms, mean)?);
+    }
+    // Keep every buffer the bindings use alive (and counted) with the plan.
+    tensors.extend([terms, d_y]);
+    tensors.extend(grads);
+    tensors.extend(masks.into_iter().flatten());
+    Ok(Plan { x, targets, labels, tensors, act, loss: loss_out, dispatches, loss_dispatches })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_pass<'a>(
+    gpu: &Gpu,
+    graph: &Graph,
+    dense: &[Dense],
+    get: &dyn Fn(usize) -> &'a GpuTensor,
+    masks: &[Option<GpuTensor>],
+    d_y: &GpuTensor,
+    grads: &[GpuTensor],
+    dispatches: &mut Vec<Dispatch>,
+) -> Result<()> {
+    // d(i) is the gradient of activation i: grads[i − 1] below the trunk, d_y at it.
+    let d = |i: usize| if i == graph.trunk { d_y } else { &grads[i - 1] };
+    for l in (0..graph.trunk).rev() {
+        let (input, output, d_out) = (get(l), get(l + 1), d(l + 1));
+        let layer = &graph.config.layers[l];
+        if let Layer::Dense { .. } = layer {
+            let p = &dense[graph.dense_index[l].expect("a dense layer")];
+            // out = X·Wᵀ: dW = dOutᵀ·X, dX = dOut·W, dBias = column sums of dOut.
+            dispatches.push(gpu.matmul_forward(&p.gw, d_out, input, None, MatmulForm::AtB)?);
+            if let Some(gb) = &p.gb {
+                dispatches.push(gpu.sum_columns(gb, d_out, 1.0)?);
+            }
+            if l > 0 {
+                dispatches.push(gpu.matmul_forward(d(l), d_out, &p.w, None, MatmulForm::AB)?);
+            }
+            continue;
+        }
+        if l == 0 {
+            continue; // nothing below the input needs a gradient
+        }
+        let d_in = d(l);
+        dispatches.push(match layer {
+            Layer::Relu => gpu.relu_backward(d_in, input, d_out)?,
+            Layer::Sigmoid => gpu.sigmoid_backward(d_in, output, d_out)?,
+            Layer::Tanh => gpu.tanh_backward(d_in, output, d_out)?,
+            Layer::Softmax => gpu.softmax_backward(d_in, output, d_out)?,
+            Layer::LogSoftmax => gpu.log_softmax_backward(d_in, output, d_out)?,
+            Layer::Dropout(_) => gpu.dropout_backward(d_in, masks[l].as_ref().expect("a mask"), d_out)?,
+            Layer::Dense { .. } => unreachable!("handled above"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The layer graph: a [`ModelConfig`] built into a [`Model`] that trains on the GPU (weights,
+//! gradients, optimizer state and activations in GPU buffers, one submit per step, the loss
+//! read back only when asked) or on the CPU (the reference ops), from the same description and
+//! the same initial weights.
+//!
+//! ```
+//! use wgpu_nn::model::{Loss, ModelConfig, Optimizer};
+//! # fn main() -> wgpu_nn::Result<()> {
+//! let mut model = ModelConfig::new(2).dense(8).tanh().dense(1).sigmoid()
+//!     .loss(Loss::BinaryCrossEntropy).optimizer(Optimizer::Adam { lr: 0.05 }).seed(1)
+//!     .build_cpu()?; // or .build_gpu(&gpu)?
+//! let (x, t) = ([0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0]);
+//! for _ in 0..300 {
+//!     model.train_step(&x, &t[..].into())?;
+//! }
+//! let p = model.predict(&x)?;
+//! assert!(p[0] < 0.5 && p[1] > 0.5 && p[2] > 0.5 && p[3] < 0.5, "{p:?}");
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+pub mod cpu;
+mod gpu;
+
+pub use config::{Backend, Init, Layer, Loss, ModelConfig, Optimizer};
+
+use crate::{Counters, Error, Result};
+
+/// What a batch is trained towards: values (MSE, MAE, BCE; row-major, outputs per sample)
+/// or class labels (cross-entropy, NLL; one per sample).
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    Values(&'a [f32]),
+    Labels(&'a [u32]),
+}
+
+impl<'a> From<&'a [f32]> for Target<'a> {
+    fn from(values: &'a [f32]) -> Self {
+        Target::Values(values)
+    }
+}
+
+impl<'a> From<&'a [u32]> for Target<'a> {
+    fn from(labels: &'a [u32]) -> Self {
+        Target::Labels(labels)
+    }
+}
+
+/// Loss (and, for label targets, accuracy) over a data set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f32,
+    pub accuracy: Option<f32>,
+}
+
+/// A built model on one backend. Every method works the same on both.
+#[derive(Debug)]
+pub enum Model {
+    Gpu(gpu::GpuModel),
+    Cpu(cpu::CpuModel<f32>),
+}
+
+macro_rules! either {
+    ($self:expr, $model:ident => $body:expr) => {
+        match $self {
+            Model::Gpu($model) => $body,
+            Model::Cpu($model) => $body,
+        }
+    };
+}
+
+impl Model {
+    /// One step of training on a batch (`x` is row-major, `inputs` values per sample): forward,
+    /// loss, backward and the optimizer update. On the GPU this is one submit, and the loss
+    /// stays on the GPU, added to a running total that [`Model::take_loss`] reads.
+    pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+        either!(self, m => m.train_step(x, target))
+    }
+
+    /// The mean loss of the steps since the last call, and resets it: on the GPU, the one
+    /// read-back of training (4 bytes).
+    pub fn take_loss(&mut self) -> Result<f32> {
+        either!(self, m => m.take_loss())
+    }
+
+    /// The model's outputs for `x` (dropout off): row-major, [`ModelConfig::width`] per sample.
+    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        either!(self, m => m.predict(x))
+    }
+
+    /// The mean loss over a data set (dropout off), and the accuracy for label targets (the
+    /// arg-max of each output row against its label). Nothing is trained.
+    pub fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
+        either!(self, m => m.evaluate(x, target))
+    }
+
+    /// Dense layer `layer`'s weights, row-major `(out, in)` (an explicit read-back on the GPU).
+    pub fn weights(&self, layer: usize) -> Result<Vec<f32>> {
+        either!(self, m => m.parameter(layer, Part::Weights))
+    }
+
+    /// Dense layer `layer`'s bias, or an error when it has none.
+    pub fn bias(&self, layer: usize) -> Result<Vec<f32>> {
+        either!(self, m => m.parameter(layer, Part::Bias))
+    }
+
+    /// The gradient of the last step's loss with respect to dense layer `layer`'s weights.
+    pub fn weight_gradients(&self, layer: usize) -> Result<Vec<f32>> {
+        either!(self, m => m.parameter(layer, Part::WeightGradients))
+    }
+
+    /// The gradient with respect to dense layer `layer`'s bias.
+    pub fn bias_gradients(&self, layer: usize) -> Result<Vec<f32>> {
+        either!(self, m => m.parameter(layer, Part::BiasGradients))
+    }
+
+    /// Replaces dense layer `layer`'s weights (and bias, when given).
+    pub fn set_weights(&mut self, layer: usize, weights: &[f32], bias: Option<&[f32]>) -> Result<()> {
+        either!(self, m => m.set_weights(layer, weights, bias))
+    }
+
+    /// Changes the learning rate from the next step on.
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        either!(self, m => m.set_learning_rate(lr))
+    }
+
+    /// The GPU's counters (all zero on the CPU backend).
+    pub fn counters(&self) -> Counters {
+        match self {
+            Model::Gpu(m) => m.counters(),
+            Model::Cpu(_) => Counters::default(),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Model::Gpu(_) => Backend::Gpu,
+            Model::Cpu(_) => Backend::Cpu,
+        }
+    }
+}
+
+/// Which of a dense layer's tensors to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    Weights,
+    Bias,
+    WeightGradients,
+    BiasGradients,
+}
+
+/// The graph both backends run, derived once from the config.
+#[derive(Clone, Debug)]
+pub(crate) struct Graph {
+    pub(crate) config: ModelConfig,
+    /// Per layer: its width out.
+    pub(crate) widths: Vec<usize>,
+    /// For each layer, the index of its parameters among the dense layers.
+    pub(crate) dense_index: Vec<Option<usize>>,
+    /// Layers that run in training before the loss: all, or all but a final Softmax whose
+    /// cross-entropy is fused (computed from the softmax's input).
+    pub(crate) trunk: usize,
+}
+
+impl Graph {
+    pub(crate) fn new(config: &ModelConfig) -> Graph {
+        let mut width = config.inputs;
+        let mut widths = Vec::new();
+        let mut dense_index = Vec::new();
+        let mut dense = 0;
+        for layer in &config.layers {
+            if let Layer::Dense { outputs, .. } = layer {
+                width = *outputs;
+                dense_index.push(Some(dense));
+                dense += 1;
+            } else {
+                dense_index.push(None);
+            }
+            widths.push(width);
+        }
+        let fused = config.loss == Loss::SoftmaxCrossEntropy && config.layers.last() == Some(&Layer::Softmax);
+        let trunk = config.layers.len() - usize::from(fused);
+        Graph { config: config.clone(), widths, dense_index, trunk }
+    }
+
+    pub(crate) fn inputs(&self) -> usize {
+        self.config.inputs
+    }
+
+    /// Width of activation `i` (0 is the input, i is the output of layer i − 1).
+    pub(crate) fn width(&self, i: usize) -> usize {
+        if i == 0 { self.config.inputs } else { self.widths[i - 1] }
+    }
+
+    pub(crate) fn outputs(&self) -> usize {
+        self.width(self.config.layers.len())
+    }
+
+    /// The batch size of `x`, or an error naming the mismatch.
+    pub(crate) fn rows(&self, op: &'static str, x: &[f32]) -> Result<usize> {
+        let inputs = self.inputs();
+        if x.is_empty() || x.len() % inputs != 0 {
+            return Err(Error::shape(op, format!("a non-empty batch of rows of {inputs} inputs"), format!("{} values", x.len())));
+        }
+        Ok(x.len() / inputs)
+    }
+
+    /// Checks a target against the loss and the batch.
+    pub(crate) fn check_target(&self, op: &'static str, target: &Target, rows: usize) -> Result<()> {
+        let (loss, width) = (self.config.loss, self.width(self.trunk));
+        match (target, loss.takes_labels()) {
+            (Target::Labels(labels), true) => {
+                if labels.len() != rows {
+                    return Err(Error::shape(op, format!("{rows} labels"), format!("{} labels", labels.len())));
+                }
+                if let Some(bad) = labels.iter().position(|&l| l as usize >= width) {
+                    return Err(Error::shape(op, format!("labels in 0..{width}"), format!("label {} at row {bad}", labels[bad])));
+                }
+                Ok(())
+            }
+            (Target::Values(values), false) => {
+                if values.len() != rows * width {
+                    return Err(Error::shape(op, format!("{rows}x{width} target values"), format!("{} values", values.len())));
+                }
+                Ok(())
+            }
+            _ => Err(Error::shape(
+                op,
+                format!("{} targets for {loss:?}", if loss.takes_labels() { "label" } else { "value" }),
+                "the other kind".to_string(),
+            )),
+        }
+    }
+
+    /// The dense layer behind index `layer` of `config.layers`, or an error.
+    pub(crate) fn dense(&self, op: &'static str, layer: usize) -> Result<usize> {
+        self.dense_index.get(layer).copied().flatten().ok_or_else(|| {
+            Error::shape(op, "the index of a dense layer", format!("layer {layer} ({:?})", self.config.layers.get(layer)))
+        })
+    }
+}
+
+/// The fraction of rows whose arg-max output is the label.
+pub(crate) fn accuracy(outputs: &[f32], labels: &[u32], width: usize) -> f32 {
+    let correct = outputs
+        .chunks(width)
+        .zip(labels)
+        .filter(|&(row, &label)| {
+            let best = row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best });
+            best == label as usize
+        })
+        .count();
+    correct as f32 / labels.len() as f32
+}
