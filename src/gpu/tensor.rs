@@ -107,7 +107,11 @@ impl Gpu {
     /// Overwrites `data.len()` values from element `first` on, leaving the rest.
     pub fn write_at(&self, tensor: &GpuTensor, first: usize, data: &[f32]) -> Result<()> {
         if first + data.len() > tensor.len() {
-            return Err(Error::shape("write_at", format!("at most {} values", tensor.len()), format!("{} from {first}", data.len())));
+            return Err(Error::shape(
+                "write_at",
+                format!("at most {} values", tensor.len()),
+                format!("{} from {first}", data.len()),
+            ));
         }
         self.check_owner("write_at", tensor)?;
         self.tally.uploaded(size_of_val(data) as u64);

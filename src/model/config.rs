@@ -22,7 +22,12 @@ pub enum Init {
 /// One layer. Dense weights are stored `(out, in)`, PyTorch's layout: `y = x · Wᵀ + b`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
-    Dense { inputs: usize, outputs: usize, bias: bool, init: Init },
+    Dense {
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+        init: Init,
+    },
     Relu,
     Sigmoid,
     Tanh,
@@ -61,12 +66,22 @@ impl Loss {
 /// The update rule, with its learning rate (changeable later with `set_learning_rate`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
-    Sgd { lr: f32 },
-    Momentum { lr: f32, momentum: f32 },
+    Sgd {
+        lr: f32,
+    },
+    Momentum {
+        lr: f32,
+        momentum: f32,
+    },
     /// Adam with PyTorch's defaults (β1 0.9, β2 0.999, ε 1e-8).
-    Adam { lr: f32 },
+    Adam {
+        lr: f32,
+    },
     /// AdamW: Adam with decoupled weight decay.
-    AdamW { lr: f32, weight_decay: f32 },
+    AdamW {
+        lr: f32,
+        weight_decay: f32,
+    },
 }
 
 impl Optimizer {
@@ -109,7 +124,13 @@ impl ModelConfig {
     /// A model taking `inputs` values per sample; add layers with the builder methods.
     /// Defaults: MSE, SGD with learning rate 0.01, seed 0.
     pub fn new(inputs: usize) -> ModelConfig {
-        ModelConfig { inputs, layers: Vec::new(), loss: Loss::Mse, optimizer: Optimizer::Sgd { lr: 0.01 }, seed: 0 }
+        ModelConfig {
+            inputs,
+            layers: Vec::new(),
+            loss: Loss::Mse,
+            optimizer: Optimizer::Sgd { lr: 0.01 },
+            seed: 0,
+        }
     }
 
     /// A dense layer with bias, He-initialised, from the current width to `outputs`.
@@ -170,13 +191,38 @@ impl ModelConfig {
         self
     }
 
+    /// The layers, in order.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// The loss this model trains with.
+    pub fn loss_kind(&self) -> Loss {
+        self.loss
+    }
+
+    /// Values per sample after the first `layers` layers (0: the inputs).
+    pub fn width_at(&self, layers: usize) -> usize {
+        self.layers[..layers.min(self.layers.len())]
+            .iter()
+            .rev()
+            .find_map(|l| match l {
+                Layer::Dense { outputs, .. } => Some(*outputs),
+                _ => None,
+            })
+            .unwrap_or(self.inputs)
+    }
+
     /// Values per sample the model outputs.
     pub fn width(&self) -> usize {
-        self.layers.iter().rev().find_map(|l| match l {
-            Layer::Dense { outputs, .. } => Some(*outputs),
-            _ => None,
-        })
-        .unwrap_or(self.inputs)
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|l| match l {
+                Layer::Dense { outputs, .. } => Some(*outputs),
+                _ => None,
+            })
+            .unwrap_or(self.inputs)
     }
 
     /// Builds the model on `gpu`, or on the CPU for [`Backend::Cpu`] (`gpu` may then be None).
@@ -193,11 +239,11 @@ impl ModelConfig {
     }
 
     pub fn build_gpu(&self, gpu: &crate::Gpu) -> Result<Model> {
-        Ok(Model::Gpu(super::gpu::GpuModel::new(gpu, self, self.initial_parameters()?)?))
+        Ok(Model::Gpu(Box::new(super::gpu::GpuModel::new(gpu, self, self.initial_parameters()?)?)))
     }
 
     /// Checks the description and draws every dense layer's starting weights and bias.
-    pub(crate) fn initial_parameters(&self) -> Result<Vec<(Vec<f32>, Option<Vec<f32>>)>> {
+    pub(crate) fn initial_parameters(&self) -> Result<Vec<DenseValues>> {
         let op = "build";
         if self.inputs == 0 {
             return Err(Error::shape(op, "at least one input", "0 inputs"));
@@ -222,21 +268,36 @@ impl ModelConfig {
                     width = *outputs;
                 }
                 Layer::Dropout(p) if !(0.0..1.0).contains(p) => {
-                    return Err(Error::shape(op, format!("layer {i}: a drop probability in [0, 1)"), p.to_string()));
+                    return Err(Error::shape(
+                        op,
+                        format!("layer {i}: a drop probability in [0, 1)"),
+                        p.to_string(),
+                    ));
                 }
                 _ => {}
             }
         }
         let needs_two = matches!(self.loss, Loss::SoftmaxCrossEntropy | Loss::Nll);
         if needs_two && width < 2 {
-            return Err(Error::shape(op, format!("{:?} over at least 2 classes", self.loss), format!("{width} outputs")));
+            return Err(Error::shape(
+                op,
+                format!("{:?} over at least 2 classes", self.loss),
+                format!("{width} outputs"),
+            ));
         }
         if self.loss == Loss::Nll && self.layers.last() != Some(&Layer::LogSoftmax) {
-            return Err(Error::shape(op, "a final LogSoftmax layer for the NLL loss", format!("{:?}", self.layers.last())));
+            return Err(Error::shape(
+                op,
+                "a final LogSoftmax layer for the NLL loss",
+                format!("{:?}", self.layers.last()),
+            ));
         }
         Ok(parameters)
     }
 }
+
+/// A dense layer's weights `(out, in)` and bias.
+pub(crate) type DenseValues = (Vec<f32>, Option<Vec<f32>>);
 
 fn draw(
     rng: &mut StdRng,
@@ -245,8 +306,9 @@ fn draw(
     outputs: usize,
     bias: bool,
     init: &Init,
-) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
-    let mut uniform = |n: usize, limit: f32| (0..n).map(|_| rng.random_range(-limit..=limit)).collect::<Vec<f32>>();
+) -> Result<DenseValues> {
+    let mut uniform =
+        |n: usize, limit: f32| (0..n).map(|_| rng.random_range(-limit..=limit)).collect::<Vec<f32>>();
     let zeros = bias.then(|| vec![0.0; outputs]);
     Ok(match init {
         Init::He => (uniform(inputs * outputs, (6.0 / inputs as f32).sqrt()), zeros),

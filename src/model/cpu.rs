@@ -3,6 +3,7 @@
 
 use num_traits::Float;
 
+use super::config::DenseValues;
 use super::{Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part, Target, accuracy};
 use crate::shape::MatmulForm;
 use crate::{Error, OptimizerSettings, Result, cpu};
@@ -45,7 +46,7 @@ impl<T: Float> CpuModel<T> {
         Ok(Self::new(config, config.initial_parameters()?))
     }
 
-    pub(crate) fn new(config: &ModelConfig, parameters: Vec<(Vec<f32>, Option<Vec<f32>>)>) -> Self {
+    pub(crate) fn new(config: &ModelConfig, parameters: Vec<DenseValues>) -> Self {
         let graph = Graph::new(config);
         let cast = |v: &[f32]| v.iter().map(|&x| T::from(x).unwrap_or_else(T::nan)).collect::<Vec<T>>();
         let dims = config.layers.iter().filter_map(|l| match l {
@@ -65,7 +66,14 @@ impl<T: Float> CpuModel<T> {
                 b: b.as_deref().map(cast),
             })
             .collect();
-        CpuModel { graph, dense, settings: config.optimizer.settings(), dropout_step: 0, loss_total: 0.0, loss_steps: 0 }
+        CpuModel {
+            graph,
+            dense,
+            settings: config.optimizer.settings(),
+            dropout_step: 0,
+            loss_total: 0.0,
+            loss_steps: 0,
+        }
     }
 
     pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
@@ -163,7 +171,16 @@ impl<T: Float> CpuModel<T> {
             match layer {
                 Layer::Dense { inputs, outputs, .. } => {
                     let d = &self.dense[self.graph.dense_index[l].expect("a dense layer")];
-                    cpu::matmul_forward(&mut out, input, &d.w, d.b.as_deref(), rows, *inputs, *outputs, MatmulForm::ABt)?
+                    cpu::matmul_forward(
+                        &mut out,
+                        input,
+                        &d.w,
+                        d.b.as_deref(),
+                        rows,
+                        *inputs,
+                        *outputs,
+                        MatmulForm::ABt,
+                    )?
                 }
                 Layer::Relu => cpu::relu_forward(&mut out, input)?,
                 Layer::Sigmoid => cpu::sigmoid_forward(&mut out, input)?,
@@ -172,7 +189,14 @@ impl<T: Float> CpuModel<T> {
                 Layer::LogSoftmax => cpu::log_softmax_forward(&mut out, input, rows, cols)?,
                 Layer::Dropout(p) if training => {
                     mask = vec![T::zero(); out.len()];
-                    cpu::dropout_forward(&mut out, &mut mask, input, *p, dropout_seed(self.graph.config.seed, l), self.dropout_step)?
+                    cpu::dropout_forward(
+                        &mut out,
+                        &mut mask,
+                        input,
+                        *p,
+                        dropout_seed(self.graph.config.seed, l),
+                        self.dropout_step,
+                    )?
                 }
                 Layer::Dropout(_) => out.copy_from_slice(input),
             }
@@ -209,12 +233,11 @@ impl<T: Float> CpuModel<T> {
             (loss, Target::Values(values)) => {
                 let t = from_f32(values);
                 let mut terms = vec![T::zero(); y.len()];
-                let (forward, backward): (fn(&mut [T], &[T], &[T]) -> Result<()>, fn(&mut [T], &[T], &[T]) -> Result<()>) =
-                    match loss {
-                        Loss::Mse => (cpu::mse_forward, cpu::mse_backward),
-                        Loss::Mae => (cpu::mae_forward, cpu::mae_backward),
-                        _ => (cpu::bce_forward, cpu::bce_backward),
-                    };
+                let (forward, backward): (PairLoss<T>, PairLoss<T>) = match loss {
+                    Loss::Mse => (cpu::mse_forward, cpu::mse_backward),
+                    Loss::Mae => (cpu::mae_forward, cpu::mae_backward),
+                    _ => (cpu::bce_forward, cpu::bce_backward),
+                };
                 forward(&mut terms, y, &t)?;
                 if with_gradient {
                     backward(&mut d, y, &t)?;
@@ -291,6 +314,9 @@ impl<T: Float> CpuModel<T> {
     }
 }
 
+/// A value loss's forward or backward: (out, y, t).
+type PairLoss<T> = fn(&mut [T], &[T], &[T]) -> Result<()>;
+
 fn apply<T: Float>(
     optimizer: Optimizer,
     w: &mut [T],
@@ -320,12 +346,19 @@ pub(crate) fn check_new_weights(
     bias: Option<&[f32]>,
 ) -> Result<()> {
     if weights.len() != inputs * outputs {
-        return Err(Error::shape("set_weights", format!("layer {layer}: {outputs}x{inputs} weights"), format!("{} values", weights.len())));
+        return Err(Error::shape(
+            "set_weights",
+            format!("layer {layer}: {outputs}x{inputs} weights"),
+            format!("{} values", weights.len()),
+        ));
     }
     match bias {
         Some(b) if !has_bias || b.len() != outputs => Err(Error::shape(
             "set_weights",
-            format!("layer {layer}: {}", if has_bias { format!("a bias of {outputs} values") } else { "no bias".into() }),
+            format!(
+                "layer {layer}: {}",
+                if has_bias { format!("a bias of {outputs} values") } else { "no bias".into() }
+            ),
             format!("{} bias values", b.len()),
         )),
         _ => Ok(()),

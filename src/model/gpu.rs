@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::config::DenseValues;
 use super::cpu::{check_new_weights, dropout_seed, no_bias, part_op};
 use super::{Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part, Target, accuracy};
 use crate::shape::MatmulForm;
@@ -59,7 +60,7 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    pub(crate) fn new(gpu: &Gpu, config: &ModelConfig, parameters: Vec<(Vec<f32>, Option<Vec<f32>>)>) -> Result<Self> {
+    pub(crate) fn new(gpu: &Gpu, config: &ModelConfig, parameters: Vec<DenseValues>) -> Result<Self> {
         let graph = Graph::new(config);
         let settings = config.optimizer.settings();
         let settings_row = gpu.upload_settings(&settings)?;
@@ -74,7 +75,9 @@ impl GpuModel {
         });
         let dense = dims
             .zip(parameters)
-            .map(|((inputs, outputs), (w, b))| dense(gpu, config.optimizer, &settings_row, inputs, outputs, &w, b.as_deref()))
+            .map(|((inputs, outputs), (w, b))| {
+                dense(gpu, config.optimizer, &settings_row, inputs, outputs, &w, b.as_deref())
+            })
             .collect::<Result<_>>()?;
         Ok(GpuModel {
             gpu: gpu.clone(),
@@ -180,7 +183,15 @@ impl GpuModel {
         if self.plans.contains_key(&(rows, training)) {
             return Ok(());
         }
-        let plan = build_plan(&self.gpu, &self.graph, &self.dense, &self.loss_total, &self.dropout_counter, rows, training)?;
+        let plan = build_plan(
+            &self.gpu,
+            &self.graph,
+            &self.dense,
+            &self.loss_total,
+            &self.dropout_counter,
+            rows,
+            training,
+        )?;
         self.plans.insert((rows, training), plan);
         Ok(())
     }
@@ -258,7 +269,8 @@ fn build_plan(
         }
         tensors.push(gpu.zeros(rows, graph.width(l + 1))?);
         act.push(tensors.len() - 1);
-        let mask = matches!(layer, Layer::Dropout(_)).then(|| gpu.zeros(rows, graph.width(l + 1))).transpose()?;
+        let mask =
+            matches!(layer, Layer::Dropout(_)).then(|| gpu.zeros(rows, graph.width(l + 1))).transpose()?;
         masks.push(mask);
     }
     let get = |i: usize| if act[i] == usize::MAX { &x } else { &tensors[act[i]] };
@@ -297,20 +309,27 @@ fn build_plan(
     let terms = if loss.takes_labels() { gpu.zeros(rows, 1)? } else { gpu.zeros(rows, y.cols())? };
     let d_y = gpu.zeros(rows, y.cols())?;
     let (forward, backward) = match (loss, &targets, &labels) {
-        (Loss::SoftmaxCrossEntropy, _, Some(l)) => {
-            (gpu.softmax_cross_entropy_forward(&terms, y, l)?, gpu.softmax_cross_entropy_backward(&d_y, y, l)?)
-        }
+        (Loss::SoftmaxCrossEntropy, _, Some(l)) => (
+            gpu.softmax_cross_entropy_forward(&terms, y, l)?,
+            gpu.softmax_cross_entropy_backward(&d_y, y, l)?,
+        ),
         (Loss::Nll, _, Some(l)) => (gpu.nll_forward(&terms, y, l)?, gpu.nll_backward(&d_y, y, l)?),
         (Loss::Mse, Some(t), _) => (gpu.mse_forward(&terms, y, t)?, gpu.mse_backward(&d_y, y, t)?),
         (Loss::Mae, Some(t), _) => (gpu.mae_forward(&terms, y, t)?, gpu.mae_backward(&d_y, y, t)?),
-        (Loss::BinaryCrossEntropy, Some(t), _) => (gpu.bce_forward(&terms, y, t)?, gpu.bce_backward(&d_y, y, t)?),
+        (Loss::BinaryCrossEntropy, Some(t), _) => {
+            (gpu.bce_forward(&terms, y, t)?, gpu.bce_backward(&d_y, y, t)?)
+        }
         _ => unreachable!("label losses get labels, value losses targets"),
     };
     let mean = 1.0 / terms.len() as f32;
     let loss_out = gpu.zeros(1, 1)?;
     let mut loss_dispatches = Vec::new();
     // Gradient buffers for activations 1..trunk (the trunk's own is `d_y`).
-    let grads = if training { (1..graph.trunk).map(|i| gpu.zeros(rows, graph.width(i))).collect::<Result<_>>()? } else { Vec::new() };
+    let grads = if training {
+        (1..graph.trunk).map(|i| gpu.zeros(rows, graph.width(i))).collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
     if training {
         dispatches.push(forward);
         dispatches.push(gpu.sum_all_accumulate(loss_total, &terms, mean)?);

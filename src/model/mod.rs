@@ -57,7 +57,7 @@ pub struct Evaluation {
 /// A built model on one backend. Every method works the same on both.
 #[derive(Debug)]
 pub enum Model {
-    Gpu(gpu::GpuModel),
+    Gpu(Box<gpu::GpuModel>),
     Cpu(cpu::CpuModel<f32>),
 }
 
@@ -200,8 +200,12 @@ impl Graph {
     /// The batch size of `x`, or an error naming the mismatch.
     pub(crate) fn rows(&self, op: &'static str, x: &[f32]) -> Result<usize> {
         let inputs = self.inputs();
-        if x.is_empty() || x.len() % inputs != 0 {
-            return Err(Error::shape(op, format!("a non-empty batch of rows of {inputs} inputs"), format!("{} values", x.len())));
+        if x.is_empty() || !x.len().is_multiple_of(inputs) {
+            return Err(Error::shape(
+                op,
+                format!("a non-empty batch of rows of {inputs} inputs"),
+                format!("{} values", x.len()),
+            ));
         }
         Ok(x.len() / inputs)
     }
@@ -212,16 +216,28 @@ impl Graph {
         match (target, loss.takes_labels()) {
             (Target::Labels(labels), true) => {
                 if labels.len() != rows {
-                    return Err(Error::shape(op, format!("{rows} labels"), format!("{} labels", labels.len())));
+                    return Err(Error::shape(
+                        op,
+                        format!("{rows} labels"),
+                        format!("{} labels", labels.len()),
+                    ));
                 }
                 if let Some(bad) = labels.iter().position(|&l| l as usize >= width) {
-                    return Err(Error::shape(op, format!("labels in 0..{width}"), format!("label {} at row {bad}", labels[bad])));
+                    return Err(Error::shape(
+                        op,
+                        format!("labels in 0..{width}"),
+                        format!("label {} at row {bad}", labels[bad]),
+                    ));
                 }
                 Ok(())
             }
             (Target::Values(values), false) => {
                 if values.len() != rows * width {
-                    return Err(Error::shape(op, format!("{rows}x{width} target values"), format!("{} values", values.len())));
+                    return Err(Error::shape(
+                        op,
+                        format!("{rows}x{width} target values"),
+                        format!("{} values", values.len()),
+                    ));
                 }
                 Ok(())
             }
@@ -236,7 +252,11 @@ impl Graph {
     /// The dense layer behind index `layer` of `config.layers`, or an error.
     pub(crate) fn dense(&self, op: &'static str, layer: usize) -> Result<usize> {
         self.dense_index.get(layer).copied().flatten().ok_or_else(|| {
-            Error::shape(op, "the index of a dense layer", format!("layer {layer} ({:?})", self.config.layers.get(layer)))
+            Error::shape(
+                op,
+                "the index of a dense layer",
+                format!("layer {layer} ({:?})", self.config.layers.get(layer)),
+            )
         })
     }
 }

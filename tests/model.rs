@@ -1,0 +1,241 @@
+//! The layer graph: the same model on the GPU and the CPU, whole-network gradients, the GPU
+//! contract (counters), determinism and bad input.
+
+mod common;
+
+use common::{assert_close, gpu, random, random_labels};
+use wgpu_nn::model::cpu::CpuModel;
+use wgpu_nn::model::{Backend, Init, Layer, Loss, Model, ModelConfig, Optimizer, Target};
+use wgpu_nn::{Error, Gpu};
+
+const OPTIMIZERS: [Optimizer; 4] = [
+    Optimizer::Sgd { lr: 0.1 },
+    Optimizer::Momentum { lr: 0.05, momentum: 0.9 },
+    Optimizer::Adam { lr: 0.01 },
+    Optimizer::AdamW { lr: 0.01, weight_decay: 0.1 },
+];
+
+/// A classifier using every layer type: 6 → 8 ReLU → dropout → 8 tanh → 8 sigmoid → 3 softmax.
+fn classifier(optimizer: Optimizer) -> ModelConfig {
+    ModelConfig::new(6)
+        .dense(8)
+        .relu()
+        .dropout(0.25)
+        .dense_with(8, true, Init::Xavier)
+        .tanh()
+        .dense_with(8, false, Init::Uniform(-0.5, 0.5))
+        .sigmoid()
+        .dense(3)
+        .softmax()
+        .loss(Loss::SoftmaxCrossEntropy)
+        .optimizer(optimizer)
+        .seed(3)
+}
+
+/// Trains `config` on both backends, `steps` times on one batch (so the loss must fall);
+/// returns the per-step losses and the final parameters of each.
+fn train_both(gpu: &Gpu, config: &ModelConfig, steps: usize, rows: usize) -> [(Vec<f32>, Vec<f32>); 2] {
+    let inputs = config.width_at(0);
+    let outputs = config.width();
+    [Backend::Gpu, Backend::Cpu].map(|backend| {
+        let mut model = config.build(backend, Some(gpu)).unwrap();
+        let mut losses = Vec::new();
+        for _ in 0..steps {
+            let x = random(rows * inputs, 100);
+            if config.loss_kind().takes_labels() {
+                let labels = random_labels(rows, outputs, 200);
+                model.train_step(&x, &Target::Labels(&labels)).unwrap();
+            } else {
+                let t: Vec<f32> = random(rows * outputs, 300).iter().map(|v| (v + 1.0) / 2.0).collect();
+                model.train_step(&x, &Target::Values(&t)).unwrap();
+            }
+            losses.push(model.take_loss().unwrap());
+        }
+        (losses, parameters(&model, config))
+    })
+}
+
+fn parameters(model: &Model, config: &ModelConfig) -> Vec<f32> {
+    let mut all = Vec::new();
+    for (i, layer) in config.layers().iter().enumerate() {
+        if let Layer::Dense { bias, .. } = layer {
+            all.extend(model.weights(i).unwrap());
+            if *bias {
+                all.extend(model.bias(i).unwrap());
+            }
+        }
+    }
+    all
+}
+
+/// 20 steps of f32 arithmetic in a different order (GPU kernels block and fuse, exp/log are a
+/// few ULP): losses and weights drift apart by a few 1e-6 relative; 1e-4 leaves room and
+/// would still catch any wrong gradient, which moves weights by ~lr per step.
+const PARITY_RTOL: f64 = 1e-4;
+const PARITY_ATOL: f64 = 1e-5;
+
+#[test]
+fn every_optimizer_trains_the_same_on_gpu_and_cpu() {
+    let Some(gpu) = gpu() else { return };
+    for optimizer in OPTIMIZERS {
+        let config = classifier(optimizer);
+        let [(gpu_losses, gpu_weights), (cpu_losses, cpu_weights)] = train_both(gpu, &config, 20, 16);
+        let what = format!("{optimizer:?}");
+        assert_close(&format!("{what} losses"), &gpu_losses, &cpu_losses, PARITY_RTOL, PARITY_ATOL);
+        assert_close(&format!("{what} weights"), &gpu_weights, &cpu_weights, PARITY_RTOL, PARITY_ATOL);
+        assert!(gpu_losses.last() < gpu_losses.first(), "{what}: the loss should fall: {gpu_losses:?}");
+    }
+}
+
+#[test]
+fn every_loss_trains_the_same_on_gpu_and_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let configs = [
+        ModelConfig::new(4).dense(5).tanh().dense(2).loss(Loss::Mse),
+        ModelConfig::new(4).dense(5).relu().dense(2).loss(Loss::Mae),
+        ModelConfig::new(4).dense(5).relu().dense(2).sigmoid().loss(Loss::BinaryCrossEntropy),
+        ModelConfig::new(4).dense(5).relu().dense(3).log_softmax().loss(Loss::Nll),
+        ModelConfig::new(4).dense(5).relu().dense(3).loss(Loss::SoftmaxCrossEntropy),
+        ModelConfig::new(4).dense(5).sigmoid().dense(3).softmax().loss(Loss::Mse),
+    ];
+    for config in configs {
+        let config = config.optimizer(Optimizer::Sgd { lr: 0.5 }).seed(9);
+        let [(gpu_losses, gpu_weights), (cpu_losses, cpu_weights)] = train_both(gpu, &config, 20, 7);
+        let what = format!("{:?}", config.loss_kind());
+        assert_close(&format!("{what} losses"), &gpu_losses, &cpu_losses, PARITY_RTOL, PARITY_ATOL);
+        assert_close(&format!("{what} weights"), &gpu_weights, &cpu_weights, PARITY_RTOL, PARITY_ATOL);
+        assert!(gpu_losses.last() < gpu_losses.first(), "{what}: the loss should fall: {gpu_losses:?}");
+    }
+}
+
+/// Central differences on the whole network's mean loss, in f64 (see tests/gradients.rs for
+/// the tolerance's reasoning).
+#[test]
+fn whole_network_gradients_match_finite_differences() {
+    let h = 1e-6;
+    let configs = [
+        classifier(Optimizer::Sgd { lr: 0.1 }),
+        ModelConfig::new(6).dense(5).tanh().dense(3).log_softmax().loss(Loss::Nll),
+        ModelConfig::new(6).dense(5).sigmoid().dense(2).loss(Loss::Mse),
+        ModelConfig::new(6).dense(5).tanh().dense(2).loss(Loss::Mae),
+        ModelConfig::new(6).dense(5).tanh().dense(2).sigmoid().loss(Loss::BinaryCrossEntropy),
+    ];
+    for config in configs {
+        let mut model = CpuModel::<f64>::from_config(&config.clone().seed(4)).unwrap();
+        let rows = 5;
+        let x = random(rows * 6, 40);
+        let labels = random_labels(rows, config.width(), 41);
+        let values: Vec<f32> =
+            random(rows * config.width(), 42).iter().map(|v| (v + 1.0) / 2.0 + 0.3).collect();
+        let target =
+            if config.loss_kind().takes_labels() { Target::Labels(&labels) } else { Target::Values(&values) };
+        model.compute_gradients(&x, &target).unwrap();
+        let analytic = model.gradients();
+        let mut params = model.parameters();
+        let numeric: Vec<f64> = (0..params.len())
+            .map(|i| {
+                let orig = params[i];
+                params[i] = orig + h;
+                model.set_parameters(&params);
+                let plus = model.training_loss(&x, &target).unwrap();
+                params[i] = orig - h;
+                model.set_parameters(&params);
+                let minus = model.training_loss(&x, &target).unwrap();
+                params[i] = orig;
+                model.set_parameters(&params);
+                (plus - minus) / (2.0 * h)
+            })
+            .collect();
+        assert_close(&format!("{:?} network", config.loss_kind()), &analytic, &numeric, 1e-5, 1e-8);
+    }
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_losses() {
+    let Some(gpu) = gpu() else { return };
+    let run = || {
+        let mut model = classifier(Optimizer::Adam { lr: 0.01 }).build_gpu(gpu).unwrap();
+        (0..10)
+            .map(|step| {
+                let x = random(32 * 6, step);
+                let labels = random_labels(32, 3, step + 50);
+                model.train_step(&x, &Target::Labels(&labels)).unwrap();
+                model.take_loss().unwrap().to_bits()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn training_reads_nothing_back_until_the_loss_is_asked_for() {
+    let Some(gpu) = gpu() else { return };
+    let gpu = Gpu::new().unwrap_or_else(|_| gpu.clone()); // counters of its own
+    let mut model = classifier(Optimizer::Adam { lr: 0.01 }).build_gpu(&gpu).unwrap();
+    let (x, labels) = (random(64 * 6, 1), random_labels(64, 3, 2));
+    model.train_step(&x, &Target::Labels(&labels)).unwrap(); // builds the batch's plan
+    let before = model.counters();
+    let steps = 25;
+    for _ in 1..steps {
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+    }
+    let after = model.counters();
+    assert_eq!(after.maps, before.maps, "no maps while training");
+    assert_eq!(after.bytes_read_back, before.bytes_read_back, "no read-back while training");
+    assert_eq!(after.submits - before.submits, steps - 1, "one submit per step");
+    assert_eq!(after.bytes_held, before.bytes_held, "no allocation per step");
+    assert_eq!(after.buffers_held, before.buffers_held, "no allocation per step");
+    // Per step, only the batch goes up: 64 × 6 inputs and 64 labels.
+    assert_eq!(after.bytes_uploaded - before.bytes_uploaded, (steps - 1) * (64 * 6 + 64) * 4);
+
+    let loss = model.take_loss().unwrap();
+    let read = model.counters();
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    assert_eq!(read.maps - after.maps, 1, "one map for the loss");
+    assert_eq!(read.bytes_read_back - after.bytes_read_back, 4, "the loss is 4 bytes");
+}
+
+#[test]
+fn dropped_models_release_their_gpu_memory() {
+    let Some(gpu) = gpu() else { return };
+    let gpu = Gpu::new().unwrap_or_else(|_| gpu.clone());
+    let held = gpu.counters().buffers_held;
+    for _ in 0..5 {
+        let mut model = classifier(Optimizer::Momentum { lr: 0.1, momentum: 0.9 }).build_gpu(&gpu).unwrap();
+        model.train_step(&random(8 * 6, 3), &Target::Labels(&random_labels(8, 3, 4))).unwrap();
+        assert!(gpu.counters().buffers_held > held);
+    }
+    assert_eq!(gpu.counters().buffers_held, held);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let Some(gpu) = gpu() else { return };
+    let wrong_width =
+        ModelConfig::new(3).layer(Layer::Dense { inputs: 4, outputs: 2, bias: true, init: Init::He });
+    let err = wrong_width.build_cpu().unwrap_err();
+    assert!(err.to_string().contains("layer 0 (dense) to take 3 inputs"), "{err}");
+    assert!(ModelConfig::new(3).dense(2).loss(Loss::Nll).build_cpu().is_err(), "NLL without LogSoftmax");
+    let given = Init::Given { weights: vec![0.0; 5], bias: None };
+    assert!(ModelConfig::new(3).dense_with(2, false, given).build_cpu().is_err());
+
+    for backend in [Backend::Gpu, Backend::Cpu] {
+        let mut model = classifier(Optimizer::Sgd { lr: 0.1 }).build(backend, Some(gpu)).unwrap();
+        let labels = [0u32, 1];
+        let err = model.train_step(&[0.0; 11], &Target::Labels(&labels)).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }) && err.to_string().contains("rows of 6 inputs"), "{err}");
+        let err = model.train_step(&[], &Target::Labels(&[])).unwrap_err();
+        assert!(err.to_string().contains("non-empty batch"), "{err}");
+        let err = model.train_step(&[0.0; 12], &Target::Labels(&[0, 3])).unwrap_err();
+        assert!(err.to_string().contains("label 3 at row 1"), "{err}");
+        let err = model.train_step(&[0.0; 12], &Target::Labels(&[0])).unwrap_err();
+        assert!(err.to_string().contains("2 labels"), "{err}");
+        let err = model.train_step(&[0.0; 12], &Target::Values(&[0.0; 6])).unwrap_err();
+        assert!(err.to_string().contains("label targets"), "{err}");
+        let err = model.weights(1).unwrap_err();
+        assert!(err.to_string().contains("dense layer"), "{err}");
+        let err = model.set_weights(0, &[0.0; 3], None).unwrap_err();
+        assert!(err.to_string().contains("8x6 weights"), "{err}");
+        assert!(model.take_loss().is_err(), "no step taken yet");
+    }
+}
