@@ -1,0 +1,114 @@
+//! Each lesson example's claim, checked on its real command line (`--json`) on both backends.
+
+mod common;
+
+use serde_json::Value;
+
+/// Runs `target/<profile>/examples/<name> --backend <backend> --json` (cargo builds the
+/// examples before it runs tests) and returns its last stdout line as JSON.
+fn run(name: &str, backend: &str) -> Value {
+    let deps = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
+    let binary = profile_dir.join("examples").join(name);
+    let output = std::process::Command::new(&binary)
+        .args(["--backend", backend, "--json"])
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{name} --backend {backend} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: last line is not JSON ({e}): {last}"));
+    assert_eq!(report["example"], name);
+    assert_eq!(report["backend"], backend);
+    assert!(report["adapter"].is_string() && report["seconds"].is_number(), "{report}");
+    report
+}
+
+/// The backends to check: the CPU always, the GPU where there is one.
+fn backends() -> Vec<&'static str> {
+    if common::gpu().is_some() { vec!["gpu", "cpu"] } else { vec!["cpu"] }
+}
+
+fn floats(value: &Value) -> Vec<f32> {
+    value.as_array().expect("an array").iter().map(|v| v.as_f64().expect("a number") as f32).collect()
+}
+
+#[test]
+fn one_weight_prints_the_lessons_errors_and_approaches_42() {
+    for backend in backends() {
+        let report = run("one_weight", backend);
+        let losses = floats(&report["losses"]);
+        assert_eq!(losses.len(), 20);
+        // The lesson's numbers. The first two are exact in f32; after that the weight (2.85,
+        // 4.2375, …) is rounded, and an update computed in another order of f32 operations
+        // lands an ulp or two away: 433.16025 here against the lesson's 433.16016 (exact
+        // 433.16015625). 1e-6 relative is 4 ulps.
+        let lesson = [1369.0f32, 770.0625, 433.16016, 243.65259, 137.05458];
+        common::assert_close(&format!("one_weight errors on {backend}"), &losses[..5], &lesson, 1e-6, 0.0);
+        // Each step shrinks the miss by 0.75, so 20 steps leave 37 · 0.75^20 = 0.117.
+        let prediction = report["prediction"].as_f64().unwrap();
+        assert!((prediction - 42.0).abs() < 0.12, "{backend}: {prediction}");
+    }
+}
+
+#[test]
+fn rectangles_learns_the_average() {
+    for backend in backends() {
+        let report = run("rectangles", backend);
+        let before = report["mse_before"].as_f64().unwrap();
+        assert!((0.35..0.5).contains(&before), "{backend}: MSE before {before} (the lesson's is about 0.42)");
+        assert!(report["mse_after"].as_f64().unwrap() < 1e-6, "{backend}: {report}");
+        for w in floats(&report["weights"]) {
+            assert!((w - 0.25).abs() < 1e-3, "{backend}: weights {}", report["weights"]);
+        }
+    }
+}
+
+#[test]
+fn streetlight_error_falls_below_one_millionth() {
+    for backend in backends() {
+        let report = run("streetlight", backend);
+        let losses = floats(&report["losses"]);
+        assert_eq!(losses.len(), 15, "{backend}: an error every 10 iterations of 150");
+        assert!(*losses.last().unwrap() < 1e-6, "{backend}: {losses:?}");
+        assert!(losses.first() > losses.last(), "{backend}: {losses:?}");
+    }
+}
+
+#[test]
+fn sigmoid_net_learns_xor() {
+    for backend in backends() {
+        let report = run("sigmoid_net", backend);
+        assert_eq!(report["accuracy"].as_f64(), Some(1.0), "{backend}: {report}");
+        let losses = floats(&report["losses"]);
+        assert!(losses.last().unwrap() < &0.05 && losses.first() > losses.last(), "{backend}: {losses:?}");
+    }
+}
+
+#[test]
+fn slope_of_x_squared_at_2_is_4() {
+    for backend in backends() {
+        let report = run("slope", backend);
+        assert_eq!(report["gradient"].as_f64(), Some(4.0), "{backend}: {report}");
+    }
+}
+
+#[test]
+fn quadratic_fit_approaches_3_2_1() {
+    for backend in backends() {
+        let report = run("quadratic", backend);
+        let losses = floats(&report["losses"]);
+        // Ten single steps, falling, then the means of later stretches, lower still.
+        assert!(losses[..10].windows(2).all(|w| w[1] < w[0]), "{backend}: {losses:?}");
+        assert!(losses.last().unwrap() < &(losses[9] / 5.0), "{backend}: {losses:?}");
+        let params = floats(&report["params"]);
+        for (got, want) in params.iter().zip([3.0, 2.0, 1.0]) {
+            assert!((got - want).abs() < 0.2, "{backend}: params {params:?}");
+        }
+    }
+}
