@@ -24,3 +24,8 @@ pub use gpu::{Counters, Dispatch, Gpu, GpuLabels, GpuTensor, MatmulKernel};
 pub use settings::OptimizerSettings;
 pub use shape::MatmulForm;
 pub use wgpu;
+
+/// The README's code blocks, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

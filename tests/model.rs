@@ -119,6 +119,8 @@ fn whole_network_gradients_match_finite_differences() {
         ModelConfig::new(6).dense(5).sigmoid().dense(2).loss(Loss::Mse),
         ModelConfig::new(6).dense(5).tanh().dense(2).loss(Loss::Mae),
         ModelConfig::new(6).dense(5).tanh().dense(2).sigmoid().loss(Loss::BinaryCrossEntropy),
+        // A softmax that is not fused with cross-entropy back-propagates on its own.
+        ModelConfig::new(6).dense(5).relu().dense(3).softmax().loss(Loss::Mse),
     ];
     for config in configs {
         let mut model = CpuModel::<f64>::from_config(&config.clone().seed(4)).unwrap();
@@ -216,6 +218,8 @@ fn bad_input_is_a_clear_error() {
     let err = wrong_width.build_cpu().unwrap_err();
     assert!(err.to_string().contains("layer 0 (dense) to take 3 inputs"), "{err}");
     assert!(ModelConfig::new(3).dense(2).loss(Loss::Nll).build_cpu().is_err(), "NLL without LogSoftmax");
+    assert!(ModelConfig::new(3).build_cpu().is_err(), "no layers");
+    assert!(ModelConfig::new(3).dense(2).dropout(1.0).build_cpu().is_err(), "dropout of 1");
     let given = Init::Given { weights: vec![0.0; 5], bias: None };
     assert!(ModelConfig::new(3).dense_with(2, false, given).build_cpu().is_err());
 
@@ -238,4 +242,31 @@ fn bad_input_is_a_clear_error() {
         assert!(err.to_string().contains("8x6 weights"), "{err}");
         assert!(model.take_loss().is_err(), "no step taken yet");
     }
+}
+
+#[test]
+fn a_learning_rate_change_and_evaluation_agree_across_backends() {
+    let Some(gpu) = gpu() else { return };
+    let config = classifier(Optimizer::Momentum { lr: 0.1, momentum: 0.5 });
+    let (x, labels) = (random(12 * 6, 60), random_labels(12, 3, 61));
+    let [gpu_run, cpu_run] = [Backend::Gpu, Backend::Cpu].map(|backend| {
+        let mut model = config.build(backend, Some(gpu)).unwrap();
+        for step in 0..6 {
+            if step == 3 {
+                model.set_learning_rate(0.01).unwrap();
+            }
+            model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        }
+        let evaluation = model.evaluate(&x, &Target::Labels(&labels)).unwrap();
+        // Dropout is off in evaluation: predicting twice gives the same outputs.
+        let (first, second) = (model.predict(&x).unwrap(), model.predict(&x).unwrap());
+        assert_eq!(first, second, "{backend:?}: evaluation must not drop");
+        (evaluation, first, parameters(&model, &config))
+    });
+    assert_close("weights after an lr change", &gpu_run.2, &cpu_run.2, PARITY_RTOL, PARITY_ATOL);
+    assert_close("predictions", &gpu_run.1, &cpu_run.1, PARITY_RTOL, PARITY_ATOL);
+    assert_close("evaluation loss", &[gpu_run.0.loss], &[cpu_run.0.loss], PARITY_RTOL, PARITY_ATOL);
+    assert_eq!(gpu_run.0.accuracy, cpu_run.0.accuracy);
+    let probabilities: f32 = gpu_run.1[..3].iter().sum();
+    assert!((probabilities - 1.0).abs() < 1e-5, "a softmax row sums to 1: {probabilities}");
 }

@@ -248,6 +248,9 @@ impl ModelConfig {
         if self.inputs == 0 {
             return Err(Error::shape(op, "at least one input", "0 inputs"));
         }
+        if self.layers.is_empty() {
+            return Err(Error::shape(op, "at least one layer", "none"));
+        }
         let mut rng = StdRng::seed_from_u64(self.seed);
         let mut width = self.inputs;
         let mut parameters = Vec::new();
