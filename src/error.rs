@@ -28,6 +28,10 @@ pub enum Error {
     #[error("GPU error while {context}: {message}")]
     Gpu { context: String, message: String },
 
+    /// A data or checkpoint file is missing, malformed or cannot be written.
+    #[error("{file}: {problem}")]
+    Data { file: String, problem: String },
+
     /// Waiting for the GPU or mapping a buffer failed (for example, the device was lost).
     #[error("GPU read-back failed: {0}")]
     Readback(String),

@@ -13,6 +13,7 @@
 //! `wgpu` is re-exported so an app that shares its device uses the same version.
 
 pub mod cpu;
+pub mod data;
 mod error;
 pub mod gpu;
 pub mod model;

@@ -1,0 +1,146 @@
+//! The IDX reader and the bundled data.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wgpu_nn::Error;
+use wgpu_nn::data::{self, idx};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgpu-nn-data-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The problem an IDX file's error names, asserting it names the file too.
+fn problem(result: Result<impl std::fmt::Debug, Error>, path: &Path) -> String {
+    match result {
+        Err(Error::Data { file, problem }) => {
+            assert_eq!(file, path.display().to_string());
+            problem
+        }
+        other => panic!("expected a data error for {}, got {other:?}", path.display()),
+    }
+}
+
+#[test]
+fn bundled_files_match_their_checksums() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/README.md")).unwrap();
+    let mut checked = 0;
+    for line in readme.lines().filter(|l| l.starts_with("| ") && l.contains("-ubyte.gz")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (name, decompressed_sha) = (cells[1], cells[6]);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name);
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()).read_to_end(&mut bytes).unwrap();
+        let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(digest, decompressed_sha, "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, 8, "every bundled file is listed and checked");
+}
+
+#[test]
+fn bundled_mnist_loads_with_its_documented_split() {
+    let (train, test) = data::bundled_mnist().unwrap();
+    assert_eq!((train.len(), test.len(), train.width, train.classes), (8000, 2000, 784, 10));
+    let mut counts = [0; 10];
+    test.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    assert_eq!(counts, [200, 225, 198, 206, 196, 173, 203, 214, 189, 196], "data/README.md's test split");
+    assert!(train.inputs.iter().all(|&p| (0.0..=1.0).contains(&p)));
+    assert!(train.inputs.contains(&1.0) && train.inputs.contains(&0.0));
+    let (train8, test8) = data::bundled_digits8x8().unwrap();
+    assert_eq!((train8.len(), test8.len(), train8.width), (1437, 360, 64));
+}
+
+#[test]
+fn idx_round_trips_plain_and_gzip() {
+    let images = idx::Images { count: 3, rows: 2, cols: 5, pixels: (0..30).collect() };
+    let labels = vec![0, 9, 4];
+    let (image_path, label_path) = (scratch("round-images"), scratch("round-labels"));
+    idx::write_images(&image_path, &images).unwrap();
+    idx::write_labels(&label_path, &labels).unwrap();
+    assert_eq!(idx::read_images(&image_path).unwrap(), images);
+    assert_eq!(idx::read_labels(&label_path).unwrap(), labels);
+
+    let (image_gz, label_gz) = (scratch("round-images.gz"), scratch("round-labels.gz"));
+    std::fs::write(&image_gz, gzip(&std::fs::read(&image_path).unwrap())).unwrap();
+    std::fs::write(&label_gz, gzip(&std::fs::read(&label_path).unwrap())).unwrap();
+    assert_eq!(idx::read_images(&image_gz).unwrap(), images);
+    let set = data::load_idx(&image_gz, &label_gz, 10).unwrap();
+    assert_eq!((set.len(), set.width), (3, 10));
+    assert_eq!(set.inputs[29], 29.0 / 255.0);
+}
+
+#[test]
+fn bad_idx_files_are_clear_errors() {
+    let header = |magic: u32, sizes: &[u32]| {
+        let mut bytes = magic.to_be_bytes().to_vec();
+        sizes.iter().for_each(|s| bytes.extend_from_slice(&s.to_be_bytes()));
+        bytes
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("wrong-magic", header(0x0000_0801, &[1, 2, 2]), "wrong magic number 0x00000801"),
+        ("float-data", header(0x0000_0D03, &[1, 2, 2]), "wrong magic number"),
+        ("short-header", header(0x0000_0803, &[1, 2]), "truncated in the header"),
+        ("empty", Vec::new(), "truncated in the magic number"),
+        (
+            "truncated-pixels",
+            [header(0x0000_0803, &[2, 2, 2]), vec![7; 5]].concat(),
+            "truncated: the header promises 8",
+        ),
+        ("trailing-bytes", [header(0x0000_0803, &[1, 2, 2]), vec![7; 5]].concat(), "more data"),
+        ("absurd-size", header(0x0000_0803, &[1, 70_000, 70_000]), "absurd image size"),
+        ("zero-size", header(0x0000_0803, &[1, 0, 28]), "absurd image size"),
+        ("absurd-count", header(0x0000_0803, &[u32::MAX, 28, 28]), "absurd item count"),
+    ];
+    for (name, bytes, expected) in cases {
+        for compressed in [false, true] {
+            let path = scratch(&format!("{name}{}", if compressed { ".gz" } else { "" }));
+            std::fs::write(&path, if compressed { gzip(&bytes) } else { bytes.clone() }).unwrap();
+            let problem = problem(idx::read_images(&path), &path);
+            assert!(problem.contains(expected), "{name} (gz {compressed}): {problem}");
+        }
+    }
+    let missing = scratch("does-not-exist");
+    assert!(problem(idx::read_labels(&missing), &missing).contains("cannot open"));
+    let corrupt_gzip = scratch("corrupt.gz");
+    std::fs::write(&corrupt_gzip, [0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7]).unwrap();
+    assert!(idx::read_labels(&corrupt_gzip).is_err());
+}
+
+#[test]
+fn mismatched_counts_and_bad_labels_are_errors_naming_the_label_file() {
+    let images = idx::Images { count: 2, rows: 1, cols: 1, pixels: vec![0, 255] };
+    let image_path = scratch("pair-images");
+    idx::write_images(&image_path, &images).unwrap();
+    let few = scratch("pair-labels-few");
+    idx::write_labels(&few, &[1]).unwrap();
+    assert!(problem(data::load_idx(&image_path, &few, 10), &few).contains("1 labels for the 2 images"));
+    let out_of_range = scratch("pair-labels-range");
+    idx::write_labels(&out_of_range, &[1, 10]).unwrap();
+    assert!(
+        problem(data::load_idx(&image_path, &out_of_range, 10), &out_of_range)
+            .contains("label 10 at index 1")
+    );
+}
+
+#[test]
+fn writes_are_atomic_and_leave_no_temporary_file() {
+    let path = scratch("atomic-labels");
+    idx::write_labels(&path, &[1, 2, 3]).unwrap();
+    // A write that cannot happen (the target is a directory) leaves the old data where it was.
+    let dir = scratch("a-directory");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(idx::write_labels(&dir, &[4]).is_err());
+    assert!(!scratch("a-directory.tmp").exists(), "the temporary file is cleaned up");
+    assert_eq!(idx::read_labels(&path).unwrap(), [1, 2, 3]);
+}
