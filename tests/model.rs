@@ -270,3 +270,52 @@ fn a_learning_rate_change_and_evaluation_agree_across_backends() {
     let probabilities: f32 = gpu_run.1[..3].iter().sum();
     assert!((probabilities - 1.0).abs() < 1e-5, "a softmax row sums to 1: {probabilities}");
 }
+
+#[test]
+fn epochs_on_resident_data_train_the_same_on_gpu_and_cpu_and_upload_no_pixels() {
+    let Some(gpu) = gpu() else { return };
+    let gpu = Gpu::new().unwrap_or_else(|_| gpu.clone()); // counters of its own
+    let (train, test) = wgpu_nn::data::bundled_digits8x8().unwrap();
+    let train = train.take(300);
+    let config = ModelConfig::new(64)
+        .dense(32)
+        .relu()
+        .dropout(0.2)
+        .dense(10)
+        .log_softmax()
+        .loss(Loss::Nll)
+        .optimizer(Optimizer::Adam { lr: 0.01 })
+        .seed(8);
+    let [gpu_run, cpu_run] = [Backend::Gpu, Backend::Cpu].map(|backend| {
+        let mut model = config.build(backend, Some(&gpu)).unwrap();
+        let (train, test) = (model.load(&train).unwrap(), model.load(&test).unwrap());
+        let mut losses = Vec::new();
+        let mut epoch_counters = Vec::new();
+        for epoch in 0..3 {
+            let before = model.counters();
+            let mut reports = 0;
+            // 300 samples in batches of 32: nine full batches and one of 12.
+            losses.push(model.train_epoch(&train, 32, epoch, &mut |_| reports += 1).unwrap());
+            epoch_counters.push((before, model.counters(), reports));
+        }
+        (losses, model.evaluate_resident(&test).unwrap(), epoch_counters)
+    });
+    assert_close("epoch losses", &gpu_run.0, &cpu_run.0, PARITY_RTOL, PARITY_ATOL);
+    assert!(gpu_run.0[2] < gpu_run.0[0], "the loss falls: {:?}", gpu_run.0);
+    let (gpu_eval, cpu_eval) = (&gpu_run.1, &cpu_run.1);
+    assert_close("test loss", &[gpu_eval.loss], &[cpu_eval.loss], PARITY_RTOL, PARITY_ATOL);
+    assert_eq!(gpu_eval.predictions, cpu_eval.predictions);
+    // Three short epochs reach about 0.7 here; chance is 0.1.
+    assert!(gpu_eval.accuracy > 0.5, "three epochs on 300 digits: {}", gpu_eval.accuracy);
+
+    // After the first epoch (which binds the gathers), an epoch uploads the order (300 u32)
+    // and the loss total zeroed after its read, submits once per 16 steps, and reads back only its loss.
+    let (before, after, reports) = gpu_run.2[1];
+    assert_eq!(after.bytes_uploaded - before.bytes_uploaded, 300 * 4 + 4, "no pixels uploaded");
+    assert_eq!(after.maps - before.maps, 1);
+    assert_eq!(after.bytes_read_back - before.bytes_read_back, 4);
+    assert_eq!(after.submits - before.submits, 1 + 1, "10 steps in one submit, and the loss read");
+    assert_eq!(after.buffers_held, before.buffers_held);
+    assert_eq!(reports, 1);
+    assert_eq!(cpu_run.2[1].2, 10, "the CPU reports every step");
+}

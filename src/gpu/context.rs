@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::counters::{Counters, Tally};
 use super::dispatch::{Dispatch, Family};
-use super::{activation, dropout, loss, matmul, optimizer, reduce, softmax};
+use super::{activation, dropout, gather, loss, matmul, optimizer, reduce, softmax};
 use crate::{Error, Result};
 
 /// A wgpu device and queue with every kernel of the crate compiled for them.
@@ -47,6 +47,7 @@ pub(crate) struct Kernels {
     pub(crate) loss: Family,
     pub(crate) optimizer: optimizer::OptimizerKernels,
     pub(crate) dropout: dropout::DropoutKernels,
+    pub(crate) gather: Family,
 }
 
 impl Gpu {
@@ -120,6 +121,7 @@ impl Gpu {
                 loss: loss::family(&device),
                 optimizer: optimizer::kernels(&device),
                 dropout: dropout::kernels(&device),
+                gather: gather::family(&device),
             };
             let placeholder = |_| {
                 device.create_buffer(&wgpu::BufferDescriptor {

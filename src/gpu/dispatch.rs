@@ -31,6 +31,12 @@ impl<'a> From<Option<&'a GpuTensor>> for Arg<'a> {
     }
 }
 
+impl<'a> From<&'a GpuLabels> for Arg<'a> {
+    fn from(labels: &'a GpuLabels) -> Self {
+        Arg::Labels(labels)
+    }
+}
+
 impl<'a> From<Option<&'a GpuLabels>> for Arg<'a> {
     fn from(labels: Option<&'a GpuLabels>) -> Self {
         labels.map_or(Arg::Unused, Arg::Labels)

@@ -24,6 +24,7 @@ mod context;
 mod counters;
 mod dispatch;
 mod dropout;
+mod gather;
 mod loss;
 mod matmul;
 mod optimizer;

@@ -5,6 +5,7 @@ pub(crate) const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subg
 pub(crate) const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 pub(crate) const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 pub(crate) const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
+pub(crate) const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 pub(crate) const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 pub(crate) const OPTIMIZER: &str = include_str!("../../shaders/optimizer.wgsl");
 pub(crate) const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");

@@ -136,6 +136,19 @@ impl Gpu {
         })
     }
 
+    /// Copies labels back (an explicit read, like [`Gpu::read`]).
+    pub fn read_labels(&self, labels: &GpuLabels) -> Result<Vec<u32>> {
+        if labels.owner != self.id() {
+            return Err(Error::Gpu {
+                context: "read_labels".into(),
+                message: "the labels belong to another Gpu context (another device)".into(),
+            });
+        }
+        let bytes = (labels.len * 4) as u64;
+        let values = self.read_buffer(&labels.buffer, bytes)?;
+        Ok(bytemuck::cast_slice(&values).to_vec())
+    }
+
     /// Copies class labels to the GPU, rejecting any label `>= classes`.
     pub fn upload_labels(&self, labels: &[u32], classes: usize) -> Result<GpuLabels> {
         check_labels("upload_labels", labels, classes)?;
@@ -148,8 +161,13 @@ impl Gpu {
     /// the only place the crate maps a buffer.
     pub fn read(&self, tensor: &GpuTensor) -> Result<Vec<f32>> {
         self.check_owner("read", tensor)?;
-        let bytes = (tensor.len() * 4) as u64;
-        let staging = self.scoped("reading a tensor back", || {
+        let bytes = self.read_buffer(&tensor.buffer, (tensor.len() * 4) as u64)?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// Copies the first `bytes` of a buffer to the host, waiting for the work before it.
+    fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let staging = self.scoped("reading a buffer back", || {
             let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back"),
                 size: bytes,
@@ -157,7 +175,7 @@ impl Gpu {
                 mapped_at_creation: false,
             });
             let mut encoder = self.device().create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&tensor.buffer, 0, &staging, 0, bytes);
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
             self.queue().submit([encoder.finish()]);
             staging
         })?;
@@ -171,7 +189,7 @@ impl Gpu {
             .map_err(|e| Error::Readback(e.to_string()))?;
         let values = {
             let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::cast_slice(&view).to_vec()
+            view.to_vec()
         };
         staging.unmap();
         Ok(values)

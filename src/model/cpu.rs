@@ -4,7 +4,11 @@
 use num_traits::Float;
 
 use super::config::DenseValues;
-use super::{Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part, Target, accuracy};
+use super::{
+    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part,
+    Resident, Target, accuracy, arg_max, batches, check_dataset, check_resident, epoch_order, next_model_id,
+};
+use crate::data::Dataset;
 use crate::shape::MatmulForm;
 use crate::{Error, OptimizerSettings, Result, cpu};
 
@@ -31,6 +35,8 @@ pub struct CpuModel<T> {
     dropout_step: u32,
     loss_total: f64,
     loss_steps: u32,
+    id: u64,
+    datasets: Vec<Dataset>,
 }
 
 /// Activations of one forward pass (index 0 is the input), and the dropout masks.
@@ -73,6 +79,8 @@ impl<T: Float> CpuModel<T> {
             dropout_step: 0,
             loss_total: 0.0,
             loss_steps: 0,
+            id: next_model_id(),
+            datasets: Vec::new(),
         }
     }
 
@@ -153,6 +161,58 @@ impl<T: Float> CpuModel<T> {
             d.b = Some(from_f32(bias));
         }
         Ok(())
+    }
+
+    pub fn load(&mut self, data: &Dataset) -> Result<Resident> {
+        check_dataset(&self.graph, data)?;
+        self.datasets.push(data.clone());
+        Ok(Resident { model: self.id, index: self.datasets.len() - 1, len: data.len() })
+    }
+
+    pub fn train_epoch(
+        &mut self,
+        data: &Resident,
+        batch_size: usize,
+        seed: u64,
+        progress: &mut dyn FnMut(EpochProgress),
+    ) -> Result<f32> {
+        check_resident("train_epoch", data, self.id, self.datasets.len())?;
+        let order = epoch_order(data.len, seed);
+        let batches = batches(data.len, batch_size);
+        let width = self.graph.inputs();
+        (self.loss_total, self.loss_steps) = (0.0, 0); // the epoch's mean starts afresh
+        for (step, &(offset, rows)) in batches.iter().enumerate() {
+            let set = &self.datasets[data.index];
+            let picked = &order[offset..offset + rows];
+            let x: Vec<f32> =
+                picked.iter().flat_map(|&i| &set.inputs[i as usize * width..][..width]).copied().collect();
+            let labels: Vec<u32> = picked.iter().map(|&i| set.labels[i as usize]).collect();
+            self.train_step(&x, &Target::Labels(&labels))?;
+            progress(EpochProgress {
+                steps_done: step + 1,
+                steps: batches.len(),
+                samples_done: offset + rows,
+            });
+        }
+        self.take_loss()
+    }
+
+    pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
+        check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
+        let set = &self.datasets[data.index];
+        let (mut loss, mut predictions) = (0.0, Vec::new());
+        for (offset, rows) in batches(set.len(), EVAL_ROWS) {
+            let x = &set.inputs[offset * set.width..(offset + rows) * set.width];
+            let labels = &set.labels[offset..offset + rows];
+            let pass = self.forward(x, rows, false, self.graph.config.layers.len())?;
+            loss += self.loss(&pass, &Target::Labels(labels), false)?.0.to_f64().unwrap_or(f64::NAN)
+                * rows as f64;
+            let outputs = to_f32(pass.acts.last().expect("the input is always there"));
+            predictions.extend(arg_max(&outputs, self.graph.outputs()));
+        }
+        let correct = predictions.iter().zip(&set.labels).filter(|(p, l)| p == l).count();
+        let (loss, accuracy) = ((loss / set.len() as f64) as f32, correct as f32 / set.len() as f32);
+        Ok(DataEvaluation { loss, accuracy, predictions })
     }
 
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {

@@ -7,7 +7,11 @@ use std::collections::HashMap;
 
 use super::config::DenseValues;
 use super::cpu::{check_new_weights, dropout_seed, no_bias, part_op};
-use super::{Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part, Target, accuracy};
+use super::{
+    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part,
+    Resident, Target, accuracy, arg_max, batches, check_dataset, check_resident, epoch_order, next_model_id,
+};
+use crate::data::Dataset;
 use crate::shape::MatmulForm;
 use crate::{Counters, Dispatch, Error, Gpu, GpuLabels, GpuTensor, OptimizerSettings, Result};
 
@@ -43,6 +47,23 @@ struct Plan {
     loss_dispatches: Vec<Dispatch>,
 }
 
+/// A data set uploaded once, and the gathers that cut minibatches out of it, bound on first
+/// use for each (batch rows, offset, order).
+#[derive(Debug)]
+struct GpuData {
+    inputs: GpuTensor,
+    labels: GpuLabels,
+    /// The epoch's shuffled order, rewritten each epoch (the only per-epoch upload).
+    order: GpuLabels,
+    /// 0, 1, 2, …: the order evaluation reads in.
+    identity: GpuLabels,
+    gathers: HashMap<(usize, usize, bool), [Dispatch; 2]>,
+}
+
+/// Training steps recorded per submit in `train_epoch`: enough to amortise a submit, few
+/// enough for a lively progress report.
+const STEPS_PER_SUBMIT: usize = 16;
+
 /// A model on a [`Gpu`].
 #[derive(Debug)]
 pub struct GpuModel {
@@ -57,6 +78,8 @@ pub struct GpuModel {
     loss_total: GpuTensor,
     loss_steps: u32,
     plans: HashMap<(usize, bool), Plan>,
+    id: u64,
+    datasets: Vec<GpuData>,
 }
 
 impl GpuModel {
@@ -90,7 +113,104 @@ impl GpuModel {
             loss_total: gpu.zeros(1, 1)?,
             loss_steps: 0,
             plans: HashMap::new(),
+            id: next_model_id(),
+            datasets: Vec::new(),
         })
+    }
+
+    pub fn load(&mut self, data: &Dataset) -> Result<Resident> {
+        check_dataset(&self.graph, data)?;
+        let gpu = &self.gpu;
+        let identity: Vec<u32> = (0..data.len() as u32).collect();
+        self.datasets.push(GpuData {
+            inputs: gpu.upload(&data.inputs, data.len(), data.width)?,
+            labels: gpu.upload_labels(&data.labels, self.graph.width(self.graph.trunk))?,
+            order: gpu.upload_labels(&identity, data.len())?,
+            identity: gpu.upload_labels(&identity, data.len())?,
+            gathers: HashMap::new(),
+        });
+        Ok(Resident { model: self.id, index: self.datasets.len() - 1, len: data.len() })
+    }
+
+    pub fn train_epoch(
+        &mut self,
+        data: &Resident,
+        batch_size: usize,
+        seed: u64,
+        progress: &mut dyn FnMut(EpochProgress),
+    ) -> Result<f32> {
+        check_resident("train_epoch", data, self.id, self.datasets.len())?;
+        let batches = batches(data.len, batch_size);
+        for &(offset, rows) in &batches {
+            self.gather(data.index, rows, offset, true)?;
+        }
+        let set = &self.datasets[data.index];
+        self.gpu.write_labels(&set.order, &epoch_order(data.len, seed))?;
+        if self.loss_steps > 0 {
+            // Steps taken since the last take_loss are not this epoch's.
+            self.gpu.write(&self.loss_total, &[0.0])?;
+            self.loss_steps = 0;
+        }
+        for (chunk, steps) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
+            let mut all: Vec<&Dispatch> = Vec::new();
+            for &(offset, rows) in steps {
+                let plan = &self.plans[&(rows, true)];
+                all.extend(&self.advances);
+                all.extend(&set.gathers[&(rows, offset, true)]);
+                all.extend(&plan.dispatches);
+                all.extend(self.dense.iter().flat_map(|d| &d.updates));
+            }
+            self.gpu.run(&all)?;
+            self.loss_steps += steps.len() as u32;
+            let (steps_done, &(offset, rows)) =
+                (chunk * STEPS_PER_SUBMIT + steps.len(), steps.last().expect("a chunk"));
+            progress(EpochProgress { steps_done, steps: batches.len(), samples_done: offset + rows });
+        }
+        self.take_loss()
+    }
+
+    pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
+        check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
+        let batches = batches(data.len, EVAL_ROWS);
+        for &(offset, rows) in &batches {
+            self.gather(data.index, rows, offset, false)?;
+        }
+        let (mut loss, mut predictions) = (0.0, Vec::new());
+        let set = &self.datasets[data.index];
+        let last = self.graph.config.layers.len();
+        for &(offset, rows) in &batches {
+            let plan = &self.plans[&(rows, false)];
+            let all: Vec<&Dispatch> = set.gathers[&(rows, offset, false)]
+                .iter()
+                .chain(&plan.dispatches)
+                .chain(&plan.loss_dispatches)
+                .collect();
+            self.gpu.run(&all)?;
+            loss += f64::from(self.gpu.read(&plan.loss)?[0]) * rows as f64;
+            predictions.extend(arg_max(&self.gpu.read(&plan.tensors[plan.act[last]])?, self.graph.outputs()));
+        }
+        let labels = self.gpu.read_labels(&set.labels)?;
+        let correct = predictions.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        let (loss, accuracy) = ((loss / data.len as f64) as f32, correct as f32 / data.len as f32);
+        Ok(DataEvaluation { loss, accuracy, predictions })
+    }
+
+    /// Binds, once, the gathers of a minibatch into the plan for `rows`.
+    fn gather(&mut self, data: usize, rows: usize, offset: usize, training: bool) -> Result<()> {
+        self.plan(rows, training)?;
+        let set = &self.datasets[data];
+        if set.gathers.contains_key(&(rows, offset, training)) {
+            return Ok(());
+        }
+        let plan = &self.plans[&(rows, training)];
+        let order = if training { &set.order } else { &set.identity };
+        let labels = plan.labels.as_ref().expect("data sets train label losses");
+        let gathers = [
+            self.gpu.gather_rows(&plan.x, &set.inputs, order, offset)?,
+            self.gpu.gather_labels(labels, &set.labels, order, offset)?,
+        ];
+        self.datasets[data].gathers.insert((rows, offset, training), gathers);
+        Ok(())
     }
 
     pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {

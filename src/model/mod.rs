@@ -25,7 +25,67 @@ mod gpu;
 
 pub use config::{Backend, Init, Layer, Loss, ModelConfig, Optimizer};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+
+use crate::data::Dataset;
 use crate::{Counters, Error, Result};
+
+/// A labelled data set held by a model's backend: on the GPU, uploaded once, so that an
+/// epoch's minibatches are gathered there by index and no pixels move per step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resident {
+    model: u64,
+    index: usize,
+    len: usize,
+}
+
+impl Resident {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Loss, accuracy and the predicted class of every sample of a resident data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataEvaluation {
+    pub loss: f32,
+    pub accuracy: f32,
+    pub predictions: Vec<u32>,
+}
+
+/// What [`Model::train_epoch`] reports as it goes (no read-back is needed for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochProgress {
+    pub steps_done: usize,
+    pub steps: usize,
+    pub samples_done: usize,
+}
+
+/// Rows evaluated per submit by `evaluate_resident`.
+pub(crate) const EVAL_ROWS: usize = 1000;
+
+/// The order of an epoch: the same permutation for a seed on every backend.
+pub(crate) fn epoch_order(len: usize, seed: u64) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..len as u32).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    order
+}
+
+/// The `(offset, rows)` of each minibatch; the last may be short.
+pub(crate) fn batches(len: usize, batch_size: usize) -> Vec<(usize, usize)> {
+    (0..len).step_by(batch_size.max(1)).map(|start| (start, batch_size.min(len - start))).collect()
+}
+
+pub(crate) fn next_model_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// What a batch is trained towards: values (MSE, MAE, BCE; row-major, outputs per sample)
 /// or class labels (cross-entropy, NLL; one per sample).
@@ -123,6 +183,33 @@ impl Model {
     /// Changes the learning rate from the next step on.
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         either!(self, m => m.set_learning_rate(lr))
+    }
+
+    /// Loads a labelled data set into the backend (once; on the GPU an upload of the whole set).
+    pub fn load(&mut self, data: &Dataset) -> Result<Resident> {
+        either!(self, m => m.load(data))
+    }
+
+    /// One epoch over a resident data set in minibatches of `batch_size`, in an order shuffled
+    /// by `seed`. On the GPU the order is the only upload, batches are gathered there, and
+    /// steps are submitted in chunks; `progress` is called after each chunk. Returns the mean
+    /// loss of the epoch's steps (the epoch's one read-back).
+    pub fn train_epoch(
+        &mut self,
+        data: &Resident,
+        batch_size: usize,
+        seed: u64,
+        progress: &mut dyn FnMut(EpochProgress),
+    ) -> Result<f32> {
+        if batch_size == 0 {
+            return Err(Error::shape("train_epoch", "a batch size of at least 1", "0"));
+        }
+        either!(self, m => m.train_epoch(data, batch_size, seed, progress))
+    }
+
+    /// Loss, accuracy and predictions over a resident data set (dropout off).
+    pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
+        either!(self, m => m.evaluate_resident(data))
     }
 
     /// The GPU's counters (all zero on the CPU backend).
@@ -263,13 +350,57 @@ impl Graph {
 
 /// The fraction of rows whose arg-max output is the label.
 pub(crate) fn accuracy(outputs: &[f32], labels: &[u32], width: usize) -> f32 {
-    let correct = outputs
-        .chunks(width)
-        .zip(labels)
-        .filter(|&(row, &label)| {
-            let best = row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best });
-            best == label as usize
-        })
-        .count();
+    let correct = arg_max(outputs, width).iter().zip(labels).filter(|(p, l)| p == l).count();
     correct as f32 / labels.len() as f32
+}
+
+/// The arg-max of each row.
+pub(crate) fn arg_max(outputs: &[f32], width: usize) -> Vec<u32> {
+    outputs
+        .chunks(width)
+        .map(|row| {
+            row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best }) as u32
+        })
+        .collect()
+}
+
+pub(crate) fn check_resident(op: &'static str, data: &Resident, model: u64, loaded: usize) -> Result<()> {
+    if data.model != model || data.index >= loaded {
+        return Err(Error::shape(op, "a data set loaded into this model", "one loaded elsewhere"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_dataset(graph: &Graph, data: &Dataset) -> Result<()> {
+    let op = "load";
+    if data.is_empty() || data.inputs.len() != data.len() * data.width {
+        return Err(Error::shape(
+            op,
+            "a non-empty data set of whole samples",
+            format!("{} labels", data.len()),
+        ));
+    }
+    if data.width != graph.inputs() {
+        return Err(Error::shape(
+            op,
+            format!("samples of {} inputs", graph.inputs()),
+            format!("{} inputs", data.width),
+        ));
+    }
+    if !graph.config.loss.takes_labels() {
+        return Err(Error::shape(
+            op,
+            "a model trained on labels (cross-entropy or NLL)",
+            format!("{:?}", graph.config.loss),
+        ));
+    }
+    let classes = graph.width(graph.trunk);
+    if let Some(bad) = data.labels.iter().position(|&l| l as usize >= classes) {
+        return Err(Error::shape(
+            op,
+            format!("labels in 0..{classes}"),
+            format!("label {} at row {bad}", data.labels[bad]),
+        ));
+    }
+    Ok(())
 }

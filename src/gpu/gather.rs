@@ -1,0 +1,112 @@
+//! Pipelines of `shaders/gather.wgsl`: minibatches cut from GPU-resident data by index.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
+use super::{Gpu, GpuLabels, GpuTensor};
+use crate::{Error, Result};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    offset: u32,
+    _pad: u32,
+}
+
+pub(crate) fn family(device: &wgpu::Device) -> Family {
+    use Binding::*;
+    Family::new(
+        device,
+        "gather",
+        super::shaders::GATHER,
+        &[Uniform(size_of::<Params>() as u64), Read, Read, ReadWrite],
+        &["gather_rows"],
+    )
+}
+
+impl Gpu {
+    /// Binds `out[r] = source[indices[offset + r]]` for every row r of `out`. The indices
+    /// must have been uploaded with `classes` = the number of rows of `source`, so each is
+    /// known to be in range.
+    pub fn gather_rows(
+        &self,
+        out: &GpuTensor,
+        source: &GpuTensor,
+        indices: &GpuLabels,
+        offset: usize,
+    ) -> Result<Dispatch> {
+        if out.cols() != source.cols() {
+            return Err(Error::shape(
+                "gather_rows",
+                format!("rows of {}", source.cols()),
+                format!("rows of {}", out.cols()),
+            ));
+        }
+        self.bind_gather(
+            out.rows(),
+            out.cols(),
+            source.rows(),
+            indices,
+            offset,
+            [source.into(), indices.into(), out.into()],
+        )
+    }
+
+    /// Binds `out[r] = labels[indices[offset + r]]`: the labels of a gathered minibatch.
+    pub fn gather_labels(
+        &self,
+        out: &GpuLabels,
+        labels: &GpuLabels,
+        indices: &GpuLabels,
+        offset: usize,
+    ) -> Result<Dispatch> {
+        if out.classes() != labels.classes() {
+            return Err(Error::shape(
+                "gather_labels",
+                format!("labels of {} classes", labels.classes()),
+                out.classes().to_string(),
+            ));
+        }
+        self.bind_gather(
+            out.len(),
+            1,
+            labels.len(),
+            indices,
+            offset,
+            [labels.into(), indices.into(), out.into()],
+        )
+    }
+
+    fn bind_gather(
+        &self,
+        rows: usize,
+        cols: usize,
+        source_rows: usize,
+        indices: &GpuLabels,
+        offset: usize,
+        args: [Arg; 3],
+    ) -> Result<Dispatch> {
+        let op = "gather_rows";
+        if indices.classes() > source_rows {
+            return Err(Error::shape(
+                op,
+                format!("indices below {source_rows}"),
+                format!("indices below {}", indices.classes()),
+            ));
+        }
+        if offset + rows > indices.len() {
+            return Err(Error::shape(
+                op,
+                format!("{rows} indices from {offset}"),
+                format!("{} indices", indices.len()),
+            ));
+        }
+        let as_u32 =
+            |v: usize| u32::try_from(v).map_err(|_| Error::shape(op, "sizes below 2^32", v.to_string()));
+        let params = Params { rows: as_u32(rows)?, cols: as_u32(cols)?, offset: as_u32(offset)?, _pad: 0 };
+        let workgroups = fold((rows as u64 * cols as u64).div_ceil(256), self.max_workgroups())?;
+        self.kernels.gather.bind(self, op, bytemuck::bytes_of(&params), &args, workgroups)
+    }
+}
