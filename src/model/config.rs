@@ -235,7 +235,7 @@ impl ModelConfig {
     }
 
     pub fn build_cpu(&self) -> Result<Model> {
-        Ok(Model::Cpu(super::cpu::CpuModel::new(self, self.initial_parameters()?)))
+        Ok(Model::Cpu(Box::new(super::cpu::CpuModel::new(self, self.initial_parameters()?))))
     }
 
     pub fn build_gpu(&self, gpu: &crate::Gpu) -> Result<Model> {

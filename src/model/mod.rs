@@ -118,7 +118,7 @@ pub struct Evaluation {
 #[derive(Debug)]
 pub enum Model {
     Gpu(Box<gpu::GpuModel>),
-    Cpu(cpu::CpuModel<f32>),
+    Cpu(Box<cpu::CpuModel<f32>>),
 }
 
 macro_rules! either {

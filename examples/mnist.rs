@@ -1,0 +1,212 @@
+//! MNIST: the lesson's 784 → 128 → 64 → 10 network (ReLU, dropout 0.2, log-softmax + NLL)
+//! trained on real handwritten digits, with the whole data set resident on the GPU.
+//!
+//! `cargo run --release --example mnist -- [--epochs N] [--batch-size N] [--lr X] [--lr-decay X]
+//!   [--optimizer sgd|momentum|adam] [--seed N] [--backend gpu|cpu] [--limit N] [--data DIR] [--json]`
+//! Defaults: 10 epochs, batch 32, Adam with lr 0.002 shrinking ×0.9 per epoch, seed 0.
+//!
+//! Trains on the 8000-digit subset bundled in `data/` (tested on its 2000), or on the full
+//! MNIST files in `--data DIR`. A progress bar runs per epoch on a terminal, plain lines
+//! otherwise; the loss comes back once per epoch.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use serde_json::json;
+use wgpu_nn::Gpu;
+use wgpu_nn::data::{self, Dataset};
+use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer};
+
+struct Options {
+    epochs: usize,
+    batch_size: usize,
+    lr: f32,
+    lr_decay: f32,
+    optimizer: String,
+    seed: u64,
+    backend: Option<Backend>,
+    limit: Option<usize>,
+    data: Option<String>,
+    json: bool,
+}
+
+fn options() -> Result<Options, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut o = Options {
+        // The defaults reach 0.954 test accuracy on the bundled split in 10 epochs (seed 0;
+        // seeds 1 and 2 give 0.954 and 0.947: ±0.005 is the spread to expect).
+        epochs: 10,
+        batch_size: 32,
+        lr: 2e-3,
+        lr_decay: 0.9,
+        optimizer: "adam".into(),
+        seed: 0,
+        backend: None,
+        limit: None,
+        data: None,
+        json: false,
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("epochs") => o.epochs = parser.value()?.parse()?,
+            Long("batch-size") => o.batch_size = parser.value()?.parse()?,
+            Long("lr") => o.lr = parser.value()?.parse()?,
+            Long("lr-decay") => o.lr_decay = parser.value()?.parse()?,
+            Long("optimizer") => o.optimizer = parser.value()?.string()?,
+            Long("seed") => o.seed = parser.value()?.parse()?,
+            Long("limit") => o.limit = Some(parser.value()?.parse()?),
+            Long("data") => o.data = Some(parser.value()?.string()?),
+            Long("json") => o.json = true,
+            Long("backend") => {
+                o.backend = Some(match parser.value()?.string()?.as_str() {
+                    "gpu" => Backend::Gpu,
+                    "cpu" => Backend::Cpu,
+                    other => return Err(format!("--backend takes gpu or cpu, not {other}").into()),
+                })
+            }
+            Long("help") | Short('h') => {
+                println!(
+                    "{}",
+                    include_str!("mnist.rs")
+                        .lines()
+                        .take(8)
+                        .map(|l| l.trim_start_matches("//! "))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(o)
+}
+
+fn main() {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mnist: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(o) {
+        eprintln!("mnist: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let start = Instant::now();
+    let optimizer = match o.optimizer.as_str() {
+        "sgd" => Optimizer::Sgd { lr: o.lr },
+        "momentum" => Optimizer::Momentum { lr: o.lr, momentum: 0.9 },
+        "adam" => Optimizer::Adam { lr: o.lr },
+        other => return Err(format!("--optimizer takes sgd, momentum or adam, not {other}").into()),
+    };
+    let gpu = match o.backend {
+        Some(Backend::Cpu) => None,
+        Some(Backend::Gpu) => Some(Gpu::new()?),
+        None => Gpu::new().map_err(|e| eprintln!("notice: no GPU, running on the CPU instead ({e})")).ok(),
+    };
+    let backend = if gpu.is_some() { Backend::Gpu } else { Backend::Cpu };
+    let adapter = gpu.as_ref().map_or_else(|| "cpu".to_string(), Gpu::adapter_name);
+
+    let (train, test) = match &o.data {
+        Some(dir) => data::mnist_dir(dir)?,
+        None => data::bundled_mnist()?,
+    };
+    let train: Dataset = o.limit.map_or(train.clone(), |n| train.take(n));
+    println!("{} training and {} test digits; {backend:?} backend on {adapter}", train.len(), test.len());
+
+    let config = ModelConfig::new(784)
+        .dense(128)
+        .relu()
+        .dropout(0.2)
+        .dense(64)
+        .relu()
+        .dropout(0.2)
+        .dense(10)
+        .log_softmax()
+        .loss(Loss::Nll)
+        .optimizer(optimizer)
+        .seed(o.seed);
+    let mut model = config.build(backend, gpu.as_ref())?;
+    let (train_set, test_set) = (model.load(&train)?, model.load(&test)?);
+
+    let mut losses = Vec::new();
+    let mut training_seconds = 0.0;
+    for epoch in 1..=o.epochs {
+        // The learning rate shrinks by --lr-decay every epoch after the first.
+        model.set_learning_rate(o.lr * o.lr_decay.powi(epoch as i32 - 1))?;
+        let bar = progress_bar(epoch, o.epochs, train.len());
+        let epoch_start = Instant::now();
+        let loss = model.train_epoch(&train_set, o.batch_size, o.seed * 1000 + epoch as u64, &mut |p| {
+            bar.set_position(p.samples_done as u64)
+        })?;
+        let seconds = epoch_start.elapsed().as_secs_f64();
+        training_seconds += seconds;
+        bar.finish_and_clear();
+        let evaluation = model.evaluate_resident(&test_set)?;
+        println!(
+            "epoch {epoch:2}/{}: train loss {loss:.4}, test loss {:.4}, test accuracy {:.4}, {:.0} samples/s",
+            o.epochs,
+            evaluation.loss,
+            evaluation.accuracy,
+            train.len() as f64 / seconds
+        );
+        losses.push(loss);
+    }
+    let evaluation = model.evaluate_resident(&test_set)?;
+    let samples_per_second = (train.len() * o.epochs) as f64 / training_seconds.max(1e-9);
+    println!("test accuracy {:.4}, test loss {:.4}", evaluation.accuracy, evaluation.loss);
+    print_confusion(&evaluation.predictions, &test.labels);
+    println!("training: {samples_per_second:.0} samples/s on {adapter}");
+    if backend == Backend::Gpu {
+        let c = model.counters();
+        println!("GPU memory held: {:.1} MiB in {} buffers", c.bytes_held as f64 / 1048576.0, c.buffers_held);
+    }
+    if o.json {
+        let report = json!({
+            "example": "mnist",
+            "backend": match backend { Backend::Gpu => "gpu", Backend::Cpu => "cpu" },
+            "adapter": adapter,
+            "losses": losses,
+            "test_accuracy": evaluation.accuracy,
+            "test_loss": evaluation.loss,
+            "samples_per_second": samples_per_second,
+            "epochs": o.epochs,
+            "seconds": start.elapsed().as_secs_f64(),
+        });
+        println!("{report}");
+    }
+    Ok(())
+}
+
+/// A bar on a terminal; nothing otherwise (the per-epoch lines are the plain log).
+fn progress_bar(epoch: usize, epochs: usize, samples: usize) -> indicatif::ProgressBar {
+    if !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(samples as u64);
+    let style =
+        indicatif::ProgressStyle::with_template("epoch {msg} [{bar:40}] {pos}/{len} samples, {per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("=> "));
+    bar.set_message(format!("{epoch}/{epochs}"));
+    bar
+}
+
+/// Rows: the true digit; columns: the predicted one.
+fn print_confusion(predictions: &[u32], labels: &[u32]) {
+    let mut matrix = [[0usize; 10]; 10];
+    for (&p, &l) in predictions.iter().zip(labels) {
+        matrix[l as usize][p as usize] += 1;
+    }
+    println!("confusion (rows: true digit, columns: predicted)");
+    println!("     {}", (0..10).map(|d| format!("{d:>5}")).collect::<String>());
+    for (digit, row) in matrix.iter().enumerate() {
+        println!("{digit:>4} {}", row.iter().map(|n| format!("{n:>5}")).collect::<String>());
+    }
+}
