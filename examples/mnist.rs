@@ -2,7 +2,8 @@
 //! trained on real handwritten digits, with the whole data set resident on the GPU.
 //!
 //! `cargo run --release --example mnist -- [--epochs N] [--batch-size N] [--lr X] [--lr-decay X]
-//!   [--optimizer sgd|momentum|adam] [--seed N] [--backend gpu|cpu] [--limit N] [--data DIR] [--json]`
+//!   [--optimizer sgd|momentum|adam] [--seed N] [--backend gpu|cpu] [--limit N] [--data DIR]
+//!   [--save FILE] [--load FILE] [--json]`
 //! Defaults: 10 epochs, batch 32, Adam with lr 0.002 shrinking ×0.9 per epoch, seed 0.
 //!
 //! Trains on the 8000-digit subset bundled in `data/` (tested on its 2000), or on the full
@@ -27,6 +28,8 @@ struct Options {
     backend: Option<Backend>,
     limit: Option<usize>,
     data: Option<String>,
+    save: Option<String>,
+    load: Option<String>,
     json: bool,
 }
 
@@ -44,6 +47,8 @@ fn options() -> Result<Options, lexopt::Error> {
         backend: None,
         limit: None,
         data: None,
+        save: None,
+        load: None,
         json: false,
     };
     let mut parser = lexopt::Parser::from_env();
@@ -57,6 +62,8 @@ fn options() -> Result<Options, lexopt::Error> {
             Long("seed") => o.seed = parser.value()?.parse()?,
             Long("limit") => o.limit = Some(parser.value()?.parse()?),
             Long("data") => o.data = Some(parser.value()?.string()?),
+            Long("save") => o.save = Some(parser.value()?.string()?),
+            Long("load") => o.load = Some(parser.value()?.string()?),
             Long("json") => o.json = true,
             Long("backend") => {
                 o.backend = Some(match parser.value()?.string()?.as_str() {
@@ -134,6 +141,11 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         .seed(o.seed);
     let mut model = config.build(backend, gpu.as_ref())?;
     let (train_set, test_set) = (model.load(&train)?, model.load(&test)?);
+    if let Some(path) = &o.load {
+        model.load_checkpoint(path)?;
+        let evaluation = model.evaluate_resident(&test_set)?;
+        println!("loaded {path}: test accuracy {:.4}, test loss {:.4}", evaluation.accuracy, evaluation.loss);
+    }
 
     let mut losses = Vec::new();
     let mut training_seconds = 0.0;
@@ -159,10 +171,15 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         losses.push(loss);
     }
     let evaluation = model.evaluate_resident(&test_set)?;
-    let samples_per_second = (train.len() * o.epochs) as f64 / training_seconds.max(1e-9);
+    let samples_per_second =
+        if o.epochs == 0 { 0.0 } else { (train.len() * o.epochs) as f64 / training_seconds.max(1e-9) };
     println!("test accuracy {:.4}, test loss {:.4}", evaluation.accuracy, evaluation.loss);
     print_confusion(&evaluation.predictions, &test.labels);
     println!("training: {samples_per_second:.0} samples/s on {adapter}");
+    if let Some(path) = &o.save {
+        model.save(path)?;
+        println!("saved {path} (safetensors; tensors layers.0.weight, layers.0.bias, …)");
+    }
     if backend == Backend::Gpu {
         let c = model.counters();
         println!("GPU memory held: {:.1} MiB in {} buffers", c.bytes_held as f64 / 1048576.0, c.buffers_held);

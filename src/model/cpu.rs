@@ -3,6 +3,7 @@
 
 use num_traits::Float;
 
+use super::checkpoint::{Checkpointed, Which};
 use super::config::DenseValues;
 use super::{
     DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part,
@@ -376,6 +377,57 @@ impl<T: Float> CpuModel<T> {
 
 /// A value loss's forward or backward: (out, y, t).
 type PairLoss<T> = fn(&mut [T], &[T], &[T]) -> Result<()>;
+
+impl<T: Float> CpuModel<T> {
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn tensor_mut(&mut self, dense: usize, which: Which) -> Option<&mut Vec<T>> {
+        let d = &mut self.dense[dense];
+        match which {
+            Which::Weight => Some(&mut d.w),
+            Which::Bias => d.b.as_mut(),
+            Which::WeightState(k) => d.w_state.get_mut(k),
+            Which::BiasState(k) => d.b_state.get_mut(k),
+        }
+    }
+}
+
+impl<T: Float> Checkpointed for CpuModel<T> {
+    fn read_entry(&self, dense: usize, which: Which) -> Result<Vec<f32>> {
+        let d = &self.dense[dense];
+        let values = match which {
+            Which::Weight => Some(&d.w),
+            Which::Bias => d.b.as_ref(),
+            Which::WeightState(k) => d.w_state.get(k),
+            Which::BiasState(k) => d.b_state.get(k),
+        };
+        values.map(|v| to_f32(v)).ok_or_else(|| no_bias(dense))
+    }
+
+    fn write_entry(&mut self, dense: usize, which: Which, values: &[f32]) -> Result<()> {
+        let tensor = self.tensor_mut(dense, which).ok_or_else(|| no_bias(dense))?;
+        if tensor.len() != values.len() {
+            return Err(Error::shape(
+                "load_checkpoint",
+                format!("{} values", tensor.len()),
+                format!("{}", values.len()),
+            ));
+        }
+        *tensor = from_f32(values);
+        Ok(())
+    }
+
+    fn steps(&self) -> u32 {
+        self.settings.step
+    }
+
+    fn set_steps(&mut self, steps: u32) -> Result<()> {
+        (self.settings.step, self.dropout_step) = (steps, steps);
+        Ok(())
+    }
+}
 
 fn apply<T: Float>(
     optimizer: Optimizer,

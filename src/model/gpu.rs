@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::checkpoint::{Checkpointed, Which};
 use super::config::DenseValues;
 use super::cpu::{check_new_weights, dropout_seed, no_bias, part_op};
 use super::{
@@ -24,8 +25,9 @@ struct Dense {
     b: Option<GpuTensor>,
     gw: GpuTensor,
     gb: Option<GpuTensor>,
-    /// Optimizer state: velocity or first moment, then second moment, for w and for b.
-    _state: Vec<GpuTensor>,
+    /// Optimizer state (velocity, or first and second moments) of w and of b.
+    w_state: Vec<GpuTensor>,
+    b_state: Vec<GpuTensor>,
     updates: Vec<Dispatch>,
 }
 
@@ -78,6 +80,8 @@ pub struct GpuModel {
     loss_total: GpuTensor,
     loss_steps: u32,
     plans: HashMap<(usize, bool), Plan>,
+    /// Training steps taken (the GPU's own counters advance with it).
+    steps: u32,
     id: u64,
     datasets: Vec<GpuData>,
 }
@@ -113,6 +117,7 @@ impl GpuModel {
             loss_total: gpu.zeros(1, 1)?,
             loss_steps: 0,
             plans: HashMap::new(),
+            steps: 0,
             id: next_model_id(),
             datasets: Vec::new(),
         })
@@ -162,6 +167,7 @@ impl GpuModel {
             }
             self.gpu.run(&all)?;
             self.loss_steps += steps.len() as u32;
+            self.steps += steps.len() as u32;
             let (steps_done, &(offset, rows)) =
                 (chunk * STEPS_PER_SUBMIT + steps.len(), steps.last().expect("a chunk"));
             progress(EpochProgress { steps_done, steps: batches.len(), samples_done: offset + rows });
@@ -223,6 +229,7 @@ impl GpuModel {
         let all: Vec<&Dispatch> = self.advances.iter().chain(&plan.dispatches).chain(updates).collect();
         self.gpu.run(&all)?;
         self.loss_steps += 1;
+        self.steps += 1;
         Ok(())
     }
 
@@ -317,6 +324,44 @@ impl GpuModel {
     }
 }
 
+impl GpuModel {
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn tensor(&self, dense: usize, which: Which) -> Option<&GpuTensor> {
+        let d = &self.dense[dense];
+        match which {
+            Which::Weight => Some(&d.w),
+            Which::Bias => d.b.as_ref(),
+            Which::WeightState(k) => d.w_state.get(k),
+            Which::BiasState(k) => d.b_state.get(k),
+        }
+    }
+}
+
+impl Checkpointed for GpuModel {
+    fn read_entry(&self, dense: usize, which: Which) -> Result<Vec<f32>> {
+        self.gpu.read(self.tensor(dense, which).ok_or_else(|| no_bias(dense))?)
+    }
+
+    fn write_entry(&mut self, dense: usize, which: Which, values: &[f32]) -> Result<()> {
+        self.gpu.write(self.tensor(dense, which).ok_or_else(|| no_bias(dense))?, values)
+    }
+
+    fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    fn set_steps(&mut self, steps: u32) -> Result<()> {
+        self.steps = steps;
+        self.settings.step = steps;
+        self.gpu.write(&self.settings_row, &self.settings.to_row())?;
+        // The dropout counter holds the step as u32 bits.
+        self.gpu.write(&self.dropout_counter, &[f32::from_bits(steps)])
+    }
+}
+
 fn dense(
     gpu: &Gpu,
     optimizer: Optimizer,
@@ -330,31 +375,35 @@ fn dense(
     let b = b.map(|b| gpu.upload(b, 1, outputs)).transpose()?;
     let gw = gpu.zeros(outputs, inputs)?;
     let gb = b.as_ref().map(|_| gpu.zeros(1, outputs)).transpose()?;
-    let mut state = Vec::new();
-    let mut updates = Vec::new();
-    for (param, grad) in [(Some(&w), Some(&gw)), (b.as_ref(), gb.as_ref())] {
-        let (Some(param), Some(grad)) = (param, grad) else { continue };
-        let (rows, cols) = param.shape();
-        let update = match optimizer {
-            Optimizer::Sgd { .. } => gpu.sgd_update(param, grad, settings)?,
-            Optimizer::Momentum { .. } => {
-                state.push(gpu.zeros(rows, cols)?);
-                gpu.momentum_update(param, &state[state.len() - 1], grad, settings)?
-            }
-            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => {
-                state.push(gpu.zeros(rows, cols)?);
-                state.push(gpu.zeros(rows, cols)?);
-                let (m, v) = (&state[state.len() - 2], &state[state.len() - 1]);
-                if matches!(optimizer, Optimizer::Adam { .. }) {
-                    gpu.adam_update(param, m, v, grad, settings)?
-                } else {
-                    gpu.adamw_update(param, m, v, grad, settings)?
-                }
-            }
-        };
-        updates.push(update);
+    let (w_state, w_update) = update(gpu, optimizer, settings, &w, &gw)?;
+    let mut updates = vec![w_update];
+    let mut b_state = Vec::new();
+    if let (Some(b), Some(gb)) = (&b, &gb) {
+        let (state, b_update) = update(gpu, optimizer, settings, b, gb)?;
+        updates.push(b_update);
+        b_state = state;
     }
-    Ok(Dense { inputs, outputs, w, b, gw, gb, _state: state, updates })
+    Ok(Dense { inputs, outputs, w, b, gw, gb, w_state, b_state, updates })
+}
+
+/// The optimizer's state for one parameter tensor, and its update bound to it.
+fn update(
+    gpu: &Gpu,
+    optimizer: Optimizer,
+    settings: &GpuTensor,
+    param: &GpuTensor,
+    grad: &GpuTensor,
+) -> Result<(Vec<GpuTensor>, Dispatch)> {
+    let (rows, cols) = param.shape();
+    let states = super::checkpoint::state_names(optimizer).len();
+    let state: Vec<GpuTensor> = (0..states).map(|_| gpu.zeros(rows, cols)).collect::<Result<_>>()?;
+    let update = match optimizer {
+        Optimizer::Sgd { .. } => gpu.sgd_update(param, grad, settings)?,
+        Optimizer::Momentum { .. } => gpu.momentum_update(param, &state[0], grad, settings)?,
+        Optimizer::Adam { .. } => gpu.adam_update(param, &state[0], &state[1], grad, settings)?,
+        Optimizer::AdamW { .. } => gpu.adamw_update(param, &state[0], &state[1], grad, settings)?,
+    };
+    Ok((state, update))
 }
 
 fn write_batch(gpu: &Gpu, plan: &Plan, x: &[f32], target: &Target) -> Result<()> {

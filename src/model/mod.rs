@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod config;
 pub mod cpu;
 mod gpu;
@@ -210,6 +211,25 @@ impl Model {
     /// Loss, accuracy and predictions over a resident data set (dropout off).
     pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         either!(self, m => m.evaluate_resident(data))
+    }
+
+    /// Saves the weights, the optimizer's state and the step count as a safetensors file
+    /// (see [`checkpoint`](self) names below), atomically.
+    ///
+    /// Tensor names: `layers.{i}.weight` `(out, in)` and `layers.{i}.bias` for the dense
+    /// layer at index i of the config; `optimizer.layers.{i}.weight.{velocity|m|v}` likewise.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        either!(self, m => checkpoint::save(m.as_ref(), m.graph(), path.as_ref()))
+    }
+
+    /// Loads a checkpoint saved by [`Model::save`] (or any safetensors file with the
+    /// `layers.*` tensors, from PyTorch say). A missing or misshapen tensor is an error naming
+    /// the file, and then the model is left unchanged.
+    pub fn load_checkpoint(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        either!(self, m => {
+            let graph = m.graph().clone();
+            checkpoint::load(m.as_mut(), &graph, path.as_ref())
+        })
     }
 
     /// The GPU's counters (all zero on the CPU backend).

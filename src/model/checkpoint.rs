@@ -1,0 +1,157 @@
+//! Checkpoints in the safetensors format, so a model saved here opens in PyTorch or NumPy and
+//! weights from there load here. Tensor names follow PyTorch's `nn.Sequential`, numbered by the
+//! layer's index in the config:
+//!
+//! - `layers.{i}.weight`: f32 `(out, in)`; `layers.{i}.bias`: f32 `(out)`
+//! - `optimizer.layers.{i}.weight.{velocity | m | v}` and likewise `.bias.…`: the optimizer's
+//!   state (momentum's velocity, Adam's moments), so training resumes where it stopped
+//! - metadata `steps`: training steps taken (Adam's bias correction and dropout's masks
+//!   continue from it), and `format`: `wgpu-nn 1`. Dropout masks also depend on the model's
+//!   seed: resume with the same config to draw the same masks.
+//!
+//! Loading needs every `layers.*` tensor with the right shape; optimizer state is restored when
+//! present (a file exported from PyTorch has none, and training then starts its state afresh).
+//! Saving writes a temporary file and renames it over the old one, so a failure midway leaves
+//! the old checkpoint whole.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use super::{Graph, Layer, Optimizer};
+use crate::Result;
+use crate::data::idx::{data_error, write_atomically};
+
+/// Which tensor of a dense layer an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Which {
+    Weight,
+    Bias,
+    /// State `k` (see [`state_names`]) of the weights, or of the bias.
+    WeightState(usize),
+    BiasState(usize),
+}
+
+/// One tensor of a checkpoint: its name, shape, and where it lives in the model.
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dense: usize,
+    pub(crate) which: Which,
+}
+
+/// What a backend gives and takes for checkpoints.
+pub(crate) trait Checkpointed {
+    fn read_entry(&self, dense: usize, which: Which) -> Result<Vec<f32>>;
+    fn write_entry(&mut self, dense: usize, which: Which, values: &[f32]) -> Result<()>;
+    fn steps(&self) -> u32;
+    fn set_steps(&mut self, steps: u32) -> Result<()>;
+}
+
+/// The optimizer's state tensors per parameter.
+pub(crate) fn state_names(optimizer: Optimizer) -> &'static [&'static str] {
+    match optimizer {
+        Optimizer::Sgd { .. } => &[],
+        Optimizer::Momentum { .. } => &["velocity"],
+        Optimizer::Adam { .. } | Optimizer::AdamW { .. } => &["m", "v"],
+    }
+}
+
+/// Every tensor a checkpoint of this model holds, in a fixed order.
+pub(crate) fn layout(graph: &Graph) -> Vec<Entry> {
+    let states = state_names(graph.config.optimizer);
+    let mut entries = Vec::new();
+    for (i, layer) in graph.config.layers.iter().enumerate() {
+        let Layer::Dense { inputs, outputs, bias, .. } = layer else { continue };
+        let dense = graph.dense_index[i].expect("a dense layer");
+        let mut parts = vec![("weight", vec![*outputs, *inputs], Which::Weight)];
+        if *bias {
+            parts.push(("bias", vec![*outputs], Which::Bias));
+        }
+        for (part, shape, which) in parts.clone() {
+            entries.push(Entry { name: format!("layers.{i}.{part}"), shape: shape.clone(), dense, which });
+        }
+        for (part, shape, which) in parts {
+            for (k, state) in states.iter().enumerate() {
+                let which = if which == Which::Weight { Which::WeightState(k) } else { Which::BiasState(k) };
+                entries.push(Entry {
+                    name: format!("optimizer.layers.{i}.{part}.{state}"),
+                    shape: shape.clone(),
+                    dense,
+                    which,
+                });
+            }
+        }
+    }
+    entries
+}
+
+pub(crate) fn save(model: &dyn Checkpointed, graph: &Graph, path: &Path) -> Result<()> {
+    let entries = layout(graph);
+    let values: Vec<Vec<f32>> =
+        entries.iter().map(|e| model.read_entry(e.dense, e.which)).collect::<Result<_>>()?;
+    let views: Vec<(String, TensorView)> = entries
+        .iter()
+        .zip(&values)
+        .map(|(e, v)| {
+            let view = TensorView::new(Dtype::F32, e.shape.clone(), bytemuck::cast_slice(v))
+                .map_err(|err| data_error(path, format!("tensor {}: {err}", e.name)))?;
+            Ok((e.name.clone(), view))
+        })
+        .collect::<Result<_>>()?;
+    let metadata = HashMap::from([
+        ("format".to_string(), "wgpu-nn 1".to_string()),
+        ("steps".to_string(), model.steps().to_string()),
+    ]);
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| data_error(path, e.to_string()))?;
+    write_atomically(path, &bytes)
+}
+
+pub(crate) fn load(model: &mut dyn Checkpointed, graph: &Graph, path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| data_error(path, format!("not a safetensors file: {e}")))?;
+    let (_, metadata) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| data_error(path, format!("not a safetensors file: {e}")))?;
+    // Check everything before changing anything, so a bad file leaves the model as it was.
+    let mut found = Vec::new();
+    for entry in layout(graph) {
+        let tensor = match file.tensor(&entry.name) {
+            Ok(tensor) => tensor,
+            Err(_) if entry.name.starts_with("optimizer.") => continue,
+            Err(_) => return Err(data_error(path, format!("missing tensor {}", entry.name))),
+        };
+        if tensor.dtype() != Dtype::F32 || tensor.shape() != entry.shape.as_slice() {
+            return Err(data_error(
+                path,
+                format!(
+                    "tensor {} is {:?} {:?}, expected F32 {:?}",
+                    entry.name,
+                    tensor.dtype(),
+                    tensor.shape(),
+                    entry.shape
+                ),
+            ));
+        }
+        // The data need not be 4-byte aligned in the file: decode rather than cast.
+        let values: Vec<f32> =
+            tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        found.push((entry, values));
+    }
+    let steps = match metadata.metadata().as_ref().and_then(|m| m.get("steps")) {
+        Some(steps) => Some(
+            steps
+                .parse::<u32>()
+                .map_err(|_| data_error(path, format!("metadata steps {steps:?} is not a count")))?,
+        ),
+        None => None,
+    };
+    for (entry, values) in found {
+        model.write_entry(entry.dense, entry.which, &values)?;
+    }
+    if let Some(steps) = steps {
+        model.set_steps(steps)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Checkpoints: safetensors files that restore a model exactly, resume its training from the
+//! same point, and fail cleanly.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{assert_close, gpu, random, random_labels};
+use wgpu_nn::Error;
+use wgpu_nn::model::{Backend, Model, ModelConfig, Optimizer, Target};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgpu-nn-checkpoint-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn config(seed: u64) -> ModelConfig {
+    ModelConfig::new(5)
+        .dense(7)
+        .relu()
+        .dropout(0.3)
+        .dense(4)
+        .log_softmax()
+        .loss(wgpu_nn::model::Loss::Nll)
+        .optimizer(Optimizer::Adam { lr: 0.01 })
+        .seed(seed)
+}
+
+fn backends() -> Vec<Backend> {
+    if gpu().is_some() { vec![Backend::Gpu, Backend::Cpu] } else { vec![Backend::Cpu] }
+}
+
+fn build(backend: Backend, seed: u64) -> Model {
+    config(seed).build(backend, gpu()).unwrap()
+}
+
+fn step(model: &mut Model, i: u64) -> f32 {
+    let (x, labels) = (random(8 * 5, 100 + i), random_labels(8, 4, 200 + i));
+    model.train_step(&x, &Target::Labels(&labels)).unwrap();
+    model.take_loss().unwrap()
+}
+
+#[test]
+fn a_saved_model_loads_with_identical_predictions_on_either_backend() {
+    let x = random(3 * 5, 1);
+    for backend in backends() {
+        let mut model = build(backend, 1);
+        (0..3).for_each(|i| drop(step(&mut model, i)));
+        let path = scratch(&format!("saved-{backend:?}.safetensors"));
+        model.save(&path).unwrap();
+        for target in backends() {
+            let mut fresh = build(target, 99);
+            fresh.load_checkpoint(&path).unwrap();
+            let (want, got) = (model.predict(&x).unwrap(), fresh.predict(&x).unwrap());
+            if target == backend {
+                assert_eq!(got, want, "{backend:?} → {target:?}: the same weights predict the same");
+            } else {
+                assert_close(&format!("{backend:?} → {target:?}"), &got, &want, 1e-5, 1e-6);
+            }
+        }
+    }
+}
+
+#[test]
+fn training_resumes_from_the_same_point() {
+    for backend in backends() {
+        let mut model = build(backend, 2);
+        (0..4).for_each(|i| drop(step(&mut model, i)));
+        let path = scratch(&format!("resume-{backend:?}.safetensors"));
+        model.save(&path).unwrap();
+        let went_on: Vec<f32> = (4..8).map(|i| step(&mut model, i)).collect();
+
+        // The same config (dropout masks depend on the seed as well as the step), but a model
+        // that has since trained on other data: its weights, moments and counters all differ.
+        let mut resumed = build(backend, 2);
+        (50..53).for_each(|i| drop(step(&mut resumed, i)));
+        resumed.load_checkpoint(&path).unwrap();
+        let resumed_losses: Vec<f32> = (4..8).map(|i| step(&mut resumed, i)).collect();
+        // Weights, Adam's moments and step count, and dropout's step all come back: the same
+        // arithmetic follows, bit for bit.
+        assert_eq!(resumed_losses, went_on, "{backend:?}");
+    }
+}
+
+#[test]
+fn the_file_is_plain_safetensors_with_pytorch_names() {
+    let mut model = build(Backend::Cpu, 3);
+    step(&mut model, 0);
+    let path = scratch("names.safetensors");
+    model.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert_eq!(header["layers.0.weight"]["dtype"], "F32");
+    assert_eq!(header["layers.0.weight"]["shape"], serde_json::json!([7, 5]));
+    assert_eq!(header["layers.3.bias"]["shape"], serde_json::json!([4]));
+    assert_eq!(header["optimizer.layers.3.weight.m"]["shape"], serde_json::json!([4, 7]));
+    assert_eq!(header["__metadata__"]["steps"], "1");
+    assert_eq!(header["__metadata__"]["format"], "wgpu-nn 1");
+}
+
+#[test]
+fn bad_checkpoints_are_errors_that_leave_the_model_unchanged() {
+    let x = random(2 * 5, 4);
+    let mut source = build(Backend::Cpu, 4);
+    let good = scratch("good.safetensors");
+    source.save(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+
+    let truncated = scratch("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let garbage = scratch("garbage.safetensors");
+    std::fs::write(&garbage, b"not a checkpoint at all").unwrap();
+    let other_shape = scratch("other-shape.safetensors");
+    ModelConfig::new(5)
+        .dense(6)
+        .relu()
+        .dropout(0.3)
+        .dense(4)
+        .log_softmax()
+        .loss(wgpu_nn::model::Loss::Nll)
+        .build_cpu()
+        .unwrap()
+        .save(&other_shape)
+        .unwrap();
+    let missing = scratch("missing.safetensors");
+
+    for backend in backends() {
+        let mut model = build(backend, 5);
+        let before = model.predict(&x).unwrap();
+        for (path, problem) in [
+            (&truncated, "not a safetensors file"),
+            (&garbage, "not a safetensors file"),
+            (&other_shape, "tensor layers.0.weight is F32 [6, 5], expected F32 [7, 5]"),
+            (&missing, "cannot read"),
+        ] {
+            match model.load_checkpoint(path) {
+                Err(Error::Data { file, problem: got }) => {
+                    assert_eq!(file, path.display().to_string());
+                    assert!(got.contains(problem), "{backend:?} {}: {got}", path.display());
+                }
+                other => panic!("{backend:?} {}: expected a data error, got {other:?}", path.display()),
+            }
+            assert_eq!(model.predict(&x).unwrap(), before, "{backend:?}: a failed load changes nothing");
+        }
+    }
+}
+
+#[test]
+fn a_failed_save_leaves_the_previous_checkpoint_intact() {
+    let mut model = build(Backend::Cpu, 6);
+    let path = scratch("intact.safetensors");
+    model.save(&path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    step(&mut model, 0);
+    // Make the write fail midway: the temporary file's name is taken by a directory.
+    let blocker = scratch("intact.safetensors.tmp");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let err = model.save(&path).unwrap_err();
+    assert!(err.to_string().contains("cannot write"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the old checkpoint is untouched");
+    std::fs::remove_dir(&blocker).unwrap();
+    model.save(&path).unwrap();
+    assert_ne!(std::fs::read(&path).unwrap(), before, "and a later save works");
+}
