@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example mnist -- [--epochs N] [--batch-size N] [--lr X] [--lr-decay X]
 //!   [--optimizer sgd|momentum|adam] [--seed N] [--backend gpu|cpu] [--limit N] [--data DIR]
-//!   [--save FILE] [--load FILE] [--json]`
+//!   [--save FILE] [--load FILE] [--plot FILE.png] [--json]`
 //! Defaults: 10 epochs, batch 32, Adam with lr 0.002 shrinking ×0.9 per epoch, seed 0.
 //!
 //! Trains on the 8000-digit subset bundled in `data/` (tested on its 2000), or on the full
@@ -30,6 +30,7 @@ struct Options {
     data: Option<String>,
     save: Option<String>,
     load: Option<String>,
+    plot: Option<String>,
     json: bool,
 }
 
@@ -49,6 +50,7 @@ fn options() -> Result<Options, lexopt::Error> {
         data: None,
         save: None,
         load: None,
+        plot: None,
         json: false,
     };
     let mut parser = lexopt::Parser::from_env();
@@ -63,6 +65,7 @@ fn options() -> Result<Options, lexopt::Error> {
             Long("limit") => o.limit = Some(parser.value()?.parse()?),
             Long("data") => o.data = Some(parser.value()?.string()?),
             Long("save") => o.save = Some(parser.value()?.string()?),
+            Long("plot") => o.plot = Some(parser.value()?.string()?),
             Long("load") => o.load = Some(parser.value()?.string()?),
             Long("json") => o.json = true,
             Long("backend") => {
@@ -147,7 +150,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         println!("loaded {path}: test accuracy {:.4}, test loss {:.4}", evaluation.accuracy, evaluation.loss);
     }
 
-    let mut losses = Vec::new();
+    let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     let mut training_seconds = 0.0;
     for epoch in 1..=o.epochs {
         // The learning rate shrinks by --lr-decay every epoch after the first.
@@ -169,6 +172,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
             train.len() as f64 / seconds
         );
         losses.push(loss);
+        accuracies.push(evaluation.accuracy);
     }
     let evaluation = model.evaluate_resident(&test_set)?;
     let samples_per_second =
@@ -176,6 +180,10 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     println!("test accuracy {:.4}, test loss {:.4}", evaluation.accuracy, evaluation.loss);
     print_confusion(&evaluation.predictions, &test.labels);
     println!("training: {samples_per_second:.0} samples/s on {adapter}");
+    if let Some(path) = &o.plot {
+        plot(path, &losses, &accuracies)?;
+        println!("plotted {path}");
+    }
     if let Some(path) = &o.save {
         model.save(path)?;
         println!("saved {path} (safetensors; tensors layers.0.weight, layers.0.bias, …)");
@@ -226,4 +234,47 @@ fn print_confusion(predictions: &[u32], labels: &[u32]) {
     for (digit, row) in matrix.iter().enumerate() {
         println!("{digit:>4} {}", row.iter().map(|n| format!("{n:>5}")).collect::<String>());
     }
+}
+
+/// Training loss and test accuracy per epoch, one above the other, as a PNG.
+fn plot(path: &str, losses: &[f32], accuracies: &[f32]) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    // Text needs a font; plotters' pure-Rust renderer takes it from a file.
+    let fonts = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/Library/Fonts/Arial.ttf",
+    ];
+    let font = fonts
+        .iter()
+        .find_map(|f| std::fs::read(f).ok())
+        .ok_or("--plot needs a font: install fonts-dejavu-core")?;
+    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
+        .map_err(|_| "--plot: the font file is not a usable TrueType font")?;
+    let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(300);
+    let epochs = losses.len().max(1) as f32;
+    let series = [(top, "training loss", losses, RED), (bottom, "test accuracy", accuracies, BLUE)];
+    for (area, name, values, color) in series {
+        let (low, high) =
+            values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let pad = ((high - low) * 0.1).max(1e-3);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(name, ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(1f32..epochs.max(2.0), (low - pad)..(high + pad))?;
+        chart.configure_mesh().x_desc("epoch").draw()?;
+        chart.draw_series(LineSeries::new(
+            values.iter().enumerate().map(|(i, &v)| (i as f32 + 1.0, v)),
+            &color,
+        ))?;
+        chart.draw_series(
+            values.iter().enumerate().map(|(i, &v)| Circle::new((i as f32 + 1.0, v), 3, color.filled())),
+        )?;
+    }
+    root.present()?;
+    Ok(())
 }

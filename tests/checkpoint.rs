@@ -103,7 +103,7 @@ fn the_file_is_plain_safetensors_with_pytorch_names() {
 #[test]
 fn bad_checkpoints_are_errors_that_leave_the_model_unchanged() {
     let x = random(2 * 5, 4);
-    let mut source = build(Backend::Cpu, 4);
+    let source = build(Backend::Cpu, 4);
     let good = scratch("good.safetensors");
     source.save(&good).unwrap();
     let bytes = std::fs::read(&good).unwrap();

@@ -4,29 +4,33 @@ mod common;
 
 use serde_json::Value;
 
-/// Runs `target/<profile>/examples/<name> --backend <backend> --json` (cargo builds the
-/// examples before it runs tests) and returns its last stdout line as JSON.
+/// Runs `target/<profile>/examples/<name> --backend <backend> --json` and returns its last
+/// stdout line as JSON, checking the keys every lesson reports.
 fn run(name: &str, backend: &str) -> Value {
-    let deps = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
-    let binary = profile_dir.join("examples").join(name);
-    let output = std::process::Command::new(&binary)
-        .args(["--backend", backend, "--json"])
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{name} --backend {backend} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let report: Value =
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: last line is not JSON ({e}): {last}"));
+    let report = run_with(name, &["--backend", backend, "--json"]);
     assert_eq!(report["example"], name);
     assert_eq!(report["backend"], backend);
     assert!(report["adapter"].is_string() && report["seconds"].is_number(), "{report}");
     report
+}
+
+/// Runs an example binary (plain `cargo test` builds them before it runs any test) and
+/// returns its last stdout line as JSON.
+fn run_with(name: &str, args: &[&str]) -> Value {
+    let deps = std::env::current_exe().expect("the test binary's path");
+    let binary =
+        deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps").join("examples").join(name);
+    let output = std::process::Command::new(&binary).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "running {}: {e} (run plain `cargo test`, or `cargo build --examples` first)",
+            binary.display()
+        )
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{name} {args:?} failed:\n{stdout}\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: last line is not JSON ({e}): {last}"))
 }
 
 /// The backends to check: the CPU always, the GPU where there is one.
@@ -110,5 +114,53 @@ fn quadratic_fit_approaches_3_2_1() {
         for (got, want) in params.iter().zip([3.0, 2.0, 1.0]) {
             assert!((got - want).abs() < 0.2, "{backend}: params {params:?}");
         }
+    }
+}
+
+#[test]
+fn mnist_example_trains_plots_saves_and_loads() {
+    let dir = std::env::temp_dir().join(format!("wgpu-nn-mnist-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for backend in backends() {
+        let (plot, checkpoint) =
+            (dir.join(format!("{backend}.png")), dir.join(format!("{backend}.safetensors")));
+        let (plot_arg, checkpoint_arg) = (plot.to_str().unwrap(), checkpoint.to_str().unwrap());
+        let args = [
+            "--backend",
+            backend,
+            "--epochs",
+            "2",
+            "--limit",
+            "600",
+            "--json",
+            "--plot",
+            plot_arg,
+            "--save",
+            checkpoint_arg,
+        ];
+        let report = run_with("mnist", &args);
+        for key in [
+            "example",
+            "backend",
+            "adapter",
+            "losses",
+            "test_accuracy",
+            "test_loss",
+            "samples_per_second",
+            "epochs",
+            "seconds",
+        ] {
+            assert!(!report[key].is_null(), "{backend}: no {key} in {report}");
+        }
+        assert_eq!(floats(&report["losses"]).len(), 2);
+        let accuracy = report["test_accuracy"].as_f64().unwrap();
+        // Two epochs on 600 digits reach about 0.8 (chance is 0.1).
+        assert!(accuracy > 0.6, "{backend}: {accuracy}");
+        assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"), "{backend}: the plot is a PNG");
+
+        // Loading the checkpoint and evaluating gives the same test accuracy.
+        let reloaded =
+            run_with("mnist", &["--backend", backend, "--epochs", "0", "--json", "--load", checkpoint_arg]);
+        assert_eq!(reloaded["test_accuracy"], report["test_accuracy"], "{backend}");
     }
 }
