@@ -158,7 +158,10 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         let bar = progress_bar(epoch, o.epochs, train.len());
         let epoch_start = Instant::now();
         let loss = model.train_epoch(&train_set, o.batch_size, o.seed * 1000 + epoch as u64, &mut |p| {
-            bar.set_position(p.samples_done as u64)
+            bar.set_position(p.samples_done as u64);
+            if let Some(loss) = p.running_loss {
+                bar.set_message(format!("{epoch}/{} loss {loss:.4}", o.epochs));
+            }
         })?;
         let seconds = epoch_start.elapsed().as_secs_f64();
         training_seconds += seconds;

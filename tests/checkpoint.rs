@@ -46,7 +46,9 @@ fn a_saved_model_loads_with_identical_predictions_on_either_backend() {
     let x = random(3 * 5, 1);
     for backend in backends() {
         let mut model = build(backend, 1);
-        (0..3).for_each(|i| drop(step(&mut model, i)));
+        (0..3).for_each(|i| {
+            step(&mut model, i);
+        });
         let path = scratch(&format!("saved-{backend:?}.safetensors"));
         model.save(&path).unwrap();
         for target in backends() {
@@ -66,7 +68,9 @@ fn a_saved_model_loads_with_identical_predictions_on_either_backend() {
 fn training_resumes_from_the_same_point() {
     for backend in backends() {
         let mut model = build(backend, 2);
-        (0..4).for_each(|i| drop(step(&mut model, i)));
+        (0..4).for_each(|i| {
+            step(&mut model, i);
+        });
         let path = scratch(&format!("resume-{backend:?}.safetensors"));
         model.save(&path).unwrap();
         let went_on: Vec<f32> = (4..8).map(|i| step(&mut model, i)).collect();
@@ -74,7 +78,9 @@ fn training_resumes_from_the_same_point() {
         // The same config (dropout masks depend on the seed as well as the step), but a model
         // that has since trained on other data: its weights, moments and counters all differ.
         let mut resumed = build(backend, 2);
-        (50..53).for_each(|i| drop(step(&mut resumed, i)));
+        (50..53).for_each(|i| {
+            step(&mut resumed, i);
+        });
         resumed.load_checkpoint(&path).unwrap();
         let resumed_losses: Vec<f32> = (4..8).map(|i| step(&mut resumed, i)).collect();
         // Weights, Adam's moments and step count, and dropout's step all come back: the same

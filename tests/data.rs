@@ -144,3 +144,25 @@ fn writes_are_atomic_and_leave_no_temporary_file() {
     assert!(!scratch("a-directory.tmp").exists(), "the temporary file is cleaned up");
     assert_eq!(idx::read_labels(&path).unwrap(), [1, 2, 3]);
 }
+
+#[test]
+fn a_folder_of_standard_mnist_files_loads_plain_or_gzip() {
+    let dir = scratch("mnist-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let images = idx::Images { count: 2, rows: 28, cols: 28, pixels: vec![128; 2 * 784] };
+    idx::write_images(dir.join("train-images-idx3-ubyte"), &images).unwrap();
+    idx::write_labels(dir.join("train-labels-idx1-ubyte"), &[3, 4]).unwrap();
+    idx::write_images(dir.join("t10k-images-idx3-ubyte"), &images).unwrap();
+    let labels = dir.join("t10k-labels-idx1-ubyte");
+    idx::write_labels(&labels, &[5, 6]).unwrap();
+    // One file compressed, as downloads often are.
+    let bytes = std::fs::read(&labels).unwrap();
+    std::fs::remove_file(&labels).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gzip(&bytes)).unwrap();
+    let (train, test) = data::mnist_dir(&dir).unwrap();
+    assert_eq!((train.labels.clone(), test.labels.clone(), train.width), (vec![3, 4], vec![5, 6], 784));
+
+    std::fs::remove_file(dir.join("train-images-idx3-ubyte")).unwrap();
+    let err = data::mnist_dir(&dir).unwrap_err();
+    assert!(err.to_string().contains("train-images-idx3-ubyte: not found"), "{err}");
+}

@@ -61,3 +61,23 @@ fn two_epochs_on_2000_digits_learn_the_same_on_gpu_and_cpu() {
         );
     }
 }
+
+/// With the full MNIST files in `MNIST_DIR` (no network here, so only where a user has them),
+/// the example's network and defaults should reach 0.975 on the official test set.
+#[test]
+fn full_mnist_reaches_0_975_when_mnist_dir_is_set() {
+    let Some(dir) = std::env::var_os("MNIST_DIR") else {
+        eprintln!("MNIST_DIR is not set: the full-MNIST check does not run");
+        return;
+    };
+    let (train, test) = data::mnist_dir(dir).unwrap();
+    let backend = if gpu().is_some() { Backend::Gpu } else { Backend::Cpu };
+    let mut model = lesson_network().build(backend, gpu()).unwrap();
+    let (train, test) = (model.load(&train).unwrap(), model.load(&test).unwrap());
+    for epoch in 0..10 {
+        model.set_learning_rate(0.002 * 0.9f32.powi(epoch as i32)).unwrap();
+        model.train_epoch(&train, 32, epoch, &mut |_| {}).unwrap();
+    }
+    let accuracy = model.evaluate_resident(&test).unwrap().accuracy;
+    assert!(accuracy >= 0.975, "full MNIST test accuracy {accuracy}");
+}

@@ -189,10 +189,12 @@ impl<T: Float> CpuModel<T> {
                 picked.iter().flat_map(|&i| &set.inputs[i as usize * width..][..width]).copied().collect();
             let labels: Vec<u32> = picked.iter().map(|&i| set.labels[i as usize]).collect();
             self.train_step(&x, &Target::Labels(&labels))?;
+            let running_loss = Some((self.loss_total / f64::from(self.loss_steps)) as f32);
             progress(EpochProgress {
                 steps_done: step + 1,
                 steps: batches.len(),
                 samples_done: offset + rows,
+                running_loss,
             });
         }
         self.take_loss()

@@ -9,8 +9,9 @@ use super::checkpoint::{Checkpointed, Which};
 use super::config::DenseValues;
 use super::cpu::{check_new_weights, dropout_seed, no_bias, part_op};
 use super::{
-    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part,
-    Resident, Target, accuracy, arg_max, batches, check_dataset, check_resident, epoch_order, next_model_id,
+    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Graph, LOSS_REPORT_STEPS, Layer, Loss, ModelConfig,
+    Optimizer, Part, Resident, Target, accuracy, arg_max, batches, check_dataset, check_resident,
+    epoch_order, next_model_id,
 };
 use crate::data::Dataset;
 use crate::shape::MatmulForm;
@@ -65,6 +66,7 @@ struct GpuData {
 /// Training steps recorded per submit in `train_epoch`: enough to amortise a submit, few
 /// enough for a lively progress report.
 const STEPS_PER_SUBMIT: usize = 16;
+const _: () = assert!(LOSS_REPORT_STEPS.is_multiple_of(STEPS_PER_SUBMIT), "loss reports fall on submits");
 
 /// A model on a [`Gpu`].
 #[derive(Debug)]
@@ -170,7 +172,17 @@ impl GpuModel {
             self.steps += steps.len() as u32;
             let (steps_done, &(offset, rows)) =
                 (chunk * STEPS_PER_SUBMIT + steps.len(), steps.last().expect("a chunk"));
-            progress(EpochProgress { steps_done, steps: batches.len(), samples_done: offset + rows });
+            let running_loss = if steps_done % LOSS_REPORT_STEPS == 0 && steps_done < batches.len() {
+                Some(self.gpu.read(&self.loss_total)?[0] / self.loss_steps as f32)
+            } else {
+                None
+            };
+            progress(EpochProgress {
+                steps_done,
+                steps: batches.len(),
+                samples_done: offset + rows,
+                running_loss,
+            });
         }
         self.take_loss()
     }

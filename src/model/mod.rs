@@ -61,12 +61,18 @@ pub struct DataEvaluation {
 }
 
 /// What [`Model::train_epoch`] reports as it goes (no read-back is needed for it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EpochProgress {
     pub steps_done: usize,
     pub steps: usize,
     pub samples_done: usize,
+    /// The mean loss of the epoch so far: after every step on the CPU; on the GPU every
+    /// [`LOSS_REPORT_STEPS`] steps (a 4-byte read each time), `None` in between.
+    pub running_loss: Option<f32>,
 }
+
+/// How often (in steps) a GPU epoch reads its running loss back for [`EpochProgress`].
+pub const LOSS_REPORT_STEPS: usize = 128;
 
 /// Rows evaluated per submit by `evaluate_resident`.
 pub(crate) const EVAL_ROWS: usize = 1000;
