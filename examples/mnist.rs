@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde_json::json;
 use wgpu_nn::Gpu;
 use wgpu_nn::data::{self, Dataset};
-use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer};
+use wgpu_nn::model::{Backend, ModelConfig, Optimizer};
 
 struct Options {
     epochs: usize,
@@ -130,18 +130,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let train: Dataset = o.limit.map_or(train.clone(), |n| train.take(n));
     println!("{} training and {} test digits; {backend:?} backend on {adapter}", train.len(), test.len());
 
-    let config = ModelConfig::new(784)
-        .dense(128)
-        .relu()
-        .dropout(0.2)
-        .dense(64)
-        .relu()
-        .dropout(0.2)
-        .dense(10)
-        .log_softmax()
-        .loss(Loss::Nll)
-        .optimizer(optimizer)
-        .seed(o.seed);
+    let config = ModelConfig::mnist_mlp(optimizer).seed(o.seed);
     let mut model = config.build(backend, gpu.as_ref())?;
     let (train_set, test_set) = (model.load(&train)?, model.load(&test)?);
     if let Some(path) = &o.load {

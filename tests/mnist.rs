@@ -5,21 +5,11 @@ mod common;
 
 use common::{assert_close, gpu};
 use wgpu_nn::data;
-use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer};
+use wgpu_nn::model::{Backend, ModelConfig, Optimizer};
 
-/// The mnist example's network and defaults (batch 32, Adam 0.002), on fewer samples.
+/// The mnist example's network with its optimizer default (Adam 0.002).
 fn lesson_network() -> ModelConfig {
-    ModelConfig::new(784)
-        .dense(128)
-        .relu()
-        .dropout(0.2)
-        .dense(64)
-        .relu()
-        .dropout(0.2)
-        .dense(10)
-        .log_softmax()
-        .loss(Loss::Nll)
-        .optimizer(Optimizer::Adam { lr: 0.002 })
+    ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.002 })
 }
 
 #[test]

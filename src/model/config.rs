@@ -133,6 +133,22 @@ impl ModelConfig {
         }
     }
 
+    /// The MNIST lesson's network: 784 → 128 (ReLU, dropout 0.2) → 64 (ReLU, dropout 0.2)
+    /// → 10, log-softmax and NLL (the lesson's softmax then NLL, computed stably).
+    pub fn mnist_mlp(optimizer: Optimizer) -> ModelConfig {
+        ModelConfig::new(784)
+            .dense(128)
+            .relu()
+            .dropout(0.2)
+            .dense(64)
+            .relu()
+            .dropout(0.2)
+            .dense(10)
+            .log_softmax()
+            .loss(Loss::Nll)
+            .optimizer(optimizer)
+    }
+
     /// A dense layer with bias, He-initialised, from the current width to `outputs`.
     pub fn dense(self, outputs: usize) -> Self {
         self.dense_with(outputs, true, Init::He)
@@ -215,14 +231,7 @@ impl ModelConfig {
 
     /// Values per sample the model outputs.
     pub fn width(&self) -> usize {
-        self.layers
-            .iter()
-            .rev()
-            .find_map(|l| match l {
-                Layer::Dense { outputs, .. } => Some(*outputs),
-                _ => None,
-            })
-            .unwrap_or(self.inputs)
+        self.width_at(self.layers.len())
     }
 
     /// Builds the model on `gpu`, or on the CPU for [`Backend::Cpu`] (`gpu` may then be None).
