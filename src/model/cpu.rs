@@ -3,6 +3,8 @@
 
 use num_traits::Float;
 
+use super::gemm::Scalar;
+
 use super::checkpoint::{Checkpointed, Which};
 use super::config::DenseValues;
 use super::{
@@ -47,7 +49,7 @@ struct Pass<T> {
     masks: Vec<Vec<T>>,
 }
 
-impl<T: Float> CpuModel<T> {
+impl<T: Scalar> CpuModel<T> {
     /// Builds the model from a description, with the same initial weights as on the GPU.
     pub fn from_config(config: &ModelConfig) -> Result<Self> {
         Ok(Self::new(config, config.initial_parameters()?))
@@ -234,7 +236,7 @@ impl<T: Float> CpuModel<T> {
             match layer {
                 Layer::Dense { inputs, outputs, .. } => {
                     let d = &self.dense[self.graph.dense_index[l].expect("a dense layer")];
-                    cpu::matmul_forward(
+                    T::matmul(
                         &mut out,
                         input,
                         &d.w,
@@ -324,12 +326,12 @@ impl<T: Float> CpuModel<T> {
                     let dense = &mut self.dense[self.graph.dense_index[l].expect("a dense layer")];
                     let (m, k, n) = (rows, *inputs, *outputs);
                     // out = X·Wᵀ: dW = dOutᵀ·X, dX = dOut·W, dBias = column sums of dOut.
-                    cpu::matmul_forward(&mut dense.gw, &d, input, None, n, m, k, MatmulForm::AtB)?;
+                    T::matmul(&mut dense.gw, &d, input, None, n, m, k, MatmulForm::AtB)?;
                     if let Some(gb) = dense.gb.as_mut() {
                         cpu::sum_columns(gb, &d, m, n, T::one())?;
                     }
                     if l > 0 {
-                        cpu::matmul_forward(&mut dx, &d, &dense.w, None, m, n, k, MatmulForm::AB)?;
+                        T::matmul(&mut dx, &d, &dense.w, None, m, n, k, MatmulForm::AB)?;
                     }
                 }
                 Layer::Relu => cpu::relu_backward(&mut dx, input, &d)?,
@@ -380,7 +382,7 @@ impl<T: Float> CpuModel<T> {
 /// A value loss's forward or backward: (out, y, t).
 type PairLoss<T> = fn(&mut [T], &[T], &[T]) -> Result<()>;
 
-impl<T: Float> CpuModel<T> {
+impl<T: Scalar> CpuModel<T> {
     pub(crate) fn graph(&self) -> &Graph {
         &self.graph
     }
@@ -396,7 +398,7 @@ impl<T: Float> CpuModel<T> {
     }
 }
 
-impl<T: Float> Checkpointed for CpuModel<T> {
+impl<T: Scalar> Checkpointed for CpuModel<T> {
     fn read_entry(&self, dense: usize, which: Which) -> Result<Vec<f32>> {
         let d = &self.dense[dense];
         let values = match which {

@@ -22,9 +22,11 @@
 mod checkpoint;
 mod config;
 pub mod cpu;
+mod gemm;
 mod gpu;
 
 pub use config::{Backend, Init, Layer, Loss, ModelConfig, Optimizer};
+pub use gemm::Scalar;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
