@@ -9,6 +9,11 @@
 //   nll_forward:  out[r] = −y[r, label[r]]          (y: log-probabilities, (rows, cols))
 //   nll_backward: out[r, j] = −scale if j = label[r], else 0
 // A label ≥ cols gives NaN, never an out-of-bounds read; the host rejects such labels first.
+//   watch_loss:   once per training step, after the batch's mean loss y[0] is summed: counts
+//                 the step, adds the loss to the total, and marks the first step whose loss is
+//                 not finite, in the watch slots of the optimizer's settings row (bound as
+//                 out): [8] steps, [9] first bad step (0: none), [10] total, [11] its loss.
+//                 While [9] is set the optimizer kernels skip their updates.
 //
 // Bindings (group 0):
 //   0 p:      Params, uniform
@@ -16,7 +21,7 @@
 //   2 t:      targets, (len); read-only; the element-wise losses only
 //   3 labels: (rows) u32; read-only; NLL only
 //   4 out:    (len), (rows) for nll_forward, (rows, cols) for nll_backward; read-write
-// Grid: one invocation per output value, workgroups of 256 folded into (x, y).
+// Grid: one invocation per output value, workgroups of 256 folded into (x, y); watch_loss: one.
 
 struct Params {
     // Output values: len, or rows for nll_forward, or rows · cols for nll_backward.
@@ -115,5 +120,31 @@ fn nll_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         let label = labels[i / p.cols];
         let g = select(0.0, -p.scale, i % p.cols == label);
         out[i] = select(g, bitcast<f32>(NAN_BITS), label >= p.cols);
+    }
+}
+
+const STEPS: u32 = 8u;
+const FIRST_BAD: u32 = 9u;
+const TOTAL: u32 = 10u;
+const BAD_LOSS: u32 = 11u;
+
+// WGSL has no isinf/isnan (and fast-math compilers may fold x != x): test the exponent bits.
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+@compute @workgroup_size(1)
+fn watch_loss() {
+    let step = out[STEPS] + 1.0;
+    out[STEPS] = step;
+    let loss = y[0];
+    if out[FIRST_BAD] != 0.0 {
+        return; // halted: later steps change nothing and are not counted in the total
+    }
+    if is_finite(loss) {
+        out[TOTAL] += loss;
+    } else {
+        out[FIRST_BAD] = step;
+        out[BAD_LOSS] = loss;
     }
 }

@@ -9,11 +9,14 @@
 //                    1 − pow(β2, t) cancels most digits, and a GPU's pow is only a few ULP.
 // The settings live in a GPU row, not in the uniform, so the learning rate can change between
 // steps with one small write and many steps can share one submit:
-//   settings = [lr, μ, β1, β2, ε, λ, β1^t, β2^t]
+//   settings = [lr, μ, β1, β2, ε, λ, β1^t, β2^t, then loss.wgsl's watch: steps, halted, …]
+// settings[HALTED] != 0 means a step's loss was not finite (loss.wgsl's watch_loss marks it):
+// every update and advance then leaves everything as it is, so the weights stay the last
+// finite ones until the host has reported the divergence and cleared the mark.
 //
 // Bindings (group 0), in three layouts that share the first four:
 //   0 p:        Params, uniform
-//   1 settings: (1, 8), read-only
+//   1 settings: (1, 12), read-only
 //   2 g:        (len), read-only
 //   3 w:        (len), read-write; for optimizer_advance it is the settings row itself
 //   4 m:        (len), read-write; momentum's velocity, Adam's first moment
@@ -29,7 +32,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> settings: array<f32, 8>;
+@group(0) @binding(1) var<storage, read> settings: array<f32, 12>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;
@@ -43,13 +46,22 @@ const EPSILON: u32 = 4u;
 const WEIGHT_DECAY: u32 = 5u;
 const BETA1_POWER: u32 = 6u;
 const BETA2_POWER: u32 = 7u;
+const HALTED: u32 = 9u;
 
 fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 256u + lid;
 }
 
+// Whether element i exists and training has not been halted by a non-finite loss.
+fn live(i: u32) -> bool {
+    return i < p.len && settings[HALTED] == 0.0;
+}
+
 @compute @workgroup_size(1)
 fn optimizer_advance() {
+    if w[HALTED] != 0.0 {
+        return;
+    }
     w[BETA1_POWER] *= w[BETA1];
     w[BETA2_POWER] *= w[BETA2];
 }
@@ -58,7 +70,7 @@ fn optimizer_advance() {
 fn sgd_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     let i = element(wg, nwg, lid);
-    if i < p.len {
+    if live(i) {
         w[i] -= settings[LR] * g[i];
     }
 }
@@ -67,7 +79,7 @@ fn sgd_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
 fn momentum_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
     let i = element(wg, nwg, lid);
-    if i < p.len {
+    if live(i) {
         let velocity = settings[MOMENTUM] * m[i] + g[i];
         m[i] = velocity;
         w[i] -= settings[LR] * velocity;
@@ -91,7 +103,7 @@ fn adam(i: u32) {
 fn adam_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = element(wg, nwg, lid);
-    if i < p.len {
+    if live(i) {
         adam(i);
     }
 }
@@ -100,7 +112,7 @@ fn adam_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
 fn adamw_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let i = element(wg, nwg, lid);
-    if i < p.len {
+    if live(i) {
         w[i] -= settings[LR] * settings[WEIGHT_DECAY] * w[i];
         adam(i);
     }

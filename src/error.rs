@@ -20,6 +20,20 @@ pub enum Error {
     #[error("{op}: shape mismatch: expected {expected}, got {actual}")]
     Shape { op: &'static str, expected: String, actual: String },
 
+    /// An input or target value is NaN or infinite (checked on the host before any upload).
+    #[error("{op}: {what} value {value} at row {row}, column {col} is not finite")]
+    NotFinite { op: &'static str, what: &'static str, row: usize, col: usize, value: f32 },
+
+    /// A training step's loss was NaN or infinite: found on the GPU by the loss watch (or on
+    /// the CPU), reported at the next loss read. That step's update and those of any later
+    /// steps before the report were skipped, so the weights are the last finite ones.
+    #[error(
+        "training diverged: the loss of step {step} was {loss}; that step and the {skipped} after it \
+         were not applied, so the weights are those from before it. Lower the learning rate (or \
+         reload a checkpoint) and train on"
+    )]
+    Diverged { step: u64, loss: f32, skipped: u32 },
+
     /// A buffer would exceed what the adapter allows.
     #[error("{what} needs {size} bytes, over the adapter's {limit_name} of {limit} bytes")]
     BufferTooLarge { what: String, size: u64, limit: u64, limit_name: &'static str },

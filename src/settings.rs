@@ -39,9 +39,53 @@ impl OptimizerSettings {
         (0..self.step).fold((1.0, 1.0), |(p1, p2), _| (p1 * self.beta1, p2 * self.beta2))
     }
 
-    /// The GPU row `[lr, μ, β1, β2, ε, λ, β1^t, β2^t]` that `shaders/optimizer.wgsl` reads.
-    pub fn to_row(&self) -> [f32; 8] {
+    /// The GPU row that `shaders/optimizer.wgsl` reads: `[lr, μ, β1, β2, ε, λ, β1^t, β2^t]`,
+    /// then the loss watch's four slots (see [`WATCH`]), zero: no steps watched yet.
+    pub fn to_row(&self) -> [f32; SETTINGS_LEN] {
         let (p1, p2) = self.beta_powers();
-        [self.lr, self.momentum, self.beta1, self.beta2, self.eps, self.weight_decay, p1, p2]
+        let mut row = [0.0; SETTINGS_LEN];
+        row[..WATCH].copy_from_slice(&[
+            self.lr,
+            self.momentum,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+            p1,
+            p2,
+        ]);
+        row
+    }
+}
+
+/// Length of the settings row.
+pub const SETTINGS_LEN: usize = 12;
+
+/// Where the loss watch's slots start in the settings row. `shaders/loss.wgsl`'s `watch_loss`
+/// keeps them, once per training step, and `take_loss` reads them with the row:
+/// `[steps since the last read, the first of those whose loss was not finite (0: none),
+/// the sum of their losses, that first non-finite loss]`. While a step is marked, the
+/// optimizer kernels leave everything as it is, so the weights stay those from before it.
+pub const WATCH: usize = 8;
+
+/// What the loss watch saw since it was last reset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Watch {
+    pub(crate) steps: u32,
+    /// 1-based among `steps`.
+    pub(crate) first_bad: Option<u32>,
+    pub(crate) total: f32,
+    pub(crate) bad_loss: f32,
+}
+
+impl Watch {
+    pub(crate) fn from_row(row: &[f32]) -> Watch {
+        let w = &row[WATCH..WATCH + 4];
+        Watch {
+            steps: w[0] as u32,
+            first_bad: (w[1] != 0.0).then_some(w[1] as u32),
+            total: w[2],
+            bad_loss: w[3],
+        }
     }
 }

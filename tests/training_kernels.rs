@@ -172,7 +172,7 @@ fn optimizer_misuse_is_an_error() {
     let (w, g) = (gpu.zeros(2, 3).unwrap(), gpu.zeros(2, 3).unwrap());
     let settings = gpu.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
     let err = gpu.sgd_update(&w, &g, &gpu.zeros(1, 7).unwrap()).unwrap_err();
-    assert!(err.to_string().contains("settings row of 1x8"), "{err}");
+    assert!(err.to_string().contains("settings row of 1x12"), "{err}");
     let err = gpu.sgd_update(&w, &gpu.zeros(3, 2).unwrap(), &settings).unwrap_err();
     assert!(err.to_string().contains("gradient of 2x3"), "{err}");
     // A moment buffer that is also the weights would be written twice in one launch.
@@ -217,4 +217,32 @@ fn dropout_masks_are_the_same_on_gpu_and_cpu_and_change_every_step() {
     }
     let err = gpu.dropout_forward(&out_g, &mask_g, &x_g, 1.0, seed, &counter).unwrap_err();
     assert!(err.to_string().contains("[0, 1)"), "{err}");
+}
+
+#[test]
+fn the_loss_watch_totals_finite_losses_and_halts_the_optimizer_at_the_first_other() {
+    let Some(gpu) = gpu() else { return };
+    let settings_g = gpu.upload_settings(&OptimizerSettings::new(0.5)).unwrap();
+    let batch_loss = gpu.zeros(1, 1).unwrap();
+    let watch = gpu.watch_loss(&settings_g, &batch_loss).unwrap();
+    let (w, g) = (vec![1.0, -2.0, 3.0], vec![1.0, 1.0, 1.0]);
+    let (w_g, g_g) = (gpu.upload(&w, 1, 3).unwrap(), gpu.upload(&g, 1, 3).unwrap());
+    let (advance, update) =
+        (gpu.optimizer_advance(&settings_g).unwrap(), gpu.sgd_update(&w_g, &g_g, &settings_g).unwrap());
+    let mut applied = w.clone();
+    for (step, loss) in [1.5, 2.5, f32::NAN, 3.0, f32::INFINITY].into_iter().enumerate() {
+        gpu.write(&batch_loss, &[loss]).unwrap();
+        gpu.run(&[&watch, &advance, &update]).unwrap(); // a model step's order
+        if step < 2 {
+            applied.iter_mut().zip(&g).for_each(|(w, g)| *w -= 0.5 * g);
+        }
+        assert_eq!(gpu.read(&w_g).unwrap(), applied, "after step {}", step + 1);
+    }
+    let row = gpu.read(&settings_g).unwrap();
+    // Five steps watched; the third was the first bad one; the total holds steps 1 and 2.
+    assert_eq!(row[8..11], [5.0, 3.0, 4.0]);
+    assert!(row[11].is_nan(), "the bad loss is kept: {}", row[11]);
+    // The β powers advanced only for the two applied steps.
+    let expected = OptimizerSettings { step: 2, ..OptimizerSettings::new(0.5) }.to_row();
+    assert_eq!(row[6..8], expected[6..8]);
 }

@@ -29,7 +29,15 @@ pub struct Images {
 /// Reads an IDX3 image file (`magic 0x00000803`).
 pub fn read_images(path: impl AsRef<Path>) -> Result<Images> {
     let path = path.as_ref();
-    let mut reader = open(path)?;
+    images_from(open(path)?, path)
+}
+
+/// Decodes IDX3 images held in memory (plain or gzip); errors name the source `name`.
+pub fn decode_images(bytes: &[u8], name: impl AsRef<Path>) -> Result<Images> {
+    images_from(sniff(bytes), name.as_ref())
+}
+
+fn images_from(mut reader: Box<dyn Read + '_>, path: &Path) -> Result<Images> {
     let bad = |problem: String| data_error(path, problem);
     let header = read_header(&mut reader, path, 3)?;
     let [count, rows, cols] = [header[0], header[1], header[2]];
@@ -43,7 +51,15 @@ pub fn read_images(path: impl AsRef<Path>) -> Result<Images> {
 /// Reads an IDX1 label file (`magic 0x00000801`).
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     let path = path.as_ref();
-    let mut reader = open(path)?;
+    labels_from(open(path)?, path)
+}
+
+/// Decodes IDX1 labels held in memory (plain or gzip); errors name the source `name`.
+pub fn decode_labels(bytes: &[u8], name: impl AsRef<Path>) -> Result<Vec<u8>> {
+    labels_from(sniff(bytes), name.as_ref())
+}
+
+fn labels_from(mut reader: Box<dyn Read + '_>, path: &Path) -> Result<Vec<u8>> {
     let header = read_header(&mut reader, path, 1)?;
     read_exactly(&mut reader, path, u64::from(header[0]), "label")
 }
@@ -94,6 +110,14 @@ fn open(path: &Path) -> Result<Box<dyn Read>> {
     } else {
         Box::new(start)
     })
+}
+
+fn sniff(bytes: &[u8]) -> Box<dyn Read + '_> {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        Box::new(flate2::read::GzDecoder::new(bytes))
+    } else {
+        Box::new(bytes)
+    }
 }
 
 /// Reads and checks the magic number and the `dims` sizes that follow it.

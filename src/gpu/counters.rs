@@ -20,6 +20,8 @@ pub struct Counters {
     pub bytes_held: u64,
     /// How many such buffers are alive now.
     pub buffers_held: u64,
+    /// Bind groups alive now (one per kernel launch bound into a [`crate::Dispatch`]).
+    pub bind_groups_held: u64,
 }
 
 #[derive(Default)]
@@ -30,6 +32,7 @@ pub(crate) struct Tally {
     maps: AtomicU64,
     bytes_held: AtomicU64,
     buffers_held: AtomicU64,
+    bind_groups_held: AtomicU64,
 }
 
 impl Tally {
@@ -42,6 +45,7 @@ impl Tally {
             maps: get(&self.maps),
             bytes_held: get(&self.bytes_held),
             buffers_held: get(&self.buffers_held),
+            bind_groups_held: get(&self.bind_groups_held),
         }
     }
 
@@ -59,18 +63,28 @@ impl Tally {
     }
 }
 
-/// Counts a buffer as held for as long as this lives.
+/// Counts a buffer (and its bind group, if it is a launch's parameter block) as held for as
+/// long as this lives.
 #[derive(Debug)]
 pub(crate) struct Held {
     tally: Arc<Tally>,
     bytes: u64,
+    bind_groups: u64,
 }
 
 impl Held {
     pub(crate) fn new(tally: &Arc<Tally>, bytes: u64) -> Held {
         tally.bytes_held.fetch_add(bytes, Ordering::Relaxed);
         tally.buffers_held.fetch_add(1, Ordering::Relaxed);
-        Held { tally: tally.clone(), bytes }
+        Held { tally: tally.clone(), bytes, bind_groups: 0 }
+    }
+
+    /// A launch's parameter buffer of `bytes` and the bind group that binds it.
+    pub(crate) fn launch(tally: &Arc<Tally>, bytes: u64) -> Held {
+        tally.bind_groups_held.fetch_add(1, Ordering::Relaxed);
+        let mut held = Held::new(tally, bytes);
+        held.bind_groups = 1;
+        held
     }
 }
 
@@ -78,6 +92,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         self.tally.bytes_held.fetch_sub(self.bytes, Ordering::Relaxed);
         self.tally.buffers_held.fetch_sub(1, Ordering::Relaxed);
+        self.tally.bind_groups_held.fetch_sub(self.bind_groups, Ordering::Relaxed);
     }
 }
 

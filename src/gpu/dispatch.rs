@@ -2,8 +2,6 @@
 //! bind group layout and a pipeline per entry point; a [`Dispatch`] is one op bound to its
 //! buffers and grid, ready to be recorded any number of times.
 
-use wgpu::util::DeviceExt;
-
 use super::counters::Held;
 use super::{Gpu, GpuLabels, GpuTensor};
 use crate::{Error, Result};
@@ -78,7 +76,7 @@ pub struct Dispatch {
 /// One kernel launch.
 #[derive(Debug)]
 pub(crate) struct Step {
-    /// Counts the parameter block as held memory.
+    /// Counts the parameter block as held memory, and the bind group as held.
     _held: Held,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
@@ -249,11 +247,19 @@ impl Family {
             .unwrap_or_else(|| panic!("{} has no entry point {entry}", self.name));
         gpu.scoped(entry, || {
             let device = gpu.device();
-            let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            // Not create_buffer_init: on a lost device it panics where this returns an error.
+            let contents = params;
+            let params = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(entry),
-                contents: params,
+                size: contents.len() as u64,
                 usage: wgpu::BufferUsages::UNIFORM,
+                mapped_at_creation: true,
             });
+            params
+                .get_mapped_range_mut(..)
+                .map_err(|e| Error::Gpu { context: format!("binding {entry}"), message: e.to_string() })?
+                .copy_from_slice(contents);
+            params.unmap();
             let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
             entries.extend(buffers.iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
@@ -264,9 +270,9 @@ impl Family {
                 layout: &self.layout,
                 entries: &entries,
             });
-            let _held = Held::new(&gpu.tally, params.size());
-            Step { _held, pipeline, bind_group, workgroups }
-        })
+            let _held = Held::launch(&gpu.tally, params.size());
+            Ok(Step { _held, pipeline, bind_group, workgroups })
+        })?
     }
 }
 

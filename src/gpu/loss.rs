@@ -5,6 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
 use super::{Gpu, GpuLabels, GpuTensor};
+use crate::settings::SETTINGS_LEN;
 use crate::shape::check_same;
 use crate::{Error, Result};
 
@@ -35,6 +36,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
             "bce_backward",
             "nll_forward",
             "nll_backward",
+            "watch_loss",
         ],
     )
 }
@@ -87,6 +89,18 @@ impl Gpu {
         let op = "nll_backward";
         check_same(op, "gradient", d_log_p.shape(), log_p.shape())?;
         self.bind_label_loss(op, d_log_p, log_p, labels, log_p.len())
+    }
+
+    /// Binds the loss watch of one training step: counts the step, adds `batch_loss` (1, 1)
+    /// to the total, and marks the first non-finite loss, which halts the optimizer, all in
+    /// the watch slots of `settings` (see [`crate::settings::WATCH`]). Nothing is read back.
+    pub fn watch_loss(&self, settings: &GpuTensor, batch_loss: &GpuTensor) -> Result<Dispatch> {
+        let op = "watch_loss";
+        check_same(op, "batch loss", batch_loss.shape(), (1, 1))?;
+        check_same(op, "settings row", settings.shape(), (1, SETTINGS_LEN))?;
+        let params = Params { len: 1, cols: 1, scale: 1.0, _pad: 0 };
+        let args = [batch_loss.into(), Arg::Unused, Arg::Unused, settings.into()];
+        self.kernels.loss.bind(self, op, bytemuck::bytes_of(&params), &args, [1, 1, 1])
     }
 
     fn bind_pair_loss(

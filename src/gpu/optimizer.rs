@@ -1,12 +1,12 @@
 //! Pipelines of `shaders/optimizer.wgsl`: SGD, momentum, Adam and AdamW updates in place, and
-//! the step counter Adam's bias correction reads. Settings come from a (1, 8) GPU row made
+//! the step counter Adam's bias correction reads. Settings come from a (1, 12) GPU row made
 //! from [`OptimizerSettings::to_row`], so they change with [`Gpu::write`], not by rebinding.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
 use super::{Gpu, GpuTensor};
-use crate::settings::OptimizerSettings;
+use crate::settings::{OptimizerSettings, SETTINGS_LEN};
 use crate::shape::check_same;
 use crate::{Error, Result};
 
@@ -44,9 +44,9 @@ pub(crate) fn kernels(device: &wgpu::Device) -> OptimizerKernels {
 }
 
 impl Gpu {
-    /// Uploads optimizer settings as the (1, 8) row the update kernels read.
+    /// Uploads optimizer settings as the (1, [`SETTINGS_LEN`]) row the update kernels read.
     pub fn upload_settings(&self, settings: &OptimizerSettings) -> Result<GpuTensor> {
-        self.upload(&settings.to_row(), 1, 8)
+        self.upload(&settings.to_row(), 1, SETTINGS_LEN)
     }
 
     /// Binds one step of the settings row's counters (`β1^t`, `β2^t`): record it once per
@@ -131,5 +131,5 @@ impl Gpu {
 }
 
 fn check_settings(op: &'static str, settings: &GpuTensor) -> Result<()> {
-    check_same(op, "settings row", settings.shape(), (1, 8))
+    check_same(op, "settings row", settings.shape(), (1, SETTINGS_LEN))
 }

@@ -182,7 +182,11 @@ impl Gpu {
         self.tally.submitted();
         self.tally.read_back(bytes);
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| sender.send(result).unwrap_or(()));
+        // In a scope too: on a lost device map_async is a validation error, which outside a
+        // scope would reach the app's (by default panicking) handler.
+        self.scoped("mapping a buffer to read it", || {
+            staging.slice(..).map_async(wgpu::MapMode::Read, move |result| sender.send(result).unwrap_or(()))
+        })?;
         self.wait()?;
         pollster::block_on(receiver.receive())
             .ok_or_else(|| Error::Readback("the map callback never ran".into()))?

@@ -110,9 +110,19 @@ pub(crate) fn save(model: &dyn Checkpointed, graph: &Graph, path: &Path) -> Resu
 
 pub(crate) fn load(model: &mut dyn Checkpointed, graph: &Graph, path: &Path) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
-    let file = SafeTensors::deserialize(&bytes)
+    load_bytes(model, graph, &bytes, path)
+}
+
+/// Loads checkpoint `bytes`; errors name `path`, where they came from.
+pub(crate) fn load_bytes(
+    model: &mut dyn Checkpointed,
+    graph: &Graph,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<()> {
+    let file = SafeTensors::deserialize(bytes)
         .map_err(|e| data_error(path, format!("not a safetensors file: {e}")))?;
-    let (_, metadata) = SafeTensors::read_metadata(&bytes)
+    let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| data_error(path, format!("not a safetensors file: {e}")))?;
     // Check everything before changing anything, so a bad file leaves the model as it was.
     let mut found = Vec::new();

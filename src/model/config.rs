@@ -248,6 +248,14 @@ impl ModelConfig {
     }
 
     pub fn build_gpu(&self, gpu: &crate::Gpu) -> Result<Model> {
+        // Before drawing any weights on the host: a layer too big for the adapter is an
+        // error naming the limit, not gigabytes of random numbers and then an error.
+        for (i, layer) in self.layers.iter().enumerate() {
+            if let Layer::Dense { inputs, outputs, .. } = layer {
+                let bytes = (*inputs as u64).saturating_mul(*outputs as u64).saturating_mul(4);
+                gpu.check_buffer_size(&format!("layer {i} (dense {inputs} -> {outputs}) weights"), bytes)?;
+            }
+        }
         Ok(Model::Gpu(Box::new(super::gpu::GpuModel::new(gpu, self, self.initial_parameters()?)?)))
     }
 

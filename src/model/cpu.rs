@@ -38,6 +38,9 @@ pub struct CpuModel<T> {
     dropout_step: u32,
     loss_total: f64,
     loss_steps: u32,
+    /// The first step since the last loss read whose loss was not finite (1-based among
+    /// them) and that loss: from then until the report, steps change nothing.
+    diverged: Option<(u32, f32)>,
     id: u64,
     datasets: Vec<Dataset>,
 }
@@ -82,17 +85,27 @@ impl<T: Scalar> CpuModel<T> {
             dropout_step: 0,
             loss_total: 0.0,
             loss_steps: 0,
+            diverged: None,
             id: next_model_id(),
             datasets: Vec::new(),
         }
     }
 
     pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+        let rows = self.graph.rows("train_step", x)?;
+        self.graph.check_target("train_step", target, rows)?;
         // Each step draws new dropout masks, as the GPU's dropout_advance does.
         self.dropout_step += 1;
-        let loss = self.compute_gradients(x, target)?;
-        self.loss_total += loss.to_f64().unwrap_or(f64::NAN);
         self.loss_steps += 1;
+        if self.diverged.is_some() {
+            return Ok(()); // halted until take_loss reports it, as on the GPU
+        }
+        let loss = self.compute_gradients(x, target)?.to_f64().unwrap_or(f64::NAN);
+        if !loss.is_finite() {
+            self.diverged = Some((self.loss_steps, loss as f32));
+            return Ok(());
+        }
+        self.loss_total += loss;
         self.update()
     }
 
@@ -121,8 +134,15 @@ impl<T: Scalar> CpuModel<T> {
             return Err(Error::shape("take_loss", "at least one training step since the last call", "none"));
         }
         let mean = self.loss_total / f64::from(self.loss_steps);
-        (self.loss_total, self.loss_steps) = (0.0, 0);
-        Ok(mean as f32)
+        let steps = std::mem::take(&mut self.loss_steps);
+        self.loss_total = 0.0;
+        match self.diverged.take() {
+            // No update ran since the bad step, so the optimizer's count is just before it.
+            Some((bad, loss)) => {
+                Err(Error::Diverged { step: u64::from(self.settings.step) + 1, loss, skipped: steps - bad })
+            }
+            None => Ok(mean as f32),
+        }
     }
 
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
@@ -183,7 +203,9 @@ impl<T: Scalar> CpuModel<T> {
         let order = epoch_order(data.len, seed);
         let batches = batches(data.len, batch_size);
         let width = self.graph.inputs();
-        (self.loss_total, self.loss_steps) = (0.0, 0); // the epoch's mean starts afresh
+        if self.loss_steps > 0 {
+            self.take_loss()?; // the epoch's mean starts afresh, but a divergence is reported
+        }
         for (step, &(offset, rows)) in batches.iter().enumerate() {
             let set = &self.datasets[data.index];
             let picked = &order[offset..offset + rows];
@@ -191,6 +213,9 @@ impl<T: Scalar> CpuModel<T> {
                 picked.iter().flat_map(|&i| &set.inputs[i as usize * width..][..width]).copied().collect();
             let labels: Vec<u32> = picked.iter().map(|&i| set.labels[i as usize]).collect();
             self.train_step(&x, &Target::Labels(&labels))?;
+            if self.diverged.is_some() {
+                return self.take_loss();
+            }
             let running_loss = Some((self.loss_total / f64::from(self.loss_steps)) as f32);
             progress(EpochProgress {
                 steps_done: step + 1,

@@ -1,7 +1,8 @@
 //! The model on the GPU. Everything a step touches is allocated when the model is built (per
 //! batch size, on first use), and every kernel is bound then; a training step writes the batch,
 //! records forward, loss, backward and update into one encoder and submits it once. The loss
-//! is added to a total on the GPU; only `take_loss` reads it back.
+//! watch adds each step's loss to a total on the GPU, and halts the optimizer at the first
+//! non-finite one; only `take_loss` reads it back (the settings row, 48 bytes).
 
 use std::collections::HashMap;
 
@@ -14,6 +15,7 @@ use super::{
     epoch_order, next_model_id,
 };
 use crate::data::Dataset;
+use crate::settings::{WATCH, Watch};
 use crate::shape::MatmulForm;
 use crate::{Counters, Dispatch, Error, Gpu, GpuLabels, GpuTensor, OptimizerSettings, Result};
 
@@ -42,9 +44,9 @@ struct Plan {
     /// input, so they share a slot.
     tensors: Vec<GpuTensor>,
     act: Vec<usize>,
-    /// The mean loss of the batch (evaluation) lives here.
+    /// The mean loss of the batch lives here.
     loss: GpuTensor,
-    /// Forward, then (training) loss, loss total, backward: everything but the updates.
+    /// Forward, then (training) loss, its watch, backward: everything but the updates.
     dispatches: Vec<Dispatch>,
     /// The loss and its mean, for evaluation (not part of `dispatches`, which predicts).
     loss_dispatches: Vec<Dispatch>,
@@ -75,11 +77,16 @@ pub struct GpuModel {
     graph: Graph,
     dense: Vec<Dense>,
     settings: OptimizerSettings,
+    /// The optimizer's settings, and the loss watch's slots (see [`WATCH`]).
     settings_row: GpuTensor,
     /// Dropout's step counter and the optimizer's, advanced on the GPU once per step.
-    advances: Vec<Dispatch>,
+    /// The dropout counter's advance runs first in a step (masks are drawn from it); the
+    /// optimizer's (β powers) just before the updates, after the loss watch, so a step the
+    /// watch halts does not advance it.
+    dropout_advance: Option<Dispatch>,
+    optimizer_advance: Dispatch,
     dropout_counter: GpuTensor,
-    loss_total: GpuTensor,
+    /// Training steps since the last loss read (the watch counts them too).
     loss_steps: u32,
     plans: HashMap<(usize, bool), Plan>,
     /// Training steps taken (the GPU's own counters advance with it).
@@ -94,10 +101,13 @@ impl GpuModel {
         let settings = config.optimizer.settings();
         let settings_row = gpu.upload_settings(&settings)?;
         let dropout_counter = gpu.zeros(1, 1)?;
-        let mut advances = vec![gpu.optimizer_advance(&settings_row)?];
-        if config.layers.iter().any(|l| matches!(l, Layer::Dropout(_))) {
-            advances.push(gpu.dropout_advance(&dropout_counter)?);
-        }
+        let optimizer_advance = gpu.optimizer_advance(&settings_row)?;
+        let dropout_advance = config
+            .layers
+            .iter()
+            .any(|l| matches!(l, Layer::Dropout(_)))
+            .then(|| gpu.dropout_advance(&dropout_counter))
+            .transpose()?;
         let dims = config.layers.iter().filter_map(|l| match l {
             Layer::Dense { inputs, outputs, .. } => Some((*inputs, *outputs)),
             _ => None,
@@ -114,9 +124,9 @@ impl GpuModel {
             dense,
             settings,
             settings_row,
-            advances,
+            dropout_advance,
+            optimizer_advance,
             dropout_counter,
-            loss_total: gpu.zeros(1, 1)?,
             loss_steps: 0,
             plans: HashMap::new(),
             steps: 0,
@@ -151,21 +161,21 @@ impl GpuModel {
         for &(offset, rows) in &batches {
             self.gather(data.index, rows, offset, true)?;
         }
+        if self.loss_steps > 0 {
+            // Steps taken since the last take_loss are not this epoch's, but a divergence
+            // among them is still reported.
+            self.take_loss()?;
+        }
         let set = &self.datasets[data.index];
         self.gpu.write_labels(&set.order, &epoch_order(data.len, seed))?;
-        if self.loss_steps > 0 {
-            // Steps taken since the last take_loss are not this epoch's.
-            self.gpu.write(&self.loss_total, &[0.0])?;
-            self.loss_steps = 0;
-        }
         for (chunk, steps) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
             let mut all: Vec<&Dispatch> = Vec::new();
             for &(offset, rows) in steps {
                 let plan = &self.plans[&(rows, true)];
-                all.extend(&self.advances);
+                all.extend(&self.dropout_advance);
                 all.extend(&set.gathers[&(rows, offset, true)]);
                 all.extend(&plan.dispatches);
-                all.extend(self.dense.iter().flat_map(|d| &d.updates));
+                all.extend(self.updates());
             }
             self.gpu.run(&all)?;
             self.loss_steps += steps.len() as u32;
@@ -173,7 +183,11 @@ impl GpuModel {
             let (steps_done, &(offset, rows)) =
                 (chunk * STEPS_PER_SUBMIT + steps.len(), steps.last().expect("a chunk"));
             let running_loss = if steps_done % LOSS_REPORT_STEPS == 0 && steps_done < batches.len() {
-                Some(self.gpu.read(&self.loss_total)?[0] / self.loss_steps as f32)
+                let watch = self.read_watch()?;
+                if watch.first_bad.is_some() {
+                    return self.take_loss(); // stop the epoch here with the report
+                }
+                Some(watch.total / self.loss_steps as f32)
             } else {
                 None
             };
@@ -237,8 +251,8 @@ impl GpuModel {
         self.plan(rows, true)?;
         let plan = &self.plans[&(rows, true)];
         write_batch(&self.gpu, plan, x, target)?;
-        let updates = self.dense.iter().flat_map(|d| &d.updates);
-        let all: Vec<&Dispatch> = self.advances.iter().chain(&plan.dispatches).chain(updates).collect();
+        let all: Vec<&Dispatch> =
+            self.dropout_advance.iter().chain(&plan.dispatches).chain(self.updates()).collect();
         self.gpu.run(&all)?;
         self.loss_steps += 1;
         self.steps += 1;
@@ -249,11 +263,30 @@ impl GpuModel {
         if self.loss_steps == 0 {
             return Err(Error::shape("take_loss", "at least one training step since the last call", "none"));
         }
-        let total = self.gpu.read(&self.loss_total)?[0];
-        self.gpu.write(&self.loss_total, &[0.0])?;
-        let mean = total / self.loss_steps as f32;
-        self.loss_steps = 0;
-        Ok(mean)
+        let watch = self.read_watch()?;
+        self.gpu.write_at(&self.settings_row, WATCH, &[0.0; 4])?;
+        let steps = std::mem::take(&mut self.loss_steps);
+        match watch.first_bad {
+            Some(bad) => {
+                // The bad step and those after it advanced nothing on the GPU but the dropout
+                // counter: count only the applied ones, as the optimizer's β powers do.
+                let skipped = steps - bad;
+                self.steps -= skipped + 1;
+                self.settings.step = self.steps;
+                Err(Error::Diverged { step: u64::from(self.steps) + 1, loss: watch.bad_loss, skipped })
+            }
+            None => Ok(watch.total / steps as f32),
+        }
+    }
+
+    /// The optimizer's advance and every update: the end of a training step.
+    fn updates(&self) -> impl Iterator<Item = &Dispatch> {
+        std::iter::once(&self.optimizer_advance).chain(self.dense.iter().flat_map(|d| &d.updates))
+    }
+
+    /// The loss watch's slots (one read of the settings row).
+    fn read_watch(&self) -> Result<Watch> {
+        Ok(Watch::from_row(&self.gpu.read(&self.settings_row)?))
     }
 
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
@@ -326,7 +359,7 @@ impl GpuModel {
             &self.gpu,
             &self.graph,
             &self.dense,
-            &self.loss_total,
+            &self.settings_row,
             &self.dropout_counter,
             rows,
             training,
@@ -432,7 +465,7 @@ fn build_plan(
     gpu: &Gpu,
     graph: &Graph,
     dense: &[Dense],
-    loss_total: &GpuTensor,
+    settings_row: &GpuTensor,
     counter: &GpuTensor,
     rows: usize,
     training: bool,
@@ -513,7 +546,8 @@ fn build_plan(
     };
     if training {
         dispatches.push(forward);
-        dispatches.push(gpu.sum_all_accumulate(loss_total, &terms, mean)?);
+        dispatches.push(gpu.sum_all(&loss_out, &terms, mean)?);
+        dispatches.push(gpu.watch_loss(settings_row, &loss_out)?);
         dispatches.push(backward);
         backward_pass(gpu, graph, dense, &get, &masks, &d_y, &grads, &mut dispatches)?;
     } else {

@@ -240,6 +240,15 @@ impl Model {
         })
     }
 
+    /// Like [`Model::load_checkpoint`], from a checkpoint held in memory (embedded with
+    /// `include_bytes!`, say); errors name the source as `name`.
+    pub fn load_checkpoint_bytes(&mut self, bytes: &[u8], name: &str) -> Result<()> {
+        either!(self, m => {
+            let graph = m.graph().clone();
+            checkpoint::load_bytes(m.as_mut(), &graph, bytes, name.as_ref())
+        })
+    }
+
     /// The GPU's counters (all zero on the CPU backend).
     pub fn counters(&self) -> Counters {
         match self {
@@ -322,6 +331,7 @@ impl Graph {
                 format!("{} values", x.len()),
             ));
         }
+        check_finite(op, "input", x, inputs)?;
         Ok(x.len() / inputs)
     }
 
@@ -354,7 +364,7 @@ impl Graph {
                         format!("{} values", values.len()),
                     ));
                 }
-                Ok(())
+                check_finite(op, "target", values, width)
             }
             _ => Err(Error::shape(
                 op,
@@ -373,6 +383,15 @@ impl Graph {
                 format!("layer {layer} ({:?})", self.config.layers.get(layer)),
             )
         })
+    }
+}
+
+/// NaN and infinities are refused at the door: one would turn every weight it reaches into
+/// NaN. (A loss that overflows in training is caught on the GPU by the loss watch instead.)
+pub(crate) fn check_finite(op: &'static str, what: &'static str, values: &[f32], width: usize) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::NotFinite { op, what, row: i / width, col: i % width, value: values[i] }),
     }
 }
 
@@ -422,6 +441,7 @@ pub(crate) fn check_dataset(graph: &Graph, data: &Dataset) -> Result<()> {
             format!("{:?}", graph.config.loss),
         ));
     }
+    check_finite(op, "input", &data.inputs, data.width)?;
     let classes = graph.width(graph.trunk);
     if let Some(bad) = data.labels.iter().position(|&l| l as usize >= classes) {
         return Err(Error::shape(

@@ -1,0 +1,219 @@
+//! Reliability (see RELIABILITY.md): values that are not numbers, a loss that diverges, sizes
+//! past the adapter's limits, a lost device, and long runs that must hold their memory flat.
+
+mod common;
+
+use common::{gpu, random, random_labels};
+use wgpu_nn::data::Dataset;
+use wgpu_nn::model::{Backend, Init, Loss, ModelConfig, Optimizer, Target};
+use wgpu_nn::{Error, Gpu, wgpu};
+
+fn backends() -> Vec<Backend> {
+    if gpu().is_some() { vec![Backend::Gpu, Backend::Cpu] } else { vec![Backend::Cpu] }
+}
+
+/// 6 → 8 ReLU → dropout → 3, softmax cross-entropy: small, and every kind of buffer.
+fn classifier(optimizer: Optimizer) -> ModelConfig {
+    ModelConfig::new(6)
+        .dense(8)
+        .relu()
+        .dropout(0.25)
+        .dense(3)
+        .softmax()
+        .loss(Loss::SoftmaxCrossEntropy)
+        .optimizer(optimizer)
+        .seed(5)
+}
+
+#[test]
+fn nan_and_infinity_in_inputs_or_targets_are_refused_before_any_upload() {
+    for backend in backends() {
+        let mut model = classifier(Optimizer::Sgd { lr: 0.1 }).build(backend, gpu()).unwrap();
+        let weights = model.weights(0).unwrap();
+        let uploaded = model.counters().bytes_uploaded;
+        let mut x = random(2 * 6, 1);
+        x[6 + 2] = f32::NAN;
+        let labels = [0u32, 2];
+        let err = model.train_step(&x, &Target::Labels(&labels)).unwrap_err();
+        assert!(
+            matches!(err, Error::NotFinite { op: "train_step", what: "input", row: 1, col: 2, .. }),
+            "{backend:?}: {err}"
+        );
+        x[6 + 2] = f32::INFINITY;
+        assert!(matches!(model.predict(&x), Err(Error::NotFinite { op: "predict", .. })));
+        assert!(matches!(model.evaluate(&x, &Target::Labels(&labels)), Err(Error::NotFinite { .. })));
+        let data = Dataset { inputs: x.clone(), labels: labels.to_vec(), width: 6, classes: 3 };
+        assert!(matches!(model.load(&data), Err(Error::NotFinite { op: "load", row: 1, col: 2, .. })));
+        assert_eq!(model.counters().bytes_uploaded, uploaded, "{backend:?}: nothing went up");
+        assert_eq!(model.weights(0).unwrap(), weights, "{backend:?}: nothing changed");
+
+        let mut regression = ModelConfig::new(2).dense(2).build(backend, gpu()).unwrap();
+        let err = regression.train_step(&[0.5, 0.5], &Target::Values(&[1.0, f32::NEG_INFINITY])).unwrap_err();
+        assert!(matches!(err, Error::NotFinite { what: "target", row: 0, col: 1, .. }), "{err}");
+        assert!(err.to_string().contains("target value -inf at row 0, column 1 is not finite"), "{err}");
+    }
+}
+
+/// One weight w (starting at 1) fitting 0 from x = 1 under MSE with SGD at lr 10: each step
+/// multiplies w by 1 − 2·10 = −19, so the loss of step n is w² = 361^(n−1), finite up to step
+/// 16 (361^15 ≈ 2.3e38 < f32::MAX ≈ 3.4e38) and infinite at step 17.
+fn exploding() -> ModelConfig {
+    let weight = Init::Given { weights: vec![1.0], bias: None };
+    ModelConfig::new(1).dense_with(1, false, weight).loss(Loss::Mse).optimizer(Optimizer::Sgd { lr: 10.0 })
+}
+
+#[test]
+fn a_diverging_loss_is_reported_with_its_step_and_the_last_finite_weights_survive() {
+    for backend in backends() {
+        let mut model = exploding().build(backend, gpu()).unwrap();
+        let (x, t) = ([1.0f32], [0.0f32]);
+        for _ in 0..20 {
+            model.train_step(&x, &Target::Values(&t)).unwrap();
+        }
+        match model.take_loss() {
+            Err(Error::Diverged { step, loss, skipped }) => {
+                assert_eq!((step, skipped), (17, 3), "{backend:?}");
+                assert!(loss.is_infinite(), "{backend:?}: {loss}");
+            }
+            other => panic!("{backend:?}: expected a divergence report, got {other:?}"),
+        }
+        // Steps 17 to 20 were not applied: w is (−19)^16, from step 16's update.
+        let w = model.weights(0).unwrap()[0];
+        let want = 19f64.powi(16);
+        assert!(((f64::from(w) - want) / want).abs() < 1e-5, "{backend:?}: w = {w}, want {want}");
+
+        // The report clears the watch: with a sane weight and rate, training goes on.
+        model.set_weights(0, &[1.0], None).unwrap();
+        model.set_learning_rate(0.1).unwrap();
+        for _ in 0..5 {
+            model.train_step(&x, &Target::Values(&t)).unwrap();
+        }
+        let loss = model.take_loss().unwrap();
+        assert!(loss.is_finite() && loss < 1.0, "{backend:?}: {loss}");
+    }
+}
+
+#[test]
+fn a_diverging_epoch_stops_with_the_report_on_both_backends() {
+    let data = Dataset { inputs: random(64 * 6, 7), labels: random_labels(64, 3, 8), width: 6, classes: 3 };
+    let mut reports = Vec::new();
+    for backend in backends() {
+        let mut model = classifier(Optimizer::Sgd { lr: 1e30 }).build(backend, gpu()).unwrap();
+        let resident = model.load(&data).unwrap();
+        match model.train_epoch(&resident, 8, 1, &mut |_| {}) {
+            Err(Error::Diverged { step, .. }) => reports.push(step),
+            other => panic!("{backend:?}: expected a divergence report, got {other:?}"),
+        }
+        for layer in [0, 3] {
+            assert!(model.weights(layer).unwrap().iter().all(|w| w.is_finite()), "{backend:?}");
+        }
+    }
+    assert!(reports.windows(2).all(|w| w[0] == w[1]), "the same step on both backends: {reports:?}");
+}
+
+/// A `Gpu` of the test's own, so other tests' buffers do not move its counters.
+fn own_gpu() -> Option<Gpu> {
+    gpu()?;
+    Some(Gpu::new().expect("a second device on the adapter"))
+}
+
+#[test]
+fn ten_thousand_steps_hold_gpu_memory_buffers_and_bind_groups_flat() {
+    let Some(gpu) = own_gpu() else { return };
+    let mut model = classifier(Optimizer::Adam { lr: 0.01 }).build_gpu(&gpu).unwrap();
+    let (x, labels) = (random(16 * 6, 11), random_labels(16, 3, 12));
+    model.train_step(&x, &Target::Labels(&labels)).unwrap(); // builds the batch's plan
+    let first = model.take_loss().unwrap();
+    let start = model.counters();
+    let mut losses = Vec::new();
+    for step in 1..=10_000 {
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        if step % 1000 == 0 {
+            losses.push(model.take_loss().unwrap());
+            let now = model.counters();
+            assert_eq!(
+                (now.bytes_held, now.buffers_held, now.bind_groups_held),
+                (start.bytes_held, start.buffers_held, start.bind_groups_held),
+                "held memory after {step} steps"
+            );
+        }
+    }
+    let end = model.counters();
+    assert_eq!(end.maps - start.maps, 10, "one map per loss read and none per step");
+    assert_eq!(end.submits - start.submits, 10_000 + 10, "one submit per step, and one per loss read's copy");
+    assert!(losses.iter().all(|l| l.is_finite()) && losses[9] < first, "{first} then {losses:?}");
+}
+
+#[test]
+fn a_model_built_and_dropped_a_hundred_times_leaves_nothing_held() {
+    let Some(gpu) = own_gpu() else { return };
+    let start = gpu.counters();
+    let (x, labels) = (random(8 * 6, 3), random_labels(8, 3, 4));
+    for _ in 0..100 {
+        let mut model = classifier(Optimizer::Momentum { lr: 0.1, momentum: 0.9 }).build_gpu(&gpu).unwrap();
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        model.predict(&x).unwrap();
+        assert!(gpu.counters().buffers_held > start.buffers_held);
+    }
+    let end = gpu.counters();
+    assert_eq!(
+        (end.bytes_held, end.buffers_held, end.bind_groups_held),
+        (start.bytes_held, start.buffers_held, start.bind_groups_held)
+    );
+}
+
+#[test]
+fn sizes_past_the_adapters_limits_are_errors_naming_limit_and_size() {
+    let Some(gpu) = gpu() else { return };
+    // 100,000 × 100,000 weights are 40 GB: refused before any weight is drawn on the host.
+    let err = ModelConfig::new(100_000).dense(100_000).build_gpu(gpu).unwrap_err();
+    assert!(matches!(err, Error::BufferTooLarge { size: 40_000_000_000, .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("layer 0 (dense 100000 -> 100000) weights") && text.contains("max_"), "{text}");
+
+    // A batch or a data set past the storage binding limit (128 MiB on lavapipe): tried only
+    // where that limit is small enough to build such a batch in the test.
+    let limit = u64::from(gpu.limits().max_storage_buffer_binding_size);
+    if limit > 1 << 30 {
+        eprintln!("max_storage_buffer_binding_size is {limit}: the oversized batch is not tried");
+        return;
+    }
+    let rows = (limit / (64 * 4) + 1) as usize;
+    let mut model = ModelConfig::new(64).dense(2).build_gpu(gpu).unwrap();
+    let x = vec![0.0; rows * 64];
+    let err = model.train_step(&x, &Target::Values(&vec![0.0; rows * 2])).unwrap_err();
+    assert!(
+        matches!(err, Error::BufferTooLarge { limit_name: "max_storage_buffer_binding_size", .. }),
+        "{err}"
+    );
+    let mut classes =
+        ModelConfig::new(64).dense(2).softmax().loss(Loss::SoftmaxCrossEntropy).build_gpu(gpu).unwrap();
+    let data = Dataset { inputs: x, labels: vec![0; rows], width: 64, classes: 2 };
+    let err = classes.load(&data).unwrap_err();
+    assert!(matches!(err, Error::BufferTooLarge { .. }), "{err}");
+    // Nothing is left half-built: a batch that fits still trains.
+    model.train_step(&[0.5; 64], &Target::Values(&[1.0, 0.0])).unwrap();
+    assert!(model.take_loss().unwrap().is_finite());
+}
+
+#[test]
+fn a_lost_device_is_an_error_not_a_panic_or_a_hang() {
+    let Some(_) = gpu() else { return };
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&Default::default())).unwrap();
+    let gpu = Gpu::from_device(device.clone(), queue).unwrap();
+    let mut model = classifier(Optimizer::Adam { lr: 0.01 }).build_gpu(&gpu).unwrap();
+    let (x, labels) = (random(4 * 6, 1), random_labels(4, 3, 2));
+    model.train_step(&x, &Target::Labels(&labels)).unwrap();
+    assert!(model.take_loss().unwrap().is_finite());
+
+    device.destroy(); // what a driver reset or an unplugged GPU looks like to wgpu
+    let outcome = model.train_step(&x, &Target::Labels(&labels)).and_then(|()| model.take_loss());
+    let err = outcome.expect_err("training on a lost device");
+    assert!(matches!(err, Error::Gpu { .. } | Error::Readback(_)), "{err}");
+    assert!(model.predict(&x).is_err(), "and it stays an error");
+    let built = classifier(Optimizer::Sgd { lr: 0.1 }).build_gpu(&gpu);
+    assert!(built.is_err(), "building on a lost device: {built:?}");
+}
