@@ -1,0 +1,270 @@
+//! Property tests: every kernel family and every layer at random shapes (each side 1..300),
+//! GPU against the CPU reference. 1,100 cases a run (the counts below), new ones every run;
+//! a failure prints the shrunk shape to rerun with.
+
+mod common;
+
+use common::{assert_close, gpu, random, random_labels};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer, Target};
+use wgpu_nn::{Dispatch, Gpu, GpuTensor, MatmulForm, OptimizerSettings, cpu};
+
+/// The same tolerances as tests/kernels.rs, with the reasons there: a length-k dot product may
+/// differ by about k·ε per term in summation order; exp, log and division by a few ULP.
+fn matmul_atol(k: usize) -> f64 {
+    8.0 * f64::from(f32::EPSILON) * k as f64
+}
+const TRANSCENDENTAL_RTOL: f64 = 1e-5;
+const TRANSCENDENTAL_ATOL: f64 = 1e-6;
+
+fn config(cases: u32) -> Config {
+    Config { cases, failure_persistence: None, ..Config::default() }
+}
+
+fn side() -> impl Strategy<Value = usize> {
+    1usize..300
+}
+
+fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
+    gpu.run(dispatches).unwrap();
+    gpu.read(out).unwrap()
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+    #[test]
+    fn matmul(m in side(), k in side(), n in side(), form in 0usize..3, bias in any::<bool>(), seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let form = MatmulForm::ALL[form];
+        let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
+        let (a, b, bias) = (random(ar * ac, seed), random(br * bc, seed ^ 1), bias.then(|| random(n, seed ^ 2)));
+        let mut want = vec![0.0; m * n];
+        cpu::matmul_forward(&mut want, &a, &b, bias.as_deref(), m, k, n, form).unwrap();
+        let (a_g, b_g, c_g) = (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.zeros(m, n).unwrap());
+        let bias_g = bias.map(|bias| gpu.upload(&bias, 1, n).unwrap());
+        let op = gpu.matmul_forward(&c_g, &a_g, &b_g, bias_g.as_ref(), form).unwrap();
+        assert_close(&format!("{} {m}x{k}x{n}", form.op_name()), &run(gpu, &[&op], &c_g), &want, 0.0, matmul_atol(k));
+    }
+}
+
+proptest! {
+    #![proptest_config(config(150))]
+    #[test]
+    fn activations(rows in side(), cols in side(), op in 0usize..6, seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let len = rows * cols;
+        let (x, dy) = (random(len, seed), random(len, seed ^ 1));
+        let (x_g, dy_g, out_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+        let mut want = vec![0.0; len];
+        // Backward ops take the forward's input (ReLU) or output (sigmoid, tanh): x serves as either.
+        let (name, dispatch) = match op {
+            0 => ("relu_forward", gpu.relu_forward(&out_g, &x_g).map(|d| { cpu::relu_forward(&mut want, &x).unwrap(); d })),
+            1 => ("relu_backward", gpu.relu_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::relu_backward(&mut want, &x, &dy).unwrap(); d })),
+            2 => ("sigmoid_forward", gpu.sigmoid_forward(&out_g, &x_g).map(|d| { cpu::sigmoid_forward(&mut want, &x).unwrap(); d })),
+            3 => ("sigmoid_backward", gpu.sigmoid_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::sigmoid_backward(&mut want, &x, &dy).unwrap(); d })),
+            4 => ("tanh_forward", gpu.tanh_forward(&out_g, &x_g).map(|d| { cpu::tanh_forward(&mut want, &x).unwrap(); d })),
+            _ => ("tanh_backward", gpu.tanh_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::tanh_backward(&mut want, &x, &dy).unwrap(); d })),
+        };
+        let got = run(gpu, &[&dispatch.unwrap()], &out_g);
+        assert_close(&format!("{name} {rows}x{cols}"), &got, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(150))]
+    #[test]
+    fn softmax_family(rows in side(), cols in side(), op in 0usize..6, scale in 1.0f32..30.0, seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let len = rows * cols;
+        let x: Vec<f32> = random(len, seed).iter().map(|v| v * scale).collect();
+        let (dy, labels) = (random(len, seed ^ 1), random_labels(rows, cols, seed ^ 2));
+        let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
+        let labels_g = gpu.upload_labels(&labels, cols).unwrap();
+        // Backward ops take the forward's output: the reference's, uploaded.
+        let (mut probs, mut log_probs) = (vec![0.0; len], vec![0.0; len]);
+        cpu::softmax_forward(&mut probs, &x, rows, cols).unwrap();
+        cpu::log_softmax_forward(&mut log_probs, &x, rows, cols).unwrap();
+        let (probs_g, log_probs_g) = (gpu.upload(&probs, rows, cols).unwrap(), gpu.upload(&log_probs, rows, cols).unwrap());
+        let out_rows = if op == 4 { 1 } else { cols };
+        let out_g = gpu.zeros(rows, out_rows).unwrap();
+        let mut want = vec![0.0; rows * out_rows];
+        let (name, dispatch) = match op {
+            0 => { want.copy_from_slice(&probs); ("softmax_forward", gpu.softmax_forward(&out_g, &x_g)) }
+            1 => { cpu::softmax_backward(&mut want, &probs, &dy, rows, cols).unwrap(); ("softmax_backward", gpu.softmax_backward(&out_g, &probs_g, &dy_g)) }
+            2 => { want.copy_from_slice(&log_probs); ("log_softmax_forward", gpu.log_softmax_forward(&out_g, &x_g)) }
+            3 => { cpu::log_softmax_backward(&mut want, &log_probs, &dy, rows, cols).unwrap(); ("log_softmax_backward", gpu.log_softmax_backward(&out_g, &log_probs_g, &dy_g)) }
+            4 => { cpu::softmax_cross_entropy_forward(&mut want, &x, &labels, rows, cols).unwrap(); ("softmax_cross_entropy_forward", gpu.softmax_cross_entropy_forward(&out_g, &x_g, &labels_g)) }
+            _ => { cpu::softmax_cross_entropy_backward(&mut want, &x, &labels, rows, cols).unwrap(); ("softmax_cross_entropy_backward", gpu.softmax_cross_entropy_backward(&out_g, &x_g, &labels_g)) }
+        };
+        let got = run(gpu, &[&dispatch.unwrap()], &out_g);
+        // Softmax sums `cols` exponentials: the sum's rounding grows with the row like a dot product's.
+        assert_close(&format!("{name} {rows}x{cols} scale {scale}"), &got, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL + matmul_atol(cols));
+    }
+}
+
+proptest! {
+    #![proptest_config(config(150))]
+    #[test]
+    fn losses(rows in side(), cols in side(), op in 0usize..8, seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let len = rows * cols;
+        // Probabilities for BCE (strictly inside (0, 1)); targets in [0, 1].
+        let y: Vec<f32> = random(len, seed).iter().map(|v| 0.02 + 0.48 * (v + 1.0)).collect();
+        let t: Vec<f32> = random(len, seed ^ 1).iter().map(|v| (v + 1.0) / 2.0).collect();
+        let labels = random_labels(rows, cols, seed ^ 2);
+        let (y_g, t_g, labels_g) = (gpu.upload(&y, rows, cols).unwrap(), gpu.upload(&t, rows, cols).unwrap(), gpu.upload_labels(&labels, cols).unwrap());
+        let out_cols = if op == 6 { 1 } else { cols };
+        let out_g = gpu.zeros(rows, out_cols).unwrap();
+        let mut want = vec![0.0; rows * out_cols];
+        let (name, dispatch) = match op {
+            0 => { cpu::mse_forward(&mut want, &y, &t).unwrap(); ("mse_forward", gpu.mse_forward(&out_g, &y_g, &t_g)) }
+            1 => { cpu::mse_backward(&mut want, &y, &t).unwrap(); ("mse_backward", gpu.mse_backward(&out_g, &y_g, &t_g)) }
+            2 => { cpu::mae_forward(&mut want, &y, &t).unwrap(); ("mae_forward", gpu.mae_forward(&out_g, &y_g, &t_g)) }
+            3 => { cpu::mae_backward(&mut want, &y, &t).unwrap(); ("mae_backward", gpu.mae_backward(&out_g, &y_g, &t_g)) }
+            4 => { cpu::bce_forward(&mut want, &y, &t).unwrap(); ("bce_forward", gpu.bce_forward(&out_g, &y_g, &t_g)) }
+            5 => { cpu::bce_backward(&mut want, &y, &t).unwrap(); ("bce_backward", gpu.bce_backward(&out_g, &y_g, &t_g)) }
+            6 => { cpu::nll_forward(&mut want, &y, &labels, rows, cols).unwrap(); ("nll_forward", gpu.nll_forward(&out_g, &y_g, &labels_g)) }
+            _ => { cpu::nll_backward(&mut want, &labels, rows, cols).unwrap(); ("nll_backward", gpu.nll_backward(&out_g, &y_g, &labels_g)) }
+        };
+        let got = run(gpu, &[&dispatch.unwrap()], &out_g);
+        assert_close(&format!("{name} {rows}x{cols}"), &got, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(100))]
+    #[test]
+    fn reductions(rows in side(), cols in side(), scale in -2.0f32..2.0, seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let x = random(rows * cols, seed);
+        let x_g = gpu.upload(&x, rows, cols).unwrap();
+        let (columns_g, total_g) = (gpu.zeros(1, cols).unwrap(), gpu.zeros(1, 1).unwrap());
+        let mut columns = vec![0.0; cols];
+        cpu::sum_columns(&mut columns, &x, rows, cols, scale).unwrap();
+        let total = cpu::sum_all(&x, scale);
+        let (by_column, all) = (gpu.sum_columns(&columns_g, &x_g, scale).unwrap(), gpu.sum_all(&total_g, &x_g, scale).unwrap());
+        gpu.run(&[&by_column, &all]).unwrap();
+        let atol = |len: usize| matmul_atol(len) * f64::from(scale.abs());
+        assert_close(&format!("sum_columns {rows}x{cols}"), &gpu.read(&columns_g).unwrap(), &columns, 0.0, atol(rows));
+        assert_close(&format!("sum_all {rows}x{cols}"), &gpu.read(&total_g).unwrap(), &[total], 0.0, atol(rows * cols));
+    }
+}
+
+proptest! {
+    #![proptest_config(config(100))]
+    #[test]
+    fn optimizers(rows in side(), cols in side(), which in 0usize..4, lr in 0.001f32..0.5, seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let len = rows * cols;
+        let mut settings = OptimizerSettings::new(lr);
+        let (mut w, mut m, mut v) = (random(len, seed), vec![0.0; len], vec![0.0; len]);
+        let (w_g, m_g, v_g, g_g) = (gpu.upload(&w, rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+        let settings_g = gpu.upload_settings(&settings).unwrap();
+        let update = match which {
+            0 => gpu.sgd_update(&w_g, &g_g, &settings_g),
+            1 => gpu.momentum_update(&w_g, &m_g, &g_g, &settings_g),
+            2 => gpu.adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+            _ => gpu.adamw_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+        }.unwrap();
+        let advance = gpu.optimizer_advance(&settings_g).unwrap();
+        for step in 0..3 {
+            let g = random(len, seed ^ (10 + step));
+            gpu.write(&g_g, &g).unwrap();
+            settings.step += 1;
+            match which {
+                0 => cpu::sgd_update(&mut w, &g, &settings),
+                1 => cpu::momentum_update(&mut w, &mut m, &g, &settings),
+                2 => cpu::adam_update(&mut w, &mut m, &mut v, &g, &settings),
+                _ => cpu::adamw_update(&mut w, &mut m, &mut v, &g, &settings),
+            }.unwrap();
+            gpu.run(&[&advance, &update]).unwrap();
+        }
+        // Adam divides by √v̂: a few ULP of sqrt and division, per step.
+        assert_close(&format!("optimizer {which} {rows}x{cols}"), &gpu.read(&w_g).unwrap(), &w, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(50))]
+    #[test]
+    fn dropout(rows in side(), cols in side(), p in 0.0f32..0.9, seed in any::<u32>(), step in any::<u32>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let len = rows * cols;
+        let (x, dy) = (random(len, u64::from(seed)), random(len, u64::from(step)));
+        let (mut out, mut mask, mut dx) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        cpu::dropout_forward(&mut out, &mut mask, &x, p, seed, step).unwrap();
+        cpu::dropout_backward(&mut dx, &mask, &dy).unwrap();
+        let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
+        let (out_g, mask_g, dx_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+        let counter = gpu.upload(&[f32::from_bits(step)], 1, 1).unwrap(); // the step, as u32 bits
+        let forward = gpu.dropout_forward(&out_g, &mask_g, &x_g, p, seed, &counter).unwrap();
+        let backward = gpu.dropout_backward(&dx_g, &mask_g, &dy_g).unwrap();
+        gpu.run(&[&forward, &backward]).unwrap();
+        // The same hash on both sides: the masks agree exactly; 1/(1−p) is one rounding.
+        assert_close("dropout mask", &gpu.read(&mask_g).unwrap(), &mask, 1e-6, 0.0);
+        assert_close("dropout output", &gpu.read(&out_g).unwrap(), &out, 1e-6, 0.0);
+        assert_close("dropout gradient", &gpu.read(&dx_g).unwrap(), &dx, 1e-6, 0.0);
+    }
+}
+
+/// Random layer stacks: dense → activation (→ dropout) → dense, then MSE or softmax
+/// cross-entropy, one training step on each backend from the same weights.
+fn network(
+    inputs: usize,
+    hidden: usize,
+    outputs: usize,
+    activation: usize,
+    dropout: bool,
+    classify: bool,
+    momentum: bool,
+) -> ModelConfig {
+    let mut config = ModelConfig::new(inputs).dense(hidden);
+    config = match activation {
+        0 => config.relu(),
+        1 => config.sigmoid(),
+        _ => config.tanh(),
+    };
+    if dropout {
+        config = config.dropout(0.3);
+    }
+    config = config.dense(outputs);
+    config = if classify { config.softmax().loss(Loss::SoftmaxCrossEntropy) } else { config.loss(Loss::Mse) };
+    // SGD and momentum only: Adam's first step is lr·sign(g), so a gradient within rounding of
+    // zero flips it by 2·lr between backends. Adam's parity is tested on fixed nets in model.rs.
+    let optimizer =
+        if momentum { Optimizer::Momentum { lr: 0.05, momentum: 0.9 } } else { Optimizer::Sgd { lr: 0.1 } };
+    config.optimizer(optimizer).seed(inputs as u64)
+}
+
+proptest! {
+    #![proptest_config(config(100))]
+    #[test]
+    fn layers(inputs in side(), hidden in side(), outputs in side(), rows in side(), activation in 0usize..3,
+              dropout in any::<bool>(), classify in any::<bool>(), momentum in any::<bool>(), seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let config = network(inputs, hidden, outputs, activation, dropout, classify, momentum);
+        let x = random(rows * inputs, seed);
+        let labels = random_labels(rows, outputs, seed ^ 1);
+        let values: Vec<f32> = random(rows * outputs, seed ^ 2);
+        let target = if classify { Target::Labels(&labels) } else { Target::Values(&values) };
+        let [gpu_run, cpu_run] = [Backend::Gpu, Backend::Cpu].map(|backend| {
+            let mut model = config.build(backend, Some(gpu)).unwrap();
+            model.train_step(&x, &target).unwrap();
+            model.train_step(&x, &target).unwrap();
+            let loss = model.take_loss().unwrap();
+            let mut parameters = model.weights(0).unwrap();
+            parameters.extend(model.bias(0).unwrap());
+            let last = config.layers().len() - 1 - usize::from(classify);
+            parameters.extend(model.weights(last).unwrap());
+            (loss, parameters, model.predict(&x).unwrap())
+        });
+        let what = format!("{inputs}-{hidden}-{outputs} x{rows} act {activation} dropout {dropout} classify {classify}");
+        // Two steps of sums over up to 300 terms each way; the model tests' parity tolerance
+        // (rtol 1e-4) plus the dot-product bound for the widest sum.
+        let atol = 1e-5 + matmul_atol(inputs.max(hidden).max(rows));
+        assert_close(&format!("{what} loss"), &[gpu_run.0], &[cpu_run.0], 1e-4, atol);
+        assert_close(&format!("{what} parameters"), &gpu_run.1, &cpu_run.1, 1e-4, atol);
+        assert_close(&format!("{what} predictions"), &gpu_run.2, &cpu_run.2, 1e-4, atol);
+    }
+}
