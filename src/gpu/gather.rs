@@ -12,7 +12,9 @@ struct Params {
     rows: u32,
     cols: u32,
     offset: u32,
-    _pad: u32,
+    first: u32,
+    source_rows: u32,
+    _pad: [u32; 3],
 }
 
 pub(crate) fn family(device: &wgpu::Device) -> Family {
@@ -37,6 +39,29 @@ impl Gpu {
         indices: &GpuLabels,
         offset: usize,
     ) -> Result<Dispatch> {
+        if indices.classes() > source.rows() {
+            return Err(Error::shape(
+                "gather_rows",
+                format!("indices below {}", source.rows()),
+                format!("indices below {}", indices.classes()),
+            ));
+        }
+        self.gather_rows_from_part(out, source, 0, indices, offset)
+    }
+
+    /// Like [`Gpu::gather_rows`] from a part of a larger data set: `part` holds its rows
+    /// `first..first + part.rows()`, and only rows of `out` whose index falls there are
+    /// written. Gathering from every part in turn cuts a minibatch from a data set too big
+    /// for one storage binding.
+    pub fn gather_rows_from_part(
+        &self,
+        out: &GpuTensor,
+        part: &GpuTensor,
+        first: usize,
+        indices: &GpuLabels,
+        offset: usize,
+    ) -> Result<Dispatch> {
+        let source = part;
         if out.cols() != source.cols() {
             return Err(Error::shape(
                 "gather_rows",
@@ -45,9 +70,8 @@ impl Gpu {
             ));
         }
         self.bind_gather(
-            out.rows(),
-            out.cols(),
-            source.rows(),
+            (out.rows(), out.cols()),
+            (first, source.rows()),
             indices,
             offset,
             [source.into(), indices.into(), out.into()],
@@ -69,10 +93,16 @@ impl Gpu {
                 out.classes().to_string(),
             ));
         }
+        if indices.classes() > labels.len() {
+            return Err(Error::shape(
+                "gather_labels",
+                format!("indices below {}", labels.len()),
+                format!("indices below {}", indices.classes()),
+            ));
+        }
         self.bind_gather(
-            out.len(),
-            1,
-            labels.len(),
+            (out.len(), 1),
+            (0, labels.len()),
             indices,
             offset,
             [labels.into(), indices.into(), out.into()],
@@ -81,21 +111,13 @@ impl Gpu {
 
     fn bind_gather(
         &self,
-        rows: usize,
-        cols: usize,
-        source_rows: usize,
+        (rows, cols): (usize, usize),
+        (first, source_rows): (usize, usize),
         indices: &GpuLabels,
         offset: usize,
         args: [Arg; 3],
     ) -> Result<Dispatch> {
         let op = "gather_rows";
-        if indices.classes() > source_rows {
-            return Err(Error::shape(
-                op,
-                format!("indices below {source_rows}"),
-                format!("indices below {}", indices.classes()),
-            ));
-        }
         if offset + rows > indices.len() {
             return Err(Error::shape(
                 op,
@@ -105,7 +127,14 @@ impl Gpu {
         }
         let as_u32 =
             |v: usize| u32::try_from(v).map_err(|_| Error::shape(op, "sizes below 2^32", v.to_string()));
-        let params = Params { rows: as_u32(rows)?, cols: as_u32(cols)?, offset: as_u32(offset)?, _pad: 0 };
+        let params = Params {
+            rows: as_u32(rows)?,
+            cols: as_u32(cols)?,
+            offset: as_u32(offset)?,
+            first: as_u32(first)?,
+            source_rows: as_u32(source_rows)?,
+            _pad: [0; 3],
+        };
         let workgroups = fold((rows as u64 * cols as u64).div_ceil(256), self.max_workgroups())?;
         self.kernels.gather.bind(self, op, bytemuck::bytes_of(&params), &args, workgroups)
     }

@@ -56,13 +56,15 @@ struct Plan {
 /// use for each (batch rows, offset, order).
 #[derive(Debug)]
 struct GpuData {
-    inputs: GpuTensor,
+    /// The samples, in parts that each fit one storage binding: (first row, its rows).
+    inputs: Vec<(usize, GpuTensor)>,
     labels: GpuLabels,
     /// The epoch's shuffled order, rewritten each epoch (the only per-epoch upload).
     order: GpuLabels,
     /// 0, 1, 2, …: the order evaluation reads in.
     identity: GpuLabels,
-    gathers: HashMap<(usize, usize, bool), [Dispatch; 2]>,
+    /// Per (rows, offset, training): a gather from each part, then the labels'.
+    gathers: HashMap<(usize, usize, bool), Vec<Dispatch>>,
 }
 
 /// Training steps recorded per submit in `train_epoch`: enough to amortise a submit, few
@@ -140,7 +142,7 @@ impl GpuModel {
         let gpu = &self.gpu;
         let identity: Vec<u32> = (0..data.len() as u32).collect();
         self.datasets.push(GpuData {
-            inputs: gpu.upload(&data.inputs, data.len(), data.width)?,
+            inputs: upload_in_parts(gpu, data)?,
             labels: gpu.upload_labels(&data.labels, self.graph.width(self.graph.trunk))?,
             order: gpu.upload_labels(&identity, data.len())?,
             identity: gpu.upload_labels(&identity, data.len())?,
@@ -203,7 +205,12 @@ impl GpuModel {
 
     pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
-        let batches = batches(data.len, EVAL_ROWS);
+        // As many rows per submit as the widest activation's binding allows, up to EVAL_ROWS.
+        let widest = (0..=self.graph.config.layers.len()).map(|i| self.graph.width(i)).max().unwrap_or(1);
+        let limits = self.gpu.limits();
+        let most_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let rows = ((most_bytes / (widest as u64 * 4)) as usize).clamp(1, EVAL_ROWS);
+        let batches = batches(data.len, rows);
         for &(offset, rows) in &batches {
             self.gather(data.index, rows, offset, false)?;
         }
@@ -237,10 +244,11 @@ impl GpuModel {
         let plan = &self.plans[&(rows, training)];
         let order = if training { &set.order } else { &set.identity };
         let labels = plan.labels.as_ref().expect("data sets train label losses");
-        let gathers = [
-            self.gpu.gather_rows(&plan.x, &set.inputs, order, offset)?,
-            self.gpu.gather_labels(labels, &set.labels, order, offset)?,
-        ];
+        let mut gathers = Vec::new();
+        for (first, part) in &set.inputs {
+            gathers.push(self.gpu.gather_rows_from_part(&plan.x, part, *first, order, offset)?);
+        }
+        gathers.push(self.gpu.gather_labels(labels, &set.labels, order, offset)?);
         self.datasets[data].gathers.insert((rows, offset, training), gathers);
         Ok(())
     }
@@ -449,6 +457,23 @@ fn update(
         Optimizer::AdamW { .. } => gpu.adamw_update(param, &state[0], &state[1], grad, settings)?,
     };
     Ok((state, update))
+}
+
+/// Uploads a data set's samples in as few parts as the adapter's storage binding and buffer
+/// limits allow (lavapipe binds at most 128 MiB: full MNIST's 188 MB training set takes two).
+fn upload_in_parts(gpu: &Gpu, data: &Dataset) -> Result<Vec<(usize, GpuTensor)>> {
+    let limits = gpu.limits();
+    let most_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    // Whole rows per part; a row bigger than the limit fails in upload, naming it.
+    let rows_per_part = ((most_bytes / (data.width as u64 * 4)) as usize).max(1);
+    (0..data.len())
+        .step_by(rows_per_part)
+        .map(|first| {
+            let rows = rows_per_part.min(data.len() - first);
+            let values = &data.inputs[first * data.width..(first + rows) * data.width];
+            Ok((first, gpu.upload(values, rows, data.width)?))
+        })
+        .collect()
 }
 
 fn write_batch(gpu: &Gpu, plan: &Plan, x: &[f32], target: &Target) -> Result<()> {
