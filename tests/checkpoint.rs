@@ -109,7 +109,8 @@ fn the_file_is_plain_safetensors_with_pytorch_names() {
 #[test]
 fn bad_checkpoints_are_errors_that_leave_the_model_unchanged() {
     let x = random(2 * 5, 4);
-    let source = build(Backend::Cpu, 4);
+    let mut source = build(Backend::Cpu, 4);
+    let want = source.predict(&x).unwrap();
     let good = scratch("good.safetensors");
     source.save(&good).unwrap();
     let bytes = std::fs::read(&good).unwrap();
@@ -131,6 +132,14 @@ fn bad_checkpoints_are_errors_that_leave_the_model_unchanged() {
         .save(&other_shape)
         .unwrap();
     let missing = scratch("missing.safetensors");
+    // Right names and shapes, wrong dtype: layers.0.weight as f64.
+    let wrong_dtype = scratch("wrong-dtype.safetensors");
+    let doubles = vec![0u8; 7 * 5 * 8];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![7, 5], &doubles).unwrap();
+    std::fs::write(&wrong_dtype, safetensors::serialize([("layers.0.weight", view)], None).unwrap()).unwrap();
+    // A header that claims 2^64 − 1 bytes: refused before anything is allocated for it.
+    let absurd = scratch("absurd-header.safetensors");
+    std::fs::write(&absurd, [u64::MAX.to_le_bytes().as_slice(), b"{}"].concat()).unwrap();
 
     for backend in backends() {
         let mut model = build(backend, 5);
@@ -140,6 +149,8 @@ fn bad_checkpoints_are_errors_that_leave_the_model_unchanged() {
             (&garbage, "not a safetensors file"),
             (&other_shape, "tensor layers.0.weight is F32 [6, 5], expected F32 [7, 5]"),
             (&missing, "cannot read"),
+            (&wrong_dtype, "tensor layers.0.weight is F64 [7, 5], expected F32 [7, 5]"),
+            (&absurd, "not a safetensors file"),
         ] {
             match model.load_checkpoint(path) {
                 Err(Error::Data { file, problem: got }) => {
@@ -150,6 +161,11 @@ fn bad_checkpoints_are_errors_that_leave_the_model_unchanged() {
             }
             assert_eq!(model.predict(&x).unwrap(), before, "{backend:?}: a failed load changes nothing");
         }
+        // The same checks from memory, and a good checkpoint from memory loads.
+        let err = model.load_checkpoint_bytes(&bytes[..bytes.len() / 2], "embedded").unwrap_err();
+        assert!(err.to_string().starts_with("embedded: not a safetensors file"), "{err}");
+        model.load_checkpoint_bytes(&bytes, "embedded").unwrap();
+        assert_close("loaded from memory", &model.predict(&x).unwrap(), &want, 1e-5, 1e-6);
     }
 }
 
