@@ -34,6 +34,10 @@ pub enum Error {
     )]
     Diverged { step: u64, loss: f32, skipped: u32 },
 
+    /// The op needs the other backend (recording into an encoder needs the GPU one).
+    #[error("{op} needs a model on the GPU backend; this one runs on the CPU")]
+    NeedsGpu { op: &'static str },
+
     /// A buffer would exceed what the adapter allows.
     #[error("{what} needs {size} bytes, over the adapter's {limit_name} of {limit} bytes")]
     BufferTooLarge { what: String, size: u64, limit: u64, limit_name: &'static str },

@@ -13,7 +13,8 @@ use crate::{Error, Result};
 pub struct GpuTensor {
     owner: u64,
     buffer: wgpu::Buffer,
-    _held: Held,
+    /// None for an app's buffer wrapped by [`Gpu::tensor_from_buffer`]: the app holds it.
+    _held: Option<Held>,
     rows: usize,
     cols: usize,
 }
@@ -87,14 +88,41 @@ impl Gpu {
     /// Copies a row-major `rows × cols` matrix to a new GPU buffer.
     pub fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuTensor> {
         check_len("upload", "data", data.len(), rows, cols)?;
-        let (buffer, _held) = self.create_buffer("tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
-        Ok(GpuTensor { owner: self.id(), buffer, _held, rows, cols })
+        let (buffer, held) = self.create_buffer("tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
+        Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols })
     }
 
     /// A new `rows × cols` matrix of zeros.
     pub fn zeros(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
-        let (buffer, _held) = self.create_buffer("tensor", rows, cols, None)?;
-        Ok(GpuTensor { owner: self.id(), buffer, _held, rows, cols })
+        let (buffer, held) = self.create_buffer("tensor", rows, cols, None)?;
+        Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols })
+    }
+
+    /// Views an app's own buffer as a `rows × cols` f32 matrix, so kernels (a forward pass
+    /// over a grid of points, say) read or write it in place, with no copy. The buffer must
+    /// have been created on this `Gpu`'s device with `STORAGE` usage, and hold at least
+    /// `rows · cols` f32 rounded up to 16 bytes (kernels may read in `vec4`s).
+    ///
+    /// wgpu cannot be asked which device a buffer belongs to; one from another device on the
+    /// same instance is a validation error (an `Error::Gpu`) when bound.
+    pub fn tensor_from_buffer(&self, buffer: &wgpu::Buffer, rows: usize, cols: usize) -> Result<GpuTensor> {
+        let op = "tensor_from_buffer";
+        if rows == 0 || cols == 0 {
+            return Err(Error::shape(op, "at least 1 row and 1 column", format!("{rows}x{cols}")));
+        }
+        let needed = (rows as u64 * cols as u64 * 4).next_multiple_of(16);
+        if buffer.size() < needed {
+            return Err(Error::shape(
+                op,
+                format!("a buffer of at least {needed} bytes for {rows}x{cols} f32"),
+                format!("{} bytes", buffer.size()),
+            ));
+        }
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::shape(op, "a buffer with STORAGE usage", format!("{:?}", buffer.usage())));
+        }
+        self.check_buffer_size(&format!("a {rows}x{cols} tensor"), needed)?;
+        Ok(GpuTensor { owner: self.id(), buffer: buffer.clone(), _held: None, rows, cols })
     }
 
     /// Overwrites a tensor's values in place (one small upload, no rebinding): how a

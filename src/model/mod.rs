@@ -27,6 +27,7 @@ mod gpu;
 
 pub use config::{Backend, Init, Layer, Loss, ModelConfig, Optimizer};
 pub use gemm::Scalar;
+pub use gpu::{Forward, LossReading};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -254,6 +255,57 @@ impl Model {
         match self {
             Model::Gpu(m) => m.counters(),
             Model::Cpu(_) => Counters::default(),
+        }
+    }
+
+    /// Records one training step into an app's `encoder` instead of submitting it: the batch
+    /// travels as a copy in the same encoder (through a staging belt, reused once the app's
+    /// submit is done), then forward, loss, backward and update, so several steps may be
+    /// recorded in one frame. Nothing blocks, polls or maps. GPU backend only.
+    pub fn record_train_step(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &[f32],
+        target: &Target,
+    ) -> Result<()> {
+        self.gpu_model("record_train_step")?.record_train_step(encoder, x, target)
+    }
+
+    /// Records a read of the mean loss of the steps since the last read into `encoder`, and
+    /// returns a [`LossReading`] to poll after the app has submitted it. Like
+    /// [`Model::take_loss`], it starts the next mean afresh. GPU backend only.
+    pub fn record_loss(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
+        self.gpu_model("record_loss")?.record_loss(encoder)
+    }
+
+    /// Binds a forward pass (dropout off) over `input`, an `(rows, inputs)` tensor, for
+    /// example an app's buffer wrapped by [`crate::Gpu::tensor_from_buffer`]. The returned
+    /// [`Forward`] is recorded each frame and exposes its output buffer. GPU backend only.
+    pub fn bind_forward(&mut self, input: crate::GpuTensor) -> Result<Forward> {
+        self.gpu_model("bind_forward")?.bind_forward(input)
+    }
+
+    /// Dense layer `layer`'s weights on the GPU, `(out, in)` row-major f32: bind it read-only
+    /// to draw with (training updates it in place). GPU backend only.
+    pub fn weights_tensor(&self, layer: usize) -> Result<&crate::GpuTensor> {
+        match self {
+            Model::Gpu(m) => m.parameter_tensor("weights_tensor", layer, false),
+            Model::Cpu(_) => Err(Error::NeedsGpu { op: "weights_tensor" }),
+        }
+    }
+
+    /// Dense layer `layer`'s bias on the GPU, `(1, out)`. GPU backend only.
+    pub fn bias_tensor(&self, layer: usize) -> Result<&crate::GpuTensor> {
+        match self {
+            Model::Gpu(m) => m.parameter_tensor("bias_tensor", layer, true),
+            Model::Cpu(_) => Err(Error::NeedsGpu { op: "bias_tensor" }),
+        }
+    }
+
+    fn gpu_model(&mut self, op: &'static str) -> Result<&mut gpu::GpuModel> {
+        match self {
+            Model::Gpu(m) => Ok(m),
+            Model::Cpu(_) => Err(Error::NeedsGpu { op }),
         }
     }
 

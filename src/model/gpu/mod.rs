@@ -4,6 +4,10 @@
 //! watch adds each step's loss to a total on the GPU, and halts the optimizer at the first
 //! non-finite one; only `take_loss` reads it back (the settings row, 48 bytes).
 
+mod embed;
+
+pub use embed::{Forward, LossReading};
+
 use std::collections::HashMap;
 
 use super::checkpoint::{Checkpointed, Which};
@@ -95,6 +99,8 @@ pub struct GpuModel {
     steps: u32,
     id: u64,
     datasets: Vec<GpuData>,
+    /// Staging memory for batches recorded into an app's encoder (see `embed.rs`).
+    belt: Option<wgpu::util::StagingBelt>,
 }
 
 impl GpuModel {
@@ -134,6 +140,7 @@ impl GpuModel {
             steps: 0,
             id: next_model_id(),
             datasets: Vec::new(),
+            belt: None,
         })
     }
 
@@ -518,23 +525,8 @@ fn build_plan(
     let end = if training { graph.trunk } else { layers.len() };
     let mut dispatches = Vec::new();
     for (l, layer) in layers[..end].iter().enumerate() {
-        let (input, output) = (get(l), get(l + 1));
-        dispatches.push(match layer {
-            Layer::Dense { .. } => {
-                let d = &dense[graph.dense_index[l].expect("a dense layer")];
-                gpu.matmul_forward(output, input, &d.w, d.b.as_ref(), MatmulForm::ABt)?
-            }
-            Layer::Relu => gpu.relu_forward(output, input)?,
-            Layer::Sigmoid => gpu.sigmoid_forward(output, input)?,
-            Layer::Tanh => gpu.tanh_forward(output, input)?,
-            Layer::Softmax => gpu.softmax_forward(output, input)?,
-            Layer::LogSoftmax => gpu.log_softmax_forward(output, input)?,
-            Layer::Dropout(p) if training => {
-                let mask = masks[l].as_ref().expect("training plans have masks");
-                gpu.dropout_forward(output, mask, input, *p, dropout_seed(graph.config.seed, l), counter)?
-            }
-            Layer::Dropout(_) => continue,
-        });
+        let dropout = masks[l].as_ref().map(|mask| (mask, counter));
+        dispatches.extend(layer_forward(gpu, graph, dense, l, layer, get(l), get(l + 1), dropout)?);
     }
 
     // The loss, on the trunk's output (a fused softmax's input).
@@ -584,6 +576,38 @@ fn build_plan(
     tensors.extend(grads);
     tensors.extend(masks.into_iter().flatten());
     Ok(Plan { x, targets, labels, tensors, act, loss: loss_out, dispatches, loss_dispatches })
+}
+
+/// Binds layer `l`'s forward pass from `input` to `output`. Dropout draws its mask when given
+/// one (training) and is the identity otherwise: then there is nothing to bind.
+#[allow(clippy::too_many_arguments)]
+fn layer_forward(
+    gpu: &Gpu,
+    graph: &Graph,
+    dense: &[Dense],
+    l: usize,
+    layer: &Layer,
+    input: &GpuTensor,
+    output: &GpuTensor,
+    dropout: Option<(&GpuTensor, &GpuTensor)>,
+) -> Result<Option<Dispatch>> {
+    Ok(Some(match layer {
+        Layer::Dense { .. } => {
+            let d = &dense[graph.dense_index[l].expect("a dense layer")];
+            gpu.matmul_forward(output, input, &d.w, d.b.as_ref(), MatmulForm::ABt)?
+        }
+        Layer::Relu => gpu.relu_forward(output, input)?,
+        Layer::Sigmoid => gpu.sigmoid_forward(output, input)?,
+        Layer::Tanh => gpu.tanh_forward(output, input)?,
+        Layer::Softmax => gpu.softmax_forward(output, input)?,
+        Layer::LogSoftmax => gpu.log_softmax_forward(output, input)?,
+        Layer::Dropout(p) => match dropout {
+            Some((mask, counter)) => {
+                gpu.dropout_forward(output, mask, input, *p, dropout_seed(graph.config.seed, l), counter)?
+            }
+            None => return Ok(None),
+        },
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,240 @@
+//! The model inside someone else's frame: training steps, loss reads and forward passes
+//! recorded into the app's own `wgpu::CommandEncoder`, so that training and rendering share
+//! one submit. Nothing here blocks, polls or maps on the app's behalf: batches travel through
+//! a staging belt as copies in the app's encoder, and the loss comes back through a
+//! [`LossReading`] the app polls when it likes.
+
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::StagingBelt;
+
+use super::{GpuModel, layer_forward};
+use crate::model::{Layer, Target};
+use crate::settings::{SETTINGS_LEN, WATCH, Watch};
+use crate::{Dispatch, Error, Gpu, GpuTensor, Result};
+
+/// Staging memory for batches written into an app's encoders; grows if a batch is bigger.
+const BELT_CHUNK: u64 = 1 << 16;
+
+impl GpuModel {
+    pub fn record_train_step(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &[f32],
+        target: &Target,
+    ) -> Result<()> {
+        let op = "record_train_step";
+        let rows = self.graph.rows(op, x)?;
+        self.graph.check_target(op, target, rows)?;
+        self.plan(rows, true)?;
+        let plan = &self.plans[&(rows, true)];
+        let device = self.gpu.device().clone();
+        let belt = self.belt.get_or_insert_with(|| StagingBelt::new(device, BELT_CHUNK));
+        // Copies in the encoder, not queue writes: those would all land before the submit,
+        // so two steps recorded in one frame would both see the second batch.
+        stage(&self.gpu, belt, encoder, plan.x.buffer(), bytemuck::cast_slice(x))?;
+        match (target, &plan.targets, &plan.labels) {
+            (Target::Values(values), Some(t), _) => {
+                stage(&self.gpu, belt, encoder, t.buffer(), bytemuck::cast_slice(values))?
+            }
+            (Target::Labels(labels), _, Some(l)) => {
+                stage(&self.gpu, belt, encoder, l.buffer(), bytemuck::cast_slice(labels))?
+            }
+            _ => unreachable!("check_target matched the target to the loss"),
+        }
+        belt.finish_and_recall_on_submit(encoder);
+        let all: Vec<&Dispatch> =
+            self.dropout_advance.iter().chain(&plan.dispatches).chain(self.updates()).collect();
+        self.gpu.record(encoder, &all);
+        self.loss_steps += 1;
+        self.steps += 1;
+        Ok(())
+    }
+
+    pub fn record_loss(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
+        let bytes = (SETTINGS_LEN * 4) as u64;
+        let staging = self.gpu.scoped("allocating a loss read-back buffer", || {
+            self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("loss read-back"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let row = self.settings_row.buffer();
+        encoder.copy_buffer_to_buffer(row, 0, &staging, 0, bytes);
+        // The watch starts afresh for the next read, as with take_loss.
+        encoder.clear_buffer(row, (WATCH * 4) as u64, Some(16));
+        let mapped = Arc::new(Mutex::new(None));
+        let sink = mapped.clone();
+        encoder.map_buffer_on_submit(&staging, wgpu::MapMode::Read, .., move |result| {
+            if let Ok(mut slot) = sink.lock() {
+                *slot = Some(result.map_err(|e| e.to_string()));
+            }
+        });
+        let first_step = u64::from(self.steps - self.loss_steps);
+        self.loss_steps = 0;
+        Ok(LossReading { gpu: self.gpu.clone(), staging, mapped, first_step, done: false })
+    }
+
+    pub fn bind_forward(&self, input: GpuTensor) -> Result<Forward> {
+        let op = "bind_forward";
+        if input.cols() != self.graph.inputs() {
+            return Err(Error::shape(
+                op,
+                format!("rows of {} inputs", self.graph.inputs()),
+                format!("{} columns", input.cols()),
+            ));
+        }
+        let (gpu, graph, rows) = (&self.gpu, &self.graph, input.rows());
+        let mut tensors = Vec::new();
+        let mut act = vec![None]; // activation 0 is the input
+        for (l, layer) in graph.config.layers.iter().enumerate() {
+            if let Layer::Dropout(_) = layer {
+                act.push(act[l]); // the identity outside training
+                continue;
+            }
+            tensors.push(gpu.zeros(rows, graph.width(l + 1))?);
+            act.push(Some(tensors.len() - 1));
+        }
+        let get = |i: usize| act[i].map_or(&input, |t| &tensors[t]);
+        let mut dispatches = Vec::new();
+        for (l, layer) in graph.config.layers.iter().enumerate() {
+            dispatches.extend(layer_forward(gpu, graph, &self.dense, l, layer, get(l), get(l + 1), None)?);
+        }
+        Ok(Forward { gpu: self.gpu.clone(), input, tensors, act, dispatches })
+    }
+
+    pub(crate) fn parameter_tensor(&self, op: &'static str, layer: usize, bias: bool) -> Result<&GpuTensor> {
+        let d = &self.dense[self.graph.dense(op, layer)?];
+        if bias { d.b.as_ref().ok_or_else(|| super::no_bias(layer)) } else { Ok(&d.w) }
+    }
+}
+
+/// Writes `bytes` into `target` through the belt, as a copy recorded in `encoder`.
+fn stage(
+    gpu: &Gpu,
+    belt: &mut StagingBelt,
+    encoder: &mut wgpu::CommandEncoder,
+    target: &wgpu::Buffer,
+    bytes: &[u8],
+) -> Result<()> {
+    // Buffers are padded to 16 bytes; copies must be multiples of 4, which f32 and u32 are.
+    let size = wgpu::BufferSize::new(bytes.len() as u64).expect("batches are never empty");
+    gpu.scoped("staging a batch", || belt.write_buffer(encoder, target, 0, size).copy_from_slice(bytes))?;
+    gpu.tally.uploaded(bytes.len() as u64);
+    Ok(())
+}
+
+/// A forward pass (dropout off) bound to an input tensor — an app's buffer, say, wrapped by
+/// [`Gpu::tensor_from_buffer`] — and to activation buffers of its own. Bound once; record it
+/// every frame. The weights are bound by reference, so it sees every training step.
+#[derive(Debug)]
+pub struct Forward {
+    gpu: Gpu,
+    input: GpuTensor,
+    tensors: Vec<GpuTensor>,
+    /// Activation i lives in `tensors[act[i]]`, or is the input (None).
+    act: Vec<Option<usize>>,
+    dispatches: Vec<Dispatch>,
+}
+
+impl Forward {
+    /// The network's output, `(rows, outputs)` row-major f32, for an app to bind read-only
+    /// (its usage is `STORAGE | COPY_SRC | COPY_DST`).
+    pub fn output(&self) -> &GpuTensor {
+        self.get(self.act.len() - 1)
+    }
+
+    /// Activation `i`: 0 is the input, `i` the output of layer `i − 1` of the config.
+    pub fn activation(&self, i: usize) -> Result<&GpuTensor> {
+        if i >= self.act.len() {
+            return Err(Error::shape(
+                "activation",
+                format!("an index below {}", self.act.len()),
+                i.to_string(),
+            ));
+        }
+        Ok(self.get(i))
+    }
+
+    /// Records the pass into `encoder`, in one compute pass.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.gpu.record(encoder, &self.dispatches.iter().collect::<Vec<_>>());
+    }
+
+    /// The dispatches, to record into a compute pass of the app's own.
+    pub fn dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.dispatches.iter()
+    }
+
+    fn get(&self, i: usize) -> &GpuTensor {
+        self.act[i].map_or(&self.input, |t| &self.tensors[t])
+    }
+}
+
+/// The loss of the steps recorded before [`crate::model::Model::record_loss`], on its way
+/// back: the copy runs in the app's submit and the map is requested by that submit, so
+/// nothing waits. Poll it once a frame.
+#[derive(Debug)]
+pub struct LossReading {
+    gpu: Gpu,
+    staging: wgpu::Buffer,
+    mapped: Arc<Mutex<Option<Result<(), String>>>>,
+    /// Training steps before the first one this reading covers.
+    first_step: u64,
+    done: bool,
+}
+
+impl LossReading {
+    /// The mean loss once the GPU has got there, `None` before (and after it was returned).
+    /// Does not block: it only lets wgpu make progress (`PollType::Poll`). A divergence
+    /// among the steps is `Err(Error::Diverged)`.
+    pub fn poll(&mut self) -> Option<Result<f32>> {
+        if self.done {
+            return None;
+        }
+        let _ = self.gpu.device().poll(wgpu::PollType::Poll);
+        let outcome = self.mapped.lock().ok()?.take()?;
+        self.done = true;
+        Some(outcome.map_err(Error::Readback).and_then(|()| self.finish()))
+    }
+
+    /// Blocks until the loss is there: for tools and tests, not for a frame loop.
+    pub fn wait(mut self) -> Result<f32> {
+        loop {
+            if let Some(result) = self.poll() {
+                return result;
+            }
+            if self.done {
+                return Err(Error::Readback("the loss was already taken".into()));
+            }
+            self.gpu
+                .device()
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Readback(e.to_string()))?;
+        }
+    }
+
+    fn finish(&self) -> Result<f32> {
+        let row: Vec<f32> = {
+            let view =
+                self.staging.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::cast_slice(&view).to_vec()
+        };
+        self.staging.unmap();
+        self.gpu.tally.read_back((SETTINGS_LEN * 4) as u64);
+        let watch = Watch::from_row(&row);
+        match watch.first_bad {
+            _ if watch.steps == 0 => {
+                Err(Error::shape("record_loss", "training steps recorded before it", "none"))
+            }
+            Some(bad) => Err(Error::Diverged {
+                step: self.first_step + u64::from(bad),
+                loss: watch.bad_loss,
+                skipped: watch.steps - bad,
+            }),
+            None => Ok(watch.total / watch.steps as f32),
+        }
+    }
+}

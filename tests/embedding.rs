@@ -1,0 +1,258 @@
+//! A graphics app's view: its own device and queue, training recorded into its own encoder
+//! next to its own passes, one submit per frame, the loss polled without blocking, and a
+//! forward pass over the app's buffer.
+
+mod common;
+
+use common::{assert_close, gpu, random, random_labels};
+use wgpu_nn::model::{Backend, Loss, Model, ModelConfig, Optimizer, Target};
+use wgpu_nn::{Error, Gpu, wgpu};
+
+fn app_device() -> Option<(wgpu::Device, wgpu::Queue)> {
+    app_devices(1).pop()
+}
+
+/// `count` devices of the app's, on one instance and adapter.
+fn app_devices(count: usize) -> Vec<(wgpu::Device, wgpu::Queue)> {
+    if gpu().is_none() {
+        return Vec::new(); // skips (or fails under WGPU_NN_REQUIRE_GPU) like every GPU test
+    }
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).unwrap();
+    (0..count).map(|_| pollster::block_on(adapter.request_device(&Default::default())).unwrap()).collect()
+}
+
+/// Labels the net can learn: which of three bands x0 + x1 falls in.
+fn bands(x: &[f32]) -> Vec<u32> {
+    x.chunks(2)
+        .map(|p| {
+            if p[0] + p[1] < -0.5 {
+                0
+            } else if p[0] + p[1] < 0.5 {
+                1
+            } else {
+                2
+            }
+        })
+        .collect()
+}
+
+fn classifier() -> ModelConfig {
+    ModelConfig::new(2)
+        .dense(16)
+        .tanh()
+        .dense(3)
+        .softmax()
+        .loss(Loss::SoftmaxCrossEntropy)
+        .optimizer(Optimizer::Adam { lr: 0.05 })
+        .seed(4)
+}
+
+/// The app's own compute work: doubles every value of a buffer.
+const DOUBLE: &str = "@group(0) @binding(0) var<storage, read_write> v: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x < arrayLength(&v) { v[id.x] = 2.0 * v[id.x]; }
+}";
+
+#[test]
+fn training_shares_the_apps_encoder_and_submit_with_its_own_passes() {
+    let Some((device, queue)) = app_device() else { return };
+    let gpu = Gpu::from_device(device.clone(), queue.clone()).unwrap();
+    let mut model = classifier().build_gpu(&gpu).unwrap();
+    let x = random(64 * 2, 1);
+    let labels = bands(&x);
+
+    // The app's resources: a compute pipeline over its own buffer, and a render target.
+    let values = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("app values"),
+        size: 256 * 4,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    queue.write_buffer(&values, 0, bytemuck::cast_slice(&[1.0f32; 256]));
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(DOUBLE.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: None,
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry { binding: 0, resource: values.as_entire_binding() }],
+    });
+    let target = device.create_texture(&wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d { width: 16, height: 16, depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba8Unorm,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+        view_formats: &[],
+    });
+    let view = target.create_view(&Default::default());
+
+    let crate_submits = gpu.counters().submits;
+    let mut readings = Vec::new();
+    for frame in 0..20 {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(4, 1, 1);
+        }
+        for _ in 0..3 {
+            model.record_train_step(&mut encoder, &x, &Target::Labels(&labels)).unwrap();
+        }
+        if frame == 0 || frame == 19 {
+            let mut reading = model.record_loss(&mut encoder).unwrap();
+            assert!(reading.poll().is_none(), "nothing is read before the app submits");
+            readings.push(reading);
+        }
+        drop(encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view: &view,
+                depth_slice: None,
+                resolve_target: None,
+                ops: wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(wgpu::Color::BLUE),
+                    store: wgpu::StoreOp::Store,
+                },
+            })],
+            ..Default::default()
+        }));
+        queue.submit([encoder.finish()]); // the frame's one submit: the app's
+    }
+    assert_eq!(gpu.counters().submits, crate_submits, "the crate submitted nothing of its own");
+    let losses: Vec<f32> = readings.into_iter().map(|r| r.wait().unwrap()).collect();
+    assert!(losses[1] < 0.5 * losses[0], "the loss fell: {losses:?}");
+    let doubled = gpu.read(&gpu.tensor_from_buffer(&values, 1, 256).unwrap()).unwrap();
+    assert_eq!(doubled, vec![2f32.powi(20); 256], "the app's own pass ran in every frame");
+
+    // Parity: the same 60 steps through Model::train_step on the CPU backend.
+    let mut cpu = classifier().build_cpu().unwrap();
+    for _ in 0..60 {
+        cpu.train_step(&x, &Target::Labels(&labels)).unwrap();
+    }
+    assert_close(
+        "weights after 60 recorded steps",
+        &model.weights(0).unwrap(),
+        &cpu.weights(0).unwrap(),
+        1e-4, // tests/model.rs's parity tolerance
+        1e-5,
+    );
+}
+
+#[test]
+fn a_loss_reading_is_polled_without_blocking_and_reports_divergence() {
+    let Some((device, queue)) = app_device() else { return };
+    let gpu = Gpu::from_device(device.clone(), queue.clone()).unwrap();
+    let weight = wgpu_nn::model::Init::Given { weights: vec![1.0], bias: None };
+    let mut model = ModelConfig::new(1)
+        .dense_with(1, false, weight)
+        .loss(Loss::Mse)
+        .optimizer(Optimizer::Sgd { lr: 10.0 })
+        .build_gpu(&gpu)
+        .unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    for _ in 0..20 {
+        model.record_train_step(&mut encoder, &[1.0], &Target::Values(&[0.0])).unwrap();
+    }
+    let mut reading = model.record_loss(&mut encoder).unwrap();
+    queue.submit([encoder.finish()]);
+    // A frame loop's way: poll until it is there (here with nothing else to do).
+    let result = loop {
+        if let Some(result) = reading.poll() {
+            break result;
+        }
+        std::thread::yield_now();
+    };
+    match result {
+        Err(Error::Diverged { step, skipped, .. }) => assert_eq!((step, skipped), (17, 3)),
+        other => panic!("expected the divergence at step 17, got {other:?}"),
+    }
+    assert!(reading.poll().is_none(), "a reading gives its loss once");
+}
+
+#[test]
+fn a_forward_pass_over_the_apps_buffer_matches_the_cpu() {
+    let Some((device, queue)) = app_device() else { return };
+    let gpu = Gpu::from_device(device.clone(), queue.clone()).unwrap();
+    let mut model = classifier().build_gpu(&gpu).unwrap();
+    let (x, labels) = (random(32 * 2, 5), random_labels(32, 3, 6));
+    for _ in 0..10 {
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+    }
+    // The app's grid of points, 100 × 2 f32, in a buffer it made.
+    let grid = random(100 * 2, 7);
+    let points = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("app grid"),
+        size: 100 * 2 * 4,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    queue.write_buffer(&points, 0, bytemuck::cast_slice(&grid));
+    let forward = model.bind_forward(gpu.tensor_from_buffer(&points, 100, 2).unwrap()).unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    forward.record(&mut encoder);
+    queue.submit([encoder.finish()]);
+    let got = gpu.read(forward.output()).unwrap();
+
+    // The CPU backend, from the weights read out of the GPU.
+    let mut cpu = classifier().build_cpu().unwrap();
+    for layer in [0, 2] {
+        cpu.set_weights(layer, &model.weights(layer).unwrap(), Some(&model.bias(layer).unwrap())).unwrap();
+    }
+    assert_close("forward over the app's buffer", &got, &cpu.predict(&grid).unwrap(), 1e-5, 1e-6);
+    assert_eq!(forward.output().shape(), (100, 3));
+    assert_eq!(forward.activation(1).unwrap().shape(), (100, 16));
+    assert_eq!(model.weights_tensor(2).unwrap().shape(), (3, 16), "(out, in)");
+}
+
+#[test]
+fn misuse_is_an_error_not_a_panic() {
+    let mut devices = app_devices(2);
+    let Some((device, queue)) = devices.pop() else { return };
+    let (other_device, _) = devices.pop().unwrap();
+    let gpu = Gpu::from_device(device.clone(), queue).unwrap();
+    let mut model = classifier().build_gpu(&gpu).unwrap();
+    let buffer = |size: u64, usage: wgpu::BufferUsages| {
+        device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false })
+    };
+    // Too small for 100 × 2 f32 (800 bytes).
+    let err = gpu.tensor_from_buffer(&buffer(512, wgpu::BufferUsages::STORAGE), 100, 2).unwrap_err();
+    assert!(err.to_string().contains("at least 800 bytes"), "{err}");
+    let err = gpu.tensor_from_buffer(&buffer(800, wgpu::BufferUsages::VERTEX), 100, 2).unwrap_err();
+    assert!(err.to_string().contains("STORAGE usage"), "{err}");
+    // The wrong width for the network's 2 inputs.
+    let wide = gpu.tensor_from_buffer(&buffer(1200, wgpu::BufferUsages::STORAGE), 100, 3).unwrap();
+    assert!(matches!(model.bind_forward(wide), Err(Error::Shape { .. })));
+    // A buffer of the app's other device: wgpu's validation, caught in the crate's error scope.
+    let foreign = other_device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 800,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let err = model.bind_forward(gpu.tensor_from_buffer(&foreign, 100, 2).unwrap()).unwrap_err();
+    assert!(matches!(err, Error::Gpu { .. }), "{err}");
+    assert!(err.to_string().to_lowercase().contains("device"), "{err}");
+    // The CPU backend records nothing.
+    let mut cpu: Model = classifier().build(Backend::Cpu, None).unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let err = cpu.record_train_step(&mut encoder, &[0.0, 0.0], &Target::Labels(&[0])).unwrap_err();
+    assert!(matches!(err, Error::NeedsGpu { op: "record_train_step" }), "{err}");
+    assert!(cpu.weights_tensor(0).is_err());
+    // Bad batches are refused before anything is recorded.
+    let err = model.record_train_step(&mut encoder, &[0.0, f32::NAN], &Target::Labels(&[0])).unwrap_err();
+    assert!(matches!(err, Error::NotFinite { .. }), "{err}");
+}
