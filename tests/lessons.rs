@@ -7,30 +7,11 @@ use serde_json::Value;
 /// Runs `target/<profile>/examples/<name> --backend <backend> --json` and returns its last
 /// stdout line as JSON, checking the keys every lesson reports.
 fn run(name: &str, backend: &str) -> Value {
-    let report = run_with(name, &["--backend", backend, "--json"]);
+    let report = common::run_example(name, &["--backend", backend, "--json"]);
     assert_eq!(report["example"], name);
     assert_eq!(report["backend"], backend);
     assert!(report["adapter"].is_string() && report["seconds"].is_number(), "{report}");
     report
-}
-
-/// Runs an example binary (plain `cargo test` builds them before it runs any test) and
-/// returns its last stdout line as JSON.
-fn run_with(name: &str, args: &[&str]) -> Value {
-    let deps = std::env::current_exe().expect("the test binary's path");
-    let binary =
-        deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps").join("examples").join(name);
-    let output = std::process::Command::new(&binary).args(args).output().unwrap_or_else(|e| {
-        panic!(
-            "running {}: {e} (run plain `cargo test`, or `cargo build --examples` first)",
-            binary.display()
-        )
-    });
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{name} {args:?} failed:\n{stdout}\n{stderr}");
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: last line is not JSON ({e}): {last}"))
 }
 
 /// The backends to check: the CPU always, the GPU where there is one.
@@ -138,7 +119,7 @@ fn mnist_example_trains_plots_saves_and_loads() {
             "--save",
             checkpoint_arg,
         ];
-        let report = run_with("mnist", &args);
+        let report = common::run_example("mnist", &args);
         for key in [
             "example",
             "backend",
@@ -159,8 +140,10 @@ fn mnist_example_trains_plots_saves_and_loads() {
         assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"), "{backend}: the plot is a PNG");
 
         // Loading the checkpoint and evaluating gives the same test accuracy.
-        let reloaded =
-            run_with("mnist", &["--backend", backend, "--epochs", "0", "--json", "--load", checkpoint_arg]);
+        let reloaded = common::run_example(
+            "mnist",
+            &["--backend", backend, "--epochs", "0", "--json", "--load", checkpoint_arg],
+        );
         assert_eq!(reloaded["test_accuracy"], report["test_accuracy"], "{backend}");
     }
 }

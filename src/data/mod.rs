@@ -1,12 +1,15 @@
 //! Data sets: the IDX reader for MNIST-style files, and labelled samples ready to train on.
 
 pub mod idx;
+mod spirals;
+
+pub use spirals::spirals;
 
 use std::path::Path;
 
 use crate::{Error, Result};
 
-/// Labelled samples: `inputs` is row-major, `width` values per sample scaled to [0, 1].
+/// Labelled samples: `inputs` is row-major, `width` values per sample (pixels scaled to [0, 1]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     pub inputs: Vec<f32>,

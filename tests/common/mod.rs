@@ -74,3 +74,22 @@ pub fn assert_close<T: Into<f64> + Copy>(what: &str, got: &[T], want: &[T], rtol
         );
     }
 }
+
+/// Runs an example binary (plain `cargo test` builds them before it runs any test) and
+/// returns its last stdout line as JSON.
+pub fn run_example(name: &str, args: &[&str]) -> serde_json::Value {
+    let deps = std::env::current_exe().expect("the test binary's path");
+    let binary =
+        deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps").join("examples").join(name);
+    let output = std::process::Command::new(&binary).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "running {}: {e} (run plain `cargo test`, or `cargo build --examples` first)",
+            binary.display()
+        )
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{name} {args:?} failed:\n{stdout}\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: last line is not JSON ({e}): {last}"))
+}

@@ -1,0 +1,200 @@
+//! What a frame holds: the network on the app's device, the grid it is evaluated on, and the
+//! render pipeline that draws the network's output buffer.
+
+use wgpu_nn::data::{Dataset, spirals};
+use wgpu_nn::model::{Forward, Loss, LossReading, Model, ModelConfig, Optimizer, Target};
+use wgpu_nn::{Gpu, Result, wgpu};
+
+/// The network: must match `tests/live_boundary.rs`, which loads its saved weights.
+pub fn network() -> ModelConfig {
+    ModelConfig::new(2)
+        .dense(64)
+        .tanh()
+        .dense(64)
+        .tanh()
+        .dense(3)
+        .softmax()
+        .loss(Loss::SoftmaxCrossEntropy)
+        .optimizer(Optimizer::Adam { lr: 0.01 })
+        .seed(1)
+}
+
+/// Frames between loss reads (each is one small copy in the frame's encoder).
+const LOSS_EVERY: u32 = 10;
+
+pub struct Scene {
+    pub model: Model,
+    data: Dataset,
+    forward: Forward,
+    view: wgpu::Buffer,
+    queue: wgpu::Queue,
+    grid: u32,
+    /// The boundary (a full-screen triangle) and the points (instanced quads): pipeline,
+    /// bind group, vertices, instances.
+    draws: [(wgpu::RenderPipeline, wgpu::BindGroup, u32, u32); 2],
+    steps: u32,
+    frames: u32,
+    reading: Option<LossReading>,
+    loss: Option<f32>,
+}
+
+impl Scene {
+    /// Builds the network on the app's `device`, a `grid × grid` forward pass over the
+    /// points of [−1, 1]², and a pipeline drawing into `format`.
+    pub fn new(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        format: wgpu::TextureFormat,
+        grid: u32,
+        steps: u32,
+    ) -> Result<Scene> {
+        let gpu = Gpu::from_device(device.clone(), queue.clone())?;
+        let mut model = network().build_gpu(&gpu)?;
+        let data = spirals(100, 3, 0.15, 7)?;
+
+        // The app's grid buffer: cell (x, y) holds the point at that cell's centre, y up.
+        let cells: Vec<f32> = (0..grid * grid)
+            .flat_map(|i| {
+                let (x, y) = ((i % grid) as f32 + 0.5, (i / grid) as f32 + 0.5);
+                [x / grid as f32 * 2.0 - 1.0, 1.0 - y / grid as f32 * 2.0]
+            })
+            .collect();
+        let storage = |label, bytes: &[u8], usage| {
+            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: (bytes.len() as u64).next_multiple_of(16),
+                usage: usage | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            queue.write_buffer(&buffer, 0, bytes);
+            buffer
+        };
+        let grid_buffer = storage("grid", bytemuck::cast_slice(&cells), wgpu::BufferUsages::STORAGE);
+        let points: Vec<f32> = data
+            .inputs
+            .chunks(2)
+            .zip(&data.labels)
+            .flat_map(|(p, &label)| [p[0], p[1], label as f32, 0.0])
+            .collect();
+        let points = storage("points", bytemuck::cast_slice(&points), wgpu::BufferUsages::STORAGE);
+        let view = storage("view", &[0; 16], wgpu::BufferUsages::UNIFORM);
+        let rows = (grid * grid) as usize;
+        let forward = model.bind_forward(gpu.tensor_from_buffer(&grid_buffer, rows, 2)?)?;
+
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("boundary"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("boundary.wgsl").into()),
+        });
+        let pipeline = |vs: &str, fs: &str| {
+            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+                label: Some(fs),
+                layout: None,
+                vertex: wgpu::VertexState {
+                    module: &module,
+                    entry_point: Some(vs),
+                    compilation_options: Default::default(),
+                    buffers: &[],
+                },
+                primitive: Default::default(),
+                depth_stencil: None,
+                multisample: Default::default(),
+                fragment: Some(wgpu::FragmentState {
+                    module: &module,
+                    entry_point: Some(fs),
+                    compilation_options: Default::default(),
+                    targets: &[Some(format.into())],
+                }),
+                multiview_mask: None,
+                cache: None,
+            })
+        };
+        let bind = |pipeline: &wgpu::RenderPipeline, binding: u32, data: &wgpu::Buffer| {
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: view.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding, resource: data.as_entire_binding() },
+                ],
+            })
+        };
+        let (boundary, markers) = (pipeline("vs", "fs"), pipeline("vs_point", "fs_point"));
+        // The network's output buffer, bound as it is: the picture is the network.
+        let boundary_group = bind(&boundary, 1, forward.output().buffer());
+        let markers_group = bind(&markers, 2, &points);
+        let draws = [(boundary, boundary_group, 3, 1), (markers, markers_group, 6, data.len() as u32)];
+        let queue = queue.clone();
+        Ok(Scene {
+            model,
+            data,
+            forward,
+            view,
+            queue,
+            grid,
+            draws,
+            steps,
+            frames: 0,
+            reading: None,
+            loss: None,
+        })
+    }
+
+    /// The drawing's size in pixels.
+    pub fn resize(&mut self, width: u32, height: u32) {
+        let view = [width, height, self.grid, 0];
+        self.queue.write_buffer(&self.view, 0, bytemuck::cast_slice(&view));
+    }
+
+    /// Records one frame: training steps, now and then a loss read, the forward pass over the
+    /// grid, and the draw. Nothing here waits for the GPU.
+    pub fn frame(&mut self, encoder: &mut wgpu::CommandEncoder, target: &wgpu::TextureView) -> Result<()> {
+        let labels = Target::Labels(&self.data.labels);
+        for _ in 0..self.steps {
+            self.model.record_train_step(encoder, &self.data.inputs, &labels)?;
+        }
+        if self.reading.is_none() && self.frames.is_multiple_of(LOSS_EVERY) {
+            self.reading = Some(self.model.record_loss(encoder)?);
+        }
+        self.forward.record(encoder);
+        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            label: Some("boundary"),
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view: target,
+                depth_slice: None,
+                resolve_target: None,
+                ops: wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(wgpu::Color::WHITE),
+                    store: wgpu::StoreOp::Store,
+                },
+            })],
+            ..Default::default()
+        });
+        for (pipeline, bind_group, vertices, instances) in &self.draws {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.draw(0..*vertices, 0..*instances);
+        }
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Picks up the loss if it has arrived (after the frame's submit; never blocks).
+    pub fn after_submit(&mut self) -> Result<()> {
+        if let Some(result) = self.reading.as_mut().and_then(LossReading::poll) {
+            self.loss = Some(result?);
+            self.reading = None;
+        }
+        Ok(())
+    }
+
+    pub fn title(&self) -> String {
+        let loss = self.loss.map_or("…".to_string(), |l| format!("{l:.4}"));
+        format!("live_boundary: {} steps, loss {loss}", self.frames * self.steps)
+    }
+
+    /// The final loss and training accuracy (read back once, at the end).
+    pub fn finish(&mut self) -> Result<(f32, f32)> {
+        let evaluation = self.model.evaluate(&self.data.inputs, &Target::Labels(&self.data.labels))?;
+        Ok((evaluation.loss, evaluation.accuracy.unwrap_or(0.0)))
+    }
+}
