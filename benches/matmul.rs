@@ -1,9 +1,11 @@
-//! Matrix-product throughput, GPU kernels against the CPU reference, in GFLOP/s.
+//! Matrix-product throughput in GFLOP/s: the GPU kernels, the CPU backend's product
+//! (`matrixmultiply`, threaded), and the plain-loop CPU reference the tests trust.
 //!
 //! Each GPU iteration is what a user waits for: record, submit, and wait for completion.
 //! `cargo bench --bench matmul`; BENCHMARKS.md records the figures.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use wgpu_nn::model::Scalar;
 use wgpu_nn::{Gpu, MatmulForm, cpu};
 
 /// Square sizes, and the MNIST MLP's layer shapes (batch × in · in × out).
@@ -50,8 +52,11 @@ fn matmul(c: &mut Criterion) {
                 })
             });
         }
+        let mut out = vec![0.0; m * n];
+        group.bench_function(BenchmarkId::new("cpu_backend", &id), |bench| {
+            bench.iter(|| f32::matmul(&mut out, &a, &b, None, m, k, n, MatmulForm::AB).unwrap())
+        });
         if flop <= CPU_REFERENCE_MAX_FLOP {
-            let mut out = vec![0.0; m * n];
             group.bench_function(BenchmarkId::new("cpu_reference", &id), |bench| {
                 bench.iter(|| cpu::matmul_forward(&mut out, &a, &b, None, m, k, n, MatmulForm::AB).unwrap())
             });

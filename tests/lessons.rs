@@ -147,3 +147,40 @@ fn mnist_example_trains_plots_saves_and_loads() {
         assert_eq!(reloaded["test_accuracy"], report["test_accuracy"], "{backend}");
     }
 }
+
+#[test]
+fn the_bench_example_reports_every_figure_the_json_promises() {
+    let dir = std::env::temp_dir().join(format!("wgpu-nn-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plot = dir.join("bench.png");
+    let report = common::run_example("bench", &["--quick", "--json", "--plot", plot.to_str().unwrap()]);
+    assert!(report["adapter"].is_string() && report["cpu"].is_string(), "{report}");
+    let backends: &[&str] = if common::gpu().is_some() { &["gpu", "cpu"] } else { &["cpu"] };
+    for &(m, k, n) in &[(1024, 1024, 1024), (256, 784, 128), (256, 128, 64)] {
+        for backend in backends {
+            let entry = report["matmul"].as_array().unwrap().iter().find(|e| {
+                (e["m"].as_u64(), e["k"].as_u64(), e["n"].as_u64(), e["backend"].as_str())
+                    == (Some(m), Some(k), Some(n), Some(backend))
+            });
+            let gflops =
+                entry.unwrap_or_else(|| panic!("no {m}x{k}x{n} {backend} in {report}"))["gflops"].as_f64();
+            assert!(gflops.is_some_and(|g| g > 0.0), "{m}x{k}x{n} {backend}: {gflops:?}");
+        }
+    }
+    for batch in [64, 256] {
+        for backend in backends {
+            let found = report["train"].as_array().unwrap().iter().any(|e| {
+                e["batch"] == batch
+                    && e["backend"] == *backend
+                    && e["samples_per_second"].as_f64().unwrap() > 0.0
+            });
+            assert!(found, "no batch {batch} {backend} training figure in {report}");
+        }
+    }
+    assert!(
+        report["crossover"].get("matmul_n").is_some() && report["crossover"].get("train_batch").is_some()
+    );
+    assert!(report["first_step_seconds"].as_f64().is_some_and(|s| s > 0.0));
+    assert!(std::fs::metadata(&plot).unwrap().len() > 1000, "the plot was written");
+    std::fs::remove_dir_all(&dir).ok();
+}

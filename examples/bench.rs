@@ -1,0 +1,353 @@
+//! The GPU against the CPU, side by side in one run, in about a minute: matrix products,
+//! activations and softmax, and MNIST MLP training at batch 1 to 1024; where the GPU starts
+//! to win (the crossover); and how long a fresh process takes to finish its first step.
+//!
+//! ```sh
+//! cargo run --release --example bench -- [--json] [--plot bench.png] [--quick]
+//! ```
+//!
+//! Every figure is the median of repeated runs; a GPU run is submit plus the wait for it.
+//! The CPU side is the CPU backend (`matrixmultiply`, threaded), not the test reference.
+//! `--quick` times each workload briefly (for tests); the figures are then rougher.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wgpu_nn::data::Dataset;
+use wgpu_nn::model::{Backend, ModelConfig, Optimizer, Scalar, Target};
+use wgpu_nn::{Gpu, MatmulForm, cpu};
+
+/// The matmul shapes of the project's targets (m, k, n), then squares for the crossover.
+const TARGET_SHAPES: [(usize, usize, usize); 3] = [(1024, 1024, 1024), (256, 784, 128), (256, 128, 64)];
+const SQUARES: [usize; 6] = [32, 64, 128, 256, 512, 1024];
+const BATCHES: [usize; 5] = [1, 16, 64, 256, 1024];
+
+struct Options {
+    json: bool,
+    plot: Option<String>,
+    /// Seconds of repeats per measurement.
+    budget: Duration,
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--first-step") {
+        first_step(); // the child process of `first_step_seconds`
+        return;
+    }
+    if let Err(e) = run() {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn options() -> Result<Options, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut o = Options { json: false, plot: None, budget: Duration::from_millis(600) };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("json") => o.json = true,
+            Long("plot") => o.plot = Some(parser.value()?.string()?),
+            Long("quick") => o.budget = Duration::from_millis(30),
+            Long("help") | Short('h') => {
+                println!("usage: bench [--json] [--plot FILE.png] [--quick]");
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(o)
+}
+
+/// The median seconds of `f`, run once to warm up, then until `budget` is spent (3 at least).
+fn median_seconds(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < 3 || start.elapsed() < budget {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// One workload's throughput on each side (GPU is None without an adapter).
+#[derive(Clone)]
+struct Row {
+    name: String,
+    unit: &'static str,
+    /// The size it is plotted and compared by: n of a square matmul, or the batch.
+    size: usize,
+    gpu: Option<f64>,
+    cpu: f64,
+}
+
+impl Row {
+    /// `(backend, value)` for each side measured.
+    fn sides(&self) -> impl Iterator<Item = (&'static str, f64)> {
+        [("gpu", self.gpu), ("cpu", Some(self.cpu))].into_iter().filter_map(|(b, v)| v.map(|v| (b, v)))
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let o = options()?;
+    let gpu = Gpu::new().map_err(|e| eprintln!("no GPU ({e}): timing the CPU only")).ok();
+    let adapter = gpu.as_ref().map_or("none".to_string(), Gpu::adapter_name);
+    let cpu_name = cpu_name();
+    println!("GPU: {adapter}\nCPU: {cpu_name}\n");
+
+    let mut shapes: Vec<(usize, usize, usize)> = TARGET_SHAPES.to_vec();
+    shapes.extend(SQUARES.iter().map(|&s| (s, s, s)).filter(|s| !TARGET_SHAPES.contains(s)));
+    let matmul: Vec<((usize, usize, usize), Row)> = shapes
+        .into_iter()
+        .map(|s| Ok((s, time_matmul(gpu.as_ref(), s, o.budget)?)))
+        .collect::<wgpu_nn::Result<_>>()?;
+    let mut squares: Vec<Row> =
+        matmul.iter().filter(|((m, k, n), _)| m == k && k == n).map(|(_, r)| r.clone()).collect();
+    squares.sort_by_key(|r| r.size);
+    let ops = time_ops(gpu.as_ref(), o.budget)?;
+    let train = BATCHES
+        .iter()
+        .map(|&b| time_training(gpu.as_ref(), b, o.budget))
+        .collect::<wgpu_nn::Result<Vec<_>>>()?;
+    let first_step = first_step_seconds()?;
+
+    println!("{:<40} {:>12} {:>12} {:>8}", "workload", "GPU", "CPU", "GPU/CPU");
+    for row in matmul.iter().map(|(_, r)| r).chain(&ops).chain(&train) {
+        let gpu_text = row.gpu.map_or("-".to_string(), |g| format!("{g:.2}"));
+        let ratio = row.gpu.map_or("-".to_string(), |g| format!("{:.3}", g / row.cpu));
+        let name = format!("{} ({})", row.name, row.unit);
+        println!("{name:<40} {gpu_text:>12} {:>12.2} {ratio:>8}", row.cpu);
+    }
+    let crossover = |rows: &[Row]| rows.iter().find(|r| r.gpu.is_some_and(|g| g > r.cpu)).map(|r| r.size);
+    let (matmul_crossover, train_crossover) = (crossover(&squares), crossover(&train));
+    let say = |what: &str, at: Option<usize>| match at {
+        Some(size) => format!("the GPU wins {what} from {size} on"),
+        None => format!("the GPU wins at no {what} measured here"),
+    };
+    println!(
+        "\ncrossover: {}; {}",
+        say("square matmul size", matmul_crossover),
+        say("training batch", train_crossover)
+    );
+    println!("process start -> first MNIST training step done: {first_step:.2} s (median of 3 runs)");
+
+    if let Some(path) = &o.plot {
+        plot(path, &squares, &train)?;
+        println!("wrote {path}");
+    }
+    if o.json {
+        let report = json!({
+            "adapter": adapter,
+            "cpu": cpu_name,
+            "matmul": matmul.iter().flat_map(|&((m, k, n), ref r)| r.sides().map(move |(backend, gflops)|
+                json!({"m": m, "k": k, "n": n, "backend": backend, "gflops": gflops}))).collect::<Vec<_>>(),
+            "ops": ops.iter().flat_map(|r| r.sides().map(move |(backend, v)|
+                json!({"op": r.name, "backend": backend, "gb_per_second": v}))).collect::<Vec<_>>(),
+            "train": train.iter().flat_map(|r| r.sides().map(move |(backend, v)|
+                json!({"batch": r.size, "backend": backend, "samples_per_second": v}))).collect::<Vec<_>>(),
+            "crossover": { "matmul_n": matmul_crossover, "train_batch": train_crossover },
+            "first_step_seconds": first_step,
+        });
+        println!("{report}");
+    }
+    Ok(())
+}
+
+fn values(len: usize, seed: usize) -> Vec<f32> {
+    (0..len).map(|i| (((i + seed) * 7919) % 1000) as f32 / 500.0 - 1.0).collect()
+}
+
+/// A·B on the GPU (the crate's kernel) and with the CPU backend's product, in GFLOP/s.
+fn time_matmul(
+    gpu: Option<&Gpu>,
+    (m, k, n): (usize, usize, usize),
+    budget: Duration,
+) -> wgpu_nn::Result<Row> {
+    let (a, b) = (values(m * k, 1), values(k * n, 2));
+    let gflop = 2.0 * (m * k * n) as f64 / 1e9;
+    let gpu = match gpu {
+        Some(gpu) => {
+            let (a_g, b_g, c_g) = (gpu.upload(&a, m, k)?, gpu.upload(&b, k, n)?, gpu.zeros(m, n)?);
+            let product = gpu.matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB)?;
+            Some(
+                gflop
+                    / median_seconds(budget, || {
+                        gpu.run(&[&product]).unwrap();
+                        gpu.wait().unwrap();
+                    }),
+            )
+        }
+        None => None,
+    };
+    let mut out = vec![0.0; m * n];
+    let cpu = gflop
+        / median_seconds(budget, || f32::matmul(&mut out, &a, &b, None, m, k, n, MatmulForm::AB).unwrap());
+    Ok(Row { name: format!("matmul {m}x{k}x{n}"), unit: "GFLOP/s", size: m, gpu, cpu })
+}
+
+/// ReLU, sigmoid, tanh and softmax over 4096 × 256 values, in GB/s (a read and a write each).
+fn time_ops(gpu: Option<&Gpu>, budget: Duration) -> wgpu_nn::Result<Vec<Row>> {
+    let (rows, cols) = (4096, 256);
+    let x: Vec<f32> = values(rows * cols, 3).iter().map(|v| 4.0 * v).collect();
+    let gb = 8.0 * (rows * cols) as f64 / 1e9;
+    let mut out = vec![0.0; rows * cols];
+    let mut result = Vec::new();
+    for name in ["relu", "sigmoid", "tanh", "softmax"] {
+        let gpu_rate = match gpu {
+            Some(gpu) => {
+                let (x_g, out_g) = (gpu.upload(&x, rows, cols)?, gpu.zeros(rows, cols)?);
+                let op = match name {
+                    "relu" => gpu.relu_forward(&out_g, &x_g)?,
+                    "sigmoid" => gpu.sigmoid_forward(&out_g, &x_g)?,
+                    "tanh" => gpu.tanh_forward(&out_g, &x_g)?,
+                    _ => gpu.softmax_forward(&out_g, &x_g)?,
+                };
+                Some(
+                    gb / median_seconds(budget, || {
+                        gpu.run(&[&op]).unwrap();
+                        gpu.wait().unwrap();
+                    }),
+                )
+            }
+            None => None,
+        };
+        let cpu_rate = gb
+            / median_seconds(budget, || match name {
+                "relu" => cpu::relu_forward(&mut out, &x).unwrap(),
+                "sigmoid" => cpu::sigmoid_forward(&mut out, &x).unwrap(),
+                "tanh" => cpu::tanh_forward(&mut out, &x).unwrap(),
+                _ => cpu::softmax_forward(&mut out, &x, rows, cols).unwrap(),
+            });
+        result.push(Row {
+            name: format!("{name} {rows}x{cols}"),
+            unit: "GB/s",
+            size: rows * cols,
+            gpu: gpu_rate,
+            cpu: cpu_rate,
+        });
+    }
+    Ok(result)
+}
+
+/// MNIST MLP epochs over resident data (the GPU gathers its batches and submits 16 steps at a
+/// time; the CPU backend trains the same), in samples/s.
+fn time_training(gpu: Option<&Gpu>, batch: usize, budget: Duration) -> wgpu_nn::Result<Row> {
+    let (train, _) = wgpu_nn::data::bundled_mnist()?;
+    // Enough steps to amortise a submit, few enough for a one-minute run.
+    let steps = (4096 / batch).clamp(4, 32).min(train.len() / batch);
+    let data: Dataset = train.take(steps * batch);
+    let config = ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.001 });
+    let rate = |backend: Backend| -> wgpu_nn::Result<f64> {
+        let mut model = config.build(backend, gpu)?;
+        let resident = model.load(&data)?;
+        let mut epoch = 0;
+        let seconds = median_seconds(budget, || {
+            epoch += 1;
+            model.train_epoch(&resident, batch, epoch, &mut |_| {}).unwrap();
+        });
+        Ok(data.len() as f64 / seconds)
+    };
+    let gpu_rate = if gpu.is_some() { Some(rate(Backend::Gpu)?) } else { None };
+    let cpu_rate = rate(Backend::Cpu)?;
+    Ok(Row {
+        name: format!("MNIST MLP training, batch {batch}"),
+        unit: "samples/s",
+        size: batch,
+        gpu: gpu_rate,
+        cpu: cpu_rate,
+    })
+}
+
+/// Seconds from starting a fresh process to its first finished MNIST training step (the
+/// adapter, the kernels, the model's buffers, one batch of 64): the median of three.
+fn first_step_seconds() -> Result<f64, Box<dyn std::error::Error>> {
+    let exe = std::env::current_exe()?;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let status = std::process::Command::new(&exe).arg("--first-step").status()?;
+        if !status.success() {
+            return Err(format!("the first-step child failed: {status}").into());
+        }
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[1])
+}
+
+/// The child of [`first_step_seconds`]: on the GPU when there is one, as a user would.
+fn first_step() {
+    let gpu = Gpu::new().ok();
+    let backend = if gpu.is_some() { Backend::Gpu } else { Backend::Cpu };
+    let mut model =
+        ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.001 }).build(backend, gpu.as_ref()).unwrap();
+    let x = values(64 * 784, 4).iter().map(|v| v.abs()).collect::<Vec<_>>();
+    let labels: Vec<u32> = (0..64).map(|i| i % 10).collect();
+    model.train_step(&x, &Target::Labels(&labels)).unwrap();
+    model.take_loss().unwrap(); // the step is done when its loss is back
+}
+
+/// The CPU's model name (Linux) and how many threads the CPU backend may use.
+fn cpu_name() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {threads} threads")
+}
+
+/// Throughput against size, GPU and CPU: square matmuls (left) and training batches (right).
+fn plot(path: &str, squares: &[Row], train: &[Row]) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let fonts = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/Library/Fonts/Arial.ttf",
+    ];
+    let font = fonts
+        .iter()
+        .find_map(|f| std::fs::read(f).ok())
+        .ok_or("--plot needs a font: install fonts-dejavu-core")?;
+    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
+        .map_err(|_| "--plot: the font file is not a usable TrueType font")?;
+    let root = BitMapBackend::new(path, (1000, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(500);
+    for (area, rows, title, x_desc) in [
+        (left, squares, "square matmul, GFLOP/s", "n"),
+        (right, train, "MNIST MLP training, samples/s", "batch"),
+    ] {
+        let values = rows.iter().flat_map(|r| r.sides().map(|(_, v)| v));
+        let (low, high) = values.fold((f64::INFINITY, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
+        let sizes = (rows[0].size as f64, rows[rows.len() - 1].size as f64);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d((sizes.0..sizes.1).log_scale(), (low / 2.0..high * 2.0).log_scale())?;
+        chart.configure_mesh().x_desc(x_desc).draw()?;
+        for (backend, color) in [("gpu", RED), ("cpu", BLUE)] {
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|r| r.sides().find(|(b, _)| *b == backend).map(|(_, v)| (r.size as f64, v)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), &color))?
+                .label(backend)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], color));
+            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
