@@ -2,6 +2,8 @@
 //! bind group layout and a pipeline per entry point; a [`Dispatch`] is one op bound to its
 //! buffers and grid, ready to be recorded any number of times.
 
+use std::sync::OnceLock;
+
 use super::counters::Held;
 use super::{Gpu, GpuLabels, GpuTensor};
 use crate::{Error, Result};
@@ -128,13 +130,18 @@ pub(crate) enum Binding {
     ReadWrite,
 }
 
-/// The compiled pipelines of one WGSL file, sharing one bind group layout.
+/// The pipelines of one WGSL file, sharing one bind group layout. The module is parsed and
+/// validated when the family is made, but each entry point's pipeline is created on its first
+/// bind: creating all ~40 up front took half a second on lavapipe, most of a fresh process's
+/// time to its first training step, for kernels a model may never use.
 pub(crate) struct Family {
     name: &'static str,
     /// Which storage bindings (1, 2, …) the kernels write.
     writes: Vec<bool>,
     layout: wgpu::BindGroupLayout,
-    pipelines: Vec<(&'static str, wgpu::ComputePipeline)>,
+    module: wgpu::ShaderModule,
+    pipeline_layout: wgpu::PipelineLayout,
+    pipelines: Vec<(&'static str, OnceLock<wgpu::ComputePipeline>)>,
 }
 
 impl Family {
@@ -179,22 +186,29 @@ impl Family {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipelines = entry_points
-            .iter()
-            .map(|&entry| {
-                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: Some(&pipeline_layout),
-                    module: &module,
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                });
-                (entry, pipeline)
-            })
-            .collect();
+        let pipelines = entry_points.iter().map(|&entry| (entry, OnceLock::new())).collect();
         let writes = bindings.iter().skip(1).map(|b| matches!(b, Binding::ReadWrite)).collect();
-        Family { name, writes, layout, pipelines }
+        Family { name, writes, layout, module, pipeline_layout, pipelines }
+    }
+
+    /// `entry`'s pipeline, created on first use (inside the caller's error scope).
+    fn pipeline(&self, device: &wgpu::Device, entry: &'static str) -> wgpu::ComputePipeline {
+        let (_, cell) = self
+            .pipelines
+            .iter()
+            .find(|(name, _)| *name == entry)
+            .unwrap_or_else(|| panic!("{} has no entry point {entry}", self.name));
+        cell.get_or_init(|| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&self.pipeline_layout),
+                module: &self.module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })
+        .clone()
     }
 
     /// Binds `entry` to a fresh parameter block and `args` (bindings 1, 2, …): one launch.
@@ -239,14 +253,9 @@ impl Family {
                 "an output is also bound as another operand (in-place ops are not supported)",
             ));
         }
-        let pipeline = self
-            .pipelines
-            .iter()
-            .find(|(name, _)| *name == entry)
-            .map(|(_, pipeline)| pipeline.clone())
-            .unwrap_or_else(|| panic!("{} has no entry point {entry}", self.name));
         gpu.scoped(entry, || {
             let device = gpu.device();
+            let pipeline = self.pipeline(device, entry);
             // Not create_buffer_init: on a lost device it panics where this returns an error.
             let contents = params;
             let params = device.create_buffer(&wgpu::BufferDescriptor {
