@@ -334,7 +334,14 @@ fn plot(path: &str, squares: &[Row], train: &[Row]) -> Result<(), Box<dyn std::e
             .x_label_area_size(35)
             .y_label_area_size(60)
             .build_cartesian_2d((sizes.0..sizes.1).log_scale(), (low / 2.0..high * 2.0).log_scale())?;
-        chart.configure_mesh().x_desc(x_desc).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .x_labels(8)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .light_line_style(WHITE)
+            .draw()?;
         for (backend, color) in [("gpu", RED), ("cpu", BLUE)] {
             let points: Vec<(f64, f64)> = rows
                 .iter()
@@ -346,7 +353,12 @@ fn plot(path: &str, squares: &[Row], train: &[Row]) -> Result<(), Box<dyn std::e
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], color));
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
     }
     root.present()?;
     Ok(())
