@@ -51,9 +51,12 @@ fn dropout_advance() {
 @compute @workgroup_size(256)
 fn dropout_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
+    // The step is read before the branch: on llvmpipe a storage load under a branch is a
+    // masked loop over the lanes (see optimizer.wgsl).
+    let step = counter[0];
     let i = element(wg, nwg, lid);
     if i < p.len {
-        let u = f32(pcg(pcg(pcg(i) ^ counter[0]) ^ p.seed) >> 8u) * (1.0 / 16777216.0);
+        let u = f32(pcg(pcg(pcg(i) ^ step) ^ p.seed) >> 8u) * (1.0 / 16777216.0);
         let scale = select(0.0, 1.0 / (1.0 - p.p), u >= p.p);
         mask[i] = scale;
         out[i] = a[i] * scale;

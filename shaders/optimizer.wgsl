@@ -52,9 +52,25 @@ fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 256u + lid;
 }
 
-// Whether element i exists and training has not been halted by a non-finite loss.
-fn live(i: u32) -> bool {
-    return i < p.len && settings[HALTED] == 0.0;
+// The settings as one update reads them. Each kernel loads them first, before any branch:
+// on llvmpipe a storage load under a branch is a masked loop over the lanes, and Adam's
+// seven settings read inside its bounds check made it run at half speed.
+struct Settings {
+    lr: f32,
+    momentum: f32,
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    beta1_power: f32,
+    beta2_power: f32,
+    halted: bool,
+}
+
+fn load_settings() -> Settings {
+    return Settings(settings[LR], settings[MOMENTUM], settings[BETA1], settings[BETA2],
+                    settings[EPSILON], settings[WEIGHT_DECAY], settings[BETA1_POWER],
+                    settings[BETA2_POWER], settings[HALTED] != 0.0);
 }
 
 @compute @workgroup_size(1)
@@ -69,51 +85,54 @@ fn optimizer_advance() {
 @compute @workgroup_size(256)
 fn sgd_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
+    let s = load_settings();
     let i = element(wg, nwg, lid);
-    if live(i) {
-        w[i] -= settings[LR] * g[i];
+    if i < p.len && !s.halted {
+        w[i] -= s.lr * g[i];
     }
 }
 
 @compute @workgroup_size(256)
 fn momentum_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
+    let s = load_settings();
     let i = element(wg, nwg, lid);
-    if live(i) {
-        let velocity = settings[MOMENTUM] * m[i] + g[i];
+    if i < p.len && !s.halted {
+        let velocity = s.momentum * m[i] + g[i];
         m[i] = velocity;
-        w[i] -= settings[LR] * velocity;
+        w[i] -= s.lr * velocity;
     }
 }
 
 // Adam's step on element i, after any weight decay.
-fn adam(i: u32) {
-    let b1 = settings[BETA1];
-    let b2 = settings[BETA2];
-    let m_i = b1 * m[i] + (1.0 - b1) * g[i];
-    let v_i = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+fn adam(s: Settings, i: u32) {
+    let g_i = g[i];
+    let m_i = s.beta1 * m[i] + (1.0 - s.beta1) * g_i;
+    let v_i = s.beta2 * v[i] + (1.0 - s.beta2) * g_i * g_i;
     m[i] = m_i;
     v[i] = v_i;
-    let m_hat = m_i / (1.0 - settings[BETA1_POWER]);
-    let v_hat = v_i / (1.0 - settings[BETA2_POWER]);
-    w[i] -= settings[LR] * m_hat / (sqrt(v_hat) + settings[EPSILON]);
+    let m_hat = m_i / (1.0 - s.beta1_power);
+    let v_hat = v_i / (1.0 - s.beta2_power);
+    w[i] -= s.lr * m_hat / (sqrt(v_hat) + s.epsilon);
 }
 
 @compute @workgroup_size(256)
 fn adam_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
+    let s = load_settings();
     let i = element(wg, nwg, lid);
-    if live(i) {
-        adam(i);
+    if i < p.len && !s.halted {
+        adam(s, i);
     }
 }
 
 @compute @workgroup_size(256)
 fn adamw_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
+    let s = load_settings();
     let i = element(wg, nwg, lid);
-    if live(i) {
-        w[i] -= settings[LR] * settings[WEIGHT_DECAY] * w[i];
-        adam(i);
+    if i < p.len && !s.halted {
+        w[i] -= s.lr * s.weight_decay * w[i];
+        adam(s, i);
     }
 }
