@@ -10,6 +10,8 @@
 //! The CPU side is the CPU backend (`matrixmultiply`, threaded), not the test reference.
 //! `--quick` times each workload briefly (for tests); the figures are then rougher.
 
+mod plot_font;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -307,17 +309,7 @@ fn cpu_name() -> String {
 /// Throughput against size, GPU and CPU: square matmuls (left) and training batches (right).
 fn plot(path: &str, squares: &[Row], train: &[Row]) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
-    let fonts = [
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/TTF/DejaVuSans.ttf",
-        "/Library/Fonts/Arial.ttf",
-    ];
-    let font = fonts
-        .iter()
-        .find_map(|f| std::fs::read(f).ok())
-        .ok_or("--plot needs a font: install fonts-dejavu-core")?;
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
-        .map_err(|_| "--plot: the font file is not a usable TrueType font")?;
+    plot_font::register()?;
     let root = BitMapBackend::new(path, (1000, 450)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);

@@ -10,6 +10,8 @@
 //! MNIST files in `--data DIR`. A progress bar runs per epoch on a terminal, plain lines
 //! otherwise; the loss comes back once per epoch.
 
+mod plot_font;
+
 use std::io::IsTerminal;
 use std::time::Instant;
 
@@ -231,18 +233,7 @@ fn print_confusion(predictions: &[u32], labels: &[u32]) {
 /// Training loss and test accuracy per epoch, one above the other, as a PNG.
 fn plot(path: &str, losses: &[f32], accuracies: &[f32]) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
-    // Text needs a font; plotters' pure-Rust renderer takes it from a file.
-    let fonts = [
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/TTF/DejaVuSans.ttf",
-        "/Library/Fonts/Arial.ttf",
-    ];
-    let font = fonts
-        .iter()
-        .find_map(|f| std::fs::read(f).ok())
-        .ok_or("--plot needs a font: install fonts-dejavu-core")?;
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
-        .map_err(|_| "--plot: the font file is not a usable TrueType font")?;
+    plot_font::register()?;
     let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(300);

@@ -7,11 +7,7 @@ use common::gpu;
 use wgpu_nn::{Error, Gpu, MatmulForm, wgpu};
 
 fn device_with(limits: wgpu::Limits) -> Option<(wgpu::Device, wgpu::Queue)> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter =
-        pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).ok()?;
-    let descriptor = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
-    pollster::block_on(adapter.request_device(&descriptor)).ok()
+    common::app_devices(1, limits).pop()
 }
 
 #[test]

@@ -12,15 +12,13 @@ fn app_device() -> Option<(wgpu::Device, wgpu::Queue)> {
     app_devices(1).pop()
 }
 
-/// `count` devices of the app's, on one instance and adapter.
+/// `count` devices of the app's, on one instance and adapter (none without a GPU, which
+/// skips the test, or fails it under WGPU_NN_REQUIRE_GPU, like every GPU test).
 fn app_devices(count: usize) -> Vec<(wgpu::Device, wgpu::Queue)> {
     if gpu().is_none() {
-        return Vec::new(); // skips (or fails under WGPU_NN_REQUIRE_GPU) like every GPU test
+        return Vec::new();
     }
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter =
-        pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).unwrap();
-    (0..count).map(|_| pollster::block_on(adapter.request_device(&Default::default())).unwrap()).collect()
+    common::app_devices(count, wgpu::Limits::default())
 }
 
 /// Labels the net can learn: which of three bands x0 + x1 falls in.

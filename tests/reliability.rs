@@ -195,10 +195,7 @@ fn sizes_past_the_adapters_limits_are_errors_naming_limit_and_size() {
 #[test]
 fn a_lost_device_is_an_error_not_a_panic_or_a_hang() {
     let Some(_) = gpu() else { return };
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter =
-        pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).unwrap();
-    let (device, queue) = pollster::block_on(adapter.request_device(&Default::default())).unwrap();
+    let (device, queue) = common::app_devices(1, wgpu::Limits::default()).pop().expect("an app's device");
     let gpu = Gpu::from_device(device.clone(), queue).unwrap();
     let mut model = classifier(Optimizer::Adam { lr: 0.01 }).build_gpu(&gpu).unwrap();
     let (x, labels) = (random(4 * 6, 1), random_labels(4, 3, 2));
@@ -218,12 +215,8 @@ fn a_lost_device_is_an_error_not_a_panic_or_a_hang() {
 fn a_data_set_bigger_than_one_storage_binding_trains_from_parts_as_on_the_cpu() {
     let Some(_) = gpu() else { return };
     // A device that binds at most 64 KiB: 1000 samples of 64 values (256 KB) take 4 parts.
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter =
-        pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).unwrap();
     let limits = wgpu::Limits { max_storage_buffer_binding_size: 64 << 10, ..wgpu::Limits::default() };
-    let descriptor = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
-    let (device, queue) = pollster::block_on(adapter.request_device(&descriptor)).unwrap();
+    let (device, queue) = common::app_devices(1, limits).pop().expect("a device with small limits");
     let small = Gpu::from_device(device, queue).unwrap();
 
     let data =

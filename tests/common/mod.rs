@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-use wgpu_nn::Gpu;
+use wgpu_nn::{Gpu, wgpu};
 
 /// Set by CI: a missing adapter fails the GPU tests instead of skipping them.
 pub const REQUIRE_GPU: &str = "WGPU_NN_REQUIRE_GPU";
@@ -92,4 +92,16 @@ pub fn run_example(name: &str, args: &[&str]) -> serde_json::Value {
     assert!(output.status.success(), "{name} {args:?} failed:\n{stdout}\n{stderr}");
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: last line is not JSON ({e}): {last}"))
+}
+
+/// `count` devices of an app's own, made as a graphics app would (one instance and adapter,
+/// `limits`), for the tests that hand the crate a device; empty when there is no adapter.
+pub fn app_devices(count: usize, limits: wgpu::Limits) -> Vec<(wgpu::Device, wgpu::Queue)> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let Ok(adapter) = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None))
+    else {
+        return Vec::new();
+    };
+    let descriptor = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
+    (0..count).map_while(|_| pollster::block_on(adapter.request_device(&descriptor)).ok()).collect()
 }
