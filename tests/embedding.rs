@@ -179,6 +179,31 @@ fn a_loss_reading_is_polled_without_blocking_and_reports_divergence() {
         other => panic!("expected the divergence at step 17, got {other:?}"),
     }
     assert!(reading.poll().is_none(), "a reading gives its loss once");
+    // Steps 17 to 20 were not applied: w = (−19)^16, from step 16's update.
+    let w = f64::from(model.weights(0).unwrap()[0]);
+    assert!((w / 19f64.powi(16) - 1.0).abs() < 1e-5, "w = {w}");
+
+    // The read cleared the mark, and the model counts only the 16 applied steps: the next
+    // divergence (again 16 steps on from a weight of 1) is step 16 + 17 = 33.
+    model.set_weights(0, &[1.0], None).unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    for _ in 0..20 {
+        model.record_train_step(&mut encoder, &[1.0], &Target::Values(&[0.0])).unwrap();
+    }
+    let reading = model.record_loss(&mut encoder).unwrap();
+    queue.submit([encoder.finish()]);
+    match reading.wait() {
+        Err(Error::Diverged { step, skipped, .. }) => assert_eq!((step, skipped), (33, 3)),
+        other => panic!("expected the divergence at step 33, got {other:?}"),
+    }
+
+    // A reading whose encoder is never submitted is an error from wait, not a hang.
+    let mut encoder = device.create_command_encoder(&Default::default());
+    model.record_train_step(&mut encoder, &[1.0], &Target::Values(&[0.0])).unwrap();
+    let reading = model.record_loss(&mut encoder).unwrap();
+    drop(encoder);
+    let err = reading.wait().unwrap_err();
+    assert!(err.to_string().contains("never submitted"), "{err}");
 }
 
 #[test]

@@ -240,3 +240,23 @@ fn a_data_set_bigger_than_one_storage_binding_trains_from_parts_as_on_the_cpu() 
     assert_eq!(on_gpu.1.predictions, on_cpu.1.predictions, "every sample gathered from its part");
     assert!(on_gpu.0[1] < on_gpu.0[0], "it learns: {:?}", on_gpu.0);
 }
+
+#[test]
+fn a_checkpoint_loaded_between_loss_reads_keeps_the_running_loss_on_both_backends() {
+    let path = std::env::temp_dir().join(format!("wgpu-nn-mid-window-{}.safetensors", std::process::id()));
+    let (x, labels) = (random(8 * 6, 31), random_labels(8, 3, 32));
+    let mut means = Vec::new();
+    for backend in backends() {
+        let mut model = classifier(Optimizer::Adam { lr: 0.01 }).build(backend, gpu()).unwrap();
+        model.save(&path).unwrap(); // at step 0
+        for _ in 0..5 {
+            model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        }
+        model.load_checkpoint(&path).unwrap(); // back to step 0, mid-window
+        let mean = model.take_loss().unwrap();
+        assert!(mean.is_finite() && mean > 0.1, "{backend:?}: the five steps' mean, {mean}");
+        means.push(mean);
+    }
+    common::assert_close("means across backends", &means[..1], &means[means.len() - 1..], 1e-4, 1e-5);
+    std::fs::remove_file(&path).ok();
+}

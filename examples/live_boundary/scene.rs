@@ -181,8 +181,8 @@ impl Scene {
     /// Picks up the loss if it has arrived (after the frame's submit; never blocks).
     pub fn after_submit(&mut self) -> Result<()> {
         if let Some(result) = self.reading.as_mut().and_then(LossReading::poll) {
-            self.loss = Some(result?);
             self.reading = None;
+            self.loss = Some(result?);
         }
         Ok(())
     }

@@ -191,15 +191,19 @@ impl Family {
         Family { name, writes, layout, module, pipeline_layout, pipelines }
     }
 
-    /// `entry`'s pipeline, created on first use (inside the caller's error scope).
-    fn pipeline(&self, device: &wgpu::Device, entry: &'static str) -> wgpu::ComputePipeline {
+    /// `entry`'s pipeline, created on first use in an error scope of its own, and kept only
+    /// when that scope comes back clean (a failed one is an error now and is tried again).
+    fn pipeline(&self, gpu: &Gpu, entry: &'static str) -> Result<wgpu::ComputePipeline> {
         let (_, cell) = self
             .pipelines
             .iter()
             .find(|(name, _)| *name == entry)
             .unwrap_or_else(|| panic!("{} has no entry point {entry}", self.name));
-        cell.get_or_init(|| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        if let Some(pipeline) = cell.get() {
+            return Ok(pipeline.clone());
+        }
+        let pipeline = gpu.scoped(&format!("creating the {entry} pipeline"), || {
+            gpu.device().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: Some(&self.pipeline_layout),
                 module: &self.module,
@@ -207,8 +211,8 @@ impl Family {
                 compilation_options: Default::default(),
                 cache: None,
             })
-        })
-        .clone()
+        })?;
+        Ok(cell.get_or_init(|| pipeline).clone())
     }
 
     /// Binds `entry` to a fresh parameter block and `args` (bindings 1, 2, …): one launch.
@@ -253,9 +257,9 @@ impl Family {
                 "an output is also bound as another operand (in-place ops are not supported)",
             ));
         }
+        let pipeline = self.pipeline(gpu, entry)?;
         gpu.scoped(entry, || {
             let device = gpu.device();
-            let pipeline = self.pipeline(device, entry);
             // Not create_buffer_init: on a lost device it panics where this returns an error.
             let contents = params;
             let params = device.create_buffer(&wgpu::BufferDescriptor {

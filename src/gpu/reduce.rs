@@ -42,22 +42,15 @@ impl Gpu {
         check_same("sum_columns", "output", out.shape(), (1, x.cols()))?;
         let groups = (x.cols() as u64).div_ceil(64);
         let workgroups = fold(groups, self.max_workgroups())?;
-        self.bind_reduce("sum_columns", out, x, scale, (x.rows(), ROW_SEGMENT), workgroups, false)
+        self.bind_reduce("sum_columns", out, x, scale, (x.rows(), ROW_SEGMENT), workgroups)
     }
 
     /// Binds `out[0] = scale · Σ x` over every element; `out` is (1, 1).
     pub fn sum_all(&self, out: &GpuTensor, x: &GpuTensor, scale: f32) -> Result<Dispatch> {
         check_same("sum_all", "output", out.shape(), (1, 1))?;
-        self.bind_reduce("sum_all", out, x, scale, (x.len(), ELEMENT_SEGMENT), [1, 1, 1], false)
+        self.bind_reduce("sum_all", out, x, scale, (x.len(), ELEMENT_SEGMENT), [1, 1, 1])
     }
 
-    /// Binds `out[0] += scale · Σ x`: a running loss total that stays on the GPU until read.
-    pub fn sum_all_accumulate(&self, out: &GpuTensor, x: &GpuTensor, scale: f32) -> Result<Dispatch> {
-        check_same("sum_all_accumulate", "output", out.shape(), (1, 1))?;
-        self.bind_reduce("sum_all", out, x, scale, (x.len(), ELEMENT_SEGMENT), [1, 1, 1], true)
-    }
-
-    #[allow(clippy::too_many_arguments)]
     fn bind_reduce(
         &self,
         entry: &'static str,
@@ -66,7 +59,6 @@ impl Gpu {
         scale: f32,
         (len, segment): (usize, usize),
         workgroups: [u32; 3],
-        accumulate: bool,
     ) -> Result<Dispatch> {
         let (rows, cols) = x.shape();
         let too_big = || Error::shape(entry, "below 2^32 elements", format!("{rows}x{cols}"));
@@ -79,7 +71,8 @@ impl Gpu {
                     scale,
                     begin: begin as u32,
                     end: end as u32,
-                    accumulate: (accumulate || begin > 0) as u32,
+                    // Later segments add to what the earlier ones summed.
+                    accumulate: (begin > 0) as u32,
                     _pad: [0; 2],
                 };
                 let args = [x.into(), out.into()];

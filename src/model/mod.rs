@@ -70,7 +70,8 @@ pub struct EpochProgress {
     pub steps: usize,
     pub samples_done: usize,
     /// The mean loss of the epoch so far: after every step on the CPU; on the GPU every
-    /// [`LOSS_REPORT_STEPS`] steps (a 4-byte read each time), `None` in between.
+    /// [`LOSS_REPORT_STEPS`] steps (one 48-byte read of the settings row with the loss watch),
+    /// `None` in between.
     pub running_loss: Option<f32>,
 }
 
@@ -149,7 +150,10 @@ impl Model {
     }
 
     /// The mean loss of the steps since the last call, and resets it: on the GPU, the one
-    /// read-back of training (4 bytes).
+    /// read-back of training (the 48-byte settings row that holds the loss watch). If a step's
+    /// loss was NaN or infinite, this is `Error::Diverged` with that step's number: that step
+    /// and the later ones since the last read were not applied, and training goes on from the
+    /// weights from before it.
     pub fn take_loss(&mut self) -> Result<f32> {
         either!(self, m => m.take_loss())
     }

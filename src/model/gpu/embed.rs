@@ -4,6 +4,7 @@
 //! a staging belt as copies in the app's encoder, and the loss comes back through a
 //! [`LossReading`] the app polls when it likes.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::StagingBelt;
@@ -24,6 +25,7 @@ impl GpuModel {
         target: &Target,
     ) -> Result<()> {
         let op = "record_train_step";
+        self.settle_steps();
         let rows = self.graph.rows(op, x)?;
         self.graph.check_target(op, target, rows)?;
         self.plan(rows, true)?;
@@ -72,9 +74,11 @@ impl GpuModel {
                 *slot = Some(result.map_err(|e| e.to_string()));
             }
         });
-        let first_step = u64::from(self.steps - self.loss_steps);
+        self.settle_steps();
+        let first_step = u64::from(self.steps.saturating_sub(self.loss_steps));
         self.loss_steps = 0;
-        Ok(LossReading { gpu: self.gpu.clone(), staging, mapped, first_step, done: false })
+        let unapplied = self.unapplied.clone();
+        Ok(LossReading { gpu: self.gpu.clone(), staging, mapped, first_step, unapplied, done: false })
     }
 
     pub fn bind_forward(&self, input: GpuTensor) -> Result<Forward> {
@@ -183,6 +187,8 @@ pub struct LossReading {
     mapped: Arc<Mutex<Option<Result<(), String>>>>,
     /// Training steps before the first one this reading covers.
     first_step: u64,
+    /// Where a divergence report leaves the count of steps that were not applied.
+    unapplied: Arc<AtomicU32>,
     done: bool,
 }
 
@@ -200,20 +206,24 @@ impl LossReading {
         Some(outcome.map_err(Error::Readback).and_then(|()| self.finish()))
     }
 
-    /// Blocks until the loss is there: for tools and tests, not for a frame loop.
+    /// Blocks until the loss is there: for tools and tests, not for a frame loop. An error if
+    /// it was already taken, or if the encoder it was recorded in has not been submitted
+    /// (then nothing would ever arrive).
     pub fn wait(mut self) -> Result<f32> {
-        loop {
-            if let Some(result) = self.poll() {
-                return result;
-            }
-            if self.done {
-                return Err(Error::Readback("the loss was already taken".into()));
-            }
-            self.gpu
-                .device()
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| Error::Readback(e.to_string()))?;
+        if self.done {
+            return Err(Error::Readback("the loss was already taken".into()));
         }
+        if let Some(result) = self.poll() {
+            return result;
+        }
+        // Everything submitted has finished after this, and its map callbacks have run.
+        self.gpu
+            .device()
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.poll().unwrap_or_else(|| {
+            Err(Error::Readback("the encoder holding this loss read was never submitted".into()))
+        })
     }
 
     fn finish(&self) -> Result<f32> {
@@ -229,11 +239,11 @@ impl LossReading {
             _ if watch.steps == 0 => {
                 Err(Error::shape("record_loss", "training steps recorded before it", "none"))
             }
-            Some(bad) => Err(Error::Diverged {
-                step: self.first_step + u64::from(bad),
-                loss: watch.bad_loss,
-                skipped: watch.steps - bad,
-            }),
+            Some(bad) => {
+                let skipped = watch.steps.saturating_sub(bad);
+                self.unapplied.fetch_add(skipped + 1, Ordering::Relaxed);
+                Err(Error::Diverged { step: self.first_step + u64::from(bad), loss: watch.bad_loss, skipped })
+            }
             None => Ok(watch.total / watch.steps as f32),
         }
     }

@@ -9,6 +9,8 @@ mod embed;
 pub use embed::{Forward, LossReading};
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::checkpoint::{Checkpointed, Which};
 use super::config::DenseValues;
@@ -97,6 +99,9 @@ pub struct GpuModel {
     plans: HashMap<(usize, bool), Plan>,
     /// Training steps taken (the GPU's own counters advance with it).
     steps: u32,
+    /// Steps a divergence report through a [`LossReading`] found were not applied: taken off
+    /// `steps` at the model's next call (the reading has no `&mut` to the model).
+    unapplied: Arc<AtomicU32>,
     id: u64,
     datasets: Vec<GpuData>,
     /// Staging memory for batches recorded into an app's encoder (see `embed.rs`).
@@ -138,6 +143,7 @@ impl GpuModel {
             loss_steps: 0,
             plans: HashMap::new(),
             steps: 0,
+            unapplied: Arc::default(),
             id: next_model_id(),
             datasets: Vec::new(),
             belt: None,
@@ -166,6 +172,7 @@ impl GpuModel {
         progress: &mut dyn FnMut(EpochProgress),
     ) -> Result<f32> {
         check_resident("train_epoch", data, self.id, self.datasets.len())?;
+        self.settle_steps();
         let batches = batches(data.len, batch_size);
         for &(offset, rows) in &batches {
             self.gather(data.index, rows, offset, true)?;
@@ -261,6 +268,7 @@ impl GpuModel {
     }
 
     pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+        self.settle_steps();
         let rows = self.graph.rows("train_step", x)?;
         self.graph.check_target("train_step", target, rows)?;
         self.plan(rows, true)?;
@@ -278,6 +286,7 @@ impl GpuModel {
         if self.loss_steps == 0 {
             return Err(Error::shape("take_loss", "at least one training step since the last call", "none"));
         }
+        self.settle_steps();
         let watch = self.read_watch()?;
         self.gpu.write_at(&self.settings_row, WATCH, &[0.0; 4])?;
         let steps = std::mem::take(&mut self.loss_steps);
@@ -285,13 +294,18 @@ impl GpuModel {
             Some(bad) => {
                 // The bad step and those after it advanced nothing on the GPU but the dropout
                 // counter: count only the applied ones, as the optimizer's β powers do.
-                let skipped = steps - bad;
-                self.steps -= skipped + 1;
-                self.settings.step = self.steps;
+                let skipped = steps.saturating_sub(bad);
+                self.steps = self.steps.saturating_sub(skipped + 1);
                 Err(Error::Diverged { step: u64::from(self.steps) + 1, loss: watch.bad_loss, skipped })
             }
             None => Ok(watch.total / steps as f32),
         }
+    }
+
+    /// Takes off `steps` what a [`LossReading`] found was not applied.
+    fn settle_steps(&mut self) {
+        let unapplied = self.unapplied.swap(0, Ordering::Relaxed);
+        self.steps = self.steps.saturating_sub(unapplied);
     }
 
     /// The optimizer's advance and every update: the end of a training step.
@@ -410,13 +424,15 @@ impl Checkpointed for GpuModel {
     }
 
     fn steps(&self) -> u32 {
-        self.steps
+        self.steps.saturating_sub(self.unapplied.load(Ordering::Relaxed))
     }
 
     fn set_steps(&mut self, steps: u32) -> Result<()> {
+        self.settle_steps();
         self.steps = steps;
         self.settings.step = steps;
-        self.gpu.write(&self.settings_row, &self.settings.to_row())?;
+        // The settings and β powers only: the loss watch keeps the steps since the last read.
+        self.gpu.write_at(&self.settings_row, 0, &self.settings.to_row()[..WATCH])?;
         // The dropout counter holds the step as u32 bits.
         self.gpu.write(&self.dropout_counter, &[f32::from_bits(steps)])
     }
