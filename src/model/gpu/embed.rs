@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::StagingBelt;
 
-use super::{GpuModel, layer_forward};
+use super::GpuModel;
+use super::plan::layer_forward;
 use crate::model::{Layer, Target};
 use crate::settings::{SETTINGS_LEN, WATCH, Watch};
 use crate::{Dispatch, Error, Gpu, GpuTensor, Result};
