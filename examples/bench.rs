@@ -110,9 +110,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         matmul.iter().filter(|((m, k, n), _)| m == k && k == n).map(|(_, r)| r.clone()).collect();
     squares.sort_by_key(|r| r.size);
     let ops = time_ops(gpu.as_ref(), o.budget)?;
+    let (digits, _) = wgpu_nn::data::bundled_mnist()?;
     let train = BATCHES
         .iter()
-        .map(|&b| time_training(gpu.as_ref(), b, o.budget))
+        .map(|&b| time_training(gpu.as_ref(), &digits, b, o.budget))
         .collect::<wgpu_nn::Result<Vec<_>>>()?;
     let first_step = first_step_seconds()?;
 
@@ -236,8 +237,7 @@ fn time_ops(gpu: Option<&Gpu>, budget: Duration) -> wgpu_nn::Result<Vec<Row>> {
 
 /// MNIST MLP epochs over resident data (the GPU gathers its batches and submits 16 steps at a
 /// time; the CPU backend trains the same), in samples/s.
-fn time_training(gpu: Option<&Gpu>, batch: usize, budget: Duration) -> wgpu_nn::Result<Row> {
-    let (train, _) = wgpu_nn::data::bundled_mnist()?;
+fn time_training(gpu: Option<&Gpu>, train: &Dataset, batch: usize, budget: Duration) -> wgpu_nn::Result<Row> {
     // Enough steps to amortise a submit, few enough for a one-minute run.
     let steps = (4096 / batch).clamp(4, 32).min(train.len() / batch);
     let data: Dataset = train.take(steps * batch);

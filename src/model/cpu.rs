@@ -100,7 +100,7 @@ impl<T: Scalar> CpuModel<T> {
         if self.diverged.is_some() {
             return Ok(()); // halted until take_loss reports it, as on the GPU
         }
-        let loss = self.compute_gradients(x, target)?.to_f64().unwrap_or(f64::NAN);
+        let loss = self.checked_gradients(x, rows, target)?.to_f64().unwrap_or(f64::NAN);
         if !loss.is_finite() {
             self.diverged = Some((self.loss_steps, loss as f32));
             return Ok(());
@@ -115,6 +115,11 @@ impl<T: Scalar> CpuModel<T> {
     pub fn compute_gradients(&mut self, x: &[f32], target: &Target) -> Result<T> {
         let rows = self.graph.rows("train_step", x)?;
         self.graph.check_target("train_step", target, rows)?;
+        self.checked_gradients(x, rows, target)
+    }
+
+    /// [`CpuModel::compute_gradients`] on a batch already checked to hold `rows` samples.
+    fn checked_gradients(&mut self, x: &[f32], rows: usize, target: &Target) -> Result<T> {
         let pass = self.forward(x, rows, true, self.graph.trunk)?;
         let (loss, d_out) = self.loss(&pass, target, true)?;
         self.backward(&pass, d_out)?;

@@ -31,8 +31,8 @@ impl GpuModel {
         self.graph.check_target(op, target, rows)?;
         self.plan(rows, true)?;
         let plan = &self.plans[&(rows, true)];
-        let device = self.gpu.device().clone();
-        let belt = self.belt.get_or_insert_with(|| StagingBelt::new(device, BELT_CHUNK));
+        let gpu = &self.gpu;
+        let belt = self.belt.get_or_insert_with(|| StagingBelt::new(gpu.device().clone(), BELT_CHUNK));
         // Copies in the encoder, not queue writes: those would all land before the submit,
         // so two steps recorded in one frame would both see the second batch.
         stage(&self.gpu, belt, encoder, plan.x.buffer(), bytemuck::cast_slice(x))?;
@@ -46,9 +46,7 @@ impl GpuModel {
             _ => unreachable!("check_target matched the target to the loss"),
         }
         belt.finish_and_recall_on_submit(encoder);
-        let all: Vec<&Dispatch> =
-            self.dropout_advance.iter().chain(&plan.dispatches).chain(self.updates()).collect();
-        self.gpu.record(encoder, &all);
+        self.gpu.record(encoder, &self.step(plan, &[]).collect::<Vec<_>>());
         self.loss_steps += 1;
         self.steps += 1;
         Ok(())

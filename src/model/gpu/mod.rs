@@ -172,10 +172,7 @@ impl GpuModel {
             let mut all: Vec<&Dispatch> = Vec::new();
             for &(offset, rows) in steps {
                 let plan = &self.plans[&(rows, true)];
-                all.extend(&self.dropout_advance);
-                all.extend(&set.gathers[&(rows, offset, true)]);
-                all.extend(&plan.dispatches);
-                all.extend(self.updates());
+                all.extend(self.step(plan, &set.gathers[&(rows, offset, true)]));
             }
             self.gpu.run(&all)?;
             self.loss_steps += steps.len() as u32;
@@ -258,9 +255,7 @@ impl GpuModel {
         self.plan(rows, true)?;
         let plan = &self.plans[&(rows, true)];
         write_batch(&self.gpu, plan, x, target)?;
-        let all: Vec<&Dispatch> =
-            self.dropout_advance.iter().chain(&plan.dispatches).chain(self.updates()).collect();
-        self.gpu.run(&all)?;
+        self.gpu.run(&self.step(plan, &[]).collect::<Vec<_>>())?;
         self.loss_steps += 1;
         self.steps += 1;
         Ok(())
@@ -292,9 +287,13 @@ impl GpuModel {
         self.steps = self.steps.saturating_sub(unapplied);
     }
 
-    /// The optimizer's advance and every update: the end of a training step.
-    fn updates(&self) -> impl Iterator<Item = &Dispatch> {
-        std::iter::once(&self.optimizer_advance).chain(self.dense.iter().flat_map(|d| &d.updates))
+    /// One training step on `plan`, in order: the dropout counter, `gathers` (the batch cut
+    /// from resident data, if any), forward, loss, watch and backward, then the optimizer's
+    /// advance and every update. What `train_step`, `train_epoch` and `record_train_step` run.
+    fn step<'a>(&'a self, plan: &'a Plan, gathers: &'a [Dispatch]) -> impl Iterator<Item = &'a Dispatch> {
+        let updates =
+            std::iter::once(&self.optimizer_advance).chain(self.dense.iter().flat_map(|d| &d.updates));
+        self.dropout_advance.iter().chain(gathers).chain(&plan.dispatches).chain(updates)
     }
 
     /// The loss watch's slots (one read of the settings row).
