@@ -1,14 +1,18 @@
 //! Property tests: every kernel family and every layer at random shapes (each side 1..300),
-//! GPU against the CPU reference. 1,100 cases a run (the counts below), new ones every run;
-//! a failure prints the shrunk shape to rerun with.
+//! GPU against the CPU reference. 1,100 cases a run (the counts below).
+//!
+//! The cases come from a fixed seed, so a red CI run replays exactly with the same command.
+//! `WGPU_NN_PROPTEST_SEED=random` draws new cases (for exploring), `=<u64>` replays a run, and
+//! `WGPU_NN_PROPTEST_SCALE=<n>` runs n times as many cases. Each test prints its seed, and a
+//! failure also prints the shrunk case (RELIABILITY.md: "Reproducing a property failure").
 
 mod common;
 
 use common::{assert_close, gpu, random, random_labels};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+use proptest::test_runner::{Config, RngSeed};
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer, Target};
-use wgpu_nn::{Dispatch, Gpu, GpuTensor, MatmulForm, OptimizerSettings, cpu};
+use wgpu_nn::{Dispatch, Error, Gpu, GpuTensor, MatmulForm, OptimizerSettings, cpu};
 
 /// The same tolerances as tests/kernels.rs, with the reasons there: a length-k dot product may
 /// differ by about k·ε per term in summation order; exp, log and division by a few ULP.
@@ -18,8 +22,30 @@ fn matmul_atol(k: usize) -> f64 {
 const TRANSCENDENTAL_RTOL: f64 = 1e-5;
 const TRANSCENDENTAL_ATOL: f64 = 1e-6;
 
+/// Which cases a run draws: unset, [`DEFAULT_SEED`]; `random`, a new seed; or a number.
+const SEED_VAR: &str = "WGPU_NN_PROPTEST_SEED";
+/// Multiplies every test's case count, for long local runs.
+const SCALE_VAR: &str = "WGPU_NN_PROPTEST_SCALE";
+const DEFAULT_SEED: u64 = 20261203;
+
 fn config(cases: u32) -> Config {
-    Config { cases, failure_persistence: None, ..Config::default() }
+    let seed = match std::env::var(SEED_VAR).as_deref() {
+        Err(_) | Ok("") => DEFAULT_SEED,
+        Ok("random") => rand::random(),
+        Ok(text) => text.parse().unwrap_or_else(|_| panic!("{SEED_VAR}={text}: expected `random` or a u64")),
+    };
+    let scale = match std::env::var(SCALE_VAR).as_deref() {
+        Err(_) | Ok("") => 1,
+        Ok(text) => text.parse().unwrap_or_else(|_| panic!("{SCALE_VAR}={text}: expected a whole number")),
+    };
+    // Captured by the test harness and shown with a failure, beside proptest's shrunk case.
+    eprintln!("proptest: {} cases from seed {seed}; replay with {SEED_VAR}={seed}", cases * scale);
+    Config {
+        cases: cases * scale,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
+        ..Config::default()
+    }
 }
 
 fn side() -> impl Strategy<Value = usize> {
@@ -237,34 +263,101 @@ fn network(
     config.optimizer(optimizer).seed(inputs as u64)
 }
 
+/// Whether the network classifies, and its outputs: a classifier needs at least 2 classes
+/// (`build` refuses fewer; `one_class_classifiers_are_refused` checks that).
+fn head() -> impl Strategy<Value = (bool, usize)> {
+    any::<bool>().prop_flat_map(|classify| (Just(classify), if classify { 2usize..300 } else { 1usize..300 }))
+}
+
 proptest! {
     #![proptest_config(config(100))]
     #[test]
-    fn layers(inputs in side(), hidden in side(), outputs in side(), rows in side(), activation in 0usize..3,
-              dropout in any::<bool>(), classify in any::<bool>(), momentum in any::<bool>(), seed in any::<u64>()) {
+    fn layers(inputs in side(), hidden in side(), (classify, outputs) in head(), rows in side(), activation in 0usize..3,
+              dropout in any::<bool>(), momentum in any::<bool>(), seed in any::<u64>()) {
         let Some(gpu) = gpu() else { return Ok(()) };
-        let config = network(inputs, hidden, outputs, activation, dropout, classify, momentum);
-        let x = random(rows * inputs, seed);
-        let labels = random_labels(rows, outputs, seed ^ 1);
-        let values: Vec<f32> = random(rows * outputs, seed ^ 2);
-        let target = if classify { Target::Labels(&labels) } else { Target::Values(&values) };
-        let [gpu_run, cpu_run] = [Backend::Gpu, Backend::Cpu].map(|backend| {
-            let mut model = config.build(backend, Some(gpu)).unwrap();
-            model.train_step(&x, &target).unwrap();
-            model.train_step(&x, &target).unwrap();
-            let loss = model.take_loss().unwrap();
-            let mut parameters = model.weights(0).unwrap();
-            parameters.extend(model.bias(0).unwrap());
-            let last = config.layers().len() - 1 - usize::from(classify);
-            parameters.extend(model.weights(last).unwrap());
-            (loss, parameters, model.predict(&x).unwrap())
-        });
-        let what = format!("{inputs}-{hidden}-{outputs} x{rows} act {activation} dropout {dropout} classify {classify}");
-        // Two steps of sums over up to 300 terms each way; the model tests' parity tolerance
-        // (rtol 1e-4) plus the dot-product bound for the widest sum.
-        let atol = 1e-5 + matmul_atol(inputs.max(hidden).max(rows));
-        assert_close(&format!("{what} loss"), &[gpu_run.0], &[cpu_run.0], 1e-4, atol);
-        assert_close(&format!("{what} parameters"), &gpu_run.1, &cpu_run.1, 1e-4, atol);
-        assert_close(&format!("{what} predictions"), &gpu_run.2, &cpu_run.2, 1e-4, atol);
+        layers_agree(gpu, inputs, hidden, outputs, rows, activation, dropout, classify, momentum, seed);
+    }
+}
+
+/// One training case of `layers`: two steps on each backend from the same weights, then the
+/// loss, the first and last layers' parameters and the predictions compared.
+#[allow(clippy::too_many_arguments)]
+fn layers_agree(
+    gpu: &Gpu,
+    inputs: usize,
+    hidden: usize,
+    outputs: usize,
+    rows: usize,
+    activation: usize,
+    dropout: bool,
+    classify: bool,
+    momentum: bool,
+    seed: u64,
+) {
+    let config = network(inputs, hidden, outputs, activation, dropout, classify, momentum);
+    let x = random(rows * inputs, seed);
+    let labels = random_labels(rows, outputs, seed ^ 1);
+    let values: Vec<f32> = random(rows * outputs, seed ^ 2);
+    let target = if classify { Target::Labels(&labels) } else { Target::Values(&values) };
+    let [gpu_run, cpu_run] = [Backend::Gpu, Backend::Cpu].map(|backend| {
+        let mut model = config.build(backend, Some(gpu)).unwrap();
+        model.train_step(&x, &target).unwrap();
+        model.train_step(&x, &target).unwrap();
+        let loss = model.take_loss().unwrap();
+        let mut parameters = model.weights(0).unwrap();
+        parameters.extend(model.bias(0).unwrap());
+        let last = config.layers().len() - 1 - usize::from(classify);
+        parameters.extend(model.weights(last).unwrap());
+        (loss, parameters, model.predict(&x).unwrap())
+    });
+    let what =
+        format!("{inputs}-{hidden}-{outputs} x{rows} act {activation} dropout {dropout} classify {classify}");
+    // Two steps of sums over up to 300 terms each way; the model tests' parity tolerance
+    // (rtol 1e-4) plus the dot-product bound for the widest sum.
+    let atol = 1e-5 + matmul_atol(inputs.max(hidden).max(rows));
+    assert_close(&format!("{what} loss"), &[gpu_run.0], &[cpu_run.0], 1e-4, atol);
+    assert_close(&format!("{what} parameters"), &gpu_run.1, &cpu_run.1, 1e-4, atol);
+    assert_close(&format!("{what} predictions"), &gpu_run.2, &cpu_run.2, 1e-4, atol);
+}
+
+/// The case behind CI's one-in-four red runs (a one-class softmax classifier drawn at
+/// random): `build` refuses it, on both backends, with an error that says why.
+#[test]
+fn one_class_classifiers_are_refused() {
+    let Some(gpu) = gpu() else { return };
+    for (loss, head) in [(Loss::SoftmaxCrossEntropy, "softmax"), (Loss::Nll, "log_softmax")] {
+        let config = ModelConfig::new(3).dense(4).relu().dense(1);
+        let config = if head == "softmax" { config.softmax() } else { config.log_softmax() }.loss(loss);
+        for backend in [Backend::Gpu, Backend::Cpu] {
+            match config.build(backend, Some(gpu)) {
+                Err(Error::Shape { op: "build", expected, actual }) => {
+                    assert_eq!(expected, format!("{loss:?} over at least 2 classes"));
+                    assert_eq!(actual, "1 outputs");
+                }
+                Err(other) => panic!("{loss:?} on {backend:?}: wrong error {other}"),
+                Ok(_) => panic!("{loss:?} on {backend:?}: a one-class classifier was built"),
+            }
+        }
+    }
+}
+
+/// The generator never draws what `build` refuses: 10,000 draws of `head` from a fixed seed,
+/// each classifier with at least 2 classes, both kinds of network drawn, 2 outputs reached.
+#[test]
+fn layers_draws_only_networks_the_crate_accepts() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::new(Config { rng_seed: RngSeed::Fixed(DEFAULT_SEED), ..Config::default() });
+    let draws: Vec<(bool, usize)> =
+        (0..10_000).map(|_| head().new_tree(&mut runner).unwrap().current()).collect();
+    assert!(draws.iter().all(|&(classify, outputs)| outputs >= 1 + usize::from(classify)), "{draws:?}");
+    assert!(draws.iter().any(|&(classify, _)| classify) && draws.iter().any(|&(classify, _)| !classify));
+    assert!(
+        draws.iter().any(|&(classify, outputs)| classify && outputs == 2),
+        "the smallest classifier is drawn"
+    );
+    // And the smallest classifier trains alike on both backends.
+    if let Some(gpu) = gpu() {
+        layers_agree(gpu, 5, 7, 2, 9, 0, true, true, false, 1);
     }
 }
