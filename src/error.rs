@@ -3,6 +3,7 @@
 
 /// What went wrong, in words a user can act on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// wgpu found no adapter for the requested backends.
     #[error(
@@ -33,6 +34,19 @@ pub enum Error {
          reload a checkpoint) and train on"
     )]
     Diverged { step: u64, loss: f32, skipped: u32 },
+
+    /// A layer's setting is out of its range (a drop probability outside [0, 1), a
+    /// LeakyReLU slope that is not finite); `layer` is its index in the config.
+    #[error("layer {layer}: {problem}")]
+    InvalidLayer { layer: usize, problem: String },
+
+    /// The loss was asked for, but no training step was taken since it was last read.
+    #[error("{op}: no training step was taken since the loss was last read")]
+    NoSteps { op: &'static str },
+
+    /// A model was built for the GPU backend without a [`crate::Gpu`] to build it on.
+    #[error("the GPU backend needs a Gpu: pass Some(&gpu), or build with Backend::Cpu")]
+    MissingGpu,
 
     /// The op needs the other backend (recording into an encoder needs the GPU one).
     #[error("{op} needs a model on the GPU backend; this one runs on the CPU")]

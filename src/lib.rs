@@ -12,6 +12,7 @@
 //!
 //! `wgpu` is re-exported so an app that shares its device uses the same version.
 
+mod activation;
 pub mod cpu;
 pub mod data;
 mod error;
@@ -20,6 +21,7 @@ pub mod model;
 mod settings;
 mod shape;
 
+pub use activation::Activation;
 pub use error::{Error, Result};
 pub use gpu::{Counters, Dispatch, Gpu, GpuLabels, GpuTensor, MatmulKernel};
 pub use settings::OptimizerSettings;

@@ -207,7 +207,15 @@ fn bad_input_is_a_clear_error() {
     assert!(err.to_string().contains("layer 0 (dense) to take 3 inputs"), "{err}");
     assert!(ModelConfig::new(3).dense(2).loss(Loss::Nll).build_cpu().is_err(), "NLL without LogSoftmax");
     assert!(ModelConfig::new(3).build_cpu().is_err(), "no layers");
-    assert!(ModelConfig::new(3).dense(2).dropout(1.0).build_cpu().is_err(), "dropout of 1");
+    let err = ModelConfig::new(3).dense(2).dropout(1.0).build_cpu().unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidLayer { layer: 1, .. }) && err.to_string().contains("[0, 1)"),
+        "{err}"
+    );
+    let err = ModelConfig::new(3).dense(2).leaky_relu(f32::NAN).build_cpu().unwrap_err();
+    assert!(matches!(err, Error::InvalidLayer { layer: 1, .. }), "{err}");
+    let err = ModelConfig::new(3).dense(2).build(Backend::Gpu, None).unwrap_err();
+    assert!(matches!(err, Error::MissingGpu), "{err}");
     let given = Init::Given { weights: vec![0.0; 5], bias: None };
     assert!(ModelConfig::new(3).dense_with(2, false, given).build_cpu().is_err());
 
@@ -228,7 +236,7 @@ fn bad_input_is_a_clear_error() {
         assert!(err.to_string().contains("dense layer"), "{err}");
         let err = model.set_weights(0, &[0.0; 3], None).unwrap_err();
         assert!(err.to_string().contains("8x6 weights"), "{err}");
-        assert!(model.take_loss().is_err(), "no step taken yet");
+        assert!(matches!(model.take_loss(), Err(Error::NoSteps { op: "take_loss" })), "no step taken yet");
     }
 }
 

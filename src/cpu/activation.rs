@@ -1,10 +1,12 @@
 use num_traits::Float;
 
 use crate::Result;
+use crate::activation::Activation;
 use crate::shape::check_len;
 
 // Element-wise activations. Shapes: every slice has the same length n.
-// Each backward takes what its forward saved: ReLU its input, sigmoid and tanh their output.
+// Each backward takes what its forward saved: sigmoid and tanh their output, the others
+// their input.
 
 /// `out = max(x, 0)`
 pub fn relu_forward<T: Float>(out: &mut [T], x: &[T]) -> Result<()> {
@@ -61,4 +63,82 @@ pub fn tanh_backward<T: Float>(dx: &mut [T], y: &[T], dy: &[T]) -> Result<()> {
         dx[i] = dy[i] * (T::one() - y[i] * y[i]);
     }
     Ok(())
+}
+
+/// `out = x` for `x > 0`, `slope · x` otherwise
+pub fn leaky_relu_forward<T: Float>(out: &mut [T], x: &[T], slope: T) -> Result<()> {
+    check_len("leaky_relu_forward", "output", out.len(), x.len(), 1)?;
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o = if x > T::zero() { x } else { slope * x };
+    }
+    Ok(())
+}
+
+/// `dx = dy` for `x > 0`, `slope · dy` otherwise (at exactly 0, the slope)
+pub fn leaky_relu_backward<T: Float>(dx: &mut [T], x: &[T], dy: &[T], slope: T) -> Result<()> {
+    check_len("leaky_relu_backward", "input", x.len(), dx.len(), 1)?;
+    check_len("leaky_relu_backward", "output gradient", dy.len(), dx.len(), 1)?;
+    for i in 0..dx.len() {
+        dx[i] = if x[i] > T::zero() { dy[i] } else { slope * dy[i] };
+    }
+    Ok(())
+}
+
+/// √(2/π) and the cubic coefficient of GELU's tanh approximation.
+fn gelu_constants<T: Float>() -> (T, T) {
+    let c = |v: f64| T::from(v).unwrap_or_else(T::nan);
+    (c((2.0 / std::f64::consts::PI).sqrt()), c(0.044715))
+}
+
+/// `out = x/2 · (1 + tanh(u))` with `u = √(2/π) · (x + 0.044715 x³)` (GELU, tanh approximation)
+pub fn gelu_forward<T: Float>(out: &mut [T], x: &[T]) -> Result<()> {
+    check_len("gelu_forward", "output", out.len(), x.len(), 1)?;
+    let (k, a) = gelu_constants::<T>();
+    let half = T::from(0.5).unwrap_or_else(T::nan);
+    for (o, &x) in out.iter_mut().zip(x) {
+        let u = k * (x + a * x * x * x);
+        *o = half * x * (T::one() + u.tanh());
+    }
+    Ok(())
+}
+
+/// `dx = dy · (½(1 + t) + ½x(1 − t²) · √(2/π)(1 + 3·0.044715 x²))` with `t = tanh(u)`, from
+/// the forward input x
+pub fn gelu_backward<T: Float>(dx: &mut [T], x: &[T], dy: &[T]) -> Result<()> {
+    check_len("gelu_backward", "input", x.len(), dx.len(), 1)?;
+    check_len("gelu_backward", "output gradient", dy.len(), dx.len(), 1)?;
+    let (k, a) = gelu_constants::<T>();
+    let (half, three) = (T::from(0.5).unwrap_or_else(T::nan), T::from(3.0).unwrap_or_else(T::nan));
+    for i in 0..dx.len() {
+        let x = x[i];
+        let t = (k * (x + a * x * x * x)).tanh();
+        let du = k * (T::one() + three * a * x * x);
+        dx[i] = dy[i] * (half * (T::one() + t) + half * x * (T::one() - t * t) * du);
+    }
+    Ok(())
+}
+
+/// `out = f(x)` for any [`Activation`].
+pub fn activation_forward<T: Float>(f: Activation, out: &mut [T], x: &[T]) -> Result<()> {
+    match f {
+        Activation::Relu => relu_forward(out, x),
+        Activation::LeakyRelu(slope) => leaky_relu_forward(out, x, T::from(slope).unwrap_or_else(T::nan)),
+        Activation::Sigmoid => sigmoid_forward(out, x),
+        Activation::Tanh => tanh_forward(out, x),
+        Activation::Gelu => gelu_forward(out, x),
+    }
+}
+
+/// `dx = f'(x) · dy` for any [`Activation`]; `saved` is the forward's output when
+/// [`Activation::backward_reads_output`], else its input.
+pub fn activation_backward<T: Float>(f: Activation, dx: &mut [T], saved: &[T], dy: &[T]) -> Result<()> {
+    match f {
+        Activation::Relu => relu_backward(dx, saved, dy),
+        Activation::LeakyRelu(slope) => {
+            leaky_relu_backward(dx, saved, dy, T::from(slope).unwrap_or_else(T::nan))
+        }
+        Activation::Sigmoid => sigmoid_backward(dx, saved, dy),
+        Activation::Tanh => tanh_backward(dx, saved, dy),
+        Activation::Gelu => gelu_backward(dx, saved, dy),
+    }
 }

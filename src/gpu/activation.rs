@@ -1,10 +1,11 @@
-//! Pipelines of `shaders/activation.wgsl`: ReLU, sigmoid and tanh, forward and backward.
+//! Pipelines of `shaders/activation.wgsl`: every [`Activation`], forward and backward.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::dispatch::{Binding, Dispatch, Family, fold};
 use super::{Gpu, GpuTensor};
 use crate::Result;
+use crate::activation::Activation;
 use crate::shape::check_same;
 
 const WORKGROUP: u64 = 256;
@@ -13,7 +14,8 @@ const WORKGROUP: u64 = 256;
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
     len: u32,
-    _pad: [u32; 3],
+    slope: f32,
+    _pad: [u32; 2],
 }
 
 pub(crate) fn family(device: &wgpu::Device) -> Family {
@@ -30,43 +32,65 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
             "sigmoid_backward",
             "tanh_forward",
             "tanh_backward",
+            "leaky_relu_forward",
+            "leaky_relu_backward",
+            "gelu_forward",
+            "gelu_backward",
         ],
     )
 }
 
 impl Gpu {
+    /// Binds `out = f(x)`.
+    pub fn activation_forward(&self, f: Activation, out: &GpuTensor, x: &GpuTensor) -> Result<Dispatch> {
+        self.bind_activation(f, f.entry_points().0, out, x, None)
+    }
+
+    /// Binds `dx = f'(x) · dy`; `saved` is the forward's output when
+    /// [`Activation::backward_reads_output`], else its input.
+    pub fn activation_backward(
+        &self,
+        f: Activation,
+        dx: &GpuTensor,
+        saved: &GpuTensor,
+        dy: &GpuTensor,
+    ) -> Result<Dispatch> {
+        self.bind_activation(f, f.entry_points().1, dx, saved, Some(dy))
+    }
+
     /// Binds `out = max(x, 0)`.
     pub fn relu_forward(&self, out: &GpuTensor, x: &GpuTensor) -> Result<Dispatch> {
-        self.bind_activation("relu_forward", out, x, None)
+        self.activation_forward(Activation::Relu, out, x)
     }
 
     /// Binds `dx = dy · [x > 0]`, from the forward input x.
     pub fn relu_backward(&self, dx: &GpuTensor, x: &GpuTensor, dy: &GpuTensor) -> Result<Dispatch> {
-        self.bind_activation("relu_backward", dx, x, Some(dy))
+        self.activation_backward(Activation::Relu, dx, x, dy)
     }
 
     /// Binds `out = 1 / (1 + e^-x)`.
     pub fn sigmoid_forward(&self, out: &GpuTensor, x: &GpuTensor) -> Result<Dispatch> {
-        self.bind_activation("sigmoid_forward", out, x, None)
+        self.activation_forward(Activation::Sigmoid, out, x)
     }
 
     /// Binds `dx = dy · y · (1 − y)`, from the forward output y.
     pub fn sigmoid_backward(&self, dx: &GpuTensor, y: &GpuTensor, dy: &GpuTensor) -> Result<Dispatch> {
-        self.bind_activation("sigmoid_backward", dx, y, Some(dy))
+        self.activation_backward(Activation::Sigmoid, dx, y, dy)
     }
 
     /// Binds `out = tanh(x)`.
     pub fn tanh_forward(&self, out: &GpuTensor, x: &GpuTensor) -> Result<Dispatch> {
-        self.bind_activation("tanh_forward", out, x, None)
+        self.activation_forward(Activation::Tanh, out, x)
     }
 
     /// Binds `dx = dy · (1 − y²)`, from the forward output y.
     pub fn tanh_backward(&self, dx: &GpuTensor, y: &GpuTensor, dy: &GpuTensor) -> Result<Dispatch> {
-        self.bind_activation("tanh_backward", dx, y, Some(dy))
+        self.activation_backward(Activation::Tanh, dx, y, dy)
     }
 
     fn bind_activation(
         &self,
+        f: Activation,
         entry: &'static str,
         out: &GpuTensor,
         saved: &GpuTensor,
@@ -80,7 +104,8 @@ impl Gpu {
         let params = Params {
             len: u32::try_from(len)
                 .map_err(|_| crate::Error::shape(entry, "below 2^32 elements", len.to_string()))?,
-            _pad: [0; 3],
+            slope: f.parameter(),
+            _pad: [0; 2],
         };
         self.kernels.activation.bind(
             self,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::counters::{Counters, Tally};
 use super::dispatch::{Dispatch, Family};
-use super::{activation, dropout, gather, loss, matmul, optimizer, reduce, softmax};
+use super::{activation, dropout, gather, loss, matmul, norm, optimizer, reduce, softmax};
 use crate::{Error, Result};
 
 /// A wgpu device and queue with every kernel of the crate compiled for them.
@@ -43,6 +43,7 @@ pub(crate) struct Kernels {
     pub(crate) matmul_subgroup: Option<Family>,
     pub(crate) activation: Family,
     pub(crate) softmax: Family,
+    pub(crate) norm: Family,
     pub(crate) reduce: Family,
     pub(crate) loss: Family,
     pub(crate) optimizer: optimizer::OptimizerKernels,
@@ -116,6 +117,7 @@ impl Gpu {
                 matmul: matmul::family(&device),
                 matmul_subgroup: matmul::subgroup_family(&device, &info),
                 activation: activation::family(&device),
+                norm: norm::family(&device),
                 softmax: softmax::family(&device),
                 reduce: reduce::family(&device),
                 loss: loss::family(&device),

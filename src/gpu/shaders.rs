@@ -9,3 +9,4 @@ pub(crate) const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 pub(crate) const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 pub(crate) const OPTIMIZER: &str = include_str!("../../shaders/optimizer.wgsl");
 pub(crate) const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+pub(crate) const NORM: &str = include_str!("../../shaders/norm.wgsl");

@@ -2,7 +2,8 @@
 //! weights from there load here. Tensor names follow PyTorch's `nn.Sequential`, numbered by the
 //! layer's index in the config:
 //!
-//! - `layers.{i}.weight`: f32 `(out, in)`; `layers.{i}.bias`: f32 `(out)`
+//! - `layers.{i}.weight`: f32 `(out, in)`; `layers.{i}.bias`: f32 `(out)`; a layer norm's
+//!   gain and bias as `layers.{i}.weight` and `layers.{i}.bias`, f32 `(width)`
 //! - `optimizer.layers.{i}.weight.{velocity | m | v}` and likewise `.bias.…`: the optimizer's
 //!   state (momentum's velocity, Adam's moments), so training resumes where it stopped
 //! - metadata `steps`: training steps taken (Adam's bias correction and dropout's masks
@@ -19,68 +20,51 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use super::{Graph, Layer, Optimizer};
+use super::graph::Graph;
 use crate::Result;
 use crate::data::idx::{data_error, write_atomically};
 
-/// Which tensor of a dense layer an entry is.
+/// Which tensor of a parameter an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Which {
-    Weight,
-    Bias,
-    /// State `k` (see [`state_names`]) of the weights, or of the bias.
-    WeightState(usize),
-    BiasState(usize),
+    Value,
+    /// The optimizer's state `k` (see `graph::state_names`).
+    State(usize),
 }
 
 /// One tensor of a checkpoint: its name, shape, and where it lives in the model.
 pub(crate) struct Entry {
     pub(crate) name: String,
     pub(crate) shape: Vec<usize>,
-    pub(crate) dense: usize,
+    /// The parameter's index in the graph.
+    pub(crate) param: usize,
     pub(crate) which: Which,
 }
 
 /// What a backend gives and takes for checkpoints.
 pub(crate) trait Checkpointed {
-    fn read_entry(&self, dense: usize, which: Which) -> Result<Vec<f32>>;
-    fn write_entry(&mut self, dense: usize, which: Which, values: &[f32]) -> Result<()>;
+    fn read_entry(&self, param: usize, which: Which) -> Result<Vec<f32>>;
+    fn write_entry(&mut self, param: usize, which: Which, values: &[f32]) -> Result<()>;
     fn steps(&self) -> u32;
     fn set_steps(&mut self, steps: u32) -> Result<()>;
 }
 
-/// The optimizer's state tensors per parameter.
-pub(crate) fn state_names(optimizer: Optimizer) -> &'static [&'static str] {
-    match optimizer {
-        Optimizer::Sgd { .. } => &[],
-        Optimizer::Momentum { .. } => &["velocity"],
-        Optimizer::Adam { .. } | Optimizer::AdamW { .. } => &["m", "v"],
-    }
-}
-
-/// Every tensor a checkpoint of this model holds, in a fixed order.
+/// Every tensor a checkpoint of this model holds, in a fixed order: each layer's parameters,
+/// then their optimizer state.
 pub(crate) fn layout(graph: &Graph) -> Vec<Entry> {
-    let states = state_names(graph.config.optimizer);
+    let states = graph.state_names();
     let mut entries = Vec::new();
-    for (i, layer) in graph.config.layers.iter().enumerate() {
-        let Layer::Dense { inputs, outputs, bias, .. } = layer else { continue };
-        let dense = graph.dense_index[i].expect("a dense layer");
-        let mut parts = vec![("weight", vec![*outputs, *inputs], Which::Weight)];
-        if *bias {
-            parts.push(("bias", vec![*outputs], Which::Bias));
+    for l in 0..graph.layers().len() {
+        for p in graph.params_of(l) {
+            let param = &graph.params[p];
+            let name = format!("layers.{l}.{}", param.name);
+            entries.push(Entry { name, shape: param.dims(), param: p, which: Which::Value });
         }
-        for (part, shape, which) in parts.clone() {
-            entries.push(Entry { name: format!("layers.{i}.{part}"), shape: shape.clone(), dense, which });
-        }
-        for (part, shape, which) in parts {
+        for p in graph.params_of(l) {
+            let param = &graph.params[p];
             for (k, state) in states.iter().enumerate() {
-                let which = if which == Which::Weight { Which::WeightState(k) } else { Which::BiasState(k) };
-                entries.push(Entry {
-                    name: format!("optimizer.layers.{i}.{part}.{state}"),
-                    shape: shape.clone(),
-                    dense,
-                    which,
-                });
+                let name = format!("optimizer.layers.{l}.{}.{state}", param.name);
+                entries.push(Entry { name, shape: param.dims(), param: p, which: Which::State(k) });
             }
         }
     }
@@ -90,7 +74,7 @@ pub(crate) fn layout(graph: &Graph) -> Vec<Entry> {
 pub(crate) fn save(model: &dyn Checkpointed, graph: &Graph, path: &Path) -> Result<()> {
     let entries = layout(graph);
     let values: Vec<Vec<f32>> =
-        entries.iter().map(|e| model.read_entry(e.dense, e.which)).collect::<Result<_>>()?;
+        entries.iter().map(|e| model.read_entry(e.param, e.which)).collect::<Result<_>>()?;
     let views: Vec<(String, TensorView)> = entries
         .iter()
         .zip(&values)
@@ -158,7 +142,7 @@ pub(crate) fn load_bytes(
         None => None,
     };
     for (entry, values) in found {
-        model.write_entry(entry.dense, entry.which, &values)?;
+        model.write_entry(entry.param, entry.which, &values)?;
     }
     if let Some(steps) = steps {
         model.set_steps(steps)?;

@@ -1,13 +1,12 @@
-//! The model description: layers, loss, optimizer, seed. Built once into a [`Model`] on the
-//! GPU or the CPU; both start from the same weights, drawn here from the seed.
-
-use rand::{RngExt, SeedableRng, rngs::StdRng};
+//! The model description: layers, loss, optimizer, seed. Plain data with a builder; the graph
+//! (`graph.rs`) checks it and derives what the backends run, and [`Model::build`] builds it.
 
 use super::Model;
-use crate::{Error, Result};
+use crate::{Activation, Result};
 
 /// How a dense layer's weights start.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Init {
     /// He (Kaiming) uniform: `U(−√(6/in), √(6/in))`, for ReLU nets. Biases start at 0.
     He,
@@ -21,16 +20,12 @@ pub enum Init {
 
 /// One layer. Dense weights are stored `(out, in)`, PyTorch's layout: `y = x · Wᵀ + b`.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Layer {
-    Dense {
-        inputs: usize,
-        outputs: usize,
-        bias: bool,
-        init: Init,
-    },
-    Relu,
-    Sigmoid,
-    Tanh,
+    /// A fully connected layer from `inputs` to `outputs` values, with an optional bias.
+    Dense { inputs: usize, outputs: usize, bias: bool, init: Init },
+    /// An element-wise activation: ReLU, LeakyReLU, sigmoid, tanh or GELU.
+    Activation(Activation),
     /// Softmax over each row. Followed by [`Loss::SoftmaxCrossEntropy`], the two are fused.
     Softmax,
     /// Log-softmax over each row, for [`Loss::Nll`].
@@ -38,10 +33,15 @@ pub enum Layer {
     /// Drops each value with probability p while training (scaling the rest by 1/(1 − p));
     /// the identity in evaluation.
     Dropout(f32),
+    /// Layer normalisation over each sample's values, with a learned gain (starting at 1) and
+    /// bias (at 0), as PyTorch's `LayerNorm(width)` with ε = 1e-5. Checkpointed as
+    /// `layers.{i}.weight` (the gain) and `layers.{i}.bias`.
+    LayerNorm,
 }
 
 /// What training minimises: the mean over the batch (and outputs) of a per-sample loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Loss {
     /// `(y − t)²`, averaged over every output value.
     Mse,
@@ -63,8 +63,10 @@ impl Loss {
     }
 }
 
-/// The update rule, with its learning rate (changeable later with `set_learning_rate`).
+/// The update rule, with its starting learning rate (changed later only through
+/// [`Model::set_learning_rate`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Optimizer {
     Sgd {
         lr: f32,
@@ -161,16 +163,39 @@ impl ModelConfig {
         self
     }
 
+    /// An element-wise activation layer.
+    pub fn activation(self, f: Activation) -> Self {
+        self.layer(Layer::Activation(f))
+    }
+
+    /// `max(x, 0)`.
     pub fn relu(self) -> Self {
-        self.layer(Layer::Relu)
+        self.activation(Activation::Relu)
     }
 
+    /// `x` for `x > 0`, `slope · x` otherwise.
+    pub fn leaky_relu(self, slope: f32) -> Self {
+        self.activation(Activation::LeakyRelu(slope))
+    }
+
+    /// `1 / (1 + e^-x)`.
     pub fn sigmoid(self) -> Self {
-        self.layer(Layer::Sigmoid)
+        self.activation(Activation::Sigmoid)
     }
 
+    /// `tanh(x)`.
     pub fn tanh(self) -> Self {
-        self.layer(Layer::Tanh)
+        self.activation(Activation::Tanh)
+    }
+
+    /// GELU, tanh approximation (PyTorch's `GELU(approximate="tanh")`).
+    pub fn gelu(self) -> Self {
+        self.activation(Activation::Gelu)
+    }
+
+    /// Layer normalisation with a learned gain and bias over the current width.
+    pub fn layer_norm(self) -> Self {
+        self.layer(Layer::LayerNorm)
     }
 
     pub fn softmax(self) -> Self {
@@ -235,130 +260,18 @@ impl ModelConfig {
     }
 
     /// Builds the model on `gpu`, or on the CPU for [`Backend::Cpu`] (`gpu` may then be None).
+    /// Checks the description first: see [`Model::build`].
     pub fn build(&self, backend: Backend, gpu: Option<&crate::Gpu>) -> Result<Model> {
-        match (backend, gpu) {
-            (Backend::Cpu, _) => self.build_cpu(),
-            (Backend::Gpu, Some(gpu)) => self.build_gpu(gpu),
-            (Backend::Gpu, None) => Err(Error::shape("build", "a Gpu for the GPU backend", "none")),
-        }
+        Model::build(self, backend, gpu)
     }
 
+    /// Builds the model on the CPU backend.
     pub fn build_cpu(&self) -> Result<Model> {
-        Ok(Model::Cpu(Box::new(super::cpu::CpuModel::new(self, self.initial_parameters()?))))
+        Model::build(self, Backend::Cpu, None)
     }
 
+    /// Builds the model on `gpu`.
     pub fn build_gpu(&self, gpu: &crate::Gpu) -> Result<Model> {
-        // Before drawing any weights on the host: a layer too big for the adapter is an
-        // error naming the limit, not gigabytes of random numbers and then an error.
-        for (i, layer) in self.layers.iter().enumerate() {
-            if let Layer::Dense { inputs, outputs, .. } = layer {
-                let bytes = (*inputs as u64).saturating_mul(*outputs as u64).saturating_mul(4);
-                gpu.check_buffer_size(&format!("layer {i} (dense {inputs} -> {outputs}) weights"), bytes)?;
-            }
-        }
-        Ok(Model::Gpu(Box::new(super::gpu::GpuModel::new(gpu, self, self.initial_parameters()?)?)))
+        Model::build(self, Backend::Gpu, Some(gpu))
     }
-
-    /// Checks the description and draws every dense layer's starting weights and bias.
-    pub(crate) fn initial_parameters(&self) -> Result<Vec<DenseValues>> {
-        let op = "build";
-        if self.inputs == 0 {
-            return Err(Error::shape(op, "at least one input", "0 inputs"));
-        }
-        if self.layers.is_empty() {
-            return Err(Error::shape(op, "at least one layer", "none"));
-        }
-        let mut rng = StdRng::seed_from_u64(self.seed);
-        let mut width = self.inputs;
-        let mut parameters = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            match layer {
-                Layer::Dense { inputs, outputs, bias, init } => {
-                    if *inputs != width {
-                        return Err(Error::shape(
-                            op,
-                            format!("layer {i} (dense) to take {width} inputs"),
-                            format!("{inputs} inputs"),
-                        ));
-                    }
-                    if *outputs == 0 {
-                        return Err(Error::shape(op, format!("layer {i} (dense) with outputs"), "0 outputs"));
-                    }
-                    parameters.push(draw(&mut rng, i, *inputs, *outputs, *bias, init)?);
-                    width = *outputs;
-                }
-                Layer::Dropout(p) if !(0.0..1.0).contains(p) => {
-                    return Err(Error::shape(
-                        op,
-                        format!("layer {i}: a drop probability in [0, 1)"),
-                        p.to_string(),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let needs_two = matches!(self.loss, Loss::SoftmaxCrossEntropy | Loss::Nll);
-        if needs_two && width < 2 {
-            return Err(Error::shape(
-                op,
-                format!("{:?} over at least 2 classes", self.loss),
-                format!("{width} outputs"),
-            ));
-        }
-        if self.loss == Loss::Nll && self.layers.last() != Some(&Layer::LogSoftmax) {
-            return Err(Error::shape(
-                op,
-                "a final LogSoftmax layer for the NLL loss",
-                format!("{:?}", self.layers.last()),
-            ));
-        }
-        Ok(parameters)
-    }
-}
-
-/// A dense layer's weights `(out, in)` and bias.
-pub(crate) type DenseValues = (Vec<f32>, Option<Vec<f32>>);
-
-fn draw(
-    rng: &mut StdRng,
-    layer: usize,
-    inputs: usize,
-    outputs: usize,
-    bias: bool,
-    init: &Init,
-) -> Result<DenseValues> {
-    let mut uniform =
-        |n: usize, limit: f32| (0..n).map(|_| rng.random_range(-limit..=limit)).collect::<Vec<f32>>();
-    let zeros = bias.then(|| vec![0.0; outputs]);
-    Ok(match init {
-        Init::He => (uniform(inputs * outputs, (6.0 / inputs as f32).sqrt()), zeros),
-        Init::Xavier => (uniform(inputs * outputs, (6.0 / (inputs + outputs) as f32).sqrt()), zeros),
-        Init::Uniform(low, high) => {
-            let mut between = |n: usize| (0..n).map(|_| rng.random_range(*low..*high)).collect::<Vec<f32>>();
-            let weights = between(inputs * outputs);
-            (weights, bias.then(|| between(outputs)))
-        }
-        Init::Given { weights, bias: given_bias } => {
-            let op = "build";
-            if weights.len() != inputs * outputs {
-                return Err(Error::shape(
-                    op,
-                    format!("layer {layer}: {outputs}x{inputs} given weights"),
-                    format!("{} values", weights.len()),
-                ));
-            }
-            match (bias, given_bias) {
-                (true, Some(b)) if b.len() == outputs => (weights.clone(), Some(b.clone())),
-                (true, None) => (weights.clone(), zeros),
-                (false, None) => (weights.clone(), None),
-                (_, Some(b)) => {
-                    return Err(Error::shape(
-                        op,
-                        format!("layer {layer}: a bias of {outputs} values, and bias enabled"),
-                        format!("{} values, bias {}", b.len(), if bias { "enabled" } else { "disabled" }),
-                    ));
-                }
-            }
-        }
-    })
 }

@@ -1,39 +1,48 @@
-//! The model on the CPU: the reference ops of [`crate::cpu`], layer by layer. Generic over
-//! the float type so tests can check a whole network's gradients in f64.
+//! The model on the CPU: the layers of `ops.rs` computed eagerly with the reference ops of
+//! [`crate::cpu`] (and `matrixmultiply` for products). Generic over the float type so tests
+//! can check a whole network's gradients in f64.
+
+use std::collections::HashMap;
 
 use num_traits::Float;
 
-use super::gemm::Scalar;
-
+use super::Backend;
 use super::checkpoint::{Checkpointed, Which};
-use super::config::DenseValues;
+use super::gemm::Scalar;
+use super::graph::Graph;
+use super::ops::{self, Ops, Slot};
 use super::{
-    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Graph, Layer, Loss, ModelConfig, Optimizer, Part,
-    Resident, Target, accuracy, arg_max, batches, check_dataset, check_resident, epoch_order, next_model_id,
+    DataEvaluation, EVAL_ROWS, Engine, EpochProgress, Evaluation, Loss, Optimizer, Part, Resident, Target,
+    accuracy, arg_max, batches, check_dataset, check_new_values, check_resident, epoch_order, next_model_id,
 };
 use crate::data::Dataset;
 use crate::shape::MatmulForm;
-use crate::{Error, OptimizerSettings, Result, cpu};
+use crate::{Activation, Error, OptimizerSettings, Result, cpu};
 
-/// One dense layer's parameters, gradients and optimizer state.
+/// One parameter's values, gradient and optimizer state (momentum's velocity, or Adam's
+/// first and second moments).
 #[derive(Clone, Debug)]
-struct Dense<T> {
-    inputs: usize,
-    outputs: usize,
-    w: Vec<T>,
-    b: Option<Vec<T>>,
-    gw: Vec<T>,
-    gb: Option<Vec<T>>,
-    /// Momentum's velocity or Adam's first moment, then Adam's second moment.
-    w_state: [Vec<T>; 2],
-    b_state: [Vec<T>; 2],
+struct Tensors<T> {
+    value: Vec<T>,
+    grad: Vec<T>,
+    state: Vec<Vec<T>>,
+}
+
+/// The buffers of one batch size: every slot `graph.batch_slots` names, and the labels.
+#[derive(Clone, Debug)]
+struct Batch<T> {
+    rows: usize,
+    training: bool,
+    slots: HashMap<Slot, Vec<T>>,
+    labels: Vec<u32>,
 }
 
 /// A model on the CPU.
+#[doc(hidden)]
 #[derive(Clone, Debug)]
 pub struct CpuModel<T> {
     graph: Graph,
-    dense: Vec<Dense<T>>,
+    params: Vec<Tensors<T>>,
     settings: OptimizerSettings,
     dropout_step: u32,
     loss_total: f64,
@@ -43,57 +52,50 @@ pub struct CpuModel<T> {
     diverged: Option<(u32, f32)>,
     id: u64,
     datasets: Vec<Dataset>,
-}
-
-/// Activations of one forward pass (index 0 is the input), and the dropout masks.
-struct Pass<T> {
-    rows: usize,
-    acts: Vec<Vec<T>>,
-    masks: Vec<Vec<T>>,
+    /// The last batch size's buffers, reused while it repeats (no allocation per step).
+    batch: Batch<T>,
 }
 
 impl<T: Scalar> CpuModel<T> {
     /// Builds the model from a description, with the same initial weights as on the GPU.
-    pub fn from_config(config: &ModelConfig) -> Result<Self> {
-        Ok(Self::new(config, config.initial_parameters()?))
+    pub fn from_config(config: &super::ModelConfig) -> Result<Self> {
+        let graph = Graph::new(config)?;
+        let values = graph.initial_values()?;
+        Ok(Self::new(graph, values))
     }
 
-    pub(crate) fn new(config: &ModelConfig, parameters: Vec<DenseValues>) -> Self {
-        let graph = Graph::new(config);
-        let cast = |v: &[f32]| v.iter().map(|&x| T::from(x).unwrap_or_else(T::nan)).collect::<Vec<T>>();
-        let dims = config.layers.iter().filter_map(|l| match l {
-            Layer::Dense { inputs, outputs, .. } => Some((*inputs, *outputs)),
-            _ => None,
-        });
-        let dense = dims
-            .zip(parameters)
-            .map(|((inputs, outputs), (w, b))| Dense {
-                inputs,
-                outputs,
-                gw: vec![T::zero(); w.len()],
-                gb: b.as_ref().map(|b| vec![T::zero(); b.len()]),
-                w_state: [vec![T::zero(); w.len()], vec![T::zero(); w.len()]],
-                b_state: [vec![T::zero(); outputs], vec![T::zero(); outputs]],
-                w: cast(&w),
-                b: b.as_deref().map(cast),
+    pub(crate) fn new(graph: Graph, values: Vec<Vec<f32>>) -> Self {
+        let states = graph.state_names().len();
+        let params = values
+            .iter()
+            .map(|v| Tensors {
+                value: from_f32(v),
+                grad: vec![T::zero(); v.len()],
+                state: vec![vec![T::zero(); v.len()]; states],
             })
             .collect();
         CpuModel {
+            settings: graph.config.optimizer.settings(),
             graph,
-            dense,
-            settings: config.optimizer.settings(),
+            params,
             dropout_step: 0,
             loss_total: 0.0,
             loss_steps: 0,
             diverged: None,
             id: next_model_id(),
             datasets: Vec::new(),
+            batch: Batch { rows: 0, training: false, slots: HashMap::new(), labels: Vec::new() },
         }
     }
 
-    pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+    fn step(&mut self, x: &[f32], target: &Target) -> Result<()> {
         let rows = self.graph.rows("train_step", x)?;
         self.graph.check_target("train_step", target, rows)?;
+        self.checked_step(x, rows, target)
+    }
+
+    /// A training step on a batch already checked to hold `rows` samples.
+    fn checked_step(&mut self, x: &[f32], rows: usize, target: &Target) -> Result<()> {
         // Each step draws new dropout masks, as the GPU's dropout_advance does.
         self.dropout_step += 1;
         self.loss_steps += 1;
@@ -106,7 +108,10 @@ impl<T: Scalar> CpuModel<T> {
             return Ok(());
         }
         self.loss_total += loss;
-        self.update()
+        self.settings.step += 1;
+        let mut exec = self.exec(rows, true);
+        let graph = exec.graph;
+        ops::updates(&mut exec, graph)
     }
 
     /// Forward, loss and backward in training mode without updating: leaves the gradients in
@@ -118,25 +123,112 @@ impl<T: Scalar> CpuModel<T> {
         self.checked_gradients(x, rows, target)
     }
 
-    /// [`CpuModel::compute_gradients`] on a batch already checked to hold `rows` samples.
     fn checked_gradients(&mut self, x: &[f32], rows: usize, target: &Target) -> Result<T> {
-        let pass = self.forward(x, rows, true, self.graph.trunk)?;
-        let (loss, d_out) = self.loss(&pass, target, true)?;
-        self.backward(&pass, d_out)?;
-        Ok(loss)
+        self.write_batch(x, rows, Some(target), true);
+        let mut exec = self.exec(rows, true);
+        let graph = exec.graph;
+        ops::training_step(&mut exec, graph)?;
+        Ok(self.batch.slots[&Slot::Loss][0])
     }
 
-    /// The training-mode mean loss (the current step's dropout masks), changing nothing.
-    pub fn training_loss(&self, x: &[f32], target: &Target) -> Result<T> {
+    /// The training-mode mean loss (the current step's dropout masks), changing no
+    /// parameter or gradient.
+    pub fn training_loss(&mut self, x: &[f32], target: &Target) -> Result<T> {
         let rows = self.graph.rows("training_loss", x)?;
         self.graph.check_target("training_loss", target, rows)?;
-        let pass = self.forward(x, rows, true, self.graph.trunk)?;
-        Ok(self.loss(&pass, target, false)?.0)
+        self.write_batch(x, rows, Some(target), true);
+        let mut exec = self.exec(rows, true);
+        let graph = exec.graph;
+        for l in 0..graph.trunk {
+            ops::forward(&mut exec, graph, l, true)?;
+        }
+        ops::loss(&mut exec, graph)?;
+        Ok(self.batch.slots[&Slot::Loss][0])
     }
 
-    pub fn take_loss(&mut self) -> Result<f32> {
+    /// Runs the whole net outside training (and the loss, given a target); returns the output.
+    fn infer(&mut self, x: &[f32], rows: usize, target: Option<&Target>) -> Result<Vec<f32>> {
+        self.write_batch(x, rows, target, false);
+        let mut exec = self.exec(rows, false);
+        let graph = exec.graph;
+        ops::inference(&mut exec, graph)?;
+        if target.is_some() {
+            ops::loss(&mut exec, graph)?;
+        }
+        let last = graph.storage(Slot::Act(graph.layers().len()), false);
+        Ok(to_f32(&self.batch.slots[&last]))
+    }
+
+    fn batch_loss(&self) -> f32 {
+        self.batch.slots[&Slot::Loss][0].to_f32().unwrap_or(f32::NAN)
+    }
+
+    /// Makes `self.batch` the buffers of (rows, training), then writes the batch into them.
+    fn write_batch(&mut self, x: &[f32], rows: usize, target: Option<&Target>, training: bool) {
+        if (self.batch.rows, self.batch.training) != (rows, training) {
+            let slots = self.graph.batch_slots(rows, training);
+            let mut slots: HashMap<Slot, Vec<T>> =
+                slots.into_iter().map(|(slot, (r, c))| (slot, vec![T::zero(); r * c])).collect();
+            slots.insert(Slot::Act(0), vec![T::zero(); rows * self.graph.inputs()]);
+            self.batch = Batch { rows, training, slots, labels: vec![0; rows] };
+        }
+        copy_into(self.batch.slots.get_mut(&Slot::Act(0)).expect("the input slot"), x);
+        match target {
+            Some(Target::Values(values)) => {
+                copy_into(self.batch.slots.get_mut(&Slot::Targets).expect("a value loss"), values)
+            }
+            Some(Target::Labels(labels)) => self.batch.labels.copy_from_slice(labels),
+            None => {}
+        }
+    }
+
+    fn exec(&mut self, rows: usize, training: bool) -> Exec<'_, T> {
+        Exec {
+            graph: &self.graph,
+            params: &mut self.params,
+            batch: &mut self.batch,
+            settings: &self.settings,
+            dropout_step: self.dropout_step,
+            rows,
+            training,
+        }
+    }
+
+    /// Every parameter value, in the graph's order.
+    pub fn parameters(&self) -> Vec<T> {
+        self.params.iter().flat_map(|p| p.value.iter().copied()).collect()
+    }
+
+    /// The gradients, in the order of [`CpuModel::parameters`].
+    pub fn gradients(&self) -> Vec<T> {
+        self.params.iter().flat_map(|p| p.grad.iter().copied()).collect()
+    }
+
+    /// Replaces every parameter value, in the order of [`CpuModel::parameters`].
+    pub fn set_parameters(&mut self, values: &[T]) {
+        let mut values = values.iter().copied();
+        for v in self.params.iter_mut().flat_map(|p| p.value.iter_mut()) {
+            *v = values.next().unwrap_or_else(T::nan);
+        }
+    }
+}
+
+impl Engine for CpuModel<f32> {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Cpu
+    }
+
+    fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+        self.step(x, target)
+    }
+
+    fn take_loss(&mut self) -> Result<f32> {
         if self.loss_steps == 0 {
-            return Err(Error::shape("take_loss", "at least one training step since the last call", "none"));
+            return Err(Error::NoSteps { op: "take_loss" });
         }
         let mean = self.loss_total / f64::from(self.loss_steps);
         let steps = std::mem::take(&mut self.loss_steps);
@@ -150,54 +242,48 @@ impl<T: Scalar> CpuModel<T> {
         }
     }
 
-    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let rows = self.graph.rows("predict", x)?;
-        let pass = self.forward(x, rows, false, self.graph.config.layers.len())?;
-        Ok(pass.acts.last().map(|a| to_f32(a)).unwrap_or_default())
+        self.infer(x, rows, None)
     }
 
-    pub fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
+    fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
         let rows = self.graph.rows("evaluate", x)?;
         self.graph.check_target("evaluate", target, rows)?;
-        let pass = self.forward(x, rows, false, self.graph.config.layers.len())?;
-        let (loss, _) = self.loss(&pass, target, false)?;
-        let outputs = to_f32(pass.acts.last().expect("the input is always there"));
+        let outputs = self.infer(x, rows, Some(target))?;
         let accuracy = match target {
             Target::Labels(labels) => Some(accuracy(&outputs, labels, self.graph.outputs())),
             Target::Values(_) => None,
         };
-        Ok(Evaluation { loss: loss.to_f32().unwrap_or(f32::NAN), accuracy })
+        Ok(Evaluation { loss: self.batch_loss(), accuracy })
     }
 
-    pub(crate) fn parameter(&self, layer: usize, part: Part) -> Result<Vec<f32>> {
-        let d = &self.dense[self.graph.dense(part_op(part), layer)?];
-        let values = match part {
-            Part::Weights => Some(&d.w),
-            Part::Bias => d.b.as_ref(),
-            Part::WeightGradients => Some(&d.gw),
-            Part::BiasGradients => d.gb.as_ref(),
-        };
-        values.map(|v| to_f32(v)).ok_or_else(|| no_bias(layer))
+    fn read(&self, p: usize, part: Part) -> Result<Vec<f32>> {
+        let tensors = &self.params[p];
+        Ok(to_f32(match part {
+            Part::Value => &tensors.value,
+            Part::Gradient => &tensors.grad,
+        }))
     }
 
-    pub(crate) fn set_weights(&mut self, layer: usize, weights: &[f32], bias: Option<&[f32]>) -> Result<()> {
-        let index = self.graph.dense("set_weights", layer)?;
-        let d = &mut self.dense[index];
-        check_new_weights(layer, d.inputs, d.outputs, d.b.is_some(), weights, bias)?;
-        d.w = from_f32(weights);
-        if let Some(bias) = bias {
-            d.b = Some(from_f32(bias));
-        }
+    fn write(&mut self, p: usize, values: &[f32]) -> Result<()> {
+        check_new_values(&self.graph, p, values)?;
+        self.params[p].value = from_f32(values);
         Ok(())
     }
 
-    pub fn load(&mut self, data: &Dataset) -> Result<Resident> {
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.settings.lr = lr;
+        Ok(())
+    }
+
+    fn load(&mut self, data: &Dataset) -> Result<Resident> {
         check_dataset(&self.graph, data)?;
         self.datasets.push(data.clone());
         Ok(Resident { model: self.id, index: self.datasets.len() - 1, len: data.len() })
     }
 
-    pub fn train_epoch(
+    fn train_epoch(
         &mut self,
         data: &Resident,
         batch_size: usize,
@@ -217,7 +303,8 @@ impl<T: Scalar> CpuModel<T> {
             let x: Vec<f32> =
                 picked.iter().flat_map(|&i| &set.inputs[i as usize * width..][..width]).copied().collect();
             let labels: Vec<u32> = picked.iter().map(|&i| set.labels[i as usize]).collect();
-            self.train_step(&x, &Target::Labels(&labels))?;
+            // Checked when the set was loaded.
+            self.checked_step(&x, rows, &Target::Labels(&labels))?;
             if self.diverged.is_some() {
                 return self.take_loss();
             }
@@ -232,17 +319,15 @@ impl<T: Scalar> CpuModel<T> {
         self.take_loss()
     }
 
-    pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
+    fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
-        let set = &self.datasets[data.index];
         let (mut loss, mut predictions) = (0.0, Vec::new());
+        let set = self.datasets[data.index].clone();
         for (offset, rows) in batches(set.len(), EVAL_ROWS) {
             let x = &set.inputs[offset * set.width..(offset + rows) * set.width];
             let labels = &set.labels[offset..offset + rows];
-            let pass = self.forward(x, rows, false, self.graph.config.layers.len())?;
-            loss += self.loss(&pass, &Target::Labels(labels), false)?.0.to_f64().unwrap_or(f64::NAN)
-                * rows as f64;
-            let outputs = to_f32(pass.acts.last().expect("the input is always there"));
+            let outputs = self.infer(x, rows, Some(&Target::Labels(labels)))?;
+            loss += f64::from(self.batch_loss()) * rows as f64;
             predictions.extend(arg_max(&outputs, self.graph.outputs()));
         }
         let correct = predictions.iter().zip(&set.labels).filter(|(p, l)| p == l).count();
@@ -250,198 +335,30 @@ impl<T: Scalar> CpuModel<T> {
         Ok(DataEvaluation { loss, accuracy, predictions })
     }
 
-    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        self.settings.lr = lr;
-        Ok(())
+    fn checkpointed(&mut self) -> &mut dyn Checkpointed {
+        self
     }
 
-    /// Runs layers `0..end`; in evaluation, dropout is the identity.
-    fn forward(&self, x: &[f32], rows: usize, training: bool, end: usize) -> Result<Pass<T>> {
-        let mut pass = Pass { rows, acts: vec![from_f32(x)], masks: Vec::new() };
-        for (l, layer) in self.graph.config.layers[..end].iter().enumerate() {
-            let input = &pass.acts[l];
-            let cols = self.graph.width(l + 1);
-            let mut out = vec![T::zero(); rows * cols];
-            let mut mask = Vec::new();
-            match layer {
-                Layer::Dense { inputs, outputs, .. } => {
-                    let d = &self.dense[self.graph.dense_index[l].expect("a dense layer")];
-                    T::matmul(
-                        &mut out,
-                        input,
-                        &d.w,
-                        d.b.as_deref(),
-                        rows,
-                        *inputs,
-                        *outputs,
-                        MatmulForm::ABt,
-                    )?
-                }
-                Layer::Relu => cpu::relu_forward(&mut out, input)?,
-                Layer::Sigmoid => cpu::sigmoid_forward(&mut out, input)?,
-                Layer::Tanh => cpu::tanh_forward(&mut out, input)?,
-                Layer::Softmax => cpu::softmax_forward(&mut out, input, rows, cols)?,
-                Layer::LogSoftmax => cpu::log_softmax_forward(&mut out, input, rows, cols)?,
-                Layer::Dropout(p) if training => {
-                    mask = vec![T::zero(); out.len()];
-                    cpu::dropout_forward(
-                        &mut out,
-                        &mut mask,
-                        input,
-                        *p,
-                        dropout_seed(self.graph.config.seed, l),
-                        self.dropout_step,
-                    )?
-                }
-                Layer::Dropout(_) => out.copy_from_slice(input),
-            }
-            pass.acts.push(out);
-            pass.masks.push(mask);
-        }
-        Ok(pass)
-    }
-
-    /// The mean loss of the pass's last activation, and (when asked) its gradient.
-    fn loss(&self, pass: &Pass<T>, target: &Target, with_gradient: bool) -> Result<(T, Vec<T>)> {
-        let rows = pass.rows;
-        let cols = self.graph.width(self.graph.trunk);
-        // In evaluation the whole net ran; a fused softmax's input is one activation back.
-        let y = &pass.acts[self.graph.trunk];
-        let mut d = vec![T::zero(); if with_gradient { y.len() } else { 0 }];
-        let loss = match (self.graph.config.loss, target) {
-            (Loss::SoftmaxCrossEntropy, Target::Labels(labels)) => {
-                let mut terms = vec![T::zero(); rows];
-                cpu::softmax_cross_entropy_forward(&mut terms, y, labels, rows, cols)?;
-                if with_gradient {
-                    cpu::softmax_cross_entropy_backward(&mut d, y, labels, rows, cols)?;
-                }
-                cpu::sum_all(&terms, inverse(rows))
-            }
-            (Loss::Nll, Target::Labels(labels)) => {
-                let mut terms = vec![T::zero(); rows];
-                cpu::nll_forward(&mut terms, y, labels, rows, cols)?;
-                if with_gradient {
-                    cpu::nll_backward(&mut d, labels, rows, cols)?;
-                }
-                cpu::sum_all(&terms, inverse(rows))
-            }
-            (loss, Target::Values(values)) => {
-                let t = from_f32(values);
-                let mut terms = vec![T::zero(); y.len()];
-                let (forward, backward): (PairLoss<T>, PairLoss<T>) = match loss {
-                    Loss::Mse => (cpu::mse_forward, cpu::mse_backward),
-                    Loss::Mae => (cpu::mae_forward, cpu::mae_backward),
-                    _ => (cpu::bce_forward, cpu::bce_backward),
-                };
-                forward(&mut terms, y, &t)?;
-                if with_gradient {
-                    backward(&mut d, y, &t)?;
-                }
-                cpu::sum_all(&terms, inverse(y.len()))
-            }
-            _ => unreachable!("check_target matched the target to the loss"),
-        };
-        Ok((loss, d))
-    }
-
-    /// Back-propagates `d` (the gradient of the trunk's output) through layers `trunk − 1..0`.
-    fn backward(&mut self, pass: &Pass<T>, mut d: Vec<T>) -> Result<()> {
-        let rows = pass.rows;
-        for l in (0..self.graph.trunk).rev() {
-            let (input, output) = (&pass.acts[l], &pass.acts[l + 1]);
-            let mut dx = vec![T::zero(); input.len()];
-            let cols = self.graph.width(l + 1);
-            match &self.graph.config.layers[l] {
-                Layer::Dense { inputs, outputs, .. } => {
-                    let dense = &mut self.dense[self.graph.dense_index[l].expect("a dense layer")];
-                    let (m, k, n) = (rows, *inputs, *outputs);
-                    // out = X·Wᵀ: dW = dOutᵀ·X, dX = dOut·W, dBias = column sums of dOut.
-                    T::matmul(&mut dense.gw, &d, input, None, n, m, k, MatmulForm::AtB)?;
-                    if let Some(gb) = dense.gb.as_mut() {
-                        cpu::sum_columns(gb, &d, m, n, T::one())?;
-                    }
-                    if l > 0 {
-                        T::matmul(&mut dx, &d, &dense.w, None, m, n, k, MatmulForm::AB)?;
-                    }
-                }
-                Layer::Relu => cpu::relu_backward(&mut dx, input, &d)?,
-                Layer::Sigmoid => cpu::sigmoid_backward(&mut dx, output, &d)?,
-                Layer::Tanh => cpu::tanh_backward(&mut dx, output, &d)?,
-                Layer::Softmax => cpu::softmax_backward(&mut dx, output, &d, rows, cols)?,
-                Layer::LogSoftmax => cpu::log_softmax_backward(&mut dx, output, &d, rows, cols)?,
-                Layer::Dropout(_) => cpu::dropout_backward(&mut dx, &pass.masks[l], &d)?,
-            }
-            d = dx;
-        }
-        Ok(())
-    }
-
-    fn update(&mut self) -> Result<()> {
-        self.settings.step += 1;
-        let (s, optimizer) = (&self.settings, self.graph.config.optimizer);
-        for d in &mut self.dense {
-            apply(optimizer, &mut d.w, &mut d.w_state, &d.gw, s)?;
-            if let (Some(b), Some(gb)) = (d.b.as_mut(), d.gb.as_ref()) {
-                apply(optimizer, b, &mut d.b_state, gb, s)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Every parameter value, dense layer by dense layer (weights, then bias).
-    pub fn parameters(&self) -> Vec<T> {
-        self.dense.iter().flat_map(|d| d.w.iter().chain(d.b.iter().flatten()).copied()).collect()
-    }
-
-    /// The gradients, in the order of [`CpuModel::parameters`].
-    pub fn gradients(&self) -> Vec<T> {
-        self.dense.iter().flat_map(|d| d.gw.iter().chain(d.gb.iter().flatten()).copied()).collect()
-    }
-
-    /// Replaces every parameter value, in the order of [`CpuModel::parameters`].
-    pub fn set_parameters(&mut self, values: &[T]) {
-        let mut values = values.iter().copied();
-        for d in &mut self.dense {
-            for v in d.w.iter_mut().chain(d.b.iter_mut().flatten()) {
-                *v = values.next().unwrap_or_else(T::nan);
-            }
-        }
-    }
-}
-
-/// A value loss's forward or backward: (out, y, t).
-type PairLoss<T> = fn(&mut [T], &[T], &[T]) -> Result<()>;
-
-impl<T: Scalar> CpuModel<T> {
-    pub(crate) fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
-    fn tensor_mut(&mut self, dense: usize, which: Which) -> Option<&mut Vec<T>> {
-        let d = &mut self.dense[dense];
-        match which {
-            Which::Weight => Some(&mut d.w),
-            Which::Bias => d.b.as_mut(),
-            Which::WeightState(k) => d.w_state.get_mut(k),
-            Which::BiasState(k) => d.b_state.get_mut(k),
-        }
+    fn checkpoint_view(&self) -> &dyn Checkpointed {
+        self
     }
 }
 
 impl<T: Scalar> Checkpointed for CpuModel<T> {
-    fn read_entry(&self, dense: usize, which: Which) -> Result<Vec<f32>> {
-        let d = &self.dense[dense];
-        let values = match which {
-            Which::Weight => Some(&d.w),
-            Which::Bias => d.b.as_ref(),
-            Which::WeightState(k) => d.w_state.get(k),
-            Which::BiasState(k) => d.b_state.get(k),
-        };
-        values.map(|v| to_f32(v)).ok_or_else(|| no_bias(dense))
+    fn read_entry(&self, p: usize, which: Which) -> Result<Vec<f32>> {
+        let tensors = &self.params[p];
+        Ok(to_f32(match which {
+            Which::Value => &tensors.value,
+            Which::State(k) => &tensors.state[k],
+        }))
     }
 
-    fn write_entry(&mut self, dense: usize, which: Which, values: &[f32]) -> Result<()> {
-        let tensor = self.tensor_mut(dense, which).ok_or_else(|| no_bias(dense))?;
+    fn write_entry(&mut self, p: usize, which: Which, values: &[f32]) -> Result<()> {
+        let tensors = &mut self.params[p];
+        let tensor = match which {
+            Which::Value => &mut tensors.value,
+            Which::State(k) => &mut tensors.state[k],
+        };
         if tensor.len() != values.len() {
             return Err(Error::shape(
                 "load_checkpoint",
@@ -463,69 +380,201 @@ impl<T: Scalar> Checkpointed for CpuModel<T> {
     }
 }
 
-fn apply<T: Float>(
-    optimizer: Optimizer,
-    w: &mut [T],
-    [m, v]: &mut [Vec<T>; 2],
-    g: &[T],
-    s: &OptimizerSettings,
-) -> Result<()> {
-    match optimizer {
-        Optimizer::Sgd { .. } => cpu::sgd_update(w, g, s),
-        Optimizer::Momentum { .. } => cpu::momentum_update(w, m, g, s),
-        Optimizer::Adam { .. } => cpu::adam_update(w, m, v, g, s),
-        Optimizer::AdamW { .. } => cpu::adamw_update(w, m, v, g, s),
+/// The CPU's [`Ops`]: each op computed when it is called, on the model's parameters and the
+/// batch's buffers.
+struct Exec<'a, T> {
+    graph: &'a Graph,
+    params: &'a mut [Tensors<T>],
+    batch: &'a mut Batch<T>,
+    settings: &'a OptimizerSettings,
+    dropout_step: u32,
+    rows: usize,
+    training: bool,
+}
+
+impl<T: Scalar> Exec<'_, T> {
+    fn get(&self, slot: Slot) -> &[T] {
+        match slot {
+            Slot::Param(p) => &self.params[p].value,
+            Slot::ParamGrad(p) => &self.params[p].grad,
+            slot => &self.batch.slots[&self.graph.storage(slot, self.training)],
+        }
+    }
+
+    /// Takes `slot`'s buffer out to write it while others are read; [`Exec::put`] returns it.
+    fn take(&mut self, slot: Slot) -> Vec<T> {
+        match slot {
+            Slot::Param(p) => std::mem::take(&mut self.params[p].value),
+            Slot::ParamGrad(p) => std::mem::take(&mut self.params[p].grad),
+            slot => {
+                let slot = self.graph.storage(slot, self.training);
+                std::mem::take(self.batch.slots.get_mut(&slot).expect("a slot of the batch"))
+            }
+        }
+    }
+
+    fn put(&mut self, slot: Slot, values: Vec<T>) {
+        match slot {
+            Slot::Param(p) => self.params[p].value = values,
+            Slot::ParamGrad(p) => self.params[p].grad = values,
+            slot => {
+                let slot = self.graph.storage(slot, self.training);
+                *self.batch.slots.get_mut(&slot).expect("a slot of the batch") = values;
+            }
+        }
+    }
+
+    /// Computes `op` into `out`, reading any other slots.
+    fn write(&mut self, out: Slot, op: impl FnOnce(&Self, &mut [T]) -> Result<()>) -> Result<()> {
+        let mut values = self.take(out);
+        let result = op(self, &mut values);
+        self.put(out, values);
+        result
+    }
+
+    /// The width of a batch slot (values per row).
+    fn cols(&self, slot: Slot) -> usize {
+        self.get(slot).len() / self.rows
+    }
+
+    /// A slot's `(rows, cols)`: parameters from the graph, batch slots from the batch.
+    fn shape(&self, slot: Slot) -> (usize, usize) {
+        match slot {
+            Slot::Param(p) | Slot::ParamGrad(p) => {
+                let param = &self.graph.params[p];
+                (param.rows, param.cols)
+            }
+            slot => (self.rows, self.cols(slot)),
+        }
     }
 }
 
-/// Each dropout layer draws its own mask: its seed mixes the model's seed with its index.
-pub(crate) fn dropout_seed(seed: u64, layer: usize) -> u32 {
-    (seed as u32) ^ ((seed >> 32) as u32) ^ (layer as u32).wrapping_mul(0x9e37_79b9)
-}
-
-pub(crate) fn check_new_weights(
-    layer: usize,
-    inputs: usize,
-    outputs: usize,
-    has_bias: bool,
-    weights: &[f32],
-    bias: Option<&[f32]>,
-) -> Result<()> {
-    if weights.len() != inputs * outputs {
-        return Err(Error::shape(
-            "set_weights",
-            format!("layer {layer}: {outputs}x{inputs} weights"),
-            format!("{} values", weights.len()),
-        ));
+impl<T: Scalar> Ops for Exec<'_, T> {
+    fn matmul(&mut self, out: Slot, a: Slot, b: Slot, bias: Option<Slot>, form: MatmulForm) -> Result<()> {
+        let (m, k, n) = form.dims(self.shape(a), self.shape(b))?;
+        self.write(out, |s, o| T::matmul(o, s.get(a), s.get(b), bias.map(|b| s.get(b)), m, k, n, form))
     }
-    match bias {
-        Some(b) if !has_bias || b.len() != outputs => Err(Error::shape(
-            "set_weights",
-            format!(
-                "layer {layer}: {}",
-                if has_bias { format!("a bias of {outputs} values") } else { "no bias".into() }
-            ),
-            format!("{} bias values", b.len()),
-        )),
-        _ => Ok(()),
+
+    fn sum_columns(&mut self, out: Slot, x: Slot) -> Result<()> {
+        let (rows, cols) = self.shape(x);
+        self.write(out, |s, o| cpu::sum_columns(o, s.get(x), rows, cols, T::one()))
+    }
+
+    fn activation(&mut self, f: Activation, out: Slot, x: Slot) -> Result<()> {
+        self.write(out, |s, o| cpu::activation_forward(f, o, s.get(x)))
+    }
+
+    fn activation_backward(&mut self, f: Activation, dx: Slot, saved: Slot, dy: Slot) -> Result<()> {
+        self.write(dx, |s, o| cpu::activation_backward(f, o, s.get(saved), s.get(dy)))
+    }
+
+    fn softmax(&mut self, log: bool, out: Slot, x: Slot) -> Result<()> {
+        let (rows, cols) = self.shape(x);
+        let forward = if log { cpu::log_softmax_forward } else { cpu::softmax_forward };
+        self.write(out, |s, o| forward(o, s.get(x), rows, cols))
+    }
+
+    fn softmax_backward(&mut self, log: bool, dx: Slot, y: Slot, dy: Slot) -> Result<()> {
+        let (rows, cols) = self.shape(y);
+        let backward = if log { cpu::log_softmax_backward } else { cpu::softmax_backward };
+        self.write(dx, |s, o| backward(o, s.get(y), s.get(dy), rows, cols))
+    }
+
+    fn dropout(&mut self, out: Slot, mask: Slot, x: Slot, p: f32, seed: u32) -> Result<()> {
+        let mut mask_values = self.take(mask);
+        let step = self.dropout_step;
+        let result =
+            self.write(out, |s, o| cpu::dropout_forward(o, &mut mask_values, s.get(x), p, seed, step));
+        self.put(mask, mask_values);
+        result
+    }
+
+    fn dropout_backward(&mut self, dx: Slot, mask: Slot, dy: Slot) -> Result<()> {
+        self.write(dx, |s, o| cpu::dropout_backward(o, s.get(mask), s.get(dy)))
+    }
+
+    fn layer_norm_stats(&mut self, stats: Slot, x: Slot) -> Result<()> {
+        let (rows, cols) = self.shape(x);
+        self.write(stats, |s, o| cpu::layer_norm_stats(o, s.get(x), rows, cols))
+    }
+
+    fn layer_norm(&mut self, out: Slot, x: Slot, stats: Slot, gain: Slot, bias: Slot) -> Result<()> {
+        let (rows, cols) = self.shape(x);
+        self.write(out, |s, o| {
+            cpu::layer_norm_forward(o, s.get(x), s.get(stats), s.get(gain), s.get(bias), rows, cols)
+        })
+    }
+
+    fn layer_norm_backward(&mut self, dx: Slot, x: Slot, stats: Slot, gain: Slot, dy: Slot) -> Result<()> {
+        let (rows, cols) = self.shape(x);
+        self.write(dx, |s, o| {
+            cpu::layer_norm_backward(o, s.get(x), s.get(stats), s.get(gain), s.get(dy), rows, cols)
+        })
+    }
+
+    fn layer_norm_gain_terms(&mut self, terms: Slot, x: Slot, stats: Slot, dy: Slot) -> Result<()> {
+        let (rows, cols) = self.shape(x);
+        self.write(terms, |s, o| cpu::layer_norm_gain_terms(o, s.get(x), s.get(stats), s.get(dy), rows, cols))
+    }
+
+    fn loss(&mut self, loss: Loss, terms: Slot, y: Slot) -> Result<()> {
+        let (rows, cols) = self.shape(y);
+        self.write(terms, |s, o| {
+            let (y, labels) = (s.get(y), &s.batch.labels);
+            match loss {
+                Loss::SoftmaxCrossEntropy => cpu::softmax_cross_entropy_forward(o, y, labels, rows, cols),
+                Loss::Nll => cpu::nll_forward(o, y, labels, rows, cols),
+                Loss::Mse => cpu::mse_forward(o, y, s.get(Slot::Targets)),
+                Loss::Mae => cpu::mae_forward(o, y, s.get(Slot::Targets)),
+                Loss::BinaryCrossEntropy => cpu::bce_forward(o, y, s.get(Slot::Targets)),
+            }
+        })
+    }
+
+    fn loss_backward(&mut self, loss: Loss, dy: Slot, y: Slot) -> Result<()> {
+        let (rows, cols) = self.shape(y);
+        self.write(dy, |s, o| {
+            let (y, labels) = (s.get(y), &s.batch.labels);
+            match loss {
+                Loss::SoftmaxCrossEntropy => cpu::softmax_cross_entropy_backward(o, y, labels, rows, cols),
+                Loss::Nll => cpu::nll_backward(o, labels, rows, cols),
+                Loss::Mse => cpu::mse_backward(o, y, s.get(Slot::Targets)),
+                Loss::Mae => cpu::mae_backward(o, y, s.get(Slot::Targets)),
+                Loss::BinaryCrossEntropy => cpu::bce_backward(o, y, s.get(Slot::Targets)),
+            }
+        })
+    }
+
+    fn mean(&mut self, out: Slot, terms: Slot) -> Result<()> {
+        let terms = self.get(terms);
+        let mean = cpu::sum_all(terms, T::one() / T::from(terms.len()).unwrap_or_else(T::one));
+        self.write(out, |_, o| {
+            o[0] = mean;
+            Ok(())
+        })
+    }
+
+    fn watch_loss(&mut self, _loss: Slot) -> Result<()> {
+        Ok(()) // the model checks the loss on the host after the step
+    }
+
+    fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()> {
+        let (s, tensors) = (self.settings, &mut self.params[p]);
+        let (w, g) = (&mut tensors.value, &tensors.grad);
+        match (optimizer, tensors.state.as_mut_slice()) {
+            (Optimizer::Sgd { .. }, _) => cpu::sgd_update(w, g, s),
+            (Optimizer::Momentum { .. }, [m]) => cpu::momentum_update(w, m, g, s),
+            (Optimizer::Adam { .. }, [m, v]) => cpu::adam_update(w, m, v, g, s),
+            (Optimizer::AdamW { .. }, [m, v]) => cpu::adamw_update(w, m, v, g, s),
+            _ => unreachable!("the state layout follows the optimizer (graph::state_names)"),
+        }
     }
 }
 
-pub(crate) fn part_op(part: Part) -> &'static str {
-    match part {
-        Part::Weights => "weights",
-        Part::Bias => "bias",
-        Part::WeightGradients => "weight_gradients",
-        Part::BiasGradients => "bias_gradients",
+fn copy_into<T: Float>(out: &mut [T], values: &[f32]) {
+    for (o, &v) in out.iter_mut().zip(values) {
+        *o = T::from(v).unwrap_or_else(T::nan);
     }
-}
-
-pub(crate) fn no_bias(layer: usize) -> Error {
-    Error::shape("bias", format!("layer {layer} with a bias"), "a layer without one")
-}
-
-fn inverse<T: Float>(n: usize) -> T {
-    T::one() / T::from(n).unwrap_or_else(T::one)
 }
 
 fn from_f32<T: Float>(v: &[f32]) -> Vec<T> {

@@ -21,13 +21,21 @@
 
 mod checkpoint;
 mod config;
+#[doc(hidden)]
 pub mod cpu;
 mod gemm;
 mod gpu;
+mod graph;
+mod ops;
 
+pub use crate::Activation;
 pub use config::{Backend, Init, Layer, Loss, ModelConfig, Optimizer};
+#[doc(hidden)]
 pub use gemm::Scalar;
 pub use gpu::{Forward, LossReading};
+
+use checkpoint::Checkpointed;
+use graph::Graph;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -125,83 +133,174 @@ pub struct Evaluation {
     pub accuracy: Option<f32>,
 }
 
-/// A built model on one backend. Every method works the same on both.
+/// A built model on one backend: every method works the same on both. Build one with
+/// [`ModelConfig::build`] (or [`Model::build`]).
 #[derive(Debug)]
-pub enum Model {
-    Gpu(Box<gpu::GpuModel>),
-    Cpu(Box<cpu::CpuModel<f32>>),
+pub struct Model {
+    engine: Box<dyn Engine>,
 }
 
-macro_rules! either {
-    ($self:expr, $model:ident => $body:expr) => {
-        match $self {
-            Model::Gpu($model) => $body,
-            Model::Cpu($model) => $body,
-        }
-    };
+/// What a backend does for a [`Model`]. The embedding calls are the GPU's alone: the CPU
+/// keeps the defaults, which say so.
+pub(crate) trait Engine: std::fmt::Debug + Send {
+    fn graph(&self) -> &Graph;
+    fn backend(&self) -> Backend;
+    fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()>;
+    fn take_loss(&mut self) -> Result<f32>;
+    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;
+    fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation>;
+    /// Parameter p's values or gradient.
+    fn read(&self, p: usize, part: Part) -> Result<Vec<f32>>;
+    /// Replaces parameter p's values.
+    fn write(&mut self, p: usize, values: &[f32]) -> Result<()>;
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
+    fn load(&mut self, data: &Dataset) -> Result<Resident>;
+    fn train_epoch(
+        &mut self,
+        data: &Resident,
+        batch_size: usize,
+        seed: u64,
+        progress: &mut dyn FnMut(EpochProgress),
+    ) -> Result<f32>;
+    fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation>;
+    fn checkpointed(&mut self) -> &mut dyn Checkpointed;
+    fn checkpoint_view(&self) -> &dyn Checkpointed;
+
+    fn counters(&self) -> Counters {
+        Counters::default()
+    }
+
+    fn record_train_step(&mut self, _: &mut wgpu::CommandEncoder, _: &[f32], _: &Target) -> Result<()> {
+        Err(Error::NeedsGpu { op: "record_train_step" })
+    }
+
+    fn record_loss(&mut self, _: &mut wgpu::CommandEncoder) -> Result<LossReading> {
+        Err(Error::NeedsGpu { op: "record_loss" })
+    }
+
+    fn bind_forward(&mut self, _: crate::GpuTensor) -> Result<Forward> {
+        Err(Error::NeedsGpu { op: "bind_forward" })
+    }
+
+    fn param_tensor(&self, _: usize) -> Result<&crate::GpuTensor> {
+        Err(Error::NeedsGpu { op: "weights_tensor" })
+    }
+}
+
+/// Which of a parameter's tensors to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    Value,
+    Gradient,
 }
 
 impl Model {
+    /// Checks `config` and builds it on `backend` (the GPU one needs `gpu`): the one place
+    /// that knows both backends. Both start from the same weights, drawn from the config's
+    /// seed. A description the crate cannot run is an error before anything is allocated:
+    /// [`Error::Shape`] for widths that do not chain, [`Error::InvalidLayer`] for a bad
+    /// layer setting, [`Error::MissingGpu`] for the GPU backend without a [`crate::Gpu`], and
+    /// [`Error::BufferTooLarge`] for a parameter past the adapter's limits.
+    pub fn build(config: &ModelConfig, backend: Backend, gpu: Option<&crate::Gpu>) -> Result<Model> {
+        let graph = Graph::new(config)?;
+        let engine: Box<dyn Engine> = match backend {
+            Backend::Cpu => {
+                let values = graph.initial_values()?;
+                Box::new(cpu::CpuModel::<f32>::new(graph, values))
+            }
+            Backend::Gpu => {
+                let gpu = gpu.ok_or(Error::MissingGpu)?;
+                gpu::GpuModel::check_fits(gpu, &graph)?;
+                let values = graph.initial_values()?;
+                Box::new(gpu::GpuModel::new(gpu, graph, values)?)
+            }
+        };
+        Ok(Model { engine })
+    }
+
+    /// Where this model runs.
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
+    }
+
+    /// The description it was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.engine.graph().config
+    }
+
     /// One step of training on a batch (`x` is row-major, `inputs` values per sample): forward,
     /// loss, backward and the optimizer update. On the GPU this is one submit, and the loss
     /// stays on the GPU, added to a running total that [`Model::take_loss`] reads.
     pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
-        either!(self, m => m.train_step(x, target))
+        self.engine.train_step(x, target)
     }
 
     /// The mean loss of the steps since the last call, and resets it: on the GPU, the one
     /// read-back of training (the 48-byte settings row that holds the loss watch). If a step's
     /// loss was NaN or infinite, this is `Error::Diverged` with that step's number: that step
     /// and the later ones since the last read were not applied, and training goes on from the
-    /// weights from before it.
+    /// weights from before it. [`Error::NoSteps`] when no step was taken since the last read.
     pub fn take_loss(&mut self) -> Result<f32> {
-        either!(self, m => m.take_loss())
+        self.engine.take_loss()
     }
 
     /// The model's outputs for `x` (dropout off): row-major, [`ModelConfig::width`] per sample.
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
-        either!(self, m => m.predict(x))
+        self.engine.predict(x)
     }
 
     /// The mean loss over a data set (dropout off), and the accuracy for label targets (the
     /// arg-max of each output row against its label). Nothing is trained.
     pub fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
-        either!(self, m => m.evaluate(x, target))
+        self.engine.evaluate(x, target)
     }
 
-    /// Dense layer `layer`'s weights, row-major `(out, in)` (an explicit read-back on the GPU).
+    /// Layer `layer`'s weights: a dense layer's, row-major `(out, in)`, or a layer norm's
+    /// gain (an explicit read-back on the GPU).
     pub fn weights(&self, layer: usize) -> Result<Vec<f32>> {
-        either!(self, m => m.parameter(layer, Part::Weights))
+        self.engine.read(self.param("weights", layer, "weight")?, Part::Value)
     }
 
-    /// Dense layer `layer`'s bias, or an error when it has none.
+    /// Layer `layer`'s bias, or an error when it has none.
     pub fn bias(&self, layer: usize) -> Result<Vec<f32>> {
-        either!(self, m => m.parameter(layer, Part::Bias))
+        self.engine.read(self.param("bias", layer, "bias")?, Part::Value)
     }
 
-    /// The gradient of the last step's loss with respect to dense layer `layer`'s weights.
+    /// The gradient of the last step's loss with respect to layer `layer`'s weights.
     pub fn weight_gradients(&self, layer: usize) -> Result<Vec<f32>> {
-        either!(self, m => m.parameter(layer, Part::WeightGradients))
+        self.engine.read(self.param("weight_gradients", layer, "weight")?, Part::Gradient)
     }
 
-    /// The gradient with respect to dense layer `layer`'s bias.
+    /// The gradient with respect to layer `layer`'s bias.
     pub fn bias_gradients(&self, layer: usize) -> Result<Vec<f32>> {
-        either!(self, m => m.parameter(layer, Part::BiasGradients))
+        self.engine.read(self.param("bias_gradients", layer, "bias")?, Part::Gradient)
     }
 
-    /// Replaces dense layer `layer`'s weights (and bias, when given).
+    /// Replaces layer `layer`'s weights (and bias, when given). Everything is checked
+    /// before anything changes.
     pub fn set_weights(&mut self, layer: usize, weights: &[f32], bias: Option<&[f32]>) -> Result<()> {
-        either!(self, m => m.set_weights(layer, weights, bias))
+        let w = self.param("set_weights", layer, "weight")?;
+        let b = bias.map(|_| self.param("set_weights", layer, "bias")).transpose()?;
+        let graph = self.engine.graph();
+        check_new_values(graph, w, weights)?;
+        if let (Some(b), Some(values)) = (b, bias) {
+            check_new_values(graph, b, values)?;
+        }
+        self.engine.write(w, weights)?;
+        if let (Some(b), Some(values)) = (b, bias) {
+            self.engine.write(b, values)?;
+        }
+        Ok(())
     }
 
-    /// Changes the learning rate from the next step on.
+    /// Changes the learning rate from the next step on: the one way to change it.
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        either!(self, m => m.set_learning_rate(lr))
+        self.engine.set_learning_rate(lr)
     }
 
     /// Loads a labelled data set into the backend (once; on the GPU an upload of the whole set).
     pub fn load(&mut self, data: &Dataset) -> Result<Resident> {
-        either!(self, m => m.load(data))
+        self.engine.load(data)
     }
 
     /// One epoch over a resident data set in minibatches of `batch_size`, in an order shuffled
@@ -218,48 +317,42 @@ impl Model {
         if batch_size == 0 {
             return Err(Error::shape("train_epoch", "a batch size of at least 1", "0"));
         }
-        either!(self, m => m.train_epoch(data, batch_size, seed, progress))
+        self.engine.train_epoch(data, batch_size, seed, progress)
     }
 
     /// Loss, accuracy and predictions over a resident data set (dropout off).
     pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
-        either!(self, m => m.evaluate_resident(data))
+        self.engine.evaluate_resident(data)
     }
 
-    /// Saves the weights, the optimizer's state and the step count as a safetensors file
-    /// (see [`checkpoint`](self) names below), atomically.
+    /// Saves the weights, the optimizer's state and the step count as a safetensors file,
+    /// atomically.
     ///
-    /// Tensor names: `layers.{i}.weight` `(out, in)` and `layers.{i}.bias` for the dense
-    /// layer at index i of the config; `optimizer.layers.{i}.weight.{velocity|m|v}` likewise.
+    /// Tensor names: `layers.{i}.weight` (a dense layer's `(out, in)`, a layer norm's gain)
+    /// and `layers.{i}.bias` for the layer at index i of the config;
+    /// `optimizer.layers.{i}.weight.{velocity|m|v}` likewise.
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        either!(self, m => checkpoint::save(m.as_ref(), m.graph(), path.as_ref()))
+        checkpoint::save(self.engine.checkpoint_view(), self.engine.graph(), path.as_ref())
     }
 
     /// Loads a checkpoint saved by [`Model::save`] (or any safetensors file with the
     /// `layers.*` tensors, from PyTorch say). A missing or misshapen tensor is an error naming
     /// the file, and then the model is left unchanged.
     pub fn load_checkpoint(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        either!(self, m => {
-            let graph = m.graph().clone();
-            checkpoint::load(m.as_mut(), &graph, path.as_ref())
-        })
+        let graph = self.engine.graph().clone();
+        checkpoint::load(self.engine.checkpointed(), &graph, path.as_ref())
     }
 
     /// Like [`Model::load_checkpoint`], from a checkpoint held in memory (embedded with
     /// `include_bytes!`, say); errors name the source as `name`.
     pub fn load_checkpoint_bytes(&mut self, bytes: &[u8], name: &str) -> Result<()> {
-        either!(self, m => {
-            let graph = m.graph().clone();
-            checkpoint::load_bytes(m.as_mut(), &graph, bytes, name.as_ref())
-        })
+        let graph = self.engine.graph().clone();
+        checkpoint::load_bytes(self.engine.checkpointed(), &graph, bytes, name.as_ref())
     }
 
     /// The GPU's counters (all zero on the CPU backend).
     pub fn counters(&self) -> Counters {
-        match self {
-            Model::Gpu(m) => m.counters(),
-            Model::Cpu(_) => Counters::default(),
-        }
+        self.engine.counters()
     }
 
     /// Records one training step into an app's `encoder` instead of submitting it: the batch
@@ -272,174 +365,60 @@ impl Model {
         x: &[f32],
         target: &Target,
     ) -> Result<()> {
-        self.gpu_model("record_train_step")?.record_train_step(encoder, x, target)
+        self.engine.record_train_step(encoder, x, target)
     }
 
     /// Records a read of the mean loss of the steps since the last read into `encoder`, and
     /// returns a [`LossReading`] to poll after the app has submitted it. Like
     /// [`Model::take_loss`], it starts the next mean afresh. GPU backend only.
     pub fn record_loss(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
-        self.gpu_model("record_loss")?.record_loss(encoder)
+        self.engine.record_loss(encoder)
     }
 
     /// Binds a forward pass (dropout off) over `input`, an `(rows, inputs)` tensor, for
     /// example an app's buffer wrapped by [`crate::Gpu::tensor_from_buffer`]. The returned
     /// [`Forward`] is recorded each frame and exposes its output buffer. GPU backend only.
     pub fn bind_forward(&mut self, input: crate::GpuTensor) -> Result<Forward> {
-        self.gpu_model("bind_forward")?.bind_forward(input)
+        self.engine.bind_forward(input)
     }
 
-    /// Dense layer `layer`'s weights on the GPU, `(out, in)` row-major f32: bind it read-only
+    /// Layer `layer`'s weights on the GPU, `(out, in)` row-major f32: bind it read-only
     /// to draw with (training updates it in place). GPU backend only.
     pub fn weights_tensor(&self, layer: usize) -> Result<&crate::GpuTensor> {
-        match self {
-            Model::Gpu(m) => m.parameter_tensor("weights_tensor", layer, false),
-            Model::Cpu(_) => Err(Error::NeedsGpu { op: "weights_tensor" }),
-        }
+        self.gpu_only("weights_tensor")?;
+        self.engine.param_tensor(self.param("weights_tensor", layer, "weight")?)
     }
 
-    /// Dense layer `layer`'s bias on the GPU, `(1, out)`. GPU backend only.
+    /// Layer `layer`'s bias on the GPU, `(1, out)`. GPU backend only.
     pub fn bias_tensor(&self, layer: usize) -> Result<&crate::GpuTensor> {
-        match self {
-            Model::Gpu(m) => m.parameter_tensor("bias_tensor", layer, true),
-            Model::Cpu(_) => Err(Error::NeedsGpu { op: "bias_tensor" }),
+        self.gpu_only("bias_tensor")?;
+        self.engine.param_tensor(self.param("bias_tensor", layer, "bias")?)
+    }
+
+    fn gpu_only(&self, op: &'static str) -> Result<()> {
+        match self.backend() {
+            Backend::Gpu => Ok(()),
+            Backend::Cpu => Err(Error::NeedsGpu { op }),
         }
     }
 
-    fn gpu_model(&mut self, op: &'static str) -> Result<&mut gpu::GpuModel> {
-        match self {
-            Model::Gpu(m) => Ok(m),
-            Model::Cpu(_) => Err(Error::NeedsGpu { op }),
-        }
-    }
-
-    pub fn backend(&self) -> Backend {
-        match self {
-            Model::Gpu(_) => Backend::Gpu,
-            Model::Cpu(_) => Backend::Cpu,
-        }
+    fn param(&self, op: &'static str, layer: usize, name: &'static str) -> Result<usize> {
+        self.engine.graph().param(op, layer, name)
     }
 }
 
-/// Which of a dense layer's tensors to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Part {
-    Weights,
-    Bias,
-    WeightGradients,
-    BiasGradients,
-}
-
-/// The graph both backends run, derived once from the config.
-#[derive(Clone, Debug)]
-pub(crate) struct Graph {
-    pub(crate) config: ModelConfig,
-    /// Per layer: its width out.
-    pub(crate) widths: Vec<usize>,
-    /// For each layer, the index of its parameters among the dense layers.
-    pub(crate) dense_index: Vec<Option<usize>>,
-    /// Layers that run in training before the loss: all, or all but a final Softmax whose
-    /// cross-entropy is fused (computed from the softmax's input).
-    pub(crate) trunk: usize,
-}
-
-impl Graph {
-    pub(crate) fn new(config: &ModelConfig) -> Graph {
-        let mut width = config.inputs;
-        let mut widths = Vec::new();
-        let mut dense_index = Vec::new();
-        let mut dense = 0;
-        for layer in &config.layers {
-            if let Layer::Dense { outputs, .. } = layer {
-                width = *outputs;
-                dense_index.push(Some(dense));
-                dense += 1;
-            } else {
-                dense_index.push(None);
-            }
-            widths.push(width);
-        }
-        let fused = config.loss == Loss::SoftmaxCrossEntropy && config.layers.last() == Some(&Layer::Softmax);
-        let trunk = config.layers.len() - usize::from(fused);
-        Graph { config: config.clone(), widths, dense_index, trunk }
+/// Checks new values for parameter p against its shape.
+pub(crate) fn check_new_values(graph: &Graph, p: usize, values: &[f32]) -> Result<()> {
+    let param = &graph.params[p];
+    if values.len() != param.len() {
+        let what = if param.name == "bias" { "bias" } else { "weights" };
+        return Err(Error::shape(
+            "set_weights",
+            format!("layer {}: {}x{} {what}", param.layer, param.rows, param.cols),
+            format!("{} values", values.len()),
+        ));
     }
-
-    pub(crate) fn inputs(&self) -> usize {
-        self.config.inputs
-    }
-
-    /// Width of activation `i` (0 is the input, i is the output of layer i − 1).
-    pub(crate) fn width(&self, i: usize) -> usize {
-        if i == 0 { self.config.inputs } else { self.widths[i - 1] }
-    }
-
-    pub(crate) fn outputs(&self) -> usize {
-        self.width(self.config.layers.len())
-    }
-
-    /// The batch size of `x`, or an error naming the mismatch.
-    pub(crate) fn rows(&self, op: &'static str, x: &[f32]) -> Result<usize> {
-        let inputs = self.inputs();
-        if x.is_empty() || !x.len().is_multiple_of(inputs) {
-            return Err(Error::shape(
-                op,
-                format!("a non-empty batch of rows of {inputs} inputs"),
-                format!("{} values", x.len()),
-            ));
-        }
-        check_finite(op, "input", x, inputs)?;
-        Ok(x.len() / inputs)
-    }
-
-    /// Checks a target against the loss and the batch.
-    pub(crate) fn check_target(&self, op: &'static str, target: &Target, rows: usize) -> Result<()> {
-        let (loss, width) = (self.config.loss, self.width(self.trunk));
-        match (target, loss.takes_labels()) {
-            (Target::Labels(labels), true) => {
-                if labels.len() != rows {
-                    return Err(Error::shape(
-                        op,
-                        format!("{rows} labels"),
-                        format!("{} labels", labels.len()),
-                    ));
-                }
-                if let Some(bad) = labels.iter().position(|&l| l as usize >= width) {
-                    return Err(Error::shape(
-                        op,
-                        format!("labels in 0..{width}"),
-                        format!("label {} at row {bad}", labels[bad]),
-                    ));
-                }
-                Ok(())
-            }
-            (Target::Values(values), false) => {
-                if values.len() != rows * width {
-                    return Err(Error::shape(
-                        op,
-                        format!("{rows}x{width} target values"),
-                        format!("{} values", values.len()),
-                    ));
-                }
-                check_finite(op, "target", values, width)
-            }
-            _ => Err(Error::shape(
-                op,
-                format!("{} targets for {loss:?}", if loss.takes_labels() { "label" } else { "value" }),
-                "the other kind".to_string(),
-            )),
-        }
-    }
-
-    /// The dense layer behind index `layer` of `config.layers`, or an error.
-    pub(crate) fn dense(&self, op: &'static str, layer: usize) -> Result<usize> {
-        self.dense_index.get(layer).copied().flatten().ok_or_else(|| {
-            Error::shape(
-                op,
-                "the index of a dense layer",
-                format!("layer {layer} ({:?})", self.config.layers.get(layer)),
-            )
-        })
-    }
+    check_finite("set_weights", "weight", values, param.cols)
 }
 
 /// NaN and infinities are refused at the door: one would turn every weight it reaches into
@@ -498,7 +477,7 @@ pub(crate) fn check_dataset(graph: &Graph, data: &Dataset) -> Result<()> {
         ));
     }
     check_finite(op, "input", &data.inputs, data.width)?;
-    let classes = graph.width(graph.trunk);
+    let classes = graph.classes();
     if let Some(bad) = data.labels.iter().position(|&l| l as usize >= classes) {
         return Err(Error::shape(
             op,

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::StagingBelt;
 
 use super::GpuModel;
-use super::plan::layer_forward;
-use crate::model::{Layer, Target};
+use super::plan::Plan;
+use crate::model::Target;
+use crate::model::ops::Slot;
 use crate::settings::{SETTINGS_LEN, WATCH, Watch};
 use crate::{Dispatch, Error, Gpu, GpuTensor, Result};
 
@@ -19,7 +20,7 @@ use crate::{Dispatch, Error, Gpu, GpuTensor, Result};
 const BELT_CHUNK: u64 = 1 << 16;
 
 impl GpuModel {
-    pub fn record_train_step(
+    pub(super) fn record_step(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         x: &[f32],
@@ -35,12 +36,14 @@ impl GpuModel {
         let belt = self.belt.get_or_insert_with(|| StagingBelt::new(gpu.device().clone(), BELT_CHUNK));
         // Copies in the encoder, not queue writes: those would all land before the submit,
         // so two steps recorded in one frame would both see the second batch.
-        stage(&self.gpu, belt, encoder, plan.x.buffer(), bytemuck::cast_slice(x))?;
-        match (target, &plan.targets, &plan.labels) {
-            (Target::Values(values), Some(t), _) => {
-                stage(&self.gpu, belt, encoder, t.buffer(), bytemuck::cast_slice(values))?
+        let graph = &self.graph;
+        stage(&self.gpu, belt, encoder, plan.get(graph, Slot::Act(0)).buffer(), bytemuck::cast_slice(x))?;
+        match (target, &plan.labels) {
+            (Target::Values(values), _) => {
+                let t = plan.get(graph, Slot::Targets).buffer();
+                stage(&self.gpu, belt, encoder, t, bytemuck::cast_slice(values))?
             }
-            (Target::Labels(labels), _, Some(l)) => {
+            (Target::Labels(labels), Some(l)) => {
                 stage(&self.gpu, belt, encoder, l.buffer(), bytemuck::cast_slice(labels))?
             }
             _ => unreachable!("check_target matched the target to the loss"),
@@ -52,7 +55,7 @@ impl GpuModel {
         Ok(())
     }
 
-    pub fn record_loss(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
+    pub(super) fn record_loss_read(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
         let bytes = (SETTINGS_LEN * 4) as u64;
         let staging = self.gpu.scoped("allocating a loss read-back buffer", || {
             self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
@@ -62,7 +65,7 @@ impl GpuModel {
                 mapped_at_creation: false,
             })
         })?;
-        let row = self.settings_row.buffer();
+        let row = self.shared.settings_row.buffer();
         encoder.copy_buffer_to_buffer(row, 0, &staging, 0, bytes);
         // The watch starts afresh for the next read, as with take_loss.
         encoder.clear_buffer(row, (WATCH * 4) as u64, Some(16));
@@ -80,7 +83,7 @@ impl GpuModel {
         Ok(LossReading { gpu: self.gpu.clone(), staging, mapped, first_step, unapplied, done: false })
     }
 
-    pub fn bind_forward(&self, input: GpuTensor) -> Result<Forward> {
+    pub(super) fn bind_forward_over(&self, input: GpuTensor) -> Result<Forward> {
         let op = "bind_forward";
         if input.cols() != self.graph.inputs() {
             return Err(Error::shape(
@@ -89,28 +92,10 @@ impl GpuModel {
                 format!("{} columns", input.cols()),
             ));
         }
-        let (gpu, graph, rows) = (&self.gpu, &self.graph, input.rows());
-        let mut tensors = Vec::new();
-        let mut act = vec![None]; // activation 0 is the input
-        for (l, layer) in graph.config.layers.iter().enumerate() {
-            if let Layer::Dropout(_) = layer {
-                act.push(act[l]); // the identity outside training
-                continue;
-            }
-            tensors.push(gpu.zeros(rows, graph.width(l + 1))?);
-            act.push(Some(tensors.len() - 1));
-        }
-        let get = |i: usize| act[i].map_or(&input, |t| &tensors[t]);
-        let mut dispatches = Vec::new();
-        for (l, layer) in graph.config.layers.iter().enumerate() {
-            dispatches.extend(layer_forward(gpu, graph, &self.dense, l, layer, get(l), get(l + 1), None)?);
-        }
-        Ok(Forward { gpu: self.gpu.clone(), input, tensors, act, dispatches })
-    }
-
-    pub(crate) fn parameter_tensor(&self, op: &'static str, layer: usize, bias: bool) -> Result<&GpuTensor> {
-        let d = &self.dense[self.graph.dense(op, layer)?];
-        if bias { d.b.as_ref().ok_or_else(|| super::no_bias(layer)) } else { Ok(&d.w) }
+        let (graph, rows) = (&self.graph, input.rows());
+        let plan = Plan::new(&self.gpu, graph, &self.shared, rows, false, Some(input))?;
+        let acts = (0..=graph.layers().len()).map(|i| graph.storage(Slot::Act(i), false)).collect();
+        Ok(Forward { gpu: self.gpu.clone(), plan, acts })
     }
 }
 
@@ -135,26 +120,25 @@ fn stage(
 #[derive(Debug)]
 pub struct Forward {
     gpu: Gpu,
-    input: GpuTensor,
-    tensors: Vec<GpuTensor>,
-    /// Activation i lives in `tensors[act[i]]`, or is the input (None).
-    act: Vec<Option<usize>>,
-    dispatches: Vec<Dispatch>,
+    /// An evaluation plan over the app's input; its loss dispatches are never recorded.
+    plan: Plan,
+    /// Where activation i is stored (a dropout layer's output is its input).
+    acts: Vec<Slot>,
 }
 
 impl Forward {
     /// The network's output, `(rows, outputs)` row-major f32, for an app to bind read-only
     /// (its usage is `STORAGE | COPY_SRC | COPY_DST`).
     pub fn output(&self) -> &GpuTensor {
-        self.get(self.act.len() - 1)
+        self.get(self.acts.len() - 1)
     }
 
     /// Activation `i`: 0 is the input, `i` the output of layer `i − 1` of the config.
     pub fn activation(&self, i: usize) -> Result<&GpuTensor> {
-        if i >= self.act.len() {
+        if i >= self.acts.len() {
             return Err(Error::shape(
                 "activation",
-                format!("an index below {}", self.act.len()),
+                format!("an index below {}", self.acts.len()),
                 i.to_string(),
             ));
         }
@@ -163,16 +147,19 @@ impl Forward {
 
     /// Records the pass into `encoder`, in one compute pass.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.gpu.record(encoder, &self.dispatches.iter().collect::<Vec<_>>());
+        self.gpu.record(encoder, &self.plan.dispatches.iter().collect::<Vec<_>>());
     }
 
     /// The dispatches, to record into a compute pass of the app's own.
     pub fn dispatches(&self) -> impl Iterator<Item = &Dispatch> {
-        self.dispatches.iter()
+        self.plan.dispatches.iter()
     }
 
     fn get(&self, i: usize) -> &GpuTensor {
-        self.act[i].map_or(&self.input, |t| &self.tensors[t])
+        match self.acts[i] {
+            Slot::Act(0) => self.plan.input.as_ref().expect("a forward pass over an app's input"),
+            slot => &self.plan.slots[&slot],
+        }
     }
 }
 
@@ -235,9 +222,7 @@ impl LossReading {
         self.gpu.tally.read_back((SETTINGS_LEN * 4) as u64);
         let watch = Watch::from_row(&row);
         match watch.first_bad {
-            _ if watch.steps == 0 => {
-                Err(Error::shape("record_loss", "training steps recorded before it", "none"))
-            }
+            _ if watch.steps == 0 => Err(Error::NoSteps { op: "record_loss" }),
             Some(bad) => {
                 let skipped = watch.steps.saturating_sub(bad);
                 self.unapplied.fetch_add(skipped + 1, Ordering::Relaxed);

@@ -9,37 +9,40 @@ mod plan;
 
 pub use embed::{Forward, LossReading};
 
-use plan::{Plan, build_plan};
+use plan::{Binder, Plan};
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::Backend;
 use super::checkpoint::{Checkpointed, Which};
-use super::config::DenseValues;
-use super::cpu::{check_new_weights, no_bias, part_op};
+use super::graph::Graph;
+use super::ops::{self, Slot};
 use super::{
-    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Graph, LOSS_REPORT_STEPS, Layer, ModelConfig,
-    Optimizer, Part, Resident, Target, accuracy, arg_max, batches, check_dataset, check_resident,
-    epoch_order, next_model_id,
+    DataEvaluation, EVAL_ROWS, Engine, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Part, Resident, Target,
+    accuracy, arg_max, batches, check_dataset, check_new_values, check_resident, epoch_order, next_model_id,
 };
 use crate::data::Dataset;
 use crate::settings::{WATCH, Watch};
 use crate::{Counters, Dispatch, Error, Gpu, GpuLabels, GpuTensor, OptimizerSettings, Result};
 
-/// One dense layer's tensors on the GPU, and its bound optimizer updates.
+/// One parameter's tensors on the GPU: its values, gradient and optimizer state.
 #[derive(Debug)]
-struct Dense {
-    inputs: usize,
-    outputs: usize,
-    w: GpuTensor,
-    b: Option<GpuTensor>,
-    gw: GpuTensor,
-    gb: Option<GpuTensor>,
-    /// Optimizer state (velocity, or first and second moments) of w and of b.
-    w_state: Vec<GpuTensor>,
-    b_state: Vec<GpuTensor>,
-    updates: Vec<Dispatch>,
+pub(crate) struct ParamTensors {
+    pub(crate) value: GpuTensor,
+    pub(crate) grad: GpuTensor,
+    pub(crate) state: Vec<GpuTensor>,
+}
+
+/// What every plan binds besides its own buffers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) params: Vec<ParamTensors>,
+    /// The optimizer's settings, and the loss watch's slots (see [`WATCH`]).
+    pub(crate) settings_row: GpuTensor,
+    /// Dropout's step counter, advanced on the GPU once per step.
+    pub(crate) dropout_counter: GpuTensor,
 }
 
 /// A data set uploaded once, and the gathers that cut minibatches out of it, bound on first
@@ -64,20 +67,18 @@ const _: () = assert!(LOSS_REPORT_STEPS.is_multiple_of(STEPS_PER_SUBMIT), "loss 
 
 /// A model on a [`Gpu`].
 #[derive(Debug)]
-pub struct GpuModel {
+pub(crate) struct GpuModel {
     gpu: Gpu,
     graph: Graph,
-    dense: Vec<Dense>,
+    shared: Shared,
+    /// Every parameter's optimizer update, bound once.
+    updates: Vec<Dispatch>,
     settings: OptimizerSettings,
-    /// The optimizer's settings, and the loss watch's slots (see [`WATCH`]).
-    settings_row: GpuTensor,
-    /// Dropout's step counter and the optimizer's, advanced on the GPU once per step.
     /// The dropout counter's advance runs first in a step (masks are drawn from it); the
     /// optimizer's (β powers) just before the updates, after the loss watch, so a step the
     /// watch halts does not advance it.
     dropout_advance: Option<Dispatch>,
     optimizer_advance: Dispatch,
-    dropout_counter: GpuTensor,
     /// Training steps since the last loss read (the watch counts them too).
     loss_steps: u32,
     plans: HashMap<(usize, bool), Plan>,
@@ -93,37 +94,56 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    pub(crate) fn new(gpu: &Gpu, config: &ModelConfig, parameters: Vec<DenseValues>) -> Result<Self> {
-        let graph = Graph::new(config);
-        let settings = config.optimizer.settings();
+    /// Refuses, before any weight is drawn on the host, a parameter too big for the adapter:
+    /// an error naming the limit, not gigabytes of random numbers and then an error.
+    pub(crate) fn check_fits(gpu: &Gpu, graph: &Graph) -> Result<()> {
+        for param in &graph.params {
+            let bytes = (param.rows as u64).saturating_mul(param.cols as u64).saturating_mul(4);
+            let what = match graph.layers()[param.layer] {
+                super::Layer::Dense { inputs, outputs, .. } => {
+                    format!("layer {} (dense {inputs} -> {outputs}) {}s", param.layer, param.name)
+                }
+                _ => format!("layer {} {}", param.layer, param.name),
+            };
+            gpu.check_buffer_size(&what, bytes)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn new(gpu: &Gpu, graph: Graph, values: Vec<Vec<f32>>) -> Result<Self> {
+        let settings = graph.config.optimizer.settings();
         let settings_row = gpu.upload_settings(&settings)?;
         let dropout_counter = gpu.zeros(1, 1)?;
         let optimizer_advance = gpu.optimizer_advance(&settings_row)?;
-        let dropout_advance = config
-            .layers
+        let dropout_advance =
+            graph.has_dropout().then(|| gpu.dropout_advance(&dropout_counter)).transpose()?;
+        let states = graph.state_names().len();
+        let params = graph
+            .params
             .iter()
-            .any(|l| matches!(l, Layer::Dropout(_)))
-            .then(|| gpu.dropout_advance(&dropout_counter))
-            .transpose()?;
-        let dims = config.layers.iter().filter_map(|l| match l {
-            Layer::Dense { inputs, outputs, .. } => Some((*inputs, *outputs)),
-            _ => None,
-        });
-        let dense = dims
-            .zip(parameters)
-            .map(|((inputs, outputs), (w, b))| {
-                dense(gpu, config.optimizer, &settings_row, inputs, outputs, &w, b.as_deref())
+            .zip(&values)
+            .map(|(param, values)| {
+                Ok(ParamTensors {
+                    value: gpu.upload(values, param.rows, param.cols)?,
+                    grad: gpu.zeros(param.rows, param.cols)?,
+                    state: (0..states).map(|_| gpu.zeros(param.rows, param.cols)).collect::<Result<_>>()?,
+                })
             })
             .collect::<Result<_>>()?;
+        let shared = Shared { params, settings_row, dropout_counter };
+        let updates = {
+            let mut binder = Binder { gpu, graph: &graph, shared: &shared, plan: None, out: Vec::new() };
+            ops::updates(&mut binder, &graph)?;
+            binder.out
+        };
         Ok(GpuModel {
             gpu: gpu.clone(),
             graph,
-            dense,
+            shared,
+            updates,
             settings,
-            settings_row,
             dropout_advance,
             optimizer_advance,
-            dropout_counter,
             loss_steps: 0,
             plans: HashMap::new(),
             steps: 0,
@@ -134,13 +154,81 @@ impl GpuModel {
         })
     }
 
-    pub fn load(&mut self, data: &Dataset) -> Result<Resident> {
+    /// Takes off `steps` what a [`LossReading`] found was not applied.
+    fn settle_steps(&mut self) {
+        let unapplied = self.unapplied.swap(0, Ordering::Relaxed);
+        self.steps = self.steps.saturating_sub(unapplied);
+    }
+
+    /// One training step on `plan`, in order: the dropout counter, `gathers` (the batch cut
+    /// from resident data, if any), forward, loss, watch and backward, then the optimizer's
+    /// advance and every update. What `train_step`, `train_epoch` and `record_train_step` run.
+    fn step<'a>(&'a self, plan: &'a Plan, gathers: &'a [Dispatch]) -> impl Iterator<Item = &'a Dispatch> {
+        let updates = std::iter::once(&self.optimizer_advance).chain(&self.updates);
+        self.dropout_advance.iter().chain(gathers).chain(&plan.dispatches).chain(updates)
+    }
+
+    /// The loss watch's slots (one read of the settings row).
+    fn read_watch(&self) -> Result<Watch> {
+        Ok(Watch::from_row(&self.gpu.read(&self.shared.settings_row)?))
+    }
+
+    /// Builds the buffers and bindings for `rows` samples, once.
+    fn plan(&mut self, rows: usize, training: bool) -> Result<()> {
+        if self.plans.contains_key(&(rows, training)) {
+            return Ok(());
+        }
+        let plan = Plan::new(&self.gpu, &self.graph, &self.shared, rows, training, None)?;
+        self.plans.insert((rows, training), plan);
+        Ok(())
+    }
+
+    /// Binds, once, the gathers of a minibatch into the plan for `rows`.
+    fn gather(&mut self, data: usize, rows: usize, offset: usize, training: bool) -> Result<()> {
+        self.plan(rows, training)?;
+        let set = &self.datasets[data];
+        if set.gathers.contains_key(&(rows, offset, training)) {
+            return Ok(());
+        }
+        let plan = &self.plans[&(rows, training)];
+        let order = if training { &set.order } else { &set.identity };
+        let labels = plan.labels.as_ref().expect("data sets train label losses");
+        let x = plan.get(&self.graph, Slot::Act(0));
+        let mut gathers = Vec::new();
+        for (first, part) in &set.inputs {
+            gathers.push(self.gpu.gather_rows_from_part(x, part, *first, order, offset)?);
+        }
+        gathers.push(self.gpu.gather_labels(labels, &set.labels, order, offset)?);
+        self.datasets[data].gathers.insert((rows, offset, training), gathers);
+        Ok(())
+    }
+
+    fn write_batch(&self, plan: &Plan, x: &[f32], target: &Target) -> Result<()> {
+        self.gpu.write(plan.get(&self.graph, Slot::Act(0)), x)?;
+        match (target, &plan.labels) {
+            (Target::Values(values), _) => self.gpu.write(plan.get(&self.graph, Slot::Targets), values),
+            (Target::Labels(labels), Some(l)) => self.gpu.write_labels(l, labels),
+            _ => unreachable!("check_target matched the target to the loss"),
+        }
+    }
+}
+
+impl Engine for GpuModel {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Gpu
+    }
+
+    fn load(&mut self, data: &Dataset) -> Result<Resident> {
         check_dataset(&self.graph, data)?;
         let gpu = &self.gpu;
         let identity: Vec<u32> = (0..data.len() as u32).collect();
         self.datasets.push(GpuData {
             inputs: upload_in_parts(gpu, data)?,
-            labels: gpu.upload_labels(&data.labels, self.graph.width(self.graph.trunk))?,
+            labels: gpu.upload_labels(&data.labels, self.graph.classes())?,
             order: gpu.upload_labels(&identity, data.len())?,
             identity: gpu.upload_labels(&identity, data.len())?,
             gathers: HashMap::new(),
@@ -148,7 +236,7 @@ impl GpuModel {
         Ok(Resident { model: self.id, index: self.datasets.len() - 1, len: data.len() })
     }
 
-    pub fn train_epoch(
+    fn train_epoch(
         &mut self,
         data: &Resident,
         batch_size: usize,
@@ -198,10 +286,10 @@ impl GpuModel {
         self.take_loss()
     }
 
-    pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
+    fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
         // As many rows per submit as the widest activation's binding allows, up to EVAL_ROWS.
-        let widest = (0..=self.graph.config.layers.len()).map(|i| self.graph.width(i)).max().unwrap_or(1);
+        let widest = (0..=self.graph.layers().len()).map(|i| self.graph.width(i)).max().unwrap_or(1);
         let limits = self.gpu.limits();
         let most_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let rows = ((most_bytes / (widest as u64 * 4)) as usize).clamp(1, EVAL_ROWS);
@@ -211,7 +299,6 @@ impl GpuModel {
         }
         let (mut loss, mut predictions) = (0.0, Vec::new());
         let set = &self.datasets[data.index];
-        let last = self.graph.config.layers.len();
         for &(offset, rows) in &batches {
             let plan = &self.plans[&(rows, false)];
             let all: Vec<&Dispatch> = set.gathers[&(rows, offset, false)]
@@ -220,8 +307,8 @@ impl GpuModel {
                 .chain(&plan.loss_dispatches)
                 .collect();
             self.gpu.run(&all)?;
-            loss += f64::from(self.gpu.read(&plan.loss)?[0]) * rows as f64;
-            predictions.extend(arg_max(&self.gpu.read(&plan.tensors[plan.act[last]])?, self.graph.outputs()));
+            loss += f64::from(self.gpu.read(plan.get(&self.graph, Slot::Loss))?[0]) * rows as f64;
+            predictions.extend(arg_max(&self.gpu.read(plan.output(&self.graph))?, self.graph.outputs()));
         }
         let labels = self.gpu.read_labels(&set.labels)?;
         let correct = predictions.iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -229,45 +316,26 @@ impl GpuModel {
         Ok(DataEvaluation { loss, accuracy, predictions })
     }
 
-    /// Binds, once, the gathers of a minibatch into the plan for `rows`.
-    fn gather(&mut self, data: usize, rows: usize, offset: usize, training: bool) -> Result<()> {
-        self.plan(rows, training)?;
-        let set = &self.datasets[data];
-        if set.gathers.contains_key(&(rows, offset, training)) {
-            return Ok(());
-        }
-        let plan = &self.plans[&(rows, training)];
-        let order = if training { &set.order } else { &set.identity };
-        let labels = plan.labels.as_ref().expect("data sets train label losses");
-        let mut gathers = Vec::new();
-        for (first, part) in &set.inputs {
-            gathers.push(self.gpu.gather_rows_from_part(&plan.x, part, *first, order, offset)?);
-        }
-        gathers.push(self.gpu.gather_labels(labels, &set.labels, order, offset)?);
-        self.datasets[data].gathers.insert((rows, offset, training), gathers);
-        Ok(())
-    }
-
-    pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+    fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
         self.settle_steps();
         let rows = self.graph.rows("train_step", x)?;
         self.graph.check_target("train_step", target, rows)?;
         self.plan(rows, true)?;
         let plan = &self.plans[&(rows, true)];
-        write_batch(&self.gpu, plan, x, target)?;
+        self.write_batch(plan, x, target)?;
         self.gpu.run(&self.step(plan, &[]).collect::<Vec<_>>())?;
         self.loss_steps += 1;
         self.steps += 1;
         Ok(())
     }
 
-    pub fn take_loss(&mut self) -> Result<f32> {
+    fn take_loss(&mut self) -> Result<f32> {
         if self.loss_steps == 0 {
-            return Err(Error::shape("take_loss", "at least one training step since the last call", "none"));
+            return Err(Error::NoSteps { op: "take_loss" });
         }
         self.settle_steps();
         let watch = self.read_watch()?;
-        self.gpu.write_at(&self.settings_row, WATCH, &[0.0; 4])?;
+        self.gpu.write_at(&self.shared.settings_row, WATCH, &[0.0; 4])?;
         let steps = std::mem::take(&mut self.loss_steps);
         match watch.first_bad {
             Some(bad) => {
@@ -281,49 +349,27 @@ impl GpuModel {
         }
     }
 
-    /// Takes off `steps` what a [`LossReading`] found was not applied.
-    fn settle_steps(&mut self) {
-        let unapplied = self.unapplied.swap(0, Ordering::Relaxed);
-        self.steps = self.steps.saturating_sub(unapplied);
-    }
-
-    /// One training step on `plan`, in order: the dropout counter, `gathers` (the batch cut
-    /// from resident data, if any), forward, loss, watch and backward, then the optimizer's
-    /// advance and every update. What `train_step`, `train_epoch` and `record_train_step` run.
-    fn step<'a>(&'a self, plan: &'a Plan, gathers: &'a [Dispatch]) -> impl Iterator<Item = &'a Dispatch> {
-        let updates =
-            std::iter::once(&self.optimizer_advance).chain(self.dense.iter().flat_map(|d| &d.updates));
-        self.dropout_advance.iter().chain(gathers).chain(&plan.dispatches).chain(updates)
-    }
-
-    /// The loss watch's slots (one read of the settings row).
-    fn read_watch(&self) -> Result<Watch> {
-        Ok(Watch::from_row(&self.gpu.read(&self.settings_row)?))
-    }
-
-    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let rows = self.graph.rows("predict", x)?;
         self.plan(rows, false)?;
         let plan = &self.plans[&(rows, false)];
-        self.gpu.write(&plan.x, x)?;
+        self.gpu.write(plan.get(&self.graph, Slot::Act(0)), x)?;
         self.gpu.run(&plan.dispatches.iter().collect::<Vec<_>>())?;
-        let last = self.graph.config.layers.len();
-        self.gpu.read(&plan.tensors[plan.act[last]])
+        self.gpu.read(plan.output(&self.graph))
     }
 
-    pub fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
+    fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
         let rows = self.graph.rows("evaluate", x)?;
         self.graph.check_target("evaluate", target, rows)?;
         self.plan(rows, false)?;
         let plan = &self.plans[&(rows, false)];
-        write_batch(&self.gpu, plan, x, target)?;
+        self.write_batch(plan, x, target)?;
         let all: Vec<&Dispatch> = plan.dispatches.iter().chain(&plan.loss_dispatches).collect();
         self.gpu.run(&all)?;
-        let loss = self.gpu.read(&plan.loss)?[0];
+        let loss = self.gpu.read(plan.get(&self.graph, Slot::Loss))?[0];
         let accuracy = match target {
             Target::Labels(labels) => {
-                let last = self.graph.config.layers.len();
-                let outputs = self.gpu.read(&plan.tensors[plan.act[last]])?;
+                let outputs = self.gpu.read(plan.output(&self.graph))?;
                 Some(accuracy(&outputs, labels, self.graph.outputs()))
             }
             Target::Values(_) => None,
@@ -331,79 +377,77 @@ impl GpuModel {
         Ok(Evaluation { loss, accuracy })
     }
 
-    pub(crate) fn parameter(&self, layer: usize, part: Part) -> Result<Vec<f32>> {
-        let d = &self.dense[self.graph.dense(part_op(part), layer)?];
-        let tensor = match part {
-            Part::Weights => Some(&d.w),
-            Part::Bias => d.b.as_ref(),
-            Part::WeightGradients => Some(&d.gw),
-            Part::BiasGradients => d.gb.as_ref(),
-        };
-        self.gpu.read(tensor.ok_or_else(|| no_bias(layer))?)
+    fn read(&self, p: usize, part: Part) -> Result<Vec<f32>> {
+        let tensors = &self.shared.params[p];
+        self.gpu.read(match part {
+            Part::Value => &tensors.value,
+            Part::Gradient => &tensors.grad,
+        })
     }
 
-    pub(crate) fn set_weights(&mut self, layer: usize, weights: &[f32], bias: Option<&[f32]>) -> Result<()> {
-        let d = &self.dense[self.graph.dense("set_weights", layer)?];
-        check_new_weights(layer, d.inputs, d.outputs, d.b.is_some(), weights, bias)?;
-        self.gpu.write(&d.w, weights)?;
-        if let (Some(b), Some(values)) = (&d.b, bias) {
-            self.gpu.write(b, values)?;
-        }
-        Ok(())
+    fn write(&mut self, p: usize, values: &[f32]) -> Result<()> {
+        check_new_values(&self.graph, p, values)?;
+        self.gpu.write(&self.shared.params[p].value, values)
     }
 
-    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         // Only lr changes; the rest of the row (the step's β powers) lives on the GPU.
         self.settings.lr = lr;
-        self.gpu.write_at(&self.settings_row, 0, &[lr])
+        self.gpu.write_at(&self.shared.settings_row, 0, &[lr])
     }
 
-    pub fn counters(&self) -> Counters {
+    fn counters(&self) -> Counters {
         self.gpu.counters()
     }
 
-    /// Builds the buffers and bindings for `rows` samples, once.
-    fn plan(&mut self, rows: usize, training: bool) -> Result<()> {
-        if self.plans.contains_key(&(rows, training)) {
-            return Ok(());
-        }
-        let plan = build_plan(
-            &self.gpu,
-            &self.graph,
-            &self.dense,
-            &self.settings_row,
-            &self.dropout_counter,
-            rows,
-            training,
-        )?;
-        self.plans.insert((rows, training), plan);
-        Ok(())
-    }
-}
-
-impl GpuModel {
-    pub(crate) fn graph(&self) -> &Graph {
-        &self.graph
+    fn checkpointed(&mut self) -> &mut dyn Checkpointed {
+        self
     }
 
-    fn tensor(&self, dense: usize, which: Which) -> Option<&GpuTensor> {
-        let d = &self.dense[dense];
-        match which {
-            Which::Weight => Some(&d.w),
-            Which::Bias => d.b.as_ref(),
-            Which::WeightState(k) => d.w_state.get(k),
-            Which::BiasState(k) => d.b_state.get(k),
-        }
+    fn checkpoint_view(&self) -> &dyn Checkpointed {
+        self
+    }
+
+    fn record_train_step(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &[f32],
+        target: &Target,
+    ) -> Result<()> {
+        self.record_step(encoder, x, target)
+    }
+
+    fn record_loss(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
+        self.record_loss_read(encoder)
+    }
+
+    fn bind_forward(&mut self, input: GpuTensor) -> Result<Forward> {
+        self.bind_forward_over(input)
+    }
+
+    fn param_tensor(&self, p: usize) -> Result<&GpuTensor> {
+        Ok(&self.shared.params[p].value)
     }
 }
 
 impl Checkpointed for GpuModel {
-    fn read_entry(&self, dense: usize, which: Which) -> Result<Vec<f32>> {
-        self.gpu.read(self.tensor(dense, which).ok_or_else(|| no_bias(dense))?)
+    fn read_entry(&self, p: usize, which: Which) -> Result<Vec<f32>> {
+        let tensors = &self.shared.params[p];
+        self.gpu.read(match which {
+            Which::Value => &tensors.value,
+            Which::State(k) => &tensors.state[k],
+        })
     }
 
-    fn write_entry(&mut self, dense: usize, which: Which, values: &[f32]) -> Result<()> {
-        self.gpu.write(self.tensor(dense, which).ok_or_else(|| no_bias(dense))?, values)
+    fn write_entry(&mut self, p: usize, which: Which, values: &[f32]) -> Result<()> {
+        let tensors = &self.shared.params[p];
+        self.gpu.write(
+            match which {
+                Which::Value => &tensors.value,
+                Which::State(k) => &tensors.state[k],
+            },
+            values,
+        )
     }
 
     fn steps(&self) -> u32 {
@@ -415,54 +459,10 @@ impl Checkpointed for GpuModel {
         self.steps = steps;
         self.settings.step = steps;
         // The settings and β powers only: the loss watch keeps the steps since the last read.
-        self.gpu.write_at(&self.settings_row, 0, &self.settings.to_row()[..WATCH])?;
+        self.gpu.write_at(&self.shared.settings_row, 0, &self.settings.to_row()[..WATCH])?;
         // The dropout counter holds the step as u32 bits.
-        self.gpu.write(&self.dropout_counter, &[f32::from_bits(steps)])
+        self.gpu.write(&self.shared.dropout_counter, &[f32::from_bits(steps)])
     }
-}
-
-fn dense(
-    gpu: &Gpu,
-    optimizer: Optimizer,
-    settings: &GpuTensor,
-    inputs: usize,
-    outputs: usize,
-    w: &[f32],
-    b: Option<&[f32]>,
-) -> Result<Dense> {
-    let w = gpu.upload(w, outputs, inputs)?;
-    let b = b.map(|b| gpu.upload(b, 1, outputs)).transpose()?;
-    let gw = gpu.zeros(outputs, inputs)?;
-    let gb = b.as_ref().map(|_| gpu.zeros(1, outputs)).transpose()?;
-    let (w_state, w_update) = update(gpu, optimizer, settings, &w, &gw)?;
-    let mut updates = vec![w_update];
-    let mut b_state = Vec::new();
-    if let (Some(b), Some(gb)) = (&b, &gb) {
-        let (state, b_update) = update(gpu, optimizer, settings, b, gb)?;
-        updates.push(b_update);
-        b_state = state;
-    }
-    Ok(Dense { inputs, outputs, w, b, gw, gb, w_state, b_state, updates })
-}
-
-/// The optimizer's state for one parameter tensor, and its update bound to it.
-fn update(
-    gpu: &Gpu,
-    optimizer: Optimizer,
-    settings: &GpuTensor,
-    param: &GpuTensor,
-    grad: &GpuTensor,
-) -> Result<(Vec<GpuTensor>, Dispatch)> {
-    let (rows, cols) = param.shape();
-    let states = super::checkpoint::state_names(optimizer).len();
-    let state: Vec<GpuTensor> = (0..states).map(|_| gpu.zeros(rows, cols)).collect::<Result<_>>()?;
-    let update = match optimizer {
-        Optimizer::Sgd { .. } => gpu.sgd_update(param, grad, settings)?,
-        Optimizer::Momentum { .. } => gpu.momentum_update(param, &state[0], grad, settings)?,
-        Optimizer::Adam { .. } => gpu.adam_update(param, &state[0], &state[1], grad, settings)?,
-        Optimizer::AdamW { .. } => gpu.adamw_update(param, &state[0], &state[1], grad, settings)?,
-    };
-    Ok((state, update))
 }
 
 /// Uploads a data set's samples in as few parts as the adapter's storage binding and buffer
@@ -480,13 +480,4 @@ fn upload_in_parts(gpu: &Gpu, data: &Dataset) -> Result<Vec<(usize, GpuTensor)>>
             Ok((first, gpu.upload(values, rows, data.width)?))
         })
         .collect()
-}
-
-fn write_batch(gpu: &Gpu, plan: &Plan, x: &[f32], target: &Target) -> Result<()> {
-    gpu.write(&plan.x, x)?;
-    match (target, &plan.targets, &plan.labels) {
-        (Target::Values(values), Some(t), _) => gpu.write(t, values),
-        (Target::Labels(labels), _, Some(l)) => gpu.write_labels(l, labels),
-        _ => unreachable!("check_target matched the target to the loss"),
-    }
 }

@@ -1,189 +1,241 @@
-//! A model's plan for one batch size: every activation, gradient and loss buffer it needs,
-//! and the forward, loss and backward kernels bound to them, built once on first use.
+//! A model's plan for one batch size: every buffer `graph.batch_slots` names, and the layers
+//! of `ops.rs` bound to them as dispatches, once, on first use. [`Binder`] is the GPU's
+//! [`Ops`]: each op it is given becomes a `Dispatch` in the plan.
 
-use super::Dense;
-use crate::model::cpu::dropout_seed;
-use crate::model::{Graph, Layer, Loss};
+use std::collections::HashMap;
+
+use super::{ParamTensors, Shared};
+use crate::model::config::{Loss, Optimizer};
+use crate::model::graph::Graph;
+use crate::model::ops::{self, Ops, Slot};
 use crate::shape::MatmulForm;
-use crate::{Dispatch, Gpu, GpuLabels, GpuTensor, Result};
+use crate::{Activation, Dispatch, Gpu, GpuLabels, GpuTensor, Result};
 
 /// Buffers and bound kernels for one batch size, in training or in evaluation.
 #[derive(Debug)]
-pub(super) struct Plan {
-    pub(super) x: GpuTensor,
-    pub(super) targets: Option<GpuTensor>,
-    pub(super) labels: Option<GpuLabels>,
-    /// Activation i lives in `tensors[act[i]]`; in evaluation a dropout layer's output is its
-    /// input, so they share a slot.
-    pub(super) tensors: Vec<GpuTensor>,
-    pub(super) act: Vec<usize>,
-    /// The mean loss of the batch lives here.
-    pub(super) loss: GpuTensor,
-    /// Forward, then (training) loss, its watch, backward: everything but the updates.
-    pub(super) dispatches: Vec<Dispatch>,
+pub(crate) struct Plan {
+    pub(crate) training: bool,
+    /// Every batch slot's buffer (the input too, unless it is an app's tensor).
+    pub(crate) slots: HashMap<Slot, GpuTensor>,
+    /// An app's input tensor (`bind_forward`), bound as [`Slot::Act`]`(0)`.
+    pub(crate) input: Option<GpuTensor>,
+    pub(crate) labels: Option<GpuLabels>,
+    /// Training: forward, loss, its watch and backward (not the updates). Evaluation: the
+    /// forward pass.
+    pub(crate) dispatches: Vec<Dispatch>,
     /// The loss and its mean, for evaluation (not part of `dispatches`, which predicts).
-    pub(super) loss_dispatches: Vec<Dispatch>,
+    pub(crate) loss_dispatches: Vec<Dispatch>,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn build_plan(
-    gpu: &Gpu,
-    graph: &Graph,
-    dense: &[Dense],
-    settings_row: &GpuTensor,
-    counter: &GpuTensor,
-    rows: usize,
-    training: bool,
-) -> Result<Plan> {
-    let layers = &graph.config.layers;
-    let x = gpu.zeros(rows, graph.inputs())?;
-    let mut tensors = Vec::new();
-    let mut act = vec![usize::MAX]; // the input is `x`, kept apart; see `get` below
-    let mut masks: Vec<Option<GpuTensor>> = Vec::new();
-    for (l, layer) in layers.iter().enumerate() {
-        if matches!(layer, Layer::Dropout(_)) && !training {
-            act.push(act[l]);
-            masks.push(None);
-            continue;
+impl Plan {
+    /// Builds the buffers and binds the kernels for `rows` samples. `input`: an app's tensor
+    /// to read the batch from (a forward pass only), instead of a buffer of the plan's own.
+    pub(crate) fn new(
+        gpu: &Gpu,
+        graph: &Graph,
+        shared: &Shared,
+        rows: usize,
+        training: bool,
+        input: Option<GpuTensor>,
+    ) -> Result<Plan> {
+        let mut slots = HashMap::new();
+        for (slot, (r, c)) in graph.batch_slots(rows, training) {
+            slots.insert(slot, gpu.zeros(r, c)?);
         }
-        tensors.push(gpu.zeros(rows, graph.width(l + 1))?);
-        act.push(tensors.len() - 1);
-        let mask =
-            matches!(layer, Layer::Dropout(_)).then(|| gpu.zeros(rows, graph.width(l + 1))).transpose()?;
-        masks.push(mask);
-    }
-    let get = |i: usize| if act[i] == usize::MAX { &x } else { &tensors[act[i]] };
-
-    // Forward: in training up to the loss's input, in evaluation every layer.
-    let end = if training { graph.trunk } else { layers.len() };
-    let mut dispatches = Vec::new();
-    for (l, layer) in layers[..end].iter().enumerate() {
-        let dropout = masks[l].as_ref().map(|mask| (mask, counter));
-        dispatches.extend(layer_forward(gpu, graph, dense, l, layer, get(l), get(l + 1), dropout)?);
-    }
-
-    // The loss, on the trunk's output (a fused softmax's input).
-    let y = get(graph.trunk);
-    let loss = graph.config.loss;
-    let (targets, labels) = if loss.takes_labels() {
-        (None, Some(gpu.upload_labels(&vec![0; rows], y.cols())?))
-    } else {
-        (Some(gpu.zeros(rows, y.cols())?), None)
-    };
-    let terms = if loss.takes_labels() { gpu.zeros(rows, 1)? } else { gpu.zeros(rows, y.cols())? };
-    let d_y = gpu.zeros(rows, y.cols())?;
-    let (forward, backward) = match (loss, &targets, &labels) {
-        (Loss::SoftmaxCrossEntropy, _, Some(l)) => (
-            gpu.softmax_cross_entropy_forward(&terms, y, l)?,
-            gpu.softmax_cross_entropy_backward(&d_y, y, l)?,
-        ),
-        (Loss::Nll, _, Some(l)) => (gpu.nll_forward(&terms, y, l)?, gpu.nll_backward(&d_y, y, l)?),
-        (Loss::Mse, Some(t), _) => (gpu.mse_forward(&terms, y, t)?, gpu.mse_backward(&d_y, y, t)?),
-        (Loss::Mae, Some(t), _) => (gpu.mae_forward(&terms, y, t)?, gpu.mae_backward(&d_y, y, t)?),
-        (Loss::BinaryCrossEntropy, Some(t), _) => {
-            (gpu.bce_forward(&terms, y, t)?, gpu.bce_backward(&d_y, y, t)?)
+        if input.is_none() {
+            slots.insert(Slot::Act(0), gpu.zeros(rows, graph.inputs())?);
         }
-        _ => unreachable!("label losses get labels, value losses targets"),
-    };
-    let mean = 1.0 / terms.len() as f32;
-    let loss_out = gpu.zeros(1, 1)?;
-    let mut loss_dispatches = Vec::new();
-    // Gradient buffers for activations 1..trunk (the trunk's own is `d_y`).
-    let grads = if training {
-        (1..graph.trunk).map(|i| gpu.zeros(rows, graph.width(i))).collect::<Result<_>>()?
-    } else {
-        Vec::new()
-    };
-    if training {
-        dispatches.push(forward);
-        dispatches.push(gpu.sum_all(&loss_out, &terms, mean)?);
-        dispatches.push(gpu.watch_loss(settings_row, &loss_out)?);
-        dispatches.push(backward);
-        backward_pass(gpu, graph, dense, &get, &masks, &d_y, &grads, &mut dispatches)?;
-    } else {
-        loss_dispatches.push(forward);
-        loss_dispatches.push(gpu.sum_all(&loss_out, &terms, mean)?);
+        let labels = graph
+            .config
+            .loss
+            .takes_labels()
+            .then(|| gpu.upload_labels(&vec![0; rows], graph.classes()))
+            .transpose()?;
+        let mut plan =
+            Plan { training, slots, input, labels, dispatches: Vec::new(), loss_dispatches: Vec::new() };
+        let (dispatches, loss_dispatches) = {
+            let mut binder = Binder { gpu, graph, shared, plan: Some(&plan), out: Vec::new() };
+            if training {
+                ops::training_step(&mut binder, graph)?;
+                (binder.out, Vec::new())
+            } else {
+                ops::inference(&mut binder, graph)?;
+                let forward = std::mem::take(&mut binder.out);
+                ops::loss(&mut binder, graph)?;
+                (forward, binder.out)
+            }
+        };
+        (plan.dispatches, plan.loss_dispatches) = (dispatches, loss_dispatches);
+        Ok(plan)
     }
-    // Keep every buffer the bindings use alive (and counted) with the plan.
-    tensors.extend([terms, d_y]);
-    tensors.extend(grads);
-    tensors.extend(masks.into_iter().flatten());
-    Ok(Plan { x, targets, labels, tensors, act, loss: loss_out, dispatches, loss_dispatches })
+
+    /// The buffer of a batch slot.
+    pub(crate) fn get(&self, graph: &Graph, slot: Slot) -> &GpuTensor {
+        match graph.storage(slot, self.training) {
+            Slot::Act(0) if self.input.is_some() => self.input.as_ref().expect("checked"),
+            slot => &self.slots[&slot],
+        }
+    }
+
+    /// The network's output (after every layer; predictions).
+    pub(crate) fn output(&self, graph: &Graph) -> &GpuTensor {
+        self.get(graph, Slot::Act(graph.layers().len()))
+    }
 }
 
-/// Binds layer `l`'s forward pass from `input` to `output`. Dropout draws its mask when given
-/// one (training) and is the identity otherwise: then there is nothing to bind.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn layer_forward(
-    gpu: &Gpu,
-    graph: &Graph,
-    dense: &[Dense],
-    l: usize,
-    layer: &Layer,
-    input: &GpuTensor,
-    output: &GpuTensor,
-    dropout: Option<(&GpuTensor, &GpuTensor)>,
-) -> Result<Option<Dispatch>> {
-    Ok(Some(match layer {
-        Layer::Dense { .. } => {
-            let d = &dense[graph.dense_index[l].expect("a dense layer")];
-            gpu.matmul_forward(output, input, &d.w, d.b.as_ref(), MatmulForm::ABt)?
-        }
-        Layer::Relu => gpu.relu_forward(output, input)?,
-        Layer::Sigmoid => gpu.sigmoid_forward(output, input)?,
-        Layer::Tanh => gpu.tanh_forward(output, input)?,
-        Layer::Softmax => gpu.softmax_forward(output, input)?,
-        Layer::LogSoftmax => gpu.log_softmax_forward(output, input)?,
-        Layer::Dropout(p) => match dropout {
-            Some((mask, counter)) => {
-                gpu.dropout_forward(output, mask, input, *p, dropout_seed(graph.config.seed, l), counter)?
-            }
-            None => return Ok(None),
-        },
-    }))
+/// The GPU's [`Ops`]: binds each op over the plan's buffers and the model's parameters
+/// (only those when there is no plan: the optimizer's updates, bound once per model).
+pub(crate) struct Binder<'a> {
+    pub(crate) gpu: &'a Gpu,
+    pub(crate) graph: &'a Graph,
+    pub(crate) shared: &'a Shared,
+    pub(crate) plan: Option<&'a Plan>,
+    pub(crate) out: Vec<Dispatch>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn backward_pass<'a>(
-    gpu: &Gpu,
-    graph: &Graph,
-    dense: &[Dense],
-    get: &dyn Fn(usize) -> &'a GpuTensor,
-    masks: &[Option<GpuTensor>],
-    d_y: &GpuTensor,
-    grads: &[GpuTensor],
-    dispatches: &mut Vec<Dispatch>,
-) -> Result<()> {
-    // d(i) is the gradient of activation i: grads[i − 1] below the trunk, d_y at it.
-    let d = |i: usize| if i == graph.trunk { d_y } else { &grads[i - 1] };
-    for l in (0..graph.trunk).rev() {
-        let (input, output, d_out) = (get(l), get(l + 1), d(l + 1));
-        let layer = &graph.config.layers[l];
-        if let Layer::Dense { .. } = layer {
-            let p = &dense[graph.dense_index[l].expect("a dense layer")];
-            // out = X·Wᵀ: dW = dOutᵀ·X, dX = dOut·W, dBias = column sums of dOut.
-            dispatches.push(gpu.matmul_forward(&p.gw, d_out, input, None, MatmulForm::AtB)?);
-            if let Some(gb) = &p.gb {
-                dispatches.push(gpu.sum_columns(gb, d_out, 1.0)?);
-            }
-            if l > 0 {
-                dispatches.push(gpu.matmul_forward(d(l), d_out, &p.w, None, MatmulForm::AB)?);
-            }
-            continue;
+impl Binder<'_> {
+    fn get(&self, slot: Slot) -> &GpuTensor {
+        let param = |p: usize| -> &ParamTensors { &self.shared.params[p] };
+        match slot {
+            Slot::Param(p) => &param(p).value,
+            Slot::ParamGrad(p) => &param(p).grad,
+            slot => self.plan.expect("batch slots are bound in a plan").get(self.graph, slot),
         }
-        if l == 0 {
-            continue; // nothing below the input needs a gradient
-        }
-        let d_in = d(l);
-        dispatches.push(match layer {
-            Layer::Relu => gpu.relu_backward(d_in, input, d_out)?,
-            Layer::Sigmoid => gpu.sigmoid_backward(d_in, output, d_out)?,
-            Layer::Tanh => gpu.tanh_backward(d_in, output, d_out)?,
-            Layer::Softmax => gpu.softmax_backward(d_in, output, d_out)?,
-            Layer::LogSoftmax => gpu.log_softmax_backward(d_in, output, d_out)?,
-            Layer::Dropout(_) => gpu.dropout_backward(d_in, masks[l].as_ref().expect("a mask"), d_out)?,
-            Layer::Dense { .. } => unreachable!("handled above"),
-        });
     }
-    Ok(())
+
+    fn push(&mut self, dispatch: Result<Dispatch>) -> Result<()> {
+        self.out.push(dispatch?);
+        Ok(())
+    }
+
+    fn labels(&self) -> &GpuLabels {
+        self.plan.and_then(|plan| plan.labels.as_ref()).expect("label losses get labels")
+    }
+}
+
+impl Ops for Binder<'_> {
+    fn matmul(&mut self, out: Slot, a: Slot, b: Slot, bias: Option<Slot>, form: MatmulForm) -> Result<()> {
+        let d =
+            self.gpu.matmul_forward(self.get(out), self.get(a), self.get(b), bias.map(|b| self.get(b)), form);
+        self.push(d)
+    }
+
+    fn sum_columns(&mut self, out: Slot, x: Slot) -> Result<()> {
+        let d = self.gpu.sum_columns(self.get(out), self.get(x), 1.0);
+        self.push(d)
+    }
+
+    fn activation(&mut self, f: Activation, out: Slot, x: Slot) -> Result<()> {
+        let d = self.gpu.activation_forward(f, self.get(out), self.get(x));
+        self.push(d)
+    }
+
+    fn activation_backward(&mut self, f: Activation, dx: Slot, saved: Slot, dy: Slot) -> Result<()> {
+        let d = self.gpu.activation_backward(f, self.get(dx), self.get(saved), self.get(dy));
+        self.push(d)
+    }
+
+    fn softmax(&mut self, log: bool, out: Slot, x: Slot) -> Result<()> {
+        let (out, x) = (self.get(out), self.get(x));
+        let d = if log { self.gpu.log_softmax_forward(out, x) } else { self.gpu.softmax_forward(out, x) };
+        self.push(d)
+    }
+
+    fn softmax_backward(&mut self, log: bool, dx: Slot, y: Slot, dy: Slot) -> Result<()> {
+        let (dx, y, dy) = (self.get(dx), self.get(y), self.get(dy));
+        let d =
+            if log { self.gpu.log_softmax_backward(dx, y, dy) } else { self.gpu.softmax_backward(dx, y, dy) };
+        self.push(d)
+    }
+
+    fn dropout(&mut self, out: Slot, mask: Slot, x: Slot, p: f32, seed: u32) -> Result<()> {
+        let counter = &self.shared.dropout_counter;
+        let d = self.gpu.dropout_forward(self.get(out), self.get(mask), self.get(x), p, seed, counter);
+        self.push(d)
+    }
+
+    fn dropout_backward(&mut self, dx: Slot, mask: Slot, dy: Slot) -> Result<()> {
+        let d = self.gpu.dropout_backward(self.get(dx), self.get(mask), self.get(dy));
+        self.push(d)
+    }
+
+    fn layer_norm_stats(&mut self, stats: Slot, x: Slot) -> Result<()> {
+        let d = self.gpu.layer_norm_stats(self.get(stats), self.get(x));
+        self.push(d)
+    }
+
+    fn layer_norm(&mut self, out: Slot, x: Slot, stats: Slot, gain: Slot, bias: Slot) -> Result<()> {
+        let d = self.gpu.layer_norm_forward(
+            self.get(out),
+            self.get(x),
+            self.get(stats),
+            self.get(gain),
+            self.get(bias),
+        );
+        self.push(d)
+    }
+
+    fn layer_norm_backward(&mut self, dx: Slot, x: Slot, stats: Slot, gain: Slot, dy: Slot) -> Result<()> {
+        let d = self.gpu.layer_norm_backward(
+            self.get(dx),
+            self.get(x),
+            self.get(stats),
+            self.get(gain),
+            self.get(dy),
+        );
+        self.push(d)
+    }
+
+    fn layer_norm_gain_terms(&mut self, terms: Slot, x: Slot, stats: Slot, dy: Slot) -> Result<()> {
+        let d = self.gpu.layer_norm_gain_terms(self.get(terms), self.get(x), self.get(stats), self.get(dy));
+        self.push(d)
+    }
+
+    fn loss(&mut self, loss: Loss, terms: Slot, y: Slot) -> Result<()> {
+        let (gpu, terms, y) = (self.gpu, self.get(terms), self.get(y));
+        let d = match loss {
+            Loss::SoftmaxCrossEntropy => gpu.softmax_cross_entropy_forward(terms, y, self.labels()),
+            Loss::Nll => gpu.nll_forward(terms, y, self.labels()),
+            Loss::Mse => gpu.mse_forward(terms, y, self.get(Slot::Targets)),
+            Loss::Mae => gpu.mae_forward(terms, y, self.get(Slot::Targets)),
+            Loss::BinaryCrossEntropy => gpu.bce_forward(terms, y, self.get(Slot::Targets)),
+        };
+        self.push(d)
+    }
+
+    fn loss_backward(&mut self, loss: Loss, dy: Slot, y: Slot) -> Result<()> {
+        let (gpu, dy, y) = (self.gpu, self.get(dy), self.get(y));
+        let d = match loss {
+            Loss::SoftmaxCrossEntropy => gpu.softmax_cross_entropy_backward(dy, y, self.labels()),
+            Loss::Nll => gpu.nll_backward(dy, y, self.labels()),
+            Loss::Mse => gpu.mse_backward(dy, y, self.get(Slot::Targets)),
+            Loss::Mae => gpu.mae_backward(dy, y, self.get(Slot::Targets)),
+            Loss::BinaryCrossEntropy => gpu.bce_backward(dy, y, self.get(Slot::Targets)),
+        };
+        self.push(d)
+    }
+
+    fn mean(&mut self, out: Slot, terms: Slot) -> Result<()> {
+        let terms = self.get(terms);
+        let d = self.gpu.sum_all(self.get(out), terms, 1.0 / terms.len() as f32);
+        self.push(d)
+    }
+
+    fn watch_loss(&mut self, loss: Slot) -> Result<()> {
+        let d = self.gpu.watch_loss(&self.shared.settings_row, self.get(loss));
+        self.push(d)
+    }
+
+    fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()> {
+        let (gpu, settings, t) = (self.gpu, &self.shared.settings_row, &self.shared.params[p]);
+        let d = match optimizer {
+            Optimizer::Sgd { .. } => gpu.sgd_update(&t.value, &t.grad, settings),
+            Optimizer::Momentum { .. } => gpu.momentum_update(&t.value, &t.state[0], &t.grad, settings),
+            Optimizer::Adam { .. } => gpu.adam_update(&t.value, &t.state[0], &t.state[1], &t.grad, settings),
+            Optimizer::AdamW { .. } => {
+                gpu.adamw_update(&t.value, &t.state[0], &t.state[1], &t.grad, settings)
+            }
+        };
+        self.push(d)
+    }
 }

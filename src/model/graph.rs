@@ -1,0 +1,368 @@
+//! The graph both backends run, derived once from a [`ModelConfig`]: the width of every
+//! activation, every learned tensor (any layer may own some), the buffers a batch needs, the
+//! checks a description must pass, the starting values, the dropout mask contract and the
+//! optimizer's state layout. The backends read it; neither knows the other.
+
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+use super::config::{Init, Layer, Loss, ModelConfig, Optimizer};
+use super::ops::Slot;
+use super::{Target, check_finite};
+use crate::{Error, Result};
+
+/// One learned tensor: a dense layer's weight `(out, in)` or bias `(1, out)`, a layer norm's
+/// gain or bias `(1, width)`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Param {
+    /// The index of its layer in the config.
+    pub(crate) layer: usize,
+    /// `weight` or `bias`: PyTorch's name, so a checkpoint says `layers.{layer}.{name}`.
+    pub(crate) name: &'static str,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    /// Stored as a vector in checkpoints (`(cols)`, as PyTorch's biases and norm gains).
+    pub(crate) vector: bool,
+}
+
+impl Param {
+    pub(crate) fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Its shape in a checkpoint.
+    pub(crate) fn dims(&self) -> Vec<usize> {
+        if self.vector { vec![self.cols] } else { vec![self.rows, self.cols] }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Graph {
+    pub(crate) config: ModelConfig,
+    /// `widths[i]`: values per sample of activation i (0 is the input, i the output of
+    /// layer i − 1).
+    widths: Vec<usize>,
+    pub(crate) params: Vec<Param>,
+    /// Layers that run in training before the loss: all, or all but a final Softmax whose
+    /// cross-entropy is fused (computed from the softmax's input).
+    pub(crate) trunk: usize,
+}
+
+impl Graph {
+    /// Checks the description and derives the graph: every error a description can have is
+    /// found here, before any backend allocates anything.
+    pub(crate) fn new(config: &ModelConfig) -> Result<Graph> {
+        let op = "build";
+        if config.inputs == 0 {
+            return Err(Error::shape(op, "at least one input", "0 inputs"));
+        }
+        if config.layers.is_empty() {
+            return Err(Error::shape(op, "at least one layer", "none"));
+        }
+        let mut widths = vec![config.inputs];
+        let mut params = Vec::new();
+        for (i, layer) in config.layers.iter().enumerate() {
+            let width = widths[i];
+            let vector = |name, cols| Param { layer: i, name, rows: 1, cols, vector: true };
+            match layer {
+                Layer::Dense { inputs, outputs, bias, .. } => {
+                    if *inputs != width {
+                        return Err(Error::shape(
+                            op,
+                            format!("layer {i} (dense) to take {width} inputs"),
+                            format!("{inputs} inputs"),
+                        ));
+                    }
+                    if *outputs == 0 {
+                        return Err(Error::shape(op, format!("layer {i} (dense) with outputs"), "0 outputs"));
+                    }
+                    params.push(Param {
+                        layer: i,
+                        name: "weight",
+                        rows: *outputs,
+                        cols: *inputs,
+                        vector: false,
+                    });
+                    if *bias {
+                        params.push(vector("bias", *outputs));
+                    }
+                }
+                Layer::LayerNorm => params.extend([vector("weight", width), vector("bias", width)]),
+                Layer::Dropout(p) if !(0.0..1.0).contains(p) => {
+                    return Err(Error::InvalidLayer {
+                        layer: i,
+                        problem: format!("a drop probability must be in [0, 1), not {p}"),
+                    });
+                }
+                Layer::Activation(crate::Activation::LeakyRelu(slope)) if !slope.is_finite() => {
+                    return Err(Error::InvalidLayer {
+                        layer: i,
+                        problem: format!("a LeakyReLU slope must be finite, not {slope}"),
+                    });
+                }
+                _ => {}
+            }
+            widths.push(match layer {
+                Layer::Dense { outputs, .. } => *outputs,
+                _ => width,
+            });
+        }
+        let last = *widths.last().expect("at least one layer");
+        if matches!(config.loss, Loss::SoftmaxCrossEntropy | Loss::Nll) && last < 2 {
+            return Err(Error::shape(
+                op,
+                format!("{:?} over at least 2 classes", config.loss),
+                format!("{last} outputs"),
+            ));
+        }
+        if config.loss == Loss::Nll && config.layers.last() != Some(&Layer::LogSoftmax) {
+            return Err(Error::shape(
+                op,
+                "a final LogSoftmax layer for the NLL loss",
+                format!("{:?}", config.layers.last()),
+            ));
+        }
+        let fused = config.loss == Loss::SoftmaxCrossEntropy && config.layers.last() == Some(&Layer::Softmax);
+        let trunk = config.layers.len() - usize::from(fused);
+        Ok(Graph { config: config.clone(), widths, params, trunk })
+    }
+
+    pub(crate) fn layers(&self) -> &[Layer] {
+        &self.config.layers
+    }
+
+    pub(crate) fn inputs(&self) -> usize {
+        self.config.inputs
+    }
+
+    /// Width of activation `i` (0 is the input, i is the output of layer i − 1).
+    pub(crate) fn width(&self, i: usize) -> usize {
+        self.widths[i]
+    }
+
+    pub(crate) fn outputs(&self) -> usize {
+        self.width(self.layers().len())
+    }
+
+    /// What the loss reads: the trunk's output (a fused softmax's input).
+    pub(crate) fn classes(&self) -> usize {
+        self.width(self.trunk)
+    }
+
+    /// The parameter named `name` of layer `layer`, or an error naming what is there.
+    pub(crate) fn param(&self, op: &'static str, layer: usize, name: &'static str) -> Result<usize> {
+        if let Some(p) = self.params.iter().position(|p| p.layer == layer && p.name == name) {
+            return Ok(p);
+        }
+        if name == "bias" && self.params.iter().any(|p| p.layer == layer) {
+            return Err(no_bias(layer));
+        }
+        Err(Error::shape(
+            op,
+            "the index of a layer with parameters (a dense layer or a layer norm)",
+            format!("layer {layer} ({:?})", self.layers().get(layer)),
+        ))
+    }
+
+    /// The parameters of layer `l`, in order (weight, then bias).
+    pub(crate) fn params_of(&self, l: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.params.len()).filter(move |&p| self.params[p].layer == l)
+    }
+
+    /// Every parameter's starting values, drawn from the config's seed in layer order (the
+    /// same on every backend, and the same as every earlier release drew them).
+    pub(crate) fn initial_values(&self) -> Result<Vec<Vec<f32>>> {
+        let mut rng = StdRng::seed_from_u64(self.config.seed);
+        let mut values = Vec::new();
+        for (i, layer) in self.layers().iter().enumerate() {
+            match layer {
+                Layer::Dense { inputs, outputs, bias, init } => {
+                    let (w, b) = draw(&mut rng, i, *inputs, *outputs, *bias, init)?;
+                    values.push(w);
+                    values.extend(b);
+                }
+                Layer::LayerNorm => {
+                    let width = self.width(i);
+                    values.extend([vec![1.0; width], vec![0.0; width]]);
+                }
+                _ => {}
+            }
+        }
+        Ok(values)
+    }
+
+    /// The names of the optimizer's state tensors per parameter.
+    pub(crate) fn state_names(&self) -> &'static [&'static str] {
+        state_names(self.config.optimizer)
+    }
+
+    /// Each dropout layer draws its own mask: its seed mixes the model's seed with its index.
+    /// Both backends hash (seed, step, element) with it the same way (`shaders/dropout.wgsl`).
+    pub(crate) fn dropout_seed(&self, layer: usize) -> u32 {
+        let seed = self.config.seed;
+        (seed as u32) ^ ((seed >> 32) as u32) ^ (layer as u32).wrapping_mul(0x9e37_79b9)
+    }
+
+    pub(crate) fn has_dropout(&self) -> bool {
+        self.layers().iter().any(|l| matches!(l, Layer::Dropout(_)))
+    }
+
+    /// The batch size of `x`, or an error naming the mismatch.
+    pub(crate) fn rows(&self, op: &'static str, x: &[f32]) -> Result<usize> {
+        let inputs = self.inputs();
+        if x.is_empty() || !x.len().is_multiple_of(inputs) {
+            return Err(Error::shape(
+                op,
+                format!("a non-empty batch of rows of {inputs} inputs"),
+                format!("{} values", x.len()),
+            ));
+        }
+        check_finite(op, "input", x, inputs)?;
+        Ok(x.len() / inputs)
+    }
+
+    /// Checks a target against the loss and the batch.
+    pub(crate) fn check_target(&self, op: &'static str, target: &Target, rows: usize) -> Result<()> {
+        let (loss, width) = (self.config.loss, self.classes());
+        match (target, loss.takes_labels()) {
+            (Target::Labels(labels), true) => {
+                if labels.len() != rows {
+                    return Err(Error::shape(
+                        op,
+                        format!("{rows} labels"),
+                        format!("{} labels", labels.len()),
+                    ));
+                }
+                if let Some(bad) = labels.iter().position(|&l| l as usize >= width) {
+                    return Err(Error::shape(
+                        op,
+                        format!("labels in 0..{width}"),
+                        format!("label {} at row {bad}", labels[bad]),
+                    ));
+                }
+                Ok(())
+            }
+            (Target::Values(values), false) => {
+                if values.len() != rows * width {
+                    return Err(Error::shape(
+                        op,
+                        format!("{rows}x{width} target values"),
+                        format!("{} values", values.len()),
+                    ));
+                }
+                check_finite(op, "target", values, width)
+            }
+            _ => Err(Error::shape(
+                op,
+                format!("{} targets for {loss:?}", if loss.takes_labels() { "label" } else { "value" }),
+                "the other kind".to_string(),
+            )),
+        }
+    }
+
+    /// The buffers one batch of `rows` samples needs, and their shapes: in training every
+    /// activation up to the loss with its gradient and what the layers save for their
+    /// backward; in evaluation every activation. Parameters live with the model, not here.
+    pub(crate) fn batch_slots(&self, rows: usize, training: bool) -> Vec<(Slot, (usize, usize))> {
+        let mut slots = Vec::new();
+        let end = if training { self.trunk } else { self.layers().len() };
+        for l in 0..self.layers().len() {
+            if self.storage(Slot::Act(l + 1), training) == Slot::Act(l + 1) {
+                slots.push((Slot::Act(l + 1), (rows, self.width(l + 1))));
+            }
+            if training && l < end {
+                let width = self.width(l + 1);
+                match self.layers()[l] {
+                    Layer::Dropout(_) => slots.push((Slot::Saved(l), (rows, width))),
+                    Layer::LayerNorm => {
+                        slots.push((Slot::Saved(l), (rows, 2)));
+                        slots.push((Slot::Scratch(l), (rows, width)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let loss_width = self.classes();
+        let terms_width = if self.config.loss.takes_labels() { 1 } else { loss_width };
+        slots.push((Slot::Terms, (rows, terms_width)));
+        slots.push((Slot::Loss, (1, 1)));
+        if !self.config.loss.takes_labels() {
+            slots.push((Slot::Targets, (rows, loss_width)));
+        }
+        if training {
+            // The gradient of every activation the backward reaches, down to the first
+            // layer's output (nothing needs the input's).
+            for i in 1..=self.trunk {
+                slots.push((Slot::Grad(i), (rows, self.width(i))));
+            }
+        }
+        slots
+    }
+
+    /// Where `slot` is stored: in evaluation a dropout layer's output is its input.
+    pub(crate) fn storage(&self, slot: Slot, training: bool) -> Slot {
+        match slot {
+            Slot::Act(i) if i > 0 && !training && matches!(self.layers()[i - 1], Layer::Dropout(_)) => {
+                self.storage(Slot::Act(i - 1), training)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The optimizer's state tensors per parameter.
+pub(crate) fn state_names(optimizer: Optimizer) -> &'static [&'static str] {
+    match optimizer {
+        Optimizer::Sgd { .. } => &[],
+        Optimizer::Momentum { .. } => &["velocity"],
+        Optimizer::Adam { .. } | Optimizer::AdamW { .. } => &["m", "v"],
+    }
+}
+
+pub(crate) fn no_bias(layer: usize) -> Error {
+    Error::shape("bias", format!("layer {layer} with a bias"), "a layer without one")
+}
+
+/// A dense layer's weights `(out, in)` and bias.
+fn draw(
+    rng: &mut StdRng,
+    layer: usize,
+    inputs: usize,
+    outputs: usize,
+    bias: bool,
+    init: &Init,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    let mut uniform =
+        |n: usize, limit: f32| (0..n).map(|_| rng.random_range(-limit..=limit)).collect::<Vec<f32>>();
+    let zeros = bias.then(|| vec![0.0; outputs]);
+    Ok(match init {
+        Init::He => (uniform(inputs * outputs, (6.0 / inputs as f32).sqrt()), zeros),
+        Init::Xavier => (uniform(inputs * outputs, (6.0 / (inputs + outputs) as f32).sqrt()), zeros),
+        Init::Uniform(low, high) => {
+            let mut between = |n: usize| (0..n).map(|_| rng.random_range(*low..*high)).collect::<Vec<f32>>();
+            let weights = between(inputs * outputs);
+            (weights, bias.then(|| between(outputs)))
+        }
+        Init::Given { weights, bias: given_bias } => {
+            let op = "build";
+            if weights.len() != inputs * outputs {
+                return Err(Error::shape(
+                    op,
+                    format!("layer {layer}: {outputs}x{inputs} given weights"),
+                    format!("{} values", weights.len()),
+                ));
+            }
+            match (bias, given_bias) {
+                (true, Some(b)) if b.len() == outputs => (weights.clone(), Some(b.clone())),
+                (true, None) => (weights.clone(), zeros),
+                (false, None) => (weights.clone(), None),
+                (_, Some(b)) => {
+                    return Err(Error::shape(
+                        op,
+                        format!("layer {layer}: a bias of {outputs} values, and bias enabled"),
+                        format!("{} values, bias {}", b.len(), if bias { "enabled" } else { "disabled" }),
+                    ));
+                }
+            }
+        }
+    })
+}
