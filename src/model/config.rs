@@ -1,8 +1,7 @@
 //! The model description: layers, loss, optimizer, seed. Plain data with a builder; the graph
-//! (`graph.rs`) checks it and derives what the backends run, and [`Model::build`] builds it.
+//! (`graph.rs`) checks it and derives what the backends run, and [`crate::model::Model::build`] builds it.
 
-use super::Model;
-use crate::{Activation, Result};
+use crate::Activation;
 
 /// How a dense layer's weights start.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,7 +63,7 @@ impl Loss {
 }
 
 /// The update rule, with its starting learning rate (changed later only through
-/// [`Model::set_learning_rate`]).
+/// [`crate::model::Model::set_learning_rate`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Optimizer {
@@ -257,21 +256,5 @@ impl ModelConfig {
     /// Values per sample the model outputs.
     pub fn width(&self) -> usize {
         self.width_at(self.layers.len())
-    }
-
-    /// Builds the model on `gpu`, or on the CPU for [`Backend::Cpu`] (`gpu` may then be None).
-    /// Checks the description first: see [`Model::build`].
-    pub fn build(&self, backend: Backend, gpu: Option<&crate::Gpu>) -> Result<Model> {
-        Model::build(self, backend, gpu)
-    }
-
-    /// Builds the model on the CPU backend.
-    pub fn build_cpu(&self) -> Result<Model> {
-        Model::build(self, Backend::Cpu, None)
-    }
-
-    /// Builds the model on `gpu`.
-    pub fn build_gpu(&self, gpu: &crate::Gpu) -> Result<Model> {
-        Model::build(self, Backend::Gpu, Some(gpu))
     }
 }

@@ -6,15 +6,16 @@ use std::collections::HashMap;
 
 use num_traits::Float;
 
-use super::Backend;
-use super::checkpoint::{Checkpointed, Which};
-use super::gemm::Scalar;
-use super::graph::Graph;
-use super::ops::{self, Ops, Slot};
-use super::{
-    DataEvaluation, EVAL_ROWS, Engine, EpochProgress, Evaluation, Loss, Optimizer, Part, Resident, Target,
-    accuracy, arg_max, batches, check_dataset, check_new_values, check_resident, epoch_order, next_model_id,
+use super::batch::{
+    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Resident, Target, accuracy, arg_max, batches,
+    check_resident, epoch_order, next_model_id,
 };
+use super::checkpoint::{Checkpointed, Which};
+use super::config::{Backend, Loss, ModelConfig, Optimizer};
+use super::engine::{Engine, Part, check_new_values};
+use super::gemm::Scalar;
+use super::graph::{Graph, Slot, check_dataset};
+use super::ops::{self, Ops};
 use crate::data::Dataset;
 use crate::shape::MatmulForm;
 use crate::{Activation, Error, OptimizerSettings, Result, cpu};
@@ -58,7 +59,7 @@ pub struct CpuModel<T> {
 
 impl<T: Scalar> CpuModel<T> {
     /// Builds the model from a description, with the same initial weights as on the GPU.
-    pub fn from_config(config: &super::ModelConfig) -> Result<Self> {
+    pub fn from_config(config: &ModelConfig) -> Result<Self> {
         let graph = Graph::new(config)?;
         let values = graph.initial_values()?;
         Ok(Self::new(graph, values))
@@ -340,6 +341,14 @@ impl Engine for CpuModel<f32> {
     }
 
     fn checkpoint_view(&self) -> &dyn Checkpointed {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 }

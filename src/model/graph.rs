@@ -5,10 +5,33 @@
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
+use super::batch::{Target, check_finite};
 use super::config::{Init, Layer, Loss, ModelConfig, Optimizer};
-use super::ops::Slot;
-use super::{Target, check_finite};
+use crate::data::Dataset;
 use crate::{Error, Result};
+
+/// A buffer a layer reads or writes, named by its role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Slot {
+    /// Activation i: 0 is the batch's input, i the output of layer i − 1.
+    Act(usize),
+    /// The gradient of the loss with respect to activation i.
+    Grad(usize),
+    /// What layer l keeps from its forward for its backward: dropout's mask, a layer norm's
+    /// per-row mean and 1/σ.
+    Saved(usize),
+    /// Layer l's working space in the backward (a layer norm's gain terms).
+    Scratch(usize),
+    /// The value targets (MSE, MAE, BCE); label targets are the backend's own.
+    Targets,
+    /// The loss of each sample (or output value).
+    Terms,
+    /// The batch's mean loss, (1, 1).
+    Loss,
+    /// Parameter p of the graph, and its gradient.
+    Param(usize),
+    ParamGrad(usize),
+}
 
 /// One learned tensor: a dense layer's weight `(out, in)` or bias `(1, out)`, a layer norm's
 /// gain or bias `(1, width)`.
@@ -365,4 +388,39 @@ fn draw(
             }
         }
     })
+}
+
+pub(crate) fn check_dataset(graph: &Graph, data: &Dataset) -> Result<()> {
+    let op = "load";
+    if data.is_empty() || data.inputs.len() != data.len() * data.width {
+        return Err(Error::shape(
+            op,
+            "a non-empty data set of whole samples",
+            format!("{} labels", data.len()),
+        ));
+    }
+    if data.width != graph.inputs() {
+        return Err(Error::shape(
+            op,
+            format!("samples of {} inputs", graph.inputs()),
+            format!("{} inputs", data.width),
+        ));
+    }
+    if !graph.config.loss.takes_labels() {
+        return Err(Error::shape(
+            op,
+            "a model trained on labels (cross-entropy or NLL)",
+            format!("{:?}", graph.config.loss),
+        ));
+    }
+    check_finite(op, "input", &data.inputs, data.width)?;
+    let classes = graph.classes();
+    if let Some(bad) = data.labels.iter().position(|&l| l as usize >= classes) {
+        return Err(Error::shape(
+            op,
+            format!("labels in 0..{classes}"),
+            format!("label {} at row {bad}", data.labels[bad]),
+        ));
+    }
+    Ok(())
 }

@@ -19,179 +19,40 @@
 //! # }
 //! ```
 
+//!
+//! Inside, `config.rs` is the description (plain data), `graph.rs` what both backends derive
+//! from it, `ops.rs` every layer's forward and backward written once against the kernels'
+//! trait, and `cpu.rs` and `gpu/` the two backends, which import neither each other nor this
+//! file: only [`Model::build`] knows both.
+
+mod batch;
 mod checkpoint;
 mod config;
 #[doc(hidden)]
 pub mod cpu;
+mod engine;
 mod gemm;
 mod gpu;
 mod graph;
 mod ops;
 
 pub use crate::Activation;
+pub use batch::{DataEvaluation, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, Target};
 pub use config::{Backend, Init, Layer, Loss, ModelConfig, Optimizer};
 #[doc(hidden)]
 pub use gemm::Scalar;
 pub use gpu::{Forward, LossReading};
 
-use checkpoint::Checkpointed;
+use engine::{Engine, Part, check_new_values};
 use graph::Graph;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
 use crate::data::Dataset;
 use crate::{Counters, Error, Result};
-
-/// A labelled data set held by a model's backend: on the GPU, uploaded once, so that an
-/// epoch's minibatches are gathered there by index and no pixels move per step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Resident {
-    model: u64,
-    index: usize,
-    len: usize,
-}
-
-impl Resident {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-/// Loss, accuracy and the predicted class of every sample of a resident data set.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DataEvaluation {
-    pub loss: f32,
-    pub accuracy: f32,
-    pub predictions: Vec<u32>,
-}
-
-/// What [`Model::train_epoch`] reports as it goes (no read-back is needed for it).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EpochProgress {
-    pub steps_done: usize,
-    pub steps: usize,
-    pub samples_done: usize,
-    /// The mean loss of the epoch so far: after every step on the CPU; on the GPU every
-    /// [`LOSS_REPORT_STEPS`] steps (one 48-byte read of the settings row with the loss watch),
-    /// `None` in between.
-    pub running_loss: Option<f32>,
-}
-
-/// How often (in steps) a GPU epoch reads its running loss back for [`EpochProgress`].
-pub const LOSS_REPORT_STEPS: usize = 128;
-
-/// Rows evaluated per submit by `evaluate_resident`.
-pub(crate) const EVAL_ROWS: usize = 1000;
-
-/// The order of an epoch: the same permutation for a seed on every backend.
-pub(crate) fn epoch_order(len: usize, seed: u64) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..len as u32).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
-    order
-}
-
-/// The `(offset, rows)` of each minibatch; the last may be short.
-pub(crate) fn batches(len: usize, batch_size: usize) -> Vec<(usize, usize)> {
-    (0..len).step_by(batch_size.max(1)).map(|start| (start, batch_size.min(len - start))).collect()
-}
-
-pub(crate) fn next_model_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// What a batch is trained towards: values (MSE, MAE, BCE; row-major, outputs per sample)
-/// or class labels (cross-entropy, NLL; one per sample).
-#[derive(Clone, Copy, Debug)]
-pub enum Target<'a> {
-    Values(&'a [f32]),
-    Labels(&'a [u32]),
-}
-
-impl<'a> From<&'a [f32]> for Target<'a> {
-    fn from(values: &'a [f32]) -> Self {
-        Target::Values(values)
-    }
-}
-
-impl<'a> From<&'a [u32]> for Target<'a> {
-    fn from(labels: &'a [u32]) -> Self {
-        Target::Labels(labels)
-    }
-}
-
-/// Loss (and, for label targets, accuracy) over a data set.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Evaluation {
-    pub loss: f32,
-    pub accuracy: Option<f32>,
-}
-
 /// A built model on one backend: every method works the same on both. Build one with
 /// [`ModelConfig::build`] (or [`Model::build`]).
 #[derive(Debug)]
 pub struct Model {
     engine: Box<dyn Engine>,
-}
-
-/// What a backend does for a [`Model`]. The embedding calls are the GPU's alone: the CPU
-/// keeps the defaults, which say so.
-pub(crate) trait Engine: std::fmt::Debug + Send {
-    fn graph(&self) -> &Graph;
-    fn backend(&self) -> Backend;
-    fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()>;
-    fn take_loss(&mut self) -> Result<f32>;
-    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;
-    fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation>;
-    /// Parameter p's values or gradient.
-    fn read(&self, p: usize, part: Part) -> Result<Vec<f32>>;
-    /// Replaces parameter p's values.
-    fn write(&mut self, p: usize, values: &[f32]) -> Result<()>;
-    fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
-    fn load(&mut self, data: &Dataset) -> Result<Resident>;
-    fn train_epoch(
-        &mut self,
-        data: &Resident,
-        batch_size: usize,
-        seed: u64,
-        progress: &mut dyn FnMut(EpochProgress),
-    ) -> Result<f32>;
-    fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation>;
-    fn checkpointed(&mut self) -> &mut dyn Checkpointed;
-    fn checkpoint_view(&self) -> &dyn Checkpointed;
-
-    fn counters(&self) -> Counters {
-        Counters::default()
-    }
-
-    fn record_train_step(&mut self, _: &mut wgpu::CommandEncoder, _: &[f32], _: &Target) -> Result<()> {
-        Err(Error::NeedsGpu { op: "record_train_step" })
-    }
-
-    fn record_loss(&mut self, _: &mut wgpu::CommandEncoder) -> Result<LossReading> {
-        Err(Error::NeedsGpu { op: "record_loss" })
-    }
-
-    fn bind_forward(&mut self, _: crate::GpuTensor) -> Result<Forward> {
-        Err(Error::NeedsGpu { op: "bind_forward" })
-    }
-
-    fn param_tensor(&self, _: usize) -> Result<&crate::GpuTensor> {
-        Err(Error::NeedsGpu { op: "weights_tensor" })
-    }
-}
-
-/// Which of a parameter's tensors to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Part {
-    Value,
-    Gradient,
 }
 
 impl Model {
@@ -365,41 +226,43 @@ impl Model {
         x: &[f32],
         target: &Target,
     ) -> Result<()> {
-        self.engine.record_train_step(encoder, x, target)
+        self.gpu_model("record_train_step")?.record_train_step(encoder, x, target)
     }
 
     /// Records a read of the mean loss of the steps since the last read into `encoder`, and
     /// returns a [`LossReading`] to poll after the app has submitted it. Like
     /// [`Model::take_loss`], it starts the next mean afresh. GPU backend only.
     pub fn record_loss(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
-        self.engine.record_loss(encoder)
+        self.gpu_model("record_loss")?.record_loss(encoder)
     }
 
     /// Binds a forward pass (dropout off) over `input`, an `(rows, inputs)` tensor, for
     /// example an app's buffer wrapped by [`crate::Gpu::tensor_from_buffer`]. The returned
     /// [`Forward`] is recorded each frame and exposes its output buffer. GPU backend only.
     pub fn bind_forward(&mut self, input: crate::GpuTensor) -> Result<Forward> {
-        self.engine.bind_forward(input)
+        self.gpu_model("bind_forward")?.bind_forward(input)
     }
 
     /// Layer `layer`'s weights on the GPU, `(out, in)` row-major f32: bind it read-only
     /// to draw with (training updates it in place). GPU backend only.
     pub fn weights_tensor(&self, layer: usize) -> Result<&crate::GpuTensor> {
-        self.gpu_only("weights_tensor")?;
-        self.engine.param_tensor(self.param("weights_tensor", layer, "weight")?)
+        let p = self.param("weights_tensor", layer, "weight")?;
+        Ok(self.gpu_view("weights_tensor")?.param_tensor(p))
     }
 
     /// Layer `layer`'s bias on the GPU, `(1, out)`. GPU backend only.
     pub fn bias_tensor(&self, layer: usize) -> Result<&crate::GpuTensor> {
-        self.gpu_only("bias_tensor")?;
-        self.engine.param_tensor(self.param("bias_tensor", layer, "bias")?)
+        let p = self.param("bias_tensor", layer, "bias")?;
+        Ok(self.gpu_view("bias_tensor")?.param_tensor(p))
     }
 
-    fn gpu_only(&self, op: &'static str) -> Result<()> {
-        match self.backend() {
-            Backend::Gpu => Ok(()),
-            Backend::Cpu => Err(Error::NeedsGpu { op }),
-        }
+    /// The GPU backend, for the calls only it has.
+    fn gpu_model(&mut self, op: &'static str) -> Result<&mut gpu::GpuModel> {
+        self.engine.as_any_mut().downcast_mut().ok_or(Error::NeedsGpu { op })
+    }
+
+    fn gpu_view(&self, op: &'static str) -> Result<&gpu::GpuModel> {
+        self.engine.as_any().downcast_ref().ok_or(Error::NeedsGpu { op })
     }
 
     fn param(&self, op: &'static str, layer: usize, name: &'static str) -> Result<usize> {
@@ -407,83 +270,20 @@ impl Model {
     }
 }
 
-/// Checks new values for parameter p against its shape.
-pub(crate) fn check_new_values(graph: &Graph, p: usize, values: &[f32]) -> Result<()> {
-    let param = &graph.params[p];
-    if values.len() != param.len() {
-        let what = if param.name == "bias" { "bias" } else { "weights" };
-        return Err(Error::shape(
-            "set_weights",
-            format!("layer {}: {}x{} {what}", param.layer, param.rows, param.cols),
-            format!("{} values", values.len()),
-        ));
+impl ModelConfig {
+    /// Builds the model on `gpu`, or on the CPU for [`Backend::Cpu`] (`gpu` may then be None).
+    /// Checks the description first: see [`Model::build`].
+    pub fn build(&self, backend: Backend, gpu: Option<&crate::Gpu>) -> Result<Model> {
+        Model::build(self, backend, gpu)
     }
-    check_finite("set_weights", "weight", values, param.cols)
-}
 
-/// NaN and infinities are refused at the door: one would turn every weight it reaches into
-/// NaN. (A loss that overflows in training is caught on the GPU by the loss watch instead.)
-pub(crate) fn check_finite(op: &'static str, what: &'static str, values: &[f32], width: usize) -> Result<()> {
-    match values.iter().position(|v| !v.is_finite()) {
-        None => Ok(()),
-        Some(i) => Err(Error::NotFinite { op, what, row: i / width, col: i % width, value: values[i] }),
+    /// Builds the model on the CPU backend.
+    pub fn build_cpu(&self) -> Result<Model> {
+        Model::build(self, Backend::Cpu, None)
     }
-}
 
-/// The fraction of rows whose arg-max output is the label.
-pub(crate) fn accuracy(outputs: &[f32], labels: &[u32], width: usize) -> f32 {
-    let correct = arg_max(outputs, width).iter().zip(labels).filter(|(p, l)| p == l).count();
-    correct as f32 / labels.len() as f32
-}
-
-/// The arg-max of each row.
-pub(crate) fn arg_max(outputs: &[f32], width: usize) -> Vec<u32> {
-    outputs
-        .chunks(width)
-        .map(|row| {
-            row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best }) as u32
-        })
-        .collect()
-}
-
-pub(crate) fn check_resident(op: &'static str, data: &Resident, model: u64, loaded: usize) -> Result<()> {
-    if data.model != model || data.index >= loaded {
-        return Err(Error::shape(op, "a data set loaded into this model", "one loaded elsewhere"));
+    /// Builds the model on `gpu`.
+    pub fn build_gpu(&self, gpu: &crate::Gpu) -> Result<Model> {
+        Model::build(self, Backend::Gpu, Some(gpu))
     }
-    Ok(())
-}
-
-pub(crate) fn check_dataset(graph: &Graph, data: &Dataset) -> Result<()> {
-    let op = "load";
-    if data.is_empty() || data.inputs.len() != data.len() * data.width {
-        return Err(Error::shape(
-            op,
-            "a non-empty data set of whole samples",
-            format!("{} labels", data.len()),
-        ));
-    }
-    if data.width != graph.inputs() {
-        return Err(Error::shape(
-            op,
-            format!("samples of {} inputs", graph.inputs()),
-            format!("{} inputs", data.width),
-        ));
-    }
-    if !graph.config.loss.takes_labels() {
-        return Err(Error::shape(
-            op,
-            "a model trained on labels (cross-entropy or NLL)",
-            format!("{:?}", graph.config.loss),
-        ));
-    }
-    check_finite(op, "input", &data.inputs, data.width)?;
-    let classes = graph.classes();
-    if let Some(bad) = data.labels.iter().position(|&l| l as usize >= classes) {
-        return Err(Error::shape(
-            op,
-            format!("labels in 0..{classes}"),
-            format!("label {} at row {bad}", data.labels[bad]),
-        ));
-    }
-    Ok(())
 }

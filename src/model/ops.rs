@@ -9,32 +9,9 @@
 //! other: the plan only holds the dispatches it is given.
 
 use super::config::{Layer, Loss, Optimizer};
-use super::graph::Graph;
+use super::graph::{Graph, Slot};
 use crate::shape::MatmulForm;
 use crate::{Activation, Result};
-
-/// A buffer a layer reads or writes, named by its role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Slot {
-    /// Activation i: 0 is the batch's input, i the output of layer i − 1.
-    Act(usize),
-    /// The gradient of the loss with respect to activation i.
-    Grad(usize),
-    /// What layer l keeps from its forward for its backward: dropout's mask, a layer norm's
-    /// per-row mean and 1/σ.
-    Saved(usize),
-    /// Layer l's working space in the backward (a layer norm's gain terms).
-    Scratch(usize),
-    /// The value targets (MSE, MAE, BCE); label targets are the backend's own.
-    Targets,
-    /// The loss of each sample (or output value).
-    Terms,
-    /// The batch's mean loss, (1, 1).
-    Loss,
-    /// Parameter p of the graph, and its gradient.
-    Param(usize),
-    ParamGrad(usize),
-}
 
 /// The kernels a layer is made of, with the same names as the WGSL entry points and the CPU
 /// reference. Each call computes (CPU) or binds (GPU) one op.

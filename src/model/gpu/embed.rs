@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::StagingBelt;
 
-use super::GpuModel;
+use super::model::GpuModel;
 use super::plan::Plan;
-use crate::model::Target;
-use crate::model::ops::Slot;
+use crate::model::batch::Target;
+use crate::model::graph::Slot;
 use crate::settings::{SETTINGS_LEN, WATCH, Watch};
 use crate::{Dispatch, Error, Gpu, GpuTensor, Result};
 
@@ -20,7 +20,7 @@ use crate::{Dispatch, Error, Gpu, GpuTensor, Result};
 const BELT_CHUNK: u64 = 1 << 16;
 
 impl GpuModel {
-    pub(super) fn record_step(
+    pub(crate) fn record_train_step(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         x: &[f32],
@@ -55,7 +55,7 @@ impl GpuModel {
         Ok(())
     }
 
-    pub(super) fn record_loss_read(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
+    pub(crate) fn record_loss(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
         let bytes = (SETTINGS_LEN * 4) as u64;
         let staging = self.gpu.scoped("allocating a loss read-back buffer", || {
             self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
@@ -83,7 +83,7 @@ impl GpuModel {
         Ok(LossReading { gpu: self.gpu.clone(), staging, mapped, first_step, unapplied, done: false })
     }
 
-    pub(super) fn bind_forward_over(&self, input: GpuTensor) -> Result<Forward> {
+    pub(crate) fn bind_forward(&self, input: GpuTensor) -> Result<Forward> {
         let op = "bind_forward";
         if input.cols() != self.graph.inputs() {
             return Err(Error::shape(
@@ -230,5 +230,12 @@ impl LossReading {
             }
             None => Ok(watch.total / watch.steps as f32),
         }
+    }
+}
+
+impl GpuModel {
+    /// Parameter p's values on the GPU.
+    pub(crate) fn param_tensor(&self, p: usize) -> &GpuTensor {
+        &self.shared.params[p].value
     }
 }

@@ -4,12 +4,29 @@
 
 use std::collections::HashMap;
 
-use super::{ParamTensors, Shared};
 use crate::model::config::{Loss, Optimizer};
-use crate::model::graph::Graph;
-use crate::model::ops::{self, Ops, Slot};
+use crate::model::graph::{Graph, Slot};
+use crate::model::ops::{self, Ops};
 use crate::shape::MatmulForm;
 use crate::{Activation, Dispatch, Gpu, GpuLabels, GpuTensor, Result};
+
+/// One parameter's tensors on the GPU: its values, gradient and optimizer state.
+#[derive(Debug)]
+pub(crate) struct ParamTensors {
+    pub(crate) value: GpuTensor,
+    pub(crate) grad: GpuTensor,
+    pub(crate) state: Vec<GpuTensor>,
+}
+
+/// What every plan binds besides its own buffers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) params: Vec<ParamTensors>,
+    /// The optimizer's settings, and the loss watch's slots (see `settings::WATCH`).
+    pub(crate) settings_row: GpuTensor,
+    /// Dropout's step counter, advanced on the GPU once per step.
+    pub(crate) dropout_counter: GpuTensor,
+}
 
 /// Buffers and bound kernels for one batch size, in training or in evaluation.
 #[derive(Debug)]

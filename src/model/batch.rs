@@ -1,0 +1,129 @@
+//! What goes into a model and comes out of it: targets, evaluations, an epoch's progress,
+//! handles to resident data, and the checks and helpers on batches both backends share.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+
+use crate::{Error, Result};
+
+/// A labelled data set held by a model's backend: on the GPU, uploaded once, so that an
+/// epoch's minibatches are gathered there by index and no pixels move per step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resident {
+    pub(crate) model: u64,
+    pub(crate) index: usize,
+    pub(crate) len: usize,
+}
+
+impl Resident {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Loss, accuracy and the predicted class of every sample of a resident data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataEvaluation {
+    pub loss: f32,
+    pub accuracy: f32,
+    pub predictions: Vec<u32>,
+}
+
+/// What [`super::Model::train_epoch`] reports as it goes (no read-back is needed for it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochProgress {
+    pub steps_done: usize,
+    pub steps: usize,
+    pub samples_done: usize,
+    /// The mean loss of the epoch so far: after every step on the CPU; on the GPU every
+    /// [`LOSS_REPORT_STEPS`] steps (one 48-byte read of the settings row with the loss watch),
+    /// `None` in between.
+    pub running_loss: Option<f32>,
+}
+
+/// How often (in steps) a GPU epoch reads its running loss back for [`EpochProgress`].
+pub const LOSS_REPORT_STEPS: usize = 128;
+
+/// Rows evaluated per submit by `evaluate_resident`.
+pub(crate) const EVAL_ROWS: usize = 1000;
+
+/// The order of an epoch: the same permutation for a seed on every backend.
+pub(crate) fn epoch_order(len: usize, seed: u64) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..len as u32).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    order
+}
+
+/// The `(offset, rows)` of each minibatch; the last may be short.
+pub(crate) fn batches(len: usize, batch_size: usize) -> Vec<(usize, usize)> {
+    (0..len).step_by(batch_size.max(1)).map(|start| (start, batch_size.min(len - start))).collect()
+}
+
+pub(crate) fn next_model_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What a batch is trained towards: values (MSE, MAE, BCE; row-major, outputs per sample)
+/// or class labels (cross-entropy, NLL; one per sample).
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    Values(&'a [f32]),
+    Labels(&'a [u32]),
+}
+
+impl<'a> From<&'a [f32]> for Target<'a> {
+    fn from(values: &'a [f32]) -> Self {
+        Target::Values(values)
+    }
+}
+
+impl<'a> From<&'a [u32]> for Target<'a> {
+    fn from(labels: &'a [u32]) -> Self {
+        Target::Labels(labels)
+    }
+}
+
+/// Loss (and, for label targets, accuracy) over a data set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f32,
+    pub accuracy: Option<f32>,
+}
+
+/// NaN and infinities are refused at the door: one would turn every weight it reaches into
+/// NaN. (A loss that overflows in training is caught on the GPU by the loss watch instead.)
+pub(crate) fn check_finite(op: &'static str, what: &'static str, values: &[f32], width: usize) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::NotFinite { op, what, row: i / width, col: i % width, value: values[i] }),
+    }
+}
+
+/// The fraction of rows whose arg-max output is the label.
+pub(crate) fn accuracy(outputs: &[f32], labels: &[u32], width: usize) -> f32 {
+    let correct = arg_max(outputs, width).iter().zip(labels).filter(|(p, l)| p == l).count();
+    correct as f32 / labels.len() as f32
+}
+
+/// The arg-max of each row.
+pub(crate) fn arg_max(outputs: &[f32], width: usize) -> Vec<u32> {
+    outputs
+        .chunks(width)
+        .map(|row| {
+            row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best }) as u32
+        })
+        .collect()
+}
+
+pub(crate) fn check_resident(op: &'static str, data: &Resident, model: u64, loaded: usize) -> Result<()> {
+    if data.model != model || data.index >= loaded {
+        return Err(Error::shape(op, "a data set loaded into this model", "one loaded elsewhere"));
+    }
+    Ok(())
+}

@@ -1,0 +1,448 @@
+//! The GPU model: its parameters, plans per batch size and resident data, and everything
+//! both backends do (the [`Engine`] calls).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::plan::{Binder, ParamTensors, Plan, Shared};
+use crate::data::Dataset;
+use crate::model::batch::{
+    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, Target, accuracy,
+    arg_max, batches, check_resident, epoch_order, next_model_id,
+};
+use crate::model::checkpoint::{Checkpointed, Which};
+use crate::model::config::{Backend, Layer};
+use crate::model::engine::{Engine, Part, check_new_values};
+use crate::model::graph::{Graph, Slot, check_dataset};
+use crate::model::ops;
+use crate::settings::{WATCH, Watch};
+use crate::{Counters, Dispatch, Error, Gpu, GpuLabels, GpuTensor, OptimizerSettings, Result};
+
+/// A data set uploaded once, and the gathers that cut minibatches out of it, bound on first
+/// use for each (batch rows, offset, order).
+#[derive(Debug)]
+struct GpuData {
+    /// The samples, in parts that each fit one storage binding: (first row, its rows).
+    inputs: Vec<(usize, GpuTensor)>,
+    labels: GpuLabels,
+    /// The epoch's shuffled order, rewritten each epoch (the only per-epoch upload).
+    order: GpuLabels,
+    /// 0, 1, 2, …: the order evaluation reads in.
+    identity: GpuLabels,
+    /// Per (rows, offset, training): a gather from each part, then the labels'.
+    gathers: HashMap<(usize, usize, bool), Vec<Dispatch>>,
+}
+
+/// Training steps recorded per submit in `train_epoch`: enough to amortise a submit, few
+/// enough for a lively progress report.
+const STEPS_PER_SUBMIT: usize = 16;
+const _: () = assert!(LOSS_REPORT_STEPS.is_multiple_of(STEPS_PER_SUBMIT), "loss reports fall on submits");
+
+/// A model on a [`Gpu`].
+#[derive(Debug)]
+pub(crate) struct GpuModel {
+    pub(super) gpu: Gpu,
+    pub(super) graph: Graph,
+    pub(super) shared: Shared,
+    /// Every parameter's optimizer update, bound once.
+    updates: Vec<Dispatch>,
+    settings: OptimizerSettings,
+    /// The dropout counter's advance runs first in a step (masks are drawn from it); the
+    /// optimizer's (β powers) just before the updates, after the loss watch, so a step the
+    /// watch halts does not advance it.
+    dropout_advance: Option<Dispatch>,
+    optimizer_advance: Dispatch,
+    /// Training steps since the last loss read (the watch counts them too).
+    pub(super) loss_steps: u32,
+    pub(super) plans: HashMap<(usize, bool), Plan>,
+    /// Training steps taken (the GPU's own counters advance with it).
+    pub(super) steps: u32,
+    /// Steps a divergence report through a [`LossReading`] found were not applied: taken off
+    /// `steps` at the model's next call (the reading has no `&mut` to the model).
+    pub(super) unapplied: Arc<AtomicU32>,
+    id: u64,
+    datasets: Vec<GpuData>,
+    /// Staging memory for batches recorded into an app's encoder (see `embed.rs`).
+    pub(super) belt: Option<wgpu::util::StagingBelt>,
+}
+
+impl GpuModel {
+    /// Refuses, before any weight is drawn on the host, a parameter too big for the adapter:
+    /// an error naming the limit, not gigabytes of random numbers and then an error.
+    pub(crate) fn check_fits(gpu: &Gpu, graph: &Graph) -> Result<()> {
+        for param in &graph.params {
+            let bytes = (param.rows as u64).saturating_mul(param.cols as u64).saturating_mul(4);
+            let what = match graph.layers()[param.layer] {
+                Layer::Dense { inputs, outputs, .. } => {
+                    format!("layer {} (dense {inputs} -> {outputs}) {}s", param.layer, param.name)
+                }
+                _ => format!("layer {} {}", param.layer, param.name),
+            };
+            gpu.check_buffer_size(&what, bytes)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn new(gpu: &Gpu, graph: Graph, values: Vec<Vec<f32>>) -> Result<Self> {
+        let settings = graph.config.optimizer.settings();
+        let settings_row = gpu.upload_settings(&settings)?;
+        let dropout_counter = gpu.zeros(1, 1)?;
+        let optimizer_advance = gpu.optimizer_advance(&settings_row)?;
+        let dropout_advance =
+            graph.has_dropout().then(|| gpu.dropout_advance(&dropout_counter)).transpose()?;
+        let states = graph.state_names().len();
+        let params = graph
+            .params
+            .iter()
+            .zip(&values)
+            .map(|(param, values)| {
+                Ok(ParamTensors {
+                    value: gpu.upload(values, param.rows, param.cols)?,
+                    grad: gpu.zeros(param.rows, param.cols)?,
+                    state: (0..states).map(|_| gpu.zeros(param.rows, param.cols)).collect::<Result<_>>()?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let shared = Shared { params, settings_row, dropout_counter };
+        let updates = {
+            let mut binder = Binder { gpu, graph: &graph, shared: &shared, plan: None, out: Vec::new() };
+            ops::updates(&mut binder, &graph)?;
+            binder.out
+        };
+        Ok(GpuModel {
+            gpu: gpu.clone(),
+            graph,
+            shared,
+            updates,
+            settings,
+            dropout_advance,
+            optimizer_advance,
+            loss_steps: 0,
+            plans: HashMap::new(),
+            steps: 0,
+            unapplied: Arc::default(),
+            id: next_model_id(),
+            datasets: Vec::new(),
+            belt: None,
+        })
+    }
+
+    /// Takes off `steps` what a [`LossReading`] found was not applied.
+    pub(super) fn settle_steps(&mut self) {
+        let unapplied = self.unapplied.swap(0, Ordering::Relaxed);
+        self.steps = self.steps.saturating_sub(unapplied);
+    }
+
+    /// One training step on `plan`, in order: the dropout counter, `gathers` (the batch cut
+    /// from resident data, if any), forward, loss, watch and backward, then the optimizer's
+    /// advance and every update. What `train_step`, `train_epoch` and `record_train_step` run.
+    pub(super) fn step<'a>(
+        &'a self,
+        plan: &'a Plan,
+        gathers: &'a [Dispatch],
+    ) -> impl Iterator<Item = &'a Dispatch> {
+        let updates = std::iter::once(&self.optimizer_advance).chain(&self.updates);
+        self.dropout_advance.iter().chain(gathers).chain(&plan.dispatches).chain(updates)
+    }
+
+    /// The loss watch's slots (one read of the settings row).
+    fn read_watch(&self) -> Result<Watch> {
+        Ok(Watch::from_row(&self.gpu.read(&self.shared.settings_row)?))
+    }
+
+    /// Builds the buffers and bindings for `rows` samples, once.
+    pub(super) fn plan(&mut self, rows: usize, training: bool) -> Result<()> {
+        if self.plans.contains_key(&(rows, training)) {
+            return Ok(());
+        }
+        let plan = Plan::new(&self.gpu, &self.graph, &self.shared, rows, training, None)?;
+        self.plans.insert((rows, training), plan);
+        Ok(())
+    }
+
+    /// Binds, once, the gathers of a minibatch into the plan for `rows`.
+    fn gather(&mut self, data: usize, rows: usize, offset: usize, training: bool) -> Result<()> {
+        self.plan(rows, training)?;
+        let set = &self.datasets[data];
+        if set.gathers.contains_key(&(rows, offset, training)) {
+            return Ok(());
+        }
+        let plan = &self.plans[&(rows, training)];
+        let order = if training { &set.order } else { &set.identity };
+        let labels = plan.labels.as_ref().expect("data sets train label losses");
+        let x = plan.get(&self.graph, Slot::Act(0));
+        let mut gathers = Vec::new();
+        for (first, part) in &set.inputs {
+            gathers.push(self.gpu.gather_rows_from_part(x, part, *first, order, offset)?);
+        }
+        gathers.push(self.gpu.gather_labels(labels, &set.labels, order, offset)?);
+        self.datasets[data].gathers.insert((rows, offset, training), gathers);
+        Ok(())
+    }
+
+    fn write_batch(&self, plan: &Plan, x: &[f32], target: &Target) -> Result<()> {
+        self.gpu.write(plan.get(&self.graph, Slot::Act(0)), x)?;
+        match (target, &plan.labels) {
+            (Target::Values(values), _) => self.gpu.write(plan.get(&self.graph, Slot::Targets), values),
+            (Target::Labels(labels), Some(l)) => self.gpu.write_labels(l, labels),
+            _ => unreachable!("check_target matched the target to the loss"),
+        }
+    }
+}
+
+impl Engine for GpuModel {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Gpu
+    }
+
+    fn load(&mut self, data: &Dataset) -> Result<Resident> {
+        check_dataset(&self.graph, data)?;
+        let gpu = &self.gpu;
+        let identity: Vec<u32> = (0..data.len() as u32).collect();
+        self.datasets.push(GpuData {
+            inputs: upload_in_parts(gpu, data)?,
+            labels: gpu.upload_labels(&data.labels, self.graph.classes())?,
+            order: gpu.upload_labels(&identity, data.len())?,
+            identity: gpu.upload_labels(&identity, data.len())?,
+            gathers: HashMap::new(),
+        });
+        Ok(Resident { model: self.id, index: self.datasets.len() - 1, len: data.len() })
+    }
+
+    fn train_epoch(
+        &mut self,
+        data: &Resident,
+        batch_size: usize,
+        seed: u64,
+        progress: &mut dyn FnMut(EpochProgress),
+    ) -> Result<f32> {
+        check_resident("train_epoch", data, self.id, self.datasets.len())?;
+        self.settle_steps();
+        let batches = batches(data.len, batch_size);
+        for &(offset, rows) in &batches {
+            self.gather(data.index, rows, offset, true)?;
+        }
+        if self.loss_steps > 0 {
+            // Steps taken since the last take_loss are not this epoch's, but a divergence
+            // among them is still reported.
+            self.take_loss()?;
+        }
+        let set = &self.datasets[data.index];
+        self.gpu.write_labels(&set.order, &epoch_order(data.len, seed))?;
+        for (chunk, steps) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
+            let mut all: Vec<&Dispatch> = Vec::new();
+            for &(offset, rows) in steps {
+                let plan = &self.plans[&(rows, true)];
+                all.extend(self.step(plan, &set.gathers[&(rows, offset, true)]));
+            }
+            self.gpu.run(&all)?;
+            self.loss_steps += steps.len() as u32;
+            self.steps += steps.len() as u32;
+            let (steps_done, &(offset, rows)) =
+                (chunk * STEPS_PER_SUBMIT + steps.len(), steps.last().expect("a chunk"));
+            let running_loss = if steps_done % LOSS_REPORT_STEPS == 0 && steps_done < batches.len() {
+                let watch = self.read_watch()?;
+                if watch.first_bad.is_some() {
+                    return self.take_loss(); // stop the epoch here with the report
+                }
+                Some(watch.total / self.loss_steps as f32)
+            } else {
+                None
+            };
+            progress(EpochProgress {
+                steps_done,
+                steps: batches.len(),
+                samples_done: offset + rows,
+                running_loss,
+            });
+        }
+        self.take_loss()
+    }
+
+    fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
+        check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
+        // As many rows per submit as the widest activation's binding allows, up to EVAL_ROWS.
+        let widest = (0..=self.graph.layers().len()).map(|i| self.graph.width(i)).max().unwrap_or(1);
+        let limits = self.gpu.limits();
+        let most_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let rows = ((most_bytes / (widest as u64 * 4)) as usize).clamp(1, EVAL_ROWS);
+        let batches = batches(data.len, rows);
+        for &(offset, rows) in &batches {
+            self.gather(data.index, rows, offset, false)?;
+        }
+        let (mut loss, mut predictions) = (0.0, Vec::new());
+        let set = &self.datasets[data.index];
+        for &(offset, rows) in &batches {
+            let plan = &self.plans[&(rows, false)];
+            let all: Vec<&Dispatch> = set.gathers[&(rows, offset, false)]
+                .iter()
+                .chain(&plan.dispatches)
+                .chain(&plan.loss_dispatches)
+                .collect();
+            self.gpu.run(&all)?;
+            loss += f64::from(self.gpu.read(plan.get(&self.graph, Slot::Loss))?[0]) * rows as f64;
+            predictions.extend(arg_max(&self.gpu.read(plan.output(&self.graph))?, self.graph.outputs()));
+        }
+        let labels = self.gpu.read_labels(&set.labels)?;
+        let correct = predictions.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        let (loss, accuracy) = ((loss / data.len as f64) as f32, correct as f32 / data.len as f32);
+        Ok(DataEvaluation { loss, accuracy, predictions })
+    }
+
+    fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+        self.settle_steps();
+        let rows = self.graph.rows("train_step", x)?;
+        self.graph.check_target("train_step", target, rows)?;
+        self.plan(rows, true)?;
+        let plan = &self.plans[&(rows, true)];
+        self.write_batch(plan, x, target)?;
+        self.gpu.run(&self.step(plan, &[]).collect::<Vec<_>>())?;
+        self.loss_steps += 1;
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn take_loss(&mut self) -> Result<f32> {
+        if self.loss_steps == 0 {
+            return Err(Error::NoSteps { op: "take_loss" });
+        }
+        self.settle_steps();
+        let watch = self.read_watch()?;
+        self.gpu.write_at(&self.shared.settings_row, WATCH, &[0.0; 4])?;
+        let steps = std::mem::take(&mut self.loss_steps);
+        match watch.first_bad {
+            Some(bad) => {
+                // The bad step and those after it advanced nothing on the GPU but the dropout
+                // counter: count only the applied ones, as the optimizer's β powers do.
+                let skipped = steps.saturating_sub(bad);
+                self.steps = self.steps.saturating_sub(skipped + 1);
+                Err(Error::Diverged { step: u64::from(self.steps) + 1, loss: watch.bad_loss, skipped })
+            }
+            None => Ok(watch.total / steps as f32),
+        }
+    }
+
+    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let rows = self.graph.rows("predict", x)?;
+        self.plan(rows, false)?;
+        let plan = &self.plans[&(rows, false)];
+        self.gpu.write(plan.get(&self.graph, Slot::Act(0)), x)?;
+        self.gpu.run(&plan.dispatches.iter().collect::<Vec<_>>())?;
+        self.gpu.read(plan.output(&self.graph))
+    }
+
+    fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
+        let rows = self.graph.rows("evaluate", x)?;
+        self.graph.check_target("evaluate", target, rows)?;
+        self.plan(rows, false)?;
+        let plan = &self.plans[&(rows, false)];
+        self.write_batch(plan, x, target)?;
+        let all: Vec<&Dispatch> = plan.dispatches.iter().chain(&plan.loss_dispatches).collect();
+        self.gpu.run(&all)?;
+        let loss = self.gpu.read(plan.get(&self.graph, Slot::Loss))?[0];
+        let accuracy = match target {
+            Target::Labels(labels) => {
+                let outputs = self.gpu.read(plan.output(&self.graph))?;
+                Some(accuracy(&outputs, labels, self.graph.outputs()))
+            }
+            Target::Values(_) => None,
+        };
+        Ok(Evaluation { loss, accuracy })
+    }
+
+    fn read(&self, p: usize, part: Part) -> Result<Vec<f32>> {
+        let tensors = &self.shared.params[p];
+        self.gpu.read(match part {
+            Part::Value => &tensors.value,
+            Part::Gradient => &tensors.grad,
+        })
+    }
+
+    fn write(&mut self, p: usize, values: &[f32]) -> Result<()> {
+        check_new_values(&self.graph, p, values)?;
+        self.gpu.write(&self.shared.params[p].value, values)
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        // Only lr changes; the rest of the row (the step's β powers) lives on the GPU.
+        self.settings.lr = lr;
+        self.gpu.write_at(&self.shared.settings_row, 0, &[lr])
+    }
+
+    fn counters(&self) -> Counters {
+        self.gpu.counters()
+    }
+
+    fn checkpointed(&mut self) -> &mut dyn Checkpointed {
+        self
+    }
+
+    fn checkpoint_view(&self) -> &dyn Checkpointed {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Checkpointed for GpuModel {
+    fn read_entry(&self, p: usize, which: Which) -> Result<Vec<f32>> {
+        let tensors = &self.shared.params[p];
+        self.gpu.read(match which {
+            Which::Value => &tensors.value,
+            Which::State(k) => &tensors.state[k],
+        })
+    }
+
+    fn write_entry(&mut self, p: usize, which: Which, values: &[f32]) -> Result<()> {
+        let tensors = &self.shared.params[p];
+        self.gpu.write(
+            match which {
+                Which::Value => &tensors.value,
+                Which::State(k) => &tensors.state[k],
+            },
+            values,
+        )
+    }
+
+    fn steps(&self) -> u32 {
+        self.steps.saturating_sub(self.unapplied.load(Ordering::Relaxed))
+    }
+
+    fn set_steps(&mut self, steps: u32) -> Result<()> {
+        self.settle_steps();
+        self.steps = steps;
+        self.settings.step = steps;
+        // The settings and β powers only: the loss watch keeps the steps since the last read.
+        self.gpu.write_at(&self.shared.settings_row, 0, &self.settings.to_row()[..WATCH])?;
+        // The dropout counter holds the step as u32 bits.
+        self.gpu.write(&self.shared.dropout_counter, &[f32::from_bits(steps)])
+    }
+}
+
+/// Uploads a data set's samples in as few parts as the adapter's storage binding and buffer
+/// limits allow (lavapipe binds at most 128 MiB: full MNIST's 188 MB training set takes two).
+fn upload_in_parts(gpu: &Gpu, data: &Dataset) -> Result<Vec<(usize, GpuTensor)>> {
+    let limits = gpu.limits();
+    let most_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    // Whole rows per part; a row bigger than the limit fails in upload, naming it.
+    let rows_per_part = ((most_bytes / (data.width as u64 * 4)) as usize).max(1);
+    (0..data.len())
+        .step_by(rows_per_part)
+        .map(|first| {
+            let rows = rows_per_part.min(data.len() - first);
+            let values = &data.inputs[first * data.width..(first + rows) * data.width];
+            Ok((first, gpu.upload(values, rows, data.width)?))
+        })
+        .collect()
+}
