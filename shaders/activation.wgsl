@@ -144,7 +144,10 @@ fn gelu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     if i < p.len {
         let x = a[i];
         let t = stable_tanh(GELU_K * (x + GELU_A * x * x * x));
-        let du = GELU_K * (1.0 + 3.0 * GELU_A * x * x);
-        out[i] = b[i] * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+        // Past |x| = 10, 1 − t² is exactly 0 in f32; clamping x there keeps 0 · x · du from
+        // becoming 0 · ∞ for huge inputs, and changes nothing else.
+        let xc = clamp(x, -10.0, 10.0);
+        let du = GELU_K * (1.0 + 3.0 * GELU_A * xc * xc);
+        out[i] = b[i] * (0.5 * (1.0 + t) + 0.5 * xc * (1.0 - t * t) * du);
     }
 }

@@ -186,3 +186,44 @@ fn a_failed_save_leaves_the_previous_checkpoint_intact() {
     model.save(&path).unwrap();
     assert_ne!(std::fs::read(&path).unwrap(), before, "and a later save works");
 }
+
+/// A layer norm's gain and bias are checkpointed as PyTorch's `LayerNorm` names them, with
+/// their optimizer state, and training resumes from them exactly.
+#[test]
+fn layer_norm_parameters_are_checkpointed_with_pytorch_names() {
+    let config = ModelConfig::new(5)
+        .dense(6)
+        .layer_norm()
+        .gelu()
+        .dense(4)
+        .loss(wgpu_nn::model::Loss::SoftmaxCrossEntropy)
+        .optimizer(Optimizer::Adam { lr: 0.05 })
+        .seed(8);
+    for backend in backends() {
+        let mut model = config.build(backend, gpu()).unwrap();
+        (0..3).for_each(|i| {
+            step(&mut model, i);
+        });
+        let path = scratch(&format!("layer-norm-{backend:?}.safetensors"));
+        model.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for (name, shape) in [
+            ("layers.1.weight", vec![6]),
+            ("layers.1.bias", vec![6]),
+            ("optimizer.layers.1.weight.m", vec![6]),
+            ("optimizer.layers.1.bias.v", vec![6]),
+            ("layers.3.weight", vec![4, 6]),
+        ] {
+            assert_eq!(file.tensor(name).unwrap().shape(), shape.as_slice(), "{name}");
+        }
+        // Three Adam steps moved the gain off its start at 1.
+        let gain = model.weights(1).unwrap();
+        assert!(gain.iter().any(|&g| (g - 1.0).abs() > 1e-3), "{gain:?}");
+        let went_on: Vec<f32> = (3..6).map(|i| step(&mut model, i)).collect();
+        let mut resumed = config.build(backend, gpu()).unwrap();
+        resumed.load_checkpoint(&path).unwrap();
+        let resumed_losses: Vec<f32> = (3..6).map(|i| step(&mut resumed, i)).collect();
+        assert_eq!(resumed_losses, went_on, "{backend:?}");
+    }
+}

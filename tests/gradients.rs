@@ -6,7 +6,7 @@
 mod common;
 
 use common::{assert_close, random_f64};
-use wgpu_nn::{MatmulForm, cpu};
+use wgpu_nn::{Activation, MatmulForm, cpu};
 
 /// Central differences in f64 are accurate to about h² · |f'''| + ε / h: with h = 1e-5 both
 /// terms are near 1e-10 for these smooth ops on inputs of order one.
@@ -203,4 +203,57 @@ fn nll_backward_is_the_gradient_of_the_mean_nll() {
     let mut d = vec![0.0; rows * cols];
     cpu::nll_backward(&mut d, &labels, rows, cols).unwrap();
     assert_close("nll", &d, &numeric_gradient(&log_p, mean), RTOL, ATOL);
+}
+
+#[test]
+fn leaky_relu_and_gelu_backwards_match_finite_differences() {
+    for f in [Activation::LeakyRelu(0.1), Activation::LeakyRelu(-0.3), Activation::Gelu] {
+        // Away from LeakyReLU's kink at 0; GELU is smooth, and its inputs span both tails.
+        let x: Vec<f64> = random_f64(50, 15).iter().map(|v| 4.0 * v + 0.2 * v.signum()).collect();
+        let g = random_f64(50, 16);
+        let mut dx = vec![0.0; 50];
+        cpu::activation_backward(f, &mut dx, &x, &g).unwrap(); // both take their input
+        let numeric = numeric_gradient(&x, |x| {
+            let mut y = vec![0.0; x.len()];
+            cpu::activation_forward(f, &mut y, x).unwrap();
+            weighted(&y, &g)
+        });
+        assert_close(&format!("{f:?}"), &dx, &numeric, RTOL, ATOL);
+    }
+}
+
+/// `L = Σ g ⊙ layer_norm(x; gain, bias)`: its gradients with respect to x (through the row's
+/// mean and variance), the gain (column sums of the gain terms) and the bias (column sums of g).
+#[test]
+fn layer_norm_backward_matches_finite_differences() {
+    for (rows, cols) in [(1, 2), (3, 5), (4, 9)] {
+        let x: Vec<f64> = random_f64(rows * cols, 17).iter().map(|v| 2.0 * v + 0.3).collect();
+        let (gain, bias, g) = (random_f64(cols, 18), random_f64(cols, 19), random_f64(rows * cols, 20));
+        let loss = |x: &[f64], gain: &[f64], bias: &[f64]| {
+            let (mut stats, mut y) = (vec![0.0; rows * 2], vec![0.0; rows * cols]);
+            cpu::layer_norm_stats(&mut stats, x, rows, cols).unwrap();
+            cpu::layer_norm_forward(&mut y, x, &stats, gain, bias, rows, cols).unwrap();
+            weighted(&y, &g)
+        };
+        let mut stats = vec![0.0; rows * 2];
+        cpu::layer_norm_stats(&mut stats, &x, rows, cols).unwrap();
+        let (mut dx, mut terms) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+        cpu::layer_norm_backward(&mut dx, &x, &stats, &gain, &g, rows, cols).unwrap();
+        cpu::layer_norm_gain_terms(&mut terms, &x, &stats, &g, rows, cols).unwrap();
+        let (mut d_gain, mut d_bias) = (vec![0.0; cols], vec![0.0; cols]);
+        cpu::sum_columns(&mut d_gain, &terms, rows, cols, 1.0).unwrap();
+        cpu::sum_columns(&mut d_bias, &g, rows, cols, 1.0).unwrap();
+        let what = format!("layer norm {rows}x{cols}");
+        assert_close(
+            &format!("{what} dx"),
+            &dx,
+            &numeric_gradient(&x, |x| loss(x, &gain, &bias)),
+            RTOL,
+            ATOL,
+        );
+        let numeric_gain = numeric_gradient(&gain, |gain| loss(&x, gain, &bias));
+        assert_close(&format!("{what} dgain"), &d_gain, &numeric_gain, RTOL, ATOL);
+        let numeric_bias = numeric_gradient(&bias, |bias| loss(&x, &gain, bias));
+        assert_close(&format!("{what} dbias"), &d_bias, &numeric_bias, RTOL, ATOL);
+    }
 }

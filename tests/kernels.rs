@@ -3,7 +3,8 @@
 mod common;
 
 use common::{assert_close, gpu, random, random_labels};
-use wgpu_nn::{Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, cpu};
+use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
+use wgpu_nn::{Activation, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, cpu};
 
 /// Sizes that are not multiples of any tile: 1, primes, one off a power of two.
 const SIZES: [usize; 6] = [1, 7, 63, 65, 127, 257];
@@ -18,6 +19,10 @@ fn matmul_atol(k: usize) -> f64 {
 /// exp, log and division on GPUs are allowed a few ULP (WGSL: exp 3 + 2|x| ULP).
 const TRANSCENDENTAL_RTOL: f64 = 1e-5;
 const TRANSCENDENTAL_ATOL: f64 = 1e-6;
+
+/// GELU's derivative in its left tail cancels two terms that each carry tanh's few-ULP error
+/// near −1 times |x| · du (see `leaky_relu_and_gelu_match_reference`): 1e-5 absolute.
+const GELU_BACKWARD_ATOL: f64 = 1e-5;
 
 fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
     gpu.run(dispatches).unwrap();
@@ -444,4 +449,111 @@ fn same_input_gives_bit_identical_output() {
             .map(|t| gpu.read(t).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
     };
     assert_eq!(once(), once());
+}
+
+/// LeakyReLU selects and multiplies by the slope once, so it must be exact. GELU's forward is
+/// a few ULP, as sigmoid's and tanh's; its backward adds two terms that cancel in the left
+/// tail, each carrying `1 + t` (t = tanh(u) near −1, so a few ULP of 1 ≈ 2.4e-7 absolute)
+/// times up to |x| · du ≈ 5 · 3.5 around x = −5: about 4e-6 absolute. [`GELU_BACKWARD_ATOL`].
+#[test]
+fn leaky_relu_and_gelu_match_reference() {
+    let Some(gpu) = gpu() else { return };
+    for (f, rtol, atol) in [
+        (Activation::LeakyRelu(0.1), 0.0, 0.0),
+        (Activation::LeakyRelu(-0.5), 0.0, 0.0),
+        (Activation::Gelu, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL),
+    ] {
+        let backward_atol = if f == Activation::Gelu { GELU_BACKWARD_ATOL } else { atol };
+        for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([(3, 1000), (1000, 3)]) {
+            let len = rows * cols;
+            let mut x: Vec<f32> = random(len, len as u64).iter().map(|v| 8.0 * v).collect();
+            x[0] = 0.0;
+            let dy = random(len, len as u64 + 1);
+            let (mut y, mut dx) = (vec![0.0; len], vec![0.0; len]);
+            cpu::activation_forward(f, &mut y, &x).unwrap();
+            cpu::activation_backward(f, &mut dx, &x, &dy).unwrap(); // both take their input
+            let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
+            let (y_g, dx_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+            let forward = gpu.activation_forward(f, &y_g, &x_g).unwrap();
+            let backward = gpu.activation_backward(f, &dx_g, &x_g, &dy_g).unwrap();
+            let what = format!("{f:?} {rows}x{cols}");
+            assert_close(&format!("{what} forward"), &run(gpu, &[&forward], &y_g), &y, rtol, atol);
+            assert_close(
+                &format!("{what} backward"),
+                &run(gpu, &[&backward], &dx_g),
+                &dx,
+                rtol,
+                backward_atol,
+            );
+        }
+    }
+}
+
+#[test]
+fn gelu_saturates_without_nan() {
+    let Some(gpu) = gpu() else { return };
+    let x = [-f32::MAX, -1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4, f32::MAX];
+    let (x_g, dy_g) = (gpu.upload(&x, 1, 9).unwrap(), gpu.upload(&[1.0; 9], 1, 9).unwrap());
+    let (y_g, dx_g) = (gpu.zeros(1, 9).unwrap(), gpu.zeros(1, 9).unwrap());
+    let forward = gpu.activation_forward(Activation::Gelu, &y_g, &x_g).unwrap();
+    let backward = gpu.activation_backward(Activation::Gelu, &dx_g, &x_g, &dy_g).unwrap();
+    let (y, dx) = (run(gpu, &[&forward], &y_g), run(gpu, &[&backward], &dx_g));
+    assert!(y.iter().chain(&dx).all(|v| v.is_finite()), "{y:?} {dx:?}");
+    // Far out GELU is the identity above and 0 below: slopes 1 and 0.
+    assert_eq!((dx[0], dx[8], y[8]), (0.0, 1.0, f32::MAX));
+}
+
+/// Layer norm's statistics are sums over a row, rounded like a dot product's (k·ε per term);
+/// 1/σ then scales that error by up to 1/√ε for a constant row. The tolerance is the
+/// dot-product bound on the row, relative to the values' size, plus a few ULP.
+#[test]
+fn layer_norm_matches_reference() {
+    let Some(gpu) = gpu() else { return };
+    for (rows, cols) in [(1, 1), (1, 7), (3, 5), (65, 129), (300, 64), (2, 1000)] {
+        let len = rows * cols;
+        let x: Vec<f32> = random(len, len as u64 + 5).iter().map(|v| 3.0 * v + 0.5).collect();
+        let (gain, bias) = (random(cols, 6), random(cols, 7));
+        let dy = random(len, 8);
+        let (mut stats, mut y, mut dx, mut terms) =
+            (vec![0.0; rows * 2], vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        cpu::layer_norm_stats(&mut stats, &x, rows, cols).unwrap();
+        cpu::layer_norm_forward(&mut y, &x, &stats, &gain, &bias, rows, cols).unwrap();
+        cpu::layer_norm_backward(&mut dx, &x, &stats, &gain, &dy, rows, cols).unwrap();
+        cpu::layer_norm_gain_terms(&mut terms, &x, &stats, &dy, rows, cols).unwrap();
+
+        let up = |v: &[f32], r, c| gpu.upload(v, r, c).unwrap();
+        let (x_g, gain_g, bias_g, dy_g) =
+            (up(&x, rows, cols), up(&gain, 1, cols), up(&bias, 1, cols), up(&dy, rows, cols));
+        let stats_g = gpu.zeros(rows, 2).unwrap();
+        let (y_g, dx_g, terms_g) =
+            (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+        let ops = [
+            gpu.layer_norm_stats(&stats_g, &x_g).unwrap(),
+            gpu.layer_norm_forward(&y_g, &x_g, &stats_g, &gain_g, &bias_g).unwrap(),
+            gpu.layer_norm_backward(&dx_g, &x_g, &stats_g, &gain_g, &dy_g).unwrap(),
+            gpu.layer_norm_gain_terms(&terms_g, &x_g, &stats_g, &dy_g).unwrap(),
+        ];
+        gpu.run(&ops.iter().collect::<Vec<_>>()).unwrap();
+        let atol = 4.0 * matmul_atol(cols) + TRANSCENDENTAL_ATOL;
+        let what = format!("layer norm {rows}x{cols}");
+        assert_close(
+            &format!("{what} stats"),
+            &gpu.read(&stats_g).unwrap(),
+            &stats,
+            TRANSCENDENTAL_RTOL,
+            atol,
+        );
+        assert_close(&format!("{what} forward"), &gpu.read(&y_g).unwrap(), &y, TRANSCENDENTAL_RTOL, atol);
+        assert_close(&format!("{what} backward"), &gpu.read(&dx_g).unwrap(), &dx, TRANSCENDENTAL_RTOL, atol);
+        assert_close(
+            &format!("{what} gain terms"),
+            &gpu.read(&terms_g).unwrap(),
+            &terms,
+            TRANSCENDENTAL_RTOL,
+            atol,
+        );
+    }
+    // Rows wider than the kernels can walk are an error, not a silently short sum.
+    let (wide, stats) = (gpu.zeros(1, MAX_LAYER_NORM_COLS + 1).unwrap(), gpu.zeros(1, 2).unwrap());
+    assert!(gpu.layer_norm_stats(&stats, &wide).is_err());
 }

@@ -316,3 +316,88 @@ fn epochs_on_resident_data_train_the_same_on_gpu_and_cpu_and_upload_no_pixels() 
     assert_eq!(reports, 1);
     assert_eq!(cpu_run.2[1].2, 10, "the CPU reports every step");
 }
+
+/// The layers added through the graph (LayerNorm, GELU, LeakyReLU) with every optimizer:
+/// the GPU trains as the CPU does, layer norm's gain and bias included.
+#[test]
+fn layer_norm_gelu_and_leaky_relu_train_the_same_on_gpu_and_cpu() {
+    let Some(gpu) = gpu() else { return };
+    for optimizer in OPTIMIZERS {
+        let config = ModelConfig::new(6)
+            .dense(8)
+            .layer_norm()
+            .gelu()
+            .dropout(0.25)
+            .dense(8)
+            .leaky_relu(0.1)
+            .layer_norm()
+            .dense(3)
+            .loss(Loss::SoftmaxCrossEntropy)
+            .optimizer(optimizer)
+            .seed(5);
+        let [(gpu_losses, _), (cpu_losses, _)] = train_both(gpu, &config, 20, 16);
+        let what = format!("{optimizer:?}");
+        assert_close(&format!("{what} losses"), &gpu_losses, &cpu_losses, PARITY_RTOL, PARITY_ATOL);
+        assert!(gpu_losses.last() < gpu_losses.first(), "{what}: the loss should fall: {gpu_losses:?}");
+        let [on_gpu, on_cpu] = [Backend::Gpu, Backend::Cpu].map(|backend| {
+            let mut model = config.build(backend, Some(gpu)).unwrap();
+            let (x, labels) = (random(16 * 6, 100), random_labels(16, 3, 200));
+            for _ in 0..5 {
+                model.train_step(&x, &Target::Labels(&labels)).unwrap();
+            }
+            // Every parameter (layer norms' gains and biases too), then predictions and the
+            // evaluation loss outside training (the norms' statistics computed there too).
+            let mut values: Vec<f32> = [0, 1, 4, 6, 7]
+                .iter()
+                .flat_map(|&l| [model.weights(l).unwrap(), model.bias(l).unwrap()])
+                .flatten()
+                .collect();
+            values.extend(model.predict(&x).unwrap());
+            values.push(model.evaluate(&x, &Target::Labels(&labels)).unwrap().loss);
+            values
+        });
+        assert_close(&format!("{what} parameters, predictions"), &on_gpu, &on_cpu, PARITY_RTOL, PARITY_ATOL);
+    }
+}
+
+#[test]
+fn gradients_through_layer_norm_gelu_and_leaky_relu_match_finite_differences() {
+    let h = 1e-6;
+    let config = ModelConfig::new(6)
+        .dense(5)
+        .layer_norm()
+        .gelu()
+        .dense(4)
+        .leaky_relu(0.2)
+        .dense(3)
+        .loss(Loss::SoftmaxCrossEntropy)
+        .seed(6);
+    let mut model = CpuModel::<f64>::from_config(&config).unwrap();
+    // A layer norm starts at gain 1, bias 0: move them so their gradients are general.
+    let mut params = model.parameters();
+    for (i, p) in params.iter_mut().enumerate() {
+        *p += 0.1 * ((i * 7 % 11) as f64 - 5.0) / 5.0;
+    }
+    model.set_parameters(&params);
+    let (x, labels) = (random(5 * 6, 43), random_labels(5, 3, 44));
+    let target = Target::Labels(&labels);
+    model.compute_gradients(&x, &target).unwrap();
+    let analytic = model.gradients();
+    let numeric: Vec<f64> = (0..params.len())
+        .map(|i| {
+            let orig = params[i];
+            params[i] = orig + h;
+            model.set_parameters(&params);
+            let plus = model.training_loss(&x, &target).unwrap();
+            params[i] = orig - h;
+            model.set_parameters(&params);
+            let minus = model.training_loss(&x, &target).unwrap();
+            params[i] = orig;
+            model.set_parameters(&params);
+            (plus - minus) / (2.0 * h)
+        })
+        .collect();
+    assert_eq!(analytic.len(), 6 * 5 + 5 + 5 + 5 + 5 * 4 + 4 + 4 * 3 + 3);
+    // The tolerance of whole_network_gradients_match_finite_differences, with its reasons.
+    assert_close("layer norm, GELU, LeakyReLU network", &analytic, &numeric, 1e-5, 1e-8);
+}

@@ -12,7 +12,7 @@ use common::{assert_close, gpu, random, random_labels};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer, Target};
-use wgpu_nn::{Dispatch, Error, Gpu, GpuTensor, MatmulForm, OptimizerSettings, cpu};
+use wgpu_nn::{Activation, Dispatch, Error, Gpu, GpuTensor, MatmulForm, OptimizerSettings, cpu};
 
 /// The same tolerances as tests/kernels.rs, with the reasons there: a length-k dot product may
 /// differ by about k·ε per term in summation order; exp, log and division by a few ULP.
@@ -21,6 +21,8 @@ fn matmul_atol(k: usize) -> f64 {
 }
 const TRANSCENDENTAL_RTOL: f64 = 1e-5;
 const TRANSCENDENTAL_ATOL: f64 = 1e-6;
+/// tests/kernels.rs's bound for GELU's derivative, whose left tail cancels two terms.
+const GELU_BACKWARD_ATOL: f64 = 1e-5;
 
 /// Which cases a run draws: unset, [`DEFAULT_SEED`]; `random`, a new seed; or a number.
 const SEED_VAR: &str = "WGPU_NN_PROPTEST_SEED";
@@ -94,6 +96,70 @@ proptest! {
         };
         let got = run(gpu, &[&dispatch.unwrap()], &out_g);
         assert_close(&format!("{name} {rows}x{cols}"), &got, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(100))]
+    #[test]
+    fn leaky_relu_and_gelu(rows in side(), cols in side(), gelu in any::<bool>(), slope in -1.0f32..1.0, seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let f = if gelu { Activation::Gelu } else { Activation::LeakyRelu(slope) };
+        let len = rows * cols;
+        let x: Vec<f32> = random(len, seed).iter().map(|v| 8.0 * v).collect();
+        let dy = random(len, seed ^ 1);
+        let (mut y, mut dx) = (vec![0.0; len], vec![0.0; len]);
+        cpu::activation_forward(f, &mut y, &x).unwrap();
+        cpu::activation_backward(f, &mut dx, &x, &dy).unwrap();
+        let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
+        let (y_g, dx_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+        let forward = gpu.activation_forward(f, &y_g, &x_g).unwrap();
+        let backward = gpu.activation_backward(f, &dx_g, &x_g, &dy_g).unwrap();
+        // LeakyReLU is one select and one multiply: exact. GELU: tests/kernels.rs's bounds.
+        let (rtol, atol, backward_atol) =
+            if gelu { (TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL, GELU_BACKWARD_ATOL) } else { (0.0, 0.0, 0.0) };
+        assert_close(&format!("{f:?} forward {rows}x{cols}"), &run(gpu, &[&forward], &y_g), &y, rtol, atol);
+        assert_close(&format!("{f:?} backward {rows}x{cols}"), &run(gpu, &[&backward], &dx_g), &dx, rtol, backward_atol);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(100))]
+    #[test]
+    fn layer_norm(rows in side(), cols in side(), scale in 0.01f32..10.0, shift in -5.0f32..5.0, seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let len = rows * cols;
+        let x: Vec<f32> = random(len, seed).iter().map(|v| scale * v + shift).collect();
+        let (gain, bias, dy) = (random(cols, seed ^ 1), random(cols, seed ^ 2), random(len, seed ^ 3));
+        let (mut stats, mut y, mut dx, mut terms) = (vec![0.0; rows * 2], vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        cpu::layer_norm_stats(&mut stats, &x, rows, cols).unwrap();
+        cpu::layer_norm_forward(&mut y, &x, &stats, &gain, &bias, rows, cols).unwrap();
+        cpu::layer_norm_backward(&mut dx, &x, &stats, &gain, &dy, rows, cols).unwrap();
+        cpu::layer_norm_gain_terms(&mut terms, &x, &stats, &dy, rows, cols).unwrap();
+        let up = |v: &[f32], r, c| gpu.upload(v, r, c).unwrap();
+        let (x_g, gain_g, bias_g, dy_g) = (up(&x, rows, cols), up(&gain, 1, cols), up(&bias, 1, cols), up(&dy, rows, cols));
+        let stats_g = gpu.zeros(rows, 2).unwrap();
+        let (y_g, dx_g, terms_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+        let ops = [
+            gpu.layer_norm_stats(&stats_g, &x_g).unwrap(),
+            gpu.layer_norm_forward(&y_g, &x_g, &stats_g, &gain_g, &bias_g).unwrap(),
+            gpu.layer_norm_backward(&dx_g, &x_g, &stats_g, &gain_g, &dy_g).unwrap(),
+            gpu.layer_norm_gain_terms(&terms_g, &x_g, &stats_g, &dy_g).unwrap(),
+        ];
+        gpu.run(&ops.iter().collect::<Vec<_>>()).unwrap();
+        // tests/kernels.rs's bound: the row's sums round like a dot product's, relative to the
+        // values' size (the mean's error scales with |shift| + scale; x̂ and dx do not).
+        let what = format!("layer norm {rows}x{cols} scale {scale} shift {shift}");
+        let atol = 4.0 * matmul_atol(cols) + TRANSCENDENTAL_ATOL;
+        let mean_atol = atol * f64::from(scale + shift.abs());
+        let (got_stats, rstd_rtol) = (gpu.read(&stats_g).unwrap(), TRANSCENDENTAL_RTOL + 4.0 * matmul_atol(cols));
+        let means = |s: &[f32]| s.iter().step_by(2).copied().collect::<Vec<f32>>();
+        let rstds = |s: &[f32]| s.iter().skip(1).step_by(2).copied().collect::<Vec<f32>>();
+        assert_close(&format!("{what} means"), &means(&got_stats), &means(&stats), 0.0, mean_atol);
+        assert_close(&format!("{what} 1/σ"), &rstds(&got_stats), &rstds(&stats), rstd_rtol, 0.0);
+        assert_close(&format!("{what} forward"), &gpu.read(&y_g).unwrap(), &y, TRANSCENDENTAL_RTOL, atol);
+        assert_close(&format!("{what} backward"), &gpu.read(&dx_g).unwrap(), &dx, TRANSCENDENTAL_RTOL, atol);
+        assert_close(&format!("{what} gain terms"), &gpu.read(&terms_g).unwrap(), &terms, TRANSCENDENTAL_RTOL, atol);
     }
 }
 
@@ -234,8 +300,9 @@ proptest! {
     }
 }
 
-/// Random layer stacks: dense → activation (→ dropout) → dense, then MSE or softmax
-/// cross-entropy, one training step on each backend from the same weights.
+/// Random layer stacks: dense → activation (ReLU, sigmoid, tanh, LeakyReLU, GELU, or a layer
+/// norm then ReLU) (→ dropout) → dense, then MSE or softmax cross-entropy, two training steps
+/// on each backend from the same weights.
 fn network(
     inputs: usize,
     hidden: usize,
@@ -249,7 +316,10 @@ fn network(
     config = match activation {
         0 => config.relu(),
         1 => config.sigmoid(),
-        _ => config.tanh(),
+        2 => config.tanh(),
+        3 => config.leaky_relu(0.1),
+        4 => config.gelu(),
+        _ => config.layer_norm().relu(),
     };
     if dropout {
         config = config.dropout(0.3);
@@ -272,7 +342,7 @@ fn head() -> impl Strategy<Value = (bool, usize)> {
 proptest! {
     #![proptest_config(config(100))]
     #[test]
-    fn layers(inputs in side(), hidden in side(), (classify, outputs) in head(), rows in side(), activation in 0usize..3,
+    fn layers(inputs in side(), hidden in side(), (classify, outputs) in head(), rows in side(), activation in 0usize..6,
               dropout in any::<bool>(), momentum in any::<bool>(), seed in any::<u64>()) {
         let Some(gpu) = gpu() else { return Ok(()) };
         layers_agree(gpu, inputs, hidden, outputs, rows, activation, dropout, classify, momentum, seed);

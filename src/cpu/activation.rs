@@ -108,12 +108,17 @@ pub fn gelu_backward<T: Float>(dx: &mut [T], x: &[T], dy: &[T]) -> Result<()> {
     check_len("gelu_backward", "input", x.len(), dx.len(), 1)?;
     check_len("gelu_backward", "output gradient", dy.len(), dx.len(), 1)?;
     let (k, a) = gelu_constants::<T>();
-    let (half, three) = (T::from(0.5).unwrap_or_else(T::nan), T::from(3.0).unwrap_or_else(T::nan));
+    let (half, three, ten) = (T::from(0.5), T::from(3.0), T::from(10.0));
+    let (half, three, ten) =
+        (half.unwrap_or_else(T::nan), three.unwrap_or_else(T::nan), ten.unwrap_or_else(T::nan));
     for i in 0..dx.len() {
         let x = x[i];
         let t = (k * (x + a * x * x * x)).tanh();
-        let du = k * (T::one() + three * a * x * x);
-        dx[i] = dy[i] * (half * (T::one() + t) + half * x * (T::one() - t * t) * du);
+        // Past |x| = 10, 1 − t² is 0 in f32 (and below 1e-37 in f64); clamping x there keeps
+        // 0 · x · du from becoming 0 · ∞ for huge inputs, as on the GPU.
+        let xc = x.max(-ten).min(ten);
+        let du = k * (T::one() + three * a * xc * xc);
+        dx[i] = dy[i] * (half * (T::one() + t) + half * xc * (T::one() - t * t) * du);
     }
     Ok(())
 }

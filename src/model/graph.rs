@@ -292,16 +292,17 @@ impl Graph {
             if self.storage(Slot::Act(l + 1), training) == Slot::Act(l + 1) {
                 slots.push((Slot::Act(l + 1), (rows, self.width(l + 1))));
             }
-            if training && l < end {
-                let width = self.width(l + 1);
-                match self.layers()[l] {
-                    Layer::Dropout(_) => slots.push((Slot::Saved(l), (rows, width))),
-                    Layer::LayerNorm => {
-                        slots.push((Slot::Saved(l), (rows, 2)));
+            let width = self.width(l + 1);
+            match self.layers()[l] {
+                Layer::Dropout(_) if training && l < end => slots.push((Slot::Saved(l), (rows, width))),
+                // The statistics are computed in every forward; the gain terms only for a backward.
+                Layer::LayerNorm => {
+                    slots.push((Slot::Saved(l), (rows, 2)));
+                    if training && l < end {
                         slots.push((Slot::Scratch(l), (rows, width)));
                     }
-                    _ => {}
                 }
+                _ => {}
             }
         }
         let loss_width = self.classes();
