@@ -260,3 +260,31 @@ fn a_checkpoint_loaded_between_loss_reads_keeps_the_running_loss_on_both_backend
     common::assert_close("means across backends", &means[..1], &means[means.len() - 1..], 1e-4, 1e-5);
     std::fs::remove_file(&path).ok();
 }
+
+/// Every read goes through one pool of staging buffers: a hundred loss reads, blocking and
+/// recorded, reuse one buffer instead of making a hundred, and each is still one map.
+#[test]
+fn loss_reads_reuse_one_staging_buffer() {
+    let Some(gpu) = own_gpu() else { return };
+    let mut model = classifier(Optimizer::Sgd { lr: 0.01 }).build_gpu(&gpu).unwrap();
+    let (x, labels) = (random(8 * 6, 5), random_labels(8, 3, 6));
+    model.train_step(&x, &Target::Labels(&labels)).unwrap();
+    model.take_loss().unwrap();
+    let first = gpu.counters();
+    assert!(first.staging_bytes_kept > 0, "the first read's buffer went back to the pool");
+    for i in 0..50 {
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        if i % 2 == 0 {
+            model.take_loss().unwrap();
+        } else {
+            let mut encoder = gpu.device().create_command_encoder(&Default::default());
+            let reading = model.record_loss(&mut encoder).unwrap();
+            gpu.queue().submit([encoder.finish()]);
+            reading.wait().unwrap();
+        }
+    }
+    let after = gpu.counters();
+    assert_eq!(after.staging_bytes_kept, first.staging_bytes_kept, "one staging buffer, reused");
+    assert_eq!(after.maps - first.maps, 50, "one map per read");
+    assert_eq!((after.bytes_held, after.buffers_held), (first.bytes_held, first.buffers_held));
+}

@@ -32,6 +32,8 @@ pub struct Gpu {
     /// reported by the next call that submits or reads instead of panicking.
     uncaptured: Arc<Mutex<Option<String>>>,
     pub(crate) tally: Arc<Tally>,
+    /// Staging buffers for reads, reused (see `readback.rs`).
+    pub(crate) staging_pool: Arc<super::readback::StagingPool>,
 }
 
 /// The most storage bindings any kernel has.
@@ -146,6 +148,7 @@ impl Gpu {
             placeholders: placeholders.into(),
             uncaptured,
             tally: Arc::default(),
+            staging_pool: Arc::default(),
         })
     }
 

@@ -22,6 +22,8 @@ pub struct Counters {
     pub buffers_held: u64,
     /// Bind groups alive now (one per kernel launch bound into a [`crate::Dispatch`]).
     pub bind_groups_held: u64,
+    /// Bytes of read-back (staging) buffers kept for reuse: at most 4 buffers of 4 MiB.
+    pub staging_bytes_kept: u64,
 }
 
 #[derive(Default)]
@@ -33,6 +35,7 @@ pub(crate) struct Tally {
     bytes_held: AtomicU64,
     buffers_held: AtomicU64,
     bind_groups_held: AtomicU64,
+    staging_bytes_kept: AtomicU64,
 }
 
 impl Tally {
@@ -46,6 +49,7 @@ impl Tally {
             bytes_held: get(&self.bytes_held),
             buffers_held: get(&self.buffers_held),
             bind_groups_held: get(&self.bind_groups_held),
+            staging_bytes_kept: get(&self.staging_bytes_kept),
         }
     }
 
@@ -55,6 +59,14 @@ impl Tally {
 
     pub(crate) fn uploaded(&self, bytes: u64) {
         self.bytes_uploaded.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn staging_kept(&self, bytes: u64) {
+        self.staging_bytes_kept.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn staging_released(&self, bytes: u64) {
+        self.staging_bytes_kept.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn read_back(&self, bytes: u64) {

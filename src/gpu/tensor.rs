@@ -174,7 +174,7 @@ impl Gpu {
         }
         let bytes = (labels.len * 4) as u64;
         let values = self.read_buffer(&labels.buffer, bytes)?;
-        Ok(bytemuck::cast_slice(&values).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&values))
     }
 
     /// Copies class labels to the GPU, rejecting any label `>= classes`.
@@ -185,46 +185,12 @@ impl Gpu {
         Ok(GpuLabels { owner: self.id(), buffer, _held, len: labels.len(), classes })
     }
 
-    /// Copies `tensor` back once the work submitted before this call has finished. This is
-    /// the only place the crate maps a buffer.
+    /// Copies `tensor` back once the work submitted before this call has finished (through
+    /// the staging pool of `readback.rs`, the one place the crate maps buffers).
     pub fn read(&self, tensor: &GpuTensor) -> Result<Vec<f32>> {
         self.check_owner("read", tensor)?;
         let bytes = self.read_buffer(&tensor.buffer, (tensor.len() * 4) as u64)?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
-    }
-
-    /// Copies the first `bytes` of a buffer to the host, waiting for the work before it.
-    fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let staging = self.scoped("reading a buffer back", || {
-            let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("read-back"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let mut encoder = self.device().create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-            self.queue().submit([encoder.finish()]);
-            staging
-        })?;
-        self.tally.submitted();
-        self.tally.read_back(bytes);
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        // In a scope too: on a lost device map_async is a validation error, which outside a
-        // scope would reach the app's (by default panicking) handler.
-        self.scoped("mapping a buffer to read it", || {
-            staging.slice(..).map_async(wgpu::MapMode::Read, move |result| sender.send(result).unwrap_or(()))
-        })?;
-        self.wait()?;
-        pollster::block_on(receiver.receive())
-            .ok_or_else(|| Error::Readback("the map callback never ran".into()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let values = {
-            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
-            view.to_vec()
-        };
-        staging.unmap();
-        Ok(values)
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Operands of kernels are checked in `Family::step`; this is for the copies.

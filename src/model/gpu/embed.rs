@@ -11,6 +11,7 @@ use wgpu::util::StagingBelt;
 
 use super::model::GpuModel;
 use super::plan::Plan;
+use crate::gpu::Staging;
 use crate::model::batch::Target;
 use crate::model::graph::Slot;
 use crate::settings::{SETTINGS_LEN, WATCH, Watch};
@@ -57,25 +58,17 @@ impl GpuModel {
 
     pub(crate) fn record_loss(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
         let bytes = (SETTINGS_LEN * 4) as u64;
-        let staging = self.gpu.scoped("allocating a loss read-back buffer", || {
-            self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("loss read-back"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
+        let mut staging = self.gpu.staging(bytes)?;
         let row = self.shared.settings_row.buffer();
-        encoder.copy_buffer_to_buffer(row, 0, &staging, 0, bytes);
-        // The watch starts afresh for the next read, as with take_loss.
-        encoder.clear_buffer(row, (WATCH * 4) as u64, Some(16));
         let mapped = Arc::new(Mutex::new(None));
         let sink = mapped.clone();
-        encoder.map_buffer_on_submit(&staging, wgpu::MapMode::Read, .., move |result| {
+        staging.record(encoder, row, move |result| {
             if let Ok(mut slot) = sink.lock() {
                 *slot = Some(result.map_err(|e| e.to_string()));
             }
         });
+        // The watch starts afresh for the next read, as with take_loss.
+        encoder.clear_buffer(row, (WATCH * 4) as u64, Some(16));
         self.settle_steps();
         let first_step = u64::from(self.steps.saturating_sub(self.loss_steps));
         self.loss_steps = 0;
@@ -169,7 +162,7 @@ impl Forward {
 #[derive(Debug)]
 pub struct LossReading {
     gpu: Gpu,
-    staging: wgpu::Buffer,
+    staging: Staging,
     mapped: Arc<Mutex<Option<Result<(), String>>>>,
     /// Training steps before the first one this reading covers.
     first_step: u64,
@@ -212,14 +205,8 @@ impl LossReading {
         })
     }
 
-    fn finish(&self) -> Result<f32> {
-        let row: Vec<f32> = {
-            let view =
-                self.staging.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::cast_slice(&view).to_vec()
-        };
-        self.staging.unmap();
-        self.gpu.tally.read_back((SETTINGS_LEN * 4) as u64);
+    fn finish(&mut self) -> Result<f32> {
+        let row: Vec<f32> = bytemuck::pod_collect_to_vec(&self.staging.take_mapped()?);
         let watch = Watch::from_row(&row);
         match watch.first_bad {
             _ if watch.steps == 0 => Err(Error::NoSteps { op: "record_loss" }),
