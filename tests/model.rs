@@ -133,23 +133,28 @@ fn whole_network_gradients_match_finite_differences() {
             if config.loss_kind().takes_labels() { Target::Labels(&labels) } else { Target::Values(&values) };
         model.compute_gradients(&x, &target).unwrap();
         let analytic = model.gradients();
-        let mut params = model.parameters();
-        let numeric: Vec<f64> = (0..params.len())
-            .map(|i| {
-                let orig = params[i];
-                params[i] = orig + h;
-                model.set_parameters(&params);
-                let plus = model.training_loss(&x, &target).unwrap();
-                params[i] = orig - h;
-                model.set_parameters(&params);
-                let minus = model.training_loss(&x, &target).unwrap();
-                params[i] = orig;
-                model.set_parameters(&params);
-                (plus - minus) / (2.0 * h)
-            })
-            .collect();
+        let numeric = numeric_gradients(&mut model, &x, &target, h);
         assert_close(&format!("{:?} network", config.loss_kind()), &analytic, &numeric, 1e-5, 1e-8);
     }
+}
+
+/// Central differences of the training loss with respect to every parameter, in f64.
+fn numeric_gradients(model: &mut CpuModel<f64>, x: &[f32], target: &Target, h: f64) -> Vec<f64> {
+    let mut params = model.parameters();
+    (0..params.len())
+        .map(|i| {
+            let orig = params[i];
+            params[i] = orig + h;
+            model.set_parameters(&params);
+            let plus = model.training_loss(x, target).unwrap();
+            params[i] = orig - h;
+            model.set_parameters(&params);
+            let minus = model.training_loss(x, target).unwrap();
+            params[i] = orig;
+            model.set_parameters(&params);
+            (plus - minus) / (2.0 * h)
+        })
+        .collect()
 }
 
 #[test]
@@ -383,20 +388,7 @@ fn gradients_through_layer_norm_gelu_and_leaky_relu_match_finite_differences() {
     let target = Target::Labels(&labels);
     model.compute_gradients(&x, &target).unwrap();
     let analytic = model.gradients();
-    let numeric: Vec<f64> = (0..params.len())
-        .map(|i| {
-            let orig = params[i];
-            params[i] = orig + h;
-            model.set_parameters(&params);
-            let plus = model.training_loss(&x, &target).unwrap();
-            params[i] = orig - h;
-            model.set_parameters(&params);
-            let minus = model.training_loss(&x, &target).unwrap();
-            params[i] = orig;
-            model.set_parameters(&params);
-            (plus - minus) / (2.0 * h)
-        })
-        .collect();
+    let numeric = numeric_gradients(&mut model, &x, &target, h);
     assert_eq!(analytic.len(), 6 * 5 + 5 + 5 + 5 + 5 * 4 + 4 + 4 * 3 + 3);
     // The tolerance of whole_network_gradients_match_finite_differences, with its reasons.
     assert_close("layer norm, GELU, LeakyReLU network", &analytic, &numeric, 1e-5, 1e-8);

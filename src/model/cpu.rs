@@ -335,22 +335,6 @@ impl Engine for CpuModel<f32> {
         let (loss, accuracy) = ((loss / set.len() as f64) as f32, correct as f32 / set.len() as f32);
         Ok(DataEvaluation { loss, accuracy, predictions })
     }
-
-    fn checkpointed(&mut self) -> &mut dyn Checkpointed {
-        self
-    }
-
-    fn checkpoint_view(&self) -> &dyn Checkpointed {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 impl<T: Scalar> Checkpointed for CpuModel<T> {

@@ -11,7 +11,7 @@ use crate::data::Dataset;
 use crate::{Counters, Error, Result};
 
 /// What a backend does for a model: everything both backends do.
-pub(crate) trait Engine: std::fmt::Debug + Send {
+pub(crate) trait Engine: Checkpointed + Any + std::fmt::Debug + Send {
     fn graph(&self) -> &Graph;
     fn backend(&self) -> Backend;
     fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()>;
@@ -32,16 +32,10 @@ pub(crate) trait Engine: std::fmt::Debug + Send {
         progress: &mut dyn FnMut(EpochProgress),
     ) -> Result<f32>;
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation>;
-    fn checkpointed(&mut self) -> &mut dyn Checkpointed;
-    fn checkpoint_view(&self) -> &dyn Checkpointed;
 
     fn counters(&self) -> Counters {
         Counters::default()
     }
-
-    /// For the calls only one backend has (embedding on the GPU): the model downcasts.
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn as_any(&self) -> &dyn Any;
 }
 
 /// Which of a parameter's tensors to read.

@@ -193,7 +193,7 @@ impl Model {
     /// and `layers.{i}.bias` for the layer at index i of the config;
     /// `optimizer.layers.{i}.weight.{velocity|m|v}` likewise.
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        checkpoint::save(self.engine.checkpoint_view(), self.engine.graph(), path.as_ref())
+        checkpoint::save(self.engine.as_ref(), self.engine.graph(), path.as_ref())
     }
 
     /// Loads a checkpoint saved by [`Model::save`] (or any safetensors file with the
@@ -201,14 +201,14 @@ impl Model {
     /// the file, and then the model is left unchanged.
     pub fn load_checkpoint(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let graph = self.engine.graph().clone();
-        checkpoint::load(self.engine.checkpointed(), &graph, path.as_ref())
+        checkpoint::load(self.engine.as_mut(), &graph, path.as_ref())
     }
 
     /// Like [`Model::load_checkpoint`], from a checkpoint held in memory (embedded with
     /// `include_bytes!`, say); errors name the source as `name`.
     pub fn load_checkpoint_bytes(&mut self, bytes: &[u8], name: &str) -> Result<()> {
         let graph = self.engine.graph().clone();
-        checkpoint::load_bytes(self.engine.checkpointed(), &graph, bytes, name.as_ref())
+        checkpoint::load_bytes(self.engine.as_mut(), &graph, bytes, name.as_ref())
     }
 
     /// The GPU's counters (all zero on the CPU backend).
@@ -258,11 +258,13 @@ impl Model {
 
     /// The GPU backend, for the calls only it has.
     fn gpu_model(&mut self, op: &'static str) -> Result<&mut gpu::GpuModel> {
-        self.engine.as_any_mut().downcast_mut().ok_or(Error::NeedsGpu { op })
+        let engine: &mut dyn std::any::Any = self.engine.as_mut();
+        engine.downcast_mut().ok_or(Error::NeedsGpu { op })
     }
 
     fn gpu_view(&self, op: &'static str) -> Result<&gpu::GpuModel> {
-        self.engine.as_any().downcast_ref().ok_or(Error::NeedsGpu { op })
+        let engine: &dyn std::any::Any = self.engine.as_ref();
+        engine.downcast_ref().ok_or(Error::NeedsGpu { op })
     }
 
     fn param(&self, op: &'static str, layer: usize, name: &'static str) -> Result<usize> {

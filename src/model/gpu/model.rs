@@ -377,22 +377,6 @@ impl Engine for GpuModel {
     fn counters(&self) -> Counters {
         self.gpu.counters()
     }
-
-    fn checkpointed(&mut self) -> &mut dyn Checkpointed {
-        self
-    }
-
-    fn checkpoint_view(&self) -> &dyn Checkpointed {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 impl Checkpointed for GpuModel {
