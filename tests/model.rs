@@ -221,6 +221,13 @@ fn bad_input_is_a_clear_error() {
     assert!(matches!(err, Error::InvalidLayer { layer: 1, .. }), "{err}");
     let err = ModelConfig::new(3).dense(2).build(Backend::Gpu, None).unwrap_err();
     assert!(matches!(err, Error::MissingGpu), "{err}");
+    let err = ModelConfig::new(3).dense_with(2, true, Init::Uniform(1.0, -1.0)).build_cpu().unwrap_err();
+    assert!(matches!(err, Error::InvalidLayer { layer: 0, .. }), "{err}");
+    let wide = ModelConfig::new(3).dense(wgpu_nn::gpu::MAX_LAYER_NORM_COLS + 1).layer_norm();
+    assert!(
+        matches!(wide.build_gpu(gpu), Err(Error::Shape { op: "build", .. })),
+        "a layer norm too wide for the GPU"
+    );
     let given = Init::Given { weights: vec![0.0; 5], bias: None };
     assert!(ModelConfig::new(3).dense_with(2, false, given).build_cpu().is_err());
 
@@ -241,6 +248,8 @@ fn bad_input_is_a_clear_error() {
         assert!(err.to_string().contains("dense layer"), "{err}");
         let err = model.set_weights(0, &[0.0; 3], None).unwrap_err();
         assert!(err.to_string().contains("8x6 weights"), "{err}");
+        let err = model.set_weights(5, &[0.0; 64], Some(&[0.0; 8])).unwrap_err();
+        assert!(err.to_string().contains("layer 5: no bias"), "{err}");
         assert!(matches!(model.take_loss(), Err(Error::NoSteps { op: "take_loss" })), "no step taken yet");
     }
 }
@@ -392,4 +401,21 @@ fn gradients_through_layer_norm_gelu_and_leaky_relu_match_finite_differences() {
     assert_eq!(analytic.len(), 6 * 5 + 5 + 5 + 5 + 5 * 4 + 4 + 4 * 3 + 3);
     // The tolerance of whole_network_gradients_match_finite_differences, with its reasons.
     assert_close("layer norm, GELU, LeakyReLU network", &analytic, &numeric, 1e-5, 1e-8);
+}
+
+/// A model with no parameters at all (only a softmax, fused with its cross-entropy): a
+/// training step has nothing to update, but its loss is still computed and read.
+#[test]
+fn a_model_of_only_a_fused_softmax_trains_without_parameters() {
+    let Some(gpu) = gpu() else { return };
+    let config = ModelConfig::new(3).softmax().loss(Loss::SoftmaxCrossEntropy);
+    let (x, labels) = ([1.0, 2.0, 3.0, 0.0, 0.0, 0.0], [2u32, 0]);
+    let losses = [Backend::Gpu, Backend::Cpu].map(|backend| {
+        let mut model = config.build(backend, Some(gpu)).unwrap();
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        model.take_loss().unwrap()
+    });
+    // Row 1: ln(e + e² + e³) − 3; row 2: ln 3.
+    let want = (((1f64.exp() + 2f64.exp() + 3f64.exp()).ln() - 3.0) + 3f64.ln()) / 2.0;
+    assert_close("loss", &losses, &[want as f32; 2], 1e-6, 1e-6);
 }

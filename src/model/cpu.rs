@@ -322,8 +322,18 @@ impl Engine for CpuModel<f32> {
 
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
+        // Lent out of the model while it runs the batches, rather than copied.
+        let empty = Dataset { inputs: Vec::new(), labels: Vec::new(), width: 0, classes: 0 };
+        let set = std::mem::replace(&mut self.datasets[data.index], empty);
+        let evaluation = self.evaluate_set(&set);
+        self.datasets[data.index] = set;
+        evaluation
+    }
+}
+
+impl CpuModel<f32> {
+    fn evaluate_set(&mut self, set: &Dataset) -> Result<DataEvaluation> {
         let (mut loss, mut predictions) = (0.0, Vec::new());
-        let set = self.datasets[data.index].clone();
         for (offset, rows) in batches(set.len(), EVAL_ROWS) {
             let x = &set.inputs[offset * set.width..(offset + rows) * set.width];
             let labels = &set.labels[offset..offset + rows];

@@ -3,7 +3,7 @@
 
 use std::any::Any;
 
-use super::batch::{DataEvaluation, EpochProgress, Evaluation, Resident, Target, check_finite};
+use super::batch::{DataEvaluation, EpochProgress, Evaluation, Resident, Target};
 use super::checkpoint::Checkpointed;
 use super::config::Backend;
 use super::graph::Graph;
@@ -48,13 +48,12 @@ pub(crate) enum Part {
 /// Checks new values for parameter p against its shape.
 pub(crate) fn check_new_values(graph: &Graph, p: usize, values: &[f32]) -> Result<()> {
     let param = &graph.params[p];
-    if values.len() != param.len() {
-        let what = if param.name == "bias" { "bias" } else { "weights" };
-        return Err(Error::shape(
-            "set_weights",
-            format!("layer {}: {}x{} {what}", param.layer, param.rows, param.cols),
-            format!("{} values", values.len()),
-        ));
+    if values.len() == param.len() {
+        return Ok(());
     }
-    check_finite("set_weights", "weight", values, param.cols)
+    let expected = match param.name {
+        "bias" => format!("layer {}: a bias of {} values", param.layer, param.len()),
+        _ => format!("layer {}: {}x{} weights", param.layer, param.rows, param.cols),
+    };
+    Err(Error::shape("set_weights", expected, format!("{} values", values.len())))
 }

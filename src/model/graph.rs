@@ -87,7 +87,17 @@ impl Graph {
             let width = widths[i];
             let vector = |name, cols| Param { layer: i, name, rows: 1, cols, vector: true };
             match layer {
-                Layer::Dense { inputs, outputs, bias, .. } => {
+                Layer::Dense { inputs, outputs, bias, init } => {
+                    if let Init::Uniform(low, high) = init
+                        && !(low < high && low.is_finite() && high.is_finite())
+                    {
+                        return Err(Error::InvalidLayer {
+                            layer: i,
+                            problem: format!(
+                                "a uniform initialisation needs finite low < high, not {low}..{high}"
+                            ),
+                        });
+                    }
                     if *inputs != width {
                         return Err(Error::shape(
                             op,
@@ -314,8 +324,9 @@ impl Graph {
         }
         if training {
             // The gradient of every activation the backward reaches, down to the first
-            // layer's output (nothing needs the input's).
-            for i in 1..=self.trunk {
+            // layer's output (nothing needs the input's), and always the loss's own: a model
+            // that is only a fused softmax has a trunk of 0 layers.
+            for i in (1..=self.trunk).chain((self.trunk == 0).then_some(0)) {
                 slots.push((Slot::Grad(i), (rows, self.width(i))));
             }
         }

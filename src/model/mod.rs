@@ -140,15 +140,26 @@ impl Model {
     /// Replaces layer `layer`'s weights (and bias, when given). Everything is checked
     /// before anything changes.
     pub fn set_weights(&mut self, layer: usize, weights: &[f32], bias: Option<&[f32]>) -> Result<()> {
-        let w = self.param("set_weights", layer, "weight")?;
-        let b = bias.map(|_| self.param("set_weights", layer, "bias")).transpose()?;
         let graph = self.engine.graph();
+        let w = graph.param("set_weights", layer, "weight")?;
         check_new_values(graph, w, weights)?;
-        if let (Some(b), Some(values)) = (b, bias) {
-            check_new_values(graph, b, values)?;
-        }
+        let b = match bias {
+            None => None,
+            Some(values) => {
+                let b =
+                    graph.params_of(layer).find(|&p| graph.params[p].name == "bias").ok_or_else(|| {
+                        Error::shape(
+                            "set_weights",
+                            format!("layer {layer}: no bias"),
+                            format!("{} bias values", values.len()),
+                        )
+                    })?;
+                check_new_values(graph, b, values)?;
+                Some((b, values))
+            }
+        };
         self.engine.write(w, weights)?;
-        if let (Some(b), Some(values)) = (b, bias) {
+        if let Some((b, values)) = b {
             self.engine.write(b, values)?;
         }
         Ok(())

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::plan::{Binder, ParamTensors, Plan, Shared};
 use crate::data::Dataset;
+use crate::gpu::MAX_LAYER_NORM_COLS;
 use crate::model::batch::{
     DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, Target, accuracy,
     arg_max, batches, check_resident, epoch_order, next_model_id,
@@ -73,13 +74,21 @@ impl GpuModel {
     pub(crate) fn check_fits(gpu: &Gpu, graph: &Graph) -> Result<()> {
         for param in &graph.params {
             let bytes = (param.rows as u64).saturating_mul(param.cols as u64).saturating_mul(4);
-            let what = match graph.layers()[param.layer] {
-                Layer::Dense { inputs, outputs, .. } => {
-                    format!("layer {} (dense {inputs} -> {outputs}) {}s", param.layer, param.name)
+            let l = param.layer;
+            let what = match (&graph.layers()[l], param.name) {
+                (Layer::Dense { inputs, outputs, .. }, "weight") => {
+                    format!("layer {l} (dense {inputs} -> {outputs}) weights")
                 }
-                _ => format!("layer {} {}", param.layer, param.name),
+                (_, name) => format!("layer {l} {name}"),
             };
             gpu.check_buffer_size(&what, bytes)?;
+            if graph.layers()[l] == Layer::LayerNorm && param.cols > MAX_LAYER_NORM_COLS {
+                return Err(Error::shape(
+                    "build",
+                    format!("layer {l} (layer norm) over at most {MAX_LAYER_NORM_COLS} values"),
+                    param.cols.to_string(),
+                ));
+            }
         }
         Ok(())
     }
