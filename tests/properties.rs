@@ -339,10 +339,22 @@ fn head() -> impl Strategy<Value = (bool, usize)> {
     any::<bool>().prop_flat_map(|classify| (Just(classify), if classify { 2usize..300 } else { 1usize..300 }))
 }
 
+/// The hidden layer's activation (5: a layer norm, then ReLU) and its width. A layer norm is
+/// drawn over at least 16 values: over 2, σ = |a − b| / 2 is often near rounding, and 1/σ
+/// multiplies the GPU's and the CPU's few-ULP difference in a and b into percent-size
+/// differences after two steps (seen: 1.5e-2 at hidden = 2, in 2 of 12 runs of 500 cases).
+/// That is the layer's conditioning, not a kernel error; narrow rows are covered with exact
+/// shared inputs by the `layer_norm` test above.
+fn body() -> impl Strategy<Value = (usize, usize)> {
+    (0usize..6).prop_flat_map(|activation| {
+        (Just(activation), if activation == 5 { 16usize..300 } else { 1usize..300 })
+    })
+}
+
 proptest! {
     #![proptest_config(config(100))]
     #[test]
-    fn layers(inputs in side(), hidden in side(), (classify, outputs) in head(), rows in side(), activation in 0usize..6,
+    fn layers(inputs in side(), (activation, hidden) in body(), (classify, outputs) in head(), rows in side(),
               dropout in any::<bool>(), momentum in any::<bool>(), seed in any::<u64>()) {
         let Some(gpu) = gpu() else { return Ok(()) };
         layers_agree(gpu, inputs, hidden, outputs, rows, activation, dropout, classify, momentum, seed);
@@ -408,6 +420,25 @@ fn one_class_classifiers_are_refused() {
                 Ok(_) => panic!("{loss:?} on {backend:?}: a one-class classifier was built"),
             }
         }
+    }
+}
+
+/// The case exploration found (a layer norm over 2 values, `body`'s note), drawn as `body`
+/// now draws it: over 16 values it trains alike on both backends; and `body` never draws a
+/// layer norm narrower than that.
+#[test]
+fn layer_norm_networks_are_drawn_wide_enough() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::new(Config { rng_seed: RngSeed::Fixed(DEFAULT_SEED), ..Config::default() });
+    let draws: Vec<(usize, usize)> =
+        (0..10_000).map(|_| body().new_tree(&mut runner).unwrap().current()).collect();
+    assert!(draws.iter().all(|&(activation, hidden)| activation != 5 || hidden >= 16));
+    assert!(
+        draws.iter().any(|&(activation, _)| activation == 5) && draws.iter().any(|&(_, hidden)| hidden < 16)
+    );
+    if let Some(gpu) = gpu() {
+        layers_agree(gpu, 24, 16, 8, 40, 5, false, false, false, 14579702922524723777);
     }
 }
 
