@@ -20,15 +20,6 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// Every activation, with a typical parameter: for tests and sweeps.
-    pub const ALL: [Activation; 5] = [
-        Activation::Relu,
-        Activation::LeakyRelu(0.01),
-        Activation::Sigmoid,
-        Activation::Tanh,
-        Activation::Gelu,
-    ];
-
     /// The WGSL entry points (and CPU reference functions) of its forward and backward.
     pub fn entry_points(self) -> (&'static str, &'static str) {
         match self {

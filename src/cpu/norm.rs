@@ -38,7 +38,10 @@ pub fn layer_norm_forward<T: Float>(
     rows: usize,
     cols: usize,
 ) -> Result<()> {
-    check_norm_operands("layer_norm_forward", y, x, stats, gain, bias, rows, cols)?;
+    let op = "layer_norm_forward";
+    check_rows(op, y, x, stats, rows, cols)?;
+    check_len(op, "gain", gain.len(), 1, cols)?;
+    check_len(op, "bias", bias.len(), 1, cols)?;
     for r in 0..rows {
         let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
         for j in 0..cols {
@@ -60,8 +63,10 @@ pub fn layer_norm_backward<T: Float>(
     rows: usize,
     cols: usize,
 ) -> Result<()> {
-    check_norm_operands("layer_norm_backward", dx, x, stats, gain, gain, rows, cols)?;
-    check_len("layer_norm_backward", "output gradient", dy.len(), rows, cols)?;
+    let op = "layer_norm_backward";
+    check_rows(op, dx, x, stats, rows, cols)?;
+    check_len(op, "gain", gain.len(), 1, cols)?;
+    check_len(op, "output gradient", dy.len(), rows, cols)?;
     let n = T::from(cols).unwrap_or_else(T::nan);
     for r in 0..rows {
         let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
@@ -87,10 +92,8 @@ pub fn layer_norm_gain_terms<T: Float>(
     cols: usize,
 ) -> Result<()> {
     let op = "layer_norm_gain_terms";
-    check_len(op, "input", x.len(), rows, cols)?;
-    check_len(op, "stats", stats.len(), rows, 2)?;
+    check_rows(op, terms, x, stats, rows, cols)?;
     check_len(op, "output gradient", dy.len(), rows, cols)?;
-    check_len(op, "output", terms.len(), rows, cols)?;
     for r in 0..rows {
         for j in 0..cols {
             let i = r * cols + j;
@@ -100,20 +103,10 @@ pub fn layer_norm_gain_terms<T: Float>(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_norm_operands<T>(
-    op: &'static str,
-    out: &[T],
-    x: &[T],
-    stats: &[T],
-    gain: &[T],
-    bias: &[T],
-    rows: usize,
-    cols: usize,
-) -> Result<()> {
+/// The operands every layer-norm function has: an output and an input of (rows, cols), and
+/// the rows' statistics.
+fn check_rows<T>(op: &'static str, out: &[T], x: &[T], stats: &[T], rows: usize, cols: usize) -> Result<()> {
     check_len(op, "input", x.len(), rows, cols)?;
     check_len(op, "stats", stats.len(), rows, 2)?;
-    check_len(op, "gain", gain.len(), 1, cols)?;
-    check_len(op, "bias", bias.len(), 1, cols)?;
     check_len(op, "output", out.len(), rows, cols)
 }

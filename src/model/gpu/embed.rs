@@ -113,7 +113,7 @@ fn stage(
 #[derive(Debug)]
 pub struct Forward {
     gpu: Gpu,
-    /// An evaluation plan over the app's input; its loss dispatches are never recorded.
+    /// An evaluation plan over the app's input, without loss buffers.
     plan: Plan,
     /// Where activation i is stored (a dropout layer's output is its input).
     acts: Vec<Slot>,

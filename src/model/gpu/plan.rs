@@ -40,7 +40,8 @@ pub(crate) struct Plan {
     /// Training: forward, loss, its watch and backward (not the updates). Evaluation: the
     /// forward pass.
     pub(crate) dispatches: Vec<Dispatch>,
-    /// The loss and its mean, for evaluation (not part of `dispatches`, which predicts).
+    /// The loss and its mean, for evaluation (not part of `dispatches`, which predicts); none
+    /// in a forward pass over an app's input.
     pub(crate) loss_dispatches: Vec<Dispatch>,
 }
 
@@ -55,17 +56,18 @@ impl Plan {
         training: bool,
         input: Option<GpuTensor>,
     ) -> Result<Plan> {
+        // A forward pass over an app's input computes no loss: no loss buffers, no labels.
+        let with_loss = input.is_none();
         let mut slots = HashMap::new();
         for (slot, (r, c)) in graph.batch_slots(rows, training) {
-            slots.insert(slot, gpu.zeros(r, c)?);
+            if with_loss || !matches!(slot, Slot::Terms | Slot::Loss | Slot::Targets) {
+                slots.insert(slot, gpu.zeros(r, c)?);
+            }
         }
-        if input.is_none() {
+        if with_loss {
             slots.insert(Slot::Act(0), gpu.zeros(rows, graph.inputs())?);
         }
-        let labels = graph
-            .config
-            .loss
-            .takes_labels()
+        let labels = (with_loss && graph.config.loss.takes_labels())
             .then(|| gpu.upload_labels(&vec![0; rows], graph.classes()))
             .transpose()?;
         let mut plan =
@@ -78,7 +80,9 @@ impl Plan {
             } else {
                 ops::inference(&mut binder, graph)?;
                 let forward = std::mem::take(&mut binder.out);
-                ops::loss(&mut binder, graph)?;
+                if with_loss {
+                    ops::loss(&mut binder, graph)?;
+                }
                 (forward, binder.out)
             }
         };
