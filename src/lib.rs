@@ -18,6 +18,7 @@ pub mod data;
 mod error;
 pub mod gpu;
 pub mod model;
+mod random;
 mod settings;
 mod shape;
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{assert_close, gpu, random, random_labels};
+use common::{assert_close, backends, gpu, random, random_labels};
 use wgpu_nn::Error;
 use wgpu_nn::model::{Backend, Model, ModelConfig, Optimizer, Target};
 
@@ -25,10 +25,6 @@ fn config(seed: u64) -> ModelConfig {
         .loss(wgpu_nn::model::Loss::Nll)
         .optimizer(Optimizer::Adam { lr: 0.01 })
         .seed(seed)
-}
-
-fn backends() -> Vec<Backend> {
-    if gpu().is_some() { vec![Backend::Gpu, Backend::Cpu] } else { vec![Backend::Cpu] }
 }
 
 fn build(backend: Backend, seed: u64) -> Model {

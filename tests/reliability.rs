@@ -3,14 +3,10 @@
 
 mod common;
 
-use common::{gpu, random, random_labels};
+use common::{backends, gpu, random, random_labels};
 use wgpu_nn::data::Dataset;
 use wgpu_nn::model::{Backend, Init, Loss, ModelConfig, Optimizer, Target};
 use wgpu_nn::{Error, Gpu, wgpu};
-
-fn backends() -> Vec<Backend> {
-    if gpu().is_some() { vec![Backend::Gpu, Backend::Cpu] } else { vec![Backend::Cpu] }
-}
 
 /// 6 → 8 ReLU → dropout → 3, softmax cross-entropy: small, and every kind of buffer.
 fn classifier(optimizer: Optimizer) -> ModelConfig {

@@ -1,9 +1,8 @@
 //! The interleaved spirals: the classic 2-D toy set that no straight line separates, for
 //! watching a classifier bend its decision boundary (see `examples/live_boundary.rs`).
 
-use rand::{RngExt, SeedableRng, rngs::StdRng};
-
 use super::Dataset;
+use crate::random::Random;
 use crate::{Error, Result};
 
 /// `classes` spiral arms of `points_per_class` points each, in [−1, 1]²: point i of arm k
@@ -17,12 +16,12 @@ pub fn spirals(points_per_class: usize, classes: usize, noise: f32, seed: u64) -
             format!("{points_per_class} points, {classes} classes, noise {noise}"),
         ));
     }
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = Random::new(seed);
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
     for k in 0..classes {
         for i in 0..points_per_class {
             let r = i as f32 / points_per_class as f32;
-            let jitter: f32 = (0..3).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * noise;
+            let jitter: f32 = (0..3).map(|_| rng.uniform(-1.0, 1.0)).sum::<f32>() * noise;
             let theta = std::f32::consts::TAU * k as f32 / classes as f32 + 4.0 * r + jitter;
             inputs.extend([r * theta.sin(), r * theta.cos()]);
             labels.push(k as u32);

@@ -3,11 +3,10 @@
 //! checks a description must pass, the starting values, the dropout mask contract and the
 //! optimizer's state layout. The backends read it; neither knows the other.
 
-use rand::{RngExt, SeedableRng, rngs::StdRng};
-
 use super::batch::{Target, check_finite};
 use super::config::{Init, Layer, Loss, ModelConfig, Optimizer};
 use crate::data::Dataset;
+use crate::random::Random;
 use crate::{Error, Result};
 
 /// A buffer a layer reads or writes, named by its role.
@@ -201,10 +200,10 @@ impl Graph {
         (0..self.params.len()).filter(move |&p| self.params[p].layer == l)
     }
 
-    /// Every parameter's starting values, drawn from the config's seed in layer order (the
-    /// same on every backend, and the same as every earlier release drew them).
+    /// Every parameter's starting values, drawn from the config's seed in layer order: the
+    /// same on every backend and in every release (see `random.rs`).
     pub(crate) fn initial_values(&self) -> Result<Vec<Vec<f32>>> {
-        let mut rng = StdRng::seed_from_u64(self.config.seed);
+        let mut rng = Random::new(self.config.seed);
         let mut values = Vec::new();
         for (i, layer) in self.layers().iter().enumerate() {
             match layer {
@@ -359,21 +358,20 @@ pub(crate) fn no_bias(layer: usize) -> Error {
 
 /// A dense layer's weights `(out, in)` and bias.
 fn draw(
-    rng: &mut StdRng,
+    rng: &mut Random,
     layer: usize,
     inputs: usize,
     outputs: usize,
     bias: bool,
     init: &Init,
 ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
-    let mut uniform =
-        |n: usize, limit: f32| (0..n).map(|_| rng.random_range(-limit..=limit)).collect::<Vec<f32>>();
+    let mut uniform = |n: usize, limit: f32| (0..n).map(|_| rng.uniform(-limit, limit)).collect::<Vec<f32>>();
     let zeros = bias.then(|| vec![0.0; outputs]);
     Ok(match init {
         Init::He => (uniform(inputs * outputs, (6.0 / inputs as f32).sqrt()), zeros),
         Init::Xavier => (uniform(inputs * outputs, (6.0 / (inputs + outputs) as f32).sqrt()), zeros),
         Init::Uniform(low, high) => {
-            let mut between = |n: usize| (0..n).map(|_| rng.random_range(*low..*high)).collect::<Vec<f32>>();
+            let mut between = |n: usize| (0..n).map(|_| rng.uniform(*low, *high)).collect::<Vec<f32>>();
             let weights = between(inputs * outputs);
             (weights, bias.then(|| between(outputs)))
         }

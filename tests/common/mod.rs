@@ -41,6 +41,12 @@ pub fn random_f64(len: usize, seed: u64) -> Vec<f64> {
     (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
+/// Both backends when there is a GPU, else the CPU alone.
+pub fn backends() -> Vec<wgpu_nn::model::Backend> {
+    use wgpu_nn::model::Backend;
+    if gpu().is_some() { vec![Backend::Gpu, Backend::Cpu] } else { vec![Backend::Cpu] }
+}
+
 pub fn random_labels(len: usize, classes: usize, seed: u64) -> Vec<u32> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..len).map(|_| rng.random_range(0..classes as u32)).collect()
