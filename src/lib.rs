@@ -13,6 +13,7 @@
 //! `wgpu` is re-exported so an app that shares its device uses the same version.
 
 mod activation;
+mod atomic_file;
 pub mod cpu;
 pub mod data;
 mod error;

@@ -165,22 +165,33 @@ fn bad_checkpoints_are_errors_that_leave_the_model_unchanged() {
     }
 }
 
+/// A save that fails changes nothing: not the thing at the path, and no temporary file is
+/// left beside it. (Old checkpoints cannot be torn by a failure midway because the only
+/// change to them is the final rename; the threads test below races that rename.)
 #[test]
-fn a_failed_save_leaves_the_previous_checkpoint_intact() {
+fn a_failed_save_changes_nothing_and_says_where() {
     let mut model = build(Backend::Cpu, 6);
-    let path = scratch("intact.safetensors");
-    model.save(&path).unwrap();
-    let before = std::fs::read(&path).unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    // The rename fails: the path is a folder with a file in it.
+    let path = folder.path().join("taken.safetensors");
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("inside"), b"keep me").unwrap();
     step(&mut model, 0);
-    // Make the write fail midway: the temporary file's name is taken by a directory.
-    let blocker = scratch("intact.safetensors.tmp");
-    std::fs::create_dir_all(&blocker).unwrap();
     let err = model.save(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot write") && err.to_string().contains("taken.safetensors"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(path.join("inside")).unwrap(), b"keep me");
+    let names: Vec<_> = std::fs::read_dir(folder.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["taken.safetensors"], "no temporary file is left");
+    // The temporary file cannot be made: the folder is a file.
+    let err = model.save(path.join("inside").join("x.safetensors")).unwrap_err();
     assert!(err.to_string().contains("cannot write"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), before, "the old checkpoint is untouched");
-    std::fs::remove_dir(&blocker).unwrap();
+    // And a later save to a free path works.
+    std::fs::remove_dir_all(&path).unwrap();
     model.save(&path).unwrap();
-    assert_ne!(std::fs::read(&path).unwrap(), before, "and a later save works");
+    build(Backend::Cpu, 7).load_checkpoint(&path).unwrap();
 }
 
 /// A layer norm's gain and bias are checkpointed as PyTorch's `LayerNorm` names them, with
@@ -222,4 +233,49 @@ fn layer_norm_parameters_are_checkpointed_with_pytorch_names() {
         let resumed_losses: Vec<f32> = (3..6).map(|i| step(&mut resumed, i)).collect();
         assert_eq!(resumed_losses, went_on, "{backend:?}");
     }
+}
+
+/// Saves race: eight threads save eight different models to one path, over and over, while
+/// each loads whatever is there. Every load sees one whole model (never a torn mix), the
+/// last save wins, and no temporary file is left behind.
+#[test]
+fn saves_from_many_threads_at_once_never_tear_a_file() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("shared.safetensors");
+    let models: Vec<Model> = (0..8).map(|seed| build(Backend::Cpu, 300 + seed)).collect();
+    let weights: Vec<Vec<f32>> = models.iter().map(|m| m.weights(0).unwrap()).collect();
+    std::thread::scope(|s| {
+        for model in models {
+            let (path, weights) = (&path, &weights);
+            s.spawn(move || {
+                let mut reader = build(Backend::Cpu, 0);
+                for _ in 0..25 {
+                    model.save(path).unwrap();
+                    reader.load_checkpoint(path).unwrap();
+                    let seen = reader.weights(0).unwrap();
+                    assert!(weights.contains(&seen), "a load saw weights no model has");
+                }
+            });
+        }
+    });
+    let mut last = build(Backend::Cpu, 0);
+    last.load_checkpoint(&path).unwrap();
+    assert!(weights.contains(&last.weights(0).unwrap()));
+    let names: Vec<_> = std::fs::read_dir(folder.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["shared.safetensors"], "no temporary file is left");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_save_keeps_the_files_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("kept.safetensors");
+    let model = build(Backend::Cpu, 5);
+    model.save(&path).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o644, "a new checkpoint is readable by others, as fs::write makes it");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    model.save(&path).unwrap();
+    assert_eq!(mode(&path), 0o600, "an overwritten one keeps the owner's choice");
 }

@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::{Error, Result};
+use crate::{Error, Result, atomic_file};
 
 /// The largest image side accepted (MNIST's is 28).
 pub const MAX_IMAGE_SIDE: u32 = 4096;
@@ -68,14 +68,14 @@ fn labels_from(mut reader: Box<dyn Read + '_>, path: &Path) -> Result<Vec<u8>> {
 pub fn write_images(path: impl AsRef<Path>, images: &Images) -> Result<()> {
     let mut bytes = idx_header(3, &[images.count, images.rows, images.cols]);
     bytes.extend_from_slice(&images.pixels);
-    write_atomically(path.as_ref(), &bytes)
+    atomic_file::write(path.as_ref(), &bytes)
 }
 
 /// Writes labels as a plain IDX1 file.
 pub fn write_labels(path: impl AsRef<Path>, labels: &[u8]) -> Result<()> {
     let mut bytes = idx_header(1, &[labels.len()]);
     bytes.extend_from_slice(labels);
-    write_atomically(path.as_ref(), &bytes)
+    atomic_file::write(path.as_ref(), &bytes)
 }
 
 fn idx_header(dims: u8, sizes: &[usize]) -> Vec<u8> {
@@ -84,20 +84,6 @@ fn idx_header(dims: u8, sizes: &[usize]) -> Vec<u8> {
         bytes.extend_from_slice(&(size as u32).to_be_bytes());
     }
     bytes
-}
-
-/// Writes to a temporary file beside `path`, then renames it over: a failure midway leaves
-/// any old file whole.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = std::path::PathBuf::from(temporary);
-    let io = |e: std::io::Error| data_error(path, format!("cannot write: {e}"));
-    std::fs::write(&temporary, bytes).map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        io(e)
-    })
 }
 
 fn open(path: &Path) -> Result<Box<dyn Read>> {

@@ -12,8 +12,8 @@
 //!
 //! Loading needs every `layers.*` tensor with the right shape; optimizer state is restored when
 //! present (a file exported from PyTorch has none, and training then starts its state afresh).
-//! Saving writes a temporary file and renames it over the old one, so a failure midway leaves
-//! the old checkpoint whole.
+//! Saving is atomic and durable (`atomic_file.rs`): a crash midway leaves the old checkpoint
+//! whole, and saves from several threads or processes at once never tear each other's file.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,8 +21,8 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::graph::Graph;
-use crate::Result;
-use crate::data::idx::{data_error, write_atomically};
+use crate::data::idx::data_error;
+use crate::{Result, atomic_file};
 
 /// Which tensor of a parameter an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub(crate) fn save(model: &dyn Checkpointed, graph: &Graph, path: &Path) -> Resu
         ("steps".to_string(), model.steps().to_string()),
     ]);
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| data_error(path, e.to_string()))?;
-    write_atomically(path, &bytes)
+    atomic_file::write(path, &bytes)
 }
 
 pub(crate) fn load(model: &mut dyn Checkpointed, graph: &Graph, path: &Path) -> Result<()> {
