@@ -135,13 +135,16 @@ fn mismatched_counts_and_bad_labels_are_errors_naming_the_label_file() {
 
 #[test]
 fn writes_are_atomic_and_leave_no_temporary_file() {
-    let path = scratch("atomic-labels");
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("atomic-labels");
     idx::write_labels(&path, &[1, 2, 3]).unwrap();
     // A write that cannot happen (the target is a directory) leaves the old data where it was.
-    let dir = scratch("a-directory");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = folder.path().join("a-directory");
+    std::fs::create_dir_all(dir.join("inside")).unwrap();
     assert!(idx::write_labels(&dir, &[4]).is_err());
-    assert!(!scratch("a-directory.tmp").exists(), "the temporary file is cleaned up");
+    let mut names: Vec<_> = std::fs::read_dir(folder.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["a-directory", "atomic-labels"], "the temporary file is cleaned up");
     assert_eq!(idx::read_labels(&path).unwrap(), [1, 2, 3]);
 }
 
