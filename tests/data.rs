@@ -142,7 +142,8 @@ fn writes_are_atomic_and_leave_no_temporary_file() {
     let dir = folder.path().join("a-directory");
     std::fs::create_dir_all(dir.join("inside")).unwrap();
     assert!(idx::write_labels(&dir, &[4]).is_err());
-    let mut names: Vec<_> = std::fs::read_dir(folder.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(folder.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     assert_eq!(names, ["a-directory", "atomic-labels"], "the temporary file is cleaned up");
     assert_eq!(idx::read_labels(&path).unwrap(), [1, 2, 3]);

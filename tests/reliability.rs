@@ -140,6 +140,76 @@ fn ten_thousand_steps_hold_gpu_memory_buffers_and_bind_groups_flat() {
     assert!(losses.iter().all(|l| l.is_finite()) && losses[9] < first, "{first} then {losses:?}");
 }
 
+/// What a model holds on its GPU: (bytes, buffers, bind groups).
+fn held(gpu: &Gpu) -> [u64; 3] {
+    let c = gpu.counters();
+    [c.bytes_held, c.buffers_held, c.bind_groups_held]
+}
+
+/// A serving loop, a live app, ragged last batches: 300 distinct batch sizes, in scrambled
+/// order, through `predict`, `evaluate`, `train_step` and (every 20th) `train_epoch` and
+/// `evaluate_resident`. What the GPU holds stays within a few plans' worth (the unit: the
+/// biggest training plan with its epoch's gathers), where keeping every plan held ~600 of
+/// them, and every result matches the CPU's.
+#[test]
+fn hundreds_of_batch_sizes_hold_memory_bounded_and_match_the_cpu() {
+    let Some(gpu) = own_gpu() else { return };
+    let config = classifier(Optimizer::Sgd { lr: 0.05 });
+    let (mut on_gpu, mut on_cpu) = (config.build_gpu(&gpu).unwrap(), config.build_cpu().unwrap());
+    let len = 300;
+    let data =
+        Dataset { inputs: random(len * 6, 40), labels: random_labels(len, 3, 41), width: 6, classes: 3 };
+    let (gpu_data, cpu_data) = (on_gpu.load(&data).unwrap(), on_cpu.load(&data).unwrap());
+    let base = held(&gpu);
+    // The unit: a training plan of every row, and an epoch of the smallest batches used below
+    // (the most gathers), measured on a model of its own.
+    let unit = {
+        let mut probe = config.build_gpu(&gpu).unwrap();
+        let probe_data = probe.load(&data).unwrap();
+        let before = held(&gpu);
+        probe.train_step(&data.inputs, &Target::Labels(&data.labels)).unwrap();
+        probe.train_epoch(&probe_data, 10, 0, &mut |_| {}).unwrap();
+        let after = held(&gpu);
+        [0, 1, 2].map(|i| after[i] - before[i])
+    };
+    let mut peak = base;
+    let sizes = (0..len).map(|i| (i * 7919) % len + 1); // each of 1..=300 once, scrambled
+    for (i, rows) in sizes.enumerate() {
+        let (x, labels) = (random(rows * 6, 1000 + i as u64), random_labels(rows, 3, 2000 + i as u64));
+        let target = Target::Labels(&labels);
+        let what = format!("{rows} rows");
+        common::assert_close(&what, &on_gpu.predict(&x).unwrap(), &on_cpu.predict(&x).unwrap(), 1e-4, 1e-5);
+        let (g, c) = (on_gpu.evaluate(&x, &target).unwrap(), on_cpu.evaluate(&x, &target).unwrap());
+        common::assert_close(&what, &[g.loss], &[c.loss], 1e-4, 1e-5);
+        // From the same weights, one step each: the same weights after it.
+        for layer in [0, 3] {
+            let bias = on_gpu.bias(layer).unwrap();
+            on_cpu.set_weights(layer, &on_gpu.weights(layer).unwrap(), Some(&bias)).unwrap();
+        }
+        on_gpu.train_step(&x, &target).unwrap();
+        on_cpu.train_step(&x, &target).unwrap();
+        for layer in [0, 3] {
+            let (g, c) = (on_gpu.weights(layer).unwrap(), on_cpu.weights(layer).unwrap());
+            common::assert_close(&format!("{what}, layer {layer}"), &g, &c, 1e-4, 1e-5);
+        }
+        if i % 20 == 0 {
+            let batch = rows.max(10);
+            let g = on_gpu.train_epoch(&gpu_data, batch, i as u64, &mut |_| {}).unwrap();
+            let c = on_cpu.train_epoch(&cpu_data, batch, i as u64, &mut |_| {}).unwrap();
+            common::assert_close(&format!("epoch of {batch}"), &[g], &[c], 1e-4, 1e-5);
+            let (g, c) =
+                (on_gpu.evaluate_resident(&gpu_data).unwrap(), on_cpu.evaluate_resident(&cpu_data).unwrap());
+            common::assert_close(&format!("evaluation after {batch}"), &[g.loss], &[c.loss], 1e-4, 1e-5);
+        }
+        let now = held(&gpu);
+        peak = [0, 1, 2].map(|k| peak[k].max(now[k]));
+    }
+    for (k, what) in ["bytes", "buffers", "bind groups"].iter().enumerate() {
+        let (grew, bound) = (peak[k] - base[k], 6 * unit[k]);
+        assert!(grew <= bound, "{what} held grew by {grew}, more than 6 plans' worth ({bound})");
+    }
+}
+
 #[test]
 fn a_model_built_and_dropped_a_hundred_times_leaves_nothing_held() {
     let Some(gpu) = own_gpu() else { return };

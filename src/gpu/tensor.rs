@@ -193,6 +193,13 @@ impl Gpu {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
+    /// The first `len` values of `tensor` (at most all of them).
+    pub(crate) fn read_first(&self, tensor: &GpuTensor, len: usize) -> Result<Vec<f32>> {
+        self.check_owner("read", tensor)?;
+        let bytes = self.read_buffer(&tensor.buffer, (len.min(tensor.len()) * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
     /// Operands of kernels are checked in `Family::step`; this is for the copies.
     fn check_owner(&self, op: &str, tensor: &GpuTensor) -> Result<()> {
         if tensor.owner != self.id() {

@@ -35,6 +35,43 @@ struct GpuData {
     gathers: HashMap<(usize, usize, bool), Vec<Dispatch>>,
 }
 
+/// Plans a model keeps, least recently used out first. An epoch uses two (its batch size and
+/// a short last batch) and `evaluate_resident` two more, so a training loop keeps every plan
+/// it uses; any stream of batch sizes (a server's, a live app's) holds at most this many.
+pub(crate) const PLANS_KEPT: usize = 4;
+
+/// A model's plans by (rows, training), the most recently used last.
+#[derive(Debug, Default)]
+pub(super) struct Plans(Vec<((usize, bool), Plan)>);
+
+impl Plans {
+    pub(super) fn get(&self, key: (usize, bool)) -> Option<&Plan> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, plan)| plan)
+    }
+
+    /// Marks `key`'s plan as just used; false if there is none.
+    fn touch(&mut self, key: (usize, bool)) -> bool {
+        let Some(i) = self.0.iter().position(|(k, _)| *k == key) else { return false };
+        let used = self.0.remove(i);
+        self.0.push(used);
+        true
+    }
+
+    /// Keeps `plan`, and returns the key of the plan it pushed out, if any.
+    fn insert(&mut self, key: (usize, bool), plan: Plan) -> Option<(usize, bool)> {
+        self.0.push((key, plan));
+        (self.0.len() > PLANS_KEPT).then(|| self.0.remove(0).0)
+    }
+}
+
+impl std::ops::Index<&(usize, bool)> for Plans {
+    type Output = Plan;
+
+    fn index(&self, key: &(usize, bool)) -> &Plan {
+        self.get(*key).expect("`GpuModel::plan` made the plan before it is used")
+    }
+}
+
 /// Training steps recorded per submit in `train_epoch`: enough to amortise a submit, few
 /// enough for a lively progress report.
 const STEPS_PER_SUBMIT: usize = 16;
@@ -56,7 +93,7 @@ pub(crate) struct GpuModel {
     optimizer_advance: Dispatch,
     /// Training steps since the last loss read (the watch counts them too).
     pub(super) loss_steps: u32,
-    pub(super) plans: HashMap<(usize, bool), Plan>,
+    pub(super) plans: Plans,
     /// Training steps taken (the GPU's own counters advance with it).
     pub(super) steps: u32,
     /// Steps a divergence report through a [`LossReading`] found were not applied: taken off
@@ -128,7 +165,7 @@ impl GpuModel {
             dropout_advance,
             optimizer_advance,
             loss_steps: 0,
-            plans: HashMap::new(),
+            plans: Plans::default(),
             steps: 0,
             unapplied: Arc::default(),
             id: next_model_id(),
@@ -160,14 +197,27 @@ impl GpuModel {
         Ok(Watch::from_row(&self.gpu.read(&self.shared.settings_row)?))
     }
 
-    /// Builds the buffers and bindings for `rows` samples, once.
+    /// Builds the buffers and bindings for `rows` samples, or marks them as just used. A plan
+    /// pushed out of the cache takes the gathers bound into it along.
     pub(super) fn plan(&mut self, rows: usize, training: bool) -> Result<()> {
-        if self.plans.contains_key(&(rows, training)) {
+        if self.plans.touch((rows, training)) {
             return Ok(());
         }
         let plan = Plan::new(&self.gpu, &self.graph, &self.shared, rows, training, None)?;
-        self.plans.insert((rows, training), plan);
+        if let Some((rows, training)) = self.plans.insert((rows, training), plan) {
+            for set in &mut self.datasets {
+                set.gathers.retain(|&(r, _, t), _| (r, t) != (rows, training));
+            }
+        }
         Ok(())
+    }
+
+    /// The most rows one plan can hold: the widest activation's binding sets the limit.
+    fn most_rows(&self) -> usize {
+        let widest = (0..=self.graph.layers().len()).map(|i| self.graph.width(i)).max().unwrap_or(1);
+        let limits = self.gpu.limits();
+        let most_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        ((most_bytes / (widest as u64 * 4)) as usize).max(1)
     }
 
     /// Binds, once, the gathers of a minibatch into the plan for `rows`.
@@ -276,10 +326,7 @@ impl Engine for GpuModel {
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
         // As many rows per submit as the widest activation's binding allows, up to EVAL_ROWS.
-        let widest = (0..=self.graph.layers().len()).map(|i| self.graph.width(i)).max().unwrap_or(1);
-        let limits = self.gpu.limits();
-        let most_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        let rows = ((most_bytes / (widest as u64 * 4)) as usize).clamp(1, EVAL_ROWS);
+        let rows = self.most_rows().min(EVAL_ROWS);
         let batches = batches(data.len, rows);
         for &(offset, rows) in &batches {
             self.gather(data.index, rows, offset, false)?;
@@ -338,11 +385,17 @@ impl Engine for GpuModel {
 
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let rows = self.graph.rows("predict", x)?;
-        self.plan(rows, false)?;
-        let plan = &self.plans[&(rows, false)];
-        self.gpu.write(plan.get(&self.graph, Slot::Act(0)), x)?;
+        // Rows are independent in a forward pass without dropout, so any number of them runs
+        // in the plan of the next power of two (the rest of its rows are left as they were and
+        // not read): a server's ragged sizes share a few plans instead of building one each.
+        let class = rows.next_power_of_two();
+        let planned =
+            if self.plans.get((rows, false)).is_some() || class > self.most_rows() { rows } else { class };
+        self.plan(planned, false)?;
+        let plan = &self.plans[&(planned, false)];
+        self.gpu.write_at(plan.get(&self.graph, Slot::Act(0)), 0, x)?;
         self.gpu.run(&plan.dispatches.iter().collect::<Vec<_>>())?;
-        self.gpu.read(plan.output(&self.graph))
+        self.gpu.read_first(plan.output(&self.graph), rows * self.graph.outputs())
     }
 
     fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
