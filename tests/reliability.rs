@@ -277,6 +277,44 @@ fn a_lost_device_is_an_error_not_a_panic_or_a_hang() {
     assert!(built.is_err(), "building on a lost device: {built:?}");
 }
 
+/// The embedding path after a device loss: recording training steps, loss reads and forward
+/// passes into the app's encoder are errors saying so (and `Forward::record`, which returns
+/// nothing, a no-op), never a panic inside wgpu or in the app's error handler.
+#[test]
+fn a_lost_device_is_an_error_on_the_embedding_path_too() {
+    let Some(_) = gpu() else { return };
+    let (device, queue) = common::app_devices(1, wgpu::Limits::default()).pop().expect("an app's device");
+    let gpu = Gpu::from_device(device.clone(), queue.clone()).unwrap();
+    let mut model = classifier(Optimizer::Adam { lr: 0.01 }).build_gpu(&gpu).unwrap();
+    let (x, labels) = (random(4 * 6, 1), random_labels(4, 3, 2));
+    let forward = model.bind_forward(gpu.upload(&x, 4, 6).unwrap()).unwrap();
+    let second_input = gpu.upload(&x, 4, 6).unwrap();
+    // Frames before the loss: upload buffers in use and back in the pool, a reading done.
+    for _ in 0..3 {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        model.record_train_step(&mut encoder, &x, &Target::Labels(&labels)).unwrap();
+        forward.record(&mut encoder);
+        let reading = model.record_loss(&mut encoder).unwrap();
+        queue.submit([encoder.finish()]);
+        assert!(reading.wait().unwrap().is_finite());
+    }
+
+    device.destroy();
+    let lost = |result: Result<(), Error>, what: &str| match result {
+        Err(Error::Gpu { message, .. }) => assert!(message.contains("lost"), "{what}: {message}"),
+        other => panic!("{what} on a lost device: {other:?}"),
+    };
+    let mut encoder = device.create_command_encoder(&Default::default());
+    lost(model.record_train_step(&mut encoder, &x, &Target::Labels(&labels)), "a step");
+    let bigger = random(9 * 6, 3); // a new plan and new upload buffers
+    let step = model.record_train_step(&mut encoder, &bigger, &Target::Labels(&random_labels(9, 3, 4)));
+    lost(step, "a step of a new batch size");
+    forward.record(&mut encoder); // returns nothing; must not panic
+    lost(model.record_loss(&mut encoder).map(drop), "a loss read");
+    lost(model.bind_forward(second_input).map(drop), "binding a forward pass");
+    queue.submit([encoder.finish()]); // nothing of ours in it for the app's handler to meet
+}
+
 #[test]
 fn a_data_set_bigger_than_one_storage_binding_trains_from_parts_as_on_the_cpu() {
     let Some(_) = gpu() else { return };

@@ -34,6 +34,8 @@ pub struct Gpu {
     pub(crate) tally: Arc<Tally>,
     /// Staging buffers for reads, reused (see `readback.rs`).
     pub(crate) staging_pool: Arc<super::readback::StagingPool>,
+    /// Written (4 bytes) to learn whether the device is still there: see `check_device`.
+    canary: wgpu::Buffer,
 }
 
 /// The most storage bindings any kernel has.
@@ -114,7 +116,7 @@ impl Gpu {
         uncaptured: Arc<Mutex<Option<String>>>,
     ) -> Result<Gpu> {
         let limits = device.limits();
-        let (kernels, placeholders) = scoped(&device, "building the kernels", || {
+        let (kernels, placeholders, canary) = scoped(&device, "building the kernels", || {
             let kernels = Kernels {
                 matmul: matmul::family(&device),
                 matmul_subgroup: matmul::subgroup_family(&device, &info),
@@ -135,7 +137,13 @@ impl Gpu {
                     mapped_at_creation: false,
                 })
             };
-            (kernels, (0..MAX_STORAGE_BINDINGS).map(placeholder).collect::<Vec<_>>())
+            let canary = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("canary"),
+                size: 4,
+                usage: wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            (kernels, (0..MAX_STORAGE_BINDINGS).map(placeholder).collect::<Vec<_>>(), canary)
         })?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Gpu {
@@ -149,6 +157,7 @@ impl Gpu {
             uncaptured,
             tally: Arc::default(),
             staging_pool: Arc::default(),
+            canary,
         })
     }
 
@@ -214,6 +223,23 @@ impl Gpu {
     /// wgpu reports into an [`Error::Gpu`] that names `context`.
     pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
         scoped(&self.device, context, f)
+    }
+
+    /// An error if the device is lost. wgpu reports a lost device to its lost callback only
+    /// (the app's, for a device it lent us), and makes most calls quiet no-ops: new buffers
+    /// come out invalid and fail later, an app's submit then fails in the app's handler. A
+    /// queue write through `write_buffer_with` is one call that says so at once (it returns
+    /// `None`), so the calls that record into an app's encoder check with it first.
+    pub(crate) fn check_device(&self, op: &str) -> Result<()> {
+        let size = wgpu::BufferSize::new(4).expect("4 is not 0");
+        let view = self.scoped(op, || self.queue.write_buffer_with(&self.canary, 0, size))?;
+        match view {
+            Some(mut view) => {
+                view.copy_from_slice(&[0; 4]);
+                Ok(())
+            }
+            None => Err(Error::Gpu { context: op.into(), message: "the device is lost".into() }),
+        }
     }
 
     pub(crate) fn check_uncaptured(&self) -> Result<()> {

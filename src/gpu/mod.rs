@@ -34,6 +34,7 @@ mod reduce;
 mod shaders;
 mod softmax;
 mod tensor;
+mod upload;
 
 pub use context::Gpu;
 pub use counters::Counters;
@@ -43,3 +44,4 @@ pub use norm::MAX_LAYER_NORM_COLS;
 pub(crate) use readback::Staging;
 pub use softmax::MAX_SOFTMAX_COLS;
 pub use tensor::{GpuLabels, GpuTensor};
+pub(crate) use upload::Uploads;

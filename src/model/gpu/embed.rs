@@ -1,13 +1,11 @@
 //! The model inside someone else's frame: training steps, loss reads and forward passes
 //! recorded into the app's own `wgpu::CommandEncoder`, so that training and rendering share
-//! one submit. Nothing here blocks, polls or maps on the app's behalf: batches travel through
-//! a staging belt as copies in the app's encoder, and the loss comes back through a
+//! one submit. Nothing here blocks, polls or maps on the app's behalf: batches travel as
+//! copies in the app's encoder from upload buffers the model reuses (`gpu/upload.rs`), and the loss comes back through a
 //! [`LossReading`] the app polls when it likes.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-
-use wgpu::util::StagingBelt;
 
 use super::model::GpuModel;
 use super::plan::Plan;
@@ -17,9 +15,6 @@ use crate::model::graph::Slot;
 use crate::settings::{SETTINGS_LEN, WATCH, Watch};
 use crate::{Dispatch, Error, Gpu, GpuTensor, Result};
 
-/// Staging memory for batches written into an app's encoders; grows if a batch is bigger.
-const BELT_CHUNK: u64 = 1 << 16;
-
 impl GpuModel {
     pub(crate) fn record_train_step(
         &mut self,
@@ -28,28 +23,26 @@ impl GpuModel {
         target: &Target,
     ) -> Result<()> {
         let op = "record_train_step";
+        self.gpu.check_device(op)?;
         self.settle_steps();
         let rows = self.graph.rows(op, x)?;
         self.graph.check_target(op, target, rows)?;
         self.plan(rows, true)?;
         let plan = &self.plans[&(rows, true)];
-        let gpu = &self.gpu;
-        let belt = self.belt.get_or_insert_with(|| StagingBelt::new(gpu.device().clone(), BELT_CHUNK));
+        let (gpu, graph, uploads) = (&self.gpu, &self.graph, &mut self.uploads);
         // Copies in the encoder, not queue writes: those would all land before the submit,
         // so two steps recorded in one frame would both see the second batch.
-        let graph = &self.graph;
-        stage(&self.gpu, belt, encoder, plan.get(graph, Slot::Act(0)).buffer(), bytemuck::cast_slice(x))?;
+        uploads.write(gpu, encoder, plan.get(graph, Slot::Act(0)).buffer(), bytemuck::cast_slice(x))?;
         match (target, &plan.labels) {
             (Target::Values(values), _) => {
                 let t = plan.get(graph, Slot::Targets).buffer();
-                stage(&self.gpu, belt, encoder, t, bytemuck::cast_slice(values))?
+                uploads.write(gpu, encoder, t, bytemuck::cast_slice(values))?
             }
             (Target::Labels(labels), Some(l)) => {
-                stage(&self.gpu, belt, encoder, l.buffer(), bytemuck::cast_slice(labels))?
+                uploads.write(gpu, encoder, l.buffer(), bytemuck::cast_slice(labels))?
             }
             _ => unreachable!("check_target matched the target to the loss"),
         }
-        belt.finish_and_recall_on_submit(encoder);
         self.gpu.record(encoder, &self.step(plan, &[]).collect::<Vec<_>>());
         self.loss_steps += 1;
         self.steps += 1;
@@ -57,6 +50,7 @@ impl GpuModel {
     }
 
     pub(crate) fn record_loss(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<LossReading> {
+        self.gpu.check_device("record_loss")?;
         let bytes = (SETTINGS_LEN * 4) as u64;
         let mut staging = self.gpu.staging(bytes)?;
         let row = self.shared.settings_row.buffer();
@@ -78,6 +72,7 @@ impl GpuModel {
 
     pub(crate) fn bind_forward(&self, input: GpuTensor) -> Result<Forward> {
         let op = "bind_forward";
+        self.gpu.check_device(op)?;
         if input.cols() != self.graph.inputs() {
             return Err(Error::shape(
                 op,
@@ -90,21 +85,6 @@ impl GpuModel {
         let acts = (0..=graph.layers().len()).map(|i| graph.storage(Slot::Act(i), false)).collect();
         Ok(Forward { gpu: self.gpu.clone(), plan, acts })
     }
-}
-
-/// Writes `bytes` into `target` through the belt, as a copy recorded in `encoder`.
-fn stage(
-    gpu: &Gpu,
-    belt: &mut StagingBelt,
-    encoder: &mut wgpu::CommandEncoder,
-    target: &wgpu::Buffer,
-    bytes: &[u8],
-) -> Result<()> {
-    // Buffers are padded to 16 bytes; copies must be multiples of 4, which f32 and u32 are.
-    let size = wgpu::BufferSize::new(bytes.len() as u64).expect("batches are never empty");
-    gpu.scoped("staging a batch", || belt.write_buffer(encoder, target, 0, size).copy_from_slice(bytes))?;
-    gpu.tally.uploaded(bytes.len() as u64);
-    Ok(())
 }
 
 /// A forward pass (dropout off) bound to an input tensor — an app's buffer, say, wrapped by

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::plan::{Binder, ParamTensors, Plan, Shared};
 use crate::data::Dataset;
 use crate::gpu::MAX_LAYER_NORM_COLS;
+use crate::gpu::Uploads;
 use crate::model::batch::{
     DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, Target, accuracy,
     arg_max, batches, check_resident, epoch_order, next_model_id,
@@ -101,8 +102,8 @@ pub(crate) struct GpuModel {
     pub(super) unapplied: Arc<AtomicU32>,
     id: u64,
     datasets: Vec<GpuData>,
-    /// Staging memory for batches recorded into an app's encoder (see `embed.rs`).
-    pub(super) belt: Option<wgpu::util::StagingBelt>,
+    /// Upload buffers for batches recorded into an app's encoder (see `embed.rs`).
+    pub(super) uploads: Uploads,
 }
 
 impl GpuModel {
@@ -170,7 +171,7 @@ impl GpuModel {
             unapplied: Arc::default(),
             id: next_model_id(),
             datasets: Vec::new(),
-            belt: None,
+            uploads: Uploads::default(),
         })
     }
 
