@@ -315,6 +315,76 @@ fn a_lost_device_is_an_error_on_the_embedding_path_too() {
     queue.submit([encoder.finish()]); // nothing of ours in it for the app's handler to meet
 }
 
+/// `Gpu` is `Send + Sync` and `Model` is `Send`: checked by the compiler here.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    const fn movable<T: Send>() {}
+    shareable::<Gpu>();
+    movable::<wgpu_nn::model::Model>();
+};
+
+/// Two models on one `Gpu`, trained at once from two threads (steps, loss reads, an epoch
+/// on resident data, predictions), each as on the CPU: neither sees the other's submits,
+/// buffers or error scopes.
+#[test]
+fn two_models_train_from_two_threads_on_one_gpu_as_on_the_cpu() {
+    let Some(gpu) = own_gpu() else { return };
+    let configs = [
+        classifier(Optimizer::Adam { lr: 0.01 }),
+        ModelConfig::new(6)
+            .dense(5)
+            .tanh()
+            .dense(2)
+            .loss(Loss::Mse)
+            .optimizer(Optimizer::Sgd { lr: 0.05 })
+            .seed(8),
+    ];
+    let run = |config: &ModelConfig, backend: Backend, seed: u64| {
+        let mut model = config.build(backend, Some(&gpu)).unwrap();
+        let classes = config.loss_kind().takes_labels();
+        let data = Dataset {
+            inputs: random(64 * 6, seed),
+            labels: random_labels(64, 3, seed + 1),
+            width: 6,
+            classes: 3,
+        };
+        let (x, values) = (random(16 * 6, seed + 2), random(16 * 2, seed + 3));
+        let labels = random_labels(16, 3, seed + 4);
+        let target = if classes { Target::Labels(&labels) } else { Target::Values(&values) };
+        let mut losses = Vec::new();
+        for step in 1..=100 {
+            model.train_step(&x, &target).unwrap();
+            if step % 10 == 0 {
+                losses.push(model.take_loss().unwrap());
+            }
+        }
+        if classes {
+            let resident = model.load(&data).unwrap();
+            losses.push(model.train_epoch(&resident, 16, seed, &mut |_| {}).unwrap());
+        }
+        (losses, model.predict(&x).unwrap())
+    };
+    let on_gpu: Vec<_> = std::thread::scope(|s| {
+        let threads: Vec<_> = configs
+            .iter()
+            .zip([10, 20])
+            .map(|(config, seed)| s.spawn(move || run(config, Backend::Gpu, seed)))
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("a training thread")).collect()
+    });
+    for ((config, seed), (losses, predictions)) in configs.iter().zip([10, 20]).zip(on_gpu) {
+        let (cpu_losses, cpu_predictions) = run(config, Backend::Cpu, seed);
+        common::assert_close(&format!("losses, seed {seed}"), &losses, &cpu_losses, 1e-4, 1e-5);
+        common::assert_close(
+            &format!("predictions, seed {seed}"),
+            &predictions,
+            &cpu_predictions,
+            1e-4,
+            1e-5,
+        );
+    }
+}
+
 #[test]
 fn a_data_set_bigger_than_one_storage_binding_trains_from_parts_as_on_the_cpu() {
     let Some(_) = gpu() else { return };
