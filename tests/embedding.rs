@@ -279,3 +279,68 @@ fn misuse_is_an_error_not_a_panic() {
     let err = model.record_train_step(&mut encoder, &[0.0, f32::NAN], &Target::Labels(&[0])).unwrap_err();
     assert!(matches!(err, Error::NotFinite { .. }), "{err}");
 }
+
+/// A soak of `live_boundary`'s loop, headless: 10,000 frames, each recording a training step
+/// over the spirals, a loss read and a forward pass over the app's grid buffer into the app's
+/// encoder (the example's network; fewer points and a coarser grid, to keep it short), with
+/// two frames in flight as a swapchain allows. After the first frames, what the crate holds (memory, buffers, bind groups, kept staging buffers) never changes,
+/// and every loss read arrives.
+#[test]
+fn ten_thousand_frames_of_the_live_loop_hold_everything_flat() {
+    let Some((device, queue)) = app_device() else { return };
+    let gpu = Gpu::from_device(device.clone(), queue.clone()).unwrap();
+    let config = ModelConfig::new(2)
+        .dense(64)
+        .tanh()
+        .dense(64)
+        .tanh()
+        .dense(3)
+        .softmax()
+        .loss(Loss::SoftmaxCrossEntropy)
+        .optimizer(Optimizer::Adam { lr: 0.01 })
+        .seed(1);
+    let mut model = config.build_gpu(&gpu).unwrap();
+    let data = wgpu_nn::data::spirals(20, 3, 0.15, 7).unwrap();
+    let grid: Vec<f32> =
+        (0..16 * 16).flat_map(|i| [(i % 16) as f32 / 8.0 - 1.0, (i / 16) as f32 / 8.0 - 1.0]).collect();
+    let forward = model.bind_forward(gpu.upload(&grid, 16 * 16, 2).unwrap()).unwrap();
+    let labels = Target::Labels(&data.labels);
+
+    let held = || {
+        let c = gpu.counters();
+        (c.bytes_held, c.buffers_held, c.bind_groups_held, c.staging_bytes_kept)
+    };
+    let (mut in_flight, mut readings, mut losses) = (None, Vec::new(), Vec::new());
+    let mut settled = None;
+    for frame in 0..10_000 {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        model.record_train_step(&mut encoder, &data.inputs, &labels).unwrap();
+        readings.push(model.record_loss(&mut encoder).unwrap());
+        forward.record(&mut encoder);
+        let submitted = queue.submit([encoder.finish()]);
+        // Two frames in flight: wait for the one before this.
+        if let Some(previous) = in_flight.replace(submitted) {
+            let wait = wgpu::PollType::Wait { submission_index: Some(previous), timeout: None };
+            device.poll(wait).unwrap();
+        }
+        readings.retain_mut(|reading| match reading.poll() {
+            Some(loss) => {
+                losses.push(loss.unwrap());
+                false
+            }
+            None => true,
+        });
+        assert!(readings.len() <= 2, "frame {frame}: {} loss reads outstanding", readings.len());
+        if frame == 10 {
+            settled = Some(held());
+        } else if frame % 1000 == 999 {
+            assert_eq!(Some(held()), settled, "held after {} frames", frame + 1);
+        }
+    }
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    for mut reading in readings {
+        losses.push(reading.poll().expect("the last reads arrived").unwrap());
+    }
+    assert_eq!(losses.len(), 10_000, "one loss per frame");
+    assert!(losses[9_999] < 0.5 * losses[0], "it learned: {} then {}", losses[0], losses[9_999]);
+}
