@@ -3,7 +3,8 @@
 //! entry points in `shaders/activation.wgsl`) makes it a layer on both backends.
 
 /// An element-wise activation function.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Activation {
     /// `max(x, 0)`

@@ -44,6 +44,14 @@ pub enum Error {
     #[error("{op}: no training step was taken since the loss was last read")]
     NoSteps { op: &'static str },
 
+    /// A training call on a model rebuilt for inference by
+    /// [`crate::model::Model::from_checkpoint`], which keeps no gradients or optimizer state.
+    #[error(
+        "{op} needs a model that trains; this one was rebuilt for inference by from_checkpoint \
+         (build it from its config and call load_checkpoint to train)"
+    )]
+    InferenceOnly { op: &'static str },
+
     /// A model was built for the GPU backend without a [`crate::Gpu`] to build it on.
     #[error("the GPU backend needs a Gpu: pass Some(&gpu), or build with Backend::Cpu")]
     MissingGpu,

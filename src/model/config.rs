@@ -1,10 +1,13 @@
 //! The model description: layers, loss, optimizer, seed. Plain data with a builder; the graph
 //! (`graph.rs`) checks it and derives what the backends run, and [`crate::model::Model::build`] builds it.
 
+use serde::{Deserialize, Serialize};
+
 use crate::Activation;
 
 /// How a dense layer's weights start.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Init {
     /// He (Kaiming) uniform: `U(−√(6/in), √(6/in))`, for ReLU nets. Biases start at 0.
@@ -18,7 +21,8 @@ pub enum Init {
 }
 
 /// One layer. Dense weights are stored `(out, in)`, PyTorch's layout: `y = x · Wᵀ + b`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Layer {
     /// A fully connected layer from `inputs` to `outputs` values, with an optional bias.
@@ -39,7 +43,8 @@ pub enum Layer {
 }
 
 /// What training minimises: the mean over the batch (and outputs) of a per-sample loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Loss {
     /// `(y − t)²`, averaged over every output value.
@@ -64,7 +69,8 @@ impl Loss {
 
 /// The update rule, with its starting learning rate (changed later only through
 /// [`crate::model::Model::set_learning_rate`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Optimizer {
     Sgd {
@@ -112,7 +118,11 @@ pub enum Backend {
 /// let mut model = config.build_cpu().unwrap();
 /// model.train_step(&[1.0, 0.0, 1.0], &Target::Values(&[1.0])).unwrap();
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+///
+/// It is serde data: [`crate::model::Model::save`] writes it into the checkpoint's metadata
+/// as JSON, and [`crate::model::Model::from_checkpoint`] rebuilds the model from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub(crate) inputs: usize,
     pub(crate) layers: Vec<Layer>,

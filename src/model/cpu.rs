@@ -71,7 +71,8 @@ impl<T: Scalar> CpuModel<T> {
             .iter()
             .map(|v| Tensors {
                 value: from_f32(v),
-                grad: vec![T::zero(); v.len()],
+                // A model that does not train keeps no gradients (and no state: `states` is 0).
+                grad: if graph.trains { vec![T::zero(); v.len()] } else { Vec::new() },
                 state: vec![vec![T::zero(); v.len()]; states],
             })
             .collect();
@@ -263,7 +264,10 @@ impl Engine for CpuModel<f32> {
         let tensors = &self.params[p];
         Ok(to_f32(match part {
             Part::Value => &tensors.value,
-            Part::Gradient => &tensors.grad,
+            Part::Gradient => {
+                self.graph.check_trains("gradients")?;
+                &tensors.grad
+            }
         }))
     }
 

@@ -67,6 +67,9 @@ pub(crate) struct Graph {
     /// Layers that run in training before the loss: all, or all but a final Softmax whose
     /// cross-entropy is fused (computed from the softmax's input).
     pub(crate) trunk: usize,
+    /// False for a model rebuilt for inference ([`crate::model::Model::from_checkpoint`]):
+    /// the backends then keep no gradients and no optimizer state, and training is an error.
+    pub(crate) trains: bool,
 }
 
 impl Graph {
@@ -155,7 +158,7 @@ impl Graph {
         }
         let fused = config.loss == Loss::SoftmaxCrossEntropy && config.layers.last() == Some(&Layer::Softmax);
         let trunk = config.layers.len() - usize::from(fused);
-        Ok(Graph { config: config.clone(), widths, params, trunk })
+        Ok(Graph { config: config.clone(), widths, params, trunk, trains: true })
     }
 
     pub(crate) fn layers(&self) -> &[Layer] {
@@ -222,9 +225,15 @@ impl Graph {
         Ok(values)
     }
 
-    /// The names of the optimizer's state tensors per parameter.
+    /// The names of the optimizer's state tensors per parameter (none in a model that does
+    /// not train).
     pub(crate) fn state_names(&self) -> &'static [&'static str] {
-        state_names(self.config.optimizer)
+        if self.trains { state_names(self.config.optimizer) } else { &[] }
+    }
+
+    /// An error unless the model trains: `op` needs gradients or optimizer state.
+    pub(crate) fn check_trains(&self, op: &'static str) -> Result<()> {
+        if self.trains { Ok(()) } else { Err(Error::InferenceOnly { op }) }
     }
 
     /// Each dropout layer draws its own mask: its seed mixes the model's seed with its index.

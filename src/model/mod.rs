@@ -64,15 +64,73 @@ impl Model {
     /// [`Error::BufferTooLarge`] for a parameter past the adapter's limits.
     pub fn build(config: &ModelConfig, backend: Backend, gpu: Option<&crate::Gpu>) -> Result<Model> {
         let graph = Graph::new(config)?;
+        Self::build_graph(graph, backend, gpu, |graph| graph.initial_values())
+    }
+
+    /// Rebuilds a model from a checkpoint alone, for inference: the config [`Model::save`]
+    /// wrote into its metadata, and its weights. It keeps no gradients and no optimizer state,
+    /// so training calls are [`Error::InferenceOnly`]; to train on, build its config
+    /// (`model.config()`) and call [`Model::load_checkpoint`]. A file without a config (one
+    /// exported from PyTorch) is an [`Error::Data`] saying so, as is a config the crate cannot
+    /// build or a tensor that does not fit it; nothing is allocated for a tensor before the
+    /// file's header has been checked against the config.
+    pub fn from_checkpoint(
+        path: impl AsRef<std::path::Path>,
+        backend: Backend,
+        gpu: Option<&crate::Gpu>,
+    ) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path)
+            .map_err(|e| crate::data::idx::data_error(path, format!("cannot read: {e}")))?;
+        Self::rebuild(&bytes, path, backend, gpu)
+    }
+
+    /// Like [`Model::from_checkpoint`], from a checkpoint held in memory; errors name the
+    /// source as `name`.
+    pub fn from_checkpoint_bytes(
+        bytes: &[u8],
+        name: &str,
+        backend: Backend,
+        gpu: Option<&crate::Gpu>,
+    ) -> Result<Model> {
+        Self::rebuild(bytes, name.as_ref(), backend, gpu)
+    }
+
+    fn rebuild(
+        bytes: &[u8],
+        path: &std::path::Path,
+        backend: Backend,
+        gpu: Option<&crate::Gpu>,
+    ) -> Result<Model> {
+        let config = checkpoint::config(bytes, path)?;
+        let mut graph = Graph::new(&config)
+            .map_err(|e| crate::data::idx::data_error(path, format!("its model config: {e}")))?;
+        graph.trains = false;
+        let contents = checkpoint::read(&graph, bytes, path)?;
+        let mut model = Self::build_graph(graph, backend, gpu, |graph| Ok(contents.values(graph)))?;
+        if let Some(steps) = contents.steps {
+            model.engine.set_steps(steps)?;
+        }
+        Ok(model)
+    }
+
+    /// Builds `graph` on `backend` with the parameters' starting `values`: the one place that
+    /// knows both backends.
+    fn build_graph(
+        graph: Graph,
+        backend: Backend,
+        gpu: Option<&crate::Gpu>,
+        values: impl FnOnce(&Graph) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<Model> {
         let engine: Box<dyn Engine> = match backend {
             Backend::Cpu => {
-                let values = graph.initial_values()?;
+                let values = values(&graph)?;
                 Box::new(cpu::CpuModel::<f32>::new(graph, values))
             }
             Backend::Gpu => {
                 let gpu = gpu.ok_or(Error::MissingGpu)?;
                 gpu::GpuModel::check_fits(gpu, &graph)?;
-                let values = graph.initial_values()?;
+                let values = values(&graph)?;
                 Box::new(gpu::GpuModel::new(gpu, graph, values)?)
             }
         };
@@ -93,6 +151,7 @@ impl Model {
     /// loss, backward and the optimizer update. On the GPU this is one submit, and the loss
     /// stays on the GPU, added to a running total that [`Model::take_loss`] reads.
     pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
+        self.engine.graph().check_trains("train_step")?;
         self.engine.train_step(x, target)
     }
 
@@ -186,6 +245,7 @@ impl Model {
         seed: u64,
         progress: &mut dyn FnMut(EpochProgress),
     ) -> Result<f32> {
+        self.engine.graph().check_trains("train_epoch")?;
         if batch_size == 0 {
             return Err(Error::shape("train_epoch", "a batch size of at least 1", "0"));
         }
@@ -197,8 +257,8 @@ impl Model {
         self.engine.evaluate_resident(data)
     }
 
-    /// Saves the weights, the optimizer's state and the step count as a safetensors file,
-    /// atomically.
+    /// Saves the weights, the optimizer's state, the step count and the config as a
+    /// safetensors file, atomically (see [`Model::from_checkpoint`] for the config).
     ///
     /// Tensor names: `layers.{i}.weight` (a dense layer's `(out, in)`, a layer norm's gain)
     /// and `layers.{i}.bias` for the layer at index i of the config;
@@ -207,9 +267,12 @@ impl Model {
         checkpoint::save(self.engine.as_ref(), self.engine.graph(), path.as_ref())
     }
 
-    /// Loads a checkpoint saved by [`Model::save`] (or any safetensors file with the
-    /// `layers.*` tensors, from PyTorch say). A missing or misshapen tensor is an error naming
-    /// the file, and then the model is left unchanged.
+    /// Loads a checkpoint saved by [`Model::save`], or a PyTorch `state_dict` saved with
+    /// safetensors: an `nn.Sequential`'s own (`0.weight`, `2.weight`, …, numbered as the
+    /// config numbers its layers) or one under any one prefix (`model.0.weight`, …), in F32,
+    /// F16, BF16 or F64. A missing, misshapen or extra parameter, or a value not finite in
+    /// f32, is an [`Error::Data`] naming the file and the tensor, and then the model is left
+    /// unchanged. Optimizer state and the step count are restored when the file has them.
     pub fn load_checkpoint(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let graph = self.engine.graph().clone();
         checkpoint::load(self.engine.as_mut(), &graph, path.as_ref())
@@ -237,6 +300,7 @@ impl Model {
         x: &[f32],
         target: &Target,
     ) -> Result<()> {
+        self.engine.graph().check_trains("record_train_step")?;
         self.gpu_model("record_train_step")?.record_train_step(encoder, x, target)
     }
 

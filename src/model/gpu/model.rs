@@ -146,16 +146,18 @@ impl GpuModel {
             .map(|(param, values)| {
                 Ok(ParamTensors {
                     value: gpu.upload(values, param.rows, param.cols)?,
-                    grad: gpu.zeros(param.rows, param.cols)?,
+                    grad: graph.trains.then(|| gpu.zeros(param.rows, param.cols)).transpose()?,
                     state: (0..states).map(|_| gpu.zeros(param.rows, param.cols)).collect::<Result<_>>()?,
                 })
             })
             .collect::<Result<_>>()?;
         let shared = Shared { params, settings_row, dropout_counter };
-        let updates = {
+        let updates = if graph.trains {
             let mut binder = Binder { gpu, graph: &graph, shared: &shared, plan: None, out: Vec::new() };
             ops::updates(&mut binder, &graph)?;
             binder.out
+        } else {
+            Vec::new()
         };
         Ok(GpuModel {
             gpu: gpu.clone(),
@@ -422,7 +424,7 @@ impl Engine for GpuModel {
         let tensors = &self.shared.params[p];
         self.gpu.read(match part {
             Part::Value => &tensors.value,
-            Part::Gradient => &tensors.grad,
+            Part::Gradient => tensors.grad.as_ref().ok_or(Error::InferenceOnly { op: "gradients" })?,
         })
     }
 

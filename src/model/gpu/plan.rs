@@ -10,11 +10,12 @@ use crate::model::ops::{self, Ops};
 use crate::shape::MatmulForm;
 use crate::{Activation, Dispatch, Gpu, GpuLabels, GpuTensor, Result};
 
-/// One parameter's tensors on the GPU: its values, gradient and optimizer state.
+/// One parameter's tensors on the GPU: its values, gradient and optimizer state (no gradient
+/// and no state in a model that does not train).
 #[derive(Debug)]
 pub(crate) struct ParamTensors {
     pub(crate) value: GpuTensor,
-    pub(crate) grad: GpuTensor,
+    pub(crate) grad: Option<GpuTensor>,
     pub(crate) state: Vec<GpuTensor>,
 }
 
@@ -119,7 +120,7 @@ impl Binder<'_> {
         let param = |p: usize| -> &ParamTensors { &self.shared.params[p] };
         match slot {
             Slot::Param(p) => &param(p).value,
-            Slot::ParamGrad(p) => &param(p).grad,
+            Slot::ParamGrad(p) => param(p).grad.as_ref().expect("training binds only in models that train"),
             slot => self.plan.expect("batch slots are bound in a plan").get(self.graph, slot),
         }
     }
@@ -249,13 +250,12 @@ impl Ops for Binder<'_> {
 
     fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()> {
         let (gpu, settings, t) = (self.gpu, &self.shared.settings_row, &self.shared.params[p]);
+        let grad = self.get(Slot::ParamGrad(p));
         let d = match optimizer {
-            Optimizer::Sgd { .. } => gpu.sgd_update(&t.value, &t.grad, settings),
-            Optimizer::Momentum { .. } => gpu.momentum_update(&t.value, &t.state[0], &t.grad, settings),
-            Optimizer::Adam { .. } => gpu.adam_update(&t.value, &t.state[0], &t.state[1], &t.grad, settings),
-            Optimizer::AdamW { .. } => {
-                gpu.adamw_update(&t.value, &t.state[0], &t.state[1], &t.grad, settings)
-            }
+            Optimizer::Sgd { .. } => gpu.sgd_update(&t.value, grad, settings),
+            Optimizer::Momentum { .. } => gpu.momentum_update(&t.value, &t.state[0], grad, settings),
+            Optimizer::Adam { .. } => gpu.adam_update(&t.value, &t.state[0], &t.state[1], grad, settings),
+            Optimizer::AdamW { .. } => gpu.adamw_update(&t.value, &t.state[0], &t.state[1], grad, settings),
         };
         self.push(d)
     }
