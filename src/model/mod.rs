@@ -291,7 +291,7 @@ impl Model {
     }
 
     /// Records one training step into an app's `encoder` instead of submitting it: the batch
-    /// travels as a copy in the same encoder (through a staging belt, reused once the app's
+    /// travels as a copy in the same encoder (from upload buffers reused once the app's
     /// submit is done), then forward, loss, backward and update, so several steps may be
     /// recorded in one frame. Nothing blocks, polls or maps. GPU backend only.
     pub fn record_train_step(
