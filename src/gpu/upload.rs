@@ -40,7 +40,7 @@ impl Uploads {
         bytes: &[u8],
     ) -> Result<()> {
         let context = "uploading a batch into the app's encoder";
-        // Copies move whole 4-byte words, as f32 and u32 are.
+        // Copies move whole 4-byte words; batches are f32 and u32, never empty.
         let size = bytes.len() as u64;
         if let Ok(mut returned) = self.returned.lock() {
             self.free.append(&mut returned);
@@ -76,13 +76,12 @@ impl Uploads {
         })??;
         gpu.tally.uploaded(size);
         let (buffer, returned) = (free.buffer.clone(), self.returned.clone());
-        let mut free = Some(free);
         encoder.map_buffer_on_submit(&buffer, wgpu::MapMode::Write, .., move |mapped| {
             // A failed map (a lost device) lets the buffer go rather than reuse it unmapped.
             if let (Ok(()), Ok(mut returned)) = (mapped, returned.lock())
                 && returned.len() < KEEP
             {
-                returned.extend(free.take());
+                returned.push(free);
             }
         });
         Ok(())
