@@ -25,14 +25,17 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     prefix.push(".");
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".tmp");
-    // A temporary file is private (0600); the saved file keeps the old one's permissions, or
-    // gets what `std::fs::write` would give under the usual umask.
+    // tempfile makes private files (0600). A new file gets what `fs::write` gives (0666 less
+    // the umask, which applies at creation); a replaced one keeps its permissions exactly
+    // (set on the open file, where the umask does not apply).
     #[cfg(unix)]
-    builder.permissions(match std::fs::metadata(path) {
-        Ok(old) => old.permissions(),
-        Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    });
-    let mut temporary = builder.tempfile_in(folder).map_err(io)?;
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let temporary = builder.tempfile_in(folder).map_err(io)?;
+    #[cfg(unix)]
+    if let Ok(old) = std::fs::metadata(path) {
+        temporary.as_file().set_permissions(old.permissions()).map_err(io)?;
+    }
+    let mut temporary = temporary;
     temporary.write_all(bytes).map_err(io)?;
     temporary.as_file().sync_all().map_err(io)?;
     // On failure the temporary file is removed when `persist`'s error is dropped.

@@ -56,12 +56,9 @@ impl MatmulForm {
 
 /// Fails unless `len == rows * cols`.
 pub(crate) fn check_len(op: &'static str, what: &str, len: usize, rows: usize, cols: usize) -> Result<()> {
-    if len != rows * cols {
-        return Err(Error::shape(
-            op,
-            format!("{what} of {rows}x{cols} = {} values", rows * cols),
-            format!("{len} values"),
-        ));
+    // Checked: the CPU's products trust this length in an unsafe block.
+    if rows.checked_mul(cols) != Some(len) {
+        return Err(Error::shape(op, format!("{what} of {rows}x{cols} values"), format!("{len} values")));
     }
     Ok(())
 }

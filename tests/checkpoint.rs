@@ -270,12 +270,17 @@ fn saves_from_many_threads_at_once_never_tear_a_file() {
 fn a_save_keeps_the_files_permissions() {
     use std::os::unix::fs::PermissionsExt;
     let folder = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // What fs::write gives a new file under this process's umask.
+    let probe = folder.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
     let path = folder.path().join("kept.safetensors");
     let model = build(Backend::Cpu, 5);
     model.save(&path).unwrap();
-    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&path), 0o644, "a new checkpoint is readable by others, as fs::write makes it");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    model.save(&path).unwrap();
-    assert_eq!(mode(&path), 0o600, "an overwritten one keeps the owner's choice");
+    assert_eq!(mode(&path), mode(&probe), "a new checkpoint gets what fs::write would give it");
+    for kept in [0o600, 0o664, 0o640] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(kept)).unwrap();
+        model.save(&path).unwrap();
+        assert_eq!(mode(&path), kept, "an overwritten one keeps the owner's choice");
+    }
 }

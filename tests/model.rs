@@ -223,6 +223,16 @@ fn bad_input_is_a_clear_error() {
     assert!(matches!(err, Error::MissingGpu), "{err}");
     let err = ModelConfig::new(3).dense_with(2, true, Init::Uniform(1.0, -1.0)).build_cpu().unwrap_err();
     assert!(matches!(err, Error::InvalidLayer { layer: 0, .. }), "{err}");
+    // A range whose width overflows f32 would draw infinities.
+    let err = ModelConfig::new(3).dense_with(2, true, Init::Uniform(-3e38, 3e38)).build_cpu().unwrap_err();
+    assert!(matches!(err, Error::InvalidLayer { layer: 0, .. }), "{err}");
+    // Sizes whose product overflows are refused before anything is multiplied.
+    let err = ModelConfig::new(1 << 33).dense(1 << 33).build_cpu().unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidLayer { layer: 0, .. })
+            && err.to_string().contains("more than any memory"),
+        "{err}"
+    );
     let wide = ModelConfig::new(3).dense(wgpu_nn::gpu::MAX_LAYER_NORM_COLS + 1).layer_norm();
     assert!(
         matches!(wide.build_gpu(gpu), Err(Error::Shape { op: "build", .. })),

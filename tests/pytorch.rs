@@ -116,6 +116,31 @@ fn a_saved_model_rebuilds_from_its_file_alone_for_inference() {
     }
 }
 
+/// A file without optimizer state (PyTorch's) starts training afresh from its weights: after
+/// it, a model that had trained for a while steps exactly as a new model given the same file.
+#[test]
+fn loading_a_pytorch_file_starts_the_optimizer_afresh() {
+    let config = network().optimizer(Optimizer::Adam { lr: 0.01 }).seed(4);
+    let (x, labels) = (random(6 * 4, 7), [0, 1, 2, 2, 1, 0]);
+    for backend in backends() {
+        let mut seasoned = config.build(backend, gpu()).unwrap();
+        for _ in 0..10 {
+            seasoned.train_step(&x, &Target::Labels(&labels)).unwrap();
+        }
+        let mut fresh = config.build(backend, gpu()).unwrap();
+        for model in [&mut seasoned, &mut fresh] {
+            model.load_checkpoint(fixture("sequential.safetensors")).unwrap();
+            for _ in 0..3 {
+                model.train_step(&x, &Target::Labels(&labels)).unwrap();
+            }
+        }
+        for layer in [0, 2, 4, 5, 7] {
+            let (a, b) = (seasoned.weights(layer).unwrap(), fresh.weights(layer).unwrap());
+            assert_eq!(a, b, "{backend:?} layer {layer}: zero moments and step 0, as a new model's");
+        }
+    }
+}
+
 /// Writes a safetensors file of f32 tensors (and optional metadata) for the error cases.
 fn write(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)], metadata: Option<(&str, &str)>) {
     let views: Vec<(String, TensorView)> = tensors
@@ -164,17 +189,23 @@ fn bad_pytorch_files_and_configs_are_errors_naming_file_and_tensor() {
         [1e300f64; 6].iter().flat_map(|v| v.to_le_bytes()).collect(),
     );
     let huge = case("huge.safetensors", huge, None);
+    let mixed = case("mixed.safetensors", [dense("layers."), dense("model.")].concat(), None);
+    let mut partial = dense("layers.");
+    partial.push(("optimizer.layers.0.weight.m".into(), Dtype::F32, vec![3, 2], f32s(&[0.0; 6])));
+    let partial = case("partial.safetensors", partial, None);
     let mut nan = dense("model.");
     nan[1] = ("model.0.bias".into(), Dtype::F32, vec![3], f32s(&[0.0, f32::NAN, 0.0]));
     let nan = case("nan.safetensors", nan, None);
     for backend in backends() {
-        let mut model = small.build(backend, gpu()).unwrap();
+        let mut model = small.clone().optimizer(Optimizer::Adam { lr: 0.1 }).build(backend, gpu()).unwrap();
         let before = model.weights(0).unwrap();
         for (path, problem) in [
             (&two_prefixes, r#"0.weight is under several prefixes (["model.", "net."])"#),
             (&extra, "tensor 4.weight has no place in this model's config"),
             (&huge, "tensor 0.weight value inf at index 0 is not finite as f32"),
             (&nan, "tensor model.0.bias value NaN at index 1 is not finite as f32"),
+            (&mixed, r#"0.weight is under several prefixes (["layers.", "model."])"#),
+            (&partial, "has 1 of the 8 optimizer state tensors this model needs: all or none"),
         ] {
             match model.load_checkpoint(path) {
                 Err(Error::Data { file, problem: got }) => {

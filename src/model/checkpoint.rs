@@ -17,14 +17,20 @@
 //! `{i}.weight` as a plain `nn.Sequential`'s `state_dict()` has them, or `model.{i}.weight`,
 //! `net.{i}.weight`… as a module holding one has them. Tensors may be F32, F16, BF16 or F64
 //! (converted to f32; a value that is not finite in f32 is an error). Every parameter must be
-//! there with its shape, and no other parameter may be (PyTorch's `strict` loading); optimizer
-//! state is restored when present (a file from PyTorch has none, and the state starts afresh).
-//! Errors name the file and the tensor, and leave the model as it was.
+//! there with its shape, and no other parameter may be (PyTorch's `strict` loading). The
+//! optimizer's state is all there or not at all: with all of it, it and the step count are
+//! restored; with none (a file from PyTorch, from another optimizer, or from a model rebuilt
+//! for inference), training starts afresh from the file's weights, with zero state at step 0.
+//! Names, shapes and dtypes are all checked before anything is decoded; errors name the file
+//! and the tensor, and leave the model as it was.
+//!
+//! The config in the metadata holds the starting learning rate: a schedule set through
+//! `set_learning_rate` is the training loop's to apply again after a reload.
 //!
 //! Saving is atomic and durable (`atomic_file.rs`): a crash midway leaves the old checkpoint
 //! whole, and saves from several threads or processes at once never tear each other's file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -133,26 +139,25 @@ pub(crate) fn load_bytes(
     for (entry, values) in contents.tensors {
         model.write_entry(entry.param, entry.which, &values)?;
     }
-    if let Some(steps) = contents.steps {
-        model.set_steps(steps)?;
-    }
-    Ok(())
+    model.set_steps(contents.steps)
 }
 
 /// What a checkpoint holds for a model of `graph`, checked and converted to f32.
 pub(crate) struct Contents {
-    /// Every parameter's values (in layout order), then whatever optimizer state the file has.
+    /// Every tensor the model has: its parameters' values and its optimizer state (the
+    /// file's, or zeros when the file has none).
     pub(crate) tensors: Vec<(Entry, Vec<f32>)>,
-    pub(crate) steps: Option<u32>,
+    /// Training steps taken: the file's, or 0 when the state starts afresh.
+    pub(crate) steps: u32,
 }
 
 impl Contents {
-    /// Each parameter's values, by its index in the graph.
-    pub(crate) fn values(&self, graph: &Graph) -> Vec<Vec<f32>> {
+    /// Each parameter's values, by its index in the graph (the state is left behind).
+    pub(crate) fn into_values(self, graph: &Graph) -> Vec<Vec<f32>> {
         let mut values = vec![Vec::new(); graph.params.len()];
-        for (entry, v) in &self.tensors {
+        for (entry, v) in self.tensors {
             if entry.which == Which::Value {
-                values[entry.param] = v.clone();
+                values[entry.param] = v;
             }
         }
         values
@@ -181,52 +186,80 @@ pub(crate) fn config(bytes: &[u8], path: &Path) -> Result<ModelConfig> {
         .map_err(|e| data_error(path, format!("metadata config is not a model config: {e}")))
 }
 
-/// Reads and checks every tensor a model of `graph` needs from checkpoint `bytes`.
+/// Reads and checks every tensor a model of `graph` needs from checkpoint `bytes`: first every
+/// name, shape and dtype against the graph (nothing is decoded before the whole file fits),
+/// then the values.
 pub(crate) fn read(graph: &Graph, bytes: &[u8], path: &Path) -> Result<Contents> {
     let (file, metadata) = parse(bytes, path)?;
     let names: Vec<&str> = file.names();
     let entries = layout(graph);
     let prefix = parameter_prefix(&entries, &names, path)?;
-    // The parameters' names in this file, for the strict check below.
-    let mut expected = Vec::new();
-    let mut tensors = Vec::new();
+    let mut found = Vec::new();
+    let mut expected = HashSet::new();
+    let (mut states, mut states_found) = (0, 0);
     for entry in entries {
         let name = match entry.which {
             Which::Value => format!("{prefix}{}", entry.name.trim_start_matches("layers.")),
-            // Optimizer state is ours alone: only in files saved here.
-            Which::State(_) if prefix == "layers." => entry.name.clone(),
-            Which::State(_) => continue,
+            Which::State(_) => entry.name.clone(),
         };
-        let tensor = match file.tensor(&name) {
-            Ok(tensor) => tensor,
-            Err(_) if entry.which != Which::Value => continue,
-            Err(_) => return Err(data_error(path, format!("missing tensor {name}"))),
-        };
-        if entry.which == Which::Value {
-            expected.push(name.clone());
+        let tensor = file.tensor(&name).ok();
+        match (entry.which, tensor) {
+            (Which::Value, None) => return Err(data_error(path, format!("missing tensor {name}"))),
+            (Which::Value, Some(tensor)) => {
+                expected.insert(name.clone());
+                found.push((check(tensor, &entry.shape, &name, path)?, entry, name));
+            }
+            (Which::State(_), tensor) => {
+                states += 1;
+                // Optimizer state is ours alone: only in files saved here.
+                if let Some(tensor) = tensor.filter(|_| prefix == "layers.") {
+                    states_found += 1;
+                    found.push((check(tensor, &entry.shape, &name, path)?, entry, name));
+                }
+            }
         }
-        let values = decode(&tensor, &entry.shape, &name, path)?;
-        tensors.push((entry, values));
     }
     // PyTorch's strict loading: a parameter the config has no place for means another model.
-    let stray = names.iter().filter(|n| !n.starts_with("optimizer.")).find(|n| {
-        n.strip_prefix(prefix.as_str()).is_some_and(is_parameter_name) && !expected.iter().any(|e| e == *n)
-    });
+    let stray = names
+        .iter()
+        .filter(|n| !n.starts_with("optimizer."))
+        .find(|n| n.strip_prefix(prefix.as_str()).is_some_and(is_parameter_name) && !expected.contains(**n));
     if let Some(stray) = stray {
+        let mut expected: Vec<_> = expected.into_iter().collect();
+        expected.sort();
+        return Err(data_error(
+            path,
+            format!("tensor {stray} has no place in this model's config (its parameters: {expected:?})"),
+        ));
+    }
+    // The optimizer's state is all there or not at all: a mix would pair new moments with
+    // old ones. With none (a file from PyTorch, from another optimizer, or from a model that
+    // did not train), it starts afresh, as from a new model: zero state, step 0.
+    if states_found != 0 && states_found != states {
         return Err(data_error(
             path,
             format!(
-                "tensor {stray} has no place in this model's config (its layers have parameters at {expected:?})"
+                "has {states_found} of the {states} optimizer state tensors this model needs: all or none"
             ),
         ));
     }
+    let fresh = states_found == 0 && states > 0;
+    let mut tensors = Vec::new();
+    for (tensor, entry, name) in found {
+        tensors.push((entry, decode(&tensor, &name, path)?));
+    }
+    if fresh {
+        for entry in layout(graph).into_iter().filter(|e| e.which != Which::Value) {
+            let len = graph.params[entry.param].len();
+            tensors.push((entry, vec![0.0; len]));
+        }
+    }
     let steps = match metadata.get("steps") {
-        Some(steps) => Some(
-            steps
-                .parse::<u32>()
-                .map_err(|_| data_error(path, format!("metadata steps {steps:?} is not a count")))?,
-        ),
-        None => None,
+        _ if fresh => 0,
+        Some(steps) => steps
+            .parse::<u32>()
+            .map_err(|_| data_error(path, format!("metadata steps {steps:?} is not a count")))?,
+        None => 0,
     };
     Ok(Contents { tensors, steps })
 }
@@ -239,13 +272,10 @@ fn is_parameter_name(name: &str) -> bool {
     }
 }
 
-/// The one prefix the file's parameters are under: `layers.` when it has our own names, else
-/// whatever comes before the first parameter's `{i}.weight` (`""` for a plain `nn.Sequential`).
+/// The one prefix the file's parameters are under: whatever comes before the first
+/// parameter's `{i}.weight` (`layers.` in our own files, `""` for a plain `nn.Sequential`).
 fn parameter_prefix(entries: &[Entry], names: &[&str], path: &Path) -> Result<String> {
     let Some(first) = entries.first() else { return Ok("layers.".into()) };
-    if names.contains(&first.name.as_str()) {
-        return Ok("layers.".into());
-    }
     let local = first.name.trim_start_matches("layers.");
     let mut prefixes: Vec<&str> = names
         .iter()
@@ -264,18 +294,33 @@ fn parameter_prefix(entries: &[Entry], names: &[&str], path: &Path) -> Result<St
     }
 }
 
-/// A tensor's values as f32, after checking its shape; F16, BF16 and F64 are converted.
-fn decode(tensor: &TensorView, shape: &[usize], name: &str, path: &Path) -> Result<Vec<f32>> {
+/// The tensor, if its shape is `shape` and its dtype a float this loader converts.
+fn check<'a>(tensor: TensorView<'a>, shape: &[usize], name: &str, path: &Path) -> Result<TensorView<'a>> {
     if tensor.shape() != shape {
         return Err(data_error(
             path,
             format!("tensor {name} is {:?} {:?}, expected {shape:?}", tensor.dtype(), tensor.shape()),
         ));
     }
+    if !matches!(tensor.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) {
+        return Err(data_error(
+            path,
+            format!(
+                "tensor {name} is {:?} {:?}, expected F32, F16, BF16 or F64",
+                tensor.dtype(),
+                tensor.shape()
+            ),
+        ));
+    }
+    Ok(tensor)
+}
+
+/// A checked tensor's values as f32 (F16, BF16 and F64 converted); a value that is not finite
+/// in f32 is an error.
+fn decode(tensor: &TensorView, name: &str, path: &Path) -> Result<Vec<f32>> {
     // The data need not be aligned in the file: decode from bytes rather than cast.
     let data = tensor.data();
     let values: Vec<f32> = match tensor.dtype() {
-        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::BF16 => {
             data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
@@ -283,12 +328,7 @@ fn decode(tensor: &TensorView, shape: &[usize], name: &str, path: &Path) -> Resu
         Dtype::F64 => {
             data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect()
         }
-        other => {
-            return Err(data_error(
-                path,
-                format!("tensor {name} is {other:?} {:?}, expected F32, F16, BF16 or F64", tensor.shape()),
-            ));
-        }
+        _ => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
     };
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(data_error(

@@ -91,7 +91,7 @@ impl Graph {
             match layer {
                 Layer::Dense { inputs, outputs, bias, init } => {
                     if let Init::Uniform(low, high) = init
-                        && !(low < high && low.is_finite() && high.is_finite())
+                        && !(low < high && (high - low).is_finite())
                     {
                         return Err(Error::InvalidLayer {
                             layer: i,
@@ -109,6 +109,14 @@ impl Graph {
                     }
                     if *outputs == 0 {
                         return Err(Error::shape(op, format!("layer {i} (dense) with outputs"), "0 outputs"));
+                    }
+                    // Sizes are multiplied everywhere after this: refuse what cannot be held.
+                    let bytes = outputs.checked_mul(*inputs).and_then(|n| n.checked_mul(4));
+                    if bytes.is_none_or(|b| b > isize::MAX as usize) {
+                        return Err(Error::InvalidLayer {
+                            layer: i,
+                            problem: format!("{outputs}x{inputs} weights are more than any memory holds"),
+                        });
                     }
                     params.push(Param {
                         layer: i,
@@ -185,10 +193,10 @@ impl Graph {
 
     /// The parameter named `name` of layer `layer`, or an error naming what is there.
     pub(crate) fn param(&self, op: &'static str, layer: usize, name: &'static str) -> Result<usize> {
-        if let Some(p) = self.params.iter().position(|p| p.layer == layer && p.name == name) {
+        if let Some(p) = self.params_of(layer).find(|&p| self.params[p].name == name) {
             return Ok(p);
         }
-        if name == "bias" && self.params.iter().any(|p| p.layer == layer) {
+        if name == "bias" && self.params_of(layer).next().is_some() {
             return Err(no_bias(layer));
         }
         Err(Error::shape(
@@ -198,9 +206,11 @@ impl Graph {
         ))
     }
 
-    /// The parameters of layer `l`, in order (weight, then bias).
-    pub(crate) fn params_of(&self, l: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..self.params.len()).filter(move |&p| self.params[p].layer == l)
+    /// The parameters of layer `l`, in order (weight, then bias). They are stored in layer
+    /// order, so this is a binary search, not a scan: a config of many layers (a hostile
+    /// checkpoint's, say) costs linear time, not quadratic.
+    pub(crate) fn params_of(&self, l: usize) -> std::ops::Range<usize> {
+        self.params.partition_point(|p| p.layer < l)..self.params.partition_point(|p| p.layer <= l)
     }
 
     /// Every parameter's starting values, drawn from the config's seed in layer order: the

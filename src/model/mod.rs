@@ -107,10 +107,9 @@ impl Model {
             .map_err(|e| crate::data::idx::data_error(path, format!("its model config: {e}")))?;
         graph.trains = false;
         let contents = checkpoint::read(&graph, bytes, path)?;
-        let mut model = Self::build_graph(graph, backend, gpu, |graph| Ok(contents.values(graph)))?;
-        if let Some(steps) = contents.steps {
-            model.engine.set_steps(steps)?;
-        }
+        let steps = contents.steps;
+        let mut model = Self::build_graph(graph, backend, gpu, |graph| Ok(contents.into_values(graph)))?;
+        model.engine.set_steps(steps)?;
         Ok(model)
     }
 
@@ -272,7 +271,10 @@ impl Model {
     /// config numbers its layers) or one under any one prefix (`model.0.weight`, …), in F32,
     /// F16, BF16 or F64. A missing, misshapen or extra parameter, or a value not finite in
     /// f32, is an [`Error::Data`] naming the file and the tensor, and then the model is left
-    /// unchanged. Optimizer state and the step count are restored when the file has them.
+    /// unchanged. The optimizer's state and the step count are restored when the file has the
+    /// state for every parameter (one saved here by a model with this optimizer); a file with
+    /// none starts training afresh from its weights (zero state, step 0); a file with part of
+    /// it is an error.
     pub fn load_checkpoint(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let graph = self.engine.graph().clone();
         checkpoint::load(self.engine.as_mut(), &graph, path.as_ref())

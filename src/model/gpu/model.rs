@@ -36,10 +36,14 @@ struct GpuData {
     gathers: HashMap<(usize, usize, bool), Vec<Dispatch>>,
 }
 
-/// Plans a model keeps, least recently used out first. An epoch uses two (its batch size and
-/// a short last batch) and `evaluate_resident` two more, so a training loop keeps every plan
-/// it uses; any stream of batch sizes (a server's, a live app's) holds at most this many.
+/// Plans a model keeps, least recently used out first: any stream of batch sizes (a
+/// server's, a live app's) holds at most this many. An epoch uses two (its batch size and a
+/// short last batch) and `evaluate_resident` two, so a loop of epochs and one evaluation
+/// keeps every plan it uses; a loop over more sizes rebuilds the oldest each time it comes
+/// back (a cost in speed, not memory).
 pub(crate) const PLANS_KEPT: usize = 4;
+// `train_epoch` and `evaluate_resident` each use two plans within one call.
+const _: () = assert!(PLANS_KEPT >= 2);
 
 /// A model's plans by (rows, training), the most recently used last.
 #[derive(Debug, Default)]
