@@ -3,6 +3,10 @@
 //! forward pass over the app's buffer.
 
 mod common;
+/// The `live_boundary` example's frame: its network, for the soak below.
+#[allow(dead_code)]
+#[path = "../examples/live_boundary/scene.rs"]
+mod live_boundary;
 
 use common::{assert_close, gpu, random, random_labels};
 use wgpu_nn::model::{Backend, Loss, Model, ModelConfig, Optimizer, Target};
@@ -282,24 +286,15 @@ fn misuse_is_an_error_not_a_panic() {
 
 /// A soak of `live_boundary`'s loop, headless: 10,000 frames, each recording a training step
 /// over the spirals, a loss read and a forward pass over the app's grid buffer into the app's
-/// encoder (the example's network; fewer points and a coarser grid, to keep it short), with
-/// two frames in flight as a swapchain allows. After the first frames, what the crate holds (memory, buffers, bind groups, kept staging buffers) never changes,
-/// and every loss read arrives.
+/// encoder (the example's own network; fewer points and a coarser grid, to keep it short),
+/// with two frames in flight as a swapchain allows. After the first frames, what the crate
+/// holds (memory, buffers, bind groups, kept staging buffers) never changes, and every loss
+/// read arrives.
 #[test]
 fn ten_thousand_frames_of_the_live_loop_hold_everything_flat() {
     let Some((device, queue)) = app_device() else { return };
     let gpu = Gpu::from_device(device.clone(), queue.clone()).unwrap();
-    let config = ModelConfig::new(2)
-        .dense(64)
-        .tanh()
-        .dense(64)
-        .tanh()
-        .dense(3)
-        .softmax()
-        .loss(Loss::SoftmaxCrossEntropy)
-        .optimizer(Optimizer::Adam { lr: 0.01 })
-        .seed(1);
-    let mut model = config.build_gpu(&gpu).unwrap();
+    let mut model = live_boundary::network().build_gpu(&gpu).unwrap();
     let data = wgpu_nn::data::spirals(20, 3, 0.15, 7).unwrap();
     let grid: Vec<f32> =
         (0..16 * 16).flat_map(|i| [(i % 16) as f32 / 8.0 - 1.0, (i / 16) as f32 / 8.0 - 1.0]).collect();
