@@ -11,7 +11,10 @@ pub enum Error {
          driver (`apt-get install mesa-vulkan-drivers libvulkan1`), or try WGPU_BACKEND=gl; \
          or use the CPU backend"
     )]
-    NoAdapter { detail: String },
+    NoAdapter {
+        /// What wgpu said when asked for one.
+        detail: String,
+    },
 
     /// The adapter refused to create a device.
     #[error("the GPU adapter refused to create a device: {0}")]
@@ -19,11 +22,29 @@ pub enum Error {
 
     /// Operand shapes do not fit the op.
     #[error("{op}: shape mismatch: expected {expected}, got {actual}")]
-    Shape { op: &'static str, expected: String, actual: String },
+    Shape {
+        /// The call that refused the operands (`train_step`, `matmul_forward`, `build`, …).
+        op: &'static str,
+        /// What it needed, in words.
+        expected: String,
+        /// What it was given.
+        actual: String,
+    },
 
     /// An input or target value is NaN or infinite (checked on the host before any upload).
     #[error("{op}: {what} value {value} at row {row}, column {col} is not finite")]
-    NotFinite { op: &'static str, what: &'static str, row: usize, col: usize, value: f32 },
+    NotFinite {
+        /// The call that refused the values.
+        op: &'static str,
+        /// `input` or `target`.
+        what: &'static str,
+        /// The sample (row) of the first such value.
+        row: usize,
+        /// Its column within the sample.
+        col: usize,
+        /// The value itself: NaN or ±infinity.
+        value: f32,
+    },
 
     /// A training step's loss was NaN or infinite: found on the GPU by the loss watch (or on
     /// the CPU), reported at the next loss read. That step's update and those of any later
@@ -33,16 +54,31 @@ pub enum Error {
          were not applied, so the weights are those from before it. Lower the learning rate (or \
          reload a checkpoint) and train on"
     )]
-    Diverged { step: u64, loss: f32, skipped: u32 },
+    Diverged {
+        /// The step, counted from 1 over the model's life, whose loss was not finite.
+        step: u64,
+        /// That loss: NaN or ±infinity.
+        loss: f32,
+        /// Later steps before the report that were not applied either.
+        skipped: u32,
+    },
 
     /// A layer's setting is out of its range (a drop probability outside [0, 1), a
     /// LeakyReLU slope that is not finite); `layer` is its index in the config.
     #[error("layer {layer}: {problem}")]
-    InvalidLayer { layer: usize, problem: String },
+    InvalidLayer {
+        /// The layer's index in the config.
+        layer: usize,
+        /// What is wrong with it, in words.
+        problem: String,
+    },
 
     /// The loss was asked for, but no training step was taken since it was last read.
     #[error("{op}: no training step was taken since the loss was last read")]
-    NoSteps { op: &'static str },
+    NoSteps {
+        /// The loss read that found no steps (`take_loss`, `record_loss`).
+        op: &'static str,
+    },
 
     /// A training call on a model rebuilt for inference by
     /// [`crate::model::Model::from_checkpoint`], which keeps no gradients or optimizer state.
@@ -50,7 +86,10 @@ pub enum Error {
         "{op} needs a model that trains; this one was rebuilt for inference by from_checkpoint \
          (build it from its config and call load_checkpoint to train)"
     )]
-    InferenceOnly { op: &'static str },
+    InferenceOnly {
+        /// The training call that was refused.
+        op: &'static str,
+    },
 
     /// A model was built for the GPU backend without a [`crate::Gpu`] to build it on.
     #[error("the GPU backend needs a Gpu: pass Some(&gpu), or build with Backend::Cpu")]
@@ -58,19 +97,41 @@ pub enum Error {
 
     /// The op needs the other backend (recording into an encoder needs the GPU one).
     #[error("{op} needs a model on the GPU backend; this one runs on the CPU")]
-    NeedsGpu { op: &'static str },
+    NeedsGpu {
+        /// The GPU-only call.
+        op: &'static str,
+    },
 
     /// A buffer would exceed what the adapter allows.
     #[error("{what} needs {size} bytes, over the adapter's {limit_name} of {limit} bytes")]
-    BufferTooLarge { what: String, size: u64, limit: u64, limit_name: &'static str },
+    BufferTooLarge {
+        /// The buffer, in words (`layer 0 (dense 784 -> 128) weights`, a batch's activations).
+        what: String,
+        /// The bytes it would need.
+        size: u64,
+        /// The adapter's limit, in bytes.
+        limit: u64,
+        /// Which limit of `wgpu::Limits` that is.
+        limit_name: &'static str,
+    },
 
     /// wgpu reported a validation, out-of-memory or internal error inside an error scope.
     #[error("GPU error while {context}: {message}")]
-    Gpu { context: String, message: String },
+    Gpu {
+        /// What the crate was doing (`binding matmul_any`, `reading a buffer back`, …).
+        context: String,
+        /// What wgpu said.
+        message: String,
+    },
 
     /// A data or checkpoint file is missing, malformed or cannot be written.
     #[error("{file}: {problem}")]
-    Data { file: String, problem: String },
+    Data {
+        /// The file, or the name given to a call that reads from memory.
+        file: String,
+        /// What is wrong with it, in words (naming the tensor or header field).
+        problem: String,
+    },
 
     /// Waiting for the GPU or mapping a buffer failed (for example, the device was lost).
     #[error("GPU read-back failed: {0}")]

@@ -8,9 +8,11 @@ pub struct OptimizerSettings {
     pub lr: f32,
     /// Momentum μ (SGD with momentum).
     pub momentum: f32,
-    /// Adam's decay rates β1, β2 and ε.
+    /// Adam's decay rate β1 of the first moment (the mean of the gradients).
     pub beta1: f32,
+    /// Adam's decay rate β2 of the second moment (the mean of their squares).
     pub beta2: f32,
+    /// Adam's ε, added to the second moment's root so a step never divides by zero.
     pub eps: f32,
     /// AdamW's decoupled weight decay λ.
     pub weight_decay: f32,
@@ -40,7 +42,8 @@ impl OptimizerSettings {
     }
 
     /// The GPU row that `shaders/optimizer.wgsl` reads: `[lr, μ, β1, β2, ε, λ, β1^t, β2^t]`,
-    /// then the loss watch's four slots (see [`WATCH`]), zero: no steps watched yet.
+    /// then the loss watch's four slots (steps, loss total, first bad step, its loss), zero:
+    /// no steps watched yet.
     pub fn to_row(&self) -> [f32; SETTINGS_LEN] {
         let (p1, p2) = self.beta_powers();
         let mut row = [0.0; SETTINGS_LEN];

@@ -16,6 +16,7 @@ pub enum MatmulForm {
 }
 
 impl MatmulForm {
+    /// The three forms, for tests and benches that try each.
     pub const ALL: [MatmulForm; 3] = [MatmulForm::AB, MatmulForm::ABt, MatmulForm::AtB];
 
     /// The stored shapes `(rows, cols)` of A and B for a product of size `m×k·k×n`.
@@ -45,6 +46,7 @@ impl MatmulForm {
         Ok((m, k, n))
     }
 
+    /// The form's name in errors and reports (`matmul A·Bᵀ`).
     pub fn op_name(self) -> &'static str {
         match self {
             MatmulForm::AB => "matmul A·B",

@@ -20,9 +20,13 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Images as stored: `count` images of `rows × cols` u8 pixels, row-major, one after another.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Images {
+    /// How many images.
     pub count: usize,
+    /// Pixel rows per image (28 for MNIST).
     pub rows: usize,
+    /// Pixel columns per image.
     pub cols: usize,
+    /// `count × rows × cols` grey levels, 0 (background) to 255.
     pub pixels: Vec<u8>,
 }
 

@@ -12,17 +12,23 @@ use crate::{Error, Result};
 /// Labelled samples: `inputs` is row-major, `width` values per sample (pixels scaled to [0, 1]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
+    /// `len × width` values, row-major: sample i is `inputs[i * width..(i + 1) * width]`.
     pub inputs: Vec<f32>,
+    /// One class per sample, each below `classes`.
     pub labels: Vec<u32>,
+    /// Values per sample (784 for MNIST).
     pub width: usize,
+    /// How many classes the labels name (10 for digits).
     pub classes: usize,
 }
 
 impl Dataset {
+    /// Samples in the set.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether it has no samples.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }

@@ -161,10 +161,13 @@ impl Gpu {
         })
     }
 
+    /// The device the kernels run on (the app's, for [`Gpu::from_device`]): create encoders
+    /// with it to record [`Dispatch`]es into.
     pub fn device(&self) -> &wgpu::Device {
         &self.device
     }
 
+    /// The queue the crate submits to and writes through.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
     }

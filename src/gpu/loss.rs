@@ -93,7 +93,7 @@ impl Gpu {
 
     /// Binds the loss watch of one training step: counts the step, adds `batch_loss` (1, 1)
     /// to the total, and marks the first non-finite loss, which halts the optimizer, all in
-    /// the watch slots of `settings` (see [`crate::settings::WATCH`]). Nothing is read back.
+    /// the watch slots of `settings` (its last four values). Nothing is read back.
     pub fn watch_loss(&self, settings: &GpuTensor, batch_loss: &GpuTensor) -> Result<Dispatch> {
         let op = "watch_loss";
         check_same(op, "batch loss", batch_loss.shape(), (1, 1))?;

@@ -38,6 +38,7 @@ const K_SEGMENT: usize = 32_768;
 /// shapes and the adapter; the others exist so tests can hold each against the reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulKernel {
+    /// The fastest kernel that fits the shapes and the adapter (what the model uses).
     Auto,
     /// `matmul_any`: any shape, scalar loads.
     Scalar,

@@ -44,7 +44,8 @@ pub(crate) fn kernels(device: &wgpu::Device) -> OptimizerKernels {
 }
 
 impl Gpu {
-    /// Uploads optimizer settings as the (1, [`SETTINGS_LEN`]) row the update kernels read.
+    /// Uploads optimizer settings as the (1, 12) row the update kernels read (see
+    /// [`OptimizerSettings::to_row`]).
     pub fn upload_settings(&self, settings: &OptimizerSettings) -> Result<GpuTensor> {
         self.upload(&settings.to_row(), 1, SETTINGS_LEN)
     }

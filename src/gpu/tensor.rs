@@ -20,22 +20,27 @@ pub struct GpuTensor {
 }
 
 impl GpuTensor {
+    /// Rows: samples, for a batch.
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Columns: values per row.
     pub fn cols(&self) -> usize {
         self.cols
     }
 
+    /// `(rows, cols)`.
     pub fn shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
 
+    /// Values held: `rows × cols`.
     pub fn len(&self) -> usize {
         self.rows * self.cols
     }
 
+    /// Whether it holds no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -63,18 +68,22 @@ pub struct GpuLabels {
 }
 
 impl GpuLabels {
+    /// Labels held: one per row of the batch they label.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether it holds no labels.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The number of classes every label was checked to be below.
     pub fn classes(&self) -> usize {
         self.classes
     }
 
+    /// The underlying buffer of u32 labels, for binding in an app's own pipelines.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
     }

@@ -16,10 +16,12 @@ pub struct Resident {
 }
 
 impl Resident {
+    /// Samples in the data set.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether it has no samples.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -28,16 +30,22 @@ impl Resident {
 /// Loss, accuracy and the predicted class of every sample of a resident data set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DataEvaluation {
+    /// The mean loss over every sample (dropout off).
     pub loss: f32,
+    /// The share of samples whose arg-max output is their label, in [0, 1].
     pub accuracy: f32,
+    /// Each sample's predicted class (its arg-max output), in the data set's order.
     pub predictions: Vec<u32>,
 }
 
 /// What [`super::Model::train_epoch`] reports as it goes (no read-back is needed for it).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EpochProgress {
+    /// Training steps (minibatches) done so far in this epoch.
     pub steps_done: usize,
+    /// Steps in the whole epoch.
     pub steps: usize,
+    /// Samples trained on so far in this epoch.
     pub samples_done: usize,
     /// The mean loss of the epoch so far: after every step on the CPU; on the GPU every
     /// [`LOSS_REPORT_STEPS`] steps (one 48-byte read of the settings row with the loss watch),
@@ -72,7 +80,9 @@ pub(crate) fn next_model_id() -> u64 {
 /// or class labels (cross-entropy, NLL; one per sample).
 #[derive(Clone, Copy, Debug)]
 pub enum Target<'a> {
+    /// `rows × outputs` values, row-major: what each output should be.
     Values(&'a [f32]),
+    /// One class per row, each below the model's output width.
     Labels(&'a [u32]),
 }
 
@@ -91,7 +101,9 @@ impl<'a> From<&'a [u32]> for Target<'a> {
 /// Loss (and, for label targets, accuracy) over a data set.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Evaluation {
+    /// The batch's mean loss (dropout off).
     pub loss: f32,
+    /// For label targets, the share of rows whose arg-max output is their label.
     pub accuracy: Option<f32>,
 }
 

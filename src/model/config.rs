@@ -17,7 +17,12 @@ pub enum Init {
     /// `U(low, high)` for weights and biases alike (the lessons' `2·rand − 1` is `(-1, 1)`).
     Uniform(f32, f32),
     /// Exactly these: weights row-major `(out, in)`, and the bias when the layer has one.
-    Given { weights: Vec<f32>, bias: Option<Vec<f32>> },
+    Given {
+        /// `outputs × inputs` values, row-major `(out, in)`.
+        weights: Vec<f32>,
+        /// `outputs` values, or `None` for zeros.
+        bias: Option<Vec<f32>>,
+    },
 }
 
 /// One layer. Dense weights are stored `(out, in)`, PyTorch's layout: `y = x · Wᵀ + b`.
@@ -26,7 +31,16 @@ pub enum Init {
 #[non_exhaustive]
 pub enum Layer {
     /// A fully connected layer from `inputs` to `outputs` values, with an optional bias.
-    Dense { inputs: usize, outputs: usize, bias: bool, init: Init },
+    Dense {
+        /// Values per sample it takes: the width before it.
+        inputs: usize,
+        /// Values per sample it gives.
+        outputs: usize,
+        /// Whether it adds a learned bias.
+        bias: bool,
+        /// How its weights start.
+        init: Init,
+    },
     /// An element-wise activation: ReLU, LeakyReLU, sigmoid, tanh or GELU.
     Activation(Activation),
     /// Softmax over each row. Followed by [`Loss::SoftmaxCrossEntropy`], the two are fused.
@@ -73,20 +87,29 @@ impl Loss {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Optimizer {
+    /// Plain gradient descent: `w −= lr · g`.
     Sgd {
+        /// The learning rate.
         lr: f32,
     },
+    /// Gradient descent with momentum, as PyTorch's SGD with `momentum`: `v = μ·v + g`,
+    /// `w −= lr · v`.
     Momentum {
+        /// The learning rate.
         lr: f32,
+        /// μ, how much of the last step's velocity carries over (0.9 is usual).
         momentum: f32,
     },
     /// Adam with PyTorch's defaults (β1 0.9, β2 0.999, ε 1e-8).
     Adam {
+        /// The learning rate.
         lr: f32,
     },
     /// AdamW: Adam with decoupled weight decay.
     AdamW {
+        /// The learning rate.
         lr: f32,
+        /// λ: each step also shrinks the weights by `lr · λ · w`.
         weight_decay: f32,
     },
 }
@@ -106,7 +129,9 @@ impl Optimizer {
 /// Where a model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// Weights, activations and training in GPU buffers, on a [`crate::Gpu`].
     Gpu,
+    /// The same layers in plain Rust on the host (products through `matrixmultiply`).
     Cpu,
 }
 
@@ -207,14 +232,17 @@ impl ModelConfig {
         self.layer(Layer::LayerNorm)
     }
 
+    /// Softmax over each sample's values (fused with [`Loss::SoftmaxCrossEntropy`]).
     pub fn softmax(self) -> Self {
         self.layer(Layer::Softmax)
     }
 
+    /// Log-softmax over each sample's values, for [`Loss::Nll`].
     pub fn log_softmax(self) -> Self {
         self.layer(Layer::LogSoftmax)
     }
 
+    /// Dropout with drop probability `p` in [0, 1) while training; the identity otherwise.
     pub fn dropout(self, p: f32) -> Self {
         self.layer(Layer::Dropout(p))
     }
@@ -225,11 +253,13 @@ impl ModelConfig {
         self
     }
 
+    /// What training minimises (default: [`Loss::Mse`]).
     pub fn loss(mut self, loss: Loss) -> Self {
         self.loss = loss;
         self
     }
 
+    /// The update rule and its starting learning rate (default: SGD at 0.01).
     pub fn optimizer(mut self, optimizer: Optimizer) -> Self {
         self.optimizer = optimizer;
         self

@@ -146,9 +146,20 @@ impl Model {
         &self.engine.graph().config
     }
 
-    /// One step of training on a batch (`x` is row-major, `inputs` values per sample): forward,
-    /// loss, backward and the optimizer update. On the GPU this is one submit, and the loss
-    /// stays on the GPU, added to a running total that [`Model::take_loss`] reads.
+    /// One step of training on a batch: forward, loss, backward and the optimizer update. On
+    /// the GPU this is one submit, and the loss stays on the GPU, added to a running total
+    /// that [`Model::take_loss`] reads.
+    ///
+    /// # Shapes
+    /// `x`: `rows × inputs` values, row-major (any `rows` ≥ 1). `target`: `rows × outputs`
+    /// values for MSE, MAE and BCE; `rows` labels below `outputs` for cross-entropy and NLL.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a batch or target of the wrong size or kind, [`Error::NotFinite`]
+    /// for a NaN or infinity in them (both before anything is uploaded),
+    /// [`Error::InferenceOnly`] on a model rebuilt by [`Model::from_checkpoint`],
+    /// [`Error::BufferTooLarge`] for a batch past the adapter's limits, [`Error::Gpu`] if the
+    /// device fails. A diverging loss is not an error here: [`Model::take_loss`] reports it.
     pub fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
         self.engine.graph().check_trains("train_step")?;
         self.engine.train_step(x, target)
@@ -163,13 +174,24 @@ impl Model {
         self.engine.take_loss()
     }
 
-    /// The model's outputs for `x` (dropout off): row-major, [`ModelConfig::width`] per sample.
+    /// The model's outputs for `x` (dropout off).
+    ///
+    /// # Shapes
+    /// `x`: `rows × inputs` values, row-major; the result: `rows × outputs`
+    /// ([`ModelConfig::width`]), row-major.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for `x` of the wrong size, [`Error::NotFinite`] for a NaN or
+    /// infinity in it, [`Error::BufferTooLarge`] or [`Error::Gpu`] from the device.
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         self.engine.predict(x)
     }
 
     /// The mean loss over a data set (dropout off), and the accuracy for label targets (the
     /// arg-max of each output row against its label). Nothing is trained.
+    ///
+    /// # Shapes and errors
+    /// As [`Model::train_step`]'s (a rebuilt model may evaluate).
     pub fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
         self.engine.evaluate(x, target)
     }
@@ -229,6 +251,11 @@ impl Model {
     }
 
     /// Loads a labelled data set into the backend (once; on the GPU an upload of the whole set).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for samples of the wrong width or labels at or past the model's
+    /// outputs, [`Error::NotFinite`] for a NaN or infinity, [`Error::BufferTooLarge`] or
+    /// [`Error::Gpu`] from the device.
     pub fn load(&mut self, data: &Dataset) -> Result<Resident> {
         self.engine.load(data)
     }
@@ -237,6 +264,11 @@ impl Model {
     /// by `seed`. On the GPU the order is the only upload, batches are gathered there, and
     /// steps are submitted in chunks; `progress` is called after each chunk. Returns the mean
     /// loss of the epoch's steps (the epoch's one read-back).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a batch size of 0 or a `Resident` of another model,
+    /// [`Error::Diverged`] when a step's loss was not finite (the epoch stops there),
+    /// [`Error::InferenceOnly`] on a model rebuilt by [`Model::from_checkpoint`].
     pub fn train_epoch(
         &mut self,
         data: &Resident,
@@ -262,6 +294,10 @@ impl Model {
     /// Tensor names: `layers.{i}.weight` (a dense layer's `(out, in)`, a layer norm's gain)
     /// and `layers.{i}.bias` for the layer at index i of the config;
     /// `optimizer.layers.{i}.weight.{velocity|m|v}` likewise.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the file when it cannot be written (the old file, if any, is
+    /// left whole); [`Error::Gpu`] if the weights cannot be read back.
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
         checkpoint::save(self.engine.as_ref(), self.engine.graph(), path.as_ref())
     }
@@ -296,6 +332,10 @@ impl Model {
     /// travels as a copy in the same encoder (from upload buffers reused once the app's
     /// submit is done), then forward, loss, backward and update, so several steps may be
     /// recorded in one frame. Nothing blocks, polls or maps. GPU backend only.
+    ///
+    /// # Shapes and errors
+    /// As [`Model::train_step`]'s, and [`Error::NeedsGpu`] on the CPU backend;
+    /// [`Error::Gpu`] ("the device is lost") once the device is gone.
     pub fn record_train_step(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
