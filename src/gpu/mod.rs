@@ -5,6 +5,14 @@
 //! Each op family's module builds its pipelines and binds them (`matmul` ↔
 //! `shaders/matmul.wgsl`, …); op names match the WGSL entry points and the CPU reference.
 //!
+//! # Shapes and errors
+//! Tensors are row-major f32 matrices; each binding call names the shapes it takes, as its
+//! CPU twin in [`crate::cpu`] does. Binding checks everything before the GPU sees it:
+//! operands whose shapes do not fit, or an output that is also an input, are
+//! [`crate::Error::Shape`]; a tensor of another `Gpu` is [`crate::Error::Gpu`] (wgpu itself
+//! would panic); a size past the adapter's limits is [`crate::Error::BufferTooLarge`]. Running
+//! and reading return [`crate::Error::Gpu`] or [`crate::Error::Readback`] when the device fails.
+//!
 //! ```no_run
 //! use wgpu_nn::{Gpu, MatmulForm};
 //! # fn main() -> wgpu_nn::Result<()> {
