@@ -3,13 +3,16 @@
 //! to win (the crossover); and how long a fresh process takes to finish its first step.
 //!
 //! ```sh
-//! cargo run --release --example bench -- [--json] [--plot bench.png] [--quick]
+//! cargo run --release --example bench -- [--json] [--plot bench.png] [--quick] [--backend gpu|cpu]
 //! ```
 //!
 //! Every figure is the median of repeated runs; a GPU run is submit plus the wait for it.
 //! The CPU side is the CPU backend (`matrixmultiply`, threaded), not the test reference.
 //! `--quick` times each workload briefly (for tests); the figures are then rougher.
+//! `--backend cpu` times the CPU side alone; `--backend gpu` fails without an adapter instead
+//! of timing the CPU alone with a notice.
 
+mod cli;
 mod plot_font;
 
 use std::time::{Duration, Instant};
@@ -24,41 +27,41 @@ const TARGET_SHAPES: [(usize, usize, usize); 3] = [(1024, 1024, 1024), (256, 784
 const SQUARES: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 const BATCHES: [usize; 5] = [1, 16, 64, 256, 1024];
 
+/// The GPU against the CPU, side by side in one run: matrix products, activations and
+/// softmax, MNIST MLP training at batch 1 to 1024, the crossover, and the first step.
+#[derive(clap::Parser)]
+#[command(name = "bench")]
 struct Options {
-    json: bool,
+    /// Draw GPU and CPU throughput into a PNG
+    #[arg(long, value_name = "FILE.png")]
     plot: Option<String>,
+    /// Time each workload briefly (for tests); the figures are rougher
+    #[arg(long)]
+    quick: bool,
+    /// Be the child process that times a fresh process's first training step
+    #[arg(long, hide = true)]
+    first_step: bool,
+    #[command(flatten)]
+    common: cli::Common,
+}
+
+impl Options {
     /// Seconds of repeats per measurement.
-    budget: Duration,
+    fn budget(&self) -> Duration {
+        Duration::from_millis(if self.quick { 30 } else { 600 })
+    }
 }
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("--first-step") {
-        first_step(); // the child process of `first_step_seconds`
+    let o: Options = clap::Parser::parse();
+    if o.first_step {
+        first_step(&o); // the child process of `first_step_seconds`
         return;
     }
-    if let Err(e) = run() {
+    if let Err(e) = run(o) {
         eprintln!("bench: {e}");
         std::process::exit(1);
     }
-}
-
-fn options() -> Result<Options, lexopt::Error> {
-    use lexopt::prelude::*;
-    let mut o = Options { json: false, plot: None, budget: Duration::from_millis(600) };
-    let mut parser = lexopt::Parser::from_env();
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Long("json") => o.json = true,
-            Long("plot") => o.plot = Some(parser.value()?.string()?),
-            Long("quick") => o.budget = Duration::from_millis(30),
-            Long("help") | Short('h') => {
-                println!("usage: bench [--json] [--plot FILE.png] [--quick]");
-                std::process::exit(0);
-            }
-            _ => return Err(arg.unexpected()),
-        }
-    }
-    Ok(o)
 }
 
 /// The median seconds of `f`, run once to warm up, then until `budget` is spent (3 at least).
@@ -93,9 +96,8 @@ impl Row {
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let o = options()?;
-    let gpu = Gpu::new().map_err(|e| eprintln!("no GPU ({e}): timing the CPU only")).ok();
+fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let gpu = o.common.gpu()?;
     let adapter = gpu.as_ref().map_or("none".to_string(), Gpu::adapter_name);
     let cpu_name = cpu_name();
     println!("GPU: {adapter}\nCPU: {cpu_name}\n");
@@ -104,18 +106,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     shapes.extend(SQUARES.iter().map(|&s| (s, s, s)).filter(|s| !TARGET_SHAPES.contains(s)));
     let matmul: Vec<((usize, usize, usize), Row)> = shapes
         .into_iter()
-        .map(|s| Ok((s, time_matmul(gpu.as_ref(), s, o.budget)?)))
+        .map(|s| Ok((s, time_matmul(gpu.as_ref(), s, o.budget())?)))
         .collect::<wgpu_nn::Result<_>>()?;
     let mut squares: Vec<Row> =
         matmul.iter().filter(|((m, k, n), _)| m == k && k == n).map(|(_, r)| r.clone()).collect();
     squares.sort_by_key(|r| r.size);
-    let ops = time_ops(gpu.as_ref(), o.budget)?;
+    let ops = time_ops(gpu.as_ref(), o.budget())?;
     let (digits, _) = wgpu_nn::data::bundled_mnist()?;
     let train = BATCHES
         .iter()
-        .map(|&b| time_training(gpu.as_ref(), &digits, b, o.budget))
+        .map(|&b| time_training(gpu.as_ref(), &digits, b, o.budget()))
         .collect::<wgpu_nn::Result<Vec<_>>>()?;
-    let first_step = first_step_seconds()?;
+    let first_step = first_step_seconds(gpu.is_some())?;
 
     println!("{:<40} {:>12} {:>12} {:>8}", "workload", "GPU", "CPU", "GPU/CPU");
     for row in matmul.iter().map(|(_, r)| r).chain(&ops).chain(&train) {
@@ -141,7 +143,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         plot(path, &squares, &train)?;
         println!("wrote {path}");
     }
-    if o.json {
+    if o.common.json {
         let report = json!({
             "adapter": adapter,
             "cpu": cpu_name,
@@ -265,12 +267,14 @@ fn time_training(gpu: Option<&Gpu>, train: &Dataset, batch: usize, budget: Durat
 
 /// Seconds from starting a fresh process to its first finished MNIST training step (the
 /// adapter, the kernels, the model's buffers, one batch of 64): the median of three.
-fn first_step_seconds() -> Result<f64, Box<dyn std::error::Error>> {
+fn first_step_seconds(on_gpu: bool) -> Result<f64, Box<dyn std::error::Error>> {
     let exe = std::env::current_exe()?;
+    let backend = if on_gpu { "gpu" } else { "cpu" };
     let mut times = Vec::new();
     for _ in 0..3 {
         let start = Instant::now();
-        let status = std::process::Command::new(&exe).arg("--first-step").status()?;
+        let status =
+            std::process::Command::new(&exe).args(["--first-step", "--backend", backend]).status()?;
         if !status.success() {
             return Err(format!("the first-step child failed: {status}").into());
         }
@@ -280,10 +284,10 @@ fn first_step_seconds() -> Result<f64, Box<dyn std::error::Error>> {
     Ok(times[1])
 }
 
-/// The child of [`first_step_seconds`]: on the GPU when there is one, as a user would.
-fn first_step() {
-    let gpu = Gpu::new().ok();
-    let backend = if gpu.is_some() { Backend::Gpu } else { Backend::Cpu };
+/// The child of [`first_step_seconds`]: on the side the parent timed.
+fn first_step(o: &Options) {
+    let gpu = o.common.gpu().expect("the parent found this backend");
+    let backend = cli::backend(gpu.as_ref());
     let mut model =
         ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.001 }).build(backend, gpu.as_ref()).unwrap();
     let x = values(64 * 784, 4).iter().map(|v| v.abs()).collect::<Vec<_>>();

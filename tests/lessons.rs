@@ -184,3 +184,68 @@ fn the_bench_example_reports_every_figure_the_json_promises() {
     assert!(std::fs::metadata(&plot).unwrap().len() > 1000, "the plot was written");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Every example parses its command line the same way (clap): `--help` describes it, and an
+/// unknown flag or a bad `--backend` is refused with clap's message and exit code 2.
+#[test]
+fn every_example_explains_itself_and_refuses_unknown_flags() {
+    let examples = [
+        "one_weight",
+        "rectangles",
+        "streetlight",
+        "sigmoid_net",
+        "slope",
+        "quadratic",
+        "mnist",
+        "matmul",
+        "bench",
+        "live_boundary",
+    ];
+    let deps = std::env::current_exe().unwrap();
+    let folder = deps.parent().and_then(|d| d.parent()).unwrap().join("examples");
+    for name in examples {
+        let run = |args: &[&str]| std::process::Command::new(folder.join(name)).args(args).output().unwrap();
+        let help = run(&["--help"]);
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(help.status.success(), "{name} --help");
+        assert!(text.contains("--backend") && text.contains("--json"), "{name} --help:\n{text}");
+        for bad in [&["--no-such-flag"][..], &["--backend", "tpu"]] {
+            let refused = run(bad);
+            let stderr = String::from_utf8_lossy(&refused.stderr);
+            assert_eq!(refused.status.code(), Some(2), "{name} {bad:?}: {stderr}");
+            assert!(
+                stderr.contains("error:") && stderr.contains(bad.last().unwrap()),
+                "{name} {bad:?}: {stderr}"
+            );
+        }
+    }
+}
+
+/// With no adapter (asking wgpu for Metal off Apple machines finds none), an example without
+/// `--backend` runs on the CPU and says so on stderr; `--backend gpu` is an error instead.
+#[test]
+fn without_an_adapter_the_examples_fall_back_to_the_cpu_with_a_notice() {
+    if cfg!(any(target_os = "macos", target_os = "ios")) {
+        return;
+    }
+    let deps = std::env::current_exe().unwrap();
+    let folder = deps.parent().and_then(|d| d.parent()).unwrap().join("examples");
+    for (name, args) in
+        [("one_weight", &[][..]), ("matmul", &["65", "63", "67"]), ("mnist", &["--epochs", "0"])]
+    {
+        let run = |extra: &[&str]| {
+            let mut command = std::process::Command::new(folder.join(name));
+            command.env("WGPU_BACKEND", "metal").args(args).args(extra).output().unwrap()
+        };
+        let output = run(&["--json"]);
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains("notice: no GPU, running on the CPU instead"), "{name}: {stderr}");
+        let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(report["adapter"], "cpu", "{name}: {report}");
+        let refused = run(&["--backend", "gpu"]);
+        assert!(!refused.status.success(), "{name} --backend gpu without a GPU");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("no GPU adapter found"), "{name}");
+    }
+}

@@ -8,6 +8,16 @@ use serde_json::{Value, json};
 use wgpu_nn::Gpu;
 use wgpu_nn::model::{Backend, Model, ModelConfig};
 
+#[path = "../cli/mod.rs"]
+mod cli;
+
+/// A lesson's command line: only what every example takes.
+#[derive(clap::Parser)]
+struct Options {
+    #[command(flatten)]
+    common: cli::Common,
+}
+
 pub struct Lesson {
     name: &'static str,
     pub backend: Backend,
@@ -18,43 +28,23 @@ pub struct Lesson {
 }
 
 impl Lesson {
-    /// Reads the command line; the GPU by default, the CPU with a notice when there is none.
+    /// Reads the command line (`--backend`, `--json`, `--help`; anything else is an error
+    /// that clap explains); the GPU by default, the CPU with a notice when there is none.
     pub fn from_args(name: &'static str) -> Result<Lesson, String> {
-        use lexopt::prelude::*;
-        let mut backend = None;
-        let mut json = false;
-        let mut parser = lexopt::Parser::from_env();
-        while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-            match arg {
-                Long("backend") => {
-                    let value = parser.value().map_err(|e| e.to_string())?;
-                    backend = Some(match value.to_str() {
-                        Some("gpu") => Backend::Gpu,
-                        Some("cpu") => Backend::Cpu,
-                        _ => return Err(format!("--backend takes gpu or cpu, not {value:?}")),
-                    });
-                }
-                Long("json") => json = true,
-                Long("help") | Short('h') => {
-                    println!("usage: cargo run --release --example {name} -- [--backend gpu|cpu] [--json]");
-                    std::process::exit(0);
-                }
-                other => return Err(other.unexpected().to_string()),
-            }
-        }
-        let gpu = match backend {
-            Some(Backend::Cpu) => None,
-            Some(Backend::Gpu) => Some(Gpu::new().map_err(|e| e.to_string())?),
-            None => match Gpu::new() {
-                Ok(gpu) => Some(gpu),
-                Err(e) => {
-                    eprintln!("notice: no GPU, running on the CPU instead ({e})");
-                    None
-                }
-            },
-        };
-        let backend = if gpu.is_some() { Backend::Gpu } else { Backend::Cpu };
-        Ok(Lesson { name, backend, gpu, json, start: Instant::now(), losses: Vec::new() })
+        use clap::{CommandFactory, FromArgMatches};
+        let command =
+            Options::command().name(name).about(format!("The {name} lesson, on the GPU or the CPU."));
+        let options = Options::from_arg_matches(&command.get_matches()).map_err(|e| e.to_string())?;
+        let gpu = options.common.gpu()?;
+        let backend = cli::backend(gpu.as_ref());
+        Ok(Lesson {
+            name,
+            backend,
+            gpu,
+            json: options.common.json,
+            start: Instant::now(),
+            losses: Vec::new(),
+        })
     }
 
     pub fn adapter(&self) -> String {

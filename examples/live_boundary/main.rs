@@ -10,72 +10,61 @@
 //! cargo run --release --example live_boundary -- --headless --frames 60 --out boundary.png
 //! ```
 //!
-//! Options: `--size N` (pixels and grid cells per side, default 256), `--steps N` (training
-//! steps per frame, default 10), `--save FILE` (the weights at the end, safetensors),
-//! `--json` (headless: a last line of JSON).
+//! `--help` lists the options. `--backend cpu` trains on the CPU backend and writes its output
+//! into the app's buffer each frame; drawing needs an adapter either way.
 
+#[path = "../cli/mod.rs"]
+mod cli;
 mod scene;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use scene::Scene;
+use wgpu_nn::model::Backend;
 use wgpu_nn::wgpu;
 use winit::application::ApplicationHandler;
 use winit::event::WindowEvent;
 use winit::event_loop::{ActiveEventLoop, EventLoop};
 use winit::window::{Window, WindowId};
 
+/// Watch a classifier learn three spirals, its decision boundary drawn live.
+#[derive(clap::Parser)]
+#[command(name = "live_boundary")]
 struct Options {
+    /// Render offscreen and write the last frame to --out (no display needed)
+    #[arg(long)]
     headless: bool,
+    /// Frames to render when headless
+    #[arg(long, default_value_t = 60)]
     frames: u32,
+    /// The PNG a headless run writes
+    #[arg(long, value_name = "FILE.png", default_value = "boundary.png")]
     out: PathBuf,
+    /// Pixels and grid cells per side
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=2048))]
     size: u32,
+    /// Training steps per frame
+    #[arg(long, default_value_t = 10)]
     steps: u32,
+    /// Save the weights at the end (safetensors)
+    #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
-    json: bool,
+    #[command(flatten)]
+    common: cli::Common,
 }
 
-fn options() -> Result<Options, lexopt::Error> {
-    use lexopt::prelude::*;
-    let mut o = Options {
-        headless: false,
-        frames: 60,
-        out: "boundary.png".into(),
-        size: 256,
-        steps: 10,
-        save: None,
-        json: false,
-    };
-    let mut parser = lexopt::Parser::from_env();
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Long("headless") => o.headless = true,
-            Long("frames") => o.frames = parser.value()?.parse()?,
-            Long("out") => o.out = parser.value()?.into(),
-            Long("size") => o.size = parser.value()?.parse()?,
-            Long("steps") => o.steps = parser.value()?.parse()?,
-            Long("save") => o.save = Some(parser.value()?.into()),
-            Long("json") => o.json = true,
-            Long("help") | Short('h') => {
-                println!(
-                    "usage: live_boundary [--headless --frames N --out FILE.png] [--size N] [--steps N] [--save FILE] [--json]"
-                );
-                std::process::exit(0);
-            }
-            _ => return Err(arg.unexpected()),
-        }
+impl Options {
+    /// The backend `--backend` asks for: the GPU unless it says the CPU (drawing needs the
+    /// app's device anyway, so there is no CPU fallback without one).
+    fn backend(&self) -> Backend {
+        if self.common.backend == Some(cli::Place::Cpu) { Backend::Cpu } else { Backend::Gpu }
     }
-    if !(16..=2048).contains(&o.size) {
-        return Err(format!("--size must be 16..=2048, not {}", o.size).into());
-    }
-    Ok(o)
 }
 
 fn main() {
-    let result = options()
-        .map_err(|e| e.to_string())
-        .and_then(|o| if o.headless { headless(&o) } else { windowed(o) });
+    let o: Options = clap::Parser::parse();
+    let result = if o.headless { headless(&o) } else { windowed(o) };
     if let Err(e) = result {
         eprintln!("live_boundary: {e}");
         std::process::exit(1);
@@ -103,7 +92,8 @@ fn headless(o: &Options) -> Result<(), String> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let (adapter, device, queue) = pollster::block_on(device(&instance, None))?;
     let format = wgpu::TextureFormat::Rgba8Unorm;
-    let mut scene = Scene::new(&device, &queue, format, o.size, o.steps).map_err(|e| e.to_string())?;
+    let mut scene =
+        Scene::new(&device, &queue, format, o.size, o.steps, o.backend()).map_err(|e| e.to_string())?;
     scene.resize(o.size, o.size);
     let target = device.create_texture(&wgpu::TextureDescriptor {
         label: Some("frame"),
@@ -135,10 +125,11 @@ fn headless(o: &Options) -> Result<(), String> {
         adapter.get_info().name,
         o.out.display()
     );
-    if o.json {
+    if o.common.json {
         let report = serde_json::json!({
             "example": "live_boundary",
             "adapter": format!("{} ({:?})", adapter.get_info().name, adapter.get_info().backend),
+            "backend": match o.backend() { Backend::Cpu => "cpu", _ => "gpu" },
             "frames": o.frames, "steps": o.frames * o.steps, "size": o.size,
             "loss": loss, "accuracy": accuracy, "out": o.out, "seconds": start.elapsed().as_secs_f64(),
         });
@@ -232,7 +223,8 @@ impl App {
         let formats = surface.get_capabilities(&adapter).formats;
         config.format = formats.iter().copied().find(|f| !f.is_srgb()).unwrap_or(config.format);
         surface.configure(&device, &config);
-        let mut scene = Scene::new(&device, &queue, config.format, self.options.size, self.options.steps)
+        let o = &self.options;
+        let mut scene = Scene::new(&device, &queue, config.format, o.size, o.steps, o.backend())
             .map_err(|e| e.to_string())?;
         scene.resize(config.width, config.height);
         Ok(Windowed { window, surface, config, device, queue, scene })

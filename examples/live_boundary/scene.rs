@@ -2,7 +2,7 @@
 //! render pipeline that draws the network's output buffer.
 
 use wgpu_nn::data::{Dataset, spirals};
-use wgpu_nn::model::{Forward, Loss, LossReading, Model, ModelConfig, Optimizer, Target};
+use wgpu_nn::model::{Backend, Forward, Loss, LossReading, Model, ModelConfig, Optimizer, Target};
 use wgpu_nn::{Gpu, Result, wgpu};
 
 /// The network: must match `tests/live_boundary.rs`, which loads its saved weights.
@@ -22,10 +22,19 @@ pub fn network() -> ModelConfig {
 /// Frames between loss reads (each is one small copy in the frame's encoder).
 const LOSS_EVERY: u32 = 10;
 
+/// Where the network's output comes from each frame.
+enum Network {
+    /// The model on the app's device: steps and the forward pass recorded into its encoder.
+    Gpu(Forward),
+    /// The model on the CPU backend: trained and evaluated on the host, its output written
+    /// into a buffer of the app's each frame (what an app without a spare GPU would do).
+    Cpu { cells: Vec<f32>, output: wgpu::Buffer },
+}
+
 pub struct Scene {
     pub model: Model,
     data: Dataset,
-    forward: Forward,
+    network: Network,
     view: wgpu::Buffer,
     queue: wgpu::Queue,
     grid: u32,
@@ -39,17 +48,18 @@ pub struct Scene {
 }
 
 impl Scene {
-    /// Builds the network on the app's `device`, a `grid × grid` forward pass over the
-    /// points of [−1, 1]², and a pipeline drawing into `format`.
+    /// Builds the network on `backend` (on the GPU, on the app's `device`), a `grid × grid`
+    /// forward pass over the points of [−1, 1]², and a pipeline drawing into `format`.
     pub fn new(
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         format: wgpu::TextureFormat,
         grid: u32,
         steps: u32,
+        backend: Backend,
     ) -> Result<Scene> {
         let gpu = Gpu::from_device(device.clone(), queue.clone())?;
-        let mut model = network().build_gpu(&gpu)?;
+        let mut model = network().build(backend, Some(&gpu))?;
         let data = spirals(100, 3, 0.15, 7)?;
 
         // The app's grid buffer: cell (x, y) holds the point at that cell's centre, y up.
@@ -79,7 +89,20 @@ impl Scene {
         let points = storage("points", bytemuck::cast_slice(&points), wgpu::BufferUsages::STORAGE);
         let view = storage("view", &[0; 16], wgpu::BufferUsages::UNIFORM);
         let rows = (grid * grid) as usize;
-        let forward = model.bind_forward(gpu.tensor_from_buffer(&grid_buffer, rows, 2)?)?;
+        let network = match backend {
+            Backend::Gpu => {
+                Network::Gpu(model.bind_forward(gpu.tensor_from_buffer(&grid_buffer, rows, 2)?)?)
+            }
+            _ => {
+                let output = vec![0u8; rows * 3 * 4];
+                let output = storage("output", &output, wgpu::BufferUsages::STORAGE);
+                Network::Cpu { cells, output }
+            }
+        };
+        let output = match &network {
+            Network::Gpu(forward) => forward.output().buffer(),
+            Network::Cpu { output, .. } => output,
+        };
 
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("boundary"),
@@ -120,14 +143,14 @@ impl Scene {
         };
         let (boundary, markers) = (pipeline("vs", "fs"), pipeline("vs_point", "fs_point"));
         // The network's output buffer, bound as it is: the picture is the network.
-        let boundary_group = bind(&boundary, 1, forward.output().buffer());
+        let boundary_group = bind(&boundary, 1, output);
         let markers_group = bind(&markers, 2, &points);
         let draws = [(boundary, boundary_group, 3, 1), (markers, markers_group, 6, data.len() as u32)];
         let queue = queue.clone();
         Ok(Scene {
             model,
             data,
-            forward,
+            network,
             view,
             queue,
             grid,
@@ -149,13 +172,27 @@ impl Scene {
     /// grid, and the draw. Nothing here waits for the GPU.
     pub fn frame(&mut self, encoder: &mut wgpu::CommandEncoder, target: &wgpu::TextureView) -> Result<()> {
         let labels = Target::Labels(&self.data.labels);
-        for _ in 0..self.steps {
-            self.model.record_train_step(encoder, &self.data.inputs, &labels)?;
+        match &self.network {
+            Network::Gpu(forward) => {
+                for _ in 0..self.steps {
+                    self.model.record_train_step(encoder, &self.data.inputs, &labels)?;
+                }
+                if self.reading.is_none() && self.frames.is_multiple_of(LOSS_EVERY) {
+                    self.reading = Some(self.model.record_loss(encoder)?);
+                }
+                forward.record(encoder);
+            }
+            Network::Cpu { cells, output } => {
+                for _ in 0..self.steps {
+                    self.model.train_step(&self.data.inputs, &labels)?;
+                }
+                if self.frames.is_multiple_of(LOSS_EVERY) {
+                    self.loss = Some(self.model.take_loss()?);
+                }
+                let probabilities = self.model.predict(cells)?;
+                self.queue.write_buffer(output, 0, bytemuck::cast_slice(&probabilities));
+            }
         }
-        if self.reading.is_none() && self.frames.is_multiple_of(LOSS_EVERY) {
-            self.reading = Some(self.model.record_loss(encoder)?);
-        }
-        self.forward.record(encoder);
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
             label: Some("boundary"),
             color_attachments: &[Some(wgpu::RenderPassColorAttachment {
