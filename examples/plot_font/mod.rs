@@ -1,19 +1,14 @@
-//! The font the examples' `--plot` charts draw their text with: plotters' pure-Rust renderer
-//! takes it from a file, so it is looked for where the usual systems keep DejaVu Sans or Arial.
+//! The font the examples' `--plot` charts draw their text with. plotters' pure-Rust renderer
+//! takes a font file, and systems keep theirs in different places (or have none), so DejaVu
+//! Sans ships with the examples (`DejaVuSans.ttf`, unmodified, under the Bitstream Vera
+//! licence in `DejaVuSans-LICENSE`): plots work on any OS.
 
-/// Registers the first font found as plotters' "sans-serif", or says what to install.
+/// DejaVu Sans 2.37, as Debian's fonts-dejavu-core ships it.
+const DEJAVU_SANS: &[u8] = include_bytes!("DejaVuSans.ttf");
+
+/// Registers DejaVu Sans as plotters' "sans-serif".
 pub fn register() -> Result<(), Box<dyn std::error::Error>> {
-    let fonts = [
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/TTF/DejaVuSans.ttf",
-        "/Library/Fonts/Arial.ttf",
-    ];
-    let font = fonts
-        .iter()
-        .find_map(|f| std::fs::read(f).ok())
-        .ok_or("--plot needs a font: install fonts-dejavu-core")?;
-    let style = plotters::style::FontStyle::Normal;
-    plotters::style::register_font("sans-serif", style, Box::leak(font.into_boxed_slice()))
-        .map_err(|_| "--plot: the font file is not a usable TrueType font")?;
+    plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, DEJAVU_SANS)
+        .map_err(|_| "--plot: the bundled font is not a usable TrueType font")?;
     Ok(())
 }
