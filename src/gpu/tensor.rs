@@ -197,9 +197,7 @@ impl Gpu {
     /// Copies `tensor` back once the work submitted before this call has finished (through
     /// the staging pool of `readback.rs`, the one place the crate maps buffers).
     pub fn read(&self, tensor: &GpuTensor) -> Result<Vec<f32>> {
-        self.check_owner("read", tensor)?;
-        let bytes = self.read_buffer(&tensor.buffer, (tensor.len() * 4) as u64)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        self.read_first(tensor, tensor.len())
     }
 
     /// The first `len` values of `tensor` (at most all of them).

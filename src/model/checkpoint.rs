@@ -123,8 +123,12 @@ fn config_json(config: &ModelConfig) -> serde_json::Result<String> {
 }
 
 pub(crate) fn load(model: &mut dyn Checkpointed, graph: &Graph, path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
-    load_bytes(model, graph, &bytes, path)
+    load_bytes(model, graph, &read_file(path)?, path)
+}
+
+/// A checkpoint file's bytes, or an error naming it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| data_error(path, format!("cannot read: {e}")))
 }
 
 /// Loads checkpoint `bytes`; errors name `path`, where they came from.

@@ -80,9 +80,7 @@ impl Model {
         gpu: Option<&crate::Gpu>,
     ) -> Result<Model> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|e| crate::data::idx::data_error(path, format!("cannot read: {e}")))?;
-        Self::rebuild(&bytes, path, backend, gpu)
+        Self::rebuild(&checkpoint::read_file(path)?, path, backend, gpu)
     }
 
     /// Like [`Model::from_checkpoint`], from a checkpoint held in memory; errors name the

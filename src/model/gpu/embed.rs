@@ -1,8 +1,8 @@
 //! The model inside someone else's frame: training steps, loss reads and forward passes
 //! recorded into the app's own `wgpu::CommandEncoder`, so that training and rendering share
 //! one submit. Nothing here blocks, polls or maps on the app's behalf: batches travel as
-//! copies in the app's encoder from upload buffers the model reuses (`gpu/upload.rs`), and the loss comes back through a
-//! [`LossReading`] the app polls when it likes.
+//! copies in the app's encoder from upload buffers the model reuses (`gpu/upload.rs`), and
+//! the loss comes back through a [`LossReading`] the app polls when it likes.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
