@@ -18,8 +18,8 @@ fn train(c: &mut Criterion) {
     group.sample_size(10);
     for batch in BATCHES {
         group.throughput(Throughput::Elements(batch as u64));
-        let x = &train.inputs[..batch * 784];
-        let labels = &train.labels[..batch];
+        let x = &train.inputs()[..batch * 784];
+        let labels = &train.labels().expect("labelled digits")[..batch];
         let backends = if gpu.is_some() { vec![Backend::Gpu, Backend::Cpu] } else { vec![Backend::Cpu] };
         for backend in backends {
             let config = ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.001 });

@@ -73,6 +73,14 @@ pub enum Error {
         problem: String,
     },
 
+    /// A [`crate::model::Trainer`] setting that cannot run: a schedule out of range, a
+    /// monitor the data cannot give, `restore_best` without a file to keep the best in.
+    #[error("Trainer: {problem}")]
+    InvalidTraining {
+        /// What is wrong, in words.
+        problem: String,
+    },
+
     /// The loss was asked for, but no training step was taken since it was last read.
     #[error("{op}: no training step was taken since the loss was last read")]
     NoSteps {

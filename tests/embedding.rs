@@ -299,7 +299,7 @@ fn ten_thousand_frames_of_the_live_loop_hold_everything_flat() {
     let grid: Vec<f32> =
         (0..16 * 16).flat_map(|i| [(i % 16) as f32 / 8.0 - 1.0, (i / 16) as f32 / 8.0 - 1.0]).collect();
     let forward = model.bind_forward(gpu.upload(&grid, 16 * 16, 2).unwrap()).unwrap();
-    let labels = Target::Labels(&data.labels);
+    let labels = data.target();
 
     let held = || {
         let c = gpu.counters();
@@ -309,7 +309,7 @@ fn ten_thousand_frames_of_the_live_loop_hold_everything_flat() {
     let mut settled = None;
     for frame in 0..10_000 {
         let mut encoder = device.create_command_encoder(&Default::default());
-        model.record_train_step(&mut encoder, &data.inputs, &labels).unwrap();
+        model.record_train_step(&mut encoder, data.inputs(), &labels).unwrap();
         readings.push(model.record_loss(&mut encoder).unwrap());
         forward.record(&mut encoder);
         let submitted = queue.submit([encoder.finish()]);

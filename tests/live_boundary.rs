@@ -62,7 +62,7 @@ fn picture_matches_the_cpu(backend: &str) {
     // The example's training points (100 a class, noise 0.15, seed 7) are drawn on top.
     let data = spirals(100, 3, 0.15, 7).unwrap();
     let near_a_marker = |px: f32, py: f32| {
-        data.inputs.chunks(2).any(|q| {
+        data.inputs().chunks(2).any(|q| {
             let (dx, dy) = ((px - q[0]) * size as f32 / 2.0, (py - q[1]) * size as f32 / 2.0);
             dx * dx + dy * dy < 36.0 // markers are 4 pixels across the radius; 6 for margin
         })

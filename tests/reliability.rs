@@ -38,7 +38,7 @@ fn nan_and_infinity_in_inputs_or_targets_are_refused_before_any_upload() {
         x[6 + 2] = f32::INFINITY;
         assert!(matches!(model.predict(&x), Err(Error::NotFinite { op: "predict", .. })));
         assert!(matches!(model.evaluate(&x, &Target::Labels(&labels)), Err(Error::NotFinite { .. })));
-        let data = Dataset { inputs: x.clone(), labels: labels.to_vec(), width: 6, classes: 3 };
+        let data = Dataset::labelled(x.clone(), 6, labels.to_vec(), 3).unwrap();
         assert!(matches!(model.load(&data), Err(Error::NotFinite { op: "load", row: 1, col: 2, .. })));
         assert_eq!(model.counters().bytes_uploaded, uploaded, "{backend:?}: nothing went up");
         assert_eq!(model.weights(0).unwrap(), weights, "{backend:?}: nothing changed");
@@ -91,7 +91,7 @@ fn a_diverging_loss_is_reported_with_its_step_and_the_last_finite_weights_surviv
 
 #[test]
 fn a_diverging_epoch_stops_with_the_report_on_both_backends() {
-    let data = Dataset { inputs: random(64 * 6, 7), labels: random_labels(64, 3, 8), width: 6, classes: 3 };
+    let data = Dataset::labelled(random(64 * 6, 7), 6, random_labels(64, 3, 8), 3).unwrap();
     let mut reports = Vec::new();
     for backend in backends() {
         let mut model = classifier(Optimizer::Sgd { lr: 1e30 }).build(backend, gpu()).unwrap();
@@ -157,8 +157,7 @@ fn hundreds_of_batch_sizes_hold_memory_bounded_and_match_the_cpu() {
     let config = classifier(Optimizer::Sgd { lr: 0.05 });
     let (mut on_gpu, mut on_cpu) = (config.build_gpu(&gpu).unwrap(), config.build_cpu().unwrap());
     let len = 300;
-    let data =
-        Dataset { inputs: random(len * 6, 40), labels: random_labels(len, 3, 41), width: 6, classes: 3 };
+    let data = Dataset::labelled(random(len * 6, 40), 6, random_labels(len, 3, 41), 3).unwrap();
     let (gpu_data, cpu_data) = (on_gpu.load(&data).unwrap(), on_cpu.load(&data).unwrap());
     let base = held(&gpu);
     // The unit: a training plan of every row, and an epoch of the smallest batches used below
@@ -167,7 +166,7 @@ fn hundreds_of_batch_sizes_hold_memory_bounded_and_match_the_cpu() {
         let mut probe = config.build_gpu(&gpu).unwrap();
         let probe_data = probe.load(&data).unwrap();
         let before = held(&gpu);
-        probe.train_step(&data.inputs, &Target::Labels(&data.labels)).unwrap();
+        probe.train_step(data.inputs(), &data.target()).unwrap();
         probe.train_epoch(&probe_data, 10, 0, &mut |_| {}).unwrap();
         let after = held(&gpu);
         [0, 1, 2].map(|i| after[i] - before[i])
@@ -342,12 +341,7 @@ fn two_models_train_from_two_threads_on_one_gpu_as_on_the_cpu() {
     let run = |config: &ModelConfig, backend: Backend, seed: u64| {
         let mut model = config.build(backend, Some(&gpu)).unwrap();
         let classes = config.loss_kind().takes_labels();
-        let data = Dataset {
-            inputs: random(64 * 6, seed),
-            labels: random_labels(64, 3, seed + 1),
-            width: 6,
-            classes: 3,
-        };
+        let data = Dataset::labelled(random(64 * 6, seed), 6, random_labels(64, 3, seed + 1), 3).unwrap();
         let (x, values) = (random(16 * 6, seed + 2), random(16 * 2, seed + 3));
         let labels = random_labels(16, 3, seed + 4);
         let target = if classes { Target::Labels(&labels) } else { Target::Values(&values) };
@@ -393,8 +387,7 @@ fn a_data_set_bigger_than_one_storage_binding_trains_from_parts_as_on_the_cpu() 
     let (device, queue) = common::app_devices(1, limits).pop().expect("a device with small limits");
     let small = Gpu::from_device(device, queue).unwrap();
 
-    let data =
-        Dataset { inputs: random(1000 * 64, 21), labels: random_labels(1000, 4, 22), width: 64, classes: 4 };
+    let data = Dataset::labelled(random(1000 * 64, 21), 64, random_labels(1000, 4, 22), 4).unwrap();
     let config = ModelConfig::new(64)
         .dense(16)
         .relu()

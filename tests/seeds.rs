@@ -30,6 +30,6 @@ fn a_seeded_model_starts_from_the_same_weights_in_every_release_and_on_every_bac
 fn the_spirals_of_a_seed_are_the_same_in_every_release() {
     let data = spirals(2, 2, 0.1, 7).unwrap();
     let golden = [0.0, 0.0, 0.47569147, -0.15400527, 0.0, -0.0, -0.4517343, 0.21432713];
-    assert_eq!(data.inputs, golden);
-    assert_eq!(data.labels, [0, 0, 1, 1]);
+    assert_eq!(data.inputs(), golden);
+    assert_eq!(data.labels(), Some(&[0, 0, 1, 1][..]));
 }

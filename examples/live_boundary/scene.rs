@@ -2,7 +2,7 @@
 //! render pipeline that draws the network's output buffer.
 
 use wgpu_nn::data::{Dataset, spirals};
-use wgpu_nn::model::{Backend, Forward, Loss, LossReading, Model, ModelConfig, Optimizer, Target};
+use wgpu_nn::model::{Backend, Forward, Loss, LossReading, Model, ModelConfig, Optimizer};
 use wgpu_nn::{Gpu, Result, wgpu};
 
 /// The network: must match `tests/live_boundary.rs`, which loads its saved weights.
@@ -80,10 +80,11 @@ impl Scene {
             buffer
         };
         let grid_buffer = storage("grid", bytemuck::cast_slice(&cells), wgpu::BufferUsages::STORAGE);
+        let labels = data.labels().expect("spirals are labelled");
         let points: Vec<f32> = data
-            .inputs
+            .inputs()
             .chunks(2)
-            .zip(&data.labels)
+            .zip(labels)
             .flat_map(|(p, &label)| [p[0], p[1], label as f32, 0.0])
             .collect();
         let points = storage("points", bytemuck::cast_slice(&points), wgpu::BufferUsages::STORAGE);
@@ -171,11 +172,11 @@ impl Scene {
     /// Records one frame: training steps, now and then a loss read, the forward pass over the
     /// grid, and the draw. Nothing here waits for the GPU.
     pub fn frame(&mut self, encoder: &mut wgpu::CommandEncoder, target: &wgpu::TextureView) -> Result<()> {
-        let labels = Target::Labels(&self.data.labels);
+        let labels = self.data.target();
         match &self.network {
             Network::Gpu(forward) => {
                 for _ in 0..self.steps {
-                    self.model.record_train_step(encoder, &self.data.inputs, &labels)?;
+                    self.model.record_train_step(encoder, self.data.inputs(), &labels)?;
                 }
                 if self.reading.is_none() && self.frames.is_multiple_of(LOSS_EVERY) {
                     self.reading = Some(self.model.record_loss(encoder)?);
@@ -184,7 +185,7 @@ impl Scene {
             }
             Network::Cpu { cells, output } => {
                 for _ in 0..self.steps {
-                    self.model.train_step(&self.data.inputs, &labels)?;
+                    self.model.train_step(self.data.inputs(), &labels)?;
                 }
                 if self.frames.is_multiple_of(LOSS_EVERY) {
                     self.loss = Some(self.model.take_loss()?);
@@ -231,7 +232,7 @@ impl Scene {
 
     /// The final loss and training accuracy (read back once, at the end).
     pub fn finish(&mut self) -> Result<(f32, f32)> {
-        let evaluation = self.model.evaluate(&self.data.inputs, &Target::Labels(&self.data.labels))?;
+        let evaluation = self.model.evaluate(self.data.inputs(), &self.data.target())?;
         Ok((evaluation.loss, evaluation.accuracy.unwrap_or(0.0)))
     }
 }

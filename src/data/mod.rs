@@ -1,4 +1,5 @@
-//! Data sets: the IDX reader for MNIST-style files, and labelled samples ready to train on.
+//! Data sets: the IDX reader for MNIST-style files, and samples with their labels or target
+//! values, ready to train on.
 
 pub mod idx;
 mod spirals;
@@ -7,37 +8,190 @@ pub use spirals::spirals;
 
 use std::path::Path;
 
+use crate::model::Target;
 use crate::{Error, Result};
 
-/// Labelled samples: `inputs` is row-major, `width` values per sample (pixels scaled to [0, 1]).
+/// Samples and what each should come out as: class labels (for cross-entropy and NLL) or
+/// target values (for MSE, MAE and BCE: regression). Built by [`Dataset::labelled`] or
+/// [`Dataset::regression`], which check that the parts agree, so a data set is always whole.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
-    /// `len × width` values, row-major: sample i is `inputs[i * width..(i + 1) * width]`.
-    pub inputs: Vec<f32>,
+    inputs: Vec<f32>,
+    width: usize,
+    targets: Targets,
+}
+
+/// What a data set trains towards, one entry (a label, or a row of values) per sample.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
     /// One class per sample, each below `classes`.
-    pub labels: Vec<u32>,
-    /// Values per sample (784 for MNIST).
-    pub width: usize,
-    /// How many classes the labels name (10 for digits).
-    pub classes: usize,
+    Labels {
+        /// The classes, in sample order.
+        labels: Vec<u32>,
+        /// How many classes there are (10 for digits): the model's output width.
+        classes: usize,
+    },
+    /// `width` values per sample, row-major: what each of the model's outputs should be.
+    Values {
+        /// `len × width` values, row-major.
+        values: Vec<f32>,
+        /// Values per sample: the model's output width.
+        width: usize,
+    },
 }
 
 impl Dataset {
+    /// Labelled samples: `inputs` holds `labels.len()` rows of `width` values, row-major;
+    /// every label is below `classes`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming the mismatch: a width or class count of 0, inputs that are not
+    /// one row per label, or a label at or past `classes`.
+    pub fn labelled(inputs: Vec<f32>, width: usize, labels: Vec<u32>, classes: usize) -> Result<Dataset> {
+        check_rows("Dataset::labelled", &inputs, width, labels.len(), "labels")?;
+        if classes == 0 {
+            return Err(Error::shape("Dataset::labelled", "at least 1 class", "0"));
+        }
+        if let Some(bad) = labels.iter().position(|&l| l as usize >= classes) {
+            return Err(Error::shape(
+                "Dataset::labelled",
+                format!("labels in 0..{classes}"),
+                format!("label {} at row {bad}", labels[bad]),
+            ));
+        }
+        Ok(Dataset { inputs, width, targets: Targets::Labels { labels, classes } })
+    }
+
+    /// Samples with target values (regression): `inputs` holds rows of `width` values and
+    /// `values` as many rows of `outputs` values, both row-major.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming the mismatch: a width of 0, or inputs and values that are not
+    /// whole rows of the same count.
+    pub fn regression(inputs: Vec<f32>, width: usize, values: Vec<f32>, outputs: usize) -> Result<Dataset> {
+        if outputs == 0 || !values.len().is_multiple_of(outputs) {
+            return Err(Error::shape(
+                "Dataset::regression",
+                "whole rows of at least 1 target value",
+                format!("{} values in rows of {outputs}", values.len()),
+            ));
+        }
+        check_rows("Dataset::regression", &inputs, width, values.len() / outputs, "rows of target values")?;
+        Ok(Dataset { inputs, width, targets: Targets::Values { values, width: outputs } })
+    }
+
     /// Samples in the set.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.inputs.len() / self.width
     }
 
     /// Whether it has no samples.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.inputs.is_empty()
+    }
+
+    /// `len × width` values, row-major: sample i is `inputs[i * width..(i + 1) * width]`
+    /// (pixels scaled to [0, 1] for the image sets).
+    pub fn inputs(&self) -> &[f32] {
+        &self.inputs
+    }
+
+    /// Values per sample (784 for MNIST).
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// What the samples train towards.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// The labels, for a labelled set.
+    pub fn labels(&self) -> Option<&[u32]> {
+        match &self.targets {
+            Targets::Labels { labels, .. } => Some(labels),
+            Targets::Values { .. } => None,
+        }
+    }
+
+    /// The whole set's targets as one batch's, for [`crate::model::Model::train_step`] and
+    /// [`crate::model::Model::evaluate`].
+    pub fn target(&self) -> Target<'_> {
+        match &self.targets {
+            Targets::Labels { labels, .. } => Target::Labels(labels),
+            Targets::Values { values, .. } => Target::Values(values),
+        }
+    }
+
+    /// The samples in `range` (cut to the set's length), as a new set.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Dataset {
+        let end = range.end.min(self.len());
+        let start = range.start.min(end);
+        let targets = match &self.targets {
+            Targets::Labels { labels, classes } => {
+                Targets::Labels { labels: labels[start..end].to_vec(), classes: *classes }
+            }
+            Targets::Values { values, width } => {
+                Targets::Values { values: values[start * width..end * width].to_vec(), width: *width }
+            }
+        };
+        Dataset {
+            inputs: self.inputs[start * self.width..end * self.width].to_vec(),
+            width: self.width,
+            targets,
+        }
     }
 
     /// The first `n` samples (all of them when there are fewer).
     pub fn take(&self, n: usize) -> Dataset {
-        let n = n.min(self.len());
-        Dataset { inputs: self.inputs[..n * self.width].to_vec(), labels: self.labels[..n].to_vec(), ..*self }
+        self.slice(0..n)
     }
+
+    /// The first `at` samples and the rest: a validation set held out of a training set
+    /// (shuffle first if the set is ordered by class).
+    pub fn split(&self, at: usize) -> (Dataset, Dataset) {
+        (self.slice(0..at), self.slice(at..self.len()))
+    }
+
+    /// The samples at `picked` (each below `len`), in that order: one minibatch's inputs and
+    /// targets.
+    pub(crate) fn gather(&self, picked: &[u32]) -> (Vec<f32>, Targets) {
+        let rows = |values: &[f32], width: usize| -> Vec<f32> {
+            picked.iter().flat_map(|&i| &values[i as usize * width..][..width]).copied().collect()
+        };
+        let targets = match &self.targets {
+            Targets::Labels { labels, classes } => Targets::Labels {
+                labels: picked.iter().map(|&i| labels[i as usize]).collect(),
+                classes: *classes,
+            },
+            Targets::Values { values, width } => {
+                Targets::Values { values: rows(values, *width), width: *width }
+            }
+        };
+        (rows(&self.inputs, self.width), targets)
+    }
+}
+
+impl Targets {
+    /// These targets as one batch's.
+    pub fn as_target(&self) -> Target<'_> {
+        match self {
+            Targets::Labels { labels, .. } => Target::Labels(labels),
+            Targets::Values { values, .. } => Target::Values(values),
+        }
+    }
+}
+
+/// `inputs` must be `rows` whole rows of `width` values.
+fn check_rows(op: &'static str, inputs: &[f32], width: usize, rows: usize, of: &str) -> Result<()> {
+    if width == 0 || rows == 0 || inputs.len() != rows * width {
+        return Err(Error::shape(
+            op,
+            format!("a non-empty set: one row of {width} inputs for each of its {rows} {of}"),
+            format!("{} input values", inputs.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads an image file and its label file (plain or gzip IDX) as a data set of `classes`
@@ -59,12 +213,10 @@ pub fn load_idx(images: impl AsRef<Path>, labels: impl AsRef<Path>, classes: usi
             format!("label {} at index {bad} is not below {classes}", labels[bad]),
         ));
     }
-    Ok(Dataset {
-        inputs: images.pixels.iter().map(|&p| f32::from(p) / 255.0).collect(),
-        labels: labels.iter().map(|&l| u32::from(l)).collect(),
-        width: images.rows * images.cols,
-        classes,
-    })
+    let pixels = images.pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let labels = labels.iter().map(|&l| u32::from(l)).collect();
+    Dataset::labelled(pixels, images.rows * images.cols, labels, classes)
+        .map_err(|e| idx::data_error(images_path, e.to_string()))
 }
 
 /// The bundled MNIST subset (`data/` in this crate: 8000 training and 2000 test digits).

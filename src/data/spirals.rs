@@ -27,7 +27,7 @@ pub fn spirals(points_per_class: usize, classes: usize, noise: f32, seed: u64) -
             labels.push(k as u32);
         }
     }
-    Ok(Dataset { inputs, labels, width: 2, classes })
+    Dataset::labelled(inputs, 2, labels, classes)
 }
 
 #[cfg(test)]
@@ -37,12 +37,13 @@ mod tests {
     #[test]
     fn arms_are_seeded_inside_the_unit_square_and_labelled_by_arm() {
         let a = spirals(100, 3, 0.2, 7).unwrap();
-        assert_eq!((a.len(), a.width, a.classes), (300, 2, 3));
+        assert_eq!((a.len(), a.width()), (300, 2));
+        let labels = a.labels().unwrap();
         assert_eq!(a, spirals(100, 3, 0.2, 7).unwrap());
         assert_ne!(a, spirals(100, 3, 0.2, 8).unwrap());
-        assert!(a.inputs.iter().all(|v| v.abs() <= 1.0));
-        assert_eq!(a.labels[..100], [0; 100]);
-        assert_eq!(a.labels[200..], [2; 100]);
+        assert!(a.inputs().iter().all(|v| v.abs() <= 1.0));
+        assert_eq!(labels[..100], [0; 100]);
+        assert_eq!(labels[200..], [2; 100]);
         assert!(spirals(0, 3, 0.2, 1).is_err() && spirals(10, 1, 0.2, 1).is_err());
     }
 }

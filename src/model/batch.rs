@@ -6,16 +6,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::random::Random;
 use crate::{Error, Result};
 
-/// A labelled data set held by a model's backend: on the GPU, uploaded once, so that an
+/// A data set held by a model's backend: on the GPU, uploaded once, so that an
 /// epoch's minibatches are gathered there by index and no pixels move per step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resident {
     pub(crate) model: u64,
     pub(crate) index: usize,
     pub(crate) len: usize,
+    pub(crate) labelled: bool,
 }
 
 impl Resident {
+    /// Whether its targets are labels (else target values).
+    pub fn is_labelled(&self) -> bool {
+        self.labelled
+    }
+
     /// Samples in the data set.
     pub fn len(&self) -> usize {
         self.len
@@ -27,15 +33,29 @@ impl Resident {
     }
 }
 
-/// Loss, accuracy and the predicted class of every sample of a resident data set.
+/// Loss over a resident data set and, for a labelled one, accuracy and the predicted class
+/// of every sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DataEvaluation {
     /// The mean loss over every sample (dropout off).
     pub loss: f32,
-    /// The share of samples whose arg-max output is their label, in [0, 1].
-    pub accuracy: f32,
-    /// Each sample's predicted class (its arg-max output), in the data set's order.
+    /// For a labelled set, the share of samples whose arg-max output is their label, in
+    /// [0, 1]; `None` for target values.
+    pub accuracy: Option<f32>,
+    /// For a labelled set, each sample's predicted class (its arg-max output), in the data
+    /// set's order; empty for target values.
     pub predictions: Vec<u32>,
+}
+
+impl DataEvaluation {
+    /// From the mean loss and, for a labelled set, the predictions and the labels.
+    pub(crate) fn new(loss: f64, predictions: Vec<u32>, labels: Option<&[u32]>) -> DataEvaluation {
+        let accuracy = labels.map(|labels| {
+            let correct = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
+            correct as f32 / labels.len() as f32
+        });
+        DataEvaluation { loss: loss as f32, accuracy, predictions }
+    }
 }
 
 /// What [`super::Model::train_epoch`] reports as it goes (no read-back is needed for it).

@@ -115,6 +115,14 @@ pub enum Optimizer {
 }
 
 impl Optimizer {
+    /// The starting learning rate.
+    pub fn lr(self) -> f32 {
+        match self {
+            Optimizer::Sgd { lr } | Optimizer::Adam { lr } => lr,
+            Optimizer::Momentum { lr, .. } | Optimizer::AdamW { lr, .. } => lr,
+        }
+    }
+
     pub(crate) fn settings(self) -> crate::OptimizerSettings {
         let mut s = crate::OptimizerSettings::new(0.0);
         match self {

@@ -3,6 +3,7 @@
 //! can check a whole network's gradients in f64.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use num_traits::Float;
 
@@ -52,7 +53,7 @@ pub struct CpuModel<T> {
     /// them) and that loss: from then until the report, steps change nothing.
     diverged: Option<(u32, f32)>,
     id: u64,
-    datasets: Vec<Dataset>,
+    datasets: Vec<Arc<Dataset>>,
     /// The last batch size's buffers, reused while it repeats (no allocation per step).
     batch: Batch<T>,
 }
@@ -284,8 +285,13 @@ impl Engine for CpuModel<f32> {
 
     fn load(&mut self, data: &Dataset) -> Result<Resident> {
         check_dataset(&self.graph, data)?;
-        self.datasets.push(data.clone());
-        Ok(Resident { model: self.id, index: self.datasets.len() - 1, len: data.len() })
+        self.datasets.push(Arc::new(data.clone()));
+        Ok(Resident {
+            model: self.id,
+            index: self.datasets.len() - 1,
+            len: data.len(),
+            labelled: data.labels().is_some(),
+        })
     }
 
     fn train_epoch(
@@ -298,18 +304,13 @@ impl Engine for CpuModel<f32> {
         check_resident("train_epoch", data, self.id, self.datasets.len())?;
         let order = epoch_order(data.len, seed);
         let batches = batches(data.len, batch_size);
-        let width = self.graph.inputs();
         if self.loss_steps > 0 {
             self.take_loss()?; // the epoch's mean starts afresh, but a divergence is reported
         }
         for (step, &(offset, rows)) in batches.iter().enumerate() {
-            let set = &self.datasets[data.index];
-            let picked = &order[offset..offset + rows];
-            let x: Vec<f32> =
-                picked.iter().flat_map(|&i| &set.inputs[i as usize * width..][..width]).copied().collect();
-            let labels: Vec<u32> = picked.iter().map(|&i| set.labels[i as usize]).collect();
+            let (x, targets) = self.datasets[data.index].gather(&order[offset..offset + rows]);
             // Checked when the set was loaded.
-            self.checked_step(&x, rows, &Target::Labels(&labels))?;
+            self.checked_step(&x, rows, &targets.as_target())?;
             if self.diverged.is_some() {
                 return self.take_loss();
             }
@@ -326,12 +327,8 @@ impl Engine for CpuModel<f32> {
 
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
-        // Lent out of the model while it runs the batches, rather than copied.
-        let empty = Dataset { inputs: Vec::new(), labels: Vec::new(), width: 0, classes: 0 };
-        let set = std::mem::replace(&mut self.datasets[data.index], empty);
-        let evaluation = self.evaluate_set(&set);
-        self.datasets[data.index] = set;
-        evaluation
+        let set = Arc::clone(&self.datasets[data.index]);
+        self.evaluate_set(&set)
     }
 }
 
@@ -339,15 +336,14 @@ impl CpuModel<f32> {
     fn evaluate_set(&mut self, set: &Dataset) -> Result<DataEvaluation> {
         let (mut loss, mut predictions) = (0.0, Vec::new());
         for (offset, rows) in batches(set.len(), EVAL_ROWS) {
-            let x = &set.inputs[offset * set.width..(offset + rows) * set.width];
-            let labels = &set.labels[offset..offset + rows];
-            let outputs = self.infer(x, rows, Some(&Target::Labels(labels)))?;
+            let batch = set.slice(offset..offset + rows);
+            let outputs = self.infer(batch.inputs(), rows, Some(&batch.target()))?;
             loss += f64::from(self.batch_loss()) * rows as f64;
-            predictions.extend(arg_max(&outputs, self.graph.outputs()));
+            if set.labels().is_some() {
+                predictions.extend(arg_max(&outputs, self.graph.outputs()));
+            }
         }
-        let correct = predictions.iter().zip(&set.labels).filter(|(p, l)| p == l).count();
-        let (loss, accuracy) = ((loss / set.len() as f64) as f32, correct as f32 / set.len() as f32);
-        Ok(DataEvaluation { loss, accuracy, predictions })
+        Ok(DataEvaluation::new(loss / set.len() as f64, predictions, set.labels()))
     }
 }
 

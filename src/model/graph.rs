@@ -419,37 +419,19 @@ fn draw(
     })
 }
 
+/// Checks a data set against the model before it is loaded: its sample width, and its
+/// targets against the loss (labels below the output width, or rows of values as wide).
 pub(crate) fn check_dataset(graph: &Graph, data: &Dataset) -> Result<()> {
     let op = "load";
-    if data.is_empty() || data.inputs.len() != data.len() * data.width {
-        return Err(Error::shape(
-            op,
-            "a non-empty data set of whole samples",
-            format!("{} labels", data.len()),
-        ));
-    }
-    if data.width != graph.inputs() {
+    if data.width() != graph.inputs() {
         return Err(Error::shape(
             op,
             format!("samples of {} inputs", graph.inputs()),
-            format!("{} inputs", data.width),
+            format!("{} inputs", data.width()),
         ));
     }
-    if !graph.config.loss.takes_labels() {
-        return Err(Error::shape(
-            op,
-            "a model trained on labels (cross-entropy or NLL)",
-            format!("{:?}", graph.config.loss),
-        ));
-    }
-    check_finite(op, "input", &data.inputs, data.width)?;
-    let classes = graph.classes();
-    if let Some(bad) = data.labels.iter().position(|&l| l as usize >= classes) {
-        return Err(Error::shape(
-            op,
-            format!("labels in 0..{classes}"),
-            format!("label {} at row {bad}", data.labels[bad]),
-        ));
-    }
-    Ok(())
+    check_finite(op, "input", data.inputs(), data.width())?;
+    // The targets as one batch of the whole set: the checks a step makes (kind, count, range,
+    // finite values).
+    graph.check_target(op, &data.target(), data.len())
 }

@@ -18,12 +18,12 @@
 //! # Ok(())
 //! # }
 //! ```
-
 //!
 //! Inside, `config.rs` is the description (plain data), `graph.rs` what both backends derive
 //! from it, `ops.rs` every layer's forward and backward written once against the kernels'
 //! trait, and `cpu.rs` and `gpu/` the two backends, which import neither each other nor this
-//! file: only [`Model::build`] knows both.
+//! file: only [`Model::build`] knows both. `trainer.rs` is the loop over epochs
+//! ([`Trainer`]), written on [`Model`]'s public calls alone.
 
 mod batch;
 mod checkpoint;
@@ -35,6 +35,7 @@ mod gemm;
 mod gpu;
 mod graph;
 mod ops;
+mod trainer;
 
 pub use crate::Activation;
 pub use batch::{DataEvaluation, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, Target};
@@ -42,6 +43,7 @@ pub use config::{Backend, Init, Layer, Loss, ModelConfig, Optimizer};
 #[doc(hidden)]
 pub use gemm::Scalar;
 pub use gpu::{Forward, LossReading};
+pub use trainer::{EpochReport, FitReport, Monitor, Schedule, Stop, Trainer};
 
 use engine::{Engine, Part, check_new_values};
 use graph::Graph;
@@ -248,11 +250,13 @@ impl Model {
         self.engine.set_learning_rate(lr)
     }
 
-    /// Loads a labelled data set into the backend (once; on the GPU an upload of the whole set).
+    /// Loads a data set into the backend (once; on the GPU an upload of the whole set, targets
+    /// included), for [`Model::train_epoch`], [`Model::evaluate_resident`] and [`Trainer`].
     ///
     /// # Errors
-    /// [`Error::Shape`] for samples of the wrong width or labels at or past the model's
-    /// outputs, [`Error::NotFinite`] for a NaN or infinity, [`Error::BufferTooLarge`] or
+    /// [`Error::Shape`] for samples of the wrong width, targets of the other kind than the
+    /// loss takes (labels for cross-entropy and NLL, values otherwise), labels at or past the
+    /// model's outputs or rows of values not as wide, [`Error::NotFinite`] for a NaN or infinity, [`Error::BufferTooLarge`] or
     /// [`Error::Gpu`] from the device.
     pub fn load(&mut self, data: &Dataset) -> Result<Resident> {
         self.engine.load(data)
@@ -281,7 +285,8 @@ impl Model {
         self.engine.train_epoch(data, batch_size, seed, progress)
     }
 
-    /// Loss, accuracy and predictions over a resident data set (dropout off).
+    /// Loss over a resident data set (dropout off), and for a labelled one the accuracy and
+    /// each sample's predicted class.
     pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         self.engine.evaluate_resident(data)
     }

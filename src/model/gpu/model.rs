@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::plan::{Binder, ParamTensors, Plan, Shared};
-use crate::data::Dataset;
+use crate::data::{Dataset, Targets};
 use crate::gpu::MAX_LAYER_NORM_COLS;
 use crate::gpu::Uploads;
 use crate::model::batch::{
@@ -27,13 +27,20 @@ use crate::{Counters, Dispatch, Error, Gpu, GpuLabels, GpuTensor, OptimizerSetti
 struct GpuData {
     /// The samples, in parts that each fit one storage binding: (first row, its rows).
     inputs: Vec<(usize, GpuTensor)>,
-    labels: GpuLabels,
+    targets: GpuTargets,
     /// The epoch's shuffled order, rewritten each epoch (the only per-epoch upload).
     order: GpuLabels,
     /// 0, 1, 2, …: the order evaluation reads in.
     identity: GpuLabels,
-    /// Per (rows, offset, training): a gather from each part, then the labels'.
+    /// Per (rows, offset, training): a gather from each part, then the targets'.
     gathers: HashMap<(usize, usize, bool), Vec<Dispatch>>,
+}
+
+/// A resident set's labels, or its target values in parts like the samples'.
+#[derive(Debug)]
+enum GpuTargets {
+    Labels(GpuLabels),
+    Values(Vec<(usize, GpuTensor)>),
 }
 
 /// Plans a model keeps, least recently used out first: any stream of batch sizes (a
@@ -236,13 +243,23 @@ impl GpuModel {
         }
         let plan = &self.plans[&(rows, training)];
         let order = if training { &set.order } else { &set.identity };
-        let labels = plan.labels.as_ref().expect("data sets train label losses");
         let x = plan.get(&self.graph, Slot::Act(0));
         let mut gathers = Vec::new();
         for (first, part) in &set.inputs {
             gathers.push(self.gpu.gather_rows_from_part(x, part, *first, order, offset)?);
         }
-        gathers.push(self.gpu.gather_labels(labels, &set.labels, order, offset)?);
+        match (&set.targets, &plan.labels) {
+            (GpuTargets::Labels(labels), Some(out)) => {
+                gathers.push(self.gpu.gather_labels(out, labels, order, offset)?)
+            }
+            (GpuTargets::Values(parts), _) => {
+                let out = plan.get(&self.graph, Slot::Targets);
+                for (first, part) in parts {
+                    gathers.push(self.gpu.gather_rows_from_part(out, part, *first, order, offset)?);
+                }
+            }
+            _ => unreachable!("check_dataset matched the targets to the loss"),
+        }
         self.datasets[data].gathers.insert((rows, offset, training), gathers);
         Ok(())
     }
@@ -270,14 +287,23 @@ impl Engine for GpuModel {
         check_dataset(&self.graph, data)?;
         let gpu = &self.gpu;
         let identity: Vec<u32> = (0..data.len() as u32).collect();
+        let targets = match data.targets() {
+            Targets::Labels { labels, classes } => GpuTargets::Labels(gpu.upload_labels(labels, *classes)?),
+            Targets::Values { values, width } => GpuTargets::Values(upload_in_parts(gpu, values, *width)?),
+        };
         self.datasets.push(GpuData {
-            inputs: upload_in_parts(gpu, data)?,
-            labels: gpu.upload_labels(&data.labels, self.graph.classes())?,
+            inputs: upload_in_parts(gpu, data.inputs(), data.width())?,
+            targets,
             order: gpu.upload_labels(&identity, data.len())?,
             identity: gpu.upload_labels(&identity, data.len())?,
             gathers: HashMap::new(),
         });
-        Ok(Resident { model: self.id, index: self.datasets.len() - 1, len: data.len() })
+        Ok(Resident {
+            model: self.id,
+            index: self.datasets.len() - 1,
+            len: data.len(),
+            labelled: data.labels().is_some(),
+        })
     }
 
     fn train_epoch(
@@ -349,12 +375,15 @@ impl Engine for GpuModel {
                 .collect();
             self.gpu.run(&all)?;
             loss += f64::from(self.gpu.read(plan.get(&self.graph, Slot::Loss))?[0]) * rows as f64;
-            predictions.extend(arg_max(&self.gpu.read(plan.output(&self.graph))?, self.graph.outputs()));
+            if let GpuTargets::Labels(_) = set.targets {
+                predictions.extend(arg_max(&self.gpu.read(plan.output(&self.graph))?, self.graph.outputs()));
+            }
         }
-        let labels = self.gpu.read_labels(&set.labels)?;
-        let correct = predictions.iter().zip(&labels).filter(|(p, l)| p == l).count();
-        let (loss, accuracy) = ((loss / data.len as f64) as f32, correct as f32 / data.len as f32);
-        Ok(DataEvaluation { loss, accuracy, predictions })
+        let labels = match &set.targets {
+            GpuTargets::Labels(labels) => Some(self.gpu.read_labels(labels)?),
+            GpuTargets::Values(_) => None,
+        };
+        Ok(DataEvaluation::new(loss / data.len as f64, predictions, labels.as_deref()))
     }
 
     fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
@@ -483,19 +512,20 @@ impl Checkpointed for GpuModel {
     }
 }
 
-/// Uploads a data set's samples in as few parts as the adapter's storage binding and buffer
-/// limits allow (lavapipe binds at most 128 MiB: full MNIST's 188 MB training set takes two).
-fn upload_in_parts(gpu: &Gpu, data: &Dataset) -> Result<Vec<(usize, GpuTensor)>> {
+/// Uploads a data set's rows (samples or target values) in as few parts as the adapter's
+/// storage binding and buffer limits allow (lavapipe binds at most 128 MiB: full MNIST's
+/// 188 MB training set takes two).
+fn upload_in_parts(gpu: &Gpu, values: &[f32], width: usize) -> Result<Vec<(usize, GpuTensor)>> {
     let limits = gpu.limits();
     let most_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
     // Whole rows per part; a row bigger than the limit fails in upload, naming it.
-    let rows_per_part = ((most_bytes / (data.width as u64 * 4)) as usize).max(1);
-    (0..data.len())
+    let rows_per_part = ((most_bytes / (width as u64 * 4)) as usize).max(1);
+    let len = values.len() / width;
+    (0..len)
         .step_by(rows_per_part)
         .map(|first| {
-            let rows = rows_per_part.min(data.len() - first);
-            let values = &data.inputs[first * data.width..(first + rows) * data.width];
-            Ok((first, gpu.upload(values, rows, data.width)?))
+            let rows = rows_per_part.min(len - first);
+            Ok((first, gpu.upload(&values[first * width..(first + rows) * width], rows, width)?))
         })
         .collect()
 }
