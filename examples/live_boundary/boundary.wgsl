@@ -17,11 +17,21 @@ struct View {
 @group(0) @binding(1) var<storage, read> probs: array<f32>;
 @group(0) @binding(2) var<storage, read> points: array<vec4<f32>>;
 
-// One triangle that covers the screen.
+struct Cover {
+    @builtin(position) position: vec4<f32>,
+    // Where in the drawing, [0, 1]² with y down: the viewport is the drawing, wherever it
+    // sits in the target (the whole window, or a rectangle of an egui panel).
+    @location(0) uv: vec2<f32>,
+}
+
+// One triangle that covers the viewport.
 @vertex
-fn vs(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
+fn vs(@builtin(vertex_index) i: u32) -> Cover {
     let corner = vec2<f32>(f32((i << 1u) & 2u), f32(i & 2u));
-    return vec4<f32>(corner * 2.0 - 1.0, 0.0, 1.0);
+    var cover: Cover;
+    cover.position = vec4<f32>(corner * 2.0 - 1.0, 0.0, 1.0);
+    cover.uv = vec2<f32>(corner.x, 1.0 - corner.y);
+    return cover;
 }
 
 fn palette(k: u32) -> vec3<f32> {
@@ -34,9 +44,8 @@ fn palette(k: u32) -> vec3<f32> {
 }
 
 @fragment
-fn fs(@builtin(position) pixel: vec4<f32>) -> @location(0) vec4<f32> {
-    let size = vec2<f32>(f32(view.width), f32(view.height));
-    let cell = min(vec2<u32>(pixel.xy / size * f32(view.grid)), vec2<u32>(view.grid - 1u));
+fn fs(cover: Cover) -> @location(0) vec4<f32> {
+    let cell = min(vec2<u32>(max(cover.uv, vec2<f32>(0.0)) * f32(view.grid)), vec2<u32>(view.grid - 1u));
     let first = (cell.y * view.grid + cell.x) * 3u;
     let p = vec3<f32>(probs[first], probs[first + 1u], probs[first + 2u]);
     var best = 0u;

@@ -1,11 +1,13 @@
 //! What a frame holds: the network on the app's device, the grid it is evaluated on, and the
-//! render pipeline that draws the network's output buffer.
+//! render pipeline that draws the network's output buffer. Shared by `live_boundary` (its own
+//! window and render pass) and `egui_trainer` (egui's encoder and render pass).
+#![allow(dead_code)] // live_boundary, egui_trainer and a test each use a part of it
 
 use wgpu_nn::data::{Dataset, spirals};
 use wgpu_nn::model::{Backend, Forward, Loss, LossReading, Model, ModelConfig, Optimizer};
 use wgpu_nn::{Gpu, Result, wgpu};
 
-/// The network: must match `tests/live_boundary.rs`, which loads its saved weights.
+/// The network: must match `tests/common/boundary.rs`, which loads its saved weights.
 pub fn network() -> ModelConfig {
     ModelConfig::new(2)
         .dense(64)
@@ -43,8 +45,14 @@ pub struct Scene {
     draws: [(wgpu::RenderPipeline, wgpu::BindGroup, u32, u32); 2],
     steps: u32,
     frames: u32,
-    reading: Option<LossReading>,
+    /// Training steps recorded so far, and since the last loss read.
+    trained: u32,
+    unread: u32,
+    /// A loss read on its way back, with the steps trained when it was recorded.
+    reading: Option<(LossReading, u32)>,
     loss: Option<f32>,
+    /// (steps, loss) of a read that arrived since `after_submit` last returned one.
+    fresh: Option<(u32, f32)>,
 }
 
 impl Scene {
@@ -158,42 +166,39 @@ impl Scene {
             draws,
             steps,
             frames: 0,
+            trained: 0,
+            unread: 0,
             reading: None,
             loss: None,
+            fresh: None,
         })
     }
 
-    /// The drawing's size in pixels.
+    /// The drawing's size in pixels (the markers' radius is in pixels).
     pub fn resize(&mut self, width: u32, height: u32) {
         let view = [width, height, self.grid, 0];
         self.queue.write_buffer(&self.view, 0, bytemuck::cast_slice(&view));
     }
 
+    /// Training steps per frame from now on (0 pauses training; the drawing goes on).
+    pub fn set_steps(&mut self, steps: u32) {
+        self.steps = steps;
+    }
+
+    /// Training steps recorded so far.
+    pub fn trained(&self) -> u32 {
+        self.trained
+    }
+
+    /// Frames recorded so far.
+    pub fn frames(&self) -> u32 {
+        self.frames
+    }
+
     /// Records one frame: training steps, now and then a loss read, the forward pass over the
     /// grid, and the draw. Nothing here waits for the GPU.
     pub fn frame(&mut self, encoder: &mut wgpu::CommandEncoder, target: &wgpu::TextureView) -> Result<()> {
-        let labels = self.data.target();
-        match &self.network {
-            Network::Gpu(forward) => {
-                for _ in 0..self.steps {
-                    self.model.record_train_step(encoder, self.data.inputs(), &labels)?;
-                }
-                if self.reading.is_none() && self.frames.is_multiple_of(LOSS_EVERY) {
-                    self.reading = Some(self.model.record_loss(encoder)?);
-                }
-                forward.record(encoder);
-            }
-            Network::Cpu { cells, output } => {
-                for _ in 0..self.steps {
-                    self.model.train_step(self.data.inputs(), &labels)?;
-                }
-                if self.frames.is_multiple_of(LOSS_EVERY) {
-                    self.loss = Some(self.model.take_loss()?);
-                }
-                let probabilities = self.model.predict(cells)?;
-                self.queue.write_buffer(output, 0, bytemuck::cast_slice(&probabilities));
-            }
-        }
+        self.record(encoder)?;
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
             label: Some("boundary"),
             color_attachments: &[Some(wgpu::RenderPassColorAttachment {
@@ -207,27 +212,70 @@ impl Scene {
             })],
             ..Default::default()
         });
+        self.draw(&mut pass);
+        Ok(())
+    }
+
+    /// Records everything of a frame but the drawing: training steps, now and then a loss
+    /// read, and the forward pass over the grid.
+    pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let labels = self.data.target();
+        let read_loss = self.unread + self.steps > 0 && self.frames.is_multiple_of(LOSS_EVERY);
+        match &self.network {
+            Network::Gpu(forward) => {
+                for _ in 0..self.steps {
+                    self.model.record_train_step(encoder, self.data.inputs(), &labels)?;
+                }
+                self.unread += self.steps;
+                if self.reading.is_none() && read_loss {
+                    self.reading = Some((self.model.record_loss(encoder)?, self.trained + self.steps));
+                    self.unread = 0;
+                }
+                forward.record(encoder);
+            }
+            Network::Cpu { cells, output } => {
+                for _ in 0..self.steps {
+                    self.model.train_step(self.data.inputs(), &labels)?;
+                }
+                self.unread += self.steps;
+                if read_loss {
+                    let loss = self.model.take_loss()?;
+                    (self.loss, self.fresh) = (Some(loss), Some((self.trained + self.steps, loss)));
+                    self.unread = 0;
+                }
+                let probabilities = self.model.predict(cells)?;
+                self.queue.write_buffer(output, 0, bytemuck::cast_slice(&probabilities));
+            }
+        }
+        self.trained += self.steps;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Draws the boundary over the whole of `pass`'s viewport, and the points on top.
+    pub fn draw(&self, pass: &mut wgpu::RenderPass<'_>) {
         for (pipeline, bind_group, vertices, instances) in &self.draws {
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, bind_group, &[]);
             pass.draw(0..*vertices, 0..*instances);
         }
-        self.frames += 1;
-        Ok(())
     }
 
-    /// Picks up the loss if it has arrived (after the frame's submit; never blocks).
-    pub fn after_submit(&mut self) -> Result<()> {
-        if let Some(result) = self.reading.as_mut().and_then(LossReading::poll) {
-            self.reading = None;
-            self.loss = Some(result?);
+    /// Picks up the loss if it has arrived (after the frame's submit; never blocks), and
+    /// returns a loss read since the last call, with the steps trained when it was taken.
+    pub fn after_submit(&mut self) -> Result<Option<(u32, f32)>> {
+        if let Some((reading, steps)) = &mut self.reading
+            && let Some(result) = reading.poll()
+        {
+            let (steps, loss) = (*steps, result?);
+            (self.loss, self.fresh, self.reading) = (Some(loss), Some((steps, loss)), None);
         }
-        Ok(())
+        Ok(self.fresh.take())
     }
 
     pub fn title(&self) -> String {
         let loss = self.loss.map_or("…".to_string(), |l| format!("{l:.4}"));
-        format!("live_boundary: {} steps, loss {loss}", self.frames * self.steps)
+        format!("live_boundary: {} steps, loss {loss}", self.trained)
     }
 
     /// The final loss and training accuracy (read back once, at the end).

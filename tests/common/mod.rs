@@ -2,6 +2,8 @@
 //! comparison helper.
 #![allow(dead_code)]
 
+pub mod boundary;
+
 use std::sync::OnceLock;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -84,18 +86,24 @@ pub fn assert_close<T: Into<f64> + Copy>(what: &str, got: &[T], want: &[T], rtol
 /// Runs an example binary (plain `cargo test` builds them before it runs any test) and
 /// returns its last stdout line as JSON.
 pub fn run_example(name: &str, args: &[&str]) -> serde_json::Value {
+    run_command(name, std::process::Command::new(example_binary(name)).args(args))
+}
+
+/// Where `cargo test` put example `name`'s binary.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
     let deps = std::env::current_exe().expect("the test binary's path");
-    let binary =
-        deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps").join("examples").join(name);
-    let output = std::process::Command::new(&binary).args(args).output().unwrap_or_else(|e| {
-        panic!(
-            "running {}: {e} (run plain `cargo test`, or `cargo build --examples` first)",
-            binary.display()
-        )
+    deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps").join("examples").join(name)
+}
+
+/// Runs `command` (an example's, perhaps wrapped), fails with its output unless it succeeds,
+/// and returns its last stdout line as JSON.
+pub fn run_command(name: &str, command: &mut std::process::Command) -> serde_json::Value {
+    let output = command.output().unwrap_or_else(|e| {
+        panic!("running {command:?}: {e} (run plain `cargo test`, or `cargo build --examples` first)")
     });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{name} {args:?} failed:\n{stdout}\n{stderr}");
+    assert!(output.status.success(), "{name} {command:?} failed:\n{stdout}\n{stderr}");
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: last line is not JSON ({e}): {last}"))
 }

@@ -1,0 +1,81 @@
+//! The `egui_trainer` example in a real window (under Xvfb when there is no display): it
+//! trains inside egui's paint callback on egui's own device and encoder, takes a screenshot
+//! through eframe, and saves the weights it drew. The screenshot's drawing must be the
+//! network, pixel for pixel, as the CPU backend reads it from those weights.
+
+mod common;
+
+use std::process::Command;
+
+use common::boundary::{Drawing, assert_matches_cpu, read_png};
+
+/// Set by CI: no way to open a window fails the test instead of skipping it.
+const REQUIRE_DISPLAY: &str = "WGPU_NN_REQUIRE_DISPLAY";
+
+/// The command that opens the example's window: directly on a display, else under a
+/// virtual X server (`xvfb-run`); `None` when neither is there.
+fn windowed(binary: &std::path::Path) -> Option<Command> {
+    let has_display = ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some());
+    if has_display {
+        return Some(Command::new(binary));
+    }
+    let xvfb = Command::new("xvfb-run").arg("--help").output().is_ok();
+    if !xvfb {
+        assert!(
+            std::env::var_os(REQUIRE_DISPLAY).is_none(),
+            "{REQUIRE_DISPLAY} is set but there is no display and no xvfb-run"
+        );
+        eprintln!("SKIPPING the egui window test: no display and no xvfb-run (apt-get install xvfb)");
+        return None;
+    }
+    let mut command = Command::new("xvfb-run");
+    command.args(["-a", "-s", "-screen 0 1280x800x24"]).arg(binary);
+    Some(command)
+}
+
+#[test]
+fn the_egui_screenshot_is_the_network_trained_in_the_paint_callback() {
+    if common::gpu().is_none() {
+        return; // the window needs an adapter, whichever backend trains
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Trained in egui's encoder, or on the CPU backend writing into egui's buffer.
+    for backend in ["gpu", "cpu"] {
+        let (shot, weights) =
+            (dir.path().join(format!("{backend}.png")), dir.path().join(format!("{backend}.safetensors")));
+        let Some(mut command) = windowed(&common::example_binary("egui_trainer")) else { return };
+        command.args(["--backend", backend, "--frames", "20", "--size", "160", "--json", "--screenshot"]);
+        command.arg(&shot).arg("--save").arg(&weights);
+        let report = common::run_command("egui_trainer", &mut command);
+        assert_eq!((&report["steps"], &report["backend"]), (&200.into(), &backend.into()), "{report}");
+        let numbers = |key: &str| -> Vec<f64> {
+            report[key].as_array().unwrap().iter().map(|l| l.as_f64().unwrap()).collect()
+        };
+        let (losses, steps) = (numbers("losses"), numbers("loss_steps"));
+        // Read every 10 frames when the last read is back (when depends on the adapter's pace):
+        // the first after 10 steps, at most one at 200.
+        assert!(losses.len() >= 2 && steps[0] == 10.0, "{report}");
+        assert!(steps.windows(2).all(|w| w[0] < w[1]) && *steps.last().unwrap() <= 200.0, "{report}");
+        let (first, last) = (losses[0], *losses.last().unwrap());
+        assert!(last < first && last < 3f64.ln(), "{backend}: the loss falls: {losses:?}");
+
+        let (pixels, width, height) = read_png(&shot);
+        assert_eq!(report["screenshot_size"], serde_json::json!([width, height]));
+        let at = |i: usize| report["drawing"][i].as_f64().unwrap() as u32;
+        let drawing = Drawing { left: at(0), top: at(1), width: at(2), height: at(3), grid: 160 };
+        assert!(drawing.left + drawing.width <= width && drawing.top + drawing.height <= height, "{report}");
+        assert_matches_cpu(&pixels, width, &drawing, &weights);
+    }
+}
+
+#[test]
+fn bad_options_are_errors_before_any_window_opens() {
+    let run =
+        |args: &[&str]| Command::new(common::example_binary("egui_trainer")).args(args).output().unwrap();
+    let output = run(&["--screenshot", "x.png"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--screenshot needs --frames"));
+    let output = run(&["--size", "5"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("5 is not in 16..=1024"));
+}
