@@ -79,3 +79,17 @@ fn bad_options_are_errors_before_any_window_opens() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("5 is not in 16..=1024"));
 }
+
+#[test]
+fn without_a_display_it_says_so_and_fails() {
+    let output = Command::new(common::example_binary("egui_trainer"))
+        .args(["--frames", "1"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("egui_trainer:") && stderr.contains("DISPLAY"), "{stderr}");
+}

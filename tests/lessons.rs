@@ -200,6 +200,7 @@ fn every_example_explains_itself_and_refuses_unknown_flags() {
         "matmul",
         "bench",
         "live_boundary",
+        "egui_trainer",
     ];
     let deps = std::env::current_exe().unwrap();
     let folder = deps.parent().and_then(|d| d.parent()).unwrap().join("examples");
