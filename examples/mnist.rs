@@ -129,11 +129,17 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         Some(dir) => data::mnist_dir(dir)?,
         None => data::bundled_mnist()?,
     };
-    let train = o.limit.map_or(train.clone(), |n| train.take(n));
+    let train = match o.limit {
+        Some(n) => train.take(n),
+        None => train,
+    };
     // The held-out digits come from the end of the training set (MNIST's order is not by
     // class); at least one, so that there is a best epoch to keep.
     let held_out = ((train.len() as f32 * o.validation) as usize).max(1);
     let (train, validation) = train.split(train.len().saturating_sub(held_out));
+    if train.is_empty() {
+        return Err(format!("no training digits left after holding {held_out} out for validation").into());
+    }
     println!(
         "{} training, {} validation and {} test digits; {backend:?} backend on {adapter}",
         train.len(),
@@ -170,17 +176,14 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     }
     let fit = trainer.fit(&mut model, &train_set, Some(&validation_set), |e| {
         let accuracy = e.validation.as_ref().and_then(|v| v.accuracy).unwrap_or(0.0);
+        let best = if e.improved { " (best)" } else { "" };
+        let line = format!(
+            "epoch {:2}/{}: lr {:.5}, train loss {:.4}, validation loss {:.4}, accuracy {accuracy:.4}{best}, \
+             {:.0} samples/s",
+            e.epoch, e.epochs, e.lr, e.train_loss, e.monitored, e.samples_per_second
+        );
         // Printed above the bar on a terminal, as plain lines otherwise.
-        bar.suspend(|| println!(
-            "epoch {:2}/{}: lr {:.5}, train loss {:.4}, validation loss {:.4}, accuracy {accuracy:.4}{}, {:.0} samples/s",
-            e.epoch,
-            e.epochs,
-            e.lr,
-            e.train_loss,
-            e.monitored,
-            if e.improved { " (best)" } else { "" },
-            e.samples_per_second
-        ));
+        bar.suspend(|| println!("{line}"));
         ControlFlow::Continue(())
     })?;
     bar.finish_and_clear();

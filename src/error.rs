@@ -73,8 +73,8 @@ pub enum Error {
         problem: String,
     },
 
-    /// A [`crate::model::Trainer`] setting that cannot run: a schedule out of range, a
-    /// monitor the data cannot give, `restore_best` without a file to keep the best in.
+    /// A [`crate::model::Trainer`] setting that cannot run (a schedule out of range, a
+    /// monitor the data cannot give), or data sets it cannot train on.
     #[error("Trainer: {problem}")]
     InvalidTraining {
         /// What is wrong, in words.

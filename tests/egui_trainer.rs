@@ -13,11 +13,21 @@ use common::boundary::{Drawing, assert_matches_cpu, read_png};
 const REQUIRE_DISPLAY: &str = "WGPU_NN_REQUIRE_DISPLAY";
 
 /// The command that opens the example's window: directly on a display, else under a
-/// virtual X server (`xvfb-run`); `None` when neither is there.
+/// virtual X server (`xvfb-run`); `None` when neither is there. Under coreutils' `timeout`
+/// where it exists, so that a window that never closes fails the test instead of hanging it.
 fn windowed(binary: &std::path::Path) -> Option<Command> {
+    let limited = |program: &std::ffi::OsStr| {
+        if Command::new("timeout").arg("--version").output().is_ok() {
+            let mut command = Command::new("timeout");
+            command.arg("300").arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    };
     let has_display = ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some());
     if has_display {
-        return Some(Command::new(binary));
+        return Some(limited(binary.as_os_str()));
     }
     let xvfb = Command::new("xvfb-run").arg("--help").output().is_ok();
     if !xvfb {
@@ -28,7 +38,7 @@ fn windowed(binary: &std::path::Path) -> Option<Command> {
         eprintln!("SKIPPING the egui window test: no display and no xvfb-run (apt-get install xvfb)");
         return None;
     }
-    let mut command = Command::new("xvfb-run");
+    let mut command = limited("xvfb-run".as_ref());
     command.args(["-a", "-s", "-screen 0 1280x800x24"]).arg(binary);
     Some(command)
 }
@@ -78,6 +88,9 @@ fn bad_options_are_errors_before_any_window_opens() {
     let output = run(&["--size", "5"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("5 is not in 16..=1024"));
+    let output = run(&["--steps", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("0 is not in 1..=50"));
 }
 
 #[test]

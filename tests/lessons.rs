@@ -130,10 +130,17 @@ fn mnist_example_trains_plots_saves_and_loads() {
             "samples_per_second",
             "epochs",
             "seconds",
+            "validation_accuracies",
+            "best_epoch",
+            "stop",
         ] {
             assert!(!report[key].is_null(), "{backend}: no {key} in {report}");
         }
         assert_eq!(floats(&report["losses"]).len(), 2);
+        // Trainer's report: both epochs validated on the 60 held-out digits, one of them kept.
+        assert_eq!(floats(&report["validation_accuracies"]).len(), 2);
+        assert!([1, 2].contains(&report["best_epoch"].as_u64().unwrap()), "{report}");
+        assert_eq!(report["stop"], "Finished");
         let accuracy = report["test_accuracy"].as_f64().unwrap();
         // Two epochs on 600 digits reach about 0.8 (chance is 0.1).
         assert!(accuracy > 0.6, "{backend}: {accuracy}");

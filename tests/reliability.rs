@@ -406,6 +406,26 @@ fn a_data_set_bigger_than_one_storage_binding_trains_from_parts_as_on_the_cpu() 
     common::assert_close("epoch losses", &on_gpu.0, &on_cpu.0, 1e-4, 1e-5);
     assert_eq!(on_gpu.1.predictions, on_cpu.1.predictions, "every sample gathered from its part");
     assert!(on_gpu.0[1] < on_gpu.0[0], "it learns: {:?}", on_gpu.0);
+
+    // Target values are parted too, at other rows than the samples (48 values a row: 341 rows
+    // a part, where the samples' parts hold 256): each row still comes from its own part.
+    let regression = Dataset::regression(random(1000 * 64, 23), 64, random(1000 * 48, 24), 48).unwrap();
+    let config = ModelConfig::new(64)
+        .dense(32)
+        .tanh()
+        .dense(48)
+        .loss(Loss::Mse)
+        .optimizer(Optimizer::Adam { lr: 0.01 })
+        .seed(10);
+    let [on_gpu, on_cpu] = [Backend::Gpu, Backend::Cpu].map(|backend| {
+        let mut model = config.build(backend, Some(&small)).unwrap();
+        let resident = model.load(&regression).unwrap();
+        let mut losses: Vec<f32> =
+            (0..2).map(|epoch| model.train_epoch(&resident, 50, epoch, &mut |_| {}).unwrap()).collect();
+        losses.push(model.evaluate_resident(&resident).unwrap().loss);
+        losses
+    });
+    common::assert_close("regression losses from parts", &on_gpu, &on_cpu, 1e-4, 1e-5);
 }
 
 #[test]

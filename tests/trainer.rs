@@ -262,9 +262,67 @@ fn settings_that_cannot_run_are_errors_before_anything_trains() {
         .fit(&mut other, &values, Some(&values), |_| ControlFlow::Continue(()))
         .unwrap_err();
     assert!(err.to_string().contains("labelled validation set"), "{err}");
-    // A set loaded into another model is refused by the epoch it reaches.
+    // Sets loaded into another model are refused before anything trains.
     let err = Trainer::new().fit(&mut model, &values, None, |_| ControlFlow::Continue(())).unwrap_err();
-    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    assert!(matches!(err, Error::InvalidTraining { .. }) && err.to_string().contains("Model::load"), "{err}");
+    let err = Trainer::new().fit(&mut model, &set, Some(&values), |_| ControlFlow::Continue(())).unwrap_err();
+    assert!(matches!(err, Error::InvalidTraining { .. }), "{err}");
+    assert_eq!(all_weights(&model), weights, "nothing trained");
+}
+
+#[test]
+fn a_fit_that_diverges_leaves_the_best_epoch_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = curve(100, 51);
+    for backend in backends() {
+        let config = regressor().optimizer(Optimizer::Sgd { lr: 0.01 });
+        let best = dir.path().join(format!("{backend:?}.safetensors"));
+        let mut model = config.build(backend, gpu()).unwrap();
+        let set = model.load(&train).unwrap();
+        // Epoch 1 at lr 0.01, epoch 2 at 1e6: the loss overflows.
+        let err = Trainer::new()
+            .epochs(3)
+            .batch_size(20)
+            .schedule(Schedule::Step { every: 1, factor: 1e8 })
+            .keep_best(&best)
+            .fit(&mut model, &set, None, |_| ControlFlow::Continue(()))
+            .unwrap_err();
+        assert!(matches!(err, Error::Diverged { .. }), "{backend:?}: {err}");
+        let mut by_hand = config.build(backend, gpu()).unwrap();
+        let hand_set = by_hand.load(&train).unwrap();
+        by_hand.train_epoch(&hand_set, 20, 1, &mut |_| {}).unwrap();
+        assert_eq!(all_weights(&model), all_weights(&by_hand), "{backend:?}: epoch 1's weights came back");
+    }
+}
+
+#[test]
+fn labels_of_fewer_classes_than_outputs_train_alike_and_empty_sets_do_not_load() {
+    // Two classes on a three-output model: labels below the output width are all it needs.
+    let data = labelled(60, 61);
+    let two = Dataset::labelled(
+        data.inputs().to_vec(),
+        6,
+        data.labels().unwrap().iter().map(|&l| l.min(1)).collect(),
+        2,
+    )
+    .unwrap();
+    let runs: Vec<Vec<f32>> = backends()
+        .into_iter()
+        .map(|backend| {
+            let mut model = classifier().build(backend, gpu()).unwrap();
+            let set = model.load(&two).unwrap();
+            let err = model.load(&two.take(0)).unwrap_err();
+            assert!(matches!(err, Error::Shape { .. }) && err.to_string().contains("non-empty"), "{err}");
+            let report = Trainer::new()
+                .epochs(3)
+                .fit(&mut model, &set, Some(&set), |_| ControlFlow::Continue(()))
+                .unwrap();
+            report.epochs.iter().map(|e| e.monitored).collect()
+        })
+        .collect();
+    if let [on_gpu, on_cpu] = &runs[..] {
+        assert_close("validation losses, GPU vs CPU", on_gpu, on_cpu, PARITY_RTOL, PARITY_ATOL);
+    }
 }
 
 #[test]
@@ -284,7 +342,7 @@ fn data_sets_are_whole_or_an_error_naming_the_mismatch() {
     let (head, tail) = set.split(7);
     assert_eq!((head.len(), tail.len()), (7, 3));
     assert_eq!(tail.inputs(), &set.inputs()[14..]);
-    let Targets::Values { values, width: 2 } = tail.targets() else { panic!("values of 2") };
+    let Targets::Values { values, outputs: 2 } = tail.targets() else { panic!("values of 2") };
     let Targets::Values { values: all, .. } = set.targets() else { panic!("values") };
     assert_eq!(values[..], all[14..]);
 

@@ -11,7 +11,7 @@
 //!
 //! The network and the drawing are `live_boundary`'s (`../live_boundary/scene.rs`): only
 //! where the frame comes from differs. `--backend cpu` trains on the CPU backend and writes its
-//! output into egui's buffer each frame; the window needs an adapter either way.
+//! output into a buffer on egui's device each frame; the window needs an adapter either way.
 
 #[path = "../cli/mod.rs"]
 mod cli;
@@ -43,8 +43,8 @@ struct Options {
     /// Points per side of the drawing, and grid cells per side
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=1024))]
     size: u32,
-    /// Training steps per frame
-    #[arg(long, default_value_t = 10)]
+    /// Training steps per frame (the slider's range)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=50))]
     steps: u32,
     #[command(flatten)]
     common: cli::Common,
@@ -94,6 +94,9 @@ fn run(o: Options) -> Result<(), String> {
     let outcome = outcome.lock().map_err(|e| e.to_string())?;
     outcome.clone()
 }
+
+/// Frames to wait for eframe's screenshot before giving up (it comes the frame after).
+const SHOT_FRAMES: u32 = 120;
 
 /// What lives in egui's callback resources: the scene (network, grid, pipelines), and the
 /// first error a callback met (callbacks cannot return one).
@@ -148,7 +151,9 @@ struct App {
     steps: u32,
     /// The drawing's rectangle in physical pixels, for the report.
     drawn: Option<egui::Rect>,
-    shot_requested: bool,
+    /// The frame the screenshot was asked for in, and whether the run has ended.
+    shot_requested: Option<u32>,
+    finished: bool,
     shot: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
     outcome: Arc<Mutex<Result<(), String>>>,
 }
@@ -181,7 +186,8 @@ impl App {
             losses: Vec::new(),
             paused: false,
             drawn: None,
-            shot_requested: false,
+            shot_requested: None,
+            finished: false,
             shot: Arc::new(Mutex::new(None)),
             outcome,
         })
@@ -202,7 +208,7 @@ impl App {
         }
         let done = self.options.frames.is_some_and(|frames| live.scene.frames() >= frames);
         live.scene.set_steps(if self.paused || done { 0 } else { self.steps });
-        if !done {
+        if !done || self.finished {
             return Ok(());
         }
         if self.options.screenshot.is_none() {
@@ -211,30 +217,39 @@ impl App {
             return Ok(());
         }
         // Training has stopped, so this frame and the later ones draw the same weights.
-        if !self.shot_requested {
-            self.shot_requested = true;
+        let frames = live.scene.frames();
+        let asked = *self.shot_requested.get_or_insert_with(|| {
             let slot = Arc::clone(&self.shot);
             ctx.request_screenshot(move |image| {
                 if let Ok(mut slot) = slot.lock() {
                     *slot = Some(image);
                 }
             });
-        }
+            frames
+        });
         let image = self.shot.lock().map_err(|e| e.to_string())?.take();
-        if let Some(image) = image {
-            self.finish(&mut live.scene, Some(&image), trained)?;
-            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        match image {
+            Some(image) => {
+                self.finish(&mut live.scene, Some(&image), trained)?;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            // egui-wgpu captures only RGBA8 and BGRA8 surfaces, and logs instead of failing.
+            None if frames > asked + SHOT_FRAMES => {
+                return Err(format!("no screenshot {SHOT_FRAMES} frames after asking (see egui's log)"));
+            }
+            None => {}
         }
         Ok(())
     }
 
     /// The end of a `--frames` run: the screenshot, the weights it shows, and the report.
     fn finish(
-        &self,
+        &mut self,
         scene: &mut Scene,
         image: Option<&egui::ColorImage>,
         trained: u32,
     ) -> Result<(), String> {
+        self.finished = true; // eframe may run a frame or two more before it closes
         if let (Some(path), Some(image)) = (&self.options.screenshot, image) {
             let [width, height] = image.size;
             let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;

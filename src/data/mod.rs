@@ -13,7 +13,8 @@ use crate::{Error, Result};
 
 /// Samples and what each should come out as: class labels (for cross-entropy and NLL) or
 /// target values (for MSE, MAE and BCE: regression). Built by [`Dataset::labelled`] or
-/// [`Dataset::regression`], which check that the parts agree, so a data set is always whole.
+/// [`Dataset::regression`], which check that the parts agree, so a data set is always whole
+/// (an empty one can still be cut from it by [`Dataset::slice`], but not loaded).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     inputs: Vec<f32>,
@@ -23,6 +24,7 @@ pub struct Dataset {
 
 /// What a data set trains towards, one entry (a label, or a row of values) per sample.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Targets {
     /// One class per sample, each below `classes`.
     Labels {
@@ -31,12 +33,12 @@ pub enum Targets {
         /// How many classes there are (10 for digits): the model's output width.
         classes: usize,
     },
-    /// `width` values per sample, row-major: what each of the model's outputs should be.
+    /// `outputs` values per sample, row-major: what each of the model's outputs should be.
     Values {
-        /// `len × width` values, row-major.
+        /// `len × outputs` values, row-major.
         values: Vec<f32>,
         /// Values per sample: the model's output width.
-        width: usize,
+        outputs: usize,
     },
 }
 
@@ -77,7 +79,7 @@ impl Dataset {
             ));
         }
         check_rows("Dataset::regression", &inputs, width, values.len() / outputs, "rows of target values")?;
-        Ok(Dataset { inputs, width, targets: Targets::Values { values, width: outputs } })
+        Ok(Dataset { inputs, width, targets: Targets::Values { values, outputs } })
     }
 
     /// Samples in the set.
@@ -131,8 +133,8 @@ impl Dataset {
             Targets::Labels { labels, classes } => {
                 Targets::Labels { labels: labels[start..end].to_vec(), classes: *classes }
             }
-            Targets::Values { values, width } => {
-                Targets::Values { values: values[start * width..end * width].to_vec(), width: *width }
+            Targets::Values { values, outputs } => {
+                Targets::Values { values: values[start * outputs..end * outputs].to_vec(), outputs: *outputs }
             }
         };
         Dataset {
@@ -164,8 +166,8 @@ impl Dataset {
                 labels: picked.iter().map(|&i| labels[i as usize]).collect(),
                 classes: *classes,
             },
-            Targets::Values { values, width } => {
-                Targets::Values { values: rows(values, *width), width: *width }
+            Targets::Values { values, outputs } => {
+                Targets::Values { values: rows(values, *outputs), outputs: *outputs }
             }
         };
         (rows(&self.inputs, self.width), targets)

@@ -325,6 +325,10 @@ impl Engine for CpuModel<f32> {
         self.take_loss()
     }
 
+    fn owns(&self, data: &Resident) -> bool {
+        check_resident("owns", data, self.id, self.datasets.len()).is_ok()
+    }
+
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
         let set = Arc::clone(&self.datasets[data.index]);

@@ -32,6 +32,8 @@ pub(crate) trait Engine: Checkpointed + Any + std::fmt::Debug + Send {
         progress: &mut dyn FnMut(EpochProgress),
     ) -> Result<f32>;
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation>;
+    /// Whether `data` was loaded into this model.
+    fn owns(&self, data: &Resident) -> bool;
 
     fn counters(&self) -> Counters {
         Counters::default()

@@ -423,6 +423,9 @@ fn draw(
 /// targets against the loss (labels below the output width, or rows of values as wide).
 pub(crate) fn check_dataset(graph: &Graph, data: &Dataset) -> Result<()> {
     let op = "load";
+    if data.is_empty() {
+        return Err(Error::shape(op, "a non-empty data set", "no samples"));
+    }
     if data.width() != graph.inputs() {
         return Err(Error::shape(
             op,

@@ -254,10 +254,10 @@ impl Model {
     /// included), for [`Model::train_epoch`], [`Model::evaluate_resident`] and [`Trainer`].
     ///
     /// # Errors
-    /// [`Error::Shape`] for samples of the wrong width, targets of the other kind than the
-    /// loss takes (labels for cross-entropy and NLL, values otherwise), labels at or past the
-    /// model's outputs or rows of values not as wide, [`Error::NotFinite`] for a NaN or infinity, [`Error::BufferTooLarge`] or
-    /// [`Error::Gpu`] from the device.
+    /// [`Error::Shape`] for an empty set, samples of the wrong width, targets of the other
+    /// kind than the loss takes (labels for cross-entropy and NLL, values otherwise), labels
+    /// at or past the model's outputs or rows of values not as wide; [`Error::NotFinite`] for
+    /// a NaN or infinity; [`Error::BufferTooLarge`] or [`Error::Gpu`] from the device.
     pub fn load(&mut self, data: &Dataset) -> Result<Resident> {
         self.engine.load(data)
     }
@@ -283,6 +283,11 @@ impl Model {
             return Err(Error::shape("train_epoch", "a batch size of at least 1", "0"));
         }
         self.engine.train_epoch(data, batch_size, seed, progress)
+    }
+
+    /// Whether `data` was loaded into this model (a [`Resident`] of another is refused).
+    pub fn owns(&self, data: &Resident) -> bool {
+        self.engine.owns(data)
     }
 
     /// Loss over a resident data set (dropout off), and for a labelled one the accuracy and

@@ -15,6 +15,7 @@ use crate::{Error, Result};
 /// config's) in epoch 1. It is set once per epoch, before the epoch's first step, as
 /// PyTorch's schedulers are when stepped once per epoch.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Schedule {
     /// The starting rate throughout.
     Constant,
@@ -73,6 +74,7 @@ impl Schedule {
 
 /// What early stopping and the best checkpoint watch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Monitor {
     /// The validation set's mean loss (lower is better): the default with a validation set.
     ValidationLoss,
@@ -108,6 +110,7 @@ pub struct EpochReport {
 
 /// Why a fit ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stop {
     /// Every epoch asked for was trained.
     Finished,
@@ -122,7 +125,8 @@ pub enum Stop {
 pub struct FitReport {
     /// One report per epoch trained.
     pub epochs: Vec<EpochReport>,
-    /// The epoch (counted from 1) with the best monitored value; `None` when no epoch ran.
+    /// The epoch (counted from 1) with the best monitored value; `None` when no epoch ran or
+    /// none gave a finite value.
     pub best_epoch: Option<usize>,
     /// Why the fit ended.
     pub stop: Stop,
@@ -131,7 +135,7 @@ pub struct FitReport {
 impl FitReport {
     /// The best epoch's report.
     pub fn best(&self) -> Option<&EpochReport> {
-        self.best_epoch.map(|epoch| &self.epochs[epoch - 1])
+        self.epochs.iter().find(|e| Some(e.epoch) == self.best_epoch)
     }
 }
 
@@ -238,8 +242,9 @@ impl<'a> Trainer<'a> {
     }
 
     /// Seeds the epochs' orders: epoch e (from 1) is shuffled by `seed · 1000 + e`, so a fit
-    /// and a hand-written loop of [`Model::train_epoch`] calls visit the same batches. The
-    /// weights and dropout masks are seeded by the model's config.
+    /// and a hand-written loop of [`Model::train_epoch`] calls visit the same batches (fits of
+    /// more than 1000 epochs share orders with the next seed's). The weights and dropout
+    /// masks are seeded by the model's config.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -271,8 +276,9 @@ impl<'a> Trainer<'a> {
     }
 
     /// Saves the model to `path` (atomically, as [`Model::save`]) whenever the monitored
-    /// value improves, and loads that best checkpoint back when the fit ends (unless
-    /// [`Trainer::restore_best`] says not to), so the model left is the best one seen.
+    /// value improves, and loads that best checkpoint back when the fit ends, however it ends
+    /// (an error such as [`Error::Diverged`] included, which is still returned), unless
+    /// [`Trainer::restore_best`] says not to: the model left is the best one seen.
     pub fn keep_best(mut self, path: impl Into<PathBuf>) -> Self {
         self.best_path = Some(path.into());
         self
@@ -299,22 +305,44 @@ impl<'a> Trainer<'a> {
     /// the last epoch's.
     ///
     /// # Errors
-    /// [`Error::InvalidTraining`] for settings that cannot run (checked before the first
-    /// step); what [`Model::train_epoch`], [`Model::evaluate_resident`] and [`Model::save`]
-    /// return, such as [`Error::Diverged`] when a step's loss was not finite (the best
-    /// checkpoint saved so far stays on disk).
+    /// [`Error::InvalidTraining`] for settings that cannot run or sets loaded into another
+    /// model (checked before anything changes); what [`Model::train_epoch`],
+    /// [`Model::evaluate_resident`] and [`Model::save`] return, such as [`Error::Diverged`]
+    /// when a step's loss was not finite.
     pub fn fit(
         &mut self,
         model: &mut Model,
         train: &Resident,
         validation: Option<&Resident>,
+        on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
+    ) -> Result<FitReport> {
+        let base_lr = model.config().optimizer.lr();
+        let monitor = self.check(model, base_lr, train, validation)?;
+        let mut best = Best::new(monitor, self.min_delta, self.patience);
+        let outcome = self.train(model, train, validation, monitor, &mut best, on_epoch);
+        // The best checkpoint comes back however the fit ended, a divergence included (the
+        // error is still returned).
+        if let (Some(path), true, Some(_)) = (&self.best_path, self.restore_best, best.epoch) {
+            let restored = model.load_checkpoint(path);
+            if outcome.is_ok() {
+                restored?; // else the fit's own error is the one to report
+            }
+        }
+        outcome
+    }
+
+    /// The epochs of a fit, until the last, early stopping or the callback.
+    fn train(
+        &mut self,
+        model: &mut Model,
+        train: &Resident,
+        validation: Option<&Resident>,
+        monitor: Monitor,
+        best: &mut Best,
         mut on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
     ) -> Result<FitReport> {
         let base_lr = model.config().optimizer.lr();
-        let monitor = self.check(base_lr, validation)?;
         let mut report = FitReport { epochs: Vec::new(), best_epoch: None, stop: Stop::Finished };
-        let mut best = f32::INFINITY; // of the monitored value, signed so that lower is better
-        let sign = if monitor == Monitor::ValidationAccuracy { -1.0 } else { 1.0 };
         for epoch in 1..=self.epochs {
             let lr = self.schedule.lr(base_lr, epoch - 1, self.epochs);
             model.set_learning_rate(lr)?;
@@ -336,14 +364,11 @@ impl<'a> Trainer<'a> {
                 }
                 (Monitor::ValidationAccuracy, Some(v)) => v.accuracy.expect("check asked for labels"),
             };
-            let improved = sign * monitored < best - self.min_delta;
-            if improved {
-                best = sign * monitored;
-                report.best_epoch = Some(epoch);
-                if let Some(path) = &self.best_path {
-                    model.save(path)?;
-                }
+            let (improved, patience_spent) = best.update(epoch, monitored);
+            if improved && let Some(path) = &self.best_path {
+                model.save(path)?;
             }
+            report.best_epoch = best.epoch;
             let samples_per_second = train.len() as f64 / seconds.max(1e-9);
             let epoch_report = EpochReport {
                 epoch,
@@ -362,22 +387,29 @@ impl<'a> Trainer<'a> {
                 report.stop = Stop::Callback;
                 break;
             }
-            let since_best = epoch - report.best_epoch.unwrap_or(0);
-            if !improved && self.patience.is_some_and(|patience| since_best >= patience) {
+            if patience_spent {
                 report.stop = Stop::EarlyStopping;
                 break;
             }
-        }
-        if let (Some(path), true, Some(_)) = (&self.best_path, self.restore_best, report.best_epoch) {
-            model.load_checkpoint(path)?;
         }
         Ok(report)
     }
 
     /// Checks the settings against the model and the data before anything trains, and
     /// returns what to monitor.
-    fn check(&self, lr: f32, validation: Option<&Resident>) -> Result<Monitor> {
+    fn check(
+        &self,
+        model: &Model,
+        lr: f32,
+        train: &Resident,
+        validation: Option<&Resident>,
+    ) -> Result<Monitor> {
         let invalid = |problem: String| Err(Error::InvalidTraining { problem });
+        if !model.owns(train) || validation.is_some_and(|v| !model.owns(v)) {
+            return invalid(
+                "the training and validation sets must be loaded into this model (Model::load)".into(),
+            );
+        }
         if self.batch_size == 0 {
             return invalid("a batch size of at least 1 is needed".into());
         }
@@ -398,5 +430,102 @@ impl<'a> Trainer<'a> {
             );
         }
         Ok(monitor)
+    }
+}
+
+/// Early stopping's bookkeeping: the best monitored value so far, and when it was.
+#[derive(Debug)]
+struct Best {
+    /// −1 when higher is better, so that lower signed values are always better.
+    sign: f32,
+    min_delta: f32,
+    patience: Option<usize>,
+    /// The best signed value so far (infinite before the first).
+    value: f32,
+    /// Its epoch.
+    epoch: Option<usize>,
+}
+
+impl Best {
+    fn new(monitor: Monitor, min_delta: f32, patience: Option<usize>) -> Best {
+        let sign = if monitor == Monitor::ValidationAccuracy { -1.0 } else { 1.0 };
+        Best { sign, min_delta, patience, value: f32::INFINITY, epoch: None }
+    }
+
+    /// Takes epoch `epoch`'s monitored value: whether it is the best so far, and whether
+    /// `patience` epochs have now passed without one (a NaN is never an improvement).
+    fn update(&mut self, epoch: usize, monitored: f32) -> (bool, bool) {
+        let improved = self.sign * monitored < self.value - self.min_delta;
+        if improved {
+            (self.value, self.epoch) = (self.sign * monitored, Some(epoch));
+        }
+        let since_best = epoch - self.epoch.unwrap_or(0);
+        (improved, !improved && self.patience.is_some_and(|patience| since_best >= patience))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `values` to a fresh `Best`, one epoch each, until it says stop: the epochs that
+    /// improved, and the epoch it stopped at.
+    fn run(
+        monitor: Monitor,
+        min_delta: f32,
+        patience: Option<usize>,
+        values: &[f32],
+    ) -> (Vec<usize>, Option<usize>) {
+        let mut best = Best::new(monitor, min_delta, patience);
+        let mut improved = Vec::new();
+        for (i, &value) in values.iter().enumerate() {
+            let (better, stop) = best.update(i + 1, value);
+            if better {
+                improved.push(i + 1);
+            }
+            if stop {
+                return (improved, Some(i + 1));
+            }
+        }
+        (improved, None)
+    }
+
+    #[test]
+    fn patience_counts_from_the_last_improvement() {
+        let losses = [1.0, 0.9, 0.95, 0.8, 0.85, 0.86, 0.7];
+        // Epoch 4 improves after one bad epoch: the count starts again, and ends at 6.
+        assert_eq!(run(Monitor::ValidationLoss, 0.0, Some(2), &losses), (vec![1, 2, 4], Some(6)));
+        assert_eq!(run(Monitor::ValidationLoss, 0.0, Some(3), &losses), (vec![1, 2, 4, 7], None));
+        assert_eq!(run(Monitor::ValidationLoss, 0.0, None, &losses), (vec![1, 2, 4, 7], None));
+    }
+
+    #[test]
+    fn patience_zero_stops_at_the_first_epoch_without_improvement() {
+        assert_eq!(run(Monitor::TrainingLoss, 0.0, Some(0), &[1.0, 0.5, 0.6, 0.1]), (vec![1, 2], Some(3)));
+    }
+
+    #[test]
+    fn accuracy_improves_upwards_and_min_delta_must_be_beaten() {
+        assert_eq!(
+            run(Monitor::ValidationAccuracy, 0.0, None, &[0.5, 0.6, 0.55, 0.61]),
+            (vec![1, 2, 4], None)
+        );
+        assert_eq!(run(Monitor::ValidationLoss, 0.1, None, &[1.0, 0.95, 0.85, 0.8]), (vec![1, 3], None));
+    }
+
+    #[test]
+    fn a_nan_is_never_the_best() {
+        assert_eq!(run(Monitor::ValidationLoss, 0.0, Some(2), &[f32::NAN, f32::NAN]), (vec![], Some(2)));
+        assert_eq!(run(Monitor::ValidationLoss, 0.0, None, &[1.0, f32::NAN, 0.9]), (vec![1, 3], None));
+    }
+
+    #[test]
+    fn schedules_follow_pytorchs_formulas() {
+        let step = Schedule::Step { every: 3, factor: 0.1 };
+        let rates: Vec<f32> = (0..7).map(|e| step.lr(1.0, e, 7)).collect();
+        assert_eq!(rates, [1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.010000001]);
+        // Half-way through, the cosine is half-way between the rate and min_lr.
+        assert!((Schedule::Cosine { min_lr: 0.2 }.lr(1.0, 5, 10) - 0.6).abs() < 1e-6);
+        assert_eq!(Schedule::Cosine { min_lr: 0.2 }.lr(1.0, 0, 10), 1.0);
     }
 }

@@ -288,8 +288,14 @@ impl Engine for GpuModel {
         let gpu = &self.gpu;
         let identity: Vec<u32> = (0..data.len() as u32).collect();
         let targets = match data.targets() {
-            Targets::Labels { labels, classes } => GpuTargets::Labels(gpu.upload_labels(labels, *classes)?),
-            Targets::Values { values, width } => GpuTargets::Values(upload_in_parts(gpu, values, *width)?),
+            // Labels as the plans hold them: below the model's output width (checked above),
+            // whatever count of classes the set was built with.
+            Targets::Labels { labels, .. } => {
+                GpuTargets::Labels(gpu.upload_labels(labels, self.graph.classes())?)
+            }
+            Targets::Values { values, outputs } => {
+                GpuTargets::Values(upload_in_parts(gpu, values, *outputs)?)
+            }
         };
         self.datasets.push(GpuData {
             inputs: upload_in_parts(gpu, data.inputs(), data.width())?,
@@ -354,6 +360,10 @@ impl Engine for GpuModel {
             });
         }
         self.take_loss()
+    }
+
+    fn owns(&self, data: &Resident) -> bool {
+        check_resident("owns", data, self.id, self.datasets.len()).is_ok()
     }
 
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
