@@ -38,6 +38,8 @@ pub struct Scene {
     data: Dataset,
     network: Network,
     view: wgpu::Buffer,
+    /// The size last written into `view`.
+    size: (u32, u32),
     queue: wgpu::Queue,
     grid: u32,
     /// The boundary (a full-screen triangle) and the points (instanced quads): pipeline,
@@ -161,6 +163,7 @@ impl Scene {
             data,
             network,
             view,
+            size: (0, 0),
             queue,
             grid,
             draws,
@@ -176,6 +179,10 @@ impl Scene {
 
     /// The drawing's size in pixels (the markers' radius is in pixels).
     pub fn resize(&mut self, width: u32, height: u32) {
+        if self.size == (width, height) {
+            return; // egui_trainer calls this every frame: an upload only when it changes
+        }
+        self.size = (width, height);
         let view = [width, height, self.grid, 0];
         self.queue.write_buffer(&self.view, 0, bytemuck::cast_slice(&view));
     }
