@@ -118,6 +118,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         .map(|&b| time_training(gpu.as_ref(), &digits, b, o.budget()))
         .collect::<wgpu_nn::Result<Vec<_>>>()?;
     let first_step = first_step_seconds(gpu.is_some())?;
+    let dispatches = gpu.as_ref().map(|gpu| dispatches_per_step(gpu, &digits)).transpose()?;
 
     println!("{:<40} {:>12} {:>12} {:>8}", "workload", "GPU", "CPU", "GPU/CPU");
     for row in matmul.iter().map(|(_, r)| r).chain(&ops).chain(&train) {
@@ -138,6 +139,9 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         say("training batch", train_crossover)
     );
     println!("process start -> first MNIST training step done: {first_step:.2} s (median of 3 runs)");
+    if let Some(dispatches) = dispatches {
+        println!("kernel launches per MNIST training step (batch 64): {dispatches}");
+    }
 
     if let Some(path) = &o.plot {
         plot(path, &squares, &train)?;
@@ -155,6 +159,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
                 json!({"batch": r.size, "backend": backend, "samples_per_second": v}))).collect::<Vec<_>>(),
             "crossover": { "matmul_n": matmul_crossover, "train_batch": train_crossover },
             "first_step_seconds": first_step,
+            "dispatches_per_step": dispatches,
         });
         println!("{report}");
     }
@@ -263,6 +268,17 @@ fn time_training(gpu: Option<&Gpu>, train: &Dataset, batch: usize, budget: Durat
         gpu: gpu_rate,
         cpu: cpu_rate,
     })
+}
+
+/// Kernel launches one MNIST training step records on the GPU (batch 64, after a first
+/// step has built its buffers): the figure fusion brings down.
+fn dispatches_per_step(gpu: &Gpu, train: &Dataset) -> wgpu_nn::Result<u64> {
+    let mut model = ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.001 }).build_gpu(gpu)?;
+    let batch = train.take(64);
+    model.train_step(batch.inputs(), &batch.target())?;
+    let before = gpu.counters().dispatches;
+    model.train_step(batch.inputs(), &batch.target())?;
+    Ok(gpu.counters().dispatches - before)
 }
 
 /// Seconds from starting a fresh process to its first finished MNIST training step (the

@@ -162,6 +162,11 @@ fn the_bench_example_reports_every_figure_the_json_promises() {
     let plot = dir.join("bench.png");
     let report = common::run_example("bench", &["--quick", "--json", "--plot", plot.to_str().unwrap()]);
     assert!(report["adapter"].is_string() && report["cpu"].is_string(), "{report}");
+    // Kernel launches of one MNIST training step: a count on the GPU, nothing without one.
+    match common::gpu() {
+        Some(_) => assert!(report["dispatches_per_step"].as_u64().is_some_and(|n| n > 0), "{report}"),
+        None => assert!(report["dispatches_per_step"].is_null(), "{report}"),
+    }
     let backends: &[&str] = if common::gpu().is_some() { &["gpu", "cpu"] } else { &["cpu"] };
     for &(m, k, n) in &[(1024, 1024, 1024), (256, 784, 128), (256, 128, 64)] {
         for backend in backends {

@@ -194,13 +194,36 @@ fn training_reads_nothing_back_until_the_loss_is_asked_for() {
     assert_eq!(after.buffers_held, before.buffers_held, "no allocation per step");
     // Per step, only the batch goes up: 64 × 6 inputs and 64 labels.
     assert_eq!(after.bytes_uploaded - before.bytes_uploaded, (steps - 1) * (64 * 6 + 64) * 4);
+    // Every step records the same kernel launches (`bench` reports how many).
+    let launches = after.dispatches - before.dispatches;
+    assert!(launches > 0 && launches % (steps - 1) == 0, "{launches} launches in {} steps", steps - 1);
 
     let loss = model.take_loss().unwrap();
     let read = model.counters();
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
     assert_eq!(read.maps - after.maps, 1, "one map for the loss");
+    assert_eq!(read.dispatches, after.dispatches, "reading the loss launches no kernel");
     // The loss comes with the optimizer's settings row, whose last 4 slots are the loss watch.
     assert_eq!(read.bytes_read_back - after.bytes_read_back, 12 * 4, "the settings row: 48 bytes");
+}
+
+#[test]
+fn every_kernel_launch_is_counted_in_the_crates_passes_and_in_an_apps() {
+    let Some(shared) = gpu() else { return };
+    let gpu = Gpu::new().unwrap_or_else(|_| shared.clone()); // counters of its own
+    let (x, w, y) = (
+        gpu.upload(&random(12, 1), 4, 3).unwrap(),
+        gpu.upload(&random(6, 2), 3, 2).unwrap(),
+        gpu.zeros(4, 2).unwrap(),
+    );
+    let product = gpu.matmul_forward(&y, &x, &w, None, wgpu_nn::MatmulForm::AB).unwrap();
+    let before = gpu.counters().dispatches;
+    gpu.run(&[&product, &product]).unwrap();
+    assert_eq!(gpu.counters().dispatches - before, 2 * product.launches() as u64);
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    product.record(&mut encoder.begin_compute_pass(&Default::default()));
+    gpu.queue().submit([encoder.finish()]);
+    assert_eq!(gpu.counters().dispatches - before, 3 * product.launches() as u64, "an app's pass too");
 }
 
 #[test]

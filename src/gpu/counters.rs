@@ -24,6 +24,9 @@ pub struct Counters {
     pub bind_groups_held: u64,
     /// Bytes of read-back (staging) buffers kept for reuse: at most 4 buffers of 4 MiB.
     pub staging_bytes_kept: u64,
+    /// Kernel launches recorded (`dispatch_workgroups` calls), in the crate's compute passes
+    /// or an app's: on small networks the launches, not the arithmetic, set a step's time.
+    pub dispatches: u64,
 }
 
 #[derive(Default)]
@@ -36,6 +39,7 @@ pub(crate) struct Tally {
     buffers_held: AtomicU64,
     bind_groups_held: AtomicU64,
     staging_bytes_kept: AtomicU64,
+    dispatches: AtomicU64,
 }
 
 impl Tally {
@@ -50,6 +54,7 @@ impl Tally {
             buffers_held: get(&self.buffers_held),
             bind_groups_held: get(&self.bind_groups_held),
             staging_bytes_kept: get(&self.staging_bytes_kept),
+            dispatches: get(&self.dispatches),
         }
     }
 
@@ -89,6 +94,11 @@ impl Held {
         tally.bytes_held.fetch_add(bytes, Ordering::Relaxed);
         tally.buffers_held.fetch_add(1, Ordering::Relaxed);
         Held { tally: tally.clone(), bytes, bind_groups: 0 }
+    }
+
+    /// Counts one recorded launch of the kernel this parameter block belongs to.
+    pub(crate) fn launched(&self) {
+        self.tally.dispatches.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A launch's parameter buffer of `bytes` and the bind group that binds it.

@@ -78,8 +78,8 @@ pub struct Dispatch {
 /// One kernel launch.
 #[derive(Debug)]
 pub(crate) struct Step {
-    /// Counts the parameter block as held memory, and the bind group as held.
-    _held: Held,
+    /// Counts the parameter block as held memory, the bind group as held, and each launch.
+    held: Held,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
@@ -108,6 +108,7 @@ impl Dispatch {
     /// Records the op into a compute pass (the app's own, or one of [`Gpu::record`]).
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         for step in &self.steps {
+            step.held.launched();
             pass.set_pipeline(&step.pipeline);
             pass.set_bind_group(0, &step.bind_group, &[]);
             let [x, y, z] = step.workgroups;
@@ -283,8 +284,8 @@ impl Family {
                 layout: &self.layout,
                 entries: &entries,
             });
-            let _held = Held::launch(&gpu.tally, params.size());
-            Ok(Step { _held, pipeline, bind_group, workgroups })
+            let held = Held::launch(&gpu.tally, params.size());
+            Ok(Step { held, pipeline, bind_group, workgroups })
         })?
     }
 }
