@@ -211,7 +211,7 @@ impl Gpu {
         })
     }
 
-    /// Submits, bytes moved, maps and memory held so far (see [`Counters`]).
+    /// Submits, kernel launches, bytes moved, maps and memory held so far (see [`Counters`]).
     pub fn counters(&self) -> Counters {
         self.tally.snapshot()
     }
