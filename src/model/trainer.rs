@@ -316,8 +316,7 @@ impl<'a> Trainer<'a> {
         validation: Option<&Resident>,
         on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
     ) -> Result<FitReport> {
-        let base_lr = model.config().optimizer.lr();
-        let monitor = self.check(model, base_lr, train, validation)?;
+        let monitor = self.check(model, train, validation)?;
         let mut best = Best::new(monitor, self.min_delta, self.patience);
         let outcome = self.train(model, train, validation, monitor, &mut best, on_epoch);
         // The best checkpoint comes back however the fit ended, a divergence included (the
@@ -397,13 +396,7 @@ impl<'a> Trainer<'a> {
 
     /// Checks the settings against the model and the data before anything trains, and
     /// returns what to monitor.
-    fn check(
-        &self,
-        model: &Model,
-        lr: f32,
-        train: &Resident,
-        validation: Option<&Resident>,
-    ) -> Result<Monitor> {
+    fn check(&self, model: &Model, train: &Resident, validation: Option<&Resident>) -> Result<Monitor> {
         let invalid = |problem: String| Err(Error::InvalidTraining { problem });
         if !model.owns(train) || validation.is_some_and(|v| !model.owns(v)) {
             return invalid(
@@ -416,7 +409,7 @@ impl<'a> Trainer<'a> {
         if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
             return invalid(format!("min_delta must be finite and at least 0, not {}", self.min_delta));
         }
-        self.schedule.check(lr)?;
+        self.schedule.check(model.config().optimizer.lr())?;
         let monitor = self.monitor.unwrap_or(match validation {
             Some(_) => Monitor::ValidationLoss,
             None => Monitor::TrainingLoss,

@@ -36,10 +36,12 @@ struct GpuData {
     gathers: HashMap<(usize, usize, bool), Vec<Dispatch>>,
 }
 
-/// A resident set's labels, or its target values in parts like the samples'.
+/// A resident set's labels (on the GPU for the gathers, and a host copy to count correct
+/// predictions without reading them back at each evaluation), or its target values in parts
+/// like the samples'.
 #[derive(Debug)]
 enum GpuTargets {
-    Labels(GpuLabels),
+    Labels(GpuLabels, Vec<u32>),
     Values(Vec<(usize, GpuTensor)>),
 }
 
@@ -249,7 +251,7 @@ impl GpuModel {
             gathers.push(self.gpu.gather_rows_from_part(x, part, *first, order, offset)?);
         }
         match (&set.targets, &plan.labels) {
-            (GpuTargets::Labels(labels), Some(out)) => {
+            (GpuTargets::Labels(labels, _), Some(out)) => {
                 gathers.push(self.gpu.gather_labels(out, labels, order, offset)?)
             }
             (GpuTargets::Values(parts), _) => {
@@ -291,7 +293,7 @@ impl Engine for GpuModel {
             // Labels as the plans hold them: below the model's output width (checked above),
             // whatever count of classes the set was built with.
             Targets::Labels { labels, .. } => {
-                GpuTargets::Labels(gpu.upload_labels(labels, self.graph.classes())?)
+                GpuTargets::Labels(gpu.upload_labels(labels, self.graph.classes())?, labels.clone())
             }
             Targets::Values { values, outputs } => {
                 GpuTargets::Values(upload_in_parts(gpu, values, *outputs)?)
@@ -385,15 +387,15 @@ impl Engine for GpuModel {
                 .collect();
             self.gpu.run(&all)?;
             loss += f64::from(self.gpu.read(plan.get(&self.graph, Slot::Loss))?[0]) * rows as f64;
-            if let GpuTargets::Labels(_) = set.targets {
+            if let GpuTargets::Labels(..) = set.targets {
                 predictions.extend(arg_max(&self.gpu.read(plan.output(&self.graph))?, self.graph.outputs()));
             }
         }
         let labels = match &set.targets {
-            GpuTargets::Labels(labels) => Some(self.gpu.read_labels(labels)?),
+            GpuTargets::Labels(_, host) => Some(&host[..]),
             GpuTargets::Values(_) => None,
         };
-        Ok(DataEvaluation::new(loss / data.len as f64, predictions, labels.as_deref()))
+        Ok(DataEvaluation::new(loss / data.len as f64, predictions, labels))
     }
 
     fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
