@@ -5,7 +5,9 @@
 //   dropout_forward:  mask[i] = keep(seed, t, i) ? 1 / (1 − p) : 0;  out[i] = x[i] · mask[i]
 //   dropout_backward: out[i] = dy[i] · mask[i]
 //   dropout_advance:  t += 1 (counter[0]); once per training step, before the forward pass
-// random(seed, t, i) = pcg(pcg(pcg(i) ^ t) ^ seed), u = (random >> 8) / 2^24, keep when u ≥ p.
+// random(seed, t, i) = pcg(pcg(pcg(i) ^ t) ^ seed), u = (random >> 8) / 2^24, keep when u ≥ p
+// (dropout_scale in elementwise.wgsl, prepended by the host; the matmul epilogues draw the
+// same masks).
 //
 // Bindings (group 0); dropout_backward's layout has only the first four:
 //   0 p:       Params, uniform
@@ -31,14 +33,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> mask: array<f32>;
 @group(0) @binding(5) var<storage, read_write> counter: array<u32>;
 
-// PCG's output permutation as a hash (Jarzynski and Olano, "Hash Functions for GPU
-// Rendering", 2020).
-fn pcg(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 256u + lid;
 }
@@ -56,8 +50,7 @@ fn dropout_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let step = counter[0];
     let i = element(wg, nwg, lid);
     if i < p.len {
-        let u = f32(pcg(pcg(pcg(i) ^ step) ^ p.seed) >> 8u) * (1.0 / 16777216.0);
-        let scale = select(0.0, 1.0 / (1.0 - p.p), u >= p.p);
+        let scale = dropout_scale(p.seed, step, i, p.p);
         mask[i] = scale;
         out[i] = a[i] * scale;
     }

@@ -4,12 +4,8 @@
 //   matmul_atb: C[m,n] = A[k,m]ᵀ · B[k,n]     (weight gradient: dW = Xᵀ · dY)
 //   matmul_any: any of the three through element strides, for shapes the vec4 kernels can't take.
 //
-// Bindings (group 0):
-//   0 p:    Params, uniform
-//   1 a:    A as vec4s, read-only (buffers are padded to 16 bytes)
-//   2 b:    B as vec4s, read-only
-//   3 bias: (n), read-only; read only when p.has_bias != 0
-//   4 c:    (m, n), read-write; read too when p.accumulate != 0
+// Parameters, bindings and the epilogue every stored value passes through (bias, activation,
+// dropout; a derivative; the bias gradient's row sums): matmul_common.wgsl.
 // The vec4 kernels need the dimension each operand is read along to be a multiple of 4:
 //   matmul_ab: k and n; matmul_abt: k; matmul_atb: m and n.
 //
@@ -26,35 +22,6 @@
 // the number of load instructions: vec4 loads and a large register block (64 multiply-adds
 // per 16 vec4 loads) win. matmul_subgroup.wgsl goes further where subgroups exist. A
 // workgroup-memory variant for discrete GPUs is future work (see BENCHMARKS.md).
-
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    has_bias: u32,
-    tiles_n: u32,
-    tiles: u32,
-    // Element strides for matmul_any: A(i, p) = a[i * a_row + p * a_col], B(p, j) likewise.
-    a_row: u32,
-    a_col: u32,
-    b_row: u32,
-    b_col: u32,
-    // This launch sums k in [k_begin, k_end) and adds C's old value when accumulate != 0:
-    // the host splits a long k into segments because llvmpipe stops an invocation after
-    // 65535 loop iterations in all.
-    k_begin: u32,
-    k_end: u32,
-    accumulate: u32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-
-const TILE: u32 = 64u;
 
 // The 8×8 block of C, transposed in four 4×4 pieces: cRC holds rows 4R.., columns 4C...
 struct Acc {
@@ -96,14 +63,17 @@ fn store_row(row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     for (var j = 0u; j < 8u; j++) {
         let col = col0 + j;
         if col < p.n {
-            var v = select(hi[j - 4u], lo[j], j < 4u);
-            if p.has_bias != 0u {
-                v += bias[col];
-            }
-            if p.accumulate != 0u {
-                v += c[row * p.n + col];
-            }
-            c[row * p.n + col] = v;
+            store(row, col, select(hi[j - 4u], lo[j], j < 4u));
+        }
+    }
+}
+
+// The eight rows' sums of A (Σ over k), stored by the invocations at the left edge of C.
+fn store_row_sums(row0: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if col0 == 0u {
+        for (var r = 0u; r < 4u; r++) {
+            store_row_sum(row0 + r, lo[r]);
+            store_row_sum(row0 + 4u + r, hi[r]);
         }
     }
 }
@@ -146,6 +116,8 @@ fn matmul_any(
     let cb0 = clamped4(origin.y, p.n - 1u) * p.b_col;
     let cb1 = clamped4(origin.y + 4u, p.n - 1u) * p.b_col;
     var acc: Acc;
+    var sum0 = vec4<f32>();
+    var sum1 = vec4<f32>();
     for (var q = p.k_begin; q < p.k_end; q++) {
         let qa = q * p.a_col;
         let qb = q * p.b_row;
@@ -157,8 +129,11 @@ fn matmul_any(
         acc.c01 += outer(b1, a0);
         acc.c10 += outer(b0, a1);
         acc.c11 += outer(b1, a1);
+        sum0 += a0;
+        sum1 += a1;
     }
     store_block(origin.x, origin.y, acc);
+    store_row_sums(origin.x, origin.y, sum0, sum1);
 }
 
 // Four vec4s at index + offsets, as the columns of a matrix.
@@ -244,6 +219,8 @@ fn matmul_atb(
     let cb0 = min(origin.y / 4u, nq - 1u);
     let cb1 = min(origin.y / 4u + 1u, nq - 1u);
     var acc: Acc;
+    var sum0 = vec4<f32>();
+    var sum1 = vec4<f32>();
     // k here is the batch, often not a multiple of 4: the last quad reads clamped rows and
     // zeroes them.
     for (var k0 = p.k_begin; k0 < p.k_end; k0 += 4u) {
@@ -251,13 +228,19 @@ fn matmul_atb(
         let live = vec4<f32>(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.k_end));
         let a_rows = ks * mq;
         let b_rows = ks * nq;
-        let rows0 = transpose(mat4x4<f32>(a[a_rows.x + ca0] * live.x, a[a_rows.y + ca0] * live.y,
-                                          a[a_rows.z + ca0] * live.z, a[a_rows.w + ca0] * live.w));
-        let rows1 = transpose(mat4x4<f32>(a[a_rows.x + ca1] * live.x, a[a_rows.y + ca1] * live.y,
-                                          a[a_rows.z + ca1] * live.z, a[a_rows.w + ca1] * live.w));
+        // Column j of pieceR: rows 4R.. of the block at k0 + j (zero past the end).
+        let piece0 = mat4x4<f32>(a[a_rows.x + ca0] * live.x, a[a_rows.y + ca0] * live.y,
+                                 a[a_rows.z + ca0] * live.z, a[a_rows.w + ca0] * live.w);
+        let piece1 = mat4x4<f32>(a[a_rows.x + ca1] * live.x, a[a_rows.y + ca1] * live.y,
+                                 a[a_rows.z + ca1] * live.z, a[a_rows.w + ca1] * live.w);
+        sum0 += piece0[0] + piece0[1] + piece0[2] + piece0[3];
+        sum1 += piece1[0] + piece1[1] + piece1[2] + piece1[3];
+        let rows0 = transpose(piece0);
+        let rows1 = transpose(piece1);
         let cols0 = gather_b(b_rows, cb0);
         let cols1 = gather_b(b_rows, cb1);
         accumulate(&acc, cols0, cols1, rows0, rows1);
     }
     store_block(origin.x, origin.y, acc);
+    store_row_sums(origin.x, origin.y, sum0, sum1);
 }

@@ -13,31 +13,6 @@
 // Layout in a workgroup: subgroup s (0..7) covers rows 16·(s / 2) .. +16 and columns
 // 32·(s % 2) .. +32 of the tile; lane g of it owns columns 4g .. 4g + 3 of those.
 
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    has_bias: u32,
-    tiles_n: u32,
-    tiles: u32,
-    a_row: u32,
-    a_col: u32,
-    b_row: u32,
-    b_col: u32,
-    k_begin: u32,
-    k_end: u32,
-    accumulate: u32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-
-const TILE: u32 = 64u;
-
 // C's 16×4 block, transposed in four 4×4 pieces: column i of rR is row 4R + i of the block.
 struct Acc {
     r0: mat4x4<f32>,
@@ -72,14 +47,7 @@ fn store_row(row: u32, col0: u32, v: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         let col = col0 + j;
         if col < p.n {
-            var out = v[j];
-            if p.has_bias != 0u {
-                out += bias[col];
-            }
-            if p.accumulate != 0u {
-                out += c[row * p.n + col];
-            }
-            c[row * p.n + col] = out;
+            store(row, col, v[j]);
         }
     }
 }
@@ -185,6 +153,8 @@ fn matmul_atb_subgroup(
     let chunk_hi = min(origin.x / 4u + 2u + lane / 4u, mq - 1u);
     let b_col = min(origin.y / 4u, nq - 1u);
     var acc: Acc;
+    // The rows' sums of A over k (the bias gradient), in the same four pieces.
+    var sums: mat4x4<f32>;
     // k here is the batch, often not a multiple of 4: the last quad reads clamped rows and
     // zeroes them.
     for (var k0 = p.k_begin; k0 < p.k_end; k0 += 4u) {
@@ -198,10 +168,24 @@ fn matmul_atb_subgroup(
         let cols = mat4x4<f32>(b[ks.x] * live.x, b[ks.y] * live.y, b[ks.z] * live.z, b[ks.w] * live.w);
         // rows_lo(lo) has, in column j, rows chunk 0 at k + j: the transpose of what
         // accumulating Cᵀ = cols · rowsᵀ needs.
-        acc.r0 += cols * transpose(rows_lo(lo));
-        acc.r1 += cols * transpose(rows_hi(lo));
-        acc.r2 += cols * transpose(rows_lo(hi));
-        acc.r3 += cols * transpose(rows_hi(hi));
+        let piece0 = rows_lo(lo);
+        let piece1 = rows_hi(lo);
+        let piece2 = rows_lo(hi);
+        let piece3 = rows_hi(hi);
+        acc.r0 += cols * transpose(piece0);
+        acc.r1 += cols * transpose(piece1);
+        acc.r2 += cols * transpose(piece2);
+        acc.r3 += cols * transpose(piece3);
+        sums[0] += piece0[0] + piece0[1] + piece0[2] + piece0[3];
+        sums[1] += piece1[0] + piece1[1] + piece1[2] + piece1[3];
+        sums[2] += piece2[0] + piece2[1] + piece2[2] + piece2[3];
+        sums[3] += piece3[0] + piece3[1] + piece3[2] + piece3[3];
     }
     store_block(origin, acc);
+    // The invocation at the left edge of C stores them.
+    if origin.y == 0u {
+        for (var r = 0u; r < 16u; r++) {
+            store_row_sum(origin.x + r, sums[r / 4u][r % 4u]);
+        }
+    }
 }

@@ -38,6 +38,17 @@ impl Activation {
         matches!(self, Activation::Sigmoid | Activation::Tanh)
     }
 
+    /// Its code in `shaders/elementwise.wgsl` (0 there means no activation).
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Activation::Relu => 1,
+            Activation::LeakyRelu(_) => 2,
+            Activation::Sigmoid => 3,
+            Activation::Tanh => 4,
+            Activation::Gelu => 5,
+        }
+    }
+
     /// The one number the function takes (LeakyReLU's slope; 0 for the others).
     pub(crate) fn parameter(self) -> f32 {
         match self {

@@ -27,7 +27,7 @@ mod shape;
 
 pub use activation::Activation;
 pub use error::{Error, Result};
-pub use gpu::{Counters, Dispatch, Gpu, GpuLabels, GpuTensor, MatmulKernel};
+pub use gpu::{Counters, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, MatmulKernel};
 pub use settings::OptimizerSettings;
 pub use shape::MatmulForm;
 pub use wgpu;

@@ -23,7 +23,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "activation",
-        super::shaders::ACTIVATION,
+        &super::shaders::activation(),
         &[Uniform(size_of::<Params>() as u64), Read, Read, ReadWrite],
         &[
             "relu_forward",

@@ -39,7 +39,7 @@ pub struct Gpu {
 }
 
 /// The most storage bindings any kernel has.
-pub(crate) const MAX_STORAGE_BINDINGS: usize = 5;
+pub(crate) const MAX_STORAGE_BINDINGS: usize = 7;
 
 pub(crate) struct Kernels {
     pub(crate) matmul: Family,

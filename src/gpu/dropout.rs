@@ -27,7 +27,7 @@ pub(crate) struct DropoutKernels {
 pub(crate) fn kernels(device: &wgpu::Device) -> DropoutKernels {
     use Binding::*;
     let uniform = Uniform(size_of::<Params>() as u64);
-    let source = super::shaders::DROPOUT;
+    let source = &super::shaders::dropout();
     DropoutKernels {
         forward: Family::new(
             device,

@@ -1,11 +1,13 @@
-//! Pipelines of `shaders/matmul.wgsl`: the three products of a dense layer, bias fused.
+//! Pipelines of `shaders/matmul.wgsl` and `shaders/matmul_subgroup.wgsl`: the three products
+//! of a dense layer, each with the epilogue of `shaders/matmul_common.wgsl` (bias, activation
+//! and dropout in the forward; a derivative, or the bias gradient, in the backward).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::dispatch::{Arg, Binding, Dispatch, Family, fold, segments};
 use super::{Gpu, GpuTensor};
 use crate::shape::{MatmulForm, check_same};
-use crate::{Error, Result};
+use crate::{Activation, Error, Result};
 
 /// Outputs per workgroup along each side: 8×8 invocations, each an 8×8 block.
 const TILE: usize = 64;
@@ -26,7 +28,56 @@ struct Params {
     k_begin: u32,
     k_end: u32,
     accumulate: u32,
-    _pad: u32,
+    act: u32,
+    slope: f32,
+    keep: u32,
+    dropout: u32,
+    drop_p: f32,
+    seed: u32,
+    has_mask: u32,
+    derive: u32,
+    row_sums: u32,
+    _pad: [u32; 2],
+}
+
+/// What a matrix product does to each value of C as it stores it, so that a dense layer's
+/// forward, or a step of its backward, is one launch instead of one per element-wise op
+/// (`shaders/matmul_common.wgsl` gives the exact order). The default stores `C (+ bias)`.
+///
+/// A forward epilogue takes `activation`, `keep` and `dropout`; a backward one `mask` and
+/// `derivative`; either may take `row_sums`. The results equal the separate ops'
+/// ([`Gpu::activation_forward`], [`Gpu::dropout_forward`], …) to the bit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Forward: `C = f(C + bias)`.
+    pub activation: Option<Activation>,
+    /// Forward, with an activation: an (m, n) tensor to keep what its backward reads: the
+    /// activation's output when [`Activation::backward_reads_output`], else its input.
+    pub keep: Option<&'a GpuTensor>,
+    /// Forward: dropout after the activation, with the mask of the counter's step.
+    pub dropout: Option<EpilogueDropout<'a>>,
+    /// Backward: `C = C ⊙ mask`, an (m, n) dropout mask (the gradient through dropout).
+    pub mask: Option<&'a GpuTensor>,
+    /// Backward: `C = f'(saved) ⊙ C`, from what the activation's forward kept (m, n): the
+    /// gradient through the activation of the layer below.
+    pub derivative: Option<(Activation, &'a GpuTensor)>,
+    /// `Σ_k A(i, k)` into this (1, m) tensor: with `A = dZᵀ`, the bias gradient beside the
+    /// weight gradient `dW = dZᵀ·X`.
+    pub row_sums: Option<&'a GpuTensor>,
+}
+
+/// Dropout in a forward [`Epilogue`]: as [`Gpu::dropout_forward`], whose mask and counter
+/// these are.
+#[derive(Clone, Copy, Debug)]
+pub struct EpilogueDropout<'a> {
+    /// The drop probability, in [0, 1).
+    pub p: f32,
+    /// The layer's seed.
+    pub seed: u32,
+    /// (m, n): written with `1 / (1 − p)` where kept, 0 where dropped.
+    pub mask: &'a GpuTensor,
+    /// The (1, 1) step counter of [`Gpu::dropout_advance`].
+    pub counter: &'a GpuTensor,
 }
 
 /// The most k one launch sums. The scalar kernel loops once per k, the vec4 ones once per
@@ -49,19 +100,22 @@ pub enum MatmulKernel {
     Subgroup,
 }
 
-const BINDINGS: [Binding; 5] = [
+const BINDINGS: [Binding; 8] = [
     Binding::Uniform(size_of::<Params>() as u64),
     Binding::Read,
     Binding::Read,
     Binding::Read,
     Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::Read,
 ];
 
 pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "matmul",
-        super::shaders::MATMUL,
+        &super::shaders::matmul(),
         &BINDINGS,
         &["matmul_ab", "matmul_abt", "matmul_atb", "matmul_any"],
     )
@@ -75,10 +129,86 @@ pub(crate) fn subgroup_family(device: &wgpu::Device, info: &wgpu::AdapterInfo) -
         Family::new(
             device,
             "matmul_subgroup",
-            super::shaders::MATMUL_SUBGROUP,
+            &super::shaders::matmul_subgroup(),
             &BINDINGS,
             &["matmul_ab_subgroup", "matmul_abt_subgroup", "matmul_atb_subgroup"],
         )
+    })
+}
+
+/// The element-wise stages of a checked epilogue, as the shader's parameters.
+struct Stages {
+    act: u32,
+    slope: f32,
+    keep: u32,
+    dropout: Option<(f32, u32)>,
+    has_mask: bool,
+    derive: u32,
+}
+
+impl Stages {
+    fn apply(&self, params: Params) -> Params {
+        let (drop_p, seed) = self.dropout.unwrap_or((0.0, 0));
+        Params {
+            act: self.act,
+            slope: self.slope,
+            keep: self.keep,
+            dropout: self.dropout.is_some() as u32,
+            drop_p,
+            seed,
+            has_mask: self.has_mask as u32,
+            derive: self.derive,
+            ..params
+        }
+    }
+}
+
+/// Checks an epilogue's tensors against C's (m, n) and that its stages go together.
+fn check_epilogue(op: &'static str, e: &Epilogue, m: usize, n: usize) -> Result<Stages> {
+    let forward = e.activation.is_some() || e.keep.is_some() || e.dropout.is_some();
+    let backward = e.mask.is_some() || e.derivative.is_some();
+    let refuse =
+        |problem: &str| Err(Error::shape(op, "an epilogue whose stages go together", problem.to_string()));
+    if forward && backward {
+        return refuse(
+            "forward stages (activation, keep, dropout) and backward ones (mask, derivative) at once",
+        );
+    }
+    if e.keep.is_some() && e.activation.is_none() {
+        return refuse("a tensor to keep the activation's input or output in, but no activation");
+    }
+    if e.keep.is_some() && e.row_sums.is_some() {
+        return refuse("both a kept activation and row sums (they share a binding)");
+    }
+    for (name, tensor) in
+        [("kept activation", e.keep), ("mask", e.mask), ("saved activation", e.derivative.map(|d| d.1))]
+    {
+        if let Some(tensor) = tensor {
+            check_same(op, name, tensor.shape(), (m, n))?;
+        }
+    }
+    if let Some(sums) = e.row_sums {
+        check_same(op, "row sums", sums.shape(), (1, m))?;
+    }
+    if let Some(d) = &e.dropout {
+        if !(0.0..1.0).contains(&d.p) {
+            return Err(Error::shape(op, "a drop probability in [0, 1)", d.p.to_string()));
+        }
+        check_same(op, "dropout mask", d.mask.shape(), (m, n))?;
+        check_same(op, "dropout counter", d.counter.shape(), (1, 1))?;
+    }
+    let f = e.activation.or(e.derivative.map(|d| d.0));
+    Ok(Stages {
+        act: e.activation.map_or(0, Activation::code),
+        slope: f.map_or(0.0, Activation::parameter),
+        keep: match (e.activation, e.keep) {
+            (Some(f), Some(_)) if f.backward_reads_output() => 2,
+            (Some(_), Some(_)) => 1,
+            _ => 0,
+        },
+        dropout: e.dropout.map(|d| (d.p, d.seed)),
+        has_mask: e.mask.is_some(),
+        derive: e.derivative.map_or(0, |d| d.0.code()),
     })
 }
 
@@ -111,7 +241,23 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         form: MatmulForm,
     ) -> Result<Dispatch> {
-        self.bind_matmul(out, a, b, bias, form, MatmulKernel::Auto)
+        self.bind_matmul(out, a, b, bias, form, MatmulKernel::Auto, &Epilogue::default())
+    }
+
+    /// [`Gpu::matmul_forward`] with an [`Epilogue`] fused into the store: a dense layer's
+    /// forward (`f(x·Wᵀ + b)` then dropout) or a step of its backward in one launch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_fused(
+        &self,
+        kernel: MatmulKernel,
+        out: &GpuTensor,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        form: MatmulForm,
+        epilogue: &Epilogue,
+    ) -> Result<Dispatch> {
+        self.bind_matmul(out, a, b, bias, form, kernel, epilogue)
     }
 
     /// [`Gpu::matmul_forward`] on a chosen kernel; an error when that kernel can't take these
@@ -125,7 +271,7 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         form: MatmulForm,
     ) -> Result<Dispatch> {
-        self.bind_matmul(out, a, b, bias, form, kernel)
+        self.bind_matmul(out, a, b, bias, form, kernel, &Epilogue::default())
     }
 
     /// Whether this adapter has the subgroup matmul kernels.
@@ -177,6 +323,7 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         form: MatmulForm,
         kernel: MatmulKernel,
+        epilogue: &Epilogue,
     ) -> Result<Dispatch> {
         let op = form.op_name();
         let (m, k, n) = form.dims(a.shape(), b.shape())?;
@@ -184,6 +331,7 @@ impl Gpu {
         if let Some(bias) = bias {
             check_same(op, "bias", bias.shape(), (1, n))?;
         }
+        let stages = check_epilogue(op, epilogue, m, n)?;
         let vec4 = vec4_entry(form, m, k, n);
         let subgroup = self.kernels.matmul_subgroup.as_ref().filter(|_| vec4.is_some());
         let (family, entry) = match (kernel, vec4, subgroup) {
@@ -224,19 +372,38 @@ impl Gpu {
             k_begin: 0,
             k_end: as_u32(k)?,
             accumulate: 0,
-            _pad: 0,
+            act: 0,
+            slope: 0.0,
+            keep: 0,
+            dropout: 0,
+            drop_p: 0.0,
+            seed: 0,
+            has_mask: 0,
+            derive: 0,
+            row_sums: epilogue.row_sums.is_some() as u32,
+            _pad: [0; 2],
         };
         let workgroups = fold(tiles as u64, self.max_workgroups())?;
-        let args: [Arg; 4] = [a.into(), b.into(), bias.into(), out.into()];
+        let dropout = epilogue.dropout.as_ref();
+        let args: [Arg; 7] = [
+            a.into(),
+            b.into(),
+            bias.into(),
+            out.into(),
+            epilogue.keep.or(epilogue.row_sums).into(),
+            dropout.map(|d| d.mask).or(epilogue.mask).into(),
+            dropout.map(|d| d.counter).or(epilogue.derivative.map(|(_, saved)| saved)).into(),
+        ];
         let steps = segments(k, K_SEGMENT)
             .map(|(k_begin, k_end)| {
-                // The first segment adds the bias; the later ones add to what it wrote.
+                // The first segment adds the bias; the later ones add to what it wrote, and
+                // the last runs the element-wise stages over the whole sum.
                 let segment = Params {
                     k_begin: k_begin as u32,
                     k_end: k_end as u32,
                     has_bias: whole.has_bias * (k_begin == 0) as u32,
                     accumulate: (k_begin > 0) as u32,
-                    ..whole
+                    ..if k_end == k { stages.apply(whole) } else { whole }
                 };
                 family.step(self, entry, bytemuck::bytes_of(&segment), &args, workgroups)
             })

@@ -1,0 +1,236 @@
+//! The matmul epilogues (`shaders/matmul_common.wgsl`) held against the separate ops they
+//! fuse, on every matmul kernel the adapter has, and against the CPU reference.
+
+mod common;
+
+use common::{assert_close, gpu, random};
+use wgpu_nn::{Activation, Epilogue, EpilogueDropout, Gpu, GpuTensor, MatmulForm, MatmulKernel, cpu};
+
+const ACTIVATIONS: [Activation; 5] =
+    [Activation::Relu, Activation::LeakyRelu(0.1), Activation::Sigmoid, Activation::Tanh, Activation::Gelu];
+
+/// The dropout step the counter holds in these tests.
+const STEP: u32 = 5;
+
+/// Kernels this adapter has, and (m, k, n) each takes in every form: the vec4 ones need the
+/// rows they read along to be multiples of 4; (7, 13, 10) is for the scalar kernel alone.
+fn cases(gpu: &Gpu) -> Vec<(MatmulKernel, (usize, usize, usize))> {
+    let mut cases = vec![(MatmulKernel::Scalar, (7, 13, 10)), (MatmulKernel::Scalar, (68, 20, 36))];
+    cases.push((MatmulKernel::Vec4, (68, 20, 36)));
+    if gpu.has_subgroup_matmul() {
+        cases.push((MatmulKernel::Subgroup, (68, 20, 36)));
+    }
+    cases.push((MatmulKernel::Auto, (130, 64, 12)));
+    cases
+}
+
+fn upload(gpu: &Gpu, values: &[f32], (rows, cols): (usize, usize)) -> GpuTensor {
+    gpu.upload(values, rows, cols).unwrap()
+}
+
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn a_dense_forward_in_one_launch_equals_its_separate_ops_to_the_bit() {
+    let Some(gpu) = gpu() else { return };
+    let form = MatmulForm::ABt; // x·Wᵀ, the dense layer's forward
+    let counter = gpu.upload(&[f32::from_bits(STEP)], 1, 1).unwrap();
+    for (kernel, (m, k, n)) in cases(gpu) {
+        let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
+        let seed = (m * 1000 + n) as u64;
+        // Wide enough inputs that every activation's both branches (and GELU's tails) occur.
+        let scaled = |v: Vec<f32>| v.into_iter().map(|x| 3.0 * x).collect::<Vec<_>>();
+        let (a, b, bias) = (scaled(random(ar * ac, seed)), random(br * bc, seed + 1), random(n, seed + 2));
+        let (a_gpu, b_gpu, bias_gpu) =
+            (upload(gpu, &a, (ar, ac)), upload(gpu, &b, (br, bc)), upload(gpu, &bias, (1, n)));
+        for f in ACTIVATIONS {
+            for p in [None, Some(0.3)] {
+                let what = format!("{kernel:?} {m}x{k}x{n} {f:?} dropout {p:?}");
+                let zeros = || gpu.zeros(m, n).unwrap();
+                // Fused: one launch.
+                let (out, keep, mask) = (zeros(), zeros(), zeros());
+                let dropout = p.map(|p| EpilogueDropout { p, seed: 77, mask: &mask, counter: &counter });
+                let epilogue =
+                    Epilogue { activation: Some(f), keep: Some(&keep), dropout, ..Epilogue::default() };
+                let fused =
+                    gpu.matmul_fused(kernel, &out, &a_gpu, &b_gpu, Some(&bias_gpu), form, &epilogue).unwrap();
+                assert_eq!(fused.launches(), 1, "{what}");
+                // Separate: the product, the activation, the dropout.
+                let (z, y, dropped, mask2) = (zeros(), zeros(), zeros(), zeros());
+                let mut separate = vec![
+                    gpu.matmul_forward_with(kernel, &z, &a_gpu, &b_gpu, Some(&bias_gpu), form).unwrap(),
+                    gpu.activation_forward(f, &y, &z).unwrap(),
+                ];
+                if let Some(p) = p {
+                    separate.push(gpu.dropout_forward(&dropped, &mask2, &y, p, 77, &counter).unwrap());
+                }
+                let all: Vec<_> = std::iter::once(&fused).chain(&separate).collect();
+                gpu.run(&all).unwrap();
+                let read = |t: &GpuTensor| gpu.read(t).unwrap();
+                let want = read(if p.is_some() { &dropped } else { &y });
+                assert_eq!(bits(&read(&out)), bits(&want), "{what}: output");
+                let kept = if f.backward_reads_output() { read(&y) } else { read(&z) };
+                assert_eq!(bits(&read(&keep)), bits(&kept), "{what}: kept for the backward");
+                if p.is_some() {
+                    assert_eq!(bits(&read(&mask)), bits(&read(&mask2)), "{what}: mask");
+                }
+
+                // And the CPU reference: the product, the activation, the same masks.
+                let mut want = vec![0.0; m * n];
+                cpu::matmul_forward(&mut want, &a, &b, Some(&bias), m, k, n, form).unwrap();
+                let z_cpu = want.clone();
+                cpu::activation_forward(f, &mut want, &z_cpu).unwrap();
+                if let Some(p) = p {
+                    let (act, mut cpu_mask) = (want.clone(), vec![0.0; m * n]);
+                    cpu::dropout_forward(&mut want, &mut cpu_mask, &act, p, 77, STEP).unwrap();
+                    assert_eq!(bits(&read(&mask)), bits(&cpu_mask), "{what}: mask against the CPU's");
+                }
+                // The product's rounding (see kernels.rs) passed through the activation, whose
+                // slope is at most 1.13 (GELU) and whose transcendentals add a few ULP.
+                assert_close(&what, &read(&out), &want, 1e-5, 2e-5 * k as f64);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_backward_product_applies_the_derivative_below_it_to_the_bit() {
+    let Some(gpu) = gpu() else { return };
+    let form = MatmulForm::AB; // dX = dZ·W
+    for (kernel, (m, k, n)) in cases(gpu) {
+        let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
+        let seed = (m * 1000 + n) as u64 + 9;
+        let (a, b) = (random(ar * ac, seed), random(br * bc, seed + 1));
+        let saved = random(m * n, seed + 2).into_iter().map(|x| 2.0 * x).collect::<Vec<_>>();
+        let sigmoid_like = saved.iter().map(|x| 0.5 + 0.4 * x / 2.0).collect::<Vec<_>>(); // outputs in (0, 1)
+        let mask: Vec<f32> =
+            random(m * n, seed + 3).iter().map(|&u| if u > 0.0 { 1.25 } else { 0.0 }).collect();
+        let (a_gpu, b_gpu, mask_gpu) =
+            (upload(gpu, &a, (ar, ac)), upload(gpu, &b, (br, bc)), upload(gpu, &mask, (m, n)));
+        for f in ACTIVATIONS {
+            let s = if f.backward_reads_output() { &sigmoid_like } else { &saved };
+            let saved_gpu = upload(gpu, s, (m, n));
+            for with_mask in [false, true] {
+                let what = format!("{kernel:?} {m}x{k}x{n} {f:?} mask {with_mask}");
+                let zeros = || gpu.zeros(m, n).unwrap();
+                let out = zeros();
+                let epilogue = Epilogue {
+                    mask: with_mask.then_some(&mask_gpu),
+                    derivative: Some((f, &saved_gpu)),
+                    ..Epilogue::default()
+                };
+                let fused = gpu.matmul_fused(kernel, &out, &a_gpu, &b_gpu, None, form, &epilogue).unwrap();
+                let (dy, masked, dx) = (zeros(), zeros(), zeros());
+                let mut separate =
+                    vec![gpu.matmul_forward_with(kernel, &dy, &a_gpu, &b_gpu, None, form).unwrap()];
+                let through = if with_mask {
+                    separate.push(gpu.dropout_backward(&masked, &mask_gpu, &dy).unwrap());
+                    &masked
+                } else {
+                    &dy
+                };
+                separate.push(gpu.activation_backward(f, &dx, &saved_gpu, through).unwrap());
+                let all: Vec<_> = std::iter::once(&fused).chain(&separate).collect();
+                gpu.run(&all).unwrap();
+                let got = gpu.read(&out).unwrap();
+                assert_eq!(bits(&got), bits(&gpu.read(&dx).unwrap()), "{what}");
+
+                let mut want = vec![0.0; m * n];
+                cpu::matmul_forward(&mut want, &a, &b, None, m, k, n, form).unwrap();
+                if with_mask {
+                    let product = want.clone();
+                    cpu::dropout_backward(&mut want, &mask, &product).unwrap();
+                }
+                let upstream = want.clone();
+                cpu::activation_backward(f, &mut want, s, &upstream).unwrap();
+                assert_close(&what, &got, &want, 1e-5, 2e-5 * k as f64);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_weight_gradient_sums_the_bias_gradient_beside_it() {
+    let Some(gpu) = gpu() else { return };
+    let form = MatmulForm::AtB; // dW = dZᵀ·X: A is dZ (batch, outputs)
+    let mut cases = cases(gpu);
+    // A batch that is not a multiple of 4, and one long enough to be split into launches.
+    cases.extend([(MatmulKernel::Vec4, (36, 7, 20)), (MatmulKernel::Auto, (12, 70_004, 8))]);
+    if gpu.has_subgroup_matmul() {
+        cases.extend([(MatmulKernel::Subgroup, (36, 7, 20)), (MatmulKernel::Subgroup, (12, 70_004, 8))]);
+    }
+    for (kernel, (m, k, n)) in cases {
+        let what = format!("{kernel:?} {m}x{k}x{n}");
+        let (dz, x) = (random(k * m, (k + m) as u64), random(k * n, (k + n) as u64));
+        let (dz_gpu, x_gpu) = (upload(gpu, &dz, (k, m)), upload(gpu, &x, (k, n)));
+        let (dw, db, db_separate, dw_separate) = (
+            gpu.zeros(m, n).unwrap(),
+            gpu.zeros(1, m).unwrap(),
+            gpu.zeros(1, m).unwrap(),
+            gpu.zeros(m, n).unwrap(),
+        );
+        let epilogue = Epilogue { row_sums: Some(&db), ..Epilogue::default() };
+        let fused = gpu.matmul_fused(kernel, &dw, &dz_gpu, &x_gpu, None, form, &epilogue).unwrap();
+        let product = gpu.matmul_forward_with(kernel, &dw_separate, &dz_gpu, &x_gpu, None, form).unwrap();
+        let sums = gpu.sum_columns(&db_separate, &dz_gpu, 1.0).unwrap();
+        gpu.run(&[&fused, &product, &sums]).unwrap();
+        assert_eq!(bits(&gpu.read(&dw).unwrap()), bits(&gpu.read(&dw_separate).unwrap()), "{what}: dW");
+        let mut want = vec![0.0; m];
+        cpu::sum_columns(&mut want, &dz, k, m, 1.0).unwrap();
+        // Summed in another order than the reference's (by lanes and quads): k·ε·max.
+        assert_close(&what, &gpu.read(&db).unwrap(), &want, 0.0, 8.0 * f64::from(f32::EPSILON) * k as f64);
+    }
+}
+
+#[test]
+fn epilogues_whose_stages_do_not_go_together_are_refused() {
+    let Some(gpu) = gpu() else { return };
+    let (m, k, n) = (4, 8, 4);
+    let (a, b, out) = (gpu.zeros(m, k).unwrap(), gpu.zeros(n, k).unwrap(), gpu.zeros(m, n).unwrap());
+    let (same, wrong, counter, sums) = (
+        gpu.zeros(m, n).unwrap(),
+        gpu.zeros(m, n + 1).unwrap(),
+        gpu.zeros(1, 1).unwrap(),
+        gpu.zeros(1, m).unwrap(),
+    );
+    let fused = |e: Epilogue| gpu.matmul_fused(MatmulKernel::Auto, &out, &a, &b, None, MatmulForm::ABt, &e);
+    let relu = Some(Activation::Relu);
+    let dropout = |p, mask| Some(EpilogueDropout { p, seed: 1, mask, counter: &counter });
+    let refused = [
+        (
+            Epilogue { activation: relu, derivative: Some((Activation::Relu, &same)), ..Default::default() },
+            "at once",
+        ),
+        (Epilogue { dropout: dropout(0.5, &same), mask: Some(&same), ..Default::default() }, "at once"),
+        (Epilogue { keep: Some(&same), ..Default::default() }, "no activation"),
+        (
+            Epilogue { activation: relu, keep: Some(&same), row_sums: Some(&sums), ..Default::default() },
+            "share",
+        ),
+        (Epilogue { activation: relu, keep: Some(&wrong), ..Default::default() }, "kept activation"),
+        (Epilogue { mask: Some(&wrong), ..Default::default() }, "mask"),
+        (Epilogue { derivative: Some((Activation::Tanh, &wrong)), ..Default::default() }, "saved activation"),
+        (Epilogue { row_sums: Some(&same), ..Default::default() }, "row sums"),
+        (Epilogue { dropout: dropout(1.0, &same), ..Default::default() }, "drop probability"),
+        (Epilogue { dropout: dropout(f32::NAN, &same), ..Default::default() }, "drop probability"),
+        (Epilogue { dropout: dropout(0.5, &wrong), ..Default::default() }, "dropout mask"),
+    ];
+    for (epilogue, says) in refused {
+        let err = fused(epilogue).unwrap_err().to_string();
+        assert!(err.contains(says), "{epilogue:?}: {err}");
+    }
+    // An output bound again as the kept activation would be written twice: refused too.
+    let err = fused(Epilogue { activation: relu, keep: Some(&out), ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("in-place"), "{err}");
+    // And the stages that do go together are taken.
+    let mask = gpu.zeros(m, n).unwrap();
+    fused(Epilogue {
+        activation: relu,
+        keep: Some(&same),
+        dropout: dropout(0.5, &mask),
+        ..Default::default()
+    })
+    .unwrap();
+}
