@@ -315,6 +315,7 @@ impl Gpu {
         Ok(dispatches)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn bind_matmul(
         &self,
         out: &GpuTensor,

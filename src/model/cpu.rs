@@ -142,9 +142,7 @@ impl<T: Scalar> CpuModel<T> {
         self.write_batch(x, rows, Some(target), true);
         let mut exec = self.exec(rows, true);
         let graph = exec.graph;
-        for l in 0..graph.trunk {
-            ops::forward(&mut exec, graph, l, true)?;
-        }
+        ops::training_forward(&mut exec, graph)?;
         ops::loss(&mut exec, graph)?;
         Ok(self.batch.slots[&Slot::Loss][0])
     }

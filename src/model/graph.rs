@@ -32,6 +32,28 @@ pub(crate) enum Slot {
     ParamGrad(usize),
 }
 
+/// A dense layer with the activation and the dropout right after it (either may be absent):
+/// forward one matmul with its epilogue, backward one product for the weight and bias
+/// gradients and one for the input's, which also takes the derivative of the block below.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Block {
+    /// The dense layer's index.
+    pub(crate) dense: usize,
+    /// The activation at layer `dense + 1`.
+    pub(crate) activation: Option<crate::Activation>,
+    /// The dropout layer's index and probability (in training only).
+    pub(crate) dropout: Option<(usize, f32)>,
+    /// The layer after the block: its output is activation `end`.
+    pub(crate) end: usize,
+}
+
+/// The unit the ops run layers in: a [`Block`], or any other layer alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Node {
+    Block(Block),
+    Layer(usize),
+}
+
 /// One learned tensor: a dense layer's weight `(out, in)` or bias `(1, out)`, a layer norm's
 /// gain or bias `(1, width)`.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,6 +211,36 @@ impl Graph {
     /// What the loss reads: the trunk's output (a fused softmax's input).
     pub(crate) fn classes(&self) -> usize {
         self.width(self.trunk)
+    }
+
+    /// The layers that run, in training (the trunk) or in evaluation (all), grouped into
+    /// nodes: each dense layer with the activation and dropout that follow it, the rest alone.
+    /// Outside training a dropout layer is the identity, so a block still spans it but does
+    /// not drop.
+    pub(crate) fn nodes(&self, training: bool) -> Vec<Node> {
+        let end = if training { self.trunk } else { self.layers().len() };
+        let layer = |l: usize| self.layers()[..end].get(l);
+        let mut nodes = Vec::new();
+        let mut l = 0;
+        while l < end {
+            let Layer::Dense { .. } = self.layers()[l] else {
+                nodes.push(Node::Layer(l));
+                l += 1;
+                continue;
+            };
+            let mut block = Block { dense: l, activation: None, dropout: None, end: l + 1 };
+            if let Some(Layer::Activation(f)) = layer(block.end) {
+                block.activation = Some(*f);
+                block.end += 1;
+            }
+            if let Some(Layer::Dropout(p)) = layer(block.end) {
+                block.dropout = training.then_some((block.end, *p));
+                block.end += 1;
+            }
+            nodes.push(Node::Block(block));
+            l = block.end;
+        }
+        nodes
     }
 
     /// The parameter named `name` of layer `layer`, or an error naming what is there.

@@ -4,12 +4,16 @@
 //! [`Slot`]s, which each backend maps to its own buffers, so nothing here knows either.
 //!
 //! A new layer is a [`Layer`] variant, its parameters and saved buffers in `graph.rs`, and
-//! its two arms below; a new kernel is one method here with its two implementations. A fused
-//! node (a dense layer with its bias and activation in one kernel, say) is a method like any
-//! other: the plan only holds the dispatches it is given.
+//! its two arms below; a new kernel is one method here with its two implementations.
+//!
+//! Dense layers run as [`Block`]s, with the activation and dropout after them. A block's ops
+//! ([`Ops::dense`], [`Ops::dense_weight_grads`], [`Ops::dense_input_grad`]) have default
+//! bodies made of the plain ops, which the CPU backend runs as they are, one textbook step at
+//! a time; the GPU backend binds each as one matmul whose epilogue does the element-wise work
+//! (`shaders/matmul_common.wgsl`), so a hidden layer is one launch forward and two backward.
 
 use super::config::{Layer, Loss, Optimizer};
-use super::graph::{Graph, Slot};
+use super::graph::{Block, Graph, Node, Slot};
 use crate::shape::MatmulForm;
 use crate::{Activation, Result};
 
@@ -43,18 +47,167 @@ pub(crate) trait Ops {
     fn watch_loss(&mut self, loss: Slot) -> Result<()>;
     /// One optimizer update of parameter p from its gradient.
     fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()>;
+
+    /// A block's forward: `z = x·Wᵀ + b`, then its activation and dropout.
+    fn dense(&mut self, d: &DenseForward) -> Result<()> {
+        self.matmul(d.z, d.x, d.w, d.bias, MatmulForm::ABt)?;
+        let mut y = d.z;
+        if let Some((f, a)) = d.activation {
+            self.activation(f, a, y)?;
+            y = a;
+        }
+        if let Some(drop) = d.dropout {
+            self.dropout(drop.out, drop.mask, y, drop.p, drop.seed)?;
+        }
+        Ok(())
+    }
+
+    /// A block's parameter gradients from `dz`, the gradient of its product:
+    /// `dW = dzᵀ·x`, `db` = the column sums of dz.
+    fn dense_weight_grads(&mut self, dw: Slot, db: Option<Slot>, dz: Slot, x: Slot) -> Result<()> {
+        self.matmul(dw, dz, x, None, MatmulForm::AtB)?;
+        if let Some(db) = db {
+            self.sum_columns(db, dz)?;
+        }
+        Ok(())
+    }
+
+    /// A block's input gradient `dx = dz·W`, carried on through the tail of the block below
+    /// (its dropout, then its activation) when there is one.
+    fn dense_input_grad(&mut self, dx: Slot, dz: Slot, w: Slot, below: Option<&Tail>) -> Result<()> {
+        self.matmul(dx, dz, w, None, MatmulForm::AB)?;
+        below.map_or(Ok(()), |tail| tail_backward(self, tail))
+    }
 }
 
-/// Layer `l`'s forward, from activation l to activation l + 1. Dropout is the identity
+/// A block's forward, as slots: the product `z`, the activation's output, dropout's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DenseForward {
+    pub(crate) x: Slot,
+    pub(crate) w: Slot,
+    pub(crate) bias: Option<Slot>,
+    pub(crate) z: Slot,
+    /// The activation and its output.
+    pub(crate) activation: Option<(Activation, Slot)>,
+    pub(crate) dropout: Option<DropoutStage>,
+    /// Whether a backward follows, which reads what the activation saved.
+    pub(crate) training: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DropoutStage {
+    pub(crate) out: Slot,
+    pub(crate) mask: Slot,
+    pub(crate) p: f32,
+    pub(crate) seed: u32,
+}
+
+impl DenseForward {
+    /// The block's output.
+    pub(crate) fn out(&self) -> Slot {
+        self.dropout.map(|d| d.out).or(self.activation.map(|(_, a)| a)).unwrap_or(self.z)
+    }
+}
+
+/// The backward through a block's tail, from the gradient of its output to that of its
+/// product: dropout's `dx = dy ⊙ mask`, then the activation's `dx = f'(saved) ⊙ dy`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tail {
+    /// The mask, and the gradients of dropout's output and input.
+    pub(crate) dropout: Option<(Slot, Slot, Slot)>,
+    /// The activation, what it saved, and the gradients of its output and input.
+    pub(crate) activation: Option<(Activation, Slot, Slot, Slot)>,
+    /// The gradient of the block's product (where the tail ends).
+    pub(crate) dz: Slot,
+}
+
+impl Tail {
+    fn of(b: &Block) -> Tail {
+        let act = b.dense + 1;
+        Tail {
+            dropout: b.dropout.map(|(l, _)| (Slot::Saved(l), Slot::Grad(l + 1), Slot::Grad(l))),
+            activation: b.activation.map(|f| {
+                let saved = if f.backward_reads_output() { Slot::Act(act + 1) } else { Slot::Act(act) };
+                (f, saved, Slot::Grad(act + 1), Slot::Grad(act))
+            }),
+            dz: Slot::Grad(act),
+        }
+    }
+}
+
+fn tail_backward<O: Ops + ?Sized>(ops: &mut O, tail: &Tail) -> Result<()> {
+    if let Some((mask, dy, dx)) = tail.dropout {
+        ops.dropout_backward(dx, mask, dy)?;
+    }
+    if let Some((f, saved, dy, dx)) = tail.activation {
+        ops.activation_backward(f, dx, saved, dy)?;
+    }
+    Ok(())
+}
+
+/// A block's forward ops, as slots.
+fn dense_forward(graph: &Graph, b: &Block, training: bool) -> DenseForward {
+    let mut params = graph.params_of(b.dense).map(Slot::Param);
+    let (z, a) = (Slot::Act(b.dense + 1), Slot::Act(b.dense + 2));
+    DenseForward {
+        x: Slot::Act(b.dense),
+        w: params.next().expect("a dense layer's weight"),
+        bias: params.next(),
+        z,
+        activation: b.activation.map(|f| (f, a)),
+        dropout: b.dropout.map(|(l, p)| DropoutStage {
+            out: Slot::Act(l + 1),
+            mask: Slot::Saved(l),
+            p,
+            seed: graph.dropout_seed(l),
+        }),
+        training,
+    }
+}
+
+/// A node's forward.
+fn forward_node(ops: &mut impl Ops, graph: &Graph, node: &Node, training: bool) -> Result<()> {
+    match node {
+        Node::Block(b) => ops.dense(&dense_forward(graph, b, training)),
+        Node::Layer(l) => forward(ops, graph, *l, training),
+    }
+}
+
+/// The backward of `nodes[i]`. A block whose gradient came from the block above through
+/// [`Ops::dense_input_grad`] has had its tail run there; any other starts with its tail.
+fn backward_node(ops: &mut impl Ops, graph: &Graph, nodes: &[Node], i: usize) -> Result<()> {
+    let b = match &nodes[i] {
+        Node::Layer(l) => return backward(ops, graph, *l),
+        Node::Block(b) => b,
+    };
+    let tail = Tail::of(b);
+    if !matches!(nodes.get(i + 1), Some(Node::Block(_))) {
+        tail_backward(ops, &tail)?;
+    }
+    let mut params = graph.params_of(b.dense);
+    let w = params.next().expect("a dense layer's weight");
+    ops.dense_weight_grads(
+        Slot::ParamGrad(w),
+        params.next().map(Slot::ParamGrad),
+        tail.dz,
+        Slot::Act(b.dense),
+    )?;
+    if b.dense == 0 {
+        return Ok(()); // nothing below the input needs a gradient
+    }
+    let below = match i.checked_sub(1).map(|j| &nodes[j]) {
+        Some(Node::Block(c)) => Some(Tail::of(c)),
+        _ => None,
+    };
+    ops.dense_input_grad(Slot::Grad(b.dense), tail.dz, Slot::Param(w), below.as_ref())
+}
+
+/// Layer `l`'s forward (any but a dense layer), from activation l to activation l + 1. Dropout is the identity
 /// outside training, where its output is stored as its input: nothing to run.
 pub(crate) fn forward(ops: &mut impl Ops, graph: &Graph, l: usize, training: bool) -> Result<()> {
     let (x, y) = (Slot::Act(l), Slot::Act(l + 1));
-    let mut params = graph.params_of(l).map(Slot::Param);
     match graph.layers()[l] {
-        Layer::Dense { .. } => {
-            let w = params.next().expect("a dense layer's weight");
-            ops.matmul(y, x, w, params.next(), MatmulForm::ABt)
-        }
+        Layer::Dense { .. } => unreachable!("dense layers run as blocks (Graph::nodes)"),
         Layer::Activation(f) => ops.activation(f, y, x),
         Layer::Softmax => ops.softmax(false, y, x),
         Layer::LogSoftmax => ops.softmax(true, y, x),
@@ -71,25 +224,13 @@ pub(crate) fn forward(ops: &mut impl Ops, graph: &Graph, l: usize, training: boo
     }
 }
 
-/// Layer `l`'s backward: from the gradient of activation l + 1, its parameters' gradients
-/// and (above the first layer) the gradient of activation l.
+/// Layer `l`'s backward (any but a dense layer): from the gradient of activation l + 1, its
+/// parameters' gradients and (above the first layer) the gradient of activation l.
 pub(crate) fn backward(ops: &mut impl Ops, graph: &Graph, l: usize) -> Result<()> {
     let (x, y, dy, dx) = (Slot::Act(l), Slot::Act(l + 1), Slot::Grad(l + 1), Slot::Grad(l));
     let below = l > 0; // nothing below the input needs a gradient
     match graph.layers()[l] {
-        Layer::Dense { .. } => {
-            let mut params = graph.params_of(l);
-            let w = params.next().expect("a dense layer's weight");
-            // y = x·Wᵀ + b: dW = dyᵀ·x, db = column sums of dy, dx = dy·W.
-            ops.matmul(Slot::ParamGrad(w), dy, x, None, MatmulForm::AtB)?;
-            if let Some(b) = params.next() {
-                ops.sum_columns(Slot::ParamGrad(b), dy)?;
-            }
-            if below {
-                ops.matmul(dx, dy, Slot::Param(w), None, MatmulForm::AB)?;
-            }
-            Ok(())
-        }
+        Layer::Dense { .. } => unreachable!("dense layers run as blocks (Graph::nodes)"),
         Layer::LayerNorm => {
             let (gain, bias) = (graph.param("backward", l, "weight")?, graph.param("backward", l, "bias")?);
             let stats = Slot::Saved(l);
@@ -118,23 +259,24 @@ pub(crate) fn loss(ops: &mut impl Ops, graph: &Graph) -> Result<()> {
     ops.mean(Slot::Loss, Slot::Terms)
 }
 
+/// The forward of a training step (to the loss's input).
+pub(crate) fn training_forward(ops: &mut impl Ops, graph: &Graph) -> Result<()> {
+    graph.nodes(true).iter().try_for_each(|node| forward_node(ops, graph, node, true))
+}
+
 /// A training step's forward, loss, loss watch and backward (not the updates).
 pub(crate) fn training_step(ops: &mut impl Ops, graph: &Graph) -> Result<()> {
-    for l in 0..graph.trunk {
-        forward(ops, graph, l, true)?;
-    }
+    training_forward(ops, graph)?;
     loss(ops, graph)?;
     ops.watch_loss(Slot::Loss)?;
     ops.loss_backward(graph.config.loss, Slot::Grad(graph.trunk), Slot::Act(graph.trunk))?;
-    for l in (0..graph.trunk).rev() {
-        backward(ops, graph, l)?;
-    }
-    Ok(())
+    let nodes = graph.nodes(true);
+    (0..nodes.len()).rev().try_for_each(|i| backward_node(ops, graph, &nodes, i))
 }
 
 /// Every layer's forward outside training.
 pub(crate) fn inference(ops: &mut impl Ops, graph: &Graph) -> Result<()> {
-    (0..graph.layers().len()).try_for_each(|l| forward(ops, graph, l, false))
+    graph.nodes(false).iter().try_for_each(|node| forward_node(ops, graph, node, false))
 }
 
 /// Every parameter's optimizer update.

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 
 use crate::model::config::{Loss, Optimizer};
 use crate::model::graph::{Graph, Slot};
-use crate::model::ops::{self, Ops};
+use crate::model::ops::{self, DenseForward, Ops, Tail};
 use crate::shape::MatmulForm;
-use crate::{Activation, Dispatch, Gpu, GpuLabels, GpuTensor, Result};
+use crate::{
+    Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, MatmulKernel, Result,
+};
 
 /// One parameter's tensors on the GPU: its values, gradient and optimizer state (no gradient
 /// and no state in a model that does not train).
@@ -246,6 +248,54 @@ impl Ops for Binder<'_> {
     fn watch_loss(&mut self, loss: Slot) -> Result<()> {
         let d = self.gpu.watch_loss(&self.shared.settings_row, self.get(loss));
         self.push(d)
+    }
+
+    /// One launch: the product with the bias, activation and dropout in its epilogue, keeping
+    /// what the activation's backward reads where [`Tail`] looks for it (the product `z`, or
+    /// the activation's output when dropout follows and the output is what it reads).
+    fn dense(&mut self, d: &DenseForward) -> Result<()> {
+        let keep = match d.activation {
+            Some((f, _)) if d.training && !f.backward_reads_output() => Some(d.z),
+            Some((_, a)) if d.training && d.dropout.is_some() => Some(a),
+            _ => None,
+        };
+        let epilogue = Epilogue {
+            activation: d.activation.map(|(f, _)| f),
+            keep: keep.map(|slot| self.get(slot)),
+            dropout: d.dropout.map(|drop| EpilogueDropout {
+                p: drop.p,
+                seed: drop.seed,
+                mask: self.get(drop.mask),
+                counter: &self.shared.dropout_counter,
+            }),
+            ..Epilogue::default()
+        };
+        let (out, x, w) = (self.get(d.out()), self.get(d.x), self.get(d.w));
+        let bias = d.bias.map(|b| self.get(b));
+        let dispatch = self.gpu.matmul_fused(MatmulKernel::Auto, out, x, w, bias, MatmulForm::ABt, &epilogue);
+        self.push(dispatch)
+    }
+
+    /// One launch: `dW = dzᵀ·x` with the bias gradient summed in its epilogue.
+    fn dense_weight_grads(&mut self, dw: Slot, db: Option<Slot>, dz: Slot, x: Slot) -> Result<()> {
+        let epilogue = Epilogue { row_sums: db.map(|db| self.get(db)), ..Epilogue::default() };
+        let (dw, dz, x) = (self.get(dw), self.get(dz), self.get(x));
+        let dispatch = self.gpu.matmul_fused(MatmulKernel::Auto, dw, dz, x, None, MatmulForm::AtB, &epilogue);
+        self.push(dispatch)
+    }
+
+    /// One launch: `dx = dz·W` through the tail below in its epilogue, written straight to
+    /// the gradient of that block's product.
+    fn dense_input_grad(&mut self, dx: Slot, dz: Slot, w: Slot, below: Option<&Tail>) -> Result<()> {
+        let epilogue = Epilogue {
+            mask: below.and_then(|t| t.dropout).map(|(mask, _, _)| self.get(mask)),
+            derivative: below.and_then(|t| t.activation).map(|(f, saved, _, _)| (f, self.get(saved))),
+            ..Epilogue::default()
+        };
+        let out = self.get(below.map_or(dx, |t| t.dz));
+        let (dz, w) = (self.get(dz), self.get(w));
+        let dispatch = self.gpu.matmul_fused(MatmulKernel::Auto, out, dz, w, None, MatmulForm::AB, &epilogue);
+        self.push(dispatch)
     }
 
     fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()> {
