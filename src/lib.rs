@@ -27,7 +27,9 @@ mod shape;
 
 pub use activation::Activation;
 pub use error::{Error, Result};
-pub use gpu::{Counters, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, MatmulKernel};
+pub use gpu::{
+    Counters, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, MatmulKernel, StepTarget,
+};
 pub use settings::OptimizerSettings;
 pub use shape::MatmulForm;
 pub use wgpu;

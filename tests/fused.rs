@@ -1,10 +1,15 @@
-//! The matmul epilogues (`shaders/matmul_common.wgsl`) held against the separate ops they
-//! fuse, on every matmul kernel the adapter has, and against the CPU reference.
+//! The fused kernels held against the separate ops they replace and the CPU reference: the
+//! matmul epilogues (`shaders/matmul_common.wgsl`) on every matmul kernel the adapter has,
+//! and the one-launch loss steps (`shaders/loss.wgsl`).
 
 mod common;
 
-use common::{assert_close, gpu, random};
-use wgpu_nn::{Activation, Epilogue, EpilogueDropout, Gpu, GpuTensor, MatmulForm, MatmulKernel, cpu};
+use common::{assert_close, gpu, random, random_labels};
+use wgpu_nn::model::{Backend, Loss, ModelConfig, Target};
+use wgpu_nn::{
+    Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuTensor, MatmulForm, MatmulKernel,
+    OptimizerSettings, StepTarget, cpu,
+};
 
 const ACTIVATIONS: [Activation; 5] =
     [Activation::Relu, Activation::LeakyRelu(0.1), Activation::Sigmoid, Activation::Tanh, Activation::Gelu];
@@ -233,4 +238,129 @@ fn epilogues_whose_stages_do_not_go_together_are_refused() {
         ..Default::default()
     })
     .unwrap();
+}
+
+/// The four ops a loss step replaces, for `entry`'s loss.
+#[allow(clippy::too_many_arguments)]
+fn separate_loss(
+    gpu: &Gpu,
+    entry: &str,
+    dy: &GpuTensor,
+    y: &GpuTensor,
+    target: StepTarget,
+    terms: &GpuTensor,
+    mean: &GpuTensor,
+    settings: &GpuTensor,
+) -> Vec<Dispatch> {
+    let mut ops = Vec::new();
+    match (entry, target) {
+        ("cross_entropy_step", StepTarget::Labels(labels)) => {
+            ops.push(gpu.softmax_cross_entropy_forward(terms, y, labels).unwrap());
+            ops.push(gpu.sum_all(mean, terms, 1.0 / y.rows() as f32).unwrap());
+            ops.push(gpu.watch_loss(settings, mean).unwrap());
+            ops.push(gpu.softmax_cross_entropy_backward(dy, y, labels).unwrap());
+        }
+        (_, StepTarget::Values(t)) => {
+            let (forward, backward): (
+                fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> _,
+                fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> _,
+            ) = match entry {
+                "mse_step" => (Gpu::mse_forward, Gpu::mse_backward),
+                "mae_step" => (Gpu::mae_forward, Gpu::mae_backward),
+                _ => (Gpu::bce_forward, Gpu::bce_backward),
+            };
+            ops.push(forward(gpu, terms, y, t).unwrap());
+            ops.push(gpu.sum_all(mean, terms, 1.0 / y.len() as f32).unwrap());
+            ops.push(gpu.watch_loss(settings, mean).unwrap());
+            ops.push(backward(gpu, dy, y, t).unwrap());
+        }
+        _ => unreachable!(),
+    }
+    ops
+}
+
+#[test]
+fn a_loss_step_in_one_launch_equals_its_separate_ops_to_the_bit() {
+    let Some(gpu) = gpu() else { return };
+    let row = OptimizerSettings::new(0.1).to_row();
+    for (rows, cols) in [(1, 2), (7, 10), (300, 10), (64, 3), (513, 1)] {
+        for entry in ["cross_entropy_step", "mse_step", "mae_step", "bce_step"] {
+            if entry == "cross_entropy_step" && cols < 2 {
+                continue;
+            }
+            let what = format!("{entry} {rows}x{cols}");
+            let seed = (rows * 100 + cols) as u64;
+            let mut y = random(rows * cols, seed).into_iter().map(|v| 4.0 * v).collect::<Vec<_>>();
+            if entry == "bce_step" {
+                y.iter_mut().for_each(|v| *v = 0.5 + *v / 9.0);
+            }
+            if rows == 300 && entry == "mse_step" {
+                y[17] = f32::INFINITY; // a non-finite loss: the watch marks the step
+            }
+            let t: Vec<f32> = random(rows * cols, seed + 1).iter().map(|v| (v + 1.0) / 2.0).collect();
+            let labels = gpu.upload_labels(&random_labels(rows, cols, seed + 2), cols).unwrap();
+            let (y_gpu, t_gpu) = (gpu.upload(&y, rows, cols).unwrap(), gpu.upload(&t, rows, cols).unwrap());
+            let target = if entry == "cross_entropy_step" {
+                StepTarget::Labels(&labels)
+            } else {
+                StepTarget::Values(&t_gpu)
+            };
+            let terms_shape = if entry == "cross_entropy_step" { (rows, 1) } else { (rows, cols) };
+            let fresh = || {
+                (
+                    gpu.zeros(rows, cols).unwrap(),
+                    gpu.zeros(1, 1).unwrap(),
+                    gpu.upload(&row, 1, row.len()).unwrap(),
+                )
+            };
+            let (dy, mean, settings) = fresh();
+            let (dy2, mean2, settings2) = fresh();
+            let terms = gpu.zeros(terms_shape.0, terms_shape.1).unwrap();
+            let fused =
+                gpu.loss_step(entry, &dy, &y_gpu, target, &mean, &settings).unwrap().expect("a small batch");
+            assert_eq!(fused.launches(), 1);
+            let separate = separate_loss(gpu, entry, &dy2, &y_gpu, target, &terms, &mean2, &settings2);
+            // Twice, so the watch counts two steps.
+            let all: Vec<_> = [&fused, &fused].into_iter().chain(separate.iter().chain(&separate)).collect();
+            gpu.run(&all).unwrap();
+            let read = |t: &GpuTensor| bits(&gpu.read(t).unwrap());
+            assert_eq!(read(&dy), read(&dy2), "{what}: gradient");
+            assert_eq!(read(&mean), read(&mean2), "{what}: mean");
+            assert_eq!(read(&settings), read(&settings2), "{what}: watch");
+            let watch = gpu.read(&settings).unwrap();
+            assert_eq!(watch[8], 2.0, "{what}: steps watched");
+            assert_eq!(
+                watch[9] != 0.0,
+                rows == 300 && entry == "mse_step",
+                "{what}: first bad step {}",
+                watch[9]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_batch_too_large_for_one_launch_trains_through_the_separate_ops_as_on_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    // 1000 classes: one workgroup's share of 2,600 rows passes llvmpipe's loop limit.
+    let (rows, classes) = (2600, 1000);
+    let (y, dy, mean) =
+        (gpu.zeros(rows, classes).unwrap(), gpu.zeros(rows, classes).unwrap(), gpu.zeros(1, 1).unwrap());
+    let labels = gpu.upload_labels(&vec![0; rows], classes).unwrap();
+    let row = OptimizerSettings::new(0.1).to_row();
+    let settings = gpu.upload(&row, 1, row.len()).unwrap();
+    let step =
+        gpu.loss_step("cross_entropy_step", &dy, &y, StepTarget::Labels(&labels), &mean, &settings).unwrap();
+    assert!(step.is_none(), "one launch would run past the loop limit");
+
+    let config = ModelConfig::new(4).dense(classes).softmax().loss(Loss::SoftmaxCrossEntropy).seed(2);
+    let x = random(rows * 4, 5);
+    let labels = random_labels(rows, classes, 6);
+    let [gpu_run, cpu_run] = [Backend::Gpu, Backend::Cpu].map(|backend| {
+        let mut model = config.build(backend, Some(gpu)).unwrap();
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        (model.take_loss().unwrap(), model.weights(0).unwrap())
+    });
+    assert_close("loss", &[gpu_run.0], &[cpu_run.0], 1e-5, 0.0);
+    assert_close("weights", &gpu_run.1, &cpu_run.1, 1e-4, 1e-5);
 }

@@ -26,7 +26,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
         device,
         "loss",
         super::shaders::LOSS,
-        &[Uniform(size_of::<Params>() as u64), Read, Read, Read, ReadWrite],
+        &[Uniform(size_of::<Params>() as u64), Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
         &[
             "mse_forward",
             "mse_backward",
@@ -37,6 +37,10 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
             "nll_forward",
             "nll_backward",
             "watch_loss",
+            "cross_entropy_step",
+            "mse_step",
+            "mae_step",
+            "bce_step",
         ],
     )
 }
@@ -99,8 +103,52 @@ impl Gpu {
         check_same(op, "batch loss", batch_loss.shape(), (1, 1))?;
         check_same(op, "settings row", settings.shape(), (1, SETTINGS_LEN))?;
         let params = Params { len: 1, cols: 1, scale: 1.0, _pad: 0 };
-        let args = [batch_loss.into(), Arg::Unused, Arg::Unused, settings.into()];
+        let args = [batch_loss.into(), Arg::Unused, Arg::Unused, Arg::Unused, Arg::Unused, settings.into()];
         self.kernels.loss.bind(self, op, bytemuck::bytes_of(&params), &args, [1, 1, 1])
+    }
+
+    /// Binds a training step's whole loss as one launch (`shaders/loss.wgsl`'s `*_step`
+    /// entry points): the gradient of the mean loss into `dy`, the mean into `mean` (1, 1),
+    /// and the watch of [`Gpu::watch_loss`]. `entry` names the loss: `cross_entropy_step`
+    /// (from logits, with labels) or `mse_step`, `mae_step`, `bce_step` (with target values).
+    ///
+    /// One workgroup sums every term, so this is for a training batch's loss, not a data
+    /// set's: `None` when the batch is too large for one invocation's share to stay within
+    /// llvmpipe's loop limit, and the separate kernels should run instead.
+    pub fn loss_step(
+        &self,
+        entry: &'static str,
+        dy: &GpuTensor,
+        y: &GpuTensor,
+        target: StepTarget,
+        mean: &GpuTensor,
+        settings: &GpuTensor,
+    ) -> Result<Option<Dispatch>> {
+        check_same(entry, "gradient", dy.shape(), y.shape())?;
+        check_same(entry, "mean", mean.shape(), (1, 1))?;
+        check_same(entry, "settings row", settings.shape(), (1, SETTINGS_LEN))?;
+        let (terms, per_term, target) = match target {
+            StepTarget::Labels(labels) => {
+                check_same(entry, "labels", (labels.len(), 1), (y.rows(), 1))?;
+                (y.rows(), 3 * y.cols() + 1, Arg::Labels(labels))
+            }
+            StepTarget::Values(t) => {
+                check_same(entry, "targets", t.shape(), y.shape())?;
+                (y.len(), 1, Arg::Tensor(t))
+            }
+        };
+        // Loop iterations of the busiest invocation: llvmpipe stops one at 65535 in all.
+        if terms.div_ceil(WORKGROUP as usize).saturating_mul(per_term) > STEP_ITERATIONS {
+            return Ok(None);
+        }
+        let params =
+            Params { len: len_u32(entry, terms)?, cols: y.cols() as u32, scale: 1.0 / terms as f32, _pad: 0 };
+        let (labels, values) = match target {
+            Arg::Labels(_) => (target, Arg::Unused),
+            _ => (Arg::Unused, target),
+        };
+        let args = [y.into(), values, labels, dy.into(), mean.into(), settings.into()];
+        self.kernels.loss.bind(self, entry, bytemuck::bytes_of(&params), &args, [1, 1, 1]).map(Some)
     }
 
     fn bind_pair_loss(
@@ -147,9 +195,24 @@ impl Gpu {
     }
 
     fn bind_loss(&self, entry: &'static str, params: &Params, args: [Arg; 4]) -> Result<Dispatch> {
+        let args = [args[0], args[1], args[2], args[3], Arg::Unused, Arg::Unused];
         let workgroups = fold(u64::from(params.len).div_ceil(WORKGROUP), self.max_workgroups())?;
         self.kernels.loss.bind(self, entry, bytemuck::bytes_of(params), &args, workgroups)
     }
+}
+
+/// The most loop iterations a fused loss step gives one invocation, with room to spare under
+/// llvmpipe's 65535: a batch of up to 2,560 rows of 1000 classes, 270,000 rows of 10, or 8M
+/// values.
+const STEP_ITERATIONS: usize = 32_768;
+
+/// What [`Gpu::loss_step`] scores against.
+#[derive(Clone, Copy, Debug)]
+pub enum StepTarget<'a> {
+    /// One class label per row (cross-entropy).
+    Labels(&'a GpuLabels),
+    /// A target value per prediction (MSE, MAE, binary cross-entropy).
+    Values(&'a GpuTensor),
 }
 
 fn len_u32(op: &'static str, len: usize) -> Result<u32> {

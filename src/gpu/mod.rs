@@ -47,6 +47,7 @@ mod upload;
 pub use context::Gpu;
 pub use counters::Counters;
 pub use dispatch::Dispatch;
+pub use loss::StepTarget;
 pub use matmul::{Epilogue, EpilogueDropout, MatmulKernel};
 pub use norm::MAX_LAYER_NORM_COLS;
 pub(crate) use readback::Staging;

@@ -86,8 +86,8 @@ pub(crate) struct Graph {
     /// layer i − 1).
     widths: Vec<usize>,
     pub(crate) params: Vec<Param>,
-    /// Layers that run in training before the loss: all, or all but a final Softmax whose
-    /// cross-entropy is fused (computed from the softmax's input).
+    /// Layers that run in training before the loss: all, or all but a final Softmax (or
+    /// LogSoftmax) whose cross-entropy (or NLL) is fused: computed from the logits.
     pub(crate) trunk: usize,
     /// False for a model rebuilt for inference ([`crate::model::Model::from_checkpoint`]):
     /// the backends then keep no gradients and no optimizer state, and training is an error.
@@ -186,7 +186,12 @@ impl Graph {
                 format!("{:?}", config.layers.last()),
             ));
         }
-        let fused = config.loss == Loss::SoftmaxCrossEntropy && config.layers.last() == Some(&Layer::Softmax);
+        // Cross-entropy over a final softmax, or NLL over a final log-softmax, is computed from
+        // the logits in training: the gradient is then p − onehot, with no softmax backward.
+        let fused = matches!(
+            (config.loss, config.layers.last()),
+            (Loss::SoftmaxCrossEntropy, Some(Layer::Softmax)) | (Loss::Nll, Some(Layer::LogSoftmax))
+        );
         let trunk = config.layers.len() - usize::from(fused);
         Ok(Graph { config: config.clone(), widths, params, trunk, trains: true })
     }
@@ -206,6 +211,15 @@ impl Graph {
 
     pub(crate) fn outputs(&self) -> usize {
         self.width(self.layers().len())
+    }
+
+    /// The loss of the trunk's output: the config's, except that NLL over a log-softmax the
+    /// trunk leaves out is the same number computed as cross-entropy from the logits.
+    pub(crate) fn loss(&self) -> Loss {
+        match self.config.loss {
+            Loss::Nll if self.trunk < self.layers().len() => Loss::SoftmaxCrossEntropy,
+            loss => loss,
+        }
     }
 
     /// What the loss reads: the trunk's output (a fused softmax's input).

@@ -48,6 +48,12 @@ pub(crate) trait Ops {
     /// One optimizer update of parameter p from its gradient.
     fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()>;
 
+    /// A training step's loss: its mean into [`Slot::Loss`], the watch, and the gradient of
+    /// the mean with respect to `y` into `dy`.
+    fn loss_step(&mut self, loss: Loss, dy: Slot, y: Slot) -> Result<()> {
+        separate_loss_step(self, loss, dy, y)
+    }
+
     /// A block's forward: `z = x·Wᵀ + b`, then its activation and dropout.
     fn dense(&mut self, d: &DenseForward) -> Result<()> {
         self.matmul(d.z, d.x, d.w, d.bias, MatmulForm::ABt)?;
@@ -133,6 +139,14 @@ impl Tail {
             dz: Slot::Grad(act),
         }
     }
+}
+
+/// [`Ops::loss_step`] as its four ops.
+pub(crate) fn separate_loss_step<O: Ops + ?Sized>(ops: &mut O, loss: Loss, dy: Slot, y: Slot) -> Result<()> {
+    ops.loss(loss, Slot::Terms, y)?;
+    ops.mean(Slot::Loss, Slot::Terms)?;
+    ops.watch_loss(Slot::Loss)?;
+    ops.loss_backward(loss, dy, y)
 }
 
 fn tail_backward<O: Ops + ?Sized>(ops: &mut O, tail: &Tail) -> Result<()> {
@@ -255,7 +269,7 @@ pub(crate) fn backward(ops: &mut impl Ops, graph: &Graph, l: usize) -> Result<()
 /// The batch's mean loss into [`Slot::Loss`], from the trunk's output (a fused softmax's
 /// input; in evaluation the whole net ran, and that is one activation back).
 pub(crate) fn loss(ops: &mut impl Ops, graph: &Graph) -> Result<()> {
-    ops.loss(graph.config.loss, Slot::Terms, Slot::Act(graph.trunk))?;
+    ops.loss(graph.loss(), Slot::Terms, Slot::Act(graph.trunk))?;
     ops.mean(Slot::Loss, Slot::Terms)
 }
 
@@ -267,9 +281,7 @@ pub(crate) fn training_forward(ops: &mut impl Ops, graph: &Graph) -> Result<()> 
 /// A training step's forward, loss, loss watch and backward (not the updates).
 pub(crate) fn training_step(ops: &mut impl Ops, graph: &Graph) -> Result<()> {
     training_forward(ops, graph)?;
-    loss(ops, graph)?;
-    ops.watch_loss(Slot::Loss)?;
-    ops.loss_backward(graph.config.loss, Slot::Grad(graph.trunk), Slot::Act(graph.trunk))?;
+    ops.loss_step(graph.loss(), Slot::Grad(graph.trunk), Slot::Act(graph.trunk))?;
     let nodes = graph.nodes(true);
     (0..nodes.len()).rev().try_for_each(|i| backward_node(ops, graph, &nodes, i))
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use crate::gpu::StepTarget;
 use crate::model::config::{Loss, Optimizer};
 use crate::model::graph::{Graph, Slot};
 use crate::model::ops::{self, DenseForward, Ops, Tail};
@@ -296,6 +297,22 @@ impl Ops for Binder<'_> {
         let (dz, w) = (self.get(dz), self.get(w));
         let dispatch = self.gpu.matmul_fused(MatmulKernel::Auto, out, dz, w, None, MatmulForm::AB, &epilogue);
         self.push(dispatch)
+    }
+
+    /// One launch when the batch fits one workgroup's sum (see [`Gpu::loss_step`]).
+    fn loss_step(&mut self, loss: Loss, dy: Slot, y: Slot) -> Result<()> {
+        let (entry, target) = match loss {
+            Loss::SoftmaxCrossEntropy => ("cross_entropy_step", StepTarget::Labels(self.labels())),
+            Loss::Mse => ("mse_step", StepTarget::Values(self.get(Slot::Targets))),
+            Loss::Mae => ("mae_step", StepTarget::Values(self.get(Slot::Targets))),
+            Loss::BinaryCrossEntropy => ("bce_step", StepTarget::Values(self.get(Slot::Targets))),
+            Loss::Nll => return ops::separate_loss_step(self, loss, dy, y), // never unfused in training
+        };
+        let (dy_t, y_t, mean) = (self.get(dy), self.get(y), self.get(Slot::Loss));
+        match self.gpu.loss_step(entry, dy_t, y_t, target, mean, &self.shared.settings_row)? {
+            Some(step) => self.push(Ok(step)),
+            None => ops::separate_loss_step(self, loss, dy, y),
+        }
     }
 
     fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()> {
