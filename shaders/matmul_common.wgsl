@@ -75,6 +75,26 @@ const TILE: u32 = 64u;
 const KEEP_INPUT: u32 = 1u;
 const KEEP_OUTPUT: u32 = 2u;
 
+// Whether any element-wise stage runs: without one, the kernels store with `store_plain`,
+// unrolled (an epilogue inlined at every store took llvmpipe seconds to compile, so stores
+// that need it go through one call of `store` in a loop).
+fn has_stages() -> bool {
+    return (p.act | p.dropout | p.has_mask | p.derive) != 0u;
+}
+
+// C's value v at (row, col) plus the bias and the earlier segments' sum.
+fn store_plain(row: u32, col: u32, v: f32) {
+    let i = row * p.n + col;
+    var y = v;
+    if p.has_bias != 0u {
+        y += bias[col];
+    }
+    if p.accumulate != 0u {
+        y += c[i];
+    }
+    c[i] = y;
+}
+
 // Stores C's value v at (row, col) through the epilogue; the caller checks row < m, col < n.
 fn store(row: u32, col: u32, v: f32) {
     let i = row * p.n + col;

@@ -40,9 +40,35 @@ fn rows_hi(v: vec4<f32>) -> mat4x4<f32> {
                        subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u));
 }
 
-// Stores the 16×4 block through the epilogue, from one call of `store` in a loop the compiler
-// keeps (see matmul.wgsl's store_block).
+fn store_row(row: u32, col0: u32, v: vec4<f32>) {
+    if row >= p.m {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let col = col0 + j;
+        if col < p.n {
+            store_plain(row, col, v[j]);
+        }
+    }
+}
+
+fn store_piece(row0: u32, col0: u32, piece: mat4x4<f32>) {
+    store_row(row0, col0, piece[0]);
+    store_row(row0 + 1u, col0, piece[1]);
+    store_row(row0 + 2u, col0, piece[2]);
+    store_row(row0 + 3u, col0, piece[3]);
+}
+
+// Stores the 16×4 block: unrolled when it is plain, else through one call of the epilogue in
+// a loop the compiler keeps (see matmul.wgsl's store_block).
 fn store_block(origin: vec3<u32>, acc: Acc) {
+    if !has_stages() {
+        store_piece(origin.x, origin.y, acc.r0);
+        store_piece(origin.x + 4u, origin.y, acc.r1);
+        store_piece(origin.x + 8u, origin.y, acc.r2);
+        store_piece(origin.x + 12u, origin.y, acc.r3);
+        return;
+    }
     if origin.x >= p.m {
         return;
     }

@@ -52,12 +52,12 @@ impl<'a> Arg<'a> {
         }
     }
 
-    /// The buffer to bind at storage slot `slot` (0 for binding 1).
-    fn buffer(self, gpu: &'a Gpu, slot: usize) -> &'a wgpu::Buffer {
+    /// What to bind at storage slot `slot` (0 for binding 1).
+    fn binding(self, gpu: &'a Gpu, slot: usize) -> wgpu::BufferBinding<'a> {
         match self {
-            Arg::Tensor(t) => t.buffer(),
-            Arg::Labels(l) => l.buffer(),
-            Arg::Unused => &gpu.placeholders[slot],
+            Arg::Tensor(t) => t.binding(),
+            Arg::Labels(l) => l.buffer().as_entire_buffer_binding(),
+            Arg::Unused => gpu.placeholders[slot].as_entire_buffer_binding(),
         }
     }
 }
@@ -245,12 +245,22 @@ impl Family {
                 message: "an operand belongs to another Gpu context (another device)".into(),
             });
         }
-        let buffers: Vec<&wgpu::Buffer> =
-            args.iter().enumerate().map(|(slot, arg)| arg.buffer(gpu, slot)).collect();
-        // A buffer a kernel writes may be bound nowhere else in the same launch.
+        let buffers: Vec<wgpu::BufferBinding> =
+            args.iter().enumerate().map(|(slot, arg)| arg.binding(gpu, slot)).collect();
+        // A buffer a kernel writes may be bound nowhere else in the same launch, except as
+        // another written range that does not overlap (a weight gradient and its bias's, say:
+        // wgpu refuses a buffer that one launch both reads and writes).
         let written = |i: usize| self.writes.get(i).copied().unwrap_or(false);
-        let aliased = (0..buffers.len())
-            .any(|i| written(i) && (0..buffers.len()).any(|j| j != i && buffers[j] == buffers[i]));
+        let range =
+            |b: &wgpu::BufferBinding| b.offset..b.size.map_or(b.buffer.size(), |s| b.offset + s.get());
+        let clash = |i: usize, j: usize| {
+            let (a, b) = (range(&buffers[i]), range(&buffers[j]));
+            !written(j) || (a.start < b.end && b.start < a.end)
+        };
+        let aliased = (0..buffers.len()).any(|i| {
+            written(i)
+                && (0..buffers.len()).any(|j| j != i && buffers[j].buffer == buffers[i].buffer && clash(i, j))
+        });
         if aliased {
             return Err(Error::shape(
                 entry,
@@ -275,9 +285,9 @@ impl Family {
                 .copy_from_slice(contents);
             params.unmap();
             let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
-            entries.extend(buffers.iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
+            entries.extend(buffers.into_iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: buffer.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(buffer),
             }));
             let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(entry),

@@ -60,13 +60,13 @@ impl Gpu {
         Ok(Staging { gpu: self.clone(), buffer, bytes, reusable: true })
     }
 
-    /// Copies the first `bytes` of `buffer` to the host once the work submitted before this
-    /// call has finished: the blocking read every other read goes through.
-    pub(crate) fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    /// Copies `bytes` of `buffer` from byte `offset` on to the host once the work submitted
+    /// before this call has finished: the blocking read every other read goes through.
+    pub(crate) fn read_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         let mut staging = self.staging(bytes)?;
         self.scoped("reading a buffer back", || {
             let mut encoder = self.device().create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging.buffer, 0, bytes);
+            encoder.copy_buffer_to_buffer(buffer, offset, &staging.buffer, 0, bytes);
             self.queue().submit([encoder.finish()]);
         })?;
         self.tally.submitted();

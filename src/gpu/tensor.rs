@@ -5,18 +5,25 @@ use super::counters::Held;
 use crate::shape::{check_labels, check_len};
 use crate::{Error, Result};
 
-/// A row-major `rows × cols` matrix of f32 in a GPU storage buffer.
+/// A row-major `rows × cols` matrix of f32 in a GPU storage buffer, or in part of one.
 ///
-/// The buffer is padded to a multiple of 16 bytes so kernels may read it as `vec4<f32>`;
-/// the padding is zero and never read back.
+/// Its range is padded to a multiple of 16 bytes so kernels may read it as `vec4<f32>`;
+/// the padding is zero and never read back. A model's parameters are views into a few large
+/// buffers (one each for the values, the gradients and each optimizer state), so that one
+/// launch updates them all: bind [`GpuTensor::binding`], which covers exactly the tensor.
 #[derive(Debug)]
 pub struct GpuTensor {
     owner: u64,
     buffer: wgpu::Buffer,
-    /// None for an app's buffer wrapped by [`Gpu::tensor_from_buffer`]: the app holds it.
+    /// None for an app's buffer wrapped by [`Gpu::tensor_from_buffer`] (the app holds it) and
+    /// for a view (the whole buffer's tensor holds it).
     _held: Option<Held>,
     rows: usize,
     cols: usize,
+    /// Where the values start in `buffer`, in bytes, and the bytes a binding covers: None
+    /// for a tensor that is its whole buffer.
+    offset: u64,
+    size: Option<wgpu::BufferSize>,
 }
 
 impl GpuTensor {
@@ -46,9 +53,26 @@ impl GpuTensor {
     }
 
     /// The underlying buffer (usage `STORAGE | COPY_SRC | COPY_DST`), for binding in an
-    /// app's own pipelines. Element `(r, c)` is the f32 at byte `4 · (r · cols + c)`.
+    /// app's own pipelines. Element `(r, c)` is the f32 at byte `offset() + 4 · (r · cols + c)`;
+    /// [`GpuTensor::binding`] gives exactly that range.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
+    }
+
+    /// Where its values start in [`GpuTensor::buffer`], in bytes (a multiple of the device's
+    /// `min_storage_buffer_offset_alignment`): 0 unless it is a view into a larger buffer.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Its range of the buffer, to bind in an app's bind group (`BindingResource::Buffer`).
+    pub fn binding(&self) -> wgpu::BufferBinding<'_> {
+        wgpu::BufferBinding { buffer: &self.buffer, offset: self.offset, size: self.size }
+    }
+
+    /// The bytes of the buffer it covers: `[offset, end)`.
+    pub(crate) fn byte_range(&self) -> std::ops::Range<u64> {
+        self.offset..self.size.map_or(self.buffer.size(), |size| self.offset + size.get())
     }
 
     /// The id of the [`Gpu`] that made it.
@@ -98,13 +122,51 @@ impl Gpu {
     pub fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuTensor> {
         check_len("upload", "data", data.len(), rows, cols)?;
         let (buffer, held) = self.create_buffer("tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
-        Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols })
+        Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols, offset: 0, size: None })
     }
 
     /// A new `rows × cols` matrix of zeros.
     pub fn zeros(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
         let (buffer, held) = self.create_buffer("tensor", rows, cols, None)?;
-        Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols })
+        Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols, offset: 0, size: None })
+    }
+
+    /// A `rows × cols` view of `whole`'s values from element `first` on, which must start at
+    /// a multiple of the device's storage offset alignment (see [`Gpu::view_alignment`]) and
+    /// leave room for the view's 16-byte padding. It shares `whole`'s buffer, which `whole`
+    /// keeps alive and counts; writing either changes both.
+    pub(crate) fn view(
+        &self,
+        whole: &GpuTensor,
+        first: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<GpuTensor> {
+        let op = "view";
+        let offset = whole.offset + 4 * first as u64;
+        let bytes = (rows as u64 * cols as u64 * 4).next_multiple_of(16);
+        if first % self.view_alignment() != 0 || rows * cols == 0 || offset + bytes > whole.byte_range().end {
+            return Err(Error::shape(
+                op,
+                format!("an aligned, non-empty range inside {} bytes", whole.byte_range().end),
+                format!("{rows}x{cols} from element {first}"),
+            ));
+        }
+        Ok(GpuTensor {
+            owner: whole.owner,
+            buffer: whole.buffer.clone(),
+            _held: None,
+            rows,
+            cols,
+            offset,
+            size: wgpu::BufferSize::new(bytes),
+        })
+    }
+
+    /// The element alignment of a view's start: the device's storage offset alignment (at
+    /// least 16 bytes, so views can be read as vec4s), in f32s.
+    pub(crate) fn view_alignment(&self) -> usize {
+        (self.limits().min_storage_buffer_offset_alignment.max(16) / 4) as usize
     }
 
     /// Views an app's own buffer as a `rows × cols` f32 matrix, so kernels (a forward pass
@@ -131,7 +193,15 @@ impl Gpu {
             return Err(Error::shape(op, "a buffer with STORAGE usage", format!("{:?}", buffer.usage())));
         }
         self.check_buffer_size(&format!("a {rows}x{cols} tensor"), needed)?;
-        Ok(GpuTensor { owner: self.id(), buffer: buffer.clone(), _held: None, rows, cols })
+        Ok(GpuTensor {
+            owner: self.id(),
+            buffer: buffer.clone(),
+            _held: None,
+            rows,
+            cols,
+            offset: 0,
+            size: None,
+        })
     }
 
     /// Overwrites a tensor's values in place (one small upload, no rebinding): how a
@@ -153,7 +223,11 @@ impl Gpu {
         self.check_owner("write_at", tensor)?;
         self.tally.uploaded(size_of_val(data) as u64);
         self.scoped("writing a tensor", || {
-            self.queue().write_buffer(&tensor.buffer, 4 * first as u64, bytemuck::cast_slice(data))
+            self.queue().write_buffer(
+                &tensor.buffer,
+                tensor.offset + 4 * first as u64,
+                bytemuck::cast_slice(data),
+            )
         })
     }
 
@@ -182,7 +256,7 @@ impl Gpu {
             });
         }
         let bytes = (labels.len * 4) as u64;
-        let values = self.read_buffer(&labels.buffer, bytes)?;
+        let values = self.read_buffer(&labels.buffer, 0, bytes)?;
         Ok(bytemuck::pod_collect_to_vec(&values))
     }
 
@@ -203,7 +277,7 @@ impl Gpu {
     /// The first `len` values of `tensor` (at most all of them).
     pub(crate) fn read_first(&self, tensor: &GpuTensor, len: usize) -> Result<Vec<f32>> {
         self.check_owner("read", tensor)?;
-        let bytes = self.read_buffer(&tensor.buffer, (len.min(tensor.len()) * 4) as u64)?;
+        let bytes = self.read_buffer(&tensor.buffer, tensor.offset, (len.min(tensor.len()) * 4) as u64)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 

@@ -563,16 +563,18 @@ impl<T: Scalar> Ops for Exec<'_, T> {
         Ok(()) // the model checks the loss on the host after the step
     }
 
-    fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()> {
-        let (s, tensors) = (self.settings, &mut self.params[p]);
-        let (w, g) = (&mut tensors.value, &tensors.grad);
-        match (optimizer, tensors.state.as_mut_slice()) {
-            (Optimizer::Sgd { .. }, _) => cpu::sgd_update(w, g, s),
-            (Optimizer::Momentum { .. }, [m]) => cpu::momentum_update(w, m, g, s),
-            (Optimizer::Adam { .. }, [m, v]) => cpu::adam_update(w, m, v, g, s),
-            (Optimizer::AdamW { .. }, [m, v]) => cpu::adamw_update(w, m, v, g, s),
-            _ => unreachable!("the state layout follows the optimizer (graph::state_names)"),
-        }
+    fn updates(&mut self, optimizer: Optimizer) -> Result<()> {
+        let s = self.settings;
+        self.params.iter_mut().try_for_each(|tensors| {
+            let (w, g) = (&mut tensors.value, &tensors.grad);
+            match (optimizer, tensors.state.as_mut_slice()) {
+                (Optimizer::Sgd { .. }, _) => cpu::sgd_update(w, g, s),
+                (Optimizer::Momentum { .. }, [m]) => cpu::momentum_update(w, m, g, s),
+                (Optimizer::Adam { .. }, [m, v]) => cpu::adam_update(w, m, v, g, s),
+                (Optimizer::AdamW { .. }, [m, v]) => cpu::adamw_update(w, m, v, g, s),
+                _ => unreachable!("the state layout follows the optimizer (graph::state_names)"),
+            }
+        })
     }
 }
 

@@ -45,8 +45,9 @@ pub(crate) trait Ops {
     /// Adds the step's loss to the running total, halting the updates at the first
     /// non-finite one: on the GPU a kernel; the CPU checks the loss on the host instead.
     fn watch_loss(&mut self, loss: Slot) -> Result<()>;
-    /// One optimizer update of parameter p from its gradient.
-    fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()>;
+    /// Every parameter's optimizer update from its gradient: one parameter at a time on the
+    /// CPU, one launch over the flat parameter buffers on the GPU.
+    fn updates(&mut self, optimizer: Optimizer) -> Result<()>;
 
     /// A training step's loss: its mean into [`Slot::Loss`], the watch, and the gradient of
     /// the mean with respect to `y` into `dy`.
@@ -293,5 +294,5 @@ pub(crate) fn inference(ops: &mut impl Ops, graph: &Graph) -> Result<()> {
 
 /// Every parameter's optimizer update.
 pub(crate) fn updates(ops: &mut impl Ops, graph: &Graph) -> Result<()> {
-    (0..graph.params.len()).try_for_each(|p| ops.update(graph.config.optimizer, p))
+    ops.updates(graph.config.optimizer)
 }

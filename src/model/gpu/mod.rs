@@ -9,6 +9,7 @@
 //! app's encoder.
 
 mod embed;
+mod flat;
 mod model;
 mod plan;
 

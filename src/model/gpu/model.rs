@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::plan::{Binder, ParamTensors, Plan, Shared};
+use super::plan::{Binder, Plan, Shared};
 use crate::data::{Dataset, Targets};
 use crate::gpu::MAX_LAYER_NORM_COLS;
 use crate::gpu::Uploads;
@@ -151,20 +151,8 @@ impl GpuModel {
         let optimizer_advance = gpu.optimizer_advance(&settings_row)?;
         let dropout_advance =
             graph.has_dropout().then(|| gpu.dropout_advance(&dropout_counter)).transpose()?;
-        let states = graph.state_names().len();
-        let params = graph
-            .params
-            .iter()
-            .zip(&values)
-            .map(|(param, values)| {
-                Ok(ParamTensors {
-                    value: gpu.upload(values, param.rows, param.cols)?,
-                    grad: graph.trains.then(|| gpu.zeros(param.rows, param.cols)).transpose()?,
-                    state: (0..states).map(|_| gpu.zeros(param.rows, param.cols)).collect::<Result<_>>()?,
-                })
-            })
-            .collect::<Result<_>>()?;
-        let shared = Shared { params, settings_row, dropout_counter };
+        let (params, flat) = super::flat::layout(gpu, &graph, &values)?;
+        let shared = Shared { params, flat, settings_row, dropout_counter };
         let updates = if graph.trains {
             let mut binder = Binder { gpu, graph: &graph, shared: &shared, plan: None, out: Vec::new() };
             ops::updates(&mut binder, &graph)?;

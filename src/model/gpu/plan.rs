@@ -25,7 +25,9 @@ pub(crate) struct ParamTensors {
 /// What every plan binds besides its own buffers.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// Views into `flat`.
     pub(crate) params: Vec<ParamTensors>,
+    pub(crate) flat: Vec<super::flat::Flat>,
     /// The optimizer's settings, and the loss watch's slots (see `settings::WATCH`).
     pub(crate) settings_row: GpuTensor,
     /// Dropout's step counter, advanced on the GPU once per step.
@@ -315,15 +317,19 @@ impl Ops for Binder<'_> {
         }
     }
 
-    fn update(&mut self, optimizer: Optimizer, p: usize) -> Result<()> {
-        let (gpu, settings, t) = (self.gpu, &self.shared.settings_row, &self.shared.params[p]);
-        let grad = self.get(Slot::ParamGrad(p));
-        let d = match optimizer {
-            Optimizer::Sgd { .. } => gpu.sgd_update(&t.value, grad, settings),
-            Optimizer::Momentum { .. } => gpu.momentum_update(&t.value, &t.state[0], grad, settings),
-            Optimizer::Adam { .. } => gpu.adam_update(&t.value, &t.state[0], &t.state[1], grad, settings),
-            Optimizer::AdamW { .. } => gpu.adamw_update(&t.value, &t.state[0], &t.state[1], grad, settings),
-        };
-        self.push(d)
+    /// One launch per flat group (one for most models) instead of one per parameter.
+    fn updates(&mut self, optimizer: Optimizer) -> Result<()> {
+        let (gpu, settings) = (self.gpu, &self.shared.settings_row);
+        for flat in &self.shared.flat {
+            let (w, g) = (&flat.values, flat.grads.as_ref().expect("updates are bound in models that train"));
+            let d = match optimizer {
+                Optimizer::Sgd { .. } => gpu.sgd_update(w, g, settings),
+                Optimizer::Momentum { .. } => gpu.momentum_update(w, &flat.states[0], g, settings),
+                Optimizer::Adam { .. } => gpu.adam_update(w, &flat.states[0], &flat.states[1], g, settings),
+                Optimizer::AdamW { .. } => gpu.adamw_update(w, &flat.states[0], &flat.states[1], g, settings),
+            };
+            self.push(d)?;
+        }
+        Ok(())
     }
 }
