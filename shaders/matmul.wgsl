@@ -66,48 +66,11 @@ fn store_row_sums(row0: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     }
 }
 
-fn store_row(row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if row >= p.m {
-        return;
-    }
-    for (var j = 0u; j < 8u; j++) {
-        let col = col0 + j;
-        if col < p.n {
-            store_plain(row, col, select(hi[j - 4u], lo[j], j < 4u));
-        }
-    }
-}
-
-// Stores the 8×8 block: unrolled when it is plain, else through one call of the epilogue in
-// a loop whose bound is known only at run time, so the compiler keeps it a loop.
 fn store_block(row0: u32, col0: u32, acc: Acc) {
-    if !has_stages() {
-        store_row(row0, col0, acc.c00[0], acc.c01[0]);
-        store_row(row0 + 1u, col0, acc.c00[1], acc.c01[1]);
-        store_row(row0 + 2u, col0, acc.c00[2], acc.c01[2]);
-        store_row(row0 + 3u, col0, acc.c00[3], acc.c01[3]);
-        store_row(row0 + 4u, col0, acc.c10[0], acc.c11[0]);
-        store_row(row0 + 5u, col0, acc.c10[1], acc.c11[1]);
-        store_row(row0 + 6u, col0, acc.c10[2], acc.c11[2]);
-        store_row(row0 + 7u, col0, acc.c10[3], acc.c11[3]);
-        return;
-    }
-    if row0 >= p.m {
-        return;
-    }
-    // Row r of the block is (rows[2r], rows[2r + 1]).
-    let rows = array<vec4<f32>, 16>(
-        acc.c00[0], acc.c01[0], acc.c00[1], acc.c01[1], acc.c00[2], acc.c01[2], acc.c00[3], acc.c01[3],
-        acc.c10[0], acc.c11[0], acc.c10[1], acc.c11[1], acc.c10[2], acc.c11[2], acc.c10[3], acc.c11[3],
-    );
-    let count = min(8u, p.m - row0) * 8u;
-    for (var i = 0u; i < count; i++) {
-        let r = i / 8u;
-        let j = i % 8u;
-        if col0 + j < p.n {
-            store(row0 + r, col0 + j, rows[2u * r + j / 4u][j % 4u]);
-        }
-    }
+    store_piece(row0, col0, acc.c00);
+    store_piece(row0, col0 + 4u, acc.c01);
+    store_piece(row0 + 4u, col0, acc.c10);
+    store_piece(row0 + 4u, col0 + 4u, acc.c11);
 }
 
 fn outer(b: vec4<f32>, a: vec4<f32>) -> mat4x4<f32> {

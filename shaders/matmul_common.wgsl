@@ -8,15 +8,21 @@
 // For C's value v at (row, col) after the sum over k, in this order:
 //   v += bias[col]                      p.has_bias
 //   v += c[i]                           p.accumulate (a later segment of a long k)
-//   forward, p.act = f:  extra[i] = v (p.keep = 1) or f(v) (p.keep = 2);  v = f(v)
-//   forward, p.dropout:  mask[i] = dropout_scale(seed, step, i, drop_p);  v *= mask[i]
+//   forward, ACT = f:    extra[i] = v (p.keep = 1) or f(v) (p.keep = 2);  v = f(v)
+//   forward, DROPOUT:    mask[i] = dropout_scale(seed, step, i, drop_p);  v *= mask[i]
 //   backward, p.has_mask:  v *= mask[i]
-//   backward, p.derive = f:  v = f'(aux[i]) · v   (aux: f's saved input or output)
+//   backward, DERIVE = f:  v = f'(aux[i]) · v   (aux: f's saved input or output)
 //   c[i] = v
 // and, with p.row_sums, extra[row] = Σ_k A(row, k) (+ its old value with p.accumulate): the
 // bias gradient Σ_r dZ[r, row] when A = dZᵀ. i = row · n + col; f is a code of
-// elementwise.wgsl. The host sets the activation and dropout stages only on the last segment
-// of a long k, and the bias only on the first.
+// elementwise.wgsl. The host sets the element-wise stages only on the last segment of a long
+// k, and the bias only on the first.
+//
+// ACT, DROPOUT and DERIVE are override constants: each product's pipeline is specialized to
+// its stages, so the compiler sees one activation (or none) in each of the 64 stores a kernel
+// unrolls. With the stages chosen at run time instead, every store held all five activations,
+// their derivatives and the dropout hash, and llvmpipe took 14 s to compile a training step's
+// kernels; a run-time loop around one store compiled fast but ran a fifth slower.
 //
 // Bindings (group 0):
 //   0 p:     Params, uniform
@@ -48,19 +54,19 @@ struct Params {
     k_begin: u32,
     k_end: u32,
     accumulate: u32,
-    // The epilogue (see above); 0 turns a stage off.
-    act: u32,
+    // The epilogue's run-time settings (see above); 0 turns a stage off.
     slope: f32,
     keep: u32,
-    dropout: u32,
     drop_p: f32,
     seed: u32,
     has_mask: u32,
-    derive: u32,
     row_sums: u32,
     _pad0: u32,
-    _pad1: u32,
 }
+
+override ACT: u32 = 0u;
+override DROPOUT: u32 = 0u;
+override DERIVE: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
@@ -75,26 +81,6 @@ const TILE: u32 = 64u;
 const KEEP_INPUT: u32 = 1u;
 const KEEP_OUTPUT: u32 = 2u;
 
-// Whether any element-wise stage runs: without one, the kernels store with `store_plain`,
-// unrolled (an epilogue inlined at every store took llvmpipe seconds to compile, so stores
-// that need it go through one call of `store` in a loop).
-fn has_stages() -> bool {
-    return (p.act | p.dropout | p.has_mask | p.derive) != 0u;
-}
-
-// C's value v at (row, col) plus the bias and the earlier segments' sum.
-fn store_plain(row: u32, col: u32, v: f32) {
-    let i = row * p.n + col;
-    var y = v;
-    if p.has_bias != 0u {
-        y += bias[col];
-    }
-    if p.accumulate != 0u {
-        y += c[i];
-    }
-    c[i] = y;
-}
-
 // Stores C's value v at (row, col) through the epilogue; the caller checks row < m, col < n.
 fn store(row: u32, col: u32, v: f32) {
     let i = row * p.n + col;
@@ -105,16 +91,16 @@ fn store(row: u32, col: u32, v: f32) {
     if p.accumulate != 0u {
         y += c[i];
     }
-    if p.act != 0u {
+    if ACT != 0u {
         let z = y;
-        y = activate(p.act, z, p.slope);
+        y = activate(ACT, z, p.slope);
         if p.keep == KEEP_INPUT {
             extra[i] = z;
         } else if p.keep == KEEP_OUTPUT {
             extra[i] = y;
         }
     }
-    if p.dropout != 0u {
+    if DROPOUT != 0u {
         let scale = dropout_scale(p.seed, bitcast<u32>(aux[0]), i, p.drop_p);
         mask[i] = scale;
         y *= scale;
@@ -122,10 +108,27 @@ fn store(row: u32, col: u32, v: f32) {
     if p.has_mask != 0u {
         y *= mask[i];
     }
-    if p.derive != 0u {
-        y = derive(p.derive, aux[i], y, p.slope);
+    if DERIVE != 0u {
+        y = derive(DERIVE, aux[i], y, p.slope);
     }
     c[i] = y;
+}
+
+// Stores a 4×4 piece of C, piece[r][j] = C[row0 + r, col0 + j], through the epilogue. Its
+// loops run to bounds known only at run time, so the compiler keeps them loops and inlines the
+// epilogue once per piece rather than once per value: 64 copies of a dropout forward's epilogue
+// in each kernel took llvmpipe 8 s to compile a training step's kernels (2 s this way), and
+// unrolling only the plain products' stores compiled slower (4.7 s) for no speed measurable
+// here.
+fn store_piece(row0: u32, col0: u32, piece: mat4x4<f32>) {
+    let rows = min(4u, p.m - min(row0, p.m));
+    let cols = min(4u, p.n - min(col0, p.n));
+    for (var r = 0u; r < rows; r++) {
+        let v = piece[r];
+        for (var j = 0u; j < cols; j++) {
+            store(row0 + r, col0 + j, v[j]);
+        }
+    }
 }
 
 // Stores the sum over k of A's row `row` (the caller's share of it: the one invocation that

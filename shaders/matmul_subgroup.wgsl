@@ -40,50 +40,11 @@ fn rows_hi(v: vec4<f32>) -> mat4x4<f32> {
                        subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u));
 }
 
-fn store_row(row: u32, col0: u32, v: vec4<f32>) {
-    if row >= p.m {
-        return;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        let col = col0 + j;
-        if col < p.n {
-            store_plain(row, col, v[j]);
-        }
-    }
-}
-
-fn store_piece(row0: u32, col0: u32, piece: mat4x4<f32>) {
-    store_row(row0, col0, piece[0]);
-    store_row(row0 + 1u, col0, piece[1]);
-    store_row(row0 + 2u, col0, piece[2]);
-    store_row(row0 + 3u, col0, piece[3]);
-}
-
-// Stores the 16×4 block: unrolled when it is plain, else through one call of the epilogue in
-// a loop the compiler keeps (see matmul.wgsl's store_block).
 fn store_block(origin: vec3<u32>, acc: Acc) {
-    if !has_stages() {
-        store_piece(origin.x, origin.y, acc.r0);
-        store_piece(origin.x + 4u, origin.y, acc.r1);
-        store_piece(origin.x + 8u, origin.y, acc.r2);
-        store_piece(origin.x + 12u, origin.y, acc.r3);
-        return;
-    }
-    if origin.x >= p.m {
-        return;
-    }
-    let rows = array<vec4<f32>, 16>(
-        acc.r0[0], acc.r0[1], acc.r0[2], acc.r0[3], acc.r1[0], acc.r1[1], acc.r1[2], acc.r1[3],
-        acc.r2[0], acc.r2[1], acc.r2[2], acc.r2[3], acc.r3[0], acc.r3[1], acc.r3[2], acc.r3[3],
-    );
-    let count = min(16u, p.m - origin.x) * 4u;
-    for (var i = 0u; i < count; i++) {
-        let r = i / 4u;
-        let j = i % 4u;
-        if origin.y + j < p.n {
-            store(origin.x + r, origin.y + j, rows[r][j]);
-        }
-    }
+    store_piece(origin.x, origin.y, acc.r0);
+    store_piece(origin.x + 4u, origin.y, acc.r1);
+    store_piece(origin.x + 8u, origin.y, acc.r2);
+    store_piece(origin.x + 12u, origin.y, acc.r3);
 }
 
 // The vec4 index of row `row` (clamped to the last) of a matrix `quads` vec4s wide.

@@ -240,6 +240,9 @@ fn epilogues_whose_stages_do_not_go_together_are_refused() {
     .unwrap();
 }
 
+/// A loss kernel's binder: (output, predictions, targets).
+type LossOp = fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
+
 /// The four ops a loss step replaces, for `entry`'s loss.
 #[allow(clippy::too_many_arguments)]
 fn separate_loss(
@@ -261,10 +264,7 @@ fn separate_loss(
             ops.push(gpu.softmax_cross_entropy_backward(dy, y, labels).unwrap());
         }
         (_, StepTarget::Values(t)) => {
-            let (forward, backward): (
-                fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> _,
-                fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> _,
-            ) = match entry {
+            let (forward, backward): (LossOp, LossOp) = match entry {
                 "mse_step" => (Gpu::mse_forward, Gpu::mse_backward),
                 "mae_step" => (Gpu::mae_forward, Gpu::mae_backward),
                 _ => (Gpu::bce_forward, Gpu::bce_backward),

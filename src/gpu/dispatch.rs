@@ -2,7 +2,8 @@
 //! bind group layout and a pipeline per entry point; a [`Dispatch`] is one op bound to its
 //! buffers and grid, ready to be recorded any number of times.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use super::counters::Held;
 use super::{Gpu, GpuLabels, GpuTensor};
@@ -143,7 +144,13 @@ pub(crate) struct Family {
     module: wgpu::ShaderModule,
     pipeline_layout: wgpu::PipelineLayout,
     pipelines: Vec<(&'static str, OnceLock<wgpu::ComputePipeline>)>,
+    /// Pipelines with override constants set (see [`Family::step_with`]), by entry point and
+    /// constants.
+    specialized: Mutex<HashMap<Specialization, wgpu::ComputePipeline>>,
 }
+
+/// An entry point and the values of its override constants.
+type Specialization = (&'static str, Vec<(&'static str, u32)>);
 
 impl Family {
     pub(crate) fn new(
@@ -189,30 +196,71 @@ impl Family {
         });
         let pipelines = entry_points.iter().map(|&entry| (entry, OnceLock::new())).collect();
         let writes = bindings.iter().skip(1).map(|b| matches!(b, Binding::ReadWrite)).collect();
-        Family { name, writes, layout, module, pipeline_layout, pipelines }
+        Family { name, writes, layout, module, pipeline_layout, pipelines, specialized: Mutex::default() }
     }
 
     /// `entry`'s pipeline, created on first use in an error scope of its own, and kept only
     /// when that scope comes back clean (a failed one is an error now and is tried again).
     fn pipeline(&self, gpu: &Gpu, entry: &'static str) -> Result<wgpu::ComputePipeline> {
+        self.create(gpu, entry, &[])
+    }
+
+    /// `entry`'s pipeline with WGSL override constants set: made once per set of values.
+    fn specialized(
+        &self,
+        gpu: &Gpu,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+    ) -> Result<wgpu::ComputePipeline> {
+        if constants.is_empty() {
+            return self.pipeline(gpu, entry);
+        }
+        let key = (entry, constants.to_vec());
+        let lock = || {
+            self.specialized
+                .lock()
+                .map_err(|_| Error::Gpu { context: entry.into(), message: "a poisoned lock".into() })
+        };
+        if let Some(pipeline) = lock()?.get(&key) {
+            return Ok(pipeline.clone());
+        }
+        let pipeline = self.create(gpu, entry, constants)?;
+        Ok(lock()?.entry(key).or_insert(pipeline).clone())
+    }
+
+    fn create(
+        &self,
+        gpu: &Gpu,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+    ) -> Result<wgpu::ComputePipeline> {
         let (_, cell) = self
             .pipelines
             .iter()
             .find(|(name, _)| *name == entry)
             .unwrap_or_else(|| panic!("{} has no entry point {entry}", self.name));
-        if let Some(pipeline) = cell.get() {
+        if constants.is_empty()
+            && let Some(pipeline) = cell.get()
+        {
             return Ok(pipeline.clone());
         }
+        let values: Vec<(&str, f64)> = constants.iter().map(|&(name, v)| (name, f64::from(v))).collect();
         let pipeline = gpu.scoped(&format!("creating the {entry} pipeline"), || {
             gpu.device().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: Some(&self.pipeline_layout),
                 module: &self.module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &values,
+                    ..Default::default()
+                },
                 cache: None,
             })
         })?;
+        if !constants.is_empty() {
+            return Ok(pipeline);
+        }
         Ok(cell.get_or_init(|| pipeline).clone())
     }
 
@@ -234,6 +282,20 @@ impl Family {
         &self,
         gpu: &Gpu,
         entry: &'static str,
+        params: &[u8],
+        args: &[Arg],
+        workgroups: [u32; 3],
+    ) -> Result<Step> {
+        self.step_with(gpu, entry, &[], params, args, workgroups)
+    }
+
+    /// [`Family::step`] on a pipeline specialized by WGSL override constants, so the
+    /// compiler sees only the code those values reach (see `shaders/matmul_common.wgsl`).
+    pub(crate) fn step_with(
+        &self,
+        gpu: &Gpu,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
         params: &[u8],
         args: &[Arg],
         workgroups: [u32; 3],
@@ -268,7 +330,7 @@ impl Family {
                 "an output is also bound as another operand (in-place ops are not supported)",
             ));
         }
-        let pipeline = self.pipeline(gpu, entry)?;
+        let pipeline = self.specialized(gpu, entry, constants)?;
         gpu.scoped(entry, || {
             let device = gpu.device();
             // Not create_buffer_init: on a lost device it panics where this returns an error.

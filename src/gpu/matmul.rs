@@ -28,16 +28,13 @@ struct Params {
     k_begin: u32,
     k_end: u32,
     accumulate: u32,
-    act: u32,
     slope: f32,
     keep: u32,
-    dropout: u32,
     drop_p: f32,
     seed: u32,
     has_mask: u32,
-    derive: u32,
     row_sums: u32,
-    _pad: [u32; 2],
+    _pad: u32,
 }
 
 /// What a matrix product does to each value of C as it stores it, so that a dense layer's
@@ -149,17 +146,13 @@ struct Stages {
 impl Stages {
     fn apply(&self, params: Params) -> Params {
         let (drop_p, seed) = self.dropout.unwrap_or((0.0, 0));
-        Params {
-            act: self.act,
-            slope: self.slope,
-            keep: self.keep,
-            dropout: self.dropout.is_some() as u32,
-            drop_p,
-            seed,
-            has_mask: self.has_mask as u32,
-            derive: self.derive,
-            ..params
-        }
+        Params { slope: self.slope, keep: self.keep, drop_p, seed, has_mask: self.has_mask as u32, ..params }
+    }
+
+    /// The override constants the pipeline is specialized with (none for a plain product).
+    fn constants(&self) -> Vec<(&'static str, u32)> {
+        let set = [("ACT", self.act), ("DROPOUT", self.dropout.is_some() as u32), ("DERIVE", self.derive)];
+        set.into_iter().filter(|&(_, v)| v != 0).collect()
     }
 }
 
@@ -373,16 +366,13 @@ impl Gpu {
             k_begin: 0,
             k_end: as_u32(k)?,
             accumulate: 0,
-            act: 0,
             slope: 0.0,
             keep: 0,
-            dropout: 0,
             drop_p: 0.0,
             seed: 0,
             has_mask: 0,
-            derive: 0,
             row_sums: epilogue.row_sums.is_some() as u32,
-            _pad: [0; 2],
+            _pad: 0,
         };
         let workgroups = fold(tiles as u64, self.max_workgroups())?;
         let dropout = epilogue.dropout.as_ref();
@@ -399,14 +389,16 @@ impl Gpu {
             .map(|(k_begin, k_end)| {
                 // The first segment adds the bias; the later ones add to what it wrote, and
                 // the last runs the element-wise stages over the whole sum.
+                let last = k_end == k;
                 let segment = Params {
                     k_begin: k_begin as u32,
                     k_end: k_end as u32,
                     has_bias: whole.has_bias * (k_begin == 0) as u32,
                     accumulate: (k_begin > 0) as u32,
-                    ..if k_end == k { stages.apply(whole) } else { whole }
+                    ..if last { stages.apply(whole) } else { whole }
                 };
-                family.step(self, entry, bytemuck::bytes_of(&segment), &args, workgroups)
+                let constants = if last { stages.constants() } else { Vec::new() };
+                family.step_with(self, entry, &constants, bytemuck::bytes_of(&segment), &args, workgroups)
             })
             .collect::<Result<_>>()?;
         Ok(Dispatch::new(entry, steps))

@@ -145,7 +145,10 @@ impl Gpu {
         let op = "view";
         let offset = whole.offset + 4 * first as u64;
         let bytes = (rows as u64 * cols as u64 * 4).next_multiple_of(16);
-        if first % self.view_alignment() != 0 || rows * cols == 0 || offset + bytes > whole.byte_range().end {
+        if !first.is_multiple_of(self.view_alignment())
+            || rows * cols == 0
+            || offset + bytes > whole.byte_range().end
+        {
             return Err(Error::shape(
                 op,
                 format!("an aligned, non-empty range inside {} bytes", whole.byte_range().end),

@@ -27,7 +27,7 @@ pub(crate) fn layout(
 ) -> Result<(Vec<ParamTensors>, Vec<Flat>)> {
     let align = gpu.view_alignment();
     let limits = gpu.limits();
-    let most = (u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size) / 4) as usize;
+    let most = (limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 4) as usize;
     // Each parameter's group and first element, in order; `check_fits` made sure each fits
     // a binding alone.
     let mut places = Vec::new();
