@@ -28,7 +28,8 @@ mod shape;
 pub use activation::Activation;
 pub use error::{Error, Result};
 pub use gpu::{
-    Counters, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, MatmulKernel, StepTarget,
+    Counters, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, StepLoss,
+    StepTarget,
 };
 pub use settings::OptimizerSettings;
 pub use shape::MatmulForm;

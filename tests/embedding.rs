@@ -242,6 +242,19 @@ fn a_forward_pass_over_the_apps_buffer_matches_the_cpu() {
     assert_close("forward over the app's buffer", &got, &cpu.predict(&grid).unwrap(), 1e-5, 1e-6);
     assert_eq!(forward.output().shape(), (100, 3));
     assert_eq!(forward.activation(1).unwrap().shape(), (100, 16));
+    // The dense layer's own output, before its tanh, is written too (the fused forward keeps
+    // it): x·W0ᵀ + b0 from the same weights.
+    let mut z = vec![0.0; 100 * 16];
+    let (w0, b0) = (model.weights(0).unwrap(), model.bias(0).unwrap());
+    wgpu_nn::cpu::matmul_forward(&mut z, &grid, &w0, Some(&b0), 100, 2, 16, wgpu_nn::MatmulForm::ABt)
+        .unwrap();
+    assert_close(
+        "the first dense layer's output",
+        &gpu.read(forward.activation(1).unwrap()).unwrap(),
+        &z,
+        1e-5,
+        1e-6,
+    );
     assert_eq!(model.weights_tensor(2).unwrap().shape(), (3, 16), "(out, in)");
 }
 

@@ -7,8 +7,8 @@ mod common;
 use common::{assert_close, gpu, random, random_labels};
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Target};
 use wgpu_nn::{
-    Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuTensor, MatmulForm, MatmulKernel,
-    OptimizerSettings, StepTarget, cpu,
+    Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuTensor, Keep, MatmulForm, MatmulKernel,
+    OptimizerSettings, StepLoss, StepTarget, cpu,
 };
 
 const ACTIVATIONS: [Activation; 5] =
@@ -57,8 +57,12 @@ fn a_dense_forward_in_one_launch_equals_its_separate_ops_to_the_bit() {
                 // Fused: one launch.
                 let (out, keep, mask) = (zeros(), zeros(), zeros());
                 let dropout = p.map(|p| EpilogueDropout { p, seed: 77, mask: &mask, counter: &counter });
-                let epilogue =
-                    Epilogue { activation: Some(f), keep: Some(&keep), dropout, ..Epilogue::default() };
+                let epilogue = Epilogue {
+                    activation: Some(f),
+                    keep: Some((if f.backward_reads_output() { Keep::Output } else { Keep::Input }, &keep)),
+                    dropout,
+                    ..Epilogue::default()
+                };
                 let fused =
                     gpu.matmul_fused(kernel, &out, &a_gpu, &b_gpu, Some(&bias_gpu), form, &epilogue).unwrap();
                 assert_eq!(fused.launches(), 1, "{what}");
@@ -209,15 +213,23 @@ fn epilogues_whose_stages_do_not_go_together_are_refused() {
             "at once",
         ),
         (Epilogue { dropout: dropout(0.5, &same), mask: Some(&same), ..Default::default() }, "at once"),
-        (Epilogue { keep: Some(&same), ..Default::default() }, "no activation"),
+        (Epilogue { keep: Some((Keep::Input, &same)), ..Default::default() }, "no activation"),
         (
-            Epilogue { activation: relu, keep: Some(&same), row_sums: Some(&sums), ..Default::default() },
+            Epilogue {
+                activation: relu,
+                keep: Some((Keep::Input, &same)),
+                row_sums: Some(&sums),
+                ..Default::default()
+            },
             "share",
         ),
-        (Epilogue { activation: relu, keep: Some(&wrong), ..Default::default() }, "kept activation"),
+        (
+            Epilogue { activation: relu, keep: Some((Keep::Input, &wrong)), ..Default::default() },
+            "kept activation",
+        ),
         (Epilogue { mask: Some(&wrong), ..Default::default() }, "mask"),
         (Epilogue { derivative: Some((Activation::Tanh, &wrong)), ..Default::default() }, "saved activation"),
-        (Epilogue { row_sums: Some(&same), ..Default::default() }, "row sums"),
+        (Epilogue { row_sums: Some(&sums), ..Default::default() }, "other than Aᵀ·B"),
         (Epilogue { dropout: dropout(1.0, &same), ..Default::default() }, "drop probability"),
         (Epilogue { dropout: dropout(f32::NAN, &same), ..Default::default() }, "drop probability"),
         (Epilogue { dropout: dropout(0.5, &wrong), ..Default::default() }, "dropout mask"),
@@ -227,13 +239,14 @@ fn epilogues_whose_stages_do_not_go_together_are_refused() {
         assert!(err.contains(says), "{epilogue:?}: {err}");
     }
     // An output bound again as the kept activation would be written twice: refused too.
-    let err = fused(Epilogue { activation: relu, keep: Some(&out), ..Default::default() }).unwrap_err();
+    let err = fused(Epilogue { activation: relu, keep: Some((Keep::Input, &out)), ..Default::default() })
+        .unwrap_err();
     assert!(err.to_string().contains("in-place"), "{err}");
     // And the stages that do go together are taken.
     let mask = gpu.zeros(m, n).unwrap();
     fused(Epilogue {
         activation: relu,
-        keep: Some(&same),
+        keep: Some((Keep::Input, &same)),
         dropout: dropout(0.5, &mask),
         ..Default::default()
     })
@@ -284,7 +297,12 @@ fn a_loss_step_in_one_launch_equals_its_separate_ops_to_the_bit() {
     let Some(gpu) = gpu() else { return };
     let row = OptimizerSettings::new(0.1).to_row();
     for (rows, cols) in [(1, 2), (7, 10), (300, 10), (64, 3), (513, 1)] {
-        for entry in ["cross_entropy_step", "mse_step", "mae_step", "bce_step"] {
+        for (entry, loss) in [
+            ("cross_entropy_step", StepLoss::CrossEntropy),
+            ("mse_step", StepLoss::Mse),
+            ("mae_step", StepLoss::Mae),
+            ("bce_step", StepLoss::BinaryCrossEntropy),
+        ] {
             if entry == "cross_entropy_step" && cols < 2 {
                 continue;
             }
@@ -317,7 +335,7 @@ fn a_loss_step_in_one_launch_equals_its_separate_ops_to_the_bit() {
             let (dy2, mean2, settings2) = fresh();
             let terms = gpu.zeros(terms_shape.0, terms_shape.1).unwrap();
             let fused =
-                gpu.loss_step(entry, &dy, &y_gpu, target, &mean, &settings).unwrap().expect("a small batch");
+                gpu.loss_step(loss, &dy, &y_gpu, target, &mean, &settings).unwrap().expect("a small batch");
             assert_eq!(fused.launches(), 1);
             let separate = separate_loss(gpu, entry, &dy2, &y_gpu, target, &terms, &mean2, &settings2);
             // Twice, so the watch counts two steps.
@@ -349,9 +367,17 @@ fn a_batch_too_large_for_one_launch_trains_through_the_separate_ops_as_on_the_cp
     let labels = gpu.upload_labels(&vec![0; rows], classes).unwrap();
     let row = OptimizerSettings::new(0.1).to_row();
     let settings = gpu.upload(&row, 1, row.len()).unwrap();
-    let step =
-        gpu.loss_step("cross_entropy_step", &dy, &y, StepTarget::Labels(&labels), &mean, &settings).unwrap();
+    let step = gpu
+        .loss_step(StepLoss::CrossEntropy, &dy, &y, StepTarget::Labels(&labels), &mean, &settings)
+        .unwrap();
     assert!(step.is_none(), "one launch would run past the loop limit");
+    // A target of the other kind is an error, not a read of the wrong buffer.
+    let err =
+        gpu.loss_step(StepLoss::Mse, &dy, &y, StepTarget::Labels(&labels), &mean, &settings).unwrap_err();
+    assert!(err.to_string().contains("value targets"), "{err}");
+    let err =
+        gpu.loss_step(StepLoss::CrossEntropy, &dy, &y, StepTarget::Values(&y), &mean, &settings).unwrap_err();
+    assert!(err.to_string().contains("label targets"), "{err}");
 
     let config = ModelConfig::new(4).dense(classes).softmax().loss(Loss::SoftmaxCrossEntropy).seed(2);
     let x = random(rows * 4, 5);

@@ -109,21 +109,34 @@ impl Gpu {
 
     /// Binds a training step's whole loss as one launch (`shaders/loss.wgsl`'s `*_step`
     /// entry points): the gradient of the mean loss into `dy`, the mean into `mean` (1, 1),
-    /// and the watch of [`Gpu::watch_loss`]. `entry` names the loss: `cross_entropy_step`
-    /// (from logits, with labels) or `mse_step`, `mae_step`, `bce_step` (with target values).
+    /// and the watch of [`Gpu::watch_loss`]. Cross-entropy (from logits) takes labels, the
+    /// others target values: the other kind is an error.
     ///
     /// One workgroup sums every term, so this is for a training batch's loss, not a data
     /// set's: `None` when the batch is too large for one invocation's share to stay within
     /// llvmpipe's loop limit, and the separate kernels should run instead.
     pub fn loss_step(
         &self,
-        entry: &'static str,
+        loss: StepLoss,
         dy: &GpuTensor,
         y: &GpuTensor,
         target: StepTarget,
         mean: &GpuTensor,
         settings: &GpuTensor,
     ) -> Result<Option<Dispatch>> {
+        let entry = match loss {
+            StepLoss::CrossEntropy => "cross_entropy_step",
+            StepLoss::Mse => "mse_step",
+            StepLoss::Mae => "mae_step",
+            StepLoss::BinaryCrossEntropy => "bce_step",
+        };
+        if matches!(target, StepTarget::Labels(_)) != (loss == StepLoss::CrossEntropy) {
+            return Err(Error::shape(
+                entry,
+                if loss == StepLoss::CrossEntropy { "label targets" } else { "value targets" },
+                "the other kind",
+            ));
+        }
         check_same(entry, "gradient", dy.shape(), y.shape())?;
         check_same(entry, "mean", mean.shape(), (1, 1))?;
         check_same(entry, "settings row", settings.shape(), (1, SETTINGS_LEN))?;
@@ -205,6 +218,19 @@ impl Gpu {
 /// llvmpipe's 65535: a batch of up to 2,560 rows of 1000 classes, 270,000 rows of 10, or 8M
 /// values.
 const STEP_ITERATIONS: usize = 32_768;
+
+/// The loss of [`Gpu::loss_step`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepLoss {
+    /// Softmax cross-entropy from logits, against labels.
+    CrossEntropy,
+    /// Mean squared error, against values.
+    Mse,
+    /// Mean absolute error, against values.
+    Mae,
+    /// Binary cross-entropy of probabilities, against values.
+    BinaryCrossEntropy,
+}
 
 /// What [`Gpu::loss_step`] scores against.
 #[derive(Clone, Copy, Debug)]

@@ -48,9 +48,9 @@ struct Params {
 pub struct Epilogue<'a> {
     /// Forward: `C = f(C + bias)`.
     pub activation: Option<Activation>,
-    /// Forward, with an activation: an (m, n) tensor to keep what its backward reads: the
-    /// activation's output when [`Activation::backward_reads_output`], else its input.
-    pub keep: Option<&'a GpuTensor>,
+    /// Forward, with an activation: an (m, n) tensor to keep the activation's input or its
+    /// output in (what its backward reads, or an intermediate an app wants to see).
+    pub keep: Option<(Keep, &'a GpuTensor)>,
     /// Forward: dropout after the activation, with the mask of the counter's step.
     pub dropout: Option<EpilogueDropout<'a>>,
     /// Backward: `C = C ⊙ mask`, an (m, n) dropout mask (the gradient through dropout).
@@ -58,9 +58,19 @@ pub struct Epilogue<'a> {
     /// Backward: `C = f'(saved) ⊙ C`, from what the activation's forward kept (m, n): the
     /// gradient through the activation of the layer below.
     pub derivative: Option<(Activation, &'a GpuTensor)>,
-    /// `Σ_k A(i, k)` into this (1, m) tensor: with `A = dZᵀ`, the bias gradient beside the
-    /// weight gradient `dW = dZᵀ·X`.
+    /// [`MatmulForm::AtB`] only: `Σ_k A(i, k)` into this (1, m) tensor; with `A = dZᵀ`, the
+    /// bias gradient beside the weight gradient `dW = dZᵀ·X`. Summed in another order than
+    /// [`Gpu::sum_columns`], so equal to it within rounding, not to the bit.
     pub row_sums: Option<&'a GpuTensor>,
+}
+
+/// Which value of a forward [`Epilogue`]'s activation to keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// `C + bias`, before the activation.
+    Input,
+    /// The activation's output, before dropout.
+    Output,
 }
 
 /// Dropout in a forward [`Epilogue`]: as [`Gpu::dropout_forward`], whose mask and counter
@@ -157,7 +167,7 @@ impl Stages {
 }
 
 /// Checks an epilogue's tensors against C's (m, n) and that its stages go together.
-fn check_epilogue(op: &'static str, e: &Epilogue, m: usize, n: usize) -> Result<Stages> {
+fn check_epilogue(op: &'static str, e: &Epilogue, form: MatmulForm, m: usize, n: usize) -> Result<Stages> {
     let forward = e.activation.is_some() || e.keep.is_some() || e.dropout.is_some();
     let backward = e.mask.is_some() || e.derivative.is_some();
     let refuse =
@@ -173,8 +183,12 @@ fn check_epilogue(op: &'static str, e: &Epilogue, m: usize, n: usize) -> Result<
     if e.keep.is_some() && e.row_sums.is_some() {
         return refuse("both a kept activation and row sums (they share a binding)");
     }
+    if e.row_sums.is_some() && form != MatmulForm::AtB {
+        return refuse("row sums in a product other than Aᵀ·B");
+    }
+    let kept = e.keep.map(|(_, t)| t);
     for (name, tensor) in
-        [("kept activation", e.keep), ("mask", e.mask), ("saved activation", e.derivative.map(|d| d.1))]
+        [("kept activation", kept), ("mask", e.mask), ("saved activation", e.derivative.map(|d| d.1))]
     {
         if let Some(tensor) = tensor {
             check_same(op, name, tensor.shape(), (m, n))?;
@@ -194,10 +208,10 @@ fn check_epilogue(op: &'static str, e: &Epilogue, m: usize, n: usize) -> Result<
     Ok(Stages {
         act: e.activation.map_or(0, Activation::code),
         slope: f.map_or(0.0, Activation::parameter),
-        keep: match (e.activation, e.keep) {
-            (Some(f), Some(_)) if f.backward_reads_output() => 2,
-            (Some(_), Some(_)) => 1,
-            _ => 0,
+        keep: match e.keep {
+            Some((Keep::Input, _)) => 1,
+            Some((Keep::Output, _)) => 2,
+            None => 0,
         },
         dropout: e.dropout.map(|d| (d.p, d.seed)),
         has_mask: e.mask.is_some(),
@@ -325,7 +339,7 @@ impl Gpu {
         if let Some(bias) = bias {
             check_same(op, "bias", bias.shape(), (1, n))?;
         }
-        let stages = check_epilogue(op, epilogue, m, n)?;
+        let stages = check_epilogue(op, epilogue, form, m, n)?;
         let vec4 = vec4_entry(form, m, k, n);
         let subgroup = self.kernels.matmul_subgroup.as_ref().filter(|_| vec4.is_some());
         let (family, entry) = match (kernel, vec4, subgroup) {
@@ -381,7 +395,7 @@ impl Gpu {
             b.into(),
             bias.into(),
             out.into(),
-            epilogue.keep.or(epilogue.row_sums).into(),
+            epilogue.keep.map(|(_, t)| t).or(epilogue.row_sums).into(),
             dropout.map(|d| d.mask).or(epilogue.mask).into(),
             dropout.map(|d| d.counter).or(epilogue.derivative.map(|(_, saved)| saved)).into(),
         ];

@@ -369,13 +369,16 @@ impl Model {
     }
 
     /// Layer `layer`'s weights on the GPU, `(out, in)` row-major f32: bind it read-only
-    /// to draw with (training updates it in place). GPU backend only.
+    /// to draw with (training updates it in place). It is a view into the model's flat
+    /// parameter buffer: bind [`crate::GpuTensor::binding`], not the whole buffer. GPU
+    /// backend only.
     pub fn weights_tensor(&self, layer: usize) -> Result<&crate::GpuTensor> {
         let p = self.param("weights_tensor", layer, "weight")?;
         Ok(self.gpu_view("weights_tensor")?.param_tensor(p))
     }
 
-    /// Layer `layer`'s bias on the GPU, `(1, out)`. GPU backend only.
+    /// Layer `layer`'s bias on the GPU, `(1, out)`, a view like [`Model::weights_tensor`].
+    /// GPU backend only.
     pub fn bias_tensor(&self, layer: usize) -> Result<&crate::GpuTensor> {
         let p = self.param("bias_tensor", layer, "bias")?;
         Ok(self.gpu_view("bias_tensor")?.param_tensor(p))

@@ -10,7 +10,8 @@ use crate::model::graph::{Graph, Slot};
 use crate::model::ops::{self, DenseForward, Ops, Tail};
 use crate::shape::MatmulForm;
 use crate::{
-    Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, MatmulKernel, Result,
+    Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, Result,
+    StepLoss,
 };
 
 /// One parameter's tensors on the GPU: its values, gradient and optimizer state (no gradient
@@ -255,16 +256,18 @@ impl Ops for Binder<'_> {
 
     /// One launch: the product with the bias, activation and dropout in its epilogue, keeping
     /// what the activation's backward reads where [`Tail`] looks for it (the product `z`, or
-    /// the activation's output when dropout follows and the output is what it reads).
+    /// the activation's output when dropout follows and the output is what it reads). Outside
+    /// training it keeps `z`, so every activation an app can ask for (`Forward::activation`)
+    /// is written.
     fn dense(&mut self, d: &DenseForward) -> Result<()> {
         let keep = match d.activation {
-            Some((f, _)) if d.training && !f.backward_reads_output() => Some(d.z),
-            Some((_, a)) if d.training && d.dropout.is_some() => Some(a),
-            _ => None,
+            Some((f, a)) if d.training && f.backward_reads_output() => d.dropout.map(|_| (Keep::Output, a)),
+            Some(_) => Some((Keep::Input, d.z)),
+            None => None,
         };
         let epilogue = Epilogue {
             activation: d.activation.map(|(f, _)| f),
-            keep: keep.map(|slot| self.get(slot)),
+            keep: keep.map(|(which, slot)| (which, self.get(slot))),
             dropout: d.dropout.map(|drop| EpilogueDropout {
                 p: drop.p,
                 seed: drop.seed,
@@ -303,15 +306,17 @@ impl Ops for Binder<'_> {
 
     /// One launch when the batch fits one workgroup's sum (see [`Gpu::loss_step`]).
     fn loss_step(&mut self, loss: Loss, dy: Slot, y: Slot) -> Result<()> {
-        let (entry, target) = match loss {
-            Loss::SoftmaxCrossEntropy => ("cross_entropy_step", StepTarget::Labels(self.labels())),
-            Loss::Mse => ("mse_step", StepTarget::Values(self.get(Slot::Targets))),
-            Loss::Mae => ("mae_step", StepTarget::Values(self.get(Slot::Targets))),
-            Loss::BinaryCrossEntropy => ("bce_step", StepTarget::Values(self.get(Slot::Targets))),
+        let (step, target) = match loss {
+            Loss::SoftmaxCrossEntropy => (StepLoss::CrossEntropy, StepTarget::Labels(self.labels())),
+            Loss::Mse => (StepLoss::Mse, StepTarget::Values(self.get(Slot::Targets))),
+            Loss::Mae => (StepLoss::Mae, StepTarget::Values(self.get(Slot::Targets))),
+            Loss::BinaryCrossEntropy => {
+                (StepLoss::BinaryCrossEntropy, StepTarget::Values(self.get(Slot::Targets)))
+            }
             Loss::Nll => return ops::separate_loss_step(self, loss, dy, y), // never unfused in training
         };
         let (dy_t, y_t, mean) = (self.get(dy), self.get(y), self.get(Slot::Loss));
-        match self.gpu.loss_step(entry, dy_t, y_t, target, mean, &self.shared.settings_row)? {
+        match self.gpu.loss_step(step, dy_t, y_t, target, mean, &self.shared.settings_row)? {
             Some(step) => self.push(Ok(step)),
             None => ops::separate_loss_step(self, loss, dy, y),
         }
