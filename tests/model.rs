@@ -452,3 +452,43 @@ fn a_model_of_only_a_fused_softmax_trains_without_parameters() {
     let want = (((1f64.exp() + 2f64.exp() + 3f64.exp()).ln() - 3.0) + 3f64.ln()) / 2.0;
     assert_close("loss", &losses, &[want as f32; 2], 1e-6, 1e-6);
 }
+
+/// A training plan holds only the buffers its kernels bind: the fused blocks leave each
+/// hidden layer's activation output before dropout and the gradients inside its tail
+/// unbound, and the plan frees them.
+#[test]
+fn a_training_plan_holds_only_what_its_fused_kernels_bind() {
+    let Some(gpu) = gpu() else { return };
+    let (rows, widths) = (256usize, [784usize, 128, 64, 10]);
+    let config = ModelConfig::new(widths[0])
+        .dense(widths[1])
+        .relu()
+        .dropout(0.2)
+        .dense(widths[2])
+        .relu()
+        .dropout(0.2)
+        .dense(widths[3])
+        .log_softmax()
+        .loss(Loss::Nll)
+        .optimizer(Optimizer::Adam { lr: 0.001 });
+    let mut model = config.build(Backend::Gpu, Some(gpu)).unwrap();
+    let before = model.counters().bytes_held;
+    let x = random(rows * widths[0], 1);
+    model.train_step(&x, &Target::Labels(&random_labels(rows, widths[3], 2))).unwrap();
+    let plan = model.counters().bytes_held - before;
+    // Layer by layer a step would hold the input, 8 activations, 2 masks, 7 gradients.
+    let floats = |w: usize| (rows * w * 4) as u64;
+    let [i, h1, h2, o] = widths;
+    let layer_by_layer = floats(i) + 3 * floats(h1) + 3 * floats(h2) + 2 * floats(o) // activations
+        + floats(h1) + floats(h2) // masks
+        + 3 * floats(h1) + 3 * floats(h2) + floats(o); // gradients
+    // Fused: the input; per hidden block z, its output and mask, and its product's gradient;
+    // the logits and their gradient.
+    let fused = floats(i) + 4 * floats(h1) + 4 * floats(h2) + 2 * floats(o);
+    assert!(
+        plan < layer_by_layer,
+        "{plan} bytes held for the plan, as much as layer by layer ({layer_by_layer})"
+    );
+    // Labels, the loss, parameter blocks: a few KiB beyond the fused buffers.
+    assert!(plan <= fused + 64 * 1024, "{plan} bytes held for the plan; its fused buffers are {fused}");
+}

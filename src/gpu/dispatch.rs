@@ -199,21 +199,17 @@ impl Family {
         Family { name, writes, layout, module, pipeline_layout, pipelines, specialized: Mutex::default() }
     }
 
-    /// `entry`'s pipeline, created on first use in an error scope of its own, and kept only
-    /// when that scope comes back clean (a failed one is an error now and is tried again).
-    fn pipeline(&self, gpu: &Gpu, entry: &'static str) -> Result<wgpu::ComputePipeline> {
-        self.create(gpu, entry, &[])
-    }
-
-    /// `entry`'s pipeline with WGSL override constants set: made once per set of values.
-    fn specialized(
+    /// `entry`'s pipeline with these WGSL override constants (none for most kernels), created
+    /// on first use in an error scope of its own, and kept only when that scope comes back
+    /// clean (a failed one is an error now and is tried again): once per set of values.
+    fn pipeline(
         &self,
         gpu: &Gpu,
         entry: &'static str,
         constants: &[(&'static str, u32)],
     ) -> Result<wgpu::ComputePipeline> {
         if constants.is_empty() {
-            return self.pipeline(gpu, entry);
+            return self.create(gpu, entry, &[]);
         }
         let key = (entry, constants.to_vec());
         let lock = || {
@@ -330,7 +326,7 @@ impl Family {
                 "an output is also bound as another operand (in-place ops are not supported)",
             ));
         }
-        let pipeline = self.specialized(gpu, entry, constants)?;
+        let pipeline = self.pipeline(gpu, entry, constants)?;
         gpu.scoped(entry, || {
             let device = gpu.device();
             // Not create_buffer_init: on a lost device it panics where this returns an error.

@@ -217,8 +217,9 @@ fn backward_node(ops: &mut impl Ops, graph: &Graph, nodes: &[Node], i: usize) ->
     ops.dense_input_grad(Slot::Grad(b.dense), tail.dz, Slot::Param(w), below.as_ref())
 }
 
-/// Layer `l`'s forward (any but a dense layer), from activation l to activation l + 1. Dropout is the identity
-/// outside training, where its output is stored as its input: nothing to run.
+/// Layer `l`'s forward (any but a dense layer), from activation l to activation l + 1.
+/// Dropout is the identity outside training, where its output is stored as its input:
+/// nothing to run.
 pub(crate) fn forward(ops: &mut impl Ops, graph: &Graph, l: usize, training: bool) -> Result<()> {
     let (x, y) = (Slot::Act(l), Slot::Act(l + 1));
     match graph.layers()[l] {

@@ -154,7 +154,7 @@ impl GpuModel {
         let (params, flat) = super::flat::layout(gpu, &graph, &values)?;
         let shared = Shared { params, flat, settings_row, dropout_counter };
         let updates = if graph.trains {
-            let mut binder = Binder { gpu, graph: &graph, shared: &shared, plan: None, out: Vec::new() };
+            let mut binder = Binder::new(gpu, &graph, &shared, None);
             ops::updates(&mut binder, &graph)?;
             binder.out
         } else {

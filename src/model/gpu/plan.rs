@@ -2,7 +2,8 @@
 //! of `ops.rs` bound to them as dispatches, once, on first use. [`Binder`] is the GPU's
 //! [`Ops`]: each op it is given becomes a `Dispatch` in the plan.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 use crate::gpu::StepTarget;
 use crate::model::config::{Loss, Optimizer};
@@ -79,21 +80,27 @@ impl Plan {
             .transpose()?;
         let mut plan =
             Plan { training, slots, input, labels, dispatches: Vec::new(), loss_dispatches: Vec::new() };
-        let (dispatches, loss_dispatches) = {
-            let mut binder = Binder { gpu, graph, shared, plan: Some(&plan), out: Vec::new() };
+        let (dispatches, loss_dispatches, bound) = {
+            let mut binder = Binder::new(gpu, graph, shared, Some(&plan));
             if training {
                 ops::training_step(&mut binder, graph)?;
-                (binder.out, Vec::new())
+                (binder.out, Vec::new(), binder.bound.into_inner())
             } else {
                 ops::inference(&mut binder, graph)?;
                 let forward = std::mem::take(&mut binder.out);
                 if with_loss {
                     ops::loss(&mut binder, graph)?;
                 }
-                (forward, binder.out)
+                (forward, binder.out, binder.bound.into_inner())
             }
         };
         (plan.dispatches, plan.loss_dispatches) = (dispatches, loss_dispatches);
+        // The fused kernels leave most intermediates of a block (its activation's output
+        // before dropout, the gradients inside its tail, a fused loss's terms) unbound: free
+        // them. The slots the model writes or reads itself stay.
+        let own = [Slot::Act(0), Slot::Targets, Slot::Loss, Slot::Act(graph.layers().len())]
+            .map(|slot| graph.storage(slot, training));
+        plan.slots.retain(|slot, _| bound.contains(slot) || own.contains(slot));
         Ok(plan)
     }
 
@@ -119,15 +126,25 @@ pub(crate) struct Binder<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) plan: Option<&'a Plan>,
     pub(crate) out: Vec<Dispatch>,
+    /// The batch slots bound so far (as stored).
+    bound: RefCell<HashSet<Slot>>,
 }
 
-impl Binder<'_> {
+impl<'a> Binder<'a> {
+    pub(crate) fn new(gpu: &'a Gpu, graph: &'a Graph, shared: &'a Shared, plan: Option<&'a Plan>) -> Self {
+        Binder { gpu, graph, shared, plan, out: Vec::new(), bound: RefCell::default() }
+    }
+
     fn get(&self, slot: Slot) -> &GpuTensor {
         let param = |p: usize| -> &ParamTensors { &self.shared.params[p] };
         match slot {
             Slot::Param(p) => &param(p).value,
             Slot::ParamGrad(p) => param(p).grad.as_ref().expect("training binds only in models that train"),
-            slot => self.plan.expect("batch slots are bound in a plan").get(self.graph, slot),
+            slot => {
+                let plan = self.plan.expect("batch slots are bound in a plan");
+                self.bound.borrow_mut().insert(self.graph.storage(slot, plan.training));
+                plan.get(self.graph, slot)
+            }
         }
     }
 
