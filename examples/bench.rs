@@ -1,13 +1,23 @@
-//! The GPU against the CPU, side by side in one run, in about a minute: matrix products,
+//! The GPU against the CPU, side by side in one run, in about two minutes: matrix products,
 //! activations and softmax, and MNIST MLP training at batch 1 to 1024; where the GPU starts
 //! to win (the crossover); and how long a fresh process takes to finish its first step.
 //!
 //! ```sh
 //! cargo run --release --example bench -- [--json] [--plot bench.png] [--quick] [--backend gpu|cpu]
+//!     [--peers burn.json --peers torch.json]
 //! ```
 //!
 //! Every figure is the median of repeated runs; a GPU run is submit plus the wait for it.
 //! The CPU side is the CPU backend (`matrixmultiply`, threaded), not the test reference.
+//!
+//! Training is timed two ways. *Resident*: the data set lives on the device and each step
+//! gathers its batch there (`Model::train_epoch`), as the library trains. *Upload*: the peers'
+//! protocol, as a user's own PyTorch loop runs: 8 random batches cycled, each step uploads its
+//! batch (`Model::train_step`), the median of 3 blocks of 50 steps, each block ended by reading
+//! the loss back. Two workloads: "lesson" (the MNIST MLP 784-128-64-10 with ReLU, dropout 0.2
+//! and Adam, lr 0.001) and "sgd" (the same without dropout, softmax cross-entropy from the
+//! logits, plain SGD, lr 0.01). `--peers` reads what `scripts/peers/` print for burn-wgpu and
+//! PyTorch on the same protocol (run on the same machine just before) and prints the ratios.
 //! `--quick` times each workload briefly (for tests); the figures are then rougher.
 //! `--backend cpu` times the CPU side alone; `--backend gpu` fails without an adapter instead
 //! of timing the CPU alone with a notice.
@@ -19,13 +29,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wgpu_nn::data::Dataset;
-use wgpu_nn::model::{Backend, ModelConfig, Optimizer, Scalar, Target};
+use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer, Scalar, Target};
 use wgpu_nn::{Gpu, MatmulForm, cpu};
 
 /// The matmul shapes of the project's targets (m, k, n), then squares for the crossover.
 const TARGET_SHAPES: [(usize, usize, usize); 3] = [(1024, 1024, 1024), (256, 784, 128), (256, 128, 64)];
 const SQUARES: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 const BATCHES: [usize; 5] = [1, 16, 64, 256, 1024];
+/// The batches of the upload protocol (the peers' loop).
+const UPLOAD_BATCHES: [usize; 3] = [64, 256, 1024];
 
 /// The GPU against the CPU, side by side in one run: matrix products, activations and
 /// softmax, MNIST MLP training at batch 1 to 1024, the crossover, and the first step.
@@ -41,6 +53,9 @@ struct Options {
     /// Be the child process that times a fresh process's first training step
     #[arg(long, hide = true)]
     first_step: bool,
+    /// A peer's figures on the same protocol (scripts/peers/), to print ratios against
+    #[arg(long, value_name = "FILE.json")]
+    peers: Vec<String>,
     #[command(flatten)]
     common: cli::Common,
 }
@@ -117,11 +132,16 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|&b| time_training(gpu.as_ref(), &digits, b, o.budget()))
         .collect::<wgpu_nn::Result<Vec<_>>>()?;
+    let upload = [Workload::Lesson, Workload::Sgd]
+        .into_iter()
+        .flat_map(|w| UPLOAD_BATCHES.map(|b| (w, b)))
+        .map(|(w, b)| time_upload(gpu.as_ref(), w, b, o.quick))
+        .collect::<wgpu_nn::Result<Vec<_>>>()?;
     let first_step = first_step_seconds(gpu.is_some())?;
     let dispatches = gpu.as_ref().map(|gpu| dispatches_per_step(gpu, &digits)).transpose()?;
 
     println!("{:<40} {:>12} {:>12} {:>8}", "workload", "GPU", "CPU", "GPU/CPU");
-    for row in matmul.iter().map(|(_, r)| r).chain(&ops).chain(&train) {
+    for row in matmul.iter().map(|(_, r)| r).chain(&ops).chain(&train).chain(&upload) {
         let gpu_text = row.gpu.map_or("-".to_string(), |g| format!("{g:.2}"));
         let ratio = row.gpu.map_or("-".to_string(), |g| format!("{:.3}", g / row.cpu));
         let name = format!("{} ({})", row.name, row.unit);
@@ -143,6 +163,10 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         println!("kernel launches per MNIST training step (batch 64): {dispatches}");
     }
 
+    let peers = o.peers.iter().map(|path| read_peer(path)).collect::<Result<Vec<_>, _>>()?;
+    if !peers.is_empty() {
+        print_peers(&peers, &matmul, &upload);
+    }
     if let Some(path) = &o.plot {
         plot(path, &squares, &train)?;
         println!("wrote {path}");
@@ -157,6 +181,10 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
                 json!({"op": r.name, "backend": backend, "gb_per_second": v}))).collect::<Vec<_>>(),
             "train": train.iter().flat_map(|r| r.sides().map(move |(backend, v)|
                 json!({"batch": r.size, "backend": backend, "samples_per_second": v}))).collect::<Vec<_>>(),
+            "train_upload": upload.iter().flat_map(|r| r.sides().map(move |(backend, v)|
+                json!({"workload": r.name.split(' ').next(), "batch": r.size, "backend": backend,
+                       "samples_per_second": v}))).collect::<Vec<_>>(),
+            "matmul_kernel": gpu.as_ref().map(|g| format!("{:?}", g.matmul_kernel())),
             "crossover": { "matmul_n": matmul_crossover, "train_batch": train_crossover },
             "first_step_seconds": first_step,
             "dispatches_per_step": dispatches,
@@ -268,6 +296,123 @@ fn time_training(gpu: Option<&Gpu>, train: &Dataset, batch: usize, budget: Durat
         gpu: gpu_rate,
         cpu: cpu_rate,
     })
+}
+
+/// The two training workloads of the upload protocol (see the top of this file).
+#[derive(Clone, Copy)]
+enum Workload {
+    Lesson,
+    Sgd,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Lesson => "lesson",
+            Workload::Sgd => "sgd",
+        }
+    }
+
+    fn config(self) -> ModelConfig {
+        match self {
+            Workload::Lesson => ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.001 }),
+            Workload::Sgd => ModelConfig::new(784)
+                .dense(128)
+                .relu()
+                .dense(64)
+                .relu()
+                .dense(10)
+                .loss(Loss::SoftmaxCrossEntropy)
+                .optimizer(Optimizer::Sgd { lr: 0.01 }),
+        }
+    }
+}
+
+/// The upload protocol: 8 random batches cycled, each step uploading its batch; samples/s
+/// over the median of 3 blocks of 50 steps (5 with `--quick`) after 20 warm-up steps.
+fn time_upload(gpu: Option<&Gpu>, workload: Workload, batch: usize, quick: bool) -> wgpu_nn::Result<Row> {
+    let steps = if quick { 5 } else { 50 };
+    let batches: Vec<(Vec<f32>, Vec<u32>)> = (0..8)
+        .map(|i| {
+            let x = values(batch * 784, 11 * i + batch).iter().map(|v| v.abs()).collect();
+            (x, (0..batch).map(|j| ((i * 7 + j * 3) % 10) as u32).collect())
+        })
+        .collect();
+    let rate = |backend: Backend| -> wgpu_nn::Result<f64> {
+        let mut model = workload.config().build(backend, gpu)?;
+        let mut step = 0;
+        let mut block = |steps: usize| -> wgpu_nn::Result<f64> {
+            let start = Instant::now();
+            for _ in 0..steps {
+                let (x, labels) = &batches[step % batches.len()];
+                step += 1;
+                model.train_step(x, &Target::Labels(labels))?;
+            }
+            model.take_loss()?; // the block is done when its last loss is back
+            Ok(start.elapsed().as_secs_f64())
+        };
+        block(if quick { 2 } else { 20 })?;
+        let mut times = (0..3).map(|_| block(steps)).collect::<wgpu_nn::Result<Vec<_>>>()?;
+        times.sort_by(f64::total_cmp);
+        Ok((steps * batch) as f64 / times[1])
+    };
+    let gpu_rate = if gpu.is_some() { Some(rate(Backend::Gpu)?) } else { None };
+    Ok(Row {
+        name: format!("{} upload, batch {batch}", workload.name()),
+        unit: "samples/s",
+        size: batch,
+        gpu: gpu_rate,
+        cpu: rate(Backend::Cpu)?,
+    })
+}
+
+/// A peer's figures, as `scripts/peers/` print them: a name and a flat JSON object of
+/// "workload … unit" keys to values.
+struct Peer {
+    name: String,
+    figures: serde_json::Map<String, serde_json::Value>,
+}
+
+fn read_peer(path: &str) -> Result<Peer, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading peer figures {path}: {e}"))?;
+    let figures = match serde_json::from_str(text.lines().last().unwrap_or_default()) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(format!("{path}: the last line is not a JSON object of figures").into()),
+    };
+    let name = std::path::Path::new(path).file_stem().map_or(path.into(), |s| s.to_string_lossy().into());
+    Ok(Peer { name, figures })
+}
+
+/// Each peer figure beside ours on the same workload, with the ratio ours / theirs.
+fn print_peers(peers: &[Peer], matmul: &[((usize, usize, usize), Row)], upload: &[Row]) {
+    println!(
+        "\n{:<44} {:>12} {:>12} {:>12} {:>7}",
+        "against peers (same protocol)", "peer", "ours GPU", "ours CPU", ""
+    );
+    let mut ours: Vec<(String, Option<f64>, f64)> =
+        matmul.iter().map(|((m, k, n), r)| (format!("matmul {m}x{k}x{n} GFLOP/s"), r.gpu, r.cpu)).collect();
+    ours.extend(upload.iter().map(|r| {
+        let workload = r.name.split(' ').next().unwrap_or_default();
+        (format!("{workload} batch {} samples/s", r.size), r.gpu, r.cpu)
+    }));
+    for peer in peers {
+        for (key, value) in &peer.figures {
+            let Some(theirs) = value.as_f64() else { continue };
+            // PyTorch's script prints numpy's matmul too, as "numpy matmul …".
+            let (who, workload) = match key.strip_prefix("numpy ") {
+                Some(rest) => ("numpy".to_string(), rest),
+                None => (peer.name.clone(), key.strip_prefix("torch ").unwrap_or(key)),
+            };
+            let Some((_, gpu, cpu)) = ours.iter().find(|(name, ..)| name == workload) else { continue };
+            let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}x", v / theirs));
+            println!(
+                "{:<44} {theirs:>12.1} {:>12} {:>12}",
+                format!("{who}: {workload}"),
+                ratio(*gpu),
+                ratio(Some(*cpu))
+            );
+        }
+    }
 }
 
 /// Kernel launches one MNIST training step records on the GPU (batch 64, after a first

@@ -23,13 +23,7 @@
 // per 16 vec4 loads) win. matmul_subgroup.wgsl goes further where subgroups exist. A
 // workgroup-memory variant for discrete GPUs is future work (see BENCHMARKS.md).
 
-// The 8×8 block of C, transposed in four 4×4 pieces: cRC holds rows 4R.., columns 4C...
-struct Acc {
-    c00: mat4x4<f32>,
-    c01: mat4x4<f32>,
-    c10: mat4x4<f32>,
-    c11: mat4x4<f32>,
-}
+const TILE: u32 = 64u;
 
 // acc += the product of one k-quad: cols0/cols1 are the B side (columns 0–3, 4–7 of the
 // block) and rows0/rows1 the A side (rows 0–3, 4–7), both as (k, ·)ᵀ-shaped 4×4 pieces.
@@ -54,27 +48,6 @@ fn block_origin(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec3<u32> {
 // clamped rows and columns is never stored.
 fn clamped4(start: u32, last: u32) -> vec4<u32> {
     return min(vec4<u32>(start) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
-}
-
-// The eight rows' sums of A (Σ over k), stored by the invocations at the left edge of C.
-fn store_row_sums(row0: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if col0 == 0u {
-        for (var r = 0u; r < 4u; r++) {
-            store_row_sum(row0 + r, lo[r]);
-            store_row_sum(row0 + 4u + r, hi[r]);
-        }
-    }
-}
-
-fn store_block(row0: u32, col0: u32, acc: Acc) {
-    store_piece(row0, col0, acc.c00);
-    store_piece(row0, col0 + 4u, acc.c01);
-    store_piece(row0 + 4u, col0, acc.c10);
-    store_piece(row0 + 4u, col0 + 4u, acc.c11);
-}
-
-fn outer(b: vec4<f32>, a: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(b * a.x, b * a.y, b * a.z, b * a.w);
 }
 
 fn a_at(i: u32) -> f32 {

@@ -77,7 +77,6 @@ override DERIVE: u32 = 0u;
 @group(0) @binding(6) var<storage, read_write> mask: array<f32>;
 @group(0) @binding(7) var<storage, read> aux: array<f32>;
 
-const TILE: u32 = 64u;
 const KEEP_INPUT: u32 = 1u;
 const KEEP_OUTPUT: u32 = 2u;
 
@@ -137,4 +136,33 @@ fn store_row_sum(row: u32, sum: f32) {
     if p.row_sums != 0u && row < p.m {
         extra[row] = sum + select(0.0, extra[row], p.accumulate != 0u);
     }
+}
+
+// The 8×8 block of C, transposed in four 4×4 pieces: cRC holds rows 4R.., columns 4C...
+struct Acc {
+    c00: mat4x4<f32>,
+    c01: mat4x4<f32>,
+    c10: mat4x4<f32>,
+    c11: mat4x4<f32>,
+}
+
+// The eight rows' sums of A (Σ over k), stored by the invocations at the left edge of C.
+fn store_row_sums(row0: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if col0 == 0u {
+        for (var r = 0u; r < 4u; r++) {
+            store_row_sum(row0 + r, lo[r]);
+            store_row_sum(row0 + 4u + r, hi[r]);
+        }
+    }
+}
+
+fn store_block(row0: u32, col0: u32, acc: Acc) {
+    store_piece(row0, col0, acc.c00);
+    store_piece(row0, col0 + 4u, acc.c01);
+    store_piece(row0 + 4u, col0, acc.c10);
+    store_piece(row0 + 4u, col0 + 4u, acc.c11);
+}
+
+fn outer(b: vec4<f32>, a: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(b * a.x, b * a.y, b * a.z, b * a.w);
 }

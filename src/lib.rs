@@ -29,7 +29,7 @@ pub use activation::Activation;
 pub use error::{Error, Result};
 pub use gpu::{
     Counters, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, StepLoss,
-    StepTarget,
+    StepTarget, Tiling,
 };
 pub use settings::OptimizerSettings;
 pub use shape::MatmulForm;

@@ -8,7 +8,7 @@ use common::{assert_close, gpu, random, random_labels};
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Target};
 use wgpu_nn::{
     Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuTensor, Keep, MatmulForm, MatmulKernel,
-    OptimizerSettings, StepLoss, StepTarget, cpu,
+    OptimizerSettings, StepLoss, StepTarget, Tiling, cpu,
 };
 
 const ACTIVATIONS: [Activation; 5] =
@@ -25,6 +25,8 @@ fn cases(gpu: &Gpu) -> Vec<(MatmulKernel, (usize, usize, usize))> {
     if gpu.has_subgroup_matmul() {
         cases.push((MatmulKernel::Subgroup, (68, 20, 36)));
     }
+    cases.push((MatmulKernel::Tiled(Tiling::default()), (68, 20, 36)));
+    cases.push((MatmulKernel::Tiled(Tiling { workgroup: [2, 4], tile_k: 4 }), (68, 20, 36)));
     cases.push((MatmulKernel::Auto, (130, 64, 12)));
     cases
 }
@@ -170,6 +172,8 @@ fn the_weight_gradient_sums_the_bias_gradient_beside_it() {
     if gpu.has_subgroup_matmul() {
         cases.extend([(MatmulKernel::Subgroup, (36, 7, 20)), (MatmulKernel::Subgroup, (12, 70_004, 8))]);
     }
+    let tiled = MatmulKernel::Tiled(Tiling::default());
+    cases.extend([(tiled, (36, 7, 20)), (tiled, (12, 70_004, 8))]);
     for (kernel, (m, k, n)) in cases {
         let what = format!("{kernel:?} {m}x{k}x{n}");
         let (dz, x) = (random(k * m, (k + m) as u64), random(k * n, (k + n) as u64));

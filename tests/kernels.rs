@@ -4,7 +4,7 @@ mod common;
 
 use common::{assert_close, gpu, random, random_labels};
 use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
-use wgpu_nn::{Activation, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, cpu};
+use wgpu_nn::{Activation, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Tiling, cpu, wgpu};
 
 /// Sizes that are not multiples of any tile: 1, primes, one off a power of two.
 const SIZES: [usize; 6] = [1, 7, 63, 65, 127, 257];
@@ -80,13 +80,30 @@ fn matmul_matches_reference_on_non_square_shapes() {
     }
 }
 
-/// Every kernel this adapter has, for shapes aligned enough for all of them.
+/// Every kernel this adapter has, for shapes aligned enough for all of them (the tiled ones
+/// with their default tiles; `other_tilings_match_too` tries others).
 fn kernels(gpu: &Gpu) -> Vec<MatmulKernel> {
     let mut kernels = vec![MatmulKernel::Scalar, MatmulKernel::Vec4];
     if gpu.has_subgroup_matmul() {
         kernels.push(MatmulKernel::Subgroup);
     }
+    kernels.push(MatmulKernel::Tiled(Tiling::default()));
     kernels
+}
+
+#[test]
+fn other_tilings_match_too() {
+    let Some(gpu) = gpu() else { return };
+    // Small uneven tiles (many of them, a k step shorter than a quad of quads) and large ones
+    // (256 invocations, one tile for most of these shapes), on shapes with partial tiles.
+    let tilings = [Tiling { workgroup: [4, 2], tile_k: 8 }, Tiling { workgroup: [16, 16], tile_k: 32 }];
+    for form in MatmulForm::ALL {
+        for (m, k, n) in [(68, 260, 132), (132, 20, 68), (8, 12, 16)] {
+            for tiling in tilings {
+                check_matmul(gpu, m, k, n, form, true, MatmulKernel::Tiled(tiling));
+            }
+        }
+    }
 }
 
 #[test]
@@ -125,6 +142,60 @@ fn kernels_that_cannot_take_a_shape_say_so() {
     let (a, b, c) = (gpu.zeros(3, 5).unwrap(), gpu.zeros(5, 7).unwrap(), gpu.zeros(3, 7).unwrap());
     let err = gpu.matmul_forward_with(MatmulKernel::Vec4, &c, &a, &b, None, MatmulForm::AB).unwrap_err();
     assert!(err.to_string().contains("Vec4"), "{err}");
+    let tiled = MatmulKernel::Tiled(Tiling::default());
+    let err = gpu.matmul_forward_with(tiled, &c, &a, &b, None, MatmulForm::AB).unwrap_err();
+    assert!(err.to_string().contains("Tiled"), "{err}");
+}
+
+#[test]
+fn tilings_the_adapter_cannot_run_are_refused_by_name() {
+    let Some(gpu) = gpu() else { return };
+    let (a, b, c) = (gpu.zeros(8, 8).unwrap(), gpu.zeros(8, 8).unwrap(), gpu.zeros(8, 8).unwrap());
+    let limits = gpu.limits();
+    // A 16×16 workgroup stages 1 KiB per k of its step.
+    let too_much_memory = (limits.max_compute_workgroup_storage_size / 1024 + 4).next_multiple_of(4);
+    let mut cases = vec![
+        (Tiling { workgroup: [3, 8], tile_k: 16 }, "power of two"),
+        (Tiling { workgroup: [8, 8], tile_k: 6 }, "tile_k 6"),
+        (Tiling { workgroup: [32, 32], tile_k: 4 }, "invocations"),
+    ];
+    if too_much_memory <= 64 {
+        cases.push((Tiling { workgroup: [16, 16], tile_k: too_much_memory }, "workgroup memory"));
+    }
+    for (tiling, names) in cases {
+        let result = gpu.matmul_forward_with(MatmulKernel::Tiled(tiling), &c, &a, &b, None, MatmulForm::AB);
+        // The last two depend on the adapter's limits: where they fit, the product must run.
+        match result {
+            Err(e) => assert!(e.to_string().contains(names), "{tiling:?}: {e}"),
+            Ok(_) => assert!(
+                tiling.workgroup[0] * tiling.workgroup[1] <= limits.max_compute_invocations_per_workgroup
+                    && tiling.workgroup_bytes() <= limits.max_compute_workgroup_storage_size as u64
+                    && tiling.workgroup[0].is_power_of_two()
+                    && tiling.tile_k % 4 == 0,
+                "{tiling:?} was accepted"
+            ),
+        }
+    }
+}
+
+#[test]
+fn auto_runs_the_kernel_the_adapter_type_calls_for() {
+    let Some(gpu) = gpu() else { return };
+    let info = gpu.adapter_info();
+    let want = match info.device_type {
+        _ if gpu.has_subgroup_matmul() => MatmulKernel::Subgroup,
+        wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => MatmulKernel::Vec4,
+        _ => MatmulKernel::Tiled(Tiling::default()),
+    };
+    assert_eq!(gpu.matmul_kernel(), want, "{}", gpu.adapter_name());
+    let (a, b, c) = (gpu.zeros(64, 64).unwrap(), gpu.zeros(64, 64).unwrap(), gpu.zeros(64, 64).unwrap());
+    let label = gpu.matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap().label();
+    let suffix = match want {
+        MatmulKernel::Subgroup => "_subgroup",
+        MatmulKernel::Tiled(_) => "_tiled",
+        _ => "matmul_ab",
+    };
+    assert!(label.ends_with(suffix), "{label}");
 }
 
 #[test]

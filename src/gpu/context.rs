@@ -45,6 +45,10 @@ pub(crate) struct Kernels {
     pub(crate) matmul: Family,
     /// Only on adapters with 8-lane subgroups; see `shaders/matmul_subgroup.wgsl`.
     pub(crate) matmul_subgroup: Option<Family>,
+    /// Workgroup-memory tiles, for real GPUs; see `shaders/matmul_tiled.wgsl`.
+    pub(crate) matmul_tiled: Family,
+    /// What `MatmulKernel::Auto` runs on this adapter.
+    pub(crate) auto_matmul: matmul::MatmulKernel,
     pub(crate) activation: Family,
     pub(crate) softmax: Family,
     pub(crate) norm: Family,
@@ -117,9 +121,12 @@ impl Gpu {
     ) -> Result<Gpu> {
         let limits = device.limits();
         let (kernels, placeholders, canary) = scoped(&device, "building the kernels", || {
+            let matmul_subgroup = matmul::subgroup_family(&device, &info);
             let kernels = Kernels {
                 matmul: matmul::family(&device),
-                matmul_subgroup: matmul::subgroup_family(&device, &info),
+                auto_matmul: matmul::auto_kernel(&info, matmul_subgroup.is_some()),
+                matmul_subgroup,
+                matmul_tiled: matmul::tiled_family(&device),
                 activation: activation::family(&device),
                 norm: norm::family(&device),
                 softmax: softmax::family(&device),

@@ -1,5 +1,5 @@
-//! Pipelines of `shaders/matmul.wgsl` and `shaders/matmul_subgroup.wgsl`: the three products
-//! of a dense layer, each with the epilogue of `shaders/matmul_common.wgsl` (bias, activation
+//! Pipelines of `shaders/matmul.wgsl`, `shaders/matmul_subgroup.wgsl` and
+//! `shaders/matmul_tiled.wgsl`: the three products of a dense layer, each with the epilogue of `shaders/matmul_common.wgsl` (bias, activation
 //! and dropout in the forward; a derivative, or the bias gradient, in the backward).
 
 use bytemuck::{Pod, Zeroable};
@@ -9,8 +9,16 @@ use super::{Gpu, GpuTensor};
 use crate::shape::{MatmulForm, check_same};
 use crate::{Activation, Error, Result};
 
-/// Outputs per workgroup along each side: 8×8 invocations, each an 8×8 block.
-const TILE: usize = 64;
+/// The (rows, columns) of C one workgroup of `entry` covers: matmul.wgsl's 8×8 invocations of
+/// 8×8 blocks, matmul_subgroup.wgsl's one subgroup of 8 lanes of 32×4 blocks, or the tiled
+/// kernels' workgroup of 8×8 blocks.
+fn tile(entry: &str, tiling: Option<Tiling>) -> (usize, usize) {
+    match tiling {
+        Some(t) => (8 * t.workgroup[1] as usize, 8 * t.workgroup[0] as usize),
+        None if entry.ends_with("_subgroup") => (32, 32),
+        None => (64, 64),
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -105,6 +113,97 @@ pub enum MatmulKernel {
     Vec4,
     /// The `_subgroup` variants: vec4 alignment as above, and 8-lane subgroups.
     Subgroup,
+    /// The `_tiled` variants (`shaders/matmul_tiled.wgsl`): vec4 alignment as above, tiles
+    /// staged through workgroup memory, the classic kernel for discrete and integrated GPUs.
+    /// Runs on every adapter (on llvmpipe, slowly).
+    Tiled(Tiling),
+}
+
+/// The tile sizes of [`MatmulKernel::Tiled`], compiled into its pipelines as override
+/// constants. A workgroup of `workgroup[0] × workgroup[1]` invocations computes a
+/// `8·workgroup[1]` × `8·workgroup[0]` tile of C, each invocation an 8×8 block, stepping
+/// `tile_k` along k at a time through workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiling {
+    /// Invocations along C's columns and rows; each a power of two from 1 to 32, within the
+    /// adapter's workgroup limits.
+    pub workgroup: [u32; 2],
+    /// k per step: a multiple of 4 from 4 to 64.
+    pub tile_k: u32,
+}
+
+impl Default for Tiling {
+    /// 8×8 invocations (a 64×64 tile of C) and 16 k per step: 8 KiB of workgroup memory.
+    fn default() -> Self {
+        Tiling { workgroup: [8, 8], tile_k: 16 }
+    }
+}
+
+impl Tiling {
+    /// Bytes of workgroup memory a workgroup stages (A's and B's pieces).
+    pub fn workgroup_bytes(&self) -> u64 {
+        let quads = 2 * (self.workgroup[0] + self.workgroup[1]) as u64;
+        16 * quads * self.tile_k as u64
+    }
+
+    /// Checks the tiling against `limits`, naming what doesn't fit.
+    fn check(&self, limits: &wgpu::Limits) -> std::result::Result<(), String> {
+        let [x, y] = self.workgroup;
+        let power = |v: u32| v.is_power_of_two() && v <= 32;
+        if !power(x) || !power(y) {
+            return Err(format!("workgroup {x}x{y}: each side must be a power of two up to 32"));
+        }
+        if !(4..=64).contains(&self.tile_k) || !self.tile_k.is_multiple_of(4) {
+            return Err(format!("tile_k {}: a multiple of 4 from 4 to 64", self.tile_k));
+        }
+        if x > limits.max_compute_workgroup_size_x
+            || y > limits.max_compute_workgroup_size_y
+            || x * y > limits.max_compute_invocations_per_workgroup
+        {
+            return Err(format!(
+                "workgroup {x}x{y}: the adapter allows {}x{} and {} invocations",
+                limits.max_compute_workgroup_size_x,
+                limits.max_compute_workgroup_size_y,
+                limits.max_compute_invocations_per_workgroup
+            ));
+        }
+        if self.workgroup_bytes() > limits.max_compute_workgroup_storage_size as u64 {
+            return Err(format!(
+                "{} bytes of workgroup memory; the adapter allows {}",
+                self.workgroup_bytes(),
+                limits.max_compute_workgroup_storage_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// The most k one launch of these tiles sums within llvmpipe's 65,535 loop iterations
+    /// per invocation: each step of `tile_k` costs the step itself, `tile_k` multiply-adds
+    /// and this invocation's share of the two copies into workgroup memory. (Half the limit:
+    /// with 60,000 counted this way, a long Aᵀ·B on lavapipe came out short.)
+    fn k_segment(&self) -> usize {
+        let [x, y] = self.workgroup.map(|v| v as usize);
+        let k = self.tile_k as usize;
+        let per_step = 1 + k + (2 * y * k).div_ceil(x * y) + (2 * x * k).div_ceil(x * y);
+        (32_768 / per_step) * k
+    }
+
+    fn constants(&self) -> [(&'static str, u32); 3] {
+        [("WG_X", self.workgroup[0]), ("WG_Y", self.workgroup[1]), ("TILE_K", self.tile_k)]
+    }
+}
+
+/// What [`MatmulKernel::Auto`] runs on an adapter (for shapes the vec4 kernels take): the
+/// subgroup kernels where subgroups are 8 lanes (llvmpipe), the tiled kernels on real GPUs
+/// (discrete, integrated, virtual), and the register-blocked vec4 kernels elsewhere (other
+/// CPU adapters, where workgroup memory costs what storage does).
+pub(crate) fn auto_kernel(info: &wgpu::AdapterInfo, has_subgroup: bool) -> MatmulKernel {
+    use wgpu::DeviceType::*;
+    match info.device_type {
+        _ if has_subgroup => MatmulKernel::Subgroup,
+        DiscreteGpu | IntegratedGpu | VirtualGpu => MatmulKernel::Tiled(Tiling::default()),
+        Cpu | Other => MatmulKernel::Vec4,
+    }
 }
 
 const BINDINGS: [Binding; 8] = [
@@ -128,8 +227,18 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     )
 }
 
+pub(crate) fn tiled_family(device: &wgpu::Device) -> Family {
+    Family::new(
+        device,
+        "matmul_tiled",
+        &super::shaders::matmul_tiled(),
+        &BINDINGS,
+        &["matmul_ab_tiled", "matmul_abt_tiled", "matmul_atb_tiled"],
+    )
+}
+
 /// The subgroup kernels assume exactly 8 lanes (llvmpipe's width on 256-bit SIMD), where
-/// they load 6 vec4s per 64 multiply-adds instead of 16. Elsewhere: none.
+/// they load 8 vec4s per 512 multiply-adds where the vec4 kernels load 16 per 256. Elsewhere: none.
 pub(crate) fn subgroup_family(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> Option<Family> {
     let eight_lanes = info.subgroup_min_size == 8 && info.subgroup_max_size == 8;
     (eight_lanes && device.features().contains(wgpu::Features::SUBGROUP)).then(|| {
@@ -237,6 +346,14 @@ fn subgroup_entry(vec4_entry: &'static str) -> &'static str {
     }
 }
 
+fn tiled_entry(vec4_entry: &'static str) -> &'static str {
+    match vec4_entry {
+        "matmul_ab" => "matmul_ab_tiled",
+        "matmul_abt" => "matmul_abt_tiled",
+        _ => "matmul_atb_tiled",
+    }
+}
+
 impl Gpu {
     /// Binds `out = A·B (+ bias)` in the given form. Shapes as in
     /// [`crate::cpu::matmul_forward`]: `out` is (m, n), `bias` is (1, n).
@@ -284,6 +401,14 @@ impl Gpu {
     /// Whether this adapter has the subgroup matmul kernels.
     pub fn has_subgroup_matmul(&self) -> bool {
         self.kernels.matmul_subgroup.is_some()
+    }
+
+    /// The kernel [`MatmulKernel::Auto`] runs on this adapter for shapes the vec4 kernels take
+    /// (others run [`MatmulKernel::Scalar`]): [`MatmulKernel::Subgroup`] on 8-lane subgroups
+    /// (llvmpipe), [`MatmulKernel::Tiled`] on discrete, integrated and virtual GPUs,
+    /// [`MatmulKernel::Vec4`] elsewhere.
+    pub fn matmul_kernel(&self) -> MatmulKernel {
+        self.kernels.auto_matmul
     }
 
     /// Binds the gradients of `out = A·B + bias` in the given form, each itself a matmul
@@ -341,28 +466,41 @@ impl Gpu {
         }
         let stages = check_epilogue(op, epilogue, form, m, n)?;
         let vec4 = vec4_entry(form, m, k, n);
-        let subgroup = self.kernels.matmul_subgroup.as_ref().filter(|_| vec4.is_some());
-        let (family, entry) = match (kernel, vec4, subgroup) {
-            (MatmulKernel::Auto | MatmulKernel::Subgroup, Some(entry), Some(family)) => {
-                (family, subgroup_entry(entry))
-            }
-            (MatmulKernel::Auto, Some(entry), None) | (MatmulKernel::Vec4, Some(entry), _) => {
-                (&self.kernels.matmul, entry)
-            }
-            (MatmulKernel::Auto | MatmulKernel::Scalar, _, _) => (&self.kernels.matmul, "matmul_any"),
-            (MatmulKernel::Vec4 | MatmulKernel::Subgroup, _, _) => {
-                return Err(Error::shape(
-                    op,
-                    format!("shapes and an adapter the {kernel:?} kernel takes"),
-                    format!("{m}x{k}x{n} on {}", self.adapter_name()),
+        // Auto falls back to the scalar kernel for shapes the vec4 ones can't take; a kernel
+        // chosen by name is refused instead.
+        let auto = kernel == MatmulKernel::Auto;
+        let kernel = if auto { self.kernels.auto_matmul } else { kernel };
+        let unfit = |why: String| {
+            Err(Error::shape(op, format!("shapes and an adapter the {kernel:?} kernel takes"), why))
+        };
+        let mut tiling = None;
+        let (family, entry) = match (kernel, vec4) {
+            (MatmulKernel::Scalar, _) => (&self.kernels.matmul, "matmul_any"),
+            (_, None) if auto => (&self.kernels.matmul, "matmul_any"),
+            (_, None) => {
+                return unfit(format!(
+                    "{m}x{k}x{n} ({form:?}): the vec4 kernels read rows that must be multiples of 4 long"
                 ));
             }
+            (MatmulKernel::Subgroup, Some(entry)) => match &self.kernels.matmul_subgroup {
+                Some(family) => (family, subgroup_entry(entry)),
+                None => return unfit(format!("{} has no 8-lane subgroups", self.adapter_name())),
+            },
+            (MatmulKernel::Tiled(t), Some(entry)) => {
+                if let Err(why) = t.check(self.limits()) {
+                    return unfit(why);
+                }
+                tiling = Some(t);
+                (&self.kernels.matmul_tiled, tiled_entry(entry))
+            }
+            (MatmulKernel::Vec4 | MatmulKernel::Auto, Some(entry)) => (&self.kernels.matmul, entry),
         };
         // Element strides for matmul_any; see Params in the shader.
         let (a_row, a_col) = if form == MatmulForm::AtB { (1, m) } else { (k, 1) };
         let (b_row, b_col) = if form == MatmulForm::ABt { (1, k) } else { (n, 1) };
-        let tiles_n = n.div_ceil(TILE);
-        let tiles = m.div_ceil(TILE) * tiles_n;
+        let (tile_m, tile_n) = tile(entry, tiling);
+        let tiles_n = n.div_ceil(tile_n);
+        let tiles = m.div_ceil(tile_m) * tiles_n;
         let as_u32 = |v: usize| {
             u32::try_from(v).map_err(|_| Error::shape(op, "dimensions below 2^32", format!("{m}x{k}x{n}")))
         };
@@ -399,7 +537,8 @@ impl Gpu {
             dropout.map(|d| d.mask).or(epilogue.mask).into(),
             dropout.map(|d| d.counter).or(epilogue.derivative.map(|(_, saved)| saved)).into(),
         ];
-        let steps = segments(k, K_SEGMENT)
+        let k_segment = tiling.map_or(K_SEGMENT, |t| t.k_segment());
+        let steps = segments(k, k_segment)
             .map(|(k_begin, k_end)| {
                 // The first segment adds the bias; the later ones add to what it wrote, and
                 // the last runs the element-wise stages over the whole sum.
@@ -411,7 +550,8 @@ impl Gpu {
                     accumulate: (k_begin > 0) as u32,
                     ..if last { stages.apply(whole) } else { whole }
                 };
-                let constants = if last { stages.constants() } else { Vec::new() };
+                let mut constants = if last { stages.constants() } else { Vec::new() };
+                constants.extend(tiling.iter().flat_map(Tiling::constants));
                 family.step_with(self, entry, &constants, bytemuck::bytes_of(&segment), &args, workgroups)
             })
             .collect::<Result<_>>()?;

@@ -48,7 +48,7 @@ pub use context::Gpu;
 pub use counters::Counters;
 pub use dispatch::Dispatch;
 pub use loss::{StepLoss, StepTarget};
-pub use matmul::{Epilogue, EpilogueDropout, Keep, MatmulKernel};
+pub use matmul::{Epilogue, EpilogueDropout, Keep, MatmulKernel, Tiling};
 pub use norm::MAX_LAYER_NORM_COLS;
 pub(crate) use readback::Staging;
 pub use softmax::MAX_SOFTMAX_COLS;

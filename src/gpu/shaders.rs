@@ -14,6 +14,10 @@ pub(crate) fn matmul_subgroup() -> String {
     [ELEMENTWISE, MATMUL_COMMON, include_str!("../../shaders/matmul_subgroup.wgsl")].concat()
 }
 
+pub(crate) fn matmul_tiled() -> String {
+    [ELEMENTWISE, MATMUL_COMMON, include_str!("../../shaders/matmul_tiled.wgsl")].concat()
+}
+
 pub(crate) fn activation() -> String {
     [ELEMENTWISE, include_str!("../../shaders/activation.wgsl")].concat()
 }

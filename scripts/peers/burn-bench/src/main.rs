@@ -1,0 +1,121 @@
+//! burn-wgpu on the protocol of wgpu-nn's `bench --peers` (see scripts/peers/README.md):
+//! matmul GFLOP/s at the bench's three target shapes, and MNIST-MLP training samples/s for
+//! the "lesson" (784-128-64-10, ReLU, dropout 0.2, Adam lr 0.001) and "sgd" (no dropout,
+//! plain SGD lr 0.01) workloads at batch 64 and 256. Each training step uploads its batch
+//! (8 random batches cycled); the figure is the median of 3 blocks of 50 steps, each block
+//! ended by reading the loss back. Prints one JSON object.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+#[derive(Module, Debug)]
+struct Mlp {
+    l1: Linear,
+    l2: Linear,
+    l3: Linear,
+    dropout: Dropout,
+    relu: Relu,
+}
+
+impl Mlp {
+    fn new(p: f64, device: &Device) -> Self {
+        Self {
+            l1: LinearConfig::new(784, 128).init(device),
+            l2: LinearConfig::new(128, 64).init(device),
+            l3: LinearConfig::new(64, 10).init(device),
+            dropout: DropoutConfig::new(p).init(),
+            relu: Relu::new(),
+        }
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let x = self.dropout.forward(self.relu.forward(self.l1.forward(x)));
+        let x = self.dropout.forward(self.relu.forward(self.l2.forward(x)));
+        self.l3.forward(x)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn matmul(device: &Device, m: usize, k: usize, n: usize) -> f64 {
+    let a = Tensor::<2>::random([m, k], Distribution::Uniform(-1.0, 1.0), device);
+    let b = Tensor::<2>::random([k, n], Distribution::Uniform(-1.0, 1.0), device);
+    let run = || {
+        let c = a.clone().matmul(b.clone());
+        device.sync().unwrap();
+        drop(c);
+    };
+    for _ in 0..5 {
+        run(); // autotune and warm-up
+    }
+    let times: Vec<f64> = (0..15)
+        .map(|_| {
+            let t = Instant::now();
+            run();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    2.0 * (m * k * n) as f64 / median(times) / 1e9
+}
+
+fn train(device: &Device, batch: usize, dropout: f64, mut optim: ModuleOptimizer, lr: f64) -> f64 {
+    let mut model = Mlp::new(dropout, device);
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let mut seed = 1u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as u32
+    };
+    let batches: Vec<(Vec<f32>, Vec<i64>)> = (0..8)
+        .map(|_| {
+            let x = (0..batch * 784).map(|_| (next() % 256) as f32 / 255.0).collect();
+            let y = (0..batch).map(|_| (next() % 10) as i64).collect();
+            (x, y)
+        })
+        .collect();
+    let mut step = 0usize;
+    let mut block = |steps: usize, model: &mut Mlp| -> f64 {
+        let t = Instant::now();
+        let mut last = None;
+        for _ in 0..steps {
+            let (x, y) = &batches[step % batches.len()];
+            step += 1;
+            let x = Tensor::<2>::from_data(TensorData::new(x.clone(), [batch, 784]), device);
+            let y = Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [batch]), device);
+            let loss = loss_fn.forward(model.forward(x), y);
+            let grads = GradientsParams::from_grads(loss.backward(), &*model);
+            *model = optim.step(lr, model.clone(), grads);
+            last = Some(loss);
+        }
+        let _: f32 = last.unwrap().into_scalar(); // wait for the block
+        t.elapsed().as_secs_f64()
+    };
+    block(20, &mut model); // autotune and warm-up
+    let times = (0..3).map(|_| block(50, &mut model)).collect::<Vec<_>>();
+    50.0 * batch as f64 / median(times)
+}
+
+fn main() {
+    let device = Device::default();
+    let mut out = serde_json::Map::new();
+    out.insert("device".into(), format!("{device:?}").into());
+    for (m, k, n) in [(1024, 1024, 1024), (256, 784, 128), (256, 128, 64)] {
+        out.insert(format!("matmul {m}x{k}x{n} GFLOP/s"), matmul(&device, m, k, n).into());
+    }
+    let device = device.autodiff();
+    for batch in [64, 256] {
+        let lesson = train(&device, batch, 0.2, AdamConfig::new().init(), 0.001);
+        out.insert(format!("lesson batch {batch} samples/s"), lesson.into());
+        let sgd = train(&device, batch, 0.0, SgdConfig::new().init(), 0.01);
+        out.insert(format!("sgd batch {batch} samples/s"), sgd.into());
+    }
+    println!("{}", serde_json::Value::Object(out));
+}

@@ -1,0 +1,92 @@
+"""PyTorch (CPU) and numpy on the protocol of wgpu-nn's `bench --peers`, for side-by-side runs.
+
+    python3 scripts/peers/pytorch_bench.py [--threads 2]
+
+Prints one JSON object: matmul GFLOP/s at the bench's three target shapes (torch and numpy),
+and MNIST-MLP training samples/s for the "lesson" workload (784-128-64-10, ReLU, dropout 0.2,
+Adam lr 0.001) and the "sgd" workload (no dropout, plain SGD lr 0.01), softmax cross-entropy
+from the logits, at batch 64, 256 and 1024. Each step takes its batch from host memory (8
+random batches cycled); a figure is the median of 3 blocks of 50 steps after 20 warm-up steps.
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
+
+
+def timed(f, repeats):
+    f()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return median(times)
+
+
+def matmul(m, k, n):
+    a, b = torch.rand(m, k) * 2 - 1, torch.rand(k, n) * 2 - 1
+    an, bn = a.numpy(), b.numpy()
+    flop = 2.0 * m * k * n
+    return (flop / timed(lambda: a @ b, 15) / 1e9, flop / timed(lambda: an @ bn, 15) / 1e9)
+
+
+def train(batch, dropout, optimizer, lr):
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(784, 128), torch.nn.ReLU()]
+    layers += [torch.nn.Dropout(dropout)] if dropout else []
+    layers += [torch.nn.Linear(128, 64), torch.nn.ReLU()]
+    layers += [torch.nn.Dropout(dropout)] if dropout else []
+    layers += [torch.nn.Linear(64, 10)]
+    model = torch.nn.Sequential(*layers)
+    opt = optimizer(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(1)
+    batches = [
+        (rng.random((batch, 784), dtype=np.float32), rng.integers(0, 10, batch))
+        for _ in range(8)
+    ]
+    step = 0
+
+    def block(steps):
+        nonlocal step
+        t = time.perf_counter()
+        for _ in range(steps):
+            x, y = batches[step % 8]
+            step += 1
+            loss = loss_fn(model(torch.from_numpy(x)), torch.from_numpy(y))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        loss.item()
+        return time.perf_counter() - t
+
+    block(20)
+    return 50 * batch / median([block(50) for _ in range(3)])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    threads = parser.parse_args().threads
+    torch.set_num_threads(threads)
+    out = {"torch": torch.__version__, "numpy": np.__version__, "threads": threads}
+    for m, k, n in [(1024, 1024, 1024), (256, 784, 128), (256, 128, 64)]:
+        t, npy = matmul(m, k, n)
+        out[f"torch matmul {m}x{k}x{n} GFLOP/s"] = t
+        out[f"numpy matmul {m}x{k}x{n} GFLOP/s"] = npy
+    for batch in [64, 256, 1024]:
+        out[f"lesson batch {batch} samples/s"] = train(batch, 0.2, torch.optim.Adam, 0.001)
+        out[f"sgd batch {batch} samples/s"] = train(batch, 0.0, torch.optim.SGD, 0.01)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
