@@ -1,6 +1,8 @@
 //! Optimizer settings, shared by the CPU reference and the GPU kernels (which read them from
 //! a GPU row, so they can change between steps without rebinding anything).
 
+use std::cell::Cell;
+
 /// Hyperparameters of every optimizer, and the step counter Adam's bias correction uses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OptimizerSettings {
@@ -37,8 +39,21 @@ impl OptimizerSettings {
     /// `(β1^t, β2^t)` for Adam's bias corrections, multiplied out one step at a time in f32
     /// exactly as the GPU's `optimizer_advance` does, so both backends agree to the bit.
     /// (`1 − pow(β2, t)` with a GPU's few-ULP `pow` loses most of its digits to cancellation.)
+    ///
+    /// Each thread remembers its last answer and goes on from there, so a training loop that
+    /// asks once per parameter per step pays one multiplication per step, not `t` (asked
+    /// afresh each time, it took most of a CPU training step after a few thousand steps).
     pub fn beta_powers(&self) -> (f32, f32) {
-        (0..self.step).fold((1.0, 1.0), |(p1, p2), _| (p1 * self.beta1, p2 * self.beta2))
+        thread_local! {
+            /// (β1, β2, t, β1^t, β2^t) as last computed on this thread.
+            static LAST: Cell<(f32, f32, u32, f32, f32)> = const { Cell::new((0.0, 0.0, 0, 1.0, 1.0)) };
+        }
+        let (b1, b2, t, p1, p2) = LAST.get();
+        let (from, p1, p2) =
+            if (b1, b2) == (self.beta1, self.beta2) && t <= self.step { (t, p1, p2) } else { (0, 1.0, 1.0) };
+        let (p1, p2) = (from..self.step).fold((p1, p2), |(p1, p2), _| (p1 * self.beta1, p2 * self.beta2));
+        LAST.set((self.beta1, self.beta2, self.step, p1, p2));
+        (p1, p2)
     }
 
     /// The GPU row that `shaders/optimizer.wgsl` reads: `[lr, μ, β1, β2, ε, λ, β1^t, β2^t]`,
@@ -89,6 +104,32 @@ impl Watch {
             first_bad: (w[1] != 0.0).then_some(w[1] as u32),
             total: w[2],
             bad_loss: w[3],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OptimizerSettings;
+
+    /// β^t multiplied out from 1, as the GPU does.
+    fn from_scratch(s: &OptimizerSettings) -> (u32, u32) {
+        let (p1, p2) = (0..s.step).fold((1.0f32, 1.0f32), |(p1, p2), _| (p1 * s.beta1, p2 * s.beta2));
+        (p1.to_bits(), p2.to_bits())
+    }
+
+    #[test]
+    fn beta_powers_are_the_step_by_step_products_whatever_was_asked_before() {
+        let mut s = OptimizerSettings::new(0.001);
+        let other = OptimizerSettings { beta1: 0.8, beta2: 0.99, ..s };
+        // Forward one at a time, a jump, backwards, another model's betas between, step 0.
+        for (step, settings) in
+            [(1, s), (2, s), (3, s), (500, s), (7, s), (9, other), (8, s), (0, s), (4000, s)]
+        {
+            s.step = step;
+            let asked = OptimizerSettings { step, ..settings };
+            let (p1, p2) = asked.beta_powers();
+            assert_eq!((p1.to_bits(), p2.to_bits()), from_scratch(&asked), "step {step}");
         }
     }
 }

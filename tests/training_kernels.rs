@@ -167,6 +167,23 @@ fn adams_first_step_moves_each_weight_by_about_the_learning_rate() {
 }
 
 #[test]
+fn moments_that_decay_below_the_normal_floats_become_zero_on_the_cpu() {
+    // A weight whose gradient is 0 has moments that shrink by β each step; x86 computes with
+    // subnormal floats 50–100 times slower, so the CPU flushes them (as GPUs do).
+    let tiny = f32::MIN_POSITIVE;
+    let mut settings = OptimizerSettings::new(0.1);
+    settings.step = 1;
+    let (mut w, g) = (vec![1.0f32; 3], vec![0.0f32; 3]);
+    let (mut m, mut v) = (vec![tiny, 1e-30, -tiny], vec![tiny, 1e-30, 0.0]);
+    cpu::adam_update(&mut w, &mut m, &mut v, &g, &settings).unwrap();
+    assert_eq!(m, vec![0.0, 0.9 * 1e-30, 0.0], "first moments");
+    assert_eq!(v, vec![0.0, 0.999 * 1e-30, 0.0], "second moments");
+    let mut velocity = vec![tiny, 1.0];
+    cpu::momentum_update(&mut w[..2], &mut velocity, &g[..2], &settings).unwrap();
+    assert_eq!(velocity, vec![0.0, 0.9], "momentum");
+}
+
+#[test]
 fn optimizer_misuse_is_an_error() {
     let Some(gpu) = gpu() else { return };
     let (w, g) = (gpu.zeros(2, 3).unwrap(), gpu.zeros(2, 3).unwrap());

@@ -21,8 +21,8 @@ pub fn relu_forward<T: Float>(out: &mut [T], x: &[T]) -> Result<()> {
 pub fn relu_backward<T: Float>(dx: &mut [T], x: &[T], dy: &[T]) -> Result<()> {
     check_len("relu_backward", "input", x.len(), dx.len(), 1)?;
     check_len("relu_backward", "output gradient", dy.len(), dx.len(), 1)?;
-    for i in 0..dx.len() {
-        dx[i] = if x[i] > T::zero() { dy[i] } else { T::zero() };
+    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+        *dx = if x > T::zero() { dy } else { T::zero() };
     }
     Ok(())
 }
@@ -40,8 +40,8 @@ pub fn sigmoid_forward<T: Float>(out: &mut [T], x: &[T]) -> Result<()> {
 pub fn sigmoid_backward<T: Float>(dx: &mut [T], y: &[T], dy: &[T]) -> Result<()> {
     check_len("sigmoid_backward", "output", y.len(), dx.len(), 1)?;
     check_len("sigmoid_backward", "output gradient", dy.len(), dx.len(), 1)?;
-    for i in 0..dx.len() {
-        dx[i] = dy[i] * y[i] * (T::one() - y[i]);
+    for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+        *dx = dy * y * (T::one() - y);
     }
     Ok(())
 }
@@ -59,8 +59,8 @@ pub fn tanh_forward<T: Float>(out: &mut [T], x: &[T]) -> Result<()> {
 pub fn tanh_backward<T: Float>(dx: &mut [T], y: &[T], dy: &[T]) -> Result<()> {
     check_len("tanh_backward", "output", y.len(), dx.len(), 1)?;
     check_len("tanh_backward", "output gradient", dy.len(), dx.len(), 1)?;
-    for i in 0..dx.len() {
-        dx[i] = dy[i] * (T::one() - y[i] * y[i]);
+    for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+        *dx = dy * (T::one() - y * y);
     }
     Ok(())
 }
@@ -78,8 +78,8 @@ pub fn leaky_relu_forward<T: Float>(out: &mut [T], x: &[T], slope: T) -> Result<
 pub fn leaky_relu_backward<T: Float>(dx: &mut [T], x: &[T], dy: &[T], slope: T) -> Result<()> {
     check_len("leaky_relu_backward", "input", x.len(), dx.len(), 1)?;
     check_len("leaky_relu_backward", "output gradient", dy.len(), dx.len(), 1)?;
-    for i in 0..dx.len() {
-        dx[i] = if x[i] > T::zero() { dy[i] } else { slope * dy[i] };
+    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+        *dx = if x > T::zero() { dy } else { slope * dy };
     }
     Ok(())
 }
@@ -111,14 +111,13 @@ pub fn gelu_backward<T: Float>(dx: &mut [T], x: &[T], dy: &[T]) -> Result<()> {
     let (half, three, ten) = (T::from(0.5), T::from(3.0), T::from(10.0));
     let (half, three, ten) =
         (half.unwrap_or_else(T::nan), three.unwrap_or_else(T::nan), ten.unwrap_or_else(T::nan));
-    for i in 0..dx.len() {
-        let x = x[i];
+    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
         let t = (k * (x + a * x * x * x)).tanh();
         // Past |x| = 10, 1 − t² is 0 in f32 (and below 1e-37 in f64); clamping x there keeps
         // 0 · x · du from becoming 0 · ∞ for huge inputs, as on the GPU.
         let xc = x.max(-ten).min(ten);
         let du = k * (T::one() + three * a * xc * xc);
-        dx[i] = dy[i] * (half * (T::one() + t) + half * xc * (T::one() - t * t) * du);
+        *dx = dy * (half * (T::one() + t) + half * xc * (T::one() - t * t) * du);
     }
     Ok(())
 }

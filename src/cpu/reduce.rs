@@ -9,12 +9,15 @@ use crate::shape::check_len;
 pub fn sum_columns<T: Float>(out: &mut [T], x: &[T], rows: usize, cols: usize, scale: T) -> Result<()> {
     check_len("sum_columns", "input", x.len(), rows, cols)?;
     check_len("sum_columns", "output", out.len(), 1, cols)?;
-    for j in 0..cols {
-        let mut acc = T::zero();
-        for i in 0..rows {
-            acc = acc + x[i * cols + j];
+    // Row by row, so the inner loop runs along memory; each column still sums its rows in order.
+    out.fill(T::zero());
+    for row in x.chunks_exact(cols) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = *o + v;
         }
-        out[j] = scale * acc;
+    }
+    for o in out.iter_mut() {
+        *o = scale * *o;
     }
     Ok(())
 }
