@@ -154,24 +154,6 @@ impl Dataset {
     pub fn split(&self, at: usize) -> (Dataset, Dataset) {
         (self.slice(0..at), self.slice(at..self.len()))
     }
-
-    /// The samples at `picked` (each below `len`), in that order: one minibatch's inputs and
-    /// targets.
-    pub(crate) fn gather(&self, picked: &[u32]) -> (Vec<f32>, Targets) {
-        let rows = |values: &[f32], width: usize| -> Vec<f32> {
-            picked.iter().flat_map(|&i| &values[i as usize * width..][..width]).copied().collect()
-        };
-        let targets = match &self.targets {
-            Targets::Labels { labels, classes } => Targets::Labels {
-                labels: picked.iter().map(|&i| labels[i as usize]).collect(),
-                classes: *classes,
-            },
-            Targets::Values { values, outputs } => {
-                Targets::Values { values: rows(values, *outputs), outputs: *outputs }
-            }
-        };
-        (rows(&self.inputs, self.width), targets)
-    }
 }
 
 impl Targets {

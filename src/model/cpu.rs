@@ -17,7 +17,7 @@ use super::engine::{Engine, Part, check_new_values};
 use super::gemm::Scalar;
 use super::graph::{Graph, Slot, check_dataset};
 use super::ops::{self, Ops};
-use crate::data::Dataset;
+use crate::data::{Dataset, Targets};
 use crate::shape::MatmulForm;
 use crate::{Activation, Error, OptimizerSettings, Result, cpu};
 
@@ -99,13 +99,19 @@ impl<T: Scalar> CpuModel<T> {
 
     /// A training step on a batch already checked to hold `rows` samples.
     fn checked_step(&mut self, x: &[f32], rows: usize, target: &Target) -> Result<()> {
+        self.write_batch(x, rows, Some(target), true);
+        self.step_written(rows)
+    }
+
+    /// A training step on the batch of `rows` samples in the batch buffers.
+    fn step_written(&mut self, rows: usize) -> Result<()> {
         // Each step draws new dropout masks, as the GPU's dropout_advance does.
         self.dropout_step += 1;
         self.loss_steps += 1;
         if self.diverged.is_some() {
             return Ok(()); // halted until take_loss reports it, as on the GPU
         }
-        let loss = self.checked_gradients(x, rows, target)?.to_f64().unwrap_or(f64::NAN);
+        let loss = self.gradients_written(rows)?.to_f64().unwrap_or(f64::NAN);
         if !loss.is_finite() {
             self.diverged = Some((self.loss_steps, loss as f32));
             return Ok(());
@@ -128,6 +134,10 @@ impl<T: Scalar> CpuModel<T> {
 
     fn checked_gradients(&mut self, x: &[f32], rows: usize, target: &Target) -> Result<T> {
         self.write_batch(x, rows, Some(target), true);
+        self.gradients_written(rows)
+    }
+
+    fn gradients_written(&mut self, rows: usize) -> Result<T> {
         let mut exec = self.exec(rows, true);
         let graph = exec.graph;
         ops::training_step(&mut exec, graph)?;
@@ -164,8 +174,8 @@ impl<T: Scalar> CpuModel<T> {
         self.batch.slots[&Slot::Loss][0].to_f32().unwrap_or(f32::NAN)
     }
 
-    /// Makes `self.batch` the buffers of (rows, training), then writes the batch into them.
-    fn write_batch(&mut self, x: &[f32], rows: usize, target: Option<&Target>, training: bool) {
+    /// Makes `self.batch` the buffers of (rows, training), keeping them while that repeats.
+    fn batch_buffers(&mut self, rows: usize, training: bool) {
         if (self.batch.rows, self.batch.training) != (rows, training) {
             let slots = self.graph.batch_slots(rows, training);
             let mut slots: HashMap<Slot, Vec<T>> =
@@ -173,6 +183,34 @@ impl<T: Scalar> CpuModel<T> {
             slots.insert(Slot::Act(0), vec![T::zero(); rows * self.graph.inputs()]);
             self.batch = Batch { rows, training, slots, labels: vec![0; rows] };
         }
+    }
+
+    /// Writes the samples `picked` of a resident set into a training batch's buffers, straight
+    /// from the set (no minibatch is gathered on the way).
+    fn write_gathered(&mut self, set: &Dataset, picked: &[u32]) {
+        self.batch_buffers(picked.len(), true);
+        let rows_of = |values: &[f32], width: usize, out: &mut [T]| {
+            for (row, &i) in out.chunks_exact_mut(width).zip(picked) {
+                copy_into(row, &values[i as usize * width..][..width]);
+            }
+        };
+        let slots = &mut self.batch.slots;
+        rows_of(set.inputs(), set.width(), slots.get_mut(&Slot::Act(0)).expect("the input slot"));
+        match set.targets() {
+            Targets::Labels { labels, .. } => {
+                for (l, &i) in self.batch.labels.iter_mut().zip(picked) {
+                    *l = labels[i as usize];
+                }
+            }
+            Targets::Values { values, outputs } => {
+                rows_of(values, *outputs, slots.get_mut(&Slot::Targets).expect("a value loss"))
+            }
+        }
+    }
+
+    /// Makes `self.batch` the buffers of (rows, training), then writes the batch into them.
+    fn write_batch(&mut self, x: &[f32], rows: usize, target: Option<&Target>, training: bool) {
+        self.batch_buffers(rows, training);
         copy_into(self.batch.slots.get_mut(&Slot::Act(0)).expect("the input slot"), x);
         match target {
             Some(Target::Values(values)) => {
@@ -305,10 +343,11 @@ impl Engine for CpuModel<f32> {
         if self.loss_steps > 0 {
             self.take_loss()?; // the epoch's mean starts afresh, but a divergence is reported
         }
+        let set = Arc::clone(&self.datasets[data.index]);
         for (step, &(offset, rows)) in batches.iter().enumerate() {
-            let (x, targets) = self.datasets[data.index].gather(&order[offset..offset + rows]);
             // Checked when the set was loaded.
-            self.checked_step(&x, rows, &targets.as_target())?;
+            self.write_gathered(&set, &order[offset..offset + rows]);
+            self.step_written(rows)?;
             if self.diverged.is_some() {
                 return self.take_loss();
             }
