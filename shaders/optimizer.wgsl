@@ -98,17 +98,24 @@ fn momentum_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let s = load_settings();
     let i = element(wg, nwg, lid);
     if i < p.len && !s.halted {
-        let velocity = s.momentum * m[i] + g[i];
+        let velocity = flush(s.momentum * m[i] + g[i]);
         m[i] = velocity;
         w[i] -= s.lr * velocity;
     }
 }
 
+// Zero for subnormal values, as src/cpu/optimizer.rs: a moment whose gradient stays 0 decays
+// by β each step into subnormal floats, which llvmpipe (like the x86 CPU it runs on) computes
+// with 50–100 times slower; flushed, it stays an exact 0.
+fn flush(x: f32) -> f32 {
+    return select(x, 0.0, abs(x) < 1.17549435e-38);
+}
+
 // Adam's step on element i, after any weight decay.
 fn adam(s: Settings, i: u32) {
     let g_i = g[i];
-    let m_i = s.beta1 * m[i] + (1.0 - s.beta1) * g_i;
-    let v_i = s.beta2 * v[i] + (1.0 - s.beta2) * g_i * g_i;
+    let m_i = flush(s.beta1 * m[i] + (1.0 - s.beta1) * g_i);
+    let v_i = flush(s.beta2 * v[i] + (1.0 - s.beta2) * g_i * g_i);
     m[i] = m_i;
     v[i] = v_i;
     let m_hat = m_i / (1.0 - s.beta1_power);

@@ -167,20 +167,35 @@ fn adams_first_step_moves_each_weight_by_about_the_learning_rate() {
 }
 
 #[test]
-fn moments_that_decay_below_the_normal_floats_become_zero_on_the_cpu() {
-    // A weight whose gradient is 0 has moments that shrink by β each step; x86 computes with
-    // subnormal floats 50–100 times slower, so the CPU flushes them (as GPUs do).
+fn moments_that_decay_below_the_normal_floats_become_zero() {
+    // A weight whose gradient is 0 has moments that shrink by β each step; x86 (and llvmpipe,
+    // which runs on it) computes with subnormal floats 50–100 times slower, so both backends
+    // flush them to zero.
     let tiny = f32::MIN_POSITIVE;
     let mut settings = OptimizerSettings::new(0.1);
     settings.step = 1;
-    let (mut w, g) = (vec![1.0f32; 3], vec![0.0f32; 3]);
-    let (mut m, mut v) = (vec![tiny, 1e-30, -tiny], vec![tiny, 1e-30, 0.0]);
-    cpu::adam_update(&mut w, &mut m, &mut v, &g, &settings).unwrap();
-    assert_eq!(m, vec![0.0, 0.9 * 1e-30, 0.0], "first moments");
-    assert_eq!(v, vec![0.0, 0.999 * 1e-30, 0.0], "second moments");
+    let (w, g) = (vec![1.0f32; 3], vec![0.0f32; 3]);
+    let (m, v) = (vec![tiny, 1e-30, -tiny], vec![tiny, 1e-30, 0.0]);
+    let (want_m, want_v) = (vec![0.0, 0.9 * 1e-30, 0.0], vec![0.0, 0.999 * 1e-30, 0.0]);
+    let (mut w_cpu, mut m_cpu, mut v_cpu) = (w.clone(), m.clone(), v.clone());
+    cpu::adam_update(&mut w_cpu, &mut m_cpu, &mut v_cpu, &g, &settings).unwrap();
+    assert_eq!((&m_cpu, &v_cpu), (&want_m, &want_v), "CPU moments");
     let mut velocity = vec![tiny, 1.0];
-    cpu::momentum_update(&mut w[..2], &mut velocity, &g[..2], &settings).unwrap();
-    assert_eq!(velocity, vec![0.0, 0.9], "momentum");
+    cpu::momentum_update(&mut w_cpu[..2], &mut velocity, &g[..2], &settings).unwrap();
+    assert_eq!(velocity, vec![0.0, 0.9], "CPU momentum");
+
+    let Some(gpu) = gpu() else { return };
+    let upload = |values: &[f32]| gpu.upload(values, 1, values.len()).unwrap();
+    let (w_g, m_g, v_g, g_g) = (upload(&w), upload(&m), upload(&v), upload(&g));
+    let (w2_g, velocity_g) = (upload(&w[..2]), upload(&[tiny, 1.0]));
+    let settings_g = gpu.upload_settings(&settings).unwrap();
+    let steps = [
+        gpu.adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g).unwrap(),
+        gpu.momentum_update(&w2_g, &velocity_g, &upload(&g[..2]), &settings_g).unwrap(),
+    ];
+    gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
+    assert_eq!((gpu.read(&m_g).unwrap(), gpu.read(&v_g).unwrap()), (want_m, want_v), "GPU moments");
+    assert_eq!(gpu.read(&velocity_g).unwrap(), vec![0.0, 0.9], "GPU momentum");
 }
 
 #[test]

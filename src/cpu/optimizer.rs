@@ -81,8 +81,8 @@ fn adam<T: Float>(w: &mut [T], m: &mut [T], v: &mut [T], g: &[T], s: &OptimizerS
 /// Zero for subnormal values. A parameter whose gradient stays 0 (a weight on an input pixel
 /// that is always blank, say) has moments that decay by β each step into subnormal floats,
 /// and x86 CPUs compute with those 50–100 times slower: an MNIST MLP's Adam step took 84% of a
-/// CPU training step after a few thousand steps. GPUs flush them to zero as they compute, so
-/// this keeps the CPU backend where the GPU is.
+/// CPU training step after a few thousand steps. `shaders/optimizer.wgsl` flushes them alike
+/// (llvmpipe keeps subnormals and pays the same price), so both backends still agree.
 fn flush<T: Float>(x: T) -> T {
     if x.abs() < T::min_positive_value() { T::zero() } else { x }
 }
