@@ -8,7 +8,8 @@
 #                                bench.txt (the table, the ratios, then bench's JSON)
 #
 # Needs python3 with torch and numpy (PYTHON=... picks another interpreter), and builds
-# burn-bench the first time (~13 minutes on 2 cores; CARGO_TARGET_DIR is honoured).
+# burn-bench the first time (~13 minutes on 2 cores) into BURN_TARGET_DIR (default: its own
+# target/, or CARGO_TARGET_DIR when set).
 set -euo pipefail
 out=${1:?usage: scripts/peers/run.sh OUT}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +18,7 @@ out=$(cd "$out" && pwd)
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 lscpu | grep 'Model name' | tee "$out/cpu.txt"
 
-target=${CARGO_TARGET_DIR:-$here/burn-bench/target}
+target=${BURN_TARGET_DIR:-${CARGO_TARGET_DIR:-$here/burn-bench/target}}
 echo "== burn-wgpu"
 (cd "$here/burn-bench" && CARGO_TARGET_DIR="$target" cargo build --release --quiet)
 "$target/release/burn-bench" 2>/dev/null | tail -1 >"$out/burn.json"
