@@ -5,8 +5,8 @@
 //! as their oracle.
 //!
 //! Threads only where they pay: a product of at least [`PARALLEL_MACS`] multiply-adds is cut
-//! into bands of rows of C, one per core, each a single-threaded product. Smaller ones run on
-//! the calling thread. (`matrixmultiply`'s own threading woke its pool for every product: on 2
+//! into bands of C (rows or columns), one per core, each a single-threaded product on rayon's
+//! pool. Smaller ones run on the calling thread. (`matrixmultiply`'s own threading woke its pool for every product: on 2
 //! cores it made MNIST-MLP training 10–30% slower at batch 64 and 256 than one thread.)
 
 use std::sync::OnceLock;
@@ -57,17 +57,28 @@ fn strides<T>(
     })
 }
 
-/// Products with fewer multiply-adds than this run on one thread: below it, starting a
-/// thread costs more than it saves (2^23 is ~0.1 ms of work on one core; at batch 256 only the
-/// MNIST MLP's first layer, forward and weight gradient, reaches it).
-pub(crate) const PARALLEL_MACS: usize = 1 << 24;
+/// Products with fewer multiply-adds than this run on one thread: below it, handing work to
+/// another thread costs more than it saves (2^23 is ~0.1 ms of work on one core; at batch 256
+/// only the MNIST MLP's first layer, forward and weight gradient, reaches it).
+pub(crate) const PARALLEL_MACS: usize = 1 << 23;
 
-/// The bands of rows to cut `(m, k, n)` into: one per core for big products, at least 16
-/// rows each.
-fn bands(m: usize, k: usize, n: usize) -> usize {
+/// How a product is cut into bands, one per core: along C's rows or along its columns,
+/// whichever copies less. Each band packs its own A rows (or B columns) and all of the other
+/// operand, so cutting along the longer side of C repeats the smaller operand.
+#[derive(Clone, Copy)]
+struct Bands {
+    count: usize,
+    along_rows: bool,
+}
+
+fn bands(m: usize, k: usize, n: usize) -> Bands {
     static CORES: OnceLock<usize> = OnceLock::new();
     let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if m.saturating_mul(k).saturating_mul(n) < PARALLEL_MACS { 1 } else { cores.min(m / 16).max(1) }
+    let along_rows = m >= n;
+    let side = if along_rows { m } else { n };
+    let count =
+        if m.saturating_mul(k).saturating_mul(n) < PARALLEL_MACS { 1 } else { cores.min(side / 16).max(1) };
+    Bands { count, along_rows }
 }
 
 /// Starts each row of `out` as the bias (the product then adds to it), or says the product
@@ -100,46 +111,50 @@ macro_rules! scalar {
                 let [rsa, csa, rsb, csb] = strides(out, a, b, bias, (m, k, n), form)?;
                 let beta = start_with_bias(out, bias, n);
                 let bands = bands(m, k, n);
-                let rows = m.div_ceil(bands);
+                let side = if bands.along_rows { m } else { n };
+                let width = side.div_ceil(bands.count);
                 // Raw addresses, to hand to the band threads (pointers are not Send).
-                let (a_at, b_at) = (a.as_ptr() as usize, b.as_ptr() as usize);
-                let band = |first_row: usize, c: &mut [$t]| {
-                    // SAFETY: the lengths were checked above against m, k, n and the strides
-                    // describe exactly those row-major (or transposed) layouts; this band's
-                    // rows of A start `first_row` rows in, and `c` is exactly its rows of C
-                    // (a disjoint part of `out`, which does not alias a or b).
+                let (a_at, b_at, c_at) =
+                    (a.as_ptr() as usize, b.as_ptr() as usize, out.as_mut_ptr() as usize);
+                // Band i: rows (or columns) [i·width, …) of C, of A's rows (or B's columns).
+                let band = move |i: usize| {
+                    let first = i * width;
+                    let len = width.min(side - first);
+                    let (rows, cols, first_row, first_col) =
+                        if bands.along_rows { (len, n, first, 0) } else { (m, len, 0, first) };
+                    // SAFETY: the lengths were checked above against m, k, n, and the strides
+                    // describe exactly those row-major (or transposed) layouts. This band reads
+                    // rows first_row.. of A and columns first_col.. of B, and writes the block
+                    // of C at (first_row, first_col) of rows × cols with C's row stride n: the
+                    // bands' blocks are disjoint, and `out` aliases neither a nor b.
                     unsafe {
                         $gemm(
-                            c.len() / n,
+                            rows,
                             k,
-                            n,
+                            cols,
                             1.0,
                             (a_at as *const $t).offset(first_row as isize * rsa),
                             rsa,
                             csa,
-                            b_at as *const $t,
+                            (b_at as *const $t).offset(first_col as isize * csb),
                             rsb,
                             csb,
                             beta,
-                            c.as_mut_ptr(),
+                            (c_at as *mut $t).add(first_row * n + first_col),
                             n as isize,
                             1,
                         );
                     }
                 };
-                if bands == 1 || n == 0 {
-                    band(0, out);
+                if bands.count == 1 || m == 0 || n == 0 {
+                    band(0);
                 } else {
+                    let count = side.div_ceil(width);
                     rayon::in_place_scope(|scope| {
-                        let mut chunks = out.chunks_mut(rows * n).enumerate();
-                        let last = chunks.next_back();
-                        for (i, c) in chunks {
-                            scope.spawn(move |_| band(i * rows, c));
+                        for i in 0..count - 1 {
+                            scope.spawn(move |_| band(i));
                         }
-                        // The calling thread takes the last band.
-                        if let Some((i, c)) = last {
-                            band(i * rows, c);
-                        }
+                        band(count - 1); // the calling thread takes the last band
                     });
                 }
                 Ok(())
@@ -150,3 +165,30 @@ macro_rules! scalar {
 
 scalar!(f32, matrixmultiply::sgemm);
 scalar!(f64, matrixmultiply::dgemm);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Products big enough to be cut into bands, along rows (m ≥ n) and along columns, in
+    /// every form, with and without a bias, against the reference's plain loops.
+    #[test]
+    fn banded_products_equal_the_reference() {
+        let values = |len: usize, seed: usize| -> Vec<f64> {
+            (0..len).map(|i| ((i * 7919 + seed * 104_729) % 2001) as f64 / 1000.0 - 1.0).collect()
+        };
+        for (m, k, n) in [(301, 200, 150), (150, 200, 301), (17, 4000, 130)] {
+            assert!(m * k * n >= PARALLEL_MACS, "{m}x{k}x{n} must be cut into bands");
+            for form in MatmulForm::ALL {
+                let (a, b, bias) = (values(m * k, 1), values(k * n, 2), values(n, 3));
+                for bias in [None, Some(&bias[..])] {
+                    let (mut got, mut want) = (vec![f64::NAN; m * n], vec![0.0; m * n]);
+                    f64::matmul(&mut got, &a, &b, bias, m, k, n, form).unwrap();
+                    crate::cpu::matmul_forward(&mut want, &a, &b, bias, m, k, n, form).unwrap();
+                    let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+                    assert!(worst < 1e-9, "{form:?} {m}x{k}x{n} bias={}: off by {worst}", bias.is_some());
+                }
+            }
+        }
+    }
+}
