@@ -1,5 +1,6 @@
 //! Matrix-product throughput in GFLOP/s: the GPU kernels, the CPU backend's product
-//! (`matrixmultiply`, threaded), and the plain-loop CPU reference the tests trust.
+//! (`matrixmultiply`, big products in bands across the cores), and the plain-loop CPU
+//! reference the tests trust.
 //!
 //! Each GPU iteration is what a user waits for: record, submit, and wait for completion.
 //! `cargo bench --bench matmul`; BENCHMARKS.md records the figures.

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Every figure is the median of repeated runs; a GPU run is submit plus the wait for it.
-//! The CPU side is the CPU backend (`matrixmultiply`, threaded), not the test reference.
+//! The CPU side is the CPU backend (`matrixmultiply`, big products cut into bands across the
+//! cores), not the test reference.
 //!
 //! Training is timed two ways. *Resident*: the data set lives on the device and each step
 //! gathers its batch there (`Model::train_epoch`), as the library trains. *Upload*: the peers'

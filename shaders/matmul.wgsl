@@ -20,8 +20,8 @@
 // GL) a load from a per-lane address costs a scalar loop over the SIMD lanes whether it
 // reads a storage buffer or workgroup memory, and barriers are expensive, so the cost follows
 // the number of load instructions: vec4 loads and a large register block (64 multiply-adds
-// per 16 vec4 loads) win. matmul_subgroup.wgsl goes further where subgroups exist. A
-// workgroup-memory variant for discrete GPUs is future work (see BENCHMARKS.md).
+// per 16 vec4 loads) win. matmul_subgroup.wgsl goes further where subgroups exist;
+// matmul_tiled.wgsl is the workgroup-memory kernel for real GPUs.
 
 const TILE: u32 = 64u;
 
@@ -42,12 +42,6 @@ fn block_origin(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec3<u32> {
     let row0 = (tile / p.tiles_n) * TILE + (lid / 8u) * 8u;
     let col0 = (tile % p.tiles_n) * TILE + (lid % 8u) * 8u;
     return vec3<u32>(row0, col0, u32(tile < p.tiles));
-}
-
-// Row indices row0 + 0..3 (or col indices), clamped so loads stay in bounds; what comes of
-// clamped rows and columns is never stored.
-fn clamped4(start: u32, last: u32) -> vec4<u32> {
-    return min(vec4<u32>(start) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
 }
 
 fn a_at(i: u32) -> f32 {
@@ -91,15 +85,6 @@ fn matmul_any(
     }
     store_block(origin.x, origin.y, acc);
     store_row_sums(origin.x, origin.y, sum0, sum1);
-}
-
-// Four vec4s at index + offsets, as the columns of a matrix.
-fn gather_a(index: vec4<u32>, offset: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(a[index.x + offset], a[index.y + offset], a[index.z + offset], a[index.w + offset]);
-}
-
-fn gather_b(index: vec4<u32>, offset: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(b[index.x + offset], b[index.y + offset], b[index.z + offset], b[index.w + offset]);
 }
 
 @compute @workgroup_size(64)

@@ -36,22 +36,23 @@ fn tile_at(wg: vec3<u32>, nwg: vec3<u32>) -> Tile {
     return Tile((tile / p.tiles_n) * ROWS_PER * WG_Y, (tile % p.tiles_n) * ROWS_PER * WG_X, tile < p.tiles);
 }
 
-// A's piece when A is (m, k), read along k: one vec4 is four k of one row, so it is spread
-// over four k-rows of tile_a. Rows past m are clamped (their results are never stored), k
-// past the segment's end is zero.
+// A's piece when A is (m, k), read along k: one vec4 is four k of one row, so an invocation
+// loads four rows' vec4s and stores the transposed 4×4 as four whole vec4s of tile_a (every
+// vec4 of workgroup memory is written by one invocation). Rows past m are clamped (their
+// results are never stored), k past the segment's end is zero.
 fn load_a_along_k(t: Tile, k0: u32, lid: u32) {
     let kq = p.k / 4u;
     let quads = TILE_K / 4u;
-    let rows = ROWS_PER * WG_Y;
-    for (var i = lid; i < rows * quads; i += WG_X * WG_Y) {
-        let r = i / quads;
+    let row_quads = 2u * WG_Y;
+    for (var i = lid; i < row_quads * quads; i += WG_X * WG_Y) {
         let q = k0 / 4u + i % quads;
-        let v = select(vec4<f32>(), a[min(t.row0 + r, p.m - 1u) * kq + min(q, kq - 1u)], q < p.k_end / 4u);
-        let at = (4u * (i % quads)) * 2u * WG_Y + r / 4u;
-        tile_a[at][r % 4u] = v.x;
-        tile_a[at + 2u * WG_Y][r % 4u] = v.y;
-        tile_a[at + 4u * WG_Y][r % 4u] = v.z;
-        tile_a[at + 6u * WG_Y][r % 4u] = v.w;
+        let at = 4u * (i % quads) * row_quads + i / quads;
+        let piece = transpose(gather_a(clamped4(t.row0 + 4u * (i / quads), p.m - 1u) * kq, min(q, kq - 1u)));
+        let live = q < p.k_end / 4u;
+        tile_a[at] = select(vec4<f32>(), piece[0], live);
+        tile_a[at + row_quads] = select(vec4<f32>(), piece[1], live);
+        tile_a[at + 2u * row_quads] = select(vec4<f32>(), piece[2], live);
+        tile_a[at + 3u * row_quads] = select(vec4<f32>(), piece[3], live);
     }
 }
 
@@ -77,20 +78,20 @@ fn load_b_along_n(t: Tile, k0: u32, lid: u32) {
     }
 }
 
-// B's piece when B is (n, k) (the A·Bᵀ form), read along k, spread as in load_a_along_k.
+// B's piece when B is (n, k) (the A·Bᵀ form), read along k, transposed as in load_a_along_k.
 fn load_b_along_k(t: Tile, k0: u32, lid: u32) {
     let kq = p.k / 4u;
     let quads = TILE_K / 4u;
-    let cols = ROWS_PER * WG_X;
-    for (var i = lid; i < cols * quads; i += WG_X * WG_Y) {
-        let c = i / quads;
+    let col_quads = 2u * WG_X;
+    for (var i = lid; i < col_quads * quads; i += WG_X * WG_Y) {
         let q = k0 / 4u + i % quads;
-        let v = select(vec4<f32>(), b[min(t.col0 + c, p.n - 1u) * kq + min(q, kq - 1u)], q < p.k_end / 4u);
-        let at = (4u * (i % quads)) * 2u * WG_X + c / 4u;
-        tile_b[at][c % 4u] = v.x;
-        tile_b[at + 2u * WG_X][c % 4u] = v.y;
-        tile_b[at + 4u * WG_X][c % 4u] = v.z;
-        tile_b[at + 6u * WG_X][c % 4u] = v.w;
+        let at = 4u * (i % quads) * col_quads + i / quads;
+        let piece = transpose(gather_b(clamped4(t.col0 + 4u * (i / quads), p.n - 1u) * kq, min(q, kq - 1u)));
+        let live = q < p.k_end / 4u;
+        tile_b[at] = select(vec4<f32>(), piece[0], live);
+        tile_b[at + col_quads] = select(vec4<f32>(), piece[1], live);
+        tile_b[at + 2u * col_quads] = select(vec4<f32>(), piece[2], live);
+        tile_b[at + 3u * col_quads] = select(vec4<f32>(), piece[3], live);
     }
 }
 
@@ -107,8 +108,10 @@ fn multiply_tile(acc: ptr<function, Acc>, sums: ptr<function, array<vec4<f32>, 2
         (*acc).c01 += outer(b1, a0);
         (*acc).c10 += outer(b0, a1);
         (*acc).c11 += outer(b1, a1);
-        (*sums)[0] += a0;
-        (*sums)[1] += a1;
+        if p.row_sums != 0u {
+            (*sums)[0] += a0;
+            (*sums)[1] += a1;
+        }
     }
 }
 

@@ -16,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
-lscpu | grep 'Model name' | tee "$out/cpu.txt"
+{ lscpu | grep 'Model name' || uname -m; } | tee "$out/cpu.txt"
 
 target=${BURN_TARGET_DIR:-${CARGO_TARGET_DIR:-$here/burn-bench/target}}
 echo "== burn-wgpu"

@@ -11,6 +11,9 @@ pub fn sum_columns<T: Float>(out: &mut [T], x: &[T], rows: usize, cols: usize, s
     check_len("sum_columns", "output", out.len(), 1, cols)?;
     // Row by row, so the inner loop runs along memory; each column still sums its rows in order.
     out.fill(T::zero());
+    if cols == 0 {
+        return Ok(());
+    }
     for row in x.chunks_exact(cols) {
         for (o, &v) in out.iter_mut().zip(row) {
             *o = *o + v;

@@ -124,7 +124,7 @@ impl Gpu {
             let matmul_subgroup = matmul::subgroup_family(&device, &info);
             let kernels = Kernels {
                 matmul: matmul::family(&device),
-                auto_matmul: matmul::auto_kernel(&info, matmul_subgroup.is_some()),
+                auto_matmul: matmul::auto_kernel(&info, &limits, matmul_subgroup.is_some()),
                 matmul_subgroup,
                 matmul_tiled: matmul::tiled_family(&device),
                 activation: activation::family(&device),

@@ -194,15 +194,23 @@ impl Tiling {
 }
 
 /// What [`MatmulKernel::Auto`] runs on an adapter (for shapes the vec4 kernels take): the
-/// subgroup kernels where subgroups are 8 lanes (llvmpipe), the tiled kernels on real GPUs
-/// (discrete, integrated, virtual), and the register-blocked vec4 kernels elsewhere (other
-/// CPU adapters, where workgroup memory costs what storage does).
-pub(crate) fn auto_kernel(info: &wgpu::AdapterInfo, has_subgroup: bool) -> MatmulKernel {
+/// subgroup kernels on a CPU adapter with 8-lane subgroups (llvmpipe, for which they are
+/// tuned), the tiled kernels on real GPUs (discrete, integrated, virtual) whose limits take
+/// the default tiles, and the register-blocked vec4 kernels elsewhere: CPU adapters without
+/// such subgroups, where workgroup memory costs what storage does, and adapters of unknown
+/// type (wgpu's GL backend reports some desktop GPUs so).
+pub(crate) fn auto_kernel(
+    info: &wgpu::AdapterInfo,
+    limits: &wgpu::Limits,
+    has_subgroup: bool,
+) -> MatmulKernel {
     use wgpu::DeviceType::*;
     match info.device_type {
-        _ if has_subgroup => MatmulKernel::Subgroup,
-        DiscreteGpu | IntegratedGpu | VirtualGpu => MatmulKernel::Tiled(Tiling::default()),
-        Cpu | Other => MatmulKernel::Vec4,
+        Cpu if has_subgroup => MatmulKernel::Subgroup,
+        DiscreteGpu | IntegratedGpu | VirtualGpu if Tiling::default().check(limits).is_ok() => {
+            MatmulKernel::Tiled(Tiling::default())
+        }
+        _ => MatmulKernel::Vec4,
     }
 }
 
@@ -404,9 +412,9 @@ impl Gpu {
     }
 
     /// The kernel [`MatmulKernel::Auto`] runs on this adapter for shapes the vec4 kernels take
-    /// (others run [`MatmulKernel::Scalar`]): [`MatmulKernel::Subgroup`] on 8-lane subgroups
-    /// (llvmpipe), [`MatmulKernel::Tiled`] on discrete, integrated and virtual GPUs,
-    /// [`MatmulKernel::Vec4`] elsewhere.
+    /// (others run [`MatmulKernel::Scalar`]): [`MatmulKernel::Subgroup`] on a CPU adapter with
+    /// 8-lane subgroups (llvmpipe), [`MatmulKernel::Tiled`] on discrete, integrated and
+    /// virtual GPUs, [`MatmulKernel::Vec4`] elsewhere.
     pub fn matmul_kernel(&self) -> MatmulKernel {
         self.kernels.auto_matmul
     }
@@ -556,5 +564,66 @@ impl Gpu {
             })
             .collect::<Result<_>>()?;
         Ok(Dispatch::new(entry, steps))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(invocations: u32, side: u32, bytes: u32) -> wgpu::Limits {
+        wgpu::Limits {
+            max_compute_invocations_per_workgroup: invocations,
+            max_compute_workgroup_size_x: side,
+            max_compute_workgroup_size_y: side,
+            max_compute_workgroup_storage_size: bytes,
+            ..wgpu::Limits::default()
+        }
+    }
+
+    #[test]
+    fn tilings_are_checked_against_the_limits_naming_what_does_not_fit() {
+        let t = |x, y, k| Tiling { workgroup: [x, y], tile_k: k };
+        let (small, large) = (limits(256, 256, 16_384), limits(1024, 1024, 65_536));
+        for (tiling, limits, refused_for) in [
+            (t(3, 8, 16), &large, Some("power of two")),
+            (t(64, 1, 16), &large, Some("power of two")),
+            (t(8, 8, 6), &large, Some("tile_k 6")),
+            (t(8, 8, 68), &large, Some("tile_k 68")),
+            (t(32, 32, 4), &small, Some("invocations")),
+            (t(32, 32, 4), &large, None),
+            (t(32, 1, 4), &limits(256, 16, 16_384), Some("16x16")),
+            (t(16, 16, 20), &small, Some("workgroup memory")),
+            (t(16, 16, 16), &small, None),
+            (t(16, 16, 64), &large, None),
+            (Tiling::default(), &small, None),
+        ] {
+            match (tiling.check(limits), refused_for) {
+                (Ok(()), None) => {}
+                (Err(why), Some(names)) => assert!(why.contains(names), "{tiling:?}: {why}"),
+                (result, _) => panic!("{tiling:?} under {limits:?}: {result:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn auto_picks_by_adapter_type_subgroups_and_limits() {
+        let info = |device_type| wgpu::AdapterInfo::new(device_type, wgpu::Backend::Vulkan);
+        let roomy = limits(256, 256, 16_384);
+        let tiled = MatmulKernel::Tiled(Tiling::default());
+        use wgpu::DeviceType::*;
+        for (device_type, has_subgroup, limits, want) in [
+            (Cpu, true, &roomy, MatmulKernel::Subgroup),
+            (Cpu, false, &roomy, MatmulKernel::Vec4),
+            (DiscreteGpu, false, &roomy, tiled),
+            // A real GPU with 8-lane subgroups still gets the tiles (the subgroup kernels are
+            // tuned to llvmpipe).
+            (IntegratedGpu, true, &roomy, tiled),
+            (VirtualGpu, false, &roomy, tiled),
+            (DiscreteGpu, false, &limits(32, 32, 16_384), MatmulKernel::Vec4),
+            (Other, false, &roomy, MatmulKernel::Vec4),
+        ] {
+            assert_eq!(auto_kernel(&info(device_type), limits, has_subgroup), want, "{device_type:?}");
+        }
     }
 }
