@@ -6,8 +6,9 @@
 //!
 //! Threads only where they pay: a product of at least [`PARALLEL_MACS`] multiply-adds is cut
 //! into bands of C (rows or columns), one per core, each a single-threaded product on rayon's
-//! pool. Smaller ones run on the calling thread. (`matrixmultiply`'s own threading woke its pool for every product: on 2
-//! cores it made MNIST-MLP training 10–30% slower at batch 64 and 256 than one thread.)
+//! pool. Smaller ones run on the calling thread. (`matrixmultiply`'s own threading woke its
+//! pool for every product: on 2 cores it made MNIST-MLP training 10–30% slower at batch 64
+//! and 256 than one thread.)
 
 use std::sync::OnceLock;
 
