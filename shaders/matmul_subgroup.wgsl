@@ -63,15 +63,23 @@ fn add_rows(acc: ptr<function, Acc32>, cols: mat4x4<f32>, v0: vec4<f32>, v1: vec
     (*acc).r7 += cols * rows_hi(v3);
 }
 
+// The block's eight pieces, stored through one call site (see store_pieces in
+// matmul_common.wgsl): each call of store_piece is a copy of the epilogue to compile.
 fn store_block32(origin: vec3<u32>, acc: Acc32) {
-    store_piece(origin.x, origin.y, acc.r0);
-    store_piece(origin.x + 4u, origin.y, acc.r1);
-    store_piece(origin.x + 8u, origin.y, acc.r2);
-    store_piece(origin.x + 12u, origin.y, acc.r3);
-    store_piece(origin.x + 16u, origin.y, acc.r4);
-    store_piece(origin.x + 20u, origin.y, acc.r5);
-    store_piece(origin.x + 24u, origin.y, acc.r6);
-    store_piece(origin.x + 28u, origin.y, acc.r7);
+    for (var r = 0u; r < pieces(8u); r++) {
+        var piece: mat4x4<f32>;
+        switch r {
+            case 0u: { piece = acc.r0; }
+            case 1u: { piece = acc.r1; }
+            case 2u: { piece = acc.r2; }
+            case 3u: { piece = acc.r3; }
+            case 4u: { piece = acc.r4; }
+            case 5u: { piece = acc.r5; }
+            case 6u: { piece = acc.r6; }
+            default: { piece = acc.r7; }
+        }
+        store_piece(origin.x + 4u * r, origin.y, piece);
+    }
 }
 
 // The vec4 index of row `row` (clamped to the last) of a matrix `quads` vec4s wide.
