@@ -1,22 +1,26 @@
-// The three matrix products of matmul.wgsl, for adapters whose subgroups are exactly 8 lanes
-// wide (llvmpipe: lavapipe and GL on 256-bit SIMD). Same bindings and Params as matmul.wgsl;
-// compiled only where wgpu's SUBGROUP feature exists, and chosen by the host only when the
-// adapter reports a subgroup size of exactly 8 and the vec4 alignment of matmul.wgsl holds.
+// The three matrix products of matmul.wgsl with the rows of A shared across a subgroup, for
+// adapters whose subgroups have one fixed width SG of 8, 16, 32 or 64 lanes (an override
+// constant the host sets from the adapter; llvmpipe's, on 256-bit SIMD, is 8). Same bindings
+// and Params as matmul.wgsl; compiled only where wgpu's SUBGROUP feature exists, and used only
+// where the vec4 alignment of matmul.wgsl holds. `MatmulKernel::Auto` runs them on llvmpipe;
+// on real GPUs they are a forced choice (the tiled kernels are the default there).
 //
 // Why: on llvmpipe a storage load from a per-lane address costs a scalar loop over the SIMD
-// lanes, while a subgroup broadcast is one register shuffle. So each subgroup shares the
-// rows of A it needs: lane g loads rows g, 8 + g, 16 + g and 24 + g, and every lane takes all
-// 32 from the others with subgroupBroadcast. Each invocation computes 32 rows × 4 columns of
-// C, loading 8 vec4s per four k (for 512 multiply-adds) where matmul.wgsl's 8×8 blocks load
-// 16 (for 256). On a 2-core AVX-512 Xeon this 32×4 block ran 1024³ at 33–44 GFLOP/s against
-// 28–31 for the 16×4 block it replaced; workgroups of one subgroup or two, a 64×32 tile instead
-// of 32×32, k unrolled twice and explicit fma() measured the same within that spread.
+// lanes, while a subgroup shuffle from a lane known when the pipeline is made is one register
+// move. So each subgroup shares the rows of A it needs: lane g loads rows g, SG + g, … of the
+// block's 32 (four loads on 8 lanes, one on 32 or 64), and every lane takes all 32 from the
+// others with subgroupShuffle. Each invocation computes 32 rows × 4 columns of C: on 8 lanes,
+// 8 vec4 loads per four k (for 512 multiply-adds) where matmul.wgsl's 8×8 blocks load 16 (for
+// 256). On a 2-core AVX-512 Xeon this 32×4 block ran 1024³ at 33–44 GFLOP/s against 28–31 for
+// the 16×4 block it replaced; workgroups of one subgroup or two, a 64×32 tile instead of 32×32,
+// k unrolled twice and explicit fma() measured the same within that spread.
 //
-// Layout: a workgroup is one subgroup and covers a 32×32 tile of C (tiles folded into
+// Layout: a workgroup is one subgroup and covers a 32 × (4·SG) tile of C (tiles folded into
 // (x, y)); lane g owns the four columns 4g .. 4g + 3 of it.
 
+override SG: u32 = 8u;
+
 const TILE_M: u32 = 32u;
-const TILE_N: u32 = 32u;
 
 // C's 32×4 block, transposed in eight 4×4 pieces: column i of rR is row 4R + i of the block.
 // (Fields, not an array: a private array indexed in a loop runs far slower on llvmpipe.)
@@ -36,31 +40,40 @@ struct Acc32 {
 fn block_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> vec3<u32> {
     let tile = wg.x + wg.y * nwg.x;
     let row0 = (tile / p.tiles_n) * TILE_M;
-    let col0 = (tile % p.tiles_n) * TILE_N;
+    let col0 = (tile % p.tiles_n) * 4u * SG;
     return vec3<u32>(row0, col0 + 4u * lane, u32(tile < p.tiles));
 }
 
-// Lanes 0..3 (or 4..7) of v, one per column: four rows of A along a k-quad, as (k, row).
-fn rows_lo(v: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u),
-                       subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u));
+// Row r (0..31) of the block's rows of A along a k-quad (A·B, A·Bᵀ), or column r % 4 of its
+// chunk r / 4 (Aᵀ·B): lane r % SG holds it, in its load r / SG of v0..v3. r is a constant at
+// every call and SG an override, so both fold away when the pipeline is made.
+fn lane_row(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>, r: u32) -> vec4<f32> {
+    let j = r / SG;
+    return subgroupShuffle(select(select(select(v0, v1, j == 1u), v2, j == 2u), v3, j == 3u), r % SG);
 }
 
-fn rows_hi(v: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u),
-                       subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u));
+// Piece i (0..7): rows 4i .. 4i + 3 of the block (or chunk i), one per column, as (k, row).
+fn piece(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>, i: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(lane_row(v0, v1, v2, v3, 4u * i), lane_row(v0, v1, v2, v3, 4u * i + 1u),
+                       lane_row(v0, v1, v2, v3, 4u * i + 2u), lane_row(v0, v1, v2, v3, 4u * i + 3u));
 }
 
-// acc += cols · (the 32 rows the lanes loaded, 8 at a time, as v0..v3), for A·B and A·Bᵀ.
+// acc += cols · (the 32 rows the lanes loaded as v0..v3), for A·B and A·Bᵀ.
 fn add_rows(acc: ptr<function, Acc32>, cols: mat4x4<f32>, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) {
-    (*acc).r0 += cols * rows_lo(v0);
-    (*acc).r1 += cols * rows_hi(v0);
-    (*acc).r2 += cols * rows_lo(v1);
-    (*acc).r3 += cols * rows_hi(v1);
-    (*acc).r4 += cols * rows_lo(v2);
-    (*acc).r5 += cols * rows_hi(v2);
-    (*acc).r6 += cols * rows_lo(v3);
-    (*acc).r7 += cols * rows_hi(v3);
+    (*acc).r0 += cols * piece(v0, v1, v2, v3, 0u);
+    (*acc).r1 += cols * piece(v0, v1, v2, v3, 1u);
+    (*acc).r2 += cols * piece(v0, v1, v2, v3, 2u);
+    (*acc).r3 += cols * piece(v0, v1, v2, v3, 3u);
+    (*acc).r4 += cols * piece(v0, v1, v2, v3, 4u);
+    (*acc).r5 += cols * piece(v0, v1, v2, v3, 5u);
+    (*acc).r6 += cols * piece(v0, v1, v2, v3, 6u);
+    (*acc).r7 += cols * piece(v0, v1, v2, v3, 7u);
+}
+
+// Lane `lane`'s loads j = 1..3 (row or chunk j·SG + lane, modulo the block): only those the
+// width needs (three more on 8 lanes, one on 16, none on 32 or 64).
+fn needs_load(j: u32) -> bool {
+    return j * SG < 32u;
 }
 
 // The block's eight pieces, stored through one call site (see store_pieces in
@@ -87,7 +100,7 @@ fn row_start(row: u32, last: u32, quads: u32) -> u32 {
     return min(row, last) * quads;
 }
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(SG)
 fn matmul_ab_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -99,22 +112,33 @@ fn matmul_ab_subgroup(
     }
     let kq = p.k / 4u;
     let nq = p.n / 4u;
-    let a0 = row_start(origin.x + lane, p.m - 1u, kq);
-    let a1 = row_start(origin.x + 8u + lane, p.m - 1u, kq);
-    let a2 = row_start(origin.x + 16u + lane, p.m - 1u, kq);
-    let a3 = row_start(origin.x + 24u + lane, p.m - 1u, kq);
+    let a0 = row_start(origin.x + lane % 32u, p.m - 1u, kq);
+    let a1 = row_start(origin.x + (SG + lane) % 32u, p.m - 1u, kq);
+    let a2 = row_start(origin.x + (2u * SG + lane) % 32u, p.m - 1u, kq);
+    let a3 = row_start(origin.x + (3u * SG + lane) % 32u, p.m - 1u, kq);
     let b_col = min(origin.y / 4u, nq - 1u);
     var acc: Acc32;
     for (var q = p.k_begin / 4u; q < p.k_end / 4u; q++) {
         let k_row = 4u * q * nq + b_col;
         // cols[j] = B[k + j, my four columns]
         let cols = mat4x4<f32>(b[k_row], b[k_row + nq], b[k_row + 2u * nq], b[k_row + 3u * nq]);
-        add_rows(&acc, cols, a[a0 + q], a[a1 + q], a[a2 + q], a[a3 + q]);
+        let v0 = a[a0 + q];
+        var v1 = v0;
+        var v2 = v0;
+        var v3 = v0;
+        if needs_load(1u) {
+            v1 = a[a1 + q];
+        }
+        if needs_load(2u) {
+            v2 = a[a2 + q];
+            v3 = a[a3 + q];
+        }
+        add_rows(&acc, cols, v0, v1, v2, v3);
     }
     store_block32(origin, acc);
 }
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(SG)
 fn matmul_abt_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -125,10 +149,10 @@ fn matmul_abt_subgroup(
         return;
     }
     let kq = p.k / 4u;
-    let a0 = row_start(origin.x + lane, p.m - 1u, kq);
-    let a1 = row_start(origin.x + 8u + lane, p.m - 1u, kq);
-    let a2 = row_start(origin.x + 16u + lane, p.m - 1u, kq);
-    let a3 = row_start(origin.x + 24u + lane, p.m - 1u, kq);
+    let a0 = row_start(origin.x + lane % 32u, p.m - 1u, kq);
+    let a1 = row_start(origin.x + (SG + lane) % 32u, p.m - 1u, kq);
+    let a2 = row_start(origin.x + (2u * SG + lane) % 32u, p.m - 1u, kq);
+    let a3 = row_start(origin.x + (3u * SG + lane) % 32u, p.m - 1u, kq);
     let b0 = row_start(origin.y, p.n - 1u, kq);
     let b1 = row_start(origin.y + 1u, p.n - 1u, kq);
     let b2 = row_start(origin.y + 2u, p.n - 1u, kq);
@@ -137,7 +161,18 @@ fn matmul_abt_subgroup(
     for (var q = p.k_begin / 4u; q < p.k_end / 4u; q++) {
         // B is read along k too, so its piece comes transposed.
         let cols = transpose(mat4x4<f32>(b[b0 + q], b[b1 + q], b[b2 + q], b[b3 + q]));
-        add_rows(&acc, cols, a[a0 + q], a[a1 + q], a[a2 + q], a[a3 + q]);
+        let v0 = a[a0 + q];
+        var v1 = v0;
+        var v2 = v0;
+        var v3 = v0;
+        if needs_load(1u) {
+            v1 = a[a1 + q];
+        }
+        if needs_load(2u) {
+            v2 = a[a2 + q];
+            v3 = a[a3 + q];
+        }
+        add_rows(&acc, cols, v0, v1, v2, v3);
     }
     store_block32(origin, acc);
 }
@@ -147,7 +182,7 @@ fn piece_sum(piece: mat4x4<f32>) -> vec4<f32> {
     return piece[0] + piece[1] + piece[2] + piece[3];
 }
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(SG)
 fn matmul_atb_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -159,14 +194,14 @@ fn matmul_atb_subgroup(
     }
     let mq = p.m / 4u;
     let nq = p.n / 4u;
-    // A is (k, m): the block's 32 rows of C are 8 chunks of 4 columns of A. Lane g loads, at
-    // k + g % 4, chunks g / 4, 2 + g / 4, 4 + g / 4 and 6 + g / 4.
+    // A is (k, m): the block's 32 rows of C are 8 chunks of 4 columns of A. Lane g's load j
+    // is, at k + g % 4, chunk (j·SG + g) / 4 (modulo 8).
     let my_k = lane % 4u;
-    let chunk = origin.x / 4u + lane / 4u;
-    let c0 = min(chunk, mq - 1u);
-    let c1 = min(chunk + 2u, mq - 1u);
-    let c2 = min(chunk + 4u, mq - 1u);
-    let c3 = min(chunk + 6u, mq - 1u);
+    let chunk = origin.x / 4u;
+    let c0 = min(chunk + (lane / 4u) % 8u, mq - 1u);
+    let c1 = min(chunk + ((SG + lane) / 4u) % 8u, mq - 1u);
+    let c2 = min(chunk + ((2u * SG + lane) / 4u) % 8u, mq - 1u);
+    let c3 = min(chunk + ((3u * SG + lane) / 4u) % 8u, mq - 1u);
     let b_col = min(origin.y / 4u, nq - 1u);
     var acc: Acc32;
     // The rows' sums of A over k (the bias gradient), four rows to a vec4.
@@ -185,22 +220,29 @@ fn matmul_atb_subgroup(
         let live_mine = f32(k_mine < p.k_end);
         let k_row = min(k_mine, p.k_end - 1u) * mq;
         let v0 = a[k_row + c0] * live_mine;
-        let v1 = a[k_row + c1] * live_mine;
-        let v2 = a[k_row + c2] * live_mine;
-        let v3 = a[k_row + c3] * live_mine;
+        var v1 = v0;
+        var v2 = v0;
+        var v3 = v0;
+        if needs_load(1u) {
+            v1 = a[k_row + c1] * live_mine;
+        }
+        if needs_load(2u) {
+            v2 = a[k_row + c2] * live_mine;
+            v3 = a[k_row + c3] * live_mine;
+        }
         let ks = min(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.k_end - 1u)) * nq + b_col;
         let live = vec4<f32>(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.k_end));
         let cols = mat4x4<f32>(b[ks.x] * live.x, b[ks.y] * live.y, b[ks.z] * live.z, b[ks.w] * live.w);
-        // rows_lo(v0) has, in column j, the rows of chunk 0 at k + j: the transpose of what
+        // piece(…, i) has, in column t, the rows of chunk i at k + t: the transpose of what
         // accumulating Cᵀ = cols · rowsᵀ needs.
-        let p0 = rows_lo(v0);
-        let p1 = rows_hi(v0);
-        let p2 = rows_lo(v1);
-        let p3 = rows_hi(v1);
-        let p4 = rows_lo(v2);
-        let p5 = rows_hi(v2);
-        let p6 = rows_lo(v3);
-        let p7 = rows_hi(v3);
+        let p0 = piece(v0, v1, v2, v3, 0u);
+        let p1 = piece(v0, v1, v2, v3, 1u);
+        let p2 = piece(v0, v1, v2, v3, 2u);
+        let p3 = piece(v0, v1, v2, v3, 3u);
+        let p4 = piece(v0, v1, v2, v3, 4u);
+        let p5 = piece(v0, v1, v2, v3, 5u);
+        let p6 = piece(v0, v1, v2, v3, 6u);
+        let p7 = piece(v0, v1, v2, v3, 7u);
         acc.r0 += cols * transpose(p0);
         acc.r1 += cols * transpose(p1);
         acc.r2 += cols * transpose(p2);

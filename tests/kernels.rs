@@ -198,9 +198,12 @@ fn matmul_picks_vec4_kernels_only_where_rows_are_aligned() {
         let (a, b, c) = (gpu.zeros(ar, ac).unwrap(), gpu.zeros(br, bc).unwrap(), gpu.zeros(m, n).unwrap());
         gpu.matmul_forward(&c, &a, &b, None, form).unwrap().label()
     };
-    // With 8-lane subgroups the aligned products take the `_subgroup` variants.
-    let fast =
-        |name: &str| if gpu.has_subgroup_matmul() { format!("{name}_subgroup") } else { name.to_string() };
+    // Aligned products take the variants of the kernel Auto runs on this adapter.
+    let fast = |name: &str| match gpu.matmul_kernel() {
+        MatmulKernel::Subgroup => format!("{name}_subgroup"),
+        MatmulKernel::Tiled(_) => format!("{name}_tiled"),
+        _ => name.to_string(),
+    };
     assert_eq!(label(64, 784, 128, MatmulForm::AB), fast("matmul_ab"));
     assert_eq!(label(64, 64, 10, MatmulForm::AB), "matmul_any");
     assert_eq!(label(64, 64, 10, MatmulForm::ABt), fast("matmul_abt"));

@@ -43,8 +43,9 @@ pub(crate) const MAX_STORAGE_BINDINGS: usize = 7;
 
 pub(crate) struct Kernels {
     pub(crate) matmul: Family,
-    /// Only on adapters with 8-lane subgroups; see `shaders/matmul_subgroup.wgsl`.
-    pub(crate) matmul_subgroup: Option<Family>,
+    /// With the subgroups' width, only on adapters whose subgroups have one fixed width of 8 to
+    /// 64 lanes; see `shaders/matmul_subgroup.wgsl`.
+    pub(crate) matmul_subgroup: Option<(Family, u32)>,
     /// Workgroup-memory tiles, for real GPUs; see `shaders/matmul_tiled.wgsl`.
     pub(crate) matmul_tiled: Family,
     /// What `MatmulKernel::Auto` runs on this adapter.

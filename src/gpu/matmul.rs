@@ -10,12 +10,12 @@ use crate::shape::{MatmulForm, check_same};
 use crate::{Activation, Error, Result};
 
 /// The (rows, columns) of C one workgroup of `entry` covers: matmul.wgsl's 8×8 invocations of
-/// 8×8 blocks, matmul_subgroup.wgsl's one subgroup of 8 lanes of 32×4 blocks, or the tiled
-/// kernels' workgroup of 8×8 blocks.
-fn tile(entry: &str, tiling: Option<Tiling>) -> (usize, usize) {
+/// 8×8 blocks, matmul_subgroup.wgsl's one subgroup of `lanes` 32×4 blocks side by side, or the
+/// tiled kernels' workgroup of 8×8 blocks.
+fn tile(entry: &str, tiling: Option<Tiling>, lanes: u32) -> (usize, usize) {
     match tiling {
         Some(t) => (8 * t.workgroup[1] as usize, 8 * t.workgroup[0] as usize),
-        None if entry.ends_with("_subgroup") => (32, 32),
+        None if entry.ends_with("_subgroup") => (32, 4 * lanes as usize),
         None => (64, 64),
     }
 }
@@ -111,7 +111,8 @@ pub enum MatmulKernel {
     /// `matmul_ab` / `matmul_abt` / `matmul_atb`: vec4 loads; the rows they read along must
     /// be multiples of 4 long.
     Vec4,
-    /// The `_subgroup` variants: vec4 alignment as above, and 8-lane subgroups.
+    /// The `_subgroup` variants: vec4 alignment as above, and subgroups of one fixed width of
+    /// 8, 16, 32 or 64 lanes (what `Auto` runs on llvmpipe, whose subgroups are 8 lanes).
     Subgroup,
     /// The `_tiled` variants (`shaders/matmul_tiled.wgsl`): vec4 alignment as above, tiles
     /// staged through workgroup memory, the classic kernel for discrete and integrated GPUs.
@@ -195,8 +196,8 @@ impl Tiling {
 }
 
 /// What [`MatmulKernel::Auto`] runs on an adapter (for shapes the vec4 kernels take): the
-/// subgroup kernels on a CPU adapter with 8-lane subgroups (llvmpipe, for which they are
-/// tuned), the tiled kernels on real GPUs (discrete, integrated, virtual) whose limits take
+/// subgroup kernels on a CPU adapter that has them (llvmpipe, whose 8 lanes they are tuned
+/// for), the tiled kernels on real GPUs (discrete, integrated, virtual) whose limits take
 /// the default tiles, and the register-blocked vec4 kernels elsewhere: CPU adapters without
 /// such subgroups, where workgroup memory costs what storage does, and adapters of unknown
 /// type (wgpu's GL backend reports some desktop GPUs so).
@@ -246,18 +247,22 @@ pub(crate) fn tiled_family(device: &wgpu::Device) -> Family {
     )
 }
 
-/// The subgroup kernels assume exactly 8 lanes (llvmpipe's width on 256-bit SIMD), where
-/// they load 8 vec4s per 512 multiply-adds where the vec4 kernels load 16 per 256. Elsewhere: none.
-pub(crate) fn subgroup_family(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> Option<Family> {
-    let eight_lanes = info.subgroup_min_size == 8 && info.subgroup_max_size == 8;
-    (eight_lanes && device.features().contains(wgpu::Features::SUBGROUP)).then(|| {
-        Family::new(
+/// The subgroup kernels and their width, where the adapter's subgroups have one fixed width of
+/// 8, 16, 32 or 64 lanes (the kernels' workgroup is one subgroup, so its width must be known
+/// when the pipeline is made). Elsewhere: none.
+pub(crate) fn subgroup_family(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> Option<(Family, u32)> {
+    let lanes = info.subgroup_min_size;
+    let fixed = lanes == info.subgroup_max_size && [8, 16, 32, 64].contains(&lanes);
+    let fits = lanes <= device.limits().max_compute_invocations_per_workgroup;
+    (fixed && fits && device.features().contains(wgpu::Features::SUBGROUP)).then(|| {
+        let family = Family::new(
             device,
             "matmul_subgroup",
             &super::shaders::matmul_subgroup(),
             &BINDINGS,
             &["matmul_ab_subgroup", "matmul_abt_subgroup", "matmul_atb_subgroup"],
-        )
+        );
+        (family, lanes)
     })
 }
 
@@ -413,9 +418,9 @@ impl Gpu {
     }
 
     /// The kernel [`MatmulKernel::Auto`] runs on this adapter for shapes the vec4 kernels take
-    /// (others run [`MatmulKernel::Scalar`]): [`MatmulKernel::Subgroup`] on a CPU adapter with
-    /// 8-lane subgroups (llvmpipe), [`MatmulKernel::Tiled`] on discrete, integrated and
-    /// virtual GPUs, [`MatmulKernel::Vec4`] elsewhere.
+    /// (others run [`MatmulKernel::Scalar`]): [`MatmulKernel::Subgroup`] on a CPU adapter
+    /// whose subgroups have one fixed width (llvmpipe: 8 lanes), [`MatmulKernel::Tiled`] on
+    /// discrete, integrated and virtual GPUs, [`MatmulKernel::Vec4`] elsewhere.
     pub fn matmul_kernel(&self) -> MatmulKernel {
         self.kernels.auto_matmul
     }
@@ -483,6 +488,7 @@ impl Gpu {
             Err(Error::shape(op, format!("shapes and an adapter the {kernel:?} kernel takes"), why))
         };
         let mut tiling = None;
+        let mut lanes = 0;
         let (family, entry) = match (kernel, vec4) {
             (MatmulKernel::Scalar, _) => (&self.kernels.matmul, "matmul_any"),
             (_, None) if auto => (&self.kernels.matmul, "matmul_any"),
@@ -492,8 +498,16 @@ impl Gpu {
                 ));
             }
             (MatmulKernel::Subgroup, Some(entry)) => match &self.kernels.matmul_subgroup {
-                Some(family) => (family, subgroup_entry(entry)),
-                None => return unfit(format!("{} has no 8-lane subgroups", self.adapter_name())),
+                Some((family, width)) => {
+                    lanes = *width;
+                    (family, subgroup_entry(entry))
+                }
+                None => {
+                    return unfit(format!(
+                        "{} has no subgroups of one fixed width of 8, 16, 32 or 64 lanes",
+                        self.adapter_name()
+                    ));
+                }
             },
             (MatmulKernel::Tiled(t), Some(entry)) => {
                 if let Err(why) = t.check(self.limits()) {
@@ -507,7 +521,7 @@ impl Gpu {
         // Element strides for matmul_any; see Params in the shader.
         let (a_row, a_col) = if form == MatmulForm::AtB { (1, m) } else { (k, 1) };
         let (b_row, b_col) = if form == MatmulForm::ABt { (1, k) } else { (n, 1) };
-        let (tile_m, tile_n) = tile(entry, tiling);
+        let (tile_m, tile_n) = tile(entry, tiling, lanes);
         let tiles_n = n.div_ceil(tile_n);
         let tiles = m.div_ceil(tile_m) * tiles_n;
         let as_u32 = |v: usize| {
@@ -561,6 +575,9 @@ impl Gpu {
                 };
                 let mut constants = if last { stages.constants() } else { Vec::new() };
                 constants.extend(tiling.iter().flat_map(Tiling::constants));
+                if lanes != 0 {
+                    constants.push(("SG", lanes));
+                }
                 family.step_with(self, entry, &constants, bytemuck::bytes_of(&segment), &args, workgroups)
             })
             .collect::<Result<_>>()?;
