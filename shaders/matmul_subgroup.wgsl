@@ -45,29 +45,44 @@ fn block_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> vec3<u32> {
 }
 
 // Row r (0..31) of the block's rows of A along a k-quad (A·B, A·Bᵀ), or column r % 4 of its
-// chunk r / 4 (Aᵀ·B): lane r % SG holds it, in its load r / SG of v0..v3. r is a constant at
+// chunk r / 4 (Aᵀ·B): lane r % SG holds it, in its load r / SG (column r / SG of v). r is a constant at
 // every call and SG an override, so both fold away when the pipeline is made.
-fn lane_row(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>, r: u32) -> vec4<f32> {
+fn lane_row(v: mat4x4<f32>, r: u32) -> vec4<f32> {
     let j = r / SG;
-    return subgroupShuffle(select(select(select(v0, v1, j == 1u), v2, j == 2u), v3, j == 3u), r % SG);
+    return subgroupShuffle(select(select(select(v[0], v[1], j == 1u), v[2], j == 2u), v[3], j == 3u), r % SG);
 }
 
 // Piece i (0..7): rows 4i .. 4i + 3 of the block (or chunk i), one per column, as (k, row).
-fn piece(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>, i: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(lane_row(v0, v1, v2, v3, 4u * i), lane_row(v0, v1, v2, v3, 4u * i + 1u),
-                       lane_row(v0, v1, v2, v3, 4u * i + 2u), lane_row(v0, v1, v2, v3, 4u * i + 3u));
+fn piece(v: mat4x4<f32>, i: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(lane_row(v, 4u * i), lane_row(v, 4u * i + 1u), lane_row(v, 4u * i + 2u),
+                       lane_row(v, 4u * i + 3u));
 }
 
-// acc += cols · (the 32 rows the lanes loaded as v0..v3), for A·B and A·Bᵀ.
-fn add_rows(acc: ptr<function, Acc32>, cols: mat4x4<f32>, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) {
-    (*acc).r0 += cols * piece(v0, v1, v2, v3, 0u);
-    (*acc).r1 += cols * piece(v0, v1, v2, v3, 1u);
-    (*acc).r2 += cols * piece(v0, v1, v2, v3, 2u);
-    (*acc).r3 += cols * piece(v0, v1, v2, v3, 3u);
-    (*acc).r4 += cols * piece(v0, v1, v2, v3, 4u);
-    (*acc).r5 += cols * piece(v0, v1, v2, v3, 5u);
-    (*acc).r6 += cols * piece(v0, v1, v2, v3, 6u);
-    (*acc).r7 += cols * piece(v0, v1, v2, v3, 7u);
+// This lane's loads of A at vec4 q past each of `starts` (its rows, or in Aᵀ·B its chunks at
+// its k), as columns 0..3: only those the width needs, the rest a copy of the first.
+fn load_rows(starts: vec4<u32>, q: u32) -> mat4x4<f32> {
+    let v0 = a[starts.x + q];
+    var v = mat4x4<f32>(v0, v0, v0, v0);
+    if needs_load(1u) {
+        v[1] = a[starts.y + q];
+    }
+    if needs_load(2u) {
+        v[2] = a[starts.z + q];
+        v[3] = a[starts.w + q];
+    }
+    return v;
+}
+
+// acc += cols · (the 32 rows the lanes loaded, as the columns of v), for A·B and A·Bᵀ.
+fn add_rows(acc: ptr<function, Acc32>, cols: mat4x4<f32>, v: mat4x4<f32>) {
+    (*acc).r0 += cols * piece(v, 0u);
+    (*acc).r1 += cols * piece(v, 1u);
+    (*acc).r2 += cols * piece(v, 2u);
+    (*acc).r3 += cols * piece(v, 3u);
+    (*acc).r4 += cols * piece(v, 4u);
+    (*acc).r5 += cols * piece(v, 5u);
+    (*acc).r6 += cols * piece(v, 6u);
+    (*acc).r7 += cols * piece(v, 7u);
 }
 
 // Lane `lane`'s loads j = 1..3 (row or chunk j·SG + lane, modulo the block): only those the
@@ -122,18 +137,7 @@ fn matmul_ab_subgroup(
         let k_row = 4u * q * nq + b_col;
         // cols[j] = B[k + j, my four columns]
         let cols = mat4x4<f32>(b[k_row], b[k_row + nq], b[k_row + 2u * nq], b[k_row + 3u * nq]);
-        let v0 = a[a0 + q];
-        var v1 = v0;
-        var v2 = v0;
-        var v3 = v0;
-        if needs_load(1u) {
-            v1 = a[a1 + q];
-        }
-        if needs_load(2u) {
-            v2 = a[a2 + q];
-            v3 = a[a3 + q];
-        }
-        add_rows(&acc, cols, v0, v1, v2, v3);
+        add_rows(&acc, cols, load_rows(vec4<u32>(a0, a1, a2, a3), q));
     }
     store_block32(origin, acc);
 }
@@ -161,18 +165,7 @@ fn matmul_abt_subgroup(
     for (var q = p.k_begin / 4u; q < p.k_end / 4u; q++) {
         // B is read along k too, so its piece comes transposed.
         let cols = transpose(mat4x4<f32>(b[b0 + q], b[b1 + q], b[b2 + q], b[b3 + q]));
-        let v0 = a[a0 + q];
-        var v1 = v0;
-        var v2 = v0;
-        var v3 = v0;
-        if needs_load(1u) {
-            v1 = a[a1 + q];
-        }
-        if needs_load(2u) {
-            v2 = a[a2 + q];
-            v3 = a[a3 + q];
-        }
-        add_rows(&acc, cols, v0, v1, v2, v3);
+        add_rows(&acc, cols, load_rows(vec4<u32>(a0, a1, a2, a3), q));
     }
     store_block32(origin, acc);
 }
@@ -219,30 +212,20 @@ fn matmul_atb_subgroup(
         let k_mine = k0 + my_k;
         let live_mine = f32(k_mine < p.k_end);
         let k_row = min(k_mine, p.k_end - 1u) * mq;
-        let v0 = a[k_row + c0] * live_mine;
-        var v1 = v0;
-        var v2 = v0;
-        var v3 = v0;
-        if needs_load(1u) {
-            v1 = a[k_row + c1] * live_mine;
-        }
-        if needs_load(2u) {
-            v2 = a[k_row + c2] * live_mine;
-            v3 = a[k_row + c3] * live_mine;
-        }
+        let v = load_rows(k_row + vec4<u32>(c0, c1, c2, c3), 0u) * live_mine;
         let ks = min(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.k_end - 1u)) * nq + b_col;
         let live = vec4<f32>(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.k_end));
         let cols = mat4x4<f32>(b[ks.x] * live.x, b[ks.y] * live.y, b[ks.z] * live.z, b[ks.w] * live.w);
         // piece(…, i) has, in column t, the rows of chunk i at k + t: the transpose of what
         // accumulating Cᵀ = cols · rowsᵀ needs.
-        let p0 = piece(v0, v1, v2, v3, 0u);
-        let p1 = piece(v0, v1, v2, v3, 1u);
-        let p2 = piece(v0, v1, v2, v3, 2u);
-        let p3 = piece(v0, v1, v2, v3, 3u);
-        let p4 = piece(v0, v1, v2, v3, 4u);
-        let p5 = piece(v0, v1, v2, v3, 5u);
-        let p6 = piece(v0, v1, v2, v3, 6u);
-        let p7 = piece(v0, v1, v2, v3, 7u);
+        let p0 = piece(v, 0u);
+        let p1 = piece(v, 1u);
+        let p2 = piece(v, 2u);
+        let p3 = piece(v, 3u);
+        let p4 = piece(v, 4u);
+        let p5 = piece(v, 5u);
+        let p6 = piece(v, 6u);
+        let p7 = piece(v, 7u);
         acc.r0 += cols * transpose(p0);
         acc.r1 += cols * transpose(p1);
         acc.r2 += cols * transpose(p2);
