@@ -274,7 +274,7 @@ fn time_ops(gpu: Option<&Gpu>, budget: Duration) -> wgpu_nn::Result<Vec<Row>> {
 /// MNIST MLP epochs over resident data (the GPU gathers its batches and submits 16 steps at a
 /// time; the CPU backend trains the same), in samples/s.
 fn time_training(gpu: Option<&Gpu>, train: &Dataset, batch: usize, budget: Duration) -> wgpu_nn::Result<Row> {
-    // Enough steps to amortise a submit, few enough for a one-minute run.
+    // Enough steps to amortise a submit, few enough for a two-minute run.
     let steps = (4096 / batch).clamp(4, 32).min(train.len() / batch);
     let data: Dataset = train.take(steps * batch);
     let config = ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.001 });
