@@ -144,6 +144,27 @@ pub enum Error {
     /// Waiting for the GPU or mapping a buffer failed (for example, the device was lost).
     #[error("GPU read-back failed: {0}")]
     Readback(String),
+
+    /// A blocking call was made in the browser, where waiting for the GPU would hang the
+    /// page: its `async` form works there (`take_loss_async` for `take_loss`, …).
+    #[error(
+        "{op} would block the browser's thread waiting for the GPU: call {op}_async and await it \
+         (the blocking forms are for native programs)"
+    )]
+    WouldBlock {
+        /// The blocking call.
+        op: &'static str,
+    },
+
+    /// The adapter cannot run what the crate needs (a WebGL2 or GL ES 3.0 adapter without
+    /// compute shaders, say).
+    #[error("the adapter {adapter} cannot run wgpu-nn: it lacks {missing}")]
+    Unsupported {
+        /// The adapter, as [`crate::Gpu::adapter_name`] words it.
+        adapter: String,
+        /// What it lacks, in words.
+        missing: String,
+    },
 }
 
 /// The crate's result type.

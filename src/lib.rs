@@ -16,6 +16,7 @@
 
 mod activation;
 mod atomic_file;
+mod blocking;
 pub mod cpu;
 pub mod data;
 mod error;

@@ -30,7 +30,7 @@ pub struct Gpu {
     pub(crate) placeholders: Arc<[wgpu::Buffer]>,
     /// Errors wgpu raised outside our error scopes (device loss, uncaptured validation),
     /// reported by the next call that submits or reads instead of panicking.
-    uncaptured: Arc<Mutex<Option<String>>>,
+    uncaptured: Sink,
     pub(crate) tally: Arc<Tally>,
     /// Staging buffers for reads, reused (see `readback.rs`).
     pub(crate) staging_pool: Arc<super::readback::StagingPool>,
@@ -62,25 +62,36 @@ pub(crate) struct Kernels {
 
 impl Gpu {
     /// Picks an adapter honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF`,
-    /// and opens a device with the adapter's real limits.
+    /// and opens a device with the adapter's real limits. Blocks: for native programs (in the
+    /// browser it is [`Error::WouldBlock`]; use [`Gpu::new_async`]).
     ///
-    /// Fails with [`Error::NoAdapter`] when wgpu finds none, saying how to get one.
+    /// Fails with [`Error::NoAdapter`] when wgpu finds none, saying how to get one, and with
+    /// [`Error::Unsupported`] for an adapter without compute shaders.
     pub fn new() -> Result<Gpu> {
-        pollster::block_on(Self::new_async())
+        crate::blocking::refuse_on_web("Gpu::new")?;
+        crate::blocking::wait("Gpu::new", Self::new_async())
     }
 
-    /// [`Gpu::new`] for callers that already run an executor.
+    /// [`Gpu::new`] without blocking, on every target: in the browser it asks
+    /// `navigator.gpu` for WebGPU (the environment variables are native only). Needs no
+    /// particular executor.
     pub async fn new_async() -> Result<Gpu> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter =
             wgpu::util::initialize_adapter_from_env_or_default(&instance, None).await.map_err(|e| {
-                Error::NoAdapter {
-                    detail: format!(
-                        "{e}; WGPU_BACKEND={}",
-                        std::env::var("WGPU_BACKEND").unwrap_or_default()
-                    ),
-                }
+                Error::NoAdapter { detail: no_adapter_detail(&e.to_string()) }
             })?;
+        // GL ES 3.0 and WebGL2 adapters have no compute shaders: say so now, not as a
+        // validation error from the first kernel.
+        if !adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
+            let info = adapter.get_info();
+            return Err(Error::Unsupported {
+                adapter: format!("{} ({:?})", info.name, info.backend),
+                missing: "compute shaders (WebGL2 and GL ES 3.0 have none; use WebGPU, Vulkan, \
+                          Metal, DX12 or GL 4.3+, or the CPU backend)"
+                    .into(),
+            });
+        }
         // Ask for everything the adapter can do: the defaults cap storage bindings at 128 MiB
         // and buffers at 256 MiB, far below what real GPUs (and a full MNIST) need.
         let (device, queue) = adapter
@@ -118,10 +129,10 @@ impl Gpu {
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
-        uncaptured: Arc<Mutex<Option<String>>>,
+        uncaptured: Sink,
     ) -> Result<Gpu> {
         let limits = device.limits();
-        let (kernels, placeholders, canary) = scoped(&device, "building the kernels", || {
+        let (kernels, placeholders, canary) = scoped(&device, &uncaptured, "building the kernels", || {
             let matmul_subgroup = matmul::subgroup_family(&device, &info);
             let kernels = Kernels {
                 matmul: matmul::family(&device),
@@ -225,15 +236,35 @@ impl Gpu {
     }
 
     /// Blocks until all submitted work has finished (benchmarks time submit plus this wait).
+    /// For native programs; in the browser it is [`Error::WouldBlock`] (use
+    /// [`Gpu::wait_async`]).
     pub fn wait(&self) -> Result<()> {
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
+        crate::blocking::refuse_on_web("wait")?;
+        crate::blocking::wait("wait", self.wait_async())
+    }
+
+    /// Finishes when all work submitted before the call has finished, on every target.
+    pub async fn wait_async(&self) -> Result<()> {
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        self.queue.on_submitted_work_done(move || sender.send(()).unwrap_or(()));
+        self.poll_until(None)?;
+        receiver.receive().await.ok_or_else(|| Error::Readback("the GPU never finished".into()))?;
         self.check_uncaptured()
+    }
+
+    /// On native targets, waits in wgpu's poll until `submission` (else everything submitted)
+    /// has finished and its callbacks have run. In the browser wgpu's poll does nothing: the
+    /// page's event loop runs the callbacks, and the caller awaits them.
+    pub(crate) fn poll_until(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        let wait = wgpu::PollType::Wait { submission_index: submission, timeout: None };
+        self.device.poll(wait).map_err(|e| Error::Readback(e.to_string()))?;
+        Ok(())
     }
 
     /// Runs `f` inside validation, out-of-memory and internal error scopes, turning anything
     /// wgpu reports into an [`Error::Gpu`] that names `context`.
     pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
-        scoped(&self.device, context, f)
+        scoped(&self.device, &self.uncaptured, context, f)
     }
 
     /// An error if the device is lost. wgpu reports a lost device to its lost callback only
@@ -283,11 +314,27 @@ impl Gpu {
     }
 }
 
+/// What wgpu said when it found no adapter, and where to look next.
+fn no_adapter_detail(said: &str) -> String {
+    if cfg!(target_arch = "wasm32") {
+        format!(
+            "{said}; this browser offers no WebGPU adapter: it needs navigator.gpu (Chrome or \
+             Edge 113+, Safari 26+, Firefox 141+ on Windows; headless Chromium needs \
+             --enable-unsafe-webgpu)"
+        )
+    } else {
+        format!("{said}; WGPU_BACKEND={}", std::env::var("WGPU_BACKEND").unwrap_or_default())
+    }
+}
+
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gpu").field("adapter", &self.adapter_name()).finish_non_exhaustive()
     }
 }
+
+/// The first error wgpu reported outside the crate's scopes (or, in the browser, inside them).
+type Sink = Arc<Mutex<Option<String>>>;
 
 fn keep_first(sink: &Mutex<Option<String>>, message: String) {
     if let Ok(mut slot) = sink.lock() {
@@ -295,12 +342,15 @@ fn keep_first(sink: &Mutex<Option<String>>, message: String) {
     }
 }
 
-fn scoped<T>(device: &wgpu::Device, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+/// On native targets wgpu reports a scope's errors by the time it is popped, so the call
+/// that made them returns them.
+#[cfg(not(target_arch = "wasm32"))]
+fn scoped<T>(device: &wgpu::Device, _sink: &Sink, context: &str, f: impl FnOnce() -> T) -> Result<T> {
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
     let value = f();
-    // Scopes pop innermost first. On native backends these futures are already resolved.
+    // Scopes pop innermost first; the futures are already resolved.
     let errors = [
         pollster::block_on(internal.pop()),
         pollster::block_on(memory.pop()),
@@ -310,4 +360,25 @@ fn scoped<T>(device: &wgpu::Device, context: &str, f: impl FnOnce() -> T) -> Res
         None => Ok(value),
         Some(e) => Err(Error::Gpu { context: context.to_string(), message: e.to_string() }),
     }
+}
+
+/// In the browser a popped scope resolves later, on the page's event loop: its first error is
+/// kept in `sink`, and the next call that submits or reads returns it (as one that wgpu
+/// raised outside any scope would be).
+#[cfg(target_arch = "wasm32")]
+fn scoped<T>(device: &wgpu::Device, sink: &Sink, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+    let value = f();
+    let pops = [internal.pop(), memory.pop(), validation.pop()];
+    let (sink, context) = (sink.clone(), context.to_string());
+    wasm_bindgen_futures::spawn_local(async move {
+        for pop in pops {
+            if let Some(e) = pop.await {
+                keep_first(&sink, format!("while {context}: {e}"));
+            }
+        }
+    });
+    Ok(value)
 }

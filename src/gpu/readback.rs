@@ -1,5 +1,5 @@
 //! The one way data comes back from the GPU: a copy into a staging buffer (`MAP_READ`), mapped
-//! once the copy has run. [`Gpu::read`] waits for it; a `LossReading` has the app's submit
+//! once the copy has run. [`Gpu::read_async`] awaits it ([`Gpu::read`] blocks on that); a `LossReading` has the app's submit
 //! map it and polls. Both take their staging buffers from one small pool per [`Gpu`] and give
 //! them back once unmapped, so a loss read every few frames allocates nothing.
 
@@ -61,13 +61,15 @@ impl Gpu {
     }
 
     /// Copies `bytes` of `buffer` from byte `offset` on to the host once the work submitted
-    /// before this call has finished: the blocking read every other read goes through.
-    pub(crate) fn read_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    /// before this call has finished: the one read every other read goes through. On native
+    /// targets it waits inside wgpu's poll (wgpu has no event loop of its own there); in the
+    /// browser it awaits the map, which the page's event loop delivers.
+    pub(crate) async fn read_buffer_async(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         let mut staging = self.staging(bytes)?;
-        self.scoped("reading a buffer back", || {
+        let submitted = self.scoped("reading a buffer back", || {
             let mut encoder = self.device().create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(buffer, offset, &staging.buffer, 0, bytes);
-            self.queue().submit([encoder.finish()]);
+            self.queue().submit([encoder.finish()])
         })?;
         self.tally.submitted();
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
@@ -80,10 +82,13 @@ impl Gpu {
                 .slice(..bytes)
                 .map_async(wgpu::MapMode::Read, move |result| sender.send(result).unwrap_or(()))
         })?;
-        self.wait()?;
-        pollster::block_on(receiver.receive())
+        self.poll_until(Some(submitted))?;
+        receiver
+            .receive()
+            .await
             .ok_or_else(|| Error::Readback("the map callback never ran".into()))?
             .map_err(|e| Error::Readback(e.to_string()))?;
+        self.check_uncaptured()?;
         staging.take_mapped()
     }
 }

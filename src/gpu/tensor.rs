@@ -252,6 +252,12 @@ impl Gpu {
 
     /// Copies labels back (an explicit read, like [`Gpu::read`]).
     pub fn read_labels(&self, labels: &GpuLabels) -> Result<Vec<u32>> {
+        crate::blocking::refuse_on_web("read_labels")?;
+        crate::blocking::wait("read_labels", self.read_labels_async(labels))
+    }
+
+    /// [`Gpu::read_labels`] without blocking: works in the browser.
+    pub async fn read_labels_async(&self, labels: &GpuLabels) -> Result<Vec<u32>> {
         if labels.owner != self.id() {
             return Err(Error::Gpu {
                 context: "read_labels".into(),
@@ -259,7 +265,7 @@ impl Gpu {
             });
         }
         let bytes = (labels.len * 4) as u64;
-        let values = self.read_buffer(&labels.buffer, 0, bytes)?;
+        let values = self.read_buffer_async(&labels.buffer, 0, bytes).await?;
         Ok(bytemuck::pod_collect_to_vec(&values))
     }
 
@@ -272,15 +278,26 @@ impl Gpu {
     }
 
     /// Copies `tensor` back once the work submitted before this call has finished (through
-    /// the staging pool of `readback.rs`, the one place the crate maps buffers).
+    /// the staging pool of `readback.rs`, the one place the crate maps buffers). Blocks: for
+    /// native programs; in the browser it is [`Error::WouldBlock`], and
+    /// [`Gpu::read_async`] is the call to make.
     pub fn read(&self, tensor: &GpuTensor) -> Result<Vec<f32>> {
-        self.read_first(tensor, tensor.len())
+        crate::blocking::refuse_on_web("read")?;
+        crate::blocking::wait("read", self.read_async(tensor))
+    }
+
+    /// [`Gpu::read`] without blocking, on every target: in the browser the map is delivered
+    /// by the page's event loop; on native targets the future waits for the GPU when polled.
+    /// Needs no particular executor.
+    pub async fn read_async(&self, tensor: &GpuTensor) -> Result<Vec<f32>> {
+        self.read_first_async(tensor, tensor.len()).await
     }
 
     /// The first `len` values of `tensor` (at most all of them).
-    pub(crate) fn read_first(&self, tensor: &GpuTensor, len: usize) -> Result<Vec<f32>> {
+    pub(crate) async fn read_first_async(&self, tensor: &GpuTensor, len: usize) -> Result<Vec<f32>> {
         self.check_owner("read", tensor)?;
-        let bytes = self.read_buffer(&tensor.buffer, tensor.offset, (len.min(tensor.len()) * 4) as u64)?;
+        let bytes = (len.min(tensor.len()) * 4) as u64;
+        let bytes = self.read_buffer_async(&tensor.buffer, tensor.offset, bytes).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 

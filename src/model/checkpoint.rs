@@ -38,7 +38,8 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use super::config::{Init, Layer, ModelConfig};
 use super::graph::Graph;
 use crate::data::idx::data_error;
-use crate::{Result, atomic_file};
+use crate::Result;
+use crate::blocking::Pending;
 
 /// Which tensor of a parameter an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +61,7 @@ pub(crate) struct Entry {
 
 /// What a backend gives and takes for checkpoints.
 pub(crate) trait Checkpointed {
-    fn read_entry(&self, param: usize, which: Which) -> Result<Vec<f32>>;
+    fn read_entry(&self, param: usize, which: Which) -> Pending<'_, Vec<f32>>;
     fn write_entry(&mut self, param: usize, which: Which, values: &[f32]) -> Result<()>;
     fn steps(&self) -> u32;
     fn set_steps(&mut self, steps: u32) -> Result<()>;
@@ -88,10 +89,17 @@ pub(crate) fn layout(graph: &Graph) -> Vec<Entry> {
     entries
 }
 
-pub(crate) fn save(model: &dyn Checkpointed, graph: &Graph, path: &Path) -> Result<()> {
+/// The checkpoint of `model` as safetensors bytes; errors name the destination `path`.
+pub(crate) async fn to_bytes<M: Checkpointed + Sync + ?Sized>(
+    model: &M,
+    graph: &Graph,
+    path: &Path,
+) -> Result<Vec<u8>> {
     let entries = layout(graph);
-    let values: Vec<Vec<f32>> =
-        entries.iter().map(|e| model.read_entry(e.param, e.which)).collect::<Result<_>>()?;
+    let mut values = Vec::with_capacity(entries.len());
+    for e in &entries {
+        values.push(model.read_entry(e.param, e.which).await?);
+    }
     let views: Vec<(String, TensorView)> = entries
         .iter()
         .zip(&values)
@@ -106,8 +114,7 @@ pub(crate) fn save(model: &dyn Checkpointed, graph: &Graph, path: &Path) -> Resu
         ("steps".to_string(), model.steps().to_string()),
         ("config".to_string(), config_json(&graph.config).map_err(|e| data_error(path, e.to_string()))?),
     ]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| data_error(path, e.to_string()))?;
-    atomic_file::write(path, &bytes)
+    safetensors::serialize(views, Some(metadata)).map_err(|e| data_error(path, e.to_string()))
 }
 
 /// The config as saved: JSON, with given starting weights written as `he` (the weights are

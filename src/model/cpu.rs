@@ -13,12 +13,13 @@ use super::batch::{
 };
 use super::checkpoint::{Checkpointed, Which};
 use super::config::{Backend, Loss, ModelConfig, Optimizer};
-use super::engine::{Engine, Part, check_new_values};
+use super::engine::{Engine, LocalPending, Part, check_new_values};
 use super::gemm::Scalar;
 use super::graph::{Graph, Slot, check_dataset};
 use super::ops::{self, Ops};
 use crate::data::{Dataset, Targets};
 use crate::shape::MatmulForm;
+use crate::blocking::{Pending, ready};
 use crate::{Activation, Error, OptimizerSettings, Result, cpu};
 
 /// One parameter's values, gradient and optimizer state (momentum's velocity, or Adam's
@@ -252,7 +253,39 @@ impl<T: Scalar> CpuModel<T> {
     }
 }
 
+/// The CPU's answers are there at once: each reading call of [`Engine`] is the inherent
+/// method of the same name, ready.
 impl Engine for CpuModel<f32> {
+    fn take_loss(&mut self) -> Pending<'_, f32> {
+        ready(CpuModel::take_loss(self))
+    }
+
+    fn predict<'a>(&'a mut self, x: &'a [f32]) -> Pending<'a, Vec<f32>> {
+        ready(CpuModel::predict(self, x))
+    }
+
+    fn evaluate<'a>(&'a mut self, x: &'a [f32], target: &'a Target<'a>) -> Pending<'a, Evaluation> {
+        ready(CpuModel::evaluate(self, x, target))
+    }
+
+    fn read(&self, p: usize, part: Part) -> Pending<'_, Vec<f32>> {
+        ready(CpuModel::read(self, p, part))
+    }
+
+    fn train_epoch<'a>(
+        &'a mut self,
+        data: &'a Resident,
+        batch_size: usize,
+        seed: u64,
+        progress: &'a mut dyn FnMut(EpochProgress),
+    ) -> LocalPending<'a, f32> {
+        Box::pin(std::future::ready(CpuModel::train_epoch(self, data, batch_size, seed, progress)))
+    }
+
+    fn evaluate_resident<'a>(&'a mut self, data: &'a Resident) -> Pending<'a, DataEvaluation> {
+        ready(CpuModel::evaluate_resident(self, data))
+    }
+
     fn graph(&self) -> &Graph {
         &self.graph
     }
@@ -265,6 +298,36 @@ impl Engine for CpuModel<f32> {
         self.step(x, target)
     }
 
+    fn write(&mut self, p: usize, values: &[f32]) -> Result<()> {
+        check_new_values(&self.graph, p, values)?;
+        self.params[p].value = from_f32(values);
+        Ok(())
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.settings.lr = lr;
+        Ok(())
+    }
+
+    fn load(&mut self, data: &Dataset) -> Result<Resident> {
+        check_dataset(&self.graph, data)?;
+        self.datasets.push(Arc::new(data.clone()));
+        Ok(Resident {
+            model: self.id,
+            index: self.datasets.len() - 1,
+            len: data.len(),
+            labelled: data.labels().is_some(),
+        })
+    }
+
+    fn owns(&self, data: &Resident) -> bool {
+        check_resident("owns", data, self.id, self.datasets.len()).is_ok()
+    }
+
+}
+
+/// The reading calls, computed at once.
+impl CpuModel<f32> {
     fn take_loss(&mut self) -> Result<f32> {
         if self.loss_steps == 0 {
             return Err(Error::NoSteps { op: "take_loss" });
@@ -308,28 +371,6 @@ impl Engine for CpuModel<f32> {
         }))
     }
 
-    fn write(&mut self, p: usize, values: &[f32]) -> Result<()> {
-        check_new_values(&self.graph, p, values)?;
-        self.params[p].value = from_f32(values);
-        Ok(())
-    }
-
-    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        self.settings.lr = lr;
-        Ok(())
-    }
-
-    fn load(&mut self, data: &Dataset) -> Result<Resident> {
-        check_dataset(&self.graph, data)?;
-        self.datasets.push(Arc::new(data.clone()));
-        Ok(Resident {
-            model: self.id,
-            index: self.datasets.len() - 1,
-            len: data.len(),
-            labelled: data.labels().is_some(),
-        })
-    }
-
     fn train_epoch(
         &mut self,
         data: &Resident,
@@ -362,10 +403,6 @@ impl Engine for CpuModel<f32> {
         self.take_loss()
     }
 
-    fn owns(&self, data: &Resident) -> bool {
-        check_resident("owns", data, self.id, self.datasets.len()).is_ok()
-    }
-
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
         check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
         let set = Arc::clone(&self.datasets[data.index]);
@@ -389,12 +426,12 @@ impl CpuModel<f32> {
 }
 
 impl<T: Scalar> Checkpointed for CpuModel<T> {
-    fn read_entry(&self, p: usize, which: Which) -> Result<Vec<f32>> {
+    fn read_entry(&self, p: usize, which: Which) -> Pending<'_, Vec<f32>> {
         let tensors = &self.params[p];
-        Ok(to_f32(match which {
+        ready(Ok(to_f32(match which {
             Which::Value => &tensors.value,
             Which::State(k) => &tensors.state[k],
-        }))
+        })))
     }
 
     fn write_entry(&mut self, p: usize, which: Which, values: &[f32]) -> Result<()> {

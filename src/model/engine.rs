@@ -7,31 +7,35 @@ use super::batch::{DataEvaluation, EpochProgress, Evaluation, Resident, Target};
 use super::checkpoint::Checkpointed;
 use super::config::Backend;
 use super::graph::Graph;
+use crate::blocking::Pending;
 use crate::data::Dataset;
 use crate::{Counters, Error, Result};
 
-/// What a backend does for a model: everything both backends do.
-pub(crate) trait Engine: Checkpointed + Any + std::fmt::Debug + Send {
+/// What a backend does for a model: everything both backends do. The calls that read back
+/// from the GPU return a [`Pending`] answer (the CPU's is ready at once); the model awaits it
+/// in its `async` forms and blocks on it in the others.
+pub(crate) trait Engine: Checkpointed + Any + std::fmt::Debug + Send + Sync {
     fn graph(&self) -> &Graph;
     fn backend(&self) -> Backend;
     fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()>;
-    fn take_loss(&mut self) -> Result<f32>;
-    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;
-    fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation>;
+    fn take_loss(&mut self) -> Pending<'_, f32>;
+    fn predict<'a>(&'a mut self, x: &'a [f32]) -> Pending<'a, Vec<f32>>;
+    fn evaluate<'a>(&'a mut self, x: &'a [f32], target: &'a Target<'a>) -> Pending<'a, Evaluation>;
     /// Parameter p's values or gradient.
-    fn read(&self, p: usize, part: Part) -> Result<Vec<f32>>;
+    fn read(&self, p: usize, part: Part) -> Pending<'_, Vec<f32>>;
     /// Replaces parameter p's values.
     fn write(&mut self, p: usize, values: &[f32]) -> Result<()>;
     fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
     fn load(&mut self, data: &Dataset) -> Result<Resident>;
-    fn train_epoch(
-        &mut self,
-        data: &Resident,
+    /// Not `Send`: `progress` is the caller's and need not be.
+    fn train_epoch<'a>(
+        &'a mut self,
+        data: &'a Resident,
         batch_size: usize,
         seed: u64,
-        progress: &mut dyn FnMut(EpochProgress),
-    ) -> Result<f32>;
-    fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation>;
+        progress: &'a mut dyn FnMut(EpochProgress),
+    ) -> LocalPending<'a, f32>;
+    fn evaluate_resident<'a>(&'a mut self, data: &'a Resident) -> Pending<'a, DataEvaluation>;
     /// Whether `data` was loaded into this model.
     fn owns(&self, data: &Resident) -> bool;
 
@@ -39,6 +43,9 @@ pub(crate) trait Engine: Checkpointed + Any + std::fmt::Debug + Send {
         Counters::default()
     }
 }
+
+/// A [`Pending`] that may hold a reference to the caller's progress callback.
+pub(crate) type LocalPending<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + 'a>>;
 
 /// Which of a parameter's tensors to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -170,8 +170,19 @@ impl Model {
     /// loss was NaN or infinite, this is `Error::Diverged` with that step's number: that step
     /// and the later ones since the last read were not applied, and training goes on from the
     /// weights from before it. [`Error::NoSteps`] when no step was taken since the last read.
+    ///
+    /// Blocks on the GPU backend: for native programs (in the browser it is
+    /// [`Error::WouldBlock`]; [`Model::take_loss_async`] is the form that works everywhere).
     pub fn take_loss(&mut self) -> Result<f32> {
-        self.engine.take_loss()
+        self.block("take_loss")?;
+        crate::blocking::wait("take_loss", self.engine.take_loss())
+    }
+
+    /// [`Model::take_loss`] without blocking, on every target and backend: in the browser the
+    /// read is delivered by the page's event loop; on native targets the future waits for the
+    /// GPU when polled. Needs no particular executor.
+    pub async fn take_loss_async(&mut self) -> Result<f32> {
+        self.engine.take_loss().await
     }
 
     /// The model's outputs for `x` (dropout off).
@@ -184,7 +195,13 @@ impl Model {
     /// [`Error::Shape`] for `x` of the wrong size, [`Error::NotFinite`] for a NaN or
     /// infinity in it, [`Error::BufferTooLarge`] or [`Error::Gpu`] from the device.
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
-        self.engine.predict(x)
+        self.block("predict")?;
+        crate::blocking::wait("predict", self.engine.predict(x))
+    }
+
+    /// [`Model::predict`] without blocking (see [`Model::take_loss_async`]).
+    pub async fn predict_async(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        self.engine.predict(x).await
     }
 
     /// The mean loss over a data set (dropout off), and the accuracy for label targets (the
@@ -193,28 +210,58 @@ impl Model {
     /// # Shapes and errors
     /// As [`Model::train_step`]'s (a rebuilt model may evaluate).
     pub fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
-        self.engine.evaluate(x, target)
+        self.block("evaluate")?;
+        crate::blocking::wait("evaluate", self.engine.evaluate(x, target))
+    }
+
+    /// [`Model::evaluate`] without blocking (see [`Model::take_loss_async`]).
+    pub async fn evaluate_async(&mut self, x: &[f32], target: &Target<'_>) -> Result<Evaluation> {
+        self.engine.evaluate(x, target).await
     }
 
     /// Layer `layer`'s weights: a dense layer's, row-major `(out, in)`, or a layer norm's
     /// gain (an explicit read-back on the GPU).
     pub fn weights(&self, layer: usize) -> Result<Vec<f32>> {
-        self.engine.read(self.param("weights", layer, "weight")?, Part::Value)
+        self.block("weights")?;
+        crate::blocking::wait("weights", self.engine.read(self.param("weights", layer, "weight")?, Part::Value))
+    }
+
+    /// [`Model::weights`] without blocking (see [`Model::take_loss_async`]).
+    pub async fn weights_async(&self, layer: usize) -> Result<Vec<f32>> {
+        self.engine.read(self.param("weights", layer, "weight")?, Part::Value).await
     }
 
     /// Layer `layer`'s bias, or an error when it has none.
     pub fn bias(&self, layer: usize) -> Result<Vec<f32>> {
-        self.engine.read(self.param("bias", layer, "bias")?, Part::Value)
+        self.block("bias")?;
+        crate::blocking::wait("bias", self.engine.read(self.param("bias", layer, "bias")?, Part::Value))
+    }
+
+    /// [`Model::bias`] without blocking (see [`Model::take_loss_async`]).
+    pub async fn bias_async(&self, layer: usize) -> Result<Vec<f32>> {
+        self.engine.read(self.param("bias", layer, "bias")?, Part::Value).await
     }
 
     /// The gradient of the last step's loss with respect to layer `layer`'s weights.
     pub fn weight_gradients(&self, layer: usize) -> Result<Vec<f32>> {
-        self.engine.read(self.param("weight_gradients", layer, "weight")?, Part::Gradient)
+        self.block("weight_gradients")?;
+        crate::blocking::wait("weight_gradients", self.engine.read(self.param("weight_gradients", layer, "weight")?, Part::Gradient))
+    }
+
+    /// [`Model::weight_gradients`] without blocking (see [`Model::take_loss_async`]).
+    pub async fn weight_gradients_async(&self, layer: usize) -> Result<Vec<f32>> {
+        self.engine.read(self.param("weight_gradients", layer, "weight")?, Part::Gradient).await
     }
 
     /// The gradient with respect to layer `layer`'s bias.
     pub fn bias_gradients(&self, layer: usize) -> Result<Vec<f32>> {
-        self.engine.read(self.param("bias_gradients", layer, "bias")?, Part::Gradient)
+        self.block("bias_gradients")?;
+        crate::blocking::wait("bias_gradients", self.engine.read(self.param("bias_gradients", layer, "bias")?, Part::Gradient))
+    }
+
+    /// [`Model::bias_gradients`] without blocking (see [`Model::take_loss_async`]).
+    pub async fn bias_gradients_async(&self, layer: usize) -> Result<Vec<f32>> {
+        self.engine.read(self.param("bias_gradients", layer, "bias")?, Part::Gradient).await
     }
 
     /// Replaces layer `layer`'s weights (and bias, when given). Everything is checked
@@ -278,11 +325,24 @@ impl Model {
         seed: u64,
         progress: &mut dyn FnMut(EpochProgress),
     ) -> Result<f32> {
+        self.block("train_epoch")?;
+        crate::blocking::wait("train_epoch", self.train_epoch_async(data, batch_size, seed, progress))
+    }
+
+    /// [`Model::train_epoch`] without blocking (see [`Model::take_loss_async`]): in the
+    /// browser the page stays responsive between the epoch's submits.
+    pub async fn train_epoch_async(
+        &mut self,
+        data: &Resident,
+        batch_size: usize,
+        seed: u64,
+        progress: &mut dyn FnMut(EpochProgress),
+    ) -> Result<f32> {
         self.engine.graph().check_trains("train_epoch")?;
         if batch_size == 0 {
             return Err(Error::shape("train_epoch", "a batch size of at least 1", "0"));
         }
-        self.engine.train_epoch(data, batch_size, seed, progress)
+        self.engine.train_epoch(data, batch_size, seed, progress).await
     }
 
     /// Whether `data` was loaded into this model (a [`Resident`] of another is refused).
@@ -293,7 +353,13 @@ impl Model {
     /// Loss over a resident data set (dropout off), and for a labelled one the accuracy and
     /// each sample's predicted class.
     pub fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
-        self.engine.evaluate_resident(data)
+        self.block("evaluate_resident")?;
+        crate::blocking::wait("evaluate_resident", self.engine.evaluate_resident(data))
+    }
+
+    /// [`Model::evaluate_resident`] without blocking (see [`Model::take_loss_async`]).
+    pub async fn evaluate_resident_async(&mut self, data: &Resident) -> Result<DataEvaluation> {
+        self.engine.evaluate_resident(data).await
     }
 
     /// Saves the weights, the optimizer's state, the step count and the config as a
@@ -307,7 +373,23 @@ impl Model {
     /// [`Error::Data`] naming the file when it cannot be written (the old file, if any, is
     /// left whole); [`Error::Gpu`] if the weights cannot be read back.
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        checkpoint::save(self.engine.as_ref(), self.engine.graph(), path.as_ref())
+        let path = path.as_ref();
+        self.block("save")?;
+        let bytes = crate::blocking::wait("save", checkpoint::to_bytes(self.engine.as_ref(), self.engine.graph(), path))?;
+        crate::atomic_file::write(path, &bytes)
+    }
+
+    /// The checkpoint [`Model::save`] writes, as bytes (for the browser, a download or a
+    /// database): [`Model::from_checkpoint_bytes`] and [`Model::load_checkpoint_bytes`] read
+    /// them back. Blocks on the GPU backend, as [`Model::take_loss`] does.
+    pub fn save_bytes(&self) -> Result<Vec<u8>> {
+        self.block("save_bytes")?;
+        crate::blocking::wait("save_bytes", self.save_bytes_async())
+    }
+
+    /// [`Model::save_bytes`] without blocking (see [`Model::take_loss_async`]).
+    pub async fn save_bytes_async(&self) -> Result<Vec<u8>> {
+        checkpoint::to_bytes(self.engine.as_ref(), self.engine.graph(), "checkpoint bytes".as_ref()).await
     }
 
     /// Loads a checkpoint saved by [`Model::save`], or a PyTorch `state_dict` saved with
@@ -382,6 +464,15 @@ impl Model {
     pub fn bias_tensor(&self, layer: usize) -> Result<&crate::GpuTensor> {
         let p = self.param("bias_tensor", layer, "bias")?;
         Ok(self.gpu_view("bias_tensor")?.param_tensor(p))
+    }
+
+    /// [`Error::WouldBlock`] for a blocking read on the GPU backend in the browser, before
+    /// anything starts; the CPU backend's answers need no waiting anywhere.
+    fn block(&self, op: &'static str) -> Result<()> {
+        match self.backend() {
+            Backend::Gpu => crate::blocking::refuse_on_web(op),
+            Backend::Cpu => Ok(()),
+        }
     }
 
     /// The GPU backend, for the calls only it has.

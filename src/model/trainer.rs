@@ -5,7 +5,7 @@
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::time::Instant;
+use web_time::Instant;
 
 use super::Model;
 use super::batch::{DataEvaluation, EpochProgress, Resident};

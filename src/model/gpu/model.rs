@@ -15,7 +15,8 @@ use crate::model::batch::{
 };
 use crate::model::checkpoint::{Checkpointed, Which};
 use crate::model::config::{Backend, Layer};
-use crate::model::engine::{Engine, Part, check_new_values};
+use crate::blocking::Pending;
+use crate::model::engine::{Engine, LocalPending, Part, check_new_values};
 use crate::model::graph::{Graph, Slot, check_dataset};
 use crate::model::ops;
 use crate::settings::{WATCH, Watch};
@@ -197,8 +198,8 @@ impl GpuModel {
     }
 
     /// The loss watch's slots (one read of the settings row).
-    fn read_watch(&self) -> Result<Watch> {
-        Ok(Watch::from_row(&self.gpu.read(&self.shared.settings_row)?))
+    async fn read_watch(&self) -> Result<Watch> {
+        Ok(Watch::from_row(&self.gpu.read_async(&self.shared.settings_row).await?))
     }
 
     /// Builds the buffers and bindings for `rows` samples, or marks them as just used. A plan
@@ -264,7 +265,183 @@ impl GpuModel {
     }
 }
 
+/// What the [`Engine`] calls that read back do, awaiting the GPU.
+impl GpuModel {
+    async fn take_loss_async(&mut self) -> Result<f32> {
+        if self.loss_steps == 0 {
+            return Err(Error::NoSteps { op: "take_loss" });
+        }
+        self.settle_steps();
+        let watch = self.read_watch().await?;
+        self.gpu.write_at(&self.shared.settings_row, WATCH, &[0.0; 4])?;
+        let steps = std::mem::take(&mut self.loss_steps);
+        match watch.first_bad {
+            Some(bad) => {
+                // The bad step and those after it advanced nothing on the GPU but the dropout
+                // counter: count only the applied ones, as the optimizer's β powers do.
+                let skipped = steps.saturating_sub(bad);
+                self.steps = self.steps.saturating_sub(skipped + 1);
+                Err(Error::Diverged { step: u64::from(self.steps) + 1, loss: watch.bad_loss, skipped })
+            }
+            None => Ok(watch.total / steps as f32),
+        }
+    }
+
+    async fn predict_async(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let rows = self.graph.rows("predict", x)?;
+        // Rows are independent in a forward pass without dropout, so any number of them runs
+        // in the plan of the next power of two (the rest of its rows are left as they were and
+        // not read): a server's ragged sizes share a few plans instead of building one each.
+        let class = rows.next_power_of_two();
+        let planned =
+            if self.plans.get((rows, false)).is_some() || class > self.most_rows() { rows } else { class };
+        self.plan(planned, false)?;
+        let plan = &self.plans[&(planned, false)];
+        self.gpu.write_at(plan.get(&self.graph, Slot::Act(0)), 0, x)?;
+        self.gpu.run(&plan.dispatches.iter().collect::<Vec<_>>())?;
+        self.gpu.read_first_async(plan.output(&self.graph), rows * self.graph.outputs()).await
+    }
+
+    async fn evaluate_async(&mut self, x: &[f32], target: &Target<'_>) -> Result<Evaluation> {
+        let rows = self.graph.rows("evaluate", x)?;
+        self.graph.check_target("evaluate", target, rows)?;
+        self.plan(rows, false)?;
+        let plan = &self.plans[&(rows, false)];
+        self.write_batch(plan, x, target)?;
+        let all: Vec<&Dispatch> = plan.dispatches.iter().chain(&plan.loss_dispatches).collect();
+        self.gpu.run(&all)?;
+        let loss = self.gpu.read_async(plan.get(&self.graph, Slot::Loss)).await?[0];
+        let accuracy = match target {
+            Target::Labels(labels) => {
+                let outputs = self.gpu.read_async(plan.output(&self.graph)).await?;
+                Some(accuracy(&outputs, labels, self.graph.outputs()))
+            }
+            Target::Values(_) => None,
+        };
+        Ok(Evaluation { loss, accuracy })
+    }
+
+    async fn read_async(&self, p: usize, part: Part) -> Result<Vec<f32>> {
+        let tensors = &self.shared.params[p];
+        self.gpu.read_async(match part {
+            Part::Value => &tensors.value,
+            Part::Gradient => tensors.grad.as_ref().ok_or(Error::InferenceOnly { op: "gradients" })?,
+        })
+        .await
+    }
+
+    async fn train_epoch_async(
+        &mut self,
+        data: &Resident,
+        batch_size: usize,
+        seed: u64,
+        progress: &mut dyn FnMut(EpochProgress),
+    ) -> Result<f32> {
+        check_resident("train_epoch", data, self.id, self.datasets.len())?;
+        self.settle_steps();
+        let batches = batches(data.len, batch_size);
+        for &(offset, rows) in &batches {
+            self.gather(data.index, rows, offset, true)?;
+        }
+        if self.loss_steps > 0 {
+            // Steps taken since the last take_loss are not this epoch's, but a divergence
+            // among them is still reported.
+            self.take_loss_async().await?;
+        }
+        let set = &self.datasets[data.index];
+        self.gpu.write_labels(&set.order, &epoch_order(data.len, seed))?;
+        for (chunk, steps) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
+            let mut all: Vec<&Dispatch> = Vec::new();
+            for &(offset, rows) in steps {
+                let plan = &self.plans[&(rows, true)];
+                all.extend(self.step(plan, &set.gathers[&(rows, offset, true)]));
+            }
+            self.gpu.run(&all)?;
+            self.loss_steps += steps.len() as u32;
+            self.steps += steps.len() as u32;
+            let (steps_done, &(offset, rows)) =
+                (chunk * STEPS_PER_SUBMIT + steps.len(), steps.last().expect("a chunk"));
+            let running_loss = if steps_done % LOSS_REPORT_STEPS == 0 && steps_done < batches.len() {
+                let watch = self.read_watch().await?;
+                if watch.first_bad.is_some() {
+                    return self.take_loss_async().await; // stop the epoch here with the report
+                }
+                Some(watch.total / self.loss_steps as f32)
+            } else {
+                None
+            };
+            progress(EpochProgress {
+                steps_done,
+                steps: batches.len(),
+                samples_done: offset + rows,
+                running_loss,
+            });
+        }
+        self.take_loss_async().await
+    }
+
+    async fn evaluate_resident_async(&mut self, data: &Resident) -> Result<DataEvaluation> {
+        check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
+        // As many rows per submit as the widest activation's binding allows, up to EVAL_ROWS.
+        let rows = self.most_rows().min(EVAL_ROWS);
+        let batches = batches(data.len, rows);
+        for &(offset, rows) in &batches {
+            self.gather(data.index, rows, offset, false)?;
+        }
+        let (mut loss, mut predictions) = (0.0, Vec::new());
+        let set = &self.datasets[data.index];
+        for &(offset, rows) in &batches {
+            let plan = &self.plans[&(rows, false)];
+            let all: Vec<&Dispatch> = set.gathers[&(rows, offset, false)]
+                .iter()
+                .chain(&plan.dispatches)
+                .chain(&plan.loss_dispatches)
+                .collect();
+            self.gpu.run(&all)?;
+            loss += f64::from(self.gpu.read_async(plan.get(&self.graph, Slot::Loss)).await?[0]) * rows as f64;
+            if let GpuTargets::Labels(..) = set.targets {
+                predictions.extend(arg_max(&self.gpu.read_async(plan.output(&self.graph)).await?, self.graph.outputs()));
+            }
+        }
+        let labels = match &set.targets {
+            GpuTargets::Labels(_, host) => Some(&host[..]),
+            GpuTargets::Values(_) => None,
+        };
+        Ok(DataEvaluation::new(loss / data.len as f64, predictions, labels))
+    }
+}
+
 impl Engine for GpuModel {
+    fn take_loss(&mut self) -> Pending<'_, f32> {
+        Box::pin(self.take_loss_async())
+    }
+
+    fn predict<'a>(&'a mut self, x: &'a [f32]) -> Pending<'a, Vec<f32>> {
+        Box::pin(self.predict_async(x))
+    }
+
+    fn evaluate<'a>(&'a mut self, x: &'a [f32], target: &'a Target<'a>) -> Pending<'a, Evaluation> {
+        Box::pin(self.evaluate_async(x, target))
+    }
+
+    fn read(&self, p: usize, part: Part) -> Pending<'_, Vec<f32>> {
+        Box::pin(self.read_async(p, part))
+    }
+
+    fn train_epoch<'a>(
+        &'a mut self,
+        data: &'a Resident,
+        batch_size: usize,
+        seed: u64,
+        progress: &'a mut dyn FnMut(EpochProgress),
+    ) -> LocalPending<'a, f32> {
+        Box::pin(self.train_epoch_async(data, batch_size, seed, progress))
+    }
+
+    fn evaluate_resident<'a>(&'a mut self, data: &'a Resident) -> Pending<'a, DataEvaluation> {
+        Box::pin(self.evaluate_resident_async(data))
+    }
+
     fn graph(&self) -> &Graph {
         &self.graph
     }
@@ -302,88 +479,8 @@ impl Engine for GpuModel {
         })
     }
 
-    fn train_epoch(
-        &mut self,
-        data: &Resident,
-        batch_size: usize,
-        seed: u64,
-        progress: &mut dyn FnMut(EpochProgress),
-    ) -> Result<f32> {
-        check_resident("train_epoch", data, self.id, self.datasets.len())?;
-        self.settle_steps();
-        let batches = batches(data.len, batch_size);
-        for &(offset, rows) in &batches {
-            self.gather(data.index, rows, offset, true)?;
-        }
-        if self.loss_steps > 0 {
-            // Steps taken since the last take_loss are not this epoch's, but a divergence
-            // among them is still reported.
-            self.take_loss()?;
-        }
-        let set = &self.datasets[data.index];
-        self.gpu.write_labels(&set.order, &epoch_order(data.len, seed))?;
-        for (chunk, steps) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
-            let mut all: Vec<&Dispatch> = Vec::new();
-            for &(offset, rows) in steps {
-                let plan = &self.plans[&(rows, true)];
-                all.extend(self.step(plan, &set.gathers[&(rows, offset, true)]));
-            }
-            self.gpu.run(&all)?;
-            self.loss_steps += steps.len() as u32;
-            self.steps += steps.len() as u32;
-            let (steps_done, &(offset, rows)) =
-                (chunk * STEPS_PER_SUBMIT + steps.len(), steps.last().expect("a chunk"));
-            let running_loss = if steps_done % LOSS_REPORT_STEPS == 0 && steps_done < batches.len() {
-                let watch = self.read_watch()?;
-                if watch.first_bad.is_some() {
-                    return self.take_loss(); // stop the epoch here with the report
-                }
-                Some(watch.total / self.loss_steps as f32)
-            } else {
-                None
-            };
-            progress(EpochProgress {
-                steps_done,
-                steps: batches.len(),
-                samples_done: offset + rows,
-                running_loss,
-            });
-        }
-        self.take_loss()
-    }
-
     fn owns(&self, data: &Resident) -> bool {
         check_resident("owns", data, self.id, self.datasets.len()).is_ok()
-    }
-
-    fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
-        check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
-        // As many rows per submit as the widest activation's binding allows, up to EVAL_ROWS.
-        let rows = self.most_rows().min(EVAL_ROWS);
-        let batches = batches(data.len, rows);
-        for &(offset, rows) in &batches {
-            self.gather(data.index, rows, offset, false)?;
-        }
-        let (mut loss, mut predictions) = (0.0, Vec::new());
-        let set = &self.datasets[data.index];
-        for &(offset, rows) in &batches {
-            let plan = &self.plans[&(rows, false)];
-            let all: Vec<&Dispatch> = set.gathers[&(rows, offset, false)]
-                .iter()
-                .chain(&plan.dispatches)
-                .chain(&plan.loss_dispatches)
-                .collect();
-            self.gpu.run(&all)?;
-            loss += f64::from(self.gpu.read(plan.get(&self.graph, Slot::Loss))?[0]) * rows as f64;
-            if let GpuTargets::Labels(..) = set.targets {
-                predictions.extend(arg_max(&self.gpu.read(plan.output(&self.graph))?, self.graph.outputs()));
-            }
-        }
-        let labels = match &set.targets {
-            GpuTargets::Labels(_, host) => Some(&host[..]),
-            GpuTargets::Values(_) => None,
-        };
-        Ok(DataEvaluation::new(loss / data.len as f64, predictions, labels))
     }
 
     fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
@@ -397,68 +494,6 @@ impl Engine for GpuModel {
         self.loss_steps += 1;
         self.steps += 1;
         Ok(())
-    }
-
-    fn take_loss(&mut self) -> Result<f32> {
-        if self.loss_steps == 0 {
-            return Err(Error::NoSteps { op: "take_loss" });
-        }
-        self.settle_steps();
-        let watch = self.read_watch()?;
-        self.gpu.write_at(&self.shared.settings_row, WATCH, &[0.0; 4])?;
-        let steps = std::mem::take(&mut self.loss_steps);
-        match watch.first_bad {
-            Some(bad) => {
-                // The bad step and those after it advanced nothing on the GPU but the dropout
-                // counter: count only the applied ones, as the optimizer's β powers do.
-                let skipped = steps.saturating_sub(bad);
-                self.steps = self.steps.saturating_sub(skipped + 1);
-                Err(Error::Diverged { step: u64::from(self.steps) + 1, loss: watch.bad_loss, skipped })
-            }
-            None => Ok(watch.total / steps as f32),
-        }
-    }
-
-    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
-        let rows = self.graph.rows("predict", x)?;
-        // Rows are independent in a forward pass without dropout, so any number of them runs
-        // in the plan of the next power of two (the rest of its rows are left as they were and
-        // not read): a server's ragged sizes share a few plans instead of building one each.
-        let class = rows.next_power_of_two();
-        let planned =
-            if self.plans.get((rows, false)).is_some() || class > self.most_rows() { rows } else { class };
-        self.plan(planned, false)?;
-        let plan = &self.plans[&(planned, false)];
-        self.gpu.write_at(plan.get(&self.graph, Slot::Act(0)), 0, x)?;
-        self.gpu.run(&plan.dispatches.iter().collect::<Vec<_>>())?;
-        self.gpu.read_first(plan.output(&self.graph), rows * self.graph.outputs())
-    }
-
-    fn evaluate(&mut self, x: &[f32], target: &Target) -> Result<Evaluation> {
-        let rows = self.graph.rows("evaluate", x)?;
-        self.graph.check_target("evaluate", target, rows)?;
-        self.plan(rows, false)?;
-        let plan = &self.plans[&(rows, false)];
-        self.write_batch(plan, x, target)?;
-        let all: Vec<&Dispatch> = plan.dispatches.iter().chain(&plan.loss_dispatches).collect();
-        self.gpu.run(&all)?;
-        let loss = self.gpu.read(plan.get(&self.graph, Slot::Loss))?[0];
-        let accuracy = match target {
-            Target::Labels(labels) => {
-                let outputs = self.gpu.read(plan.output(&self.graph))?;
-                Some(accuracy(&outputs, labels, self.graph.outputs()))
-            }
-            Target::Values(_) => None,
-        };
-        Ok(Evaluation { loss, accuracy })
-    }
-
-    fn read(&self, p: usize, part: Part) -> Result<Vec<f32>> {
-        let tensors = &self.shared.params[p];
-        self.gpu.read(match part {
-            Part::Value => &tensors.value,
-            Part::Gradient => tensors.grad.as_ref().ok_or(Error::InferenceOnly { op: "gradients" })?,
-        })
     }
 
     fn write(&mut self, p: usize, values: &[f32]) -> Result<()> {
@@ -478,12 +513,12 @@ impl Engine for GpuModel {
 }
 
 impl Checkpointed for GpuModel {
-    fn read_entry(&self, p: usize, which: Which) -> Result<Vec<f32>> {
+    fn read_entry(&self, p: usize, which: Which) -> Pending<'_, Vec<f32>> {
         let tensors = &self.shared.params[p];
-        self.gpu.read(match which {
+        Box::pin(self.gpu.read_async(match which {
             Which::Value => &tensors.value,
             Which::State(k) => &tensors.state[k],
-        })
+        }))
     }
 
     fn write_entry(&mut self, p: usize, which: Which, values: &[f32]) -> Result<()> {

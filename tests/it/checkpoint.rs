@@ -1,11 +1,10 @@
 //! Checkpoints: safetensors files that restore a model exactly, resume its training from the
 //! same point, and fail cleanly.
 
-mod common;
 
 use std::path::PathBuf;
 
-use common::{assert_close, backends, gpu, random, random_labels};
+use crate::common::{assert_close, backends, gpu, random, random_labels};
 use wgpu_nn::Error;
 use wgpu_nn::model::{Backend, Model, ModelConfig, Optimizer, Target};
 

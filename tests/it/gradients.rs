@@ -3,9 +3,8 @@
 //! For an op `y = f(x)` and a random weighting `g`, the scalar `L = Σ g ⊙ f(x)` has
 //! `∂L/∂x = backward(dy = g)`; each partial is checked against `(L(x + h) − L(x − h)) / 2h`.
 
-mod common;
 
-use common::{assert_close, random_f64};
+use crate::common::{assert_close, random_f64};
 use wgpu_nn::{Activation, MatmulForm, cpu};
 
 /// Central differences in f64 are accurate to about h² · |f'''| + ε / h: with h = 1e-5 both

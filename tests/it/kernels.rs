@@ -1,8 +1,7 @@
 //! Every GPU kernel, forward and backward, held against the CPU reference.
 
-mod common;
 
-use common::{assert_close, gpu, random, random_labels};
+use crate::common::{assert_close, random, random_labels, shared_gpu};
 use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
 use wgpu_nn::{Activation, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Tiling, cpu, wgpu};
 
@@ -24,12 +23,12 @@ const TRANSCENDENTAL_ATOL: f64 = 1e-6;
 /// near −1 times |x| · du (see `leaky_relu_and_gelu_match_reference`): 1e-5 absolute.
 const GELU_BACKWARD_ATOL: f64 = 1e-5;
 
-fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
+async fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
     gpu.run(dispatches).unwrap();
-    gpu.read(out).unwrap()
+    gpu.read_async(out).await.unwrap()
 }
 
-fn check_matmul(
+async fn check_matmul(
     gpu: &Gpu,
     m: usize,
     k: usize,
@@ -50,34 +49,36 @@ fn check_matmul(
         (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.zeros(m, n).unwrap());
     let bias_gpu = bias.map(|bias| gpu.upload(bias, 1, n).unwrap());
     let product = gpu.matmul_forward_with(kernel, &c_gpu, &a_gpu, &b_gpu, bias_gpu.as_ref(), form).unwrap();
-    let got = run(gpu, &[&product], &c_gpu);
+    let got = run(gpu, &[&product], &c_gpu).await;
     let what = format!("{} {m}x{k}x{n} bias={with_bias} kernel={}", form.op_name(), product.label());
     assert_close(&what, &got, &want, 0.0, matmul_atol(k));
 }
 
-#[test]
-fn matmul_matches_reference_at_awkward_sizes() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn matmul_matches_reference_at_awkward_sizes() {
+    let Some(gpu) = shared_gpu().await else { return };
     for form in MatmulForm::ALL {
         for s in SIZES {
-            check_matmul(gpu, s, s, s, form, s % 2 == 1, MatmulKernel::Auto);
+            check_matmul(gpu, s, s, s, form, s % 2 == 1, MatmulKernel::Auto).await;
         }
     }
 }
+}
 
-#[test]
-fn matmul_matches_reference_on_non_square_shapes() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn matmul_matches_reference_on_non_square_shapes() {
+    let Some(gpu) = shared_gpu().await else { return };
     let shapes =
         [(7, 257, 65), (65, 1, 127), (1, 784, 10), (257, 63, 1), (64, 784, 128), (12, 8, 100), (130, 64, 10)];
     // llvmpipe cuts any loop after 65535 iterations; the kernels split long loops.
     let shapes: Vec<_> = shapes.into_iter().chain([(2, 70_001, 3), (4, 70_000, 8)]).collect();
     for form in MatmulForm::ALL {
         for (m, k, n) in &shapes {
-            check_matmul(gpu, *m, *k, *n, form, true, MatmulKernel::Auto);
-            check_matmul(gpu, *m, *k, *n, form, false, MatmulKernel::Auto);
+            check_matmul(gpu, *m, *k, *n, form, true, MatmulKernel::Auto).await;
+            check_matmul(gpu, *m, *k, *n, form, false, MatmulKernel::Auto).await;
         }
     }
+}
 }
 
 /// Every kernel this adapter has, for shapes aligned enough for all of them (the tiled ones
@@ -91,9 +92,9 @@ fn kernels(gpu: &Gpu) -> Vec<MatmulKernel> {
     kernels
 }
 
-#[test]
-fn other_tilings_match_too() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn other_tilings_match_too() {
+    let Some(gpu) = shared_gpu().await else { return };
     // Small uneven tiles (many of them, a k step of two quads) and wide ones (16×4 invocations,
     // a 32×128 tile, one quad of k a step), where the adapter takes them; on shapes with
     // partial tiles, odd rows, and (A·Bᵀ) a width that is not a multiple of 4. (A step of 32 k
@@ -111,16 +112,17 @@ fn other_tilings_match_too() {
                 continue; // not a shape the vec4 kernels take
             }
             for tiling in tilings.iter().filter(|t| fits(t)) {
-                check_matmul(gpu, m, k, n, form, true, MatmulKernel::Tiled(*tiling));
+                check_matmul(gpu, m, k, n, form, true, MatmulKernel::Tiled(*tiling)).await;
             }
         }
-        check_matmul(gpu, 8, 70_004, 12, form, false, MatmulKernel::Tiled(tilings[0]));
+        check_matmul(gpu, 8, 70_004, 12, form, false, MatmulKernel::Tiled(tilings[0])).await;
     }
 }
+}
 
-#[test]
-fn every_matmul_kernel_matches_on_aligned_shapes() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn every_matmul_kernel_matches_on_aligned_shapes() {
+    let Some(gpu) = shared_gpu().await else { return };
     let shapes = [(4, 4, 4), (64, 64, 64), (68, 260, 132), (8, 12, 16), (132, 20, 68), (4, 7, 4), (20, 1, 8)];
     for form in MatmulForm::ALL {
         for (m, k, n) in shapes {
@@ -131,26 +133,28 @@ fn every_matmul_kernel_matches_on_aligned_shapes() {
                 continue;
             }
             for kernel in kernels(gpu) {
-                check_matmul(gpu, m, k, n, form, true, kernel);
-                check_matmul(gpu, m, k, n, form, false, kernel);
+                check_matmul(gpu, m, k, n, form, true, kernel).await;
+                check_matmul(gpu, m, k, n, form, false, kernel).await;
             }
         }
     }
 }
+}
 
-#[test]
-fn every_matmul_kernel_splits_long_products() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn every_matmul_kernel_splits_long_products() {
+    let Some(gpu) = shared_gpu().await else { return };
     for form in MatmulForm::ALL {
         for kernel in kernels(gpu) {
-            check_matmul(gpu, 8, 70_004, 12, form, true, kernel);
+            check_matmul(gpu, 8, 70_004, 12, form, true, kernel).await;
         }
     }
 }
+}
 
-#[test]
-fn kernels_that_cannot_take_a_shape_say_so() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn kernels_that_cannot_take_a_shape_say_so() {
+    let Some(gpu) = shared_gpu().await else { return };
     let (a, b, c) = (gpu.zeros(3, 5).unwrap(), gpu.zeros(5, 7).unwrap(), gpu.zeros(3, 7).unwrap());
     let err = gpu.matmul_forward_with(MatmulKernel::Vec4, &c, &a, &b, None, MatmulForm::AB).unwrap_err();
     assert!(err.to_string().contains("Vec4"), "{err}");
@@ -158,10 +162,11 @@ fn kernels_that_cannot_take_a_shape_say_so() {
     let err = gpu.matmul_forward_with(tiled, &c, &a, &b, None, MatmulForm::AB).unwrap_err();
     assert!(err.to_string().contains("Tiled"), "{err}");
 }
+}
 
-#[test]
-fn tilings_no_adapter_runs_are_refused_by_name() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn tilings_no_adapter_runs_are_refused_by_name() {
+    let Some(gpu) = shared_gpu().await else { return };
     let (a, b, c) = (gpu.zeros(8, 8).unwrap(), gpu.zeros(8, 8).unwrap(), gpu.zeros(8, 8).unwrap());
     // (Limits an adapter may or may not have: the unit tests of src/gpu/matmul.rs.)
     for (tiling, names) in [
@@ -174,10 +179,11 @@ fn tilings_no_adapter_runs_are_refused_by_name() {
         assert!(err.to_string().contains(names), "{tiling:?}: {err}");
     }
 }
+}
 
-#[test]
-fn auto_runs_the_kernel_the_adapter_type_calls_for() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn auto_runs_the_kernel_the_adapter_type_calls_for() {
+    let Some(gpu) = shared_gpu().await else { return };
     let (a, b, c) = (gpu.zeros(64, 64).unwrap(), gpu.zeros(64, 64).unwrap(), gpu.zeros(64, 64).unwrap());
     let label = gpu.matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap().label();
     let info = gpu.adapter_info();
@@ -190,9 +196,10 @@ fn auto_runs_the_kernel_the_adapter_type_calls_for() {
     }
     assert_eq!(matches!(gpu.matmul_kernel(), MatmulKernel::Tiled(_)), label.ends_with("_tiled"), "{label}");
 }
-#[test]
-fn matmul_picks_vec4_kernels_only_where_rows_are_aligned() {
-    let Some(gpu) = gpu() else { return };
+}
+portable! {
+async fn matmul_picks_vec4_kernels_only_where_rows_are_aligned() {
+    let Some(gpu) = shared_gpu().await else { return };
     let label = |m, k, n, form: MatmulForm| {
         let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
         let (a, b, c) = (gpu.zeros(ar, ac).unwrap(), gpu.zeros(br, bc).unwrap(), gpu.zeros(m, n).unwrap());
@@ -211,10 +218,11 @@ fn matmul_picks_vec4_kernels_only_where_rows_are_aligned() {
     assert_eq!(label(64, 63, 128, MatmulForm::AtB), fast("matmul_atb"));
     assert_eq!(label(10, 64, 128, MatmulForm::AtB), "matmul_any");
 }
+}
 
-#[test]
-fn matmul_ones_times_identity_is_exact() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn matmul_ones_times_identity_is_exact() {
+    let Some(gpu) = shared_gpu().await else { return };
     for n in [1, 5, 64, 67] {
         let ones = vec![1.0; 3 * n];
         let identity: Vec<f32> = (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }).collect();
@@ -224,17 +232,18 @@ fn matmul_ones_times_identity_is_exact() {
             gpu.zeros(3, n).unwrap(),
         );
         let product = gpu.matmul_forward(&c, &a, &i, None, MatmulForm::AB).unwrap();
-        assert_eq!(run(gpu, &[&product], &c), ones, "ones·I, n = {n}");
+        assert_eq!(run(gpu, &[&product], &c).await, ones, "ones·I, n = {n}");
         // Integer-valued sums are exact in f32 whatever the order: ones(3,n)·ones(n,2) = n.
         let (b, d) = (gpu.upload(&vec![1.0; 2 * n], n, 2).unwrap(), gpu.zeros(3, 2).unwrap());
         let product = gpu.matmul_forward(&d, &a, &b, None, MatmulForm::AB).unwrap();
-        assert_eq!(run(gpu, &[&product], &d), vec![n as f32; 6], "ones·ones, n = {n}");
+        assert_eq!(run(gpu, &[&product], &d).await, vec![n as f32; 6], "ones·ones, n = {n}");
     }
 }
+}
 
-#[test]
-fn matmul_backward_matches_reference() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn matmul_backward_matches_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
     for form in MatmulForm::ALL {
         for (m, k, n) in [(7, 63, 65), (64, 128, 32), (1, 1, 1), (257, 10, 7)] {
             let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
@@ -254,11 +263,11 @@ fn matmul_backward_matches_reference() {
                 gpu.matmul_backward(&d_a_g, &d_b_g, Some(&d_bias_g), &d_out_g, &a_g, &b_g, form).unwrap();
             gpu.run(&grads.iter().collect::<Vec<_>>()).unwrap();
             let what = format!("{} backward {m}x{k}x{n}", form.op_name());
-            assert_close(&format!("{what} dA"), &gpu.read(&d_a_g).unwrap(), &d_a, 0.0, matmul_atol(n));
-            assert_close(&format!("{what} dB"), &gpu.read(&d_b_g).unwrap(), &d_b, 0.0, matmul_atol(m));
+            assert_close(&format!("{what} dA"), &gpu.read_async(&d_a_g).await.unwrap(), &d_a, 0.0, matmul_atol(n));
+            assert_close(&format!("{what} dB"), &gpu.read_async(&d_b_g).await.unwrap(), &d_b, 0.0, matmul_atol(m));
             assert_close(
                 &format!("{what} dbias"),
-                &gpu.read(&d_bias_g).unwrap(),
+                &gpu.read_async(&d_bias_g).await.unwrap(),
                 &d_bias,
                 0.0,
                 matmul_atol(m),
@@ -266,15 +275,16 @@ fn matmul_backward_matches_reference() {
         }
     }
 }
+}
 
 type Unary = fn(&Gpu, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
 type Binary = fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
 type CpuUnary = fn(&mut [f32], &[f32]) -> wgpu_nn::Result<()>;
 type CpuBinary = fn(&mut [f32], &[f32], &[f32]) -> wgpu_nn::Result<()>;
 
-#[test]
-fn activations_match_reference() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn activations_match_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
     // ReLU only selects and multiplies by one, so it must be exact.
     let ops: [(&str, Unary, CpuUnary, Binary, CpuBinary, f64, f64); 3] = [
         ("relu", Gpu::relu_forward, cpu::relu_forward, Gpu::relu_backward, cpu::relu_backward, 0.0, 0.0),
@@ -319,7 +329,7 @@ fn activations_match_reference() {
             let forward = gpu_fwd(gpu, &y_g, &x_g).unwrap();
             assert_close(
                 &format!("{name}_forward {rows}x{cols}"),
-                &run(gpu, &[&forward], &y_g),
+                &run(gpu, &[&forward], &y_g).await,
                 &y,
                 rtol,
                 atol,
@@ -328,7 +338,7 @@ fn activations_match_reference() {
             let backward = gpu_bwd(gpu, &dx_g, &saved_g, &dy_g).unwrap();
             assert_close(
                 &format!("{name}_backward {rows}x{cols}"),
-                &run(gpu, &[&backward], &dx_g),
+                &run(gpu, &[&backward], &dx_g).await,
                 &dx,
                 rtol,
                 atol,
@@ -336,10 +346,11 @@ fn activations_match_reference() {
         }
     }
 }
+}
 
-#[test]
-fn softmax_family_matches_reference() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn softmax_family_matches_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
     for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([
         (300, 10),
         (2, 1000),
@@ -356,49 +367,50 @@ fn softmax_family_matches_reference() {
             gpu.upload_labels(&labels, cols).unwrap(),
         );
         // Every op here is a few exp/log per value: the transcendental tolerance.
-        let check = |op: &str, dispatch: &Dispatch, out: &GpuTensor, want: &[f32]| {
+        let check = async |op: &str, dispatch: &Dispatch, out: &GpuTensor, want: &[f32]| {
             let what = format!("{op} {rows}x{cols}");
-            assert_close(&what, &run(gpu, &[dispatch], out), want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL)
+            assert_close(&what, &run(gpu, &[dispatch], out).await, want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL)
         };
 
         let mut y = vec![0.0; len];
         cpu::softmax_forward(&mut y, &x, rows, cols).unwrap();
         let y_g = gpu.zeros(rows, cols).unwrap();
         let forward = gpu.softmax_forward(&y_g, &x_g).unwrap();
-        check("softmax_forward", &forward, &y_g, &y);
+        check("softmax_forward", &forward, &y_g, &y).await;
 
         let mut dx = vec![0.0; len];
         cpu::softmax_backward(&mut dx, &y, &dy, rows, cols).unwrap();
         let (y_in, dx_g) = (gpu.upload(&y, rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
         let backward = gpu.softmax_backward(&dx_g, &y_in, &dy_g).unwrap();
-        check("softmax_backward", &backward, &dx_g, &dx);
+        check("softmax_backward", &backward, &dx_g, &dx).await;
 
         let mut log_y = vec![0.0; len];
         cpu::log_softmax_forward(&mut log_y, &x, rows, cols).unwrap();
         let log_y_g = gpu.zeros(rows, cols).unwrap();
         let forward = gpu.log_softmax_forward(&log_y_g, &x_g).unwrap();
-        check("log_softmax_forward", &forward, &log_y_g, &log_y);
+        check("log_softmax_forward", &forward, &log_y_g, &log_y).await;
 
         cpu::log_softmax_backward(&mut dx, &log_y, &dy, rows, cols).unwrap();
         let log_y_in = gpu.upload(&log_y, rows, cols).unwrap();
         let backward = gpu.log_softmax_backward(&dx_g, &log_y_in, &dy_g).unwrap();
-        check("log_softmax_backward", &backward, &dx_g, &dx);
+        check("log_softmax_backward", &backward, &dx_g, &dx).await;
 
         let mut losses = vec![0.0; rows];
         cpu::softmax_cross_entropy_forward(&mut losses, &x, &labels, rows, cols).unwrap();
         let losses_g = gpu.zeros(rows, 1).unwrap();
         let forward = gpu.softmax_cross_entropy_forward(&losses_g, &x_g, &labels_g).unwrap();
-        check("softmax_cross_entropy_forward", &forward, &losses_g, &losses);
+        check("softmax_cross_entropy_forward", &forward, &losses_g, &losses).await;
 
         cpu::softmax_cross_entropy_backward(&mut dx, &x, &labels, rows, cols).unwrap();
         let backward = gpu.softmax_cross_entropy_backward(&dx_g, &x_g, &labels_g).unwrap();
-        check("softmax_cross_entropy_backward", &backward, &dx_g, &dx);
+        check("softmax_cross_entropy_backward", &backward, &dx_g, &dx).await;
     }
 }
+}
 
-#[test]
-fn softmax_is_stable_for_large_and_very_negative_logits() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn softmax_is_stable_for_large_and_very_negative_logits() {
+    let Some(gpu) = shared_gpu().await else { return };
     let rows = [[1234.0, 0.0], [-1e30, -1e30], [-5000.0, -5010.0], [88.0, 89.0]];
     let x: Vec<f32> = rows.concat();
     let (x_g, y_g, log_g, loss_g) = (
@@ -408,9 +420,9 @@ fn softmax_is_stable_for_large_and_very_negative_logits() {
         gpu.zeros(4, 1).unwrap(),
     );
     let labels = gpu.upload_labels(&[1, 0, 1, 0], 2).unwrap();
-    let y = run(gpu, &[&gpu.softmax_forward(&y_g, &x_g).unwrap()], &y_g);
-    let log_y = run(gpu, &[&gpu.log_softmax_forward(&log_g, &x_g).unwrap()], &log_g);
-    let losses = run(gpu, &[&gpu.softmax_cross_entropy_forward(&loss_g, &x_g, &labels).unwrap()], &loss_g);
+    let y = run(gpu, &[&gpu.softmax_forward(&y_g, &x_g).unwrap()], &y_g).await;
+    let log_y = run(gpu, &[&gpu.log_softmax_forward(&log_g, &x_g).unwrap()], &log_g).await;
+    let losses = run(gpu, &[&gpu.softmax_cross_entropy_forward(&loss_g, &x_g, &labels).unwrap()], &loss_g).await;
     assert!(
         y.iter().chain(&log_y).chain(&losses).all(|v| v.is_finite()),
         "non-finite: {y:?} {log_y:?} {losses:?}"
@@ -423,21 +435,23 @@ fn softmax_is_stable_for_large_and_very_negative_logits() {
     // The loss for label 1 of [1234, 0] is 1234: ln(e^1234 + 1) − 0, computed without overflow.
     assert_close("cross-entropy of [1234, 0] against class 1", &losses[0..1], &[1234.0], 1e-6, 0.0);
 }
+}
 
-#[test]
-fn tanh_and_sigmoid_saturate_without_nan() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn tanh_and_sigmoid_saturate_without_nan() {
+    let Some(gpu) = shared_gpu().await else { return };
     let x = [-1e4f32, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4, f32::MAX];
     let (x_g, y_g) = (gpu.upload(&x, 1, 8).unwrap(), gpu.zeros(1, 8).unwrap());
     for (name, op) in [("tanh", Gpu::tanh_forward as Unary), ("sigmoid", Gpu::sigmoid_forward)] {
-        let y = run(gpu, &[&op(gpu, &y_g, &x_g).unwrap()], &y_g);
+        let y = run(gpu, &[&op(gpu, &y_g, &x_g).unwrap()], &y_g).await;
         assert!(y.iter().all(|v| v.is_finite()), "{name}: {y:?}");
     }
 }
+}
 
-#[test]
-fn reductions_match_reference() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn reductions_match_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
     for (rows, cols) in
         SIZES.iter().map(|&s| (s, s)).chain([(1000, 3), (3, 1000), (100_000, 1), (9_000_000, 1)])
     {
@@ -448,20 +462,21 @@ fn reductions_match_reference() {
         let mut want = vec![0.0; cols];
         cpu::sum_columns(&mut want, &x, rows, cols, 0.5).unwrap();
         let out = gpu.zeros(1, cols).unwrap();
-        let got = run(gpu, &[&gpu.sum_columns(&out, &x_g, 0.5).unwrap()], &out);
+        let got = run(gpu, &[&gpu.sum_columns(&out, &x_g, 0.5).unwrap()], &out).await;
         assert_close(&format!("sum_columns {rows}x{cols}"), &got, &want, 0.0, matmul_atol(rows));
 
         let total = gpu.zeros(1, 1).unwrap();
         let scale = 1.0 / rows as f32;
-        let got = run(gpu, &[&gpu.sum_all(&total, &x_g, scale).unwrap()], &total);
+        let got = run(gpu, &[&gpu.sum_all(&total, &x_g, scale).unwrap()], &total).await;
         let want = cpu::sum_all(&x, scale);
         assert_close(&format!("sum_all {rows}x{cols}"), &got, &[want], 0.0, matmul_atol(rows * cols));
     }
 }
+}
 
-#[test]
-fn grids_beyond_65535_workgroups_are_folded() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn grids_beyond_65535_workgroups_are_folded() {
+    let Some(gpu) = shared_gpu().await else { return };
     // 64 rows per matmul workgroup: this needs 65,537 workgroups along one axis.
     let (m, k, n) = (65_536 * 64 + 1, 4, 4);
     let (a, b) = (random(m * k, 21), random(k * n, 22));
@@ -471,7 +486,7 @@ fn grids_beyond_65535_workgroups_are_folded() {
         (gpu.upload(&a, m, k).unwrap(), gpu.upload(&b, k, n).unwrap(), gpu.zeros(m, n).unwrap());
     let product = gpu.matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB).unwrap();
     assert!(product.workgroups()[1] > 1, "grid not folded: {:?}", product.workgroups());
-    assert_close("folded matmul", &run(gpu, &[&product], &c_g), &want, 0.0, matmul_atol(k));
+    assert_close("folded matmul", &run(gpu, &[&product], &c_g).await, &want, 0.0, matmul_atol(k));
 
     // 256 elements per activation workgroup.
     let len = 65_535 * 256 + 7;
@@ -481,16 +496,17 @@ fn grids_beyond_65535_workgroups_are_folded() {
     let (x_g, y_g) = (gpu.upload(&x, len, 1).unwrap(), gpu.zeros(len, 1).unwrap());
     let relu = gpu.relu_forward(&y_g, &x_g).unwrap();
     assert!(relu.workgroups()[1] > 1, "grid not folded: {:?}", relu.workgroups());
-    assert_close("folded relu", &run(gpu, &[&relu], &y_g), &want, 0.0, 0.0);
+    assert_close("folded relu", &run(gpu, &[&relu], &y_g).await, &want, 0.0, 0.0);
+}
 }
 
-#[test]
-fn same_input_gives_bit_identical_output() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn same_input_gives_bit_identical_output() {
+    let Some(gpu) = shared_gpu().await else { return };
     let (m, k, n) = (127, 65, 10);
     let (x, w) = (random(m * k, 31), random(n * k, 32));
     let labels = random_labels(m, n, 33);
-    let once = || {
+    let once = async || {
         let (x_g, w_g, logits, d_logits, losses, loss) = (
             gpu.upload(&x, m, k).unwrap(),
             gpu.upload(&w, n, k).unwrap(),
@@ -511,19 +527,23 @@ fn same_input_gives_bit_identical_output() {
             gpu.matmul_backward(&d_x, &d_w, Some(&d_b), &d_logits, &x_g, &w_g, MatmulForm::ABt).unwrap(),
         );
         gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
-        [&loss, &d_x, &d_w, &d_b]
-            .map(|t| gpu.read(t).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        let mut bits = Vec::new();
+        for t in [&loss, &d_x, &d_w, &d_b] {
+            bits.push(gpu.read_async(t).await.unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
+        bits
     };
-    assert_eq!(once(), once());
+    assert_eq!(once().await, once().await);
+}
 }
 
+portable! {
 /// LeakyReLU selects and multiplies by the slope once, so it must be exact. GELU's forward is
 /// a few ULP, as sigmoid's and tanh's; its backward adds two terms that cancel in the left
 /// tail, each carrying `1 + t` (t = tanh(u) near −1, so a few ULP of 1 ≈ 2.4e-7 absolute)
 /// times up to |x| · du ≈ 5 · 3.5 around x = −5: about 4e-6 absolute. [`GELU_BACKWARD_ATOL`].
-#[test]
-fn leaky_relu_and_gelu_match_reference() {
-    let Some(gpu) = gpu() else { return };
+async fn leaky_relu_and_gelu_match_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
     for (f, rtol, atol) in [
         (Activation::LeakyRelu(0.1), 0.0, 0.0),
         (Activation::LeakyRelu(-0.5), 0.0, 0.0),
@@ -543,10 +563,10 @@ fn leaky_relu_and_gelu_match_reference() {
             let forward = gpu.activation_forward(f, &y_g, &x_g).unwrap();
             let backward = gpu.activation_backward(f, &dx_g, &x_g, &dy_g).unwrap();
             let what = format!("{f:?} {rows}x{cols}");
-            assert_close(&format!("{what} forward"), &run(gpu, &[&forward], &y_g), &y, rtol, atol);
+            assert_close(&format!("{what} forward"), &run(gpu, &[&forward], &y_g).await, &y, rtol, atol);
             assert_close(
                 &format!("{what} backward"),
-                &run(gpu, &[&backward], &dx_g),
+                &run(gpu, &[&backward], &dx_g).await,
                 &dx,
                 rtol,
                 backward_atol,
@@ -554,27 +574,29 @@ fn leaky_relu_and_gelu_match_reference() {
         }
     }
 }
+}
 
-#[test]
-fn gelu_saturates_without_nan() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn gelu_saturates_without_nan() {
+    let Some(gpu) = shared_gpu().await else { return };
     let x = [-f32::MAX, -1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4, f32::MAX];
     let (x_g, dy_g) = (gpu.upload(&x, 1, 9).unwrap(), gpu.upload(&[1.0; 9], 1, 9).unwrap());
     let (y_g, dx_g) = (gpu.zeros(1, 9).unwrap(), gpu.zeros(1, 9).unwrap());
     let forward = gpu.activation_forward(Activation::Gelu, &y_g, &x_g).unwrap();
     let backward = gpu.activation_backward(Activation::Gelu, &dx_g, &x_g, &dy_g).unwrap();
-    let (y, dx) = (run(gpu, &[&forward], &y_g), run(gpu, &[&backward], &dx_g));
+    let (y, dx) = (run(gpu, &[&forward], &y_g).await, run(gpu, &[&backward], &dx_g).await);
     assert!(y.iter().chain(&dx).all(|v| v.is_finite()), "{y:?} {dx:?}");
     // Far out GELU is the identity above and 0 below: slopes 1 and 0.
     assert_eq!((dx[0], dx[8], y[8]), (0.0, 1.0, f32::MAX));
 }
+}
 
+portable! {
 /// Layer norm's statistics are sums over a row, rounded like a dot product's (k·ε per term);
 /// 1/σ then scales that error by up to 1/√ε for a constant row. The tolerance is the
 /// dot-product bound on the row, relative to the values' size, plus a few ULP.
-#[test]
-fn layer_norm_matches_reference() {
-    let Some(gpu) = gpu() else { return };
+async fn layer_norm_matches_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
     for (rows, cols) in [(1, 1), (1, 7), (3, 5), (65, 129), (300, 64), (2, 1000)] {
         let len = rows * cols;
         let x: Vec<f32> = random(len, len as u64 + 5).iter().map(|v| 3.0 * v + 0.5).collect();
@@ -604,16 +626,16 @@ fn layer_norm_matches_reference() {
         let what = format!("layer norm {rows}x{cols}");
         assert_close(
             &format!("{what} stats"),
-            &gpu.read(&stats_g).unwrap(),
+            &gpu.read_async(&stats_g).await.unwrap(),
             &stats,
             TRANSCENDENTAL_RTOL,
             atol,
         );
-        assert_close(&format!("{what} forward"), &gpu.read(&y_g).unwrap(), &y, TRANSCENDENTAL_RTOL, atol);
-        assert_close(&format!("{what} backward"), &gpu.read(&dx_g).unwrap(), &dx, TRANSCENDENTAL_RTOL, atol);
+        assert_close(&format!("{what} forward"), &gpu.read_async(&y_g).await.unwrap(), &y, TRANSCENDENTAL_RTOL, atol);
+        assert_close(&format!("{what} backward"), &gpu.read_async(&dx_g).await.unwrap(), &dx, TRANSCENDENTAL_RTOL, atol);
         assert_close(
             &format!("{what} gain terms"),
-            &gpu.read(&terms_g).unwrap(),
+            &gpu.read_async(&terms_g).await.unwrap(),
             &terms,
             TRANSCENDENTAL_RTOL,
             atol,
@@ -622,4 +644,5 @@ fn layer_norm_matches_reference() {
     // Rows wider than the kernels can walk are an error, not a silently short sum.
     let (wide, stats) = (gpu.zeros(1, MAX_LAYER_NORM_COLS + 1).unwrap(), gpu.zeros(1, 2).unwrap());
     assert!(gpu.layer_norm_stats(&stats, &wide).is_err());
+}
 }

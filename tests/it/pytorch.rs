@@ -3,11 +3,10 @@
 //! them) load here and predict what PyTorch predicted; a model saved here rebuilds from its
 //! file alone (`Model::from_checkpoint`); and bad files are errors naming file and tensor.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_close, backends, gpu, random};
+use crate::common::{assert_close, backends, gpu, random};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use wgpu_nn::Error;

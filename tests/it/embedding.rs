@@ -2,13 +2,12 @@
 //! next to its own passes, one submit per frame, the loss polled without blocking, and a
 //! forward pass over the app's buffer.
 
-mod common;
 /// The `live_boundary` example's frame: its network, for the soak below.
 #[allow(dead_code)]
-#[path = "../examples/live_boundary/scene.rs"]
+#[path = "../../examples/live_boundary/scene.rs"]
 mod live_boundary;
 
-use common::{assert_close, gpu, random, random_labels};
+use crate::common::{assert_close, gpu, random, random_labels};
 use wgpu_nn::model::{Backend, Loss, Model, ModelConfig, Optimizer, Target};
 use wgpu_nn::{Error, Gpu, wgpu};
 
@@ -22,7 +21,7 @@ fn app_devices(count: usize) -> Vec<(wgpu::Device, wgpu::Queue)> {
     if gpu().is_none() {
         return Vec::new();
     }
-    common::app_devices(count, wgpu::Limits::default())
+    crate::common::app_devices(count, wgpu::Limits::default())
 }
 
 /// Labels the net can learn: which of three bands x0 + x1 falls in.

@@ -1,8 +1,30 @@
-//! Shared by the integration tests: one GPU per test binary, seeded random data, and the one
-//! comparison helper.
+//! Shared by the integration tests: one GPU per test binary, seeded random data, the one
+//! comparison helper, and [`portable!`], which makes one test body a native test and a
+//! browser test.
 #![allow(dead_code)]
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod boundary;
+
+/// Test bodies written once, as `async` blocks on the crate's `async` calls: natively each is
+/// a `#[test]` that blocks on its body (`pollster`; the crate's futures need no particular
+/// executor), and for `wasm32-unknown-unknown` a `#[wasm_bindgen_test]` awaited on the page's
+/// event loop, where nothing may block.
+macro_rules! portable {
+    ($($(#[$meta:meta])* async fn $name:ident() $body:block)*) => {$(
+        $(#[$meta])*
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        fn $name() {
+            pollster::block_on(async $body)
+        }
+
+        $(#[$meta])*
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn $name() $body
+    )*};
+}
 
 use std::sync::OnceLock;
 
@@ -12,24 +34,52 @@ use wgpu_nn::{Gpu, wgpu};
 /// Set by CI: a missing adapter fails the GPU tests instead of skipping them.
 pub const REQUIRE_GPU: &str = "WGPU_NN_REQUIRE_GPU";
 
+static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+
 /// The GPU shared by every test in this binary, or `None` (with a loud notice) when there is
-/// no adapter and [`REQUIRE_GPU`] is not set.
+/// no adapter and [`REQUIRE_GPU`] is not set. Native tests only: see [`shared_gpu`].
+#[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new() {
+    GPU.get_or_init(|| found(Gpu::new())).as_ref()
+}
+
+/// [`gpu`] for the portable tests. In the browser there is no environment to set: a page
+/// without WebGPU fails the suite, never skips it.
+pub async fn shared_gpu() -> Option<&'static Gpu> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return gpu();
+    #[cfg(target_arch = "wasm32")]
+    {
+        if GPU.get().is_none() {
+            let gpu = Gpu::new_async().await.unwrap_or_else(|e| panic!("the browser suite needs WebGPU: {e}"));
+            let _ = GPU.set(found(Ok(gpu)));
+        }
+        GPU.get().and_then(Option::as_ref)
+    }
+}
+
+fn found(gpu: wgpu_nn::Result<Gpu>) -> Option<Gpu> {
+    match gpu {
         Ok(gpu) => {
-            eprintln!("GPU tests run on: {}", gpu.adapter_name());
+            log(&format!("GPU tests run on: {}", gpu.adapter_name()));
             Some(gpu)
         }
         Err(e) if std::env::var_os(REQUIRE_GPU).is_some() => {
             panic!("{REQUIRE_GPU} is set but no GPU is usable: {e}")
         }
         Err(e) => {
-            eprintln!("SKIPPING GPU TESTS: {e}");
+            log(&format!("SKIPPING GPU TESTS: {e}"));
             None
         }
-    })
-    .as_ref()
+    }
+}
+
+/// A line on stderr, or on the browser's console (which the test runner prints).
+pub fn log(line: &str) {
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{line}");
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_test::console_log!("{line}");
 }
 
 /// Values uniform in `[-1, 1)`, the same for the same seed.
@@ -43,10 +93,16 @@ pub fn random_f64(len: usize, seed: u64) -> Vec<f64> {
     (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Both backends when there is a GPU, else the CPU alone.
 pub fn backends() -> Vec<wgpu_nn::model::Backend> {
+    backends_with(gpu())
+}
+
+/// Both backends when `gpu` is there, else the CPU alone.
+pub fn backends_with(gpu: Option<&Gpu>) -> Vec<wgpu_nn::model::Backend> {
     use wgpu_nn::model::Backend;
-    if gpu().is_some() { vec![Backend::Gpu, Backend::Cpu] } else { vec![Backend::Cpu] }
+    if gpu.is_some() { vec![Backend::Gpu, Backend::Cpu] } else { vec![Backend::Cpu] }
 }
 
 pub fn random_labels(len: usize, classes: usize, seed: u64) -> Vec<u32> {
@@ -83,18 +139,21 @@ pub fn assert_close<T: Into<f64> + Copy>(what: &str, got: &[T], want: &[T], rtol
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Runs an example binary (plain `cargo test` builds them before it runs any test) and
 /// returns its last stdout line as JSON.
 pub fn run_example(name: &str, args: &[&str]) -> serde_json::Value {
     run_command(name, std::process::Command::new(example_binary(name)).args(args))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Where `cargo test` put example `name`'s binary.
 pub fn example_binary(name: &str) -> std::path::PathBuf {
     let deps = std::env::current_exe().expect("the test binary's path");
     deps.parent().and_then(|d| d.parent()).expect("target/<profile>/deps").join("examples").join(name)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Runs `command` (an example's, perhaps wrapped), fails with its output unless it succeeds,
 /// and returns its last stdout line as JSON.
 pub fn run_command(name: &str, command: &mut std::process::Command) -> serde_json::Value {
@@ -108,6 +167,7 @@ pub fn run_command(name: &str, command: &mut std::process::Command) -> serde_jso
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: last line is not JSON ({e}): {last}"))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// `count` devices of an app's own, made as a graphics app would (one instance and adapter,
 /// `limits`), for the tests that hand the crate a device; empty when there is no adapter.
 pub fn app_devices(count: usize, limits: wgpu::Limits) -> Vec<(wgpu::Device, wgpu::Queue)> {

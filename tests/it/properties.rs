@@ -6,9 +6,8 @@
 //! `WGPU_NN_PROPTEST_SCALE=<n>` runs n times as many cases. Each test prints its seed, and a
 //! failure also prints the shrunk case (RELIABILITY.md: "Reproducing a property failure").
 
-mod common;
 
-use common::{assert_close, gpu, random, random_labels};
+use crate::common::{assert_close, gpu, random, random_labels};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer, Target};

@@ -1,9 +1,8 @@
 //! A short MNIST run on the bundled digits, on both backends: the lesson's network learns, and
 //! the GPU and the CPU train it the same way.
 
-mod common;
 
-use common::{assert_close, gpu};
+use crate::common::{assert_close, gpu};
 use wgpu_nn::data;
 use wgpu_nn::model::{Backend, ModelConfig, Optimizer};
 

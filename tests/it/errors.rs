@@ -1,8 +1,7 @@
 //! Bad input comes back as an `Error` naming the problem, never a panic.
 
-mod common;
 
-use common::gpu;
+use crate::common::gpu;
 use wgpu_nn::{Error, MatmulForm, cpu};
 
 #[test]

@@ -3,11 +3,10 @@
 //! through eframe, and saves the weights it drew. The screenshot's drawing must be the
 //! network, pixel for pixel, as the CPU backend reads it from those weights.
 
-mod common;
 
 use std::process::Command;
 
-use common::boundary::{Drawing, assert_matches_cpu, read_png};
+use crate::common::boundary::{Drawing, assert_matches_cpu, read_png};
 
 /// Set by CI: no way to open a window fails the test instead of skipping it.
 const REQUIRE_DISPLAY: &str = "WGPU_NN_REQUIRE_DISPLAY";
@@ -45,7 +44,7 @@ fn windowed(binary: &std::path::Path) -> Option<Command> {
 
 #[test]
 fn the_egui_screenshot_is_the_network_trained_in_the_paint_callback() {
-    if common::gpu().is_none() {
+    if crate::common::gpu().is_none() {
         return; // the window needs an adapter, whichever backend trains
     }
     let dir = tempfile::tempdir().unwrap();
@@ -53,10 +52,10 @@ fn the_egui_screenshot_is_the_network_trained_in_the_paint_callback() {
     for backend in ["gpu", "cpu"] {
         let (shot, weights) =
             (dir.path().join(format!("{backend}.png")), dir.path().join(format!("{backend}.safetensors")));
-        let Some(mut command) = windowed(&common::example_binary("egui_trainer")) else { return };
+        let Some(mut command) = windowed(&crate::common::example_binary("egui_trainer")) else { return };
         command.args(["--backend", backend, "--frames", "20", "--size", "160", "--json", "--screenshot"]);
         command.arg(&shot).arg("--save").arg(&weights);
-        let report = common::run_command("egui_trainer", &mut command);
+        let report = crate::common::run_command("egui_trainer", &mut command);
         assert_eq!((&report["steps"], &report["backend"]), (&200.into(), &backend.into()), "{report}");
         let numbers = |key: &str| -> Vec<f64> {
             report[key].as_array().unwrap().iter().map(|l| l.as_f64().unwrap()).collect()
@@ -81,7 +80,7 @@ fn the_egui_screenshot_is_the_network_trained_in_the_paint_callback() {
 #[test]
 fn bad_options_are_errors_before_any_window_opens() {
     let run =
-        |args: &[&str]| Command::new(common::example_binary("egui_trainer")).args(args).output().unwrap();
+        |args: &[&str]| Command::new(crate::common::example_binary("egui_trainer")).args(args).output().unwrap();
     let output = run(&["--screenshot", "x.png"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--screenshot needs --frames"));
@@ -95,7 +94,7 @@ fn bad_options_are_errors_before_any_window_opens() {
 
 #[test]
 fn without_a_display_it_says_so_and_fails() {
-    let output = Command::new(common::example_binary("egui_trainer"))
+    let output = Command::new(crate::common::example_binary("egui_trainer"))
         .args(["--frames", "1"])
         .env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")

@@ -1,13 +1,12 @@
 //! Each lesson example's claim, checked on its real command line (`--json`) on both backends.
 
-mod common;
 
 use serde_json::Value;
 
 /// Runs `target/<profile>/examples/<name> --backend <backend> --json` and returns its last
 /// stdout line as JSON, checking the keys every lesson reports.
 fn run(name: &str, backend: &str) -> Value {
-    let report = common::run_example(name, &["--backend", backend, "--json"]);
+    let report = crate::common::run_example(name, &["--backend", backend, "--json"]);
     assert_eq!(report["example"], name);
     assert_eq!(report["backend"], backend);
     assert!(report["adapter"].is_string() && report["seconds"].is_number(), "{report}");
@@ -16,7 +15,7 @@ fn run(name: &str, backend: &str) -> Value {
 
 /// The backends to check: the CPU always, the GPU where there is one.
 fn backends() -> Vec<&'static str> {
-    if common::gpu().is_some() { vec!["gpu", "cpu"] } else { vec!["cpu"] }
+    if crate::common::gpu().is_some() { vec!["gpu", "cpu"] } else { vec!["cpu"] }
 }
 
 fn floats(value: &Value) -> Vec<f32> {
@@ -34,7 +33,7 @@ fn one_weight_prints_the_lessons_errors_and_approaches_42() {
         // lands an ulp or two away: 433.16025 here against the lesson's 433.16016 (exact
         // 433.16015625). 1e-6 relative is 4 ulps.
         let lesson = [1369.0f32, 770.0625, 433.16016, 243.65259, 137.05458];
-        common::assert_close(&format!("one_weight errors on {backend}"), &losses[..5], &lesson, 1e-6, 0.0);
+        crate::common::assert_close(&format!("one_weight errors on {backend}"), &losses[..5], &lesson, 1e-6, 0.0);
         // Each step shrinks the miss by 0.75, so 20 steps leave 37 · 0.75^20 = 0.117.
         let prediction = report["prediction"].as_f64().unwrap();
         assert!((prediction - 42.0).abs() < 0.12, "{backend}: {prediction}");
@@ -119,7 +118,7 @@ fn mnist_example_trains_plots_saves_and_loads() {
             "--save",
             checkpoint_arg,
         ];
-        let report = common::run_example("mnist", &args);
+        let report = crate::common::run_example("mnist", &args);
         for key in [
             "example",
             "backend",
@@ -147,7 +146,7 @@ fn mnist_example_trains_plots_saves_and_loads() {
         assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"), "{backend}: the plot is a PNG");
 
         // Loading the checkpoint and evaluating gives the same test accuracy.
-        let reloaded = common::run_example(
+        let reloaded = crate::common::run_example(
             "mnist",
             &["--backend", backend, "--epochs", "0", "--json", "--load", checkpoint_arg],
         );
@@ -160,14 +159,14 @@ fn the_bench_example_reports_every_figure_the_json_promises() {
     let dir = std::env::temp_dir().join(format!("wgpu-nn-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let plot = dir.join("bench.png");
-    let report = common::run_example("bench", &["--quick", "--json", "--plot", plot.to_str().unwrap()]);
+    let report = crate::common::run_example("bench", &["--quick", "--json", "--plot", plot.to_str().unwrap()]);
     assert!(report["adapter"].is_string() && report["cpu"].is_string(), "{report}");
     // Kernel launches of one MNIST training step: a count on the GPU, nothing without one.
-    match common::gpu() {
+    match crate::common::gpu() {
         Some(_) => assert!(report["dispatches_per_step"].as_u64().is_some_and(|n| n > 0), "{report}"),
         None => assert!(report["dispatches_per_step"].is_null(), "{report}"),
     }
-    let backends: &[&str] = if common::gpu().is_some() { &["gpu", "cpu"] } else { &["cpu"] };
+    let backends: &[&str] = if crate::common::gpu().is_some() { &["gpu", "cpu"] } else { &["cpu"] };
     for &(m, k, n) in &[(1024, 1024, 1024), (256, 784, 128), (256, 128, 64)] {
         for backend in backends {
             let entry = report["matmul"].as_array().unwrap().iter().find(|e| {

@@ -2,11 +2,10 @@
 //! on labelled and on regression data sets, the same on both backends and the same as the
 //! hand-written loop it replaces.
 
-mod common;
 
 use std::ops::ControlFlow;
 
-use common::{assert_close, backends, gpu, random, random_labels};
+use crate::common::{assert_close, backends, gpu, random, random_labels};
 use wgpu_nn::Error;
 use wgpu_nn::data::{Dataset, Targets};
 use wgpu_nn::model::{Loss, Model, ModelConfig, Monitor, Optimizer, Schedule, Stop, Trainer};

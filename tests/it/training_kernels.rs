@@ -1,8 +1,7 @@
 //! The losses and optimizer updates, GPU against the CPU reference.
 
-mod common;
 
-use common::{assert_close, gpu, random, random_labels};
+use crate::common::{assert_close, random, random_labels, shared_gpu};
 use wgpu_nn::{Dispatch, Gpu, GpuTensor, OptimizerSettings, cpu};
 
 /// log, division and pow on GPUs are allowed a few ULP; Adam's √ and division compound them
@@ -10,17 +9,17 @@ use wgpu_nn::{Dispatch, Gpu, GpuTensor, OptimizerSettings, cpu};
 const RTOL: f64 = 1e-5;
 const ATOL: f64 = 1e-6;
 
-fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
+async fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
     gpu.run(dispatches).unwrap();
-    gpu.read(out).unwrap()
+    gpu.read_async(out).await.unwrap()
 }
 
 type GpuLoss = fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
 type CpuLoss = fn(&mut [f32], &[f32], &[f32]) -> wgpu_nn::Result<()>;
 
-#[test]
-fn element_wise_losses_match_reference() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn element_wise_losses_match_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
     let losses: [(&str, GpuLoss, CpuLoss, GpuLoss, CpuLoss); 3] = [
         ("mse", Gpu::mse_forward, cpu::mse_forward, Gpu::mse_backward, cpu::mse_backward),
         ("mae", Gpu::mae_forward, cpu::mae_forward, Gpu::mae_backward, cpu::mae_backward),
@@ -42,25 +41,26 @@ fn element_wise_losses_match_reference() {
             let mut want = vec![0.0; len];
 
             cpu_fwd(&mut want, &y, &t).unwrap();
-            let got = run(gpu, &[&gpu_fwd(gpu, &out_g, &y_g, &t_g).unwrap()], &out_g);
+            let got = run(gpu, &[&gpu_fwd(gpu, &out_g, &y_g, &t_g).unwrap()], &out_g).await;
             assert_close(&format!("{name}_forward {rows}x{cols}"), &got, &want, RTOL, ATOL);
 
             // The mean loss: the terms summed on the GPU with scale 1/len.
             let mean = gpu.zeros(1, 1).unwrap();
-            let got = run(gpu, &[&gpu.sum_all(&mean, &out_g, 1.0 / len as f32).unwrap()], &mean);
+            let got = run(gpu, &[&gpu.sum_all(&mean, &out_g, 1.0 / len as f32).unwrap()], &mean).await;
             let atol = 8.0 * f64::from(f32::EPSILON) * want.iter().map(|v| f64::from(v.abs())).sum::<f64>();
             assert_close(&format!("{name} mean"), &got, &[cpu::sum_all(&want, 1.0 / len as f32)], RTOL, atol);
 
             cpu_bwd(&mut want, &y, &t).unwrap();
-            let got = run(gpu, &[&gpu_bwd(gpu, &out_g, &y_g, &t_g).unwrap()], &out_g);
+            let got = run(gpu, &[&gpu_bwd(gpu, &out_g, &y_g, &t_g).unwrap()], &out_g).await;
             assert_close(&format!("{name}_backward {rows}x{cols}"), &got, &want, RTOL, ATOL);
         }
     }
 }
+}
 
-#[test]
-fn nll_matches_reference() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn nll_matches_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
     for (rows, cols) in [(1, 1), (7, 3), (257, 10), (64, 65)] {
         let x = random(rows * cols, 3);
         let mut log_p = vec![0.0; x.len()];
@@ -72,15 +72,16 @@ fn nll_matches_reference() {
         let mut want = vec![0.0; rows];
         cpu::nll_forward(&mut want, &log_p, &labels, rows, cols).unwrap();
         let losses = gpu.zeros(rows, 1).unwrap();
-        let got = run(gpu, &[&gpu.nll_forward(&losses, &log_p_g, &labels_g).unwrap()], &losses);
+        let got = run(gpu, &[&gpu.nll_forward(&losses, &log_p_g, &labels_g).unwrap()], &losses).await;
         assert_close(&format!("nll_forward {rows}x{cols}"), &got, &want, 0.0, 0.0);
 
         let mut want = vec![0.0; rows * cols];
         cpu::nll_backward(&mut want, &labels, rows, cols).unwrap();
         let grad = gpu.zeros(rows, cols).unwrap();
-        let got = run(gpu, &[&gpu.nll_backward(&grad, &log_p_g, &labels_g).unwrap()], &grad);
+        let got = run(gpu, &[&gpu.nll_backward(&grad, &log_p_g, &labels_g).unwrap()], &grad).await;
         assert_close(&format!("nll_backward {rows}x{cols}"), &got, &want, 0.0, 0.0);
     }
+}
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -93,7 +94,7 @@ enum Optimizer {
 
 /// Five steps with a new gradient each, and a learning-rate change before the fourth,
 /// recorded as the layer graph will: advance the step counter, then update.
-fn check_optimizer(gpu: &Gpu, optimizer: Optimizer, len: usize) {
+async fn check_optimizer(gpu: &Gpu, optimizer: Optimizer, len: usize) {
     let mut settings = OptimizerSettings::new(0.05);
     let mut w = random(len, 10);
     let (mut m, mut v) = (vec![0.0; len], vec![0.0; len]);
@@ -130,24 +131,25 @@ fn check_optimizer(gpu: &Gpu, optimizer: Optimizer, len: usize) {
         gpu.run(&[&advance, &update]).unwrap();
     }
     let what = format!("{optimizer:?} over 5 steps, {len} weights");
-    assert_close(&what, &gpu.read(&w_g).unwrap(), &w, RTOL, ATOL);
+    assert_close(&what, &gpu.read_async(&w_g).await.unwrap(), &w, RTOL, ATOL);
     // The GPU's step counters are bit-identical to the host's.
-    assert_eq!(gpu.read(&settings_g).unwrap(), settings.to_row(), "{what}: settings row");
+    assert_eq!(gpu.read_async(&settings_g).await.unwrap(), settings.to_row(), "{what}: settings row");
 }
 
-#[test]
-fn optimizers_match_reference_over_several_steps() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn optimizers_match_reference_over_several_steps() {
+    let Some(gpu) = shared_gpu().await else { return };
     for optimizer in [Optimizer::Sgd, Optimizer::Momentum, Optimizer::Adam, Optimizer::AdamW] {
         for len in [1, 7, 257, 70_000] {
-            check_optimizer(gpu, optimizer, len);
+            check_optimizer(gpu, optimizer, len).await;
         }
     }
 }
+}
 
-#[test]
-fn adams_first_step_moves_each_weight_by_about_the_learning_rate() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn adams_first_step_moves_each_weight_by_about_the_learning_rate() {
+    let Some(gpu) = shared_gpu().await else { return };
     // After one step m̂ = g and v̂ = g², so w moves by lr · g / (|g| + ε) ≈ lr · sign(g).
     let (w, g) = (vec![1.0f32, -2.0, 0.5, 3.0], vec![0.3f32, -4.0, 1e-3, -0.02]);
     let (w_g, m_g, v_g, g_g) = (
@@ -163,11 +165,12 @@ fn adams_first_step_moves_each_weight_by_about_the_learning_rate() {
     ];
     gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
     let want: Vec<f32> = w.iter().zip(&g).map(|(w, g)| w - 0.1 * g.signum()).collect();
-    assert_close("Adam's first step", &gpu.read(&w_g).unwrap(), &want, 0.0, 1e-5);
+    assert_close("Adam's first step", &gpu.read_async(&w_g).await.unwrap(), &want, 0.0, 1e-5);
+}
 }
 
-#[test]
-fn moments_that_decay_below_the_normal_floats_become_zero() {
+portable! {
+async fn moments_that_decay_below_the_normal_floats_become_zero() {
     // A weight whose gradient is 0 has moments that shrink by β each step; x86 (and llvmpipe,
     // which runs on it) computes with subnormal floats 50–100 times slower, so both backends
     // flush them to zero.
@@ -184,7 +187,7 @@ fn moments_that_decay_below_the_normal_floats_become_zero() {
     cpu::momentum_update(&mut w_cpu[..2], &mut velocity, &g[..2], &settings).unwrap();
     assert_eq!(velocity, vec![0.0, 0.9], "CPU momentum");
 
-    let Some(gpu) = gpu() else { return };
+    let Some(gpu) = shared_gpu().await else { return };
     let upload = |values: &[f32]| gpu.upload(values, 1, values.len()).unwrap();
     let (w_g, m_g, v_g, g_g) = (upload(&w), upload(&m), upload(&v), upload(&g));
     let (w2_g, velocity_g) = (upload(&w[..2]), upload(&[tiny, 1.0]));
@@ -194,13 +197,14 @@ fn moments_that_decay_below_the_normal_floats_become_zero() {
         gpu.momentum_update(&w2_g, &velocity_g, &upload(&g[..2]), &settings_g).unwrap(),
     ];
     gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
-    assert_eq!((gpu.read(&m_g).unwrap(), gpu.read(&v_g).unwrap()), (want_m, want_v), "GPU moments");
-    assert_eq!(gpu.read(&velocity_g).unwrap(), vec![0.0, 0.9], "GPU momentum");
+    assert_eq!((gpu.read_async(&m_g).await.unwrap(), gpu.read_async(&v_g).await.unwrap()), (want_m, want_v), "GPU moments");
+    assert_eq!(gpu.read_async(&velocity_g).await.unwrap(), vec![0.0, 0.9], "GPU momentum");
+}
 }
 
-#[test]
-fn optimizer_misuse_is_an_error() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn optimizer_misuse_is_an_error() {
+    let Some(gpu) = shared_gpu().await else { return };
     let (w, g) = (gpu.zeros(2, 3).unwrap(), gpu.zeros(2, 3).unwrap());
     let settings = gpu.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
     let err = gpu.sgd_update(&w, &g, &gpu.zeros(1, 7).unwrap()).unwrap_err();
@@ -213,10 +217,11 @@ fn optimizer_misuse_is_an_error() {
     let err = gpu.write(&w, &[1.0; 5]).unwrap_err();
     assert!(err.to_string().contains("write"), "{err}");
 }
+}
 
-#[test]
-fn dropout_masks_are_the_same_on_gpu_and_cpu_and_change_every_step() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn dropout_masks_are_the_same_on_gpu_and_cpu_and_change_every_step() {
+    let Some(gpu) = shared_gpu().await else { return };
     let (rows, cols, p, seed) = (257, 65, 0.2, 7);
     let (x, dy) = (random(rows * cols, 30), random(rows * cols, 31));
     let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
@@ -236,9 +241,9 @@ fn dropout_masks_are_the_same_on_gpu_and_cpu_and_change_every_step() {
         cpu::dropout_forward(&mut out, &mut mask, &x, p, seed, step).unwrap();
         cpu::dropout_backward(&mut dx, &mask, &dy).unwrap();
         // Same hash, same f32 arithmetic: bit for bit.
-        assert_close(&format!("dropout mask, step {step}"), &gpu.read(&mask_g).unwrap(), &mask, 0.0, 0.0);
-        assert_close(&format!("dropout_forward, step {step}"), &gpu.read(&out_g).unwrap(), &out, 0.0, 0.0);
-        assert_close(&format!("dropout_backward, step {step}"), &gpu.read(&dx_g).unwrap(), &dx, 0.0, 0.0);
+        assert_close(&format!("dropout mask, step {step}"), &gpu.read_async(&mask_g).await.unwrap(), &mask, 0.0, 0.0);
+        assert_close(&format!("dropout_forward, step {step}"), &gpu.read_async(&out_g).await.unwrap(), &out, 0.0, 0.0);
+        assert_close(&format!("dropout_backward, step {step}"), &gpu.read_async(&dx_g).await.unwrap(), &dx, 0.0, 0.0);
 
         let dropped = mask.iter().filter(|&&m| m == 0.0).count() as f64 / mask.len() as f64;
         // 16,705 Bernoulli(0.2) draws: the standard deviation of the fraction is 0.003.
@@ -250,10 +255,11 @@ fn dropout_masks_are_the_same_on_gpu_and_cpu_and_change_every_step() {
     let err = gpu.dropout_forward(&out_g, &mask_g, &x_g, 1.0, seed, &counter).unwrap_err();
     assert!(err.to_string().contains("[0, 1)"), "{err}");
 }
+}
 
-#[test]
-fn the_loss_watch_totals_finite_losses_and_halts_the_optimizer_at_the_first_other() {
-    let Some(gpu) = gpu() else { return };
+portable! {
+async fn the_loss_watch_totals_finite_losses_and_halts_the_optimizer_at_the_first_other() {
+    let Some(gpu) = shared_gpu().await else { return };
     let settings_g = gpu.upload_settings(&OptimizerSettings::new(0.5)).unwrap();
     let batch_loss = gpu.zeros(1, 1).unwrap();
     let watch = gpu.watch_loss(&settings_g, &batch_loss).unwrap();
@@ -268,13 +274,14 @@ fn the_loss_watch_totals_finite_losses_and_halts_the_optimizer_at_the_first_othe
         if step < 2 {
             applied.iter_mut().zip(&g).for_each(|(w, g)| *w -= 0.5 * g);
         }
-        assert_eq!(gpu.read(&w_g).unwrap(), applied, "after step {}", step + 1);
+        assert_eq!(gpu.read_async(&w_g).await.unwrap(), applied, "after step {}", step + 1);
     }
-    let row = gpu.read(&settings_g).unwrap();
+    let row = gpu.read_async(&settings_g).await.unwrap();
     // Five steps watched; the third was the first bad one; the total holds steps 1 and 2.
     assert_eq!(row[8..11], [5.0, 3.0, 4.0]);
     assert!(row[11].is_nan(), "the bad loss is kept: {}", row[11]);
     // The β powers advanced only for the two applied steps.
     let expected = OptimizerSettings { step: 2, ..OptimizerSettings::new(0.5) }.to_row();
     assert_eq!(row[6..8], expected[6..8]);
+}
 }

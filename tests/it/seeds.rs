@@ -3,9 +3,8 @@
 //! runs now differ from earlier releases: a breaking change to call out, not numbers to paste.
 //! (The epoch order's golden test is beside `epoch_order`, in `src/model/batch.rs`.)
 
-mod common;
 
-use common::{backends, gpu};
+use crate::common::{backends, gpu};
 use wgpu_nn::data::spirals;
 use wgpu_nn::model::{Init, ModelConfig};
 

@@ -2,9 +2,8 @@
 //! matmul epilogues (`shaders/matmul_common.wgsl`) on every matmul kernel the adapter has,
 //! and the one-launch loss steps (`shaders/loss.wgsl`).
 
-mod common;
 
-use common::{assert_close, gpu, random, random_labels};
+use crate::common::{assert_close, gpu, random, random_labels};
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Target};
 use wgpu_nn::{
     Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuTensor, Keep, MatmulForm, MatmulKernel,

@@ -2,13 +2,12 @@
 //! weights are saved, loaded into the CPU backend, and at sample pixels the colour's class
 //! must be the class the CPU predicts there (`common/boundary.rs`).
 
-mod common;
 
-use common::boundary::{Drawing, assert_matches_cpu, read_png};
+use crate::common::boundary::{Drawing, assert_matches_cpu, read_png};
 
 #[test]
 fn the_headless_picture_is_the_network_the_cpu_reads_from_its_weights() {
-    if common::gpu().is_none() {
+    if crate::common::gpu().is_none() {
         return; // drawing needs an adapter, whichever backend trains
     }
     // Trained on the app's device, or on the CPU backend writing into the app's buffer.
@@ -25,7 +24,7 @@ fn picture_matches_the_cpu(backend: &str) {
     let args = ["--backend", backend, "--headless", "--frames", "20", "--size", "96", "--json", "--out"];
     let (png_arg, weights_arg) = (png_path.to_str().unwrap(), weights.to_str().unwrap());
     let report =
-        common::run_example("live_boundary", &[&args[..], &[png_arg, "--save", weights_arg]].concat());
+        crate::common::run_example("live_boundary", &[&args[..], &[png_arg, "--save", weights_arg]].concat());
     assert_eq!((&report["steps"], &report["backend"]), (&200.into(), &backend.into()));
     let loss = report["loss"].as_f64().unwrap();
     assert!(loss < 3f64.ln(), "200 steps learn something: loss {loss}, chance is ln 3");

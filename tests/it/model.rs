@@ -1,112 +1,12 @@
 //! The layer graph: the same model on the GPU and the CPU, whole-network gradients, the GPU
 //! contract (counters), determinism and bad input.
 
-mod common;
 
-use common::{assert_close, gpu, random, random_labels};
+use crate::common::{assert_close, gpu, random, random_labels};
+use crate::training::{OPTIMIZERS, PARITY_ATOL, PARITY_RTOL, classifier, parameters, train_both};
 use wgpu_nn::model::cpu::CpuModel;
-use wgpu_nn::model::{Backend, Init, Layer, Loss, Model, ModelConfig, Optimizer, Target};
+use wgpu_nn::model::{Backend, Init, Layer, Loss, ModelConfig, Optimizer, Target};
 use wgpu_nn::{Error, Gpu};
-
-const OPTIMIZERS: [Optimizer; 4] = [
-    Optimizer::Sgd { lr: 0.1 },
-    Optimizer::Momentum { lr: 0.05, momentum: 0.9 },
-    Optimizer::Adam { lr: 0.01 },
-    Optimizer::AdamW { lr: 0.01, weight_decay: 0.1 },
-];
-
-/// A classifier using every layer type: 6 → 8 ReLU → dropout → 8 tanh → 8 sigmoid → 3 softmax.
-fn classifier(optimizer: Optimizer) -> ModelConfig {
-    ModelConfig::new(6)
-        .dense(8)
-        .relu()
-        .dropout(0.25)
-        .dense_with(8, true, Init::Xavier)
-        .tanh()
-        .dense_with(8, false, Init::Uniform(-0.5, 0.5))
-        .sigmoid()
-        .dense(3)
-        .softmax()
-        .loss(Loss::SoftmaxCrossEntropy)
-        .optimizer(optimizer)
-        .seed(3)
-}
-
-/// Trains `config` on both backends, `steps` times on one batch (so the loss must fall);
-/// returns the per-step losses and the final parameters of each.
-fn train_both(gpu: &Gpu, config: &ModelConfig, steps: usize, rows: usize) -> [(Vec<f32>, Vec<f32>); 2] {
-    let inputs = config.width_at(0);
-    let outputs = config.width();
-    [Backend::Gpu, Backend::Cpu].map(|backend| {
-        let mut model = config.build(backend, Some(gpu)).unwrap();
-        let mut losses = Vec::new();
-        for _ in 0..steps {
-            let x = random(rows * inputs, 100);
-            if config.loss_kind().takes_labels() {
-                let labels = random_labels(rows, outputs, 200);
-                model.train_step(&x, &Target::Labels(&labels)).unwrap();
-            } else {
-                let t: Vec<f32> = random(rows * outputs, 300).iter().map(|v| (v + 1.0) / 2.0).collect();
-                model.train_step(&x, &Target::Values(&t)).unwrap();
-            }
-            losses.push(model.take_loss().unwrap());
-        }
-        (losses, parameters(&model, config))
-    })
-}
-
-fn parameters(model: &Model, config: &ModelConfig) -> Vec<f32> {
-    let mut all = Vec::new();
-    for (i, layer) in config.layers().iter().enumerate() {
-        if let Layer::Dense { bias, .. } = layer {
-            all.extend(model.weights(i).unwrap());
-            if *bias {
-                all.extend(model.bias(i).unwrap());
-            }
-        }
-    }
-    all
-}
-
-/// 20 steps of f32 arithmetic in a different order (GPU kernels block and fuse, exp/log are a
-/// few ULP): losses and weights drift apart by a few 1e-6 relative; 1e-4 leaves room and
-/// would still catch any wrong gradient, which moves weights by ~lr per step.
-const PARITY_RTOL: f64 = 1e-4;
-const PARITY_ATOL: f64 = 1e-5;
-
-#[test]
-fn every_optimizer_trains_the_same_on_gpu_and_cpu() {
-    let Some(gpu) = gpu() else { return };
-    for optimizer in OPTIMIZERS {
-        let config = classifier(optimizer);
-        let [(gpu_losses, gpu_weights), (cpu_losses, cpu_weights)] = train_both(gpu, &config, 20, 16);
-        let what = format!("{optimizer:?}");
-        assert_close(&format!("{what} losses"), &gpu_losses, &cpu_losses, PARITY_RTOL, PARITY_ATOL);
-        assert_close(&format!("{what} weights"), &gpu_weights, &cpu_weights, PARITY_RTOL, PARITY_ATOL);
-        assert!(gpu_losses.last() < gpu_losses.first(), "{what}: the loss should fall: {gpu_losses:?}");
-    }
-}
-
-#[test]
-fn every_loss_trains_the_same_on_gpu_and_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let configs = [
-        ModelConfig::new(4).dense(5).tanh().dense(2).loss(Loss::Mse),
-        ModelConfig::new(4).dense(5).relu().dense(2).loss(Loss::Mae),
-        ModelConfig::new(4).dense(5).relu().dense(2).sigmoid().loss(Loss::BinaryCrossEntropy),
-        ModelConfig::new(4).dense(5).relu().dense(3).log_softmax().loss(Loss::Nll),
-        ModelConfig::new(4).dense(5).relu().dense(3).loss(Loss::SoftmaxCrossEntropy),
-        ModelConfig::new(4).dense(5).sigmoid().dense(3).softmax().loss(Loss::Mse),
-    ];
-    for config in configs {
-        let config = config.optimizer(Optimizer::Sgd { lr: 0.5 }).seed(9);
-        let [(gpu_losses, gpu_weights), (cpu_losses, cpu_weights)] = train_both(gpu, &config, 20, 7);
-        let what = format!("{:?}", config.loss_kind());
-        assert_close(&format!("{what} losses"), &gpu_losses, &cpu_losses, PARITY_RTOL, PARITY_ATOL);
-        assert_close(&format!("{what} weights"), &gpu_weights, &cpu_weights, PARITY_RTOL, PARITY_ATOL);
-        assert!(gpu_losses.last() < gpu_losses.first(), "{what}: the loss should fall: {gpu_losses:?}");
-    }
-}
 
 /// Central differences on the whole network's mean loss, in f64 (see tests/gradients.rs for
 /// the tolerance's reasoning).
@@ -304,7 +204,7 @@ fn a_learning_rate_change_and_evaluation_agree_across_backends() {
         // Dropout is off in evaluation: predicting twice gives the same outputs.
         let (first, second) = (model.predict(&x).unwrap(), model.predict(&x).unwrap());
         assert_eq!(first, second, "{backend:?}: evaluation must not drop");
-        (evaluation, first, parameters(&model, &config))
+        (evaluation, first, pollster::block_on(parameters(&model, &config)))
     });
     assert_close("weights after an lr change", &gpu_run.2, &cpu_run.2, PARITY_RTOL, PARITY_ATOL);
     assert_close("predictions", &gpu_run.1, &cpu_run.1, PARITY_RTOL, PARITY_ATOL);
@@ -382,7 +282,7 @@ fn layer_norm_gelu_and_leaky_relu_train_the_same_on_gpu_and_cpu() {
             .loss(Loss::SoftmaxCrossEntropy)
             .optimizer(optimizer)
             .seed(5);
-        let [(gpu_losses, _), (cpu_losses, _)] = train_both(gpu, &config, 20, 16);
+        let [(gpu_losses, _), (cpu_losses, _)] = pollster::block_on(train_both(gpu, &config, 20, 16));
         let what = format!("{optimizer:?}");
         assert_close(&format!("{what} losses"), &gpu_losses, &cpu_losses, PARITY_RTOL, PARITY_ATOL);
         assert!(gpu_losses.last() < gpu_losses.first(), "{what}: the loss should fall: {gpu_losses:?}");

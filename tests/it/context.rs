@@ -1,13 +1,12 @@
 //! Building a `Gpu` from a device the caller already has, and errors wgpu raises inside the
 //! crate's error scopes.
 
-mod common;
 
-use common::gpu;
+use crate::common::gpu;
 use wgpu_nn::{Error, Gpu, MatmulForm, wgpu};
 
 fn device_with(limits: wgpu::Limits) -> Option<(wgpu::Device, wgpu::Queue)> {
-    common::app_devices(1, limits).pop()
+    crate::common::app_devices(1, limits).pop()
 }
 
 #[test]
