@@ -50,7 +50,10 @@ struct Params {
 
 // Keeps ln(y) and 1/(y (1 − y)) finite; the same constant as the CPU reference.
 const EPS: f32 = 1e-7;
-const NAN_BITS: u32 = 0x7fc00000u;
+// A label past the classes gives a NaN loss, which the loss watch halts on. WGSL has no NaN
+// constant: Tint (Chromium's compiler) refuses `bitcast<f32>(0x7fc00000u)` as a constant
+// expression, so the bits are read from a variable, a run-time value.
+var<private> nan_bits: u32 = 0x7fc00000u;
 
 fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 256u + lid;
@@ -119,7 +122,7 @@ fn nll_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let r = element(wg, nwg, lid);
     if r < p.len {
         let label = labels[r];
-        out[r] = select(-y[r * p.cols + min(label, p.cols - 1u)], bitcast<f32>(NAN_BITS), label >= p.cols);
+        out[r] = select(-y[r * p.cols + min(label, p.cols - 1u)], bitcast<f32>(nan_bits), label >= p.cols);
     }
 }
 
@@ -130,7 +133,7 @@ fn nll_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     if i < p.len {
         let label = labels[i / p.cols];
         let g = select(0.0, -p.scale, i % p.cols == label);
-        out[i] = select(g, bitcast<f32>(NAN_BITS), label >= p.cols);
+        out[i] = select(g, bitcast<f32>(nan_bits), label >= p.cols);
     }
 }
 
@@ -187,8 +190,8 @@ fn cross_entropy_row(r: u32) -> f32 {
         out[start + j] = (exp(y[start + j] - lse) - select(0.0, 1.0, j == label)) * p.scale;
     }
     if label >= p.cols {
-        out[start] = bitcast<f32>(NAN_BITS);
-        return bitcast<f32>(NAN_BITS);
+        out[start] = bitcast<f32>(nan_bits);
+        return bitcast<f32>(nan_bits);
     }
     return lse - y[start + label];
 }

@@ -29,6 +29,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read> labels: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
+// A label past the classes gives a NaN loss (see loss.wgsl): read from a variable, since
+// Tint refuses a NaN constant.
+var<private> nan_bits: u32 = 0x7fc00000u;
+
 fn row_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 64u + lid;
 }
@@ -130,7 +134,7 @@ fn softmax_cross_entropy_forward(@builtin(workgroup_id) wg: vec3<u32>,
     }
     let label = labels[r];
     if label >= p.cols {
-        out[r] = bitcast<f32>(0x7fc00000u);
+        out[r] = bitcast<f32>(nan_bits);
         return;
     }
     let start = r * p.cols;
@@ -156,6 +160,6 @@ fn softmax_cross_entropy_backward(@builtin(workgroup_id) wg: vec3<u32>,
         out[start + j] = g * p.scale;
     }
     if label >= p.cols {
-        out[start] = bitcast<f32>(0x7fc00000u);
+        out[start] = bitcast<f32>(nan_bits);
     }
 }

@@ -77,10 +77,9 @@ impl Gpu {
     /// particular executor.
     pub async fn new_async() -> Result<Gpu> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter =
-            wgpu::util::initialize_adapter_from_env_or_default(&instance, None).await.map_err(|e| {
-                Error::NoAdapter { detail: no_adapter_detail(&e.to_string()) }
-            })?;
+        let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
+            .await
+            .map_err(|e| Error::NoAdapter { detail: no_adapter_detail(&e.to_string()) })?;
         // GL ES 3.0 and WebGL2 adapters have no compute shaders: say so now, not as a
         // validation error from the first kernel.
         if !adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
@@ -202,8 +201,11 @@ impl Gpu {
     }
 
     /// A one-line description such as `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
+    /// Browsers may leave the name empty (Chromium does): then it says so.
     pub fn adapter_name(&self) -> String {
-        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+        let name =
+            if self.info.name.is_empty() { "an adapter the browser leaves unnamed" } else { &self.info.name };
+        format!("{name} ({:?}, {:?})", self.info.backend, self.info.device_type)
     }
 
     /// Records `dispatches`, in order, into one compute pass of `encoder`. Nothing is

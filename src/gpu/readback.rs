@@ -64,7 +64,12 @@ impl Gpu {
     /// before this call has finished: the one read every other read goes through. On native
     /// targets it waits inside wgpu's poll (wgpu has no event loop of its own there); in the
     /// browser it awaits the map, which the page's event loop delivers.
-    pub(crate) async fn read_buffer_async(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    pub(crate) async fn read_buffer_async(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
         let mut staging = self.staging(bytes)?;
         let submitted = self.scoped("reading a buffer back", || {
             let mut encoder = self.device().create_command_encoder(&Default::default());

@@ -37,9 +37,9 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::config::{Init, Layer, ModelConfig};
 use super::graph::Graph;
-use crate::data::idx::data_error;
 use crate::Result;
 use crate::blocking::Pending;
+use crate::data::idx::data_error;
 
 /// Which tensor of a parameter an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,9 +17,9 @@ use super::engine::{Engine, LocalPending, Part, check_new_values};
 use super::gemm::Scalar;
 use super::graph::{Graph, Slot, check_dataset};
 use super::ops::{self, Ops};
+use crate::blocking::{Pending, ready};
 use crate::data::{Dataset, Targets};
 use crate::shape::MatmulForm;
-use crate::blocking::{Pending, ready};
 use crate::{Activation, Error, OptimizerSettings, Result, cpu};
 
 /// One parameter's values, gradient and optimizer state (momentum's velocity, or Adam's
@@ -323,7 +323,6 @@ impl Engine for CpuModel<f32> {
     fn owns(&self, data: &Resident) -> bool {
         check_resident("owns", data, self.id, self.datasets.len()).is_ok()
     }
-
 }
 
 /// The reading calls, computed at once.

@@ -223,7 +223,10 @@ impl Model {
     /// gain (an explicit read-back on the GPU).
     pub fn weights(&self, layer: usize) -> Result<Vec<f32>> {
         self.block("weights")?;
-        crate::blocking::wait("weights", self.engine.read(self.param("weights", layer, "weight")?, Part::Value))
+        crate::blocking::wait(
+            "weights",
+            self.engine.read(self.param("weights", layer, "weight")?, Part::Value),
+        )
     }
 
     /// [`Model::weights`] without blocking (see [`Model::take_loss_async`]).
@@ -245,7 +248,10 @@ impl Model {
     /// The gradient of the last step's loss with respect to layer `layer`'s weights.
     pub fn weight_gradients(&self, layer: usize) -> Result<Vec<f32>> {
         self.block("weight_gradients")?;
-        crate::blocking::wait("weight_gradients", self.engine.read(self.param("weight_gradients", layer, "weight")?, Part::Gradient))
+        crate::blocking::wait(
+            "weight_gradients",
+            self.engine.read(self.param("weight_gradients", layer, "weight")?, Part::Gradient),
+        )
     }
 
     /// [`Model::weight_gradients`] without blocking (see [`Model::take_loss_async`]).
@@ -256,7 +262,10 @@ impl Model {
     /// The gradient with respect to layer `layer`'s bias.
     pub fn bias_gradients(&self, layer: usize) -> Result<Vec<f32>> {
         self.block("bias_gradients")?;
-        crate::blocking::wait("bias_gradients", self.engine.read(self.param("bias_gradients", layer, "bias")?, Part::Gradient))
+        crate::blocking::wait(
+            "bias_gradients",
+            self.engine.read(self.param("bias_gradients", layer, "bias")?, Part::Gradient),
+        )
     }
 
     /// [`Model::bias_gradients`] without blocking (see [`Model::take_loss_async`]).
@@ -375,7 +384,10 @@ impl Model {
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let path = path.as_ref();
         self.block("save")?;
-        let bytes = crate::blocking::wait("save", checkpoint::to_bytes(self.engine.as_ref(), self.engine.graph(), path))?;
+        let bytes = crate::blocking::wait(
+            "save",
+            checkpoint::to_bytes(self.engine.as_ref(), self.engine.graph(), path),
+        )?;
         crate::atomic_file::write(path, &bytes)
     }
 

@@ -1,7 +1,6 @@
 //! Checkpoints: safetensors files that restore a model exactly, resume its training from the
 //! same point, and fail cleanly.
 
-
 use std::path::PathBuf;
 
 use crate::common::{assert_close, backends, gpu, random, random_labels};

@@ -1,7 +1,6 @@
 //! Building a `Gpu` from a device the caller already has, and errors wgpu raises inside the
 //! crate's error scopes.
 
-
 use crate::common::gpu;
 use wgpu_nn::{Error, Gpu, MatmulForm, wgpu};
 

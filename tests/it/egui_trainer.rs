@@ -3,7 +3,6 @@
 //! through eframe, and saves the weights it drew. The screenshot's drawing must be the
 //! network, pixel for pixel, as the CPU backend reads it from those weights.
 
-
 use std::process::Command;
 
 use crate::common::boundary::{Drawing, assert_matches_cpu, read_png};
@@ -79,8 +78,9 @@ fn the_egui_screenshot_is_the_network_trained_in_the_paint_callback() {
 
 #[test]
 fn bad_options_are_errors_before_any_window_opens() {
-    let run =
-        |args: &[&str]| Command::new(crate::common::example_binary("egui_trainer")).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(crate::common::example_binary("egui_trainer")).args(args).output().unwrap()
+    };
     let output = run(&["--screenshot", "x.png"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--screenshot needs --frames"));

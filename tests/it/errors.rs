@@ -1,6 +1,5 @@
 //! Bad input comes back as an `Error` naming the problem, never a panic.
 
-
 use crate::common::gpu;
 use wgpu_nn::{Error, MatmulForm, cpu};
 

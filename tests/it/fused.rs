@@ -2,7 +2,6 @@
 //! matmul epilogues (`shaders/matmul_common.wgsl`) on every matmul kernel the adapter has,
 //! and the one-launch loss steps (`shaders/loss.wgsl`).
 
-
 use crate::common::{assert_close, gpu, random, random_labels};
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Target};
 use wgpu_nn::{

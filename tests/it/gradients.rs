@@ -3,7 +3,6 @@
 //! For an op `y = f(x)` and a random weighting `g`, the scalar `L = Σ g ⊙ f(x)` has
 //! `∂L/∂x = backward(dy = g)`; each partial is checked against `(L(x + h) − L(x − h)) / 2h`.
 
-
 use crate::common::{assert_close, random_f64};
 use wgpu_nn::{Activation, MatmulForm, cpu};
 

@@ -1,6 +1,5 @@
 //! Every GPU kernel, forward and backward, held against the CPU reference.
 
-
 use crate::common::{assert_close, random, random_labels, shared_gpu};
 use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
 use wgpu_nn::{Activation, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Tiling, cpu, wgpu};

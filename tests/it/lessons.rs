@@ -1,6 +1,5 @@
 //! Each lesson example's claim, checked on its real command line (`--json`) on both backends.
 
-
 use serde_json::Value;
 
 /// Runs `target/<profile>/examples/<name> --backend <backend> --json` and returns its last
@@ -33,7 +32,13 @@ fn one_weight_prints_the_lessons_errors_and_approaches_42() {
         // lands an ulp or two away: 433.16025 here against the lesson's 433.16016 (exact
         // 433.16015625). 1e-6 relative is 4 ulps.
         let lesson = [1369.0f32, 770.0625, 433.16016, 243.65259, 137.05458];
-        crate::common::assert_close(&format!("one_weight errors on {backend}"), &losses[..5], &lesson, 1e-6, 0.0);
+        crate::common::assert_close(
+            &format!("one_weight errors on {backend}"),
+            &losses[..5],
+            &lesson,
+            1e-6,
+            0.0,
+        );
         // Each step shrinks the miss by 0.75, so 20 steps leave 37 · 0.75^20 = 0.117.
         let prediction = report["prediction"].as_f64().unwrap();
         assert!((prediction - 42.0).abs() < 0.12, "{backend}: {prediction}");
@@ -159,7 +164,8 @@ fn the_bench_example_reports_every_figure_the_json_promises() {
     let dir = std::env::temp_dir().join(format!("wgpu-nn-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let plot = dir.join("bench.png");
-    let report = crate::common::run_example("bench", &["--quick", "--json", "--plot", plot.to_str().unwrap()]);
+    let report =
+        crate::common::run_example("bench", &["--quick", "--json", "--plot", plot.to_str().unwrap()]);
     assert!(report["adapter"].is_string() && report["cpu"].is_string(), "{report}");
     // Kernel launches of one MNIST training step: a count on the GPU, nothing without one.
     match crate::common::gpu() {

@@ -2,7 +2,6 @@
 //! weights are saved, loaded into the CPU backend, and at sample pixels the colour's class
 //! must be the class the CPU predicts there (`common/boundary.rs`).
 
-
 use crate::common::boundary::{Drawing, assert_matches_cpu, read_png};
 
 #[test]

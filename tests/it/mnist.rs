@@ -1,7 +1,6 @@
 //! A short MNIST run on the bundled digits, on both backends: the lesson's network learns, and
 //! the GPU and the CPU train it the same way.
 
-
 use crate::common::{assert_close, gpu};
 use wgpu_nn::data;
 use wgpu_nn::model::{Backend, ModelConfig, Optimizer};

@@ -1,7 +1,6 @@
 //! The layer graph: the same model on the GPU and the CPU, whole-network gradients, the GPU
 //! contract (counters), determinism and bad input.
 
-
 use crate::common::{assert_close, gpu, random, random_labels};
 use crate::training::{OPTIMIZERS, PARITY_ATOL, PARITY_RTOL, classifier, parameters, train_both};
 use wgpu_nn::model::cpu::CpuModel;

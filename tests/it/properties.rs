@@ -6,7 +6,6 @@
 //! `WGPU_NN_PROPTEST_SCALE=<n>` runs n times as many cases. Each test prints its seed, and a
 //! failure also prints the shrunk case (RELIABILITY.md: "Reproducing a property failure").
 
-
 use crate::common::{assert_close, gpu, random, random_labels};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};

@@ -3,7 +3,6 @@
 //! them) load here and predict what PyTorch predicted; a model saved here rebuilds from its
 //! file alone (`Model::from_checkpoint`); and bad files are errors naming file and tensor.
 
-
 use std::path::{Path, PathBuf};
 
 use crate::common::{assert_close, backends, gpu, random};

@@ -1,7 +1,6 @@
 //! Reliability (see RELIABILITY.md): values that are not numbers, a loss that diverges, sizes
 //! past the adapter's limits, a lost device, and long runs that must hold their memory flat.
 
-
 use crate::common::{backends, gpu, random, random_labels};
 use wgpu_nn::data::Dataset;
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer, Target};
@@ -137,7 +136,13 @@ fn hundreds_of_batch_sizes_hold_memory_bounded_and_match_the_cpu() {
         let (x, labels) = (random(rows * 6, 1000 + i as u64), random_labels(rows, 3, 2000 + i as u64));
         let target = Target::Labels(&labels);
         let what = format!("{rows} rows");
-        crate::common::assert_close(&what, &on_gpu.predict(&x).unwrap(), &on_cpu.predict(&x).unwrap(), 1e-4, 1e-5);
+        crate::common::assert_close(
+            &what,
+            &on_gpu.predict(&x).unwrap(),
+            &on_cpu.predict(&x).unwrap(),
+            1e-4,
+            1e-5,
+        );
         let (g, c) = (on_gpu.evaluate(&x, &target).unwrap(), on_cpu.evaluate(&x, &target).unwrap());
         crate::common::assert_close(&what, &[g.loss], &[c.loss], 1e-4, 1e-5);
         // From the same weights, one step each: the same weights after it.
@@ -158,7 +163,13 @@ fn hundreds_of_batch_sizes_hold_memory_bounded_and_match_the_cpu() {
             crate::common::assert_close(&format!("epoch of {batch}"), &[g], &[c], 1e-4, 1e-5);
             let (g, c) =
                 (on_gpu.evaluate_resident(&gpu_data).unwrap(), on_cpu.evaluate_resident(&cpu_data).unwrap());
-            crate::common::assert_close(&format!("evaluation after {batch}"), &[g.loss], &[c.loss], 1e-4, 1e-5);
+            crate::common::assert_close(
+                &format!("evaluation after {batch}"),
+                &[g.loss],
+                &[c.loss],
+                1e-4,
+                1e-5,
+            );
         }
         let now = held(&gpu);
         peak = [0, 1, 2].map(|k| peak[k].max(now[k]));
@@ -220,7 +231,8 @@ fn sizes_past_the_adapters_limits_are_errors_naming_limit_and_size() {
 #[test]
 fn a_lost_device_is_an_error_not_a_panic_or_a_hang() {
     let Some(_) = gpu() else { return };
-    let (device, queue) = crate::common::app_devices(1, wgpu::Limits::default()).pop().expect("an app's device");
+    let (device, queue) =
+        crate::common::app_devices(1, wgpu::Limits::default()).pop().expect("an app's device");
     let gpu = Gpu::from_device(device.clone(), queue).unwrap();
     let mut model = classifier(Optimizer::Adam { lr: 0.01 }).build_gpu(&gpu).unwrap();
     let (x, labels) = (random(4 * 6, 1), random_labels(4, 3, 2));
@@ -242,7 +254,8 @@ fn a_lost_device_is_an_error_not_a_panic_or_a_hang() {
 #[test]
 fn a_lost_device_is_an_error_on_the_embedding_path_too() {
     let Some(_) = gpu() else { return };
-    let (device, queue) = crate::common::app_devices(1, wgpu::Limits::default()).pop().expect("an app's device");
+    let (device, queue) =
+        crate::common::app_devices(1, wgpu::Limits::default()).pop().expect("an app's device");
     let gpu = Gpu::from_device(device.clone(), queue.clone()).unwrap();
     let mut model = classifier(Optimizer::Adam { lr: 0.01 }).build_gpu(&gpu).unwrap();
     let (x, labels) = (random(4 * 6, 1), random_labels(4, 3, 2));

@@ -3,7 +3,6 @@
 //! runs now differ from earlier releases: a breaking change to call out, not numbers to paste.
 //! (The epoch order's golden test is beside `epoch_order`, in `src/model/batch.rs`.)
 
-
 use crate::common::{backends, gpu};
 use wgpu_nn::data::spirals;
 use wgpu_nn::model::{Init, ModelConfig};

@@ -2,7 +2,6 @@
 //! on labelled and on regression data sets, the same on both backends and the same as the
 //! hand-written loop it replaces.
 
-
 use std::ops::ControlFlow;
 
 use crate::common::{assert_close, backends, gpu, random, random_labels};

@@ -1,6 +1,5 @@
 //! The losses and optimizer updates, GPU against the CPU reference.
 
-
 use crate::common::{assert_close, random, random_labels, shared_gpu};
 use wgpu_nn::{Dispatch, Gpu, GpuTensor, OptimizerSettings, cpu};
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::plan::{Binder, Plan, Shared};
+use crate::blocking::Pending;
 use crate::data::{Dataset, Targets};
 use crate::gpu::MAX_LAYER_NORM_COLS;
 use crate::gpu::Uploads;
@@ -15,7 +16,6 @@ use crate::model::batch::{
 };
 use crate::model::checkpoint::{Checkpointed, Which};
 use crate::model::config::{Backend, Layer};
-use crate::blocking::Pending;
 use crate::model::engine::{Engine, LocalPending, Part, check_new_values};
 use crate::model::graph::{Graph, Slot, check_dataset};
 use crate::model::ops;
@@ -323,11 +323,12 @@ impl GpuModel {
 
     async fn read_async(&self, p: usize, part: Part) -> Result<Vec<f32>> {
         let tensors = &self.shared.params[p];
-        self.gpu.read_async(match part {
-            Part::Value => &tensors.value,
-            Part::Gradient => tensors.grad.as_ref().ok_or(Error::InferenceOnly { op: "gradients" })?,
-        })
-        .await
+        self.gpu
+            .read_async(match part {
+                Part::Value => &tensors.value,
+                Part::Gradient => tensors.grad.as_ref().ok_or(Error::InferenceOnly { op: "gradients" })?,
+            })
+            .await
     }
 
     async fn train_epoch_async(
@@ -400,7 +401,10 @@ impl GpuModel {
             self.gpu.run(&all)?;
             loss += f64::from(self.gpu.read_async(plan.get(&self.graph, Slot::Loss)).await?[0]) * rows as f64;
             if let GpuTargets::Labels(..) = set.targets {
-                predictions.extend(arg_max(&self.gpu.read_async(plan.output(&self.graph)).await?, self.graph.outputs()));
+                predictions.extend(arg_max(
+                    &self.gpu.read_async(plan.output(&self.graph)).await?,
+                    self.graph.outputs(),
+                ));
             }
         }
         let labels = match &set.targets {

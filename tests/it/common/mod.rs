@@ -51,7 +51,8 @@ pub async fn shared_gpu() -> Option<&'static Gpu> {
     #[cfg(target_arch = "wasm32")]
     {
         if GPU.get().is_none() {
-            let gpu = Gpu::new_async().await.unwrap_or_else(|e| panic!("the browser suite needs WebGPU: {e}"));
+            let gpu =
+                Gpu::new_async().await.unwrap_or_else(|e| panic!("the browser suite needs WebGPU: {e}"));
             let _ = GPU.set(found(Ok(gpu)));
         }
         GPU.get().and_then(Option::as_ref)
