@@ -295,10 +295,13 @@ impl Gpu {
 
     /// Fails with [`Error::BufferTooLarge`] when `bytes` exceeds a buffer or storage binding limit.
     pub(crate) fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let checks = [
-            (self.limits.max_buffer_size, "max_buffer_size"),
+        // A tensor is bound as storage, so the binding limit is named when both are passed
+        // (SwiftShader's two limits are equal, 1 GiB), else the smaller one.
+        let mut checks = [
             (self.limits.max_storage_buffer_binding_size, "max_storage_buffer_binding_size"),
+            (self.limits.max_buffer_size, "max_buffer_size"),
         ];
+        checks.sort_by_key(|&(limit, _)| limit);
         for (limit, limit_name) in checks {
             if bytes > limit {
                 return Err(Error::BufferTooLarge { what: what.to_string(), size: bytes, limit, limit_name });

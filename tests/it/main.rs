@@ -11,6 +11,7 @@
 mod common;
 
 // Portable: native and browser.
+mod bench;
 mod kernels;
 mod training;
 mod training_kernels;
