@@ -19,9 +19,10 @@ macro_rules! portable {
             pollster::block_on(async $body)
         }
 
-        $(#[$meta])*
+        // After the harness's attribute, which reads `#[ignore]` only there.
         #[cfg(target_arch = "wasm32")]
         #[wasm_bindgen_test::wasm_bindgen_test]
+        $(#[$meta])*
         async fn $name() $body
     )*};
 }
