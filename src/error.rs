@@ -145,6 +145,26 @@ pub enum Error {
     #[error("GPU read-back failed: {0}")]
     Readback(String),
 
+    /// An optimizer setting no step could use: a NaN, infinite or negative learning rate, a
+    /// momentum outside [0, 1), a weight decay that is not a finite, non-negative number.
+    #[error("{op}: {problem}")]
+    InvalidOptimizer {
+        /// The call that refused it (`build`, `set_learning_rate`).
+        op: &'static str,
+        /// Which setting, its value and what it must be.
+        problem: String,
+    },
+
+    /// The host cannot hold what a call would allocate (the CPU backend's parameters, say):
+    /// refused before anything is allocated, where the allocator would abort the process.
+    #[error("{what} needs {bytes} bytes, more than this machine can allocate")]
+    OutOfMemory {
+        /// What would be allocated, in words.
+        what: String,
+        /// The bytes it would need.
+        bytes: u64,
+    },
+
     /// A blocking call was made in the browser, where waiting for the GPU would hang the
     /// page: its `async` form works there (`take_loss_async` for `take_loss`, …).
     #[error(

@@ -51,7 +51,16 @@ impl OptimizerSettings {
         let (b1, b2, t, p1, p2) = LAST.get();
         let (from, p1, p2) =
             if (b1, b2) == (self.beta1, self.beta2) && t <= self.step { (t, p1, p2) } else { (0, 1.0, 1.0) };
-        let (p1, p2) = (from..self.step).fold((p1, p2), |(p1, p2), _| (p1 * self.beta1, p2 * self.beta2));
+        let (mut p1, mut p2) = (p1, p2);
+        for _ in from..self.step {
+            let next = (p1 * self.beta1, p2 * self.beta2);
+            // Both powers reach a fixed point (0 after underflow, within ~10^5 steps for
+            // Adam's β2): stop there, so a step count of billions (from a file) costs nothing.
+            if next == (p1, p2) {
+                break;
+            }
+            (p1, p2) = next;
+        }
         LAST.set((self.beta1, self.beta2, self.step, p1, p2));
         (p1, p2)
     }

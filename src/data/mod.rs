@@ -168,7 +168,7 @@ impl Targets {
 
 /// `inputs` must be `rows` whole rows of `width` values.
 fn check_rows(op: &'static str, inputs: &[f32], width: usize, rows: usize, of: &str) -> Result<()> {
-    if width == 0 || rows == 0 || inputs.len() != rows * width {
+    if width == 0 || rows == 0 || rows.checked_mul(width) != Some(inputs.len()) {
         return Err(Error::shape(
             op,
             format!("a non-empty set: one row of {width} inputs for each of its {rows} {of}"),

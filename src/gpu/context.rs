@@ -36,6 +36,29 @@ pub struct Gpu {
     pub(crate) staging_pool: Arc<super::readback::StagingPool>,
     /// Written (4 bytes) to learn whether the device is still there: see `check_device`.
     canary: wgpu::Buffer,
+    pub(crate) serial: Serial,
+}
+
+/// On a GL adapter, the crate's own calls into wgpu one thread at a time.
+///
+/// wgpu's GL backend does a submit's work (llvmpipe runs a dispatch inside the call), and
+/// waits for the GPU, under one context lock, and panics when a thread waits for that lock
+/// more than 6 s ("Could not lock adapter context"): a thread creating a buffer beside
+/// another thread's long submit hit it. Threads wait here instead, with no time limit.
+/// Re-entrant, as a scoped call may make another. Other backends need no lock: `None`.
+#[derive(Clone, Default)]
+pub(crate) struct Serial(Option<Arc<parking_lot::ReentrantMutex<()>>>);
+
+impl Serial {
+    fn for_backend(backend: wgpu::Backend) -> Serial {
+        Serial((backend == wgpu::Backend::Gl).then(Default::default))
+    }
+
+    /// Runs `f` holding the lock, if this adapter has one.
+    pub(crate) fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _held = self.0.as_ref().map(|lock| lock.lock());
+        f()
+    }
 }
 
 /// The most storage bindings any kernel has.
@@ -131,38 +154,40 @@ impl Gpu {
         uncaptured: Sink,
     ) -> Result<Gpu> {
         let limits = device.limits();
-        let (kernels, placeholders, canary) = scoped(&device, &uncaptured, "building the kernels", || {
-            let matmul_subgroup = matmul::subgroup_family(&device, &info);
-            let kernels = Kernels {
-                matmul: matmul::family(&device),
-                auto_matmul: matmul::auto_kernel(&info, &limits, matmul_subgroup.is_some()),
-                matmul_subgroup,
-                matmul_tiled: matmul::tiled_family(&device),
-                activation: activation::family(&device),
-                norm: norm::family(&device),
-                softmax: softmax::family(&device),
-                reduce: reduce::family(&device),
-                loss: loss::family(&device),
-                optimizer: optimizer::kernels(&device),
-                dropout: dropout::kernels(&device),
-                gather: gather::family(&device),
-            };
-            let placeholder = |_| {
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("placeholder"),
-                    size: 16,
-                    usage: wgpu::BufferUsages::STORAGE,
+        let serial = Serial::for_backend(info.backend);
+        let (kernels, placeholders, canary) =
+            scoped(&device, &uncaptured, &serial, "building the kernels", || {
+                let matmul_subgroup = matmul::subgroup_family(&device, &info);
+                let kernels = Kernels {
+                    matmul: matmul::family(&device),
+                    auto_matmul: matmul::auto_kernel(&info, &limits, matmul_subgroup.is_some()),
+                    matmul_subgroup,
+                    matmul_tiled: matmul::tiled_family(&device),
+                    activation: activation::family(&device),
+                    norm: norm::family(&device),
+                    softmax: softmax::family(&device),
+                    reduce: reduce::family(&device),
+                    loss: loss::family(&device),
+                    optimizer: optimizer::kernels(&device),
+                    dropout: dropout::kernels(&device),
+                    gather: gather::family(&device),
+                };
+                let placeholder = |_| {
+                    device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("placeholder"),
+                        size: 16,
+                        usage: wgpu::BufferUsages::STORAGE,
+                        mapped_at_creation: false,
+                    })
+                };
+                let canary = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("canary"),
+                    size: 4,
+                    usage: wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
-                })
-            };
-            let canary = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("canary"),
-                size: 4,
-                usage: wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            (kernels, (0..MAX_STORAGE_BINDINGS).map(placeholder).collect::<Vec<_>>(), canary)
-        })?;
+                });
+                (kernels, (0..MAX_STORAGE_BINDINGS).map(placeholder).collect::<Vec<_>>(), canary)
+            })?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Gpu {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -176,6 +201,7 @@ impl Gpu {
             tally: Arc::default(),
             staging_pool: Arc::default(),
             canary,
+            serial,
         })
     }
 
@@ -259,14 +285,14 @@ impl Gpu {
     /// page's event loop runs the callbacks, and the caller awaits them.
     pub(crate) fn poll_until(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let wait = wgpu::PollType::Wait { submission_index: submission, timeout: None };
-        self.device.poll(wait).map_err(|e| Error::Readback(e.to_string()))?;
+        self.serial.run(|| self.device.poll(wait)).map_err(|e| Error::Readback(e.to_string()))?;
         Ok(())
     }
 
     /// Runs `f` inside validation, out-of-memory and internal error scopes, turning anything
     /// wgpu reports into an [`Error::Gpu`] that names `context`.
     pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
-        scoped(&self.device, &self.uncaptured, context, f)
+        scoped(&self.device, &self.uncaptured, &self.serial, context, f)
     }
 
     /// An error if the device is lost. wgpu reports a lost device to its lost callback only
@@ -350,7 +376,14 @@ fn keep_first(sink: &Mutex<Option<String>>, message: String) {
 /// On native targets wgpu reports a scope's errors by the time it is popped, so the call
 /// that made them returns them.
 #[cfg(not(target_arch = "wasm32"))]
-fn scoped<T>(device: &wgpu::Device, _sink: &Sink, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+fn scoped<T>(
+    device: &wgpu::Device,
+    _sink: &Sink,
+    serial: &Serial,
+    context: &str,
+    f: impl FnOnce() -> T,
+) -> Result<T> {
+    let _held = serial.0.as_ref().map(|lock| lock.lock());
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
@@ -371,7 +404,14 @@ fn scoped<T>(device: &wgpu::Device, _sink: &Sink, context: &str, f: impl FnOnce(
 /// kept in `sink`, and the next call that submits or reads returns it (as one that wgpu
 /// raised outside any scope would be).
 #[cfg(target_arch = "wasm32")]
-fn scoped<T>(device: &wgpu::Device, sink: &Sink, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+fn scoped<T>(
+    device: &wgpu::Device,
+    sink: &Sink,
+    serial: &Serial,
+    context: &str,
+    f: impl FnOnce() -> T,
+) -> Result<T> {
+    let _held = serial.0.as_ref().map(|lock| lock.lock());
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);

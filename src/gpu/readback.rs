@@ -114,6 +114,11 @@ impl Staging {
 
     /// The copied bytes, once the map has completed; unmaps, so the buffer can go back.
     pub(crate) fn take_mapped(&mut self) -> Result<Vec<u8>> {
+        let serial = self.gpu.serial.clone();
+        serial.run(|| self.take_mapped_now())
+    }
+
+    fn take_mapped_now(&mut self) -> Result<Vec<u8>> {
         let values = {
             let view = self
                 .buffer

@@ -184,7 +184,13 @@ impl Gpu {
         if rows == 0 || cols == 0 {
             return Err(Error::shape(op, "at least 1 row and 1 column", format!("{rows}x{cols}")));
         }
-        let needed = (rows as u64 * cols as u64 * 4).next_multiple_of(16);
+        let needed = (rows as u64)
+            .checked_mul(cols as u64)
+            .and_then(|n| n.checked_mul(4))
+            .and_then(|n| n.checked_next_multiple_of(16));
+        let Some(needed) = needed else {
+            return Err(Error::shape(op, "a size that fits in 64 bits", format!("{rows}x{cols} f32")));
+        };
         if buffer.size() < needed {
             return Err(Error::shape(
                 op,

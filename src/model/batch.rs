@@ -2,18 +2,103 @@
 //! handles to resident data, and the checks and helpers on batches both backends share.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use crate::random::Random;
 use crate::{Error, Result};
 
 /// A data set held by a model's backend: on the GPU, uploaded once, so that an
 /// epoch's minibatches are gathered there by index and no pixels move per step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// The model holds the set while a handle to it is alive: drop every clone of it (or pass it
+/// to [`super::Model::unload`]) and the model lets the set go at its next call, so a program
+/// that loads a set per epoch or per request holds bounded memory.
+#[derive(Clone, Debug)]
 pub struct Resident {
     pub(crate) model: u64,
     pub(crate) index: usize,
     pub(crate) len: usize,
     pub(crate) labelled: bool,
+    /// Alive while a handle is: the model keeps only a weak reference.
+    alive: Arc<()>,
+}
+
+impl PartialEq for Resident {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.alive, &other.alive)
+    }
+}
+
+impl Eq for Resident {}
+
+/// The sets a backend holds for its [`Resident`] handles, each let go once no handle to it
+/// is left: the one bookkeeping both backends share.
+#[derive(Clone, Debug)]
+pub(crate) struct ResidentSets<T> {
+    model: u64,
+    sets: Vec<Option<(Weak<()>, T)>>,
+}
+
+impl<T> ResidentSets<T> {
+    pub(crate) fn new(model: u64) -> Self {
+        ResidentSets { model, sets: Vec::new() }
+    }
+
+    /// Keeps `set` (`len` samples) and gives its handle, first letting go of every set whose
+    /// handles are all gone.
+    pub(crate) fn insert(&mut self, set: T, len: usize, labelled: bool) -> Resident {
+        self.sweep();
+        let alive = Arc::new(());
+        let entry = Some((Arc::downgrade(&alive), set));
+        let index = match self.sets.iter().position(Option::is_none) {
+            Some(free) => {
+                self.sets[free] = entry;
+                free
+            }
+            None => {
+                self.sets.push(entry);
+                self.sets.len() - 1
+            }
+        };
+        Resident { model: self.model, index, len, labelled, alive }
+    }
+
+    /// Lets go of the sets no handle refers to any more.
+    pub(crate) fn sweep(&mut self) {
+        for slot in &mut self.sets {
+            if slot.as_ref().is_some_and(|(alive, _)| alive.strong_count() == 0) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// The set behind `data`, or an error naming `op` when `data` belongs to another model.
+    pub(crate) fn get(&self, op: &'static str, data: &Resident) -> Result<&T> {
+        match self.sets.get(data.index) {
+            Some(Some((alive, set)))
+                if data.model == self.model && alive.ptr_eq(&Arc::downgrade(&data.alive)) =>
+            {
+                Ok(set)
+            }
+            _ => Err(Error::shape(op, "a data set loaded into this model", "one loaded elsewhere")),
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, op: &'static str, data: &Resident) -> Result<&mut T> {
+        self.get(op, data)?;
+        Ok(&mut self.sets[data.index].as_mut().expect("checked by get").1)
+    }
+
+    /// Every set held.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.sets.iter_mut().flatten().map(|(_, set)| set)
+    }
+
+    /// How many sets are held (after letting go of those without handles).
+    pub(crate) fn held(&mut self) -> usize {
+        self.sweep();
+        self.sets.iter().flatten().count()
+    }
 }
 
 impl Resident {
@@ -153,13 +238,6 @@ pub(crate) fn arg_max(outputs: &[f32], width: usize) -> Vec<u32> {
             row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best }) as u32
         })
         .collect()
-}
-
-pub(crate) fn check_resident(op: &'static str, data: &Resident, model: u64, loaded: usize) -> Result<()> {
-    if data.model != model || data.index >= loaded {
-        return Err(Error::shape(op, "a data set loaded into this model", "one loaded elsewhere"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

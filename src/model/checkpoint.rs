@@ -59,11 +59,15 @@ pub(crate) struct Entry {
     pub(crate) which: Which,
 }
 
+/// The most training steps a checkpoint may say were taken: half the u32 counters' range, so
+/// a loaded model trains on for two billion steps before they would wrap.
+pub(crate) const MAX_STEPS: u32 = i32::MAX as u32;
+
 /// What a backend gives and takes for checkpoints.
 pub(crate) trait Checkpointed {
     fn read_entry(&self, param: usize, which: Which) -> Pending<'_, Vec<f32>>;
     fn write_entry(&mut self, param: usize, which: Which, values: &[f32]) -> Result<()>;
-    fn steps(&self) -> u32;
+    fn steps(&self) -> Pending<'_, u32>;
     fn set_steps(&mut self, steps: u32) -> Result<()>;
 }
 
@@ -95,6 +99,7 @@ pub(crate) async fn to_bytes<M: Checkpointed + Sync + ?Sized>(
     graph: &Graph,
     path: &Path,
 ) -> Result<Vec<u8>> {
+    let steps = model.steps().await?;
     let entries = layout(graph);
     let mut values = Vec::with_capacity(entries.len());
     for e in &entries {
@@ -111,7 +116,7 @@ pub(crate) async fn to_bytes<M: Checkpointed + Sync + ?Sized>(
         .collect::<Result<_>>()?;
     let metadata = HashMap::from([
         ("format".to_string(), "wgpu-nn 1".to_string()),
-        ("steps".to_string(), model.steps().to_string()),
+        ("steps".to_string(), steps.to_string()),
         ("config".to_string(), config_json(&graph.config).map_err(|e| data_error(path, e.to_string()))?),
     ]);
     safetensors::serialize(views, Some(metadata)).map_err(|e| data_error(path, e.to_string()))
@@ -267,9 +272,12 @@ pub(crate) fn read(graph: &Graph, bytes: &[u8], path: &Path) -> Result<Contents>
     }
     let steps = match metadata.get("steps") {
         _ if fresh => 0,
-        Some(steps) => steps
-            .parse::<u32>()
-            .map_err(|_| data_error(path, format!("metadata steps {steps:?} is not a count")))?,
+        Some(steps) => match steps.parse::<u32>() {
+            // Counters on both backends are u32: leave room to train on without wrapping.
+            Ok(n) if n <= MAX_STEPS => n,
+            Ok(n) => return Err(data_error(path, format!("metadata steps {n} is more than {MAX_STEPS}"))),
+            Err(_) => return Err(data_error(path, format!("metadata steps {steps:?} is not a count"))),
+        },
         None => 0,
     };
     Ok(Contents { tensors, steps })

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use num_traits::Float;
 
 use super::batch::{
-    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Resident, Target, accuracy, arg_max, batches,
-    check_resident, epoch_order, next_model_id,
+    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Resident, ResidentSets, Target, accuracy, arg_max,
+    batches, epoch_order, next_model_id,
 };
 use super::checkpoint::{Checkpointed, Which};
 use super::config::{Backend, Loss, ModelConfig, Optimizer};
@@ -53,8 +53,7 @@ pub struct CpuModel<T> {
     /// The first step since the last loss read whose loss was not finite (1-based among
     /// them) and that loss: from then until the report, steps change nothing.
     diverged: Option<(u32, f32)>,
-    id: u64,
-    datasets: Vec<Arc<Dataset>>,
+    datasets: ResidentSets<Arc<Dataset>>,
     /// The last batch size's buffers, reused while it repeats (no allocation per step).
     batch: Batch<T>,
 }
@@ -86,8 +85,7 @@ impl<T: Scalar> CpuModel<T> {
             loss_total: 0.0,
             loss_steps: 0,
             diverged: None,
-            id: next_model_id(),
-            datasets: Vec::new(),
+            datasets: ResidentSets::new(next_model_id()),
             batch: Batch { rows: 0, training: false, slots: HashMap::new(), labels: Vec::new() },
         }
     }
@@ -311,17 +309,22 @@ impl Engine for CpuModel<f32> {
 
     fn load(&mut self, data: &Dataset) -> Result<Resident> {
         check_dataset(&self.graph, data)?;
-        self.datasets.push(Arc::new(data.clone()));
-        Ok(Resident {
-            model: self.id,
-            index: self.datasets.len() - 1,
-            len: data.len(),
-            labelled: data.labels().is_some(),
-        })
+        Ok(self.datasets.insert(Arc::new(data.clone()), data.len(), data.labels().is_some()))
     }
 
     fn owns(&self, data: &Resident) -> bool {
-        check_resident("owns", data, self.id, self.datasets.len()).is_ok()
+        self.datasets.get("owns", data).is_ok()
+    }
+
+    fn unload(&mut self, data: Resident) -> Result<()> {
+        self.datasets.get("unload", &data)?;
+        drop(data);
+        self.datasets.sweep();
+        Ok(())
+    }
+
+    fn resident_sets(&mut self) -> usize {
+        self.datasets.held()
     }
 }
 
@@ -377,13 +380,12 @@ impl CpuModel<f32> {
         seed: u64,
         progress: &mut dyn FnMut(EpochProgress),
     ) -> Result<f32> {
-        check_resident("train_epoch", data, self.id, self.datasets.len())?;
+        let set = Arc::clone(self.datasets.get("train_epoch", data)?);
         let order = epoch_order(data.len, seed);
         let batches = batches(data.len, batch_size);
         if self.loss_steps > 0 {
             self.take_loss()?; // the epoch's mean starts afresh, but a divergence is reported
         }
-        let set = Arc::clone(&self.datasets[data.index]);
         for (step, &(offset, rows)) in batches.iter().enumerate() {
             // Checked when the set was loaded.
             self.write_gathered(&set, &order[offset..offset + rows]);
@@ -403,8 +405,7 @@ impl CpuModel<f32> {
     }
 
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
-        check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
-        let set = Arc::clone(&self.datasets[data.index]);
+        let set = Arc::clone(self.datasets.get("evaluate_resident", data)?);
         self.evaluate_set(&set)
     }
 }
@@ -450,8 +451,8 @@ impl<T: Scalar> Checkpointed for CpuModel<T> {
         Ok(())
     }
 
-    fn steps(&self) -> u32 {
-        self.settings.step
+    fn steps(&self) -> Pending<'_, u32> {
+        ready(Ok(self.settings.step))
     }
 
     fn set_steps(&mut self, steps: u32) -> Result<()> {

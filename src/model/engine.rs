@@ -38,6 +38,10 @@ pub(crate) trait Engine: Checkpointed + Any + std::fmt::Debug + Send + Sync {
     fn evaluate_resident<'a>(&'a mut self, data: &'a Resident) -> Pending<'a, DataEvaluation>;
     /// Whether `data` was loaded into this model.
     fn owns(&self, data: &Resident) -> bool;
+    /// Lets go of `data`'s set now, if no other handle to it is left.
+    fn unload(&mut self, data: Resident) -> Result<()>;
+    /// The sets held, after letting go of those without handles.
+    fn resident_sets(&mut self) -> usize;
 
     fn counters(&self) -> Counters {
         Counters::default()

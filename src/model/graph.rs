@@ -105,6 +105,7 @@ impl Graph {
         if config.layers.is_empty() {
             return Err(Error::shape(op, "at least one layer", "none"));
         }
+        config.optimizer.check(op)?;
         let mut widths = vec![config.inputs];
         let mut params = Vec::new();
         for (i, layer) in config.layers.iter().enumerate() {
@@ -120,6 +121,14 @@ impl Graph {
                             problem: format!(
                                 "a uniform initialisation needs finite low < high, not {low}..{high}"
                             ),
+                        });
+                    }
+                    if let Init::Given { weights, bias } = init
+                        && let Some(v) = weights.iter().chain(bias.iter().flatten()).find(|v| !v.is_finite())
+                    {
+                        return Err(Error::InvalidLayer {
+                            layer: i,
+                            problem: format!("given weights and bias must be finite, not {v}"),
                         });
                     }
                     if *inputs != width {

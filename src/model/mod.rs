@@ -45,6 +45,7 @@ pub use gemm::Scalar;
 pub use gpu::{Forward, LossReading};
 pub use trainer::{EpochReport, FitReport, Monitor, Schedule, Stop, Trainer};
 
+use batch::check_finite;
 use engine::{Engine, Part, check_new_values};
 use graph::Graph;
 
@@ -123,6 +124,7 @@ impl Model {
     ) -> Result<Model> {
         let engine: Box<dyn Engine> = match backend {
             Backend::Cpu => {
+                check_host_memory(&graph)?;
                 let values = values(&graph)?;
                 Box::new(cpu::CpuModel::<f32>::new(graph, values))
             }
@@ -279,6 +281,7 @@ impl Model {
         let graph = self.engine.graph();
         let w = graph.param("set_weights", layer, "weight")?;
         check_new_values(graph, w, weights)?;
+        check_finite("set_weights", "weights", weights, graph.params[w].cols)?;
         let b = match bias {
             None => None,
             Some(values) => {
@@ -291,6 +294,7 @@ impl Model {
                         )
                     })?;
                 check_new_values(graph, b, values)?;
+                check_finite("set_weights", "bias", values, values.len())?;
                 Some((b, values))
             }
         };
@@ -302,7 +306,11 @@ impl Model {
     }
 
     /// Changes the learning rate from the next step on: the one way to change it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptimizer`] for a NaN, infinite or negative rate (nothing changes).
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        config::check_lr("set_learning_rate", lr)?;
         self.engine.set_learning_rate(lr)
     }
 
@@ -352,6 +360,22 @@ impl Model {
             return Err(Error::shape("train_epoch", "a batch size of at least 1", "0"));
         }
         self.engine.train_epoch(data, batch_size, seed, progress).await
+    }
+
+    /// Lets go of a loaded set now (its GPU buffers, or the CPU backend's copy), unless
+    /// another clone of its handle is still alive. Dropping every handle does the same at the
+    /// model's next call; this is for a program that wants the memory back at once.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a set loaded into another model.
+    pub fn unload(&mut self, data: Resident) -> Result<()> {
+        self.engine.unload(data)
+    }
+
+    /// How many loaded sets the model holds (those whose handles are all gone are let go
+    /// first).
+    pub fn resident_sets(&mut self) -> usize {
+        self.engine.resident_sets()
     }
 
     /// Whether `data` was loaded into this model (a [`Resident`] of another is refused).
@@ -501,6 +525,20 @@ impl Model {
     fn param(&self, op: &'static str, layer: usize, name: &'static str) -> Result<usize> {
         self.engine.graph().param(op, layer, name)
     }
+}
+
+/// Refuses, before the first weight is drawn, a CPU model whose parameters, gradients and
+/// optimizer state the host cannot allocate: an [`Error::OutOfMemory`], where the allocator
+/// would abort the process. (A probe: the memory is reserved and given back at once.)
+fn check_host_memory(graph: &Graph) -> Result<()> {
+    let copies = if graph.trains { 2 + graph.state_names().len() as u64 } else { 1 };
+    let values: u64 = graph.params.iter().map(|p| p.rows as u64 * p.cols as u64).sum();
+    let bytes = values.saturating_mul(4 * copies);
+    let fits = usize::try_from(bytes).is_ok_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok());
+    if fits {
+        return Ok(());
+    }
+    Err(Error::OutOfMemory { what: format!("the CPU model's {values} parameters ({copies} copies)"), bytes })
 }
 
 impl ModelConfig {

@@ -18,6 +18,8 @@ mod training_kernels;
 
 // Native only.
 #[cfg(not(target_arch = "wasm32"))]
+mod bad_inputs;
+#[cfg(not(target_arch = "wasm32"))]
 mod checkpoint;
 #[cfg(not(target_arch = "wasm32"))]
 mod context;

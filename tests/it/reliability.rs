@@ -448,3 +448,33 @@ fn loss_reads_reuse_one_staging_buffer() {
     assert_eq!(after.maps - first.maps, 50, "one map per read");
     assert_eq!((after.bytes_held, after.buffers_held), (first.bytes_held, first.buffers_held));
 }
+
+/// wgpu's GL backend panics when a thread waits over 6 s for its context lock, which a long
+/// submit on another thread holds (llvmpipe runs a dispatch inside the submit). The crate's
+/// calls on a GL adapter take turns instead: here one thread submits about 10 s of products
+/// while another creates buffers, runs and reads the whole time. Elsewhere, a short form.
+#[test]
+fn a_long_submit_on_gl_does_not_starve_another_thread_into_wgpus_lock_panic() {
+    let Some(gpu) = gpu() else { return };
+    let gl = gpu.adapter_info().backend == wgpu::Backend::Gl;
+    let (n, launches) = if gl { (1536, 24) } else { (256, 2) };
+    let (a, b) = (gpu.upload(&random(n * n, 1), n, n).unwrap(), gpu.upload(&random(n * n, 2), n, n).unwrap());
+    let c = gpu.zeros(n, n).unwrap();
+    let product = gpu.matmul_forward(&c, &a, &b, None, wgpu_nn::MatmulForm::AB).unwrap();
+    std::thread::scope(|scope| {
+        let long = scope.spawn(|| {
+            gpu.run(&vec![&product; launches]).unwrap();
+            gpu.wait().unwrap();
+        });
+        let mut rounds = 0;
+        while !long.is_finished() || rounds == 0 {
+            let x = gpu.upload(&[1.0, -2.0, 3.0, -4.0], 1, 4).unwrap();
+            let y = gpu.zeros(1, 4).unwrap();
+            gpu.run(&[&gpu.relu_forward(&y, &x).unwrap()]).unwrap();
+            assert_eq!(gpu.read(&y).unwrap(), [1.0, 0.0, 3.0, 0.0]);
+            rounds += 1;
+        }
+        long.join().unwrap();
+        eprintln!("{rounds} rounds beside the long submit");
+    });
+}

@@ -159,7 +159,7 @@ impl LossReading {
         if self.done {
             return None;
         }
-        let _ = self.gpu.device().poll(wgpu::PollType::Poll);
+        let _ = self.gpu.serial.run(|| self.gpu.device().poll(wgpu::PollType::Poll));
         let outcome = self.mapped.lock().ok()?.take()?;
         self.done = true;
         Some(outcome.map_err(Error::Readback).and_then(|()| self.finish()))
@@ -168,7 +168,9 @@ impl LossReading {
     /// Blocks until the loss is there: for tools and tests, not for a frame loop. An error if
     /// it was already taken, or if the encoder it was recorded in has not been submitted
     /// (then nothing would ever arrive).
+    /// Native only: in the browser it is [`Error::WouldBlock`] (poll it from the frame loop).
     pub fn wait(mut self) -> Result<f32> {
+        crate::blocking::refuse_on_web("LossReading::wait")?;
         if self.done {
             return Err(Error::Readback("the loss was already taken".into()));
         }
@@ -176,10 +178,7 @@ impl LossReading {
             return result;
         }
         // Everything submitted has finished after this, and its map callbacks have run.
-        self.gpu
-            .device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.gpu.poll_until(None)?;
         self.poll().unwrap_or_else(|| {
             Err(Error::Readback("the encoder holding this loss read was never submitted".into()))
         })

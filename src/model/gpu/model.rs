@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::plan::{Binder, Plan, Shared};
 use crate::blocking::Pending;
 use crate::data::{Dataset, Targets};
-use crate::gpu::MAX_LAYER_NORM_COLS;
 use crate::gpu::Uploads;
+use crate::gpu::{MAX_LAYER_NORM_COLS, MAX_SOFTMAX_COLS};
 use crate::model::batch::{
-    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, Target, accuracy,
-    arg_max, batches, check_resident, epoch_order, next_model_id,
+    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, ResidentSets, Target,
+    accuracy, arg_max, batches, epoch_order, next_model_id,
 };
 use crate::model::checkpoint::{Checkpointed, Which};
-use crate::model::config::{Backend, Layer};
+use crate::model::config::{Backend, Layer, Loss};
 use crate::model::engine::{Engine, LocalPending, Part, check_new_values};
 use crate::model::graph::{Graph, Slot, check_dataset};
 use crate::model::ops;
@@ -114,8 +114,7 @@ pub(crate) struct GpuModel {
     /// Steps a divergence report through a [`LossReading`] found were not applied: taken off
     /// `steps` at the model's next call (the reading has no `&mut` to the model).
     pub(super) unapplied: Arc<AtomicU32>,
-    id: u64,
-    datasets: Vec<GpuData>,
+    datasets: ResidentSets<GpuData>,
     /// Upload buffers for batches recorded into an app's encoder (see `embed.rs`).
     pub(super) uploads: Uploads,
 }
@@ -124,6 +123,21 @@ impl GpuModel {
     /// Refuses, before any weight is drawn on the host, a parameter too big for the adapter:
     /// an error naming the limit, not gigabytes of random numbers and then an error.
     pub(crate) fn check_fits(gpu: &Gpu, graph: &Graph) -> Result<()> {
+        // The softmax kernels walk a row in one invocation (llvmpipe's loop limit): a wider
+        // one would build, then fail at the first step.
+        let softmax = matches!(graph.config.loss_kind(), Loss::SoftmaxCrossEntropy);
+        for (l, layer) in graph.layers().iter().enumerate() {
+            let width = graph.width(l + 1);
+            let over_rows = matches!(layer, Layer::Softmax | Layer::LogSoftmax)
+                || (softmax && l + 1 == graph.layers().len());
+            if over_rows && width > MAX_SOFTMAX_COLS {
+                return Err(Error::shape(
+                    "build",
+                    format!("a softmax over at most {MAX_SOFTMAX_COLS} values on the GPU (layer {l})"),
+                    width.to_string(),
+                ));
+            }
+        }
         for param in &graph.params {
             let bytes = (param.rows as u64).saturating_mul(param.cols as u64).saturating_mul(4);
             let l = param.layer;
@@ -173,8 +187,7 @@ impl GpuModel {
             plans: Plans::default(),
             steps: 0,
             unapplied: Arc::default(),
-            id: next_model_id(),
-            datasets: Vec::new(),
+            datasets: ResidentSets::new(next_model_id()),
             uploads: Uploads::default(),
         })
     }
@@ -210,7 +223,7 @@ impl GpuModel {
         }
         let plan = Plan::new(&self.gpu, &self.graph, &self.shared, rows, training, None)?;
         if let Some((rows, training)) = self.plans.insert((rows, training), plan) {
-            for set in &mut self.datasets {
+            for set in self.datasets.iter_mut() {
                 set.gathers.retain(|&(r, _, t), _| (r, t) != (rows, training));
             }
         }
@@ -226,9 +239,9 @@ impl GpuModel {
     }
 
     /// Binds, once, the gathers of a minibatch into the plan for `rows`.
-    fn gather(&mut self, data: usize, rows: usize, offset: usize, training: bool) -> Result<()> {
+    fn gather(&mut self, data: &Resident, rows: usize, offset: usize, training: bool) -> Result<()> {
         self.plan(rows, training)?;
-        let set = &self.datasets[data];
+        let set = self.datasets.get("gather", data)?;
         if set.gathers.contains_key(&(rows, offset, training)) {
             return Ok(());
         }
@@ -251,7 +264,7 @@ impl GpuModel {
             }
             _ => unreachable!("check_dataset matched the targets to the loss"),
         }
-        self.datasets[data].gathers.insert((rows, offset, training), gathers);
+        self.datasets.get_mut("gather", data)?.gathers.insert((rows, offset, training), gathers);
         Ok(())
     }
 
@@ -274,7 +287,15 @@ impl GpuModel {
         self.settle_steps();
         let watch = self.read_watch().await?;
         self.gpu.write_at(&self.shared.settings_row, WATCH, &[0.0; 4])?;
-        let steps = std::mem::take(&mut self.loss_steps);
+        let recorded = std::mem::take(&mut self.loss_steps);
+        // The GPU counts the steps that ran. Any more were recorded into an encoder that was
+        // never submitted (dropped, or another device's): they did nothing, so they are not
+        // counted, and with none run there is no loss to report.
+        let steps = watch.steps.min(recorded);
+        self.steps = self.steps.saturating_sub(recorded - steps);
+        if steps == 0 {
+            return Err(Error::NoSteps { op: "take_loss" });
+        }
         match watch.first_bad {
             Some(bad) => {
                 // The bad step and those after it advanced nothing on the GPU but the dropout
@@ -338,18 +359,18 @@ impl GpuModel {
         seed: u64,
         progress: &mut dyn FnMut(EpochProgress),
     ) -> Result<f32> {
-        check_resident("train_epoch", data, self.id, self.datasets.len())?;
+        self.datasets.get("train_epoch", data)?;
         self.settle_steps();
         let batches = batches(data.len, batch_size);
         for &(offset, rows) in &batches {
-            self.gather(data.index, rows, offset, true)?;
+            self.gather(data, rows, offset, true)?;
         }
         if self.loss_steps > 0 {
             // Steps taken since the last take_loss are not this epoch's, but a divergence
             // among them is still reported.
             self.take_loss_async().await?;
         }
-        let set = &self.datasets[data.index];
+        let set = self.datasets.get("train_epoch", data)?;
         self.gpu.write_labels(&set.order, &epoch_order(data.len, seed))?;
         for (chunk, steps) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
             let mut all: Vec<&Dispatch> = Vec::new();
@@ -382,15 +403,15 @@ impl GpuModel {
     }
 
     async fn evaluate_resident_async(&mut self, data: &Resident) -> Result<DataEvaluation> {
-        check_resident("evaluate_resident", data, self.id, self.datasets.len())?;
+        self.datasets.get("evaluate_resident", data)?;
         // As many rows per submit as the widest activation's binding allows, up to EVAL_ROWS.
         let rows = self.most_rows().min(EVAL_ROWS);
         let batches = batches(data.len, rows);
         for &(offset, rows) in &batches {
-            self.gather(data.index, rows, offset, false)?;
+            self.gather(data, rows, offset, false)?;
         }
         let (mut loss, mut predictions) = (0.0, Vec::new());
-        let set = &self.datasets[data.index];
+        let set = self.datasets.get("train_epoch", data)?;
         for &(offset, rows) in &batches {
             let plan = &self.plans[&(rows, false)];
             let all: Vec<&Dispatch> = set.gathers[&(rows, offset, false)]
@@ -468,23 +489,29 @@ impl Engine for GpuModel {
                 GpuTargets::Values(upload_in_parts(gpu, values, *outputs)?)
             }
         };
-        self.datasets.push(GpuData {
+        let set = GpuData {
             inputs: upload_in_parts(gpu, data.inputs(), data.width())?,
             targets,
             order: gpu.upload_labels(&identity, data.len())?,
             identity: gpu.upload_labels(&identity, data.len())?,
             gathers: HashMap::new(),
-        });
-        Ok(Resident {
-            model: self.id,
-            index: self.datasets.len() - 1,
-            len: data.len(),
-            labelled: data.labels().is_some(),
-        })
+        };
+        Ok(self.datasets.insert(set, data.len(), data.labels().is_some()))
     }
 
     fn owns(&self, data: &Resident) -> bool {
-        check_resident("owns", data, self.id, self.datasets.len()).is_ok()
+        self.datasets.get("owns", data).is_ok()
+    }
+
+    fn unload(&mut self, data: Resident) -> Result<()> {
+        self.datasets.get("unload", &data)?;
+        drop(data);
+        self.datasets.sweep();
+        Ok(())
+    }
+
+    fn resident_sets(&mut self) -> usize {
+        self.datasets.held()
     }
 
     fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
@@ -536,8 +563,18 @@ impl Checkpointed for GpuModel {
         )
     }
 
-    fn steps(&self) -> u32 {
-        self.steps.saturating_sub(self.unapplied.load(Ordering::Relaxed))
+    /// The steps that ran: what the host recorded, less what a divergence report found was
+    /// not applied and what the GPU's watch did not see run (steps recorded into an encoder
+    /// that was never submitted).
+    fn steps(&self) -> Pending<'_, u32> {
+        Box::pin(async move {
+            let recorded = self.steps.saturating_sub(self.unapplied.load(Ordering::Relaxed));
+            if self.loss_steps == 0 {
+                return Ok(recorded);
+            }
+            let ran = self.read_watch().await?.steps.min(self.loss_steps);
+            Ok(recorded.saturating_sub(self.loss_steps - ran))
+        })
     }
 
     fn set_steps(&mut self, steps: u32) -> Result<()> {

@@ -11,8 +11,10 @@ pub mod boundary;
 /// executor), and for `wasm32-unknown-unknown` a `#[wasm_bindgen_test]` awaited on the page's
 /// event loop, where nothing may block.
 macro_rules! portable {
-    ($($(#[$meta:meta])* async fn $name:ident() $body:block)*) => {$(
-        $(#[$meta])*
+    // Attributes as raw tokens: the browser harness looks for `ignore` among them, and a
+    // `meta` fragment would hide it from that.
+    ($($(#[$($meta:tt)*])* async fn $name:ident() $body:block)*) => {$(
+        $(#[$($meta)*])*
         #[cfg(not(target_arch = "wasm32"))]
         #[test]
         fn $name() {
@@ -22,7 +24,7 @@ macro_rules! portable {
         // After the harness's attribute, which reads `#[ignore]` only there.
         #[cfg(target_arch = "wasm32")]
         #[wasm_bindgen_test::wasm_bindgen_test]
-        $(#[$meta])*
+        $(#[$($meta)*])*
         async fn $name() $body
     )*};
 }
