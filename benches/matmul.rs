@@ -45,7 +45,7 @@ fn matmul(c: &mut Criterion) {
         if let Some(gpu) = &gpu {
             let (a_g, b_g, c_g) =
                 (gpu.upload(&a, m, k).unwrap(), gpu.upload(&b, k, n).unwrap(), gpu.zeros(m, n).unwrap());
-            let product = gpu.matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB).unwrap();
+            let product = gpu.kernels().matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB).unwrap();
             group.bench_function(BenchmarkId::new("gpu", &id), |bench| {
                 bench.iter(|| {
                     gpu.run(&[&product]).unwrap();

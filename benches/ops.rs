@@ -47,10 +47,10 @@ fn ops(c: &mut Criterion) {
 
 fn bind(gpu: &Gpu, name: &str, out: &GpuTensor, x: &GpuTensor) -> Dispatch {
     match name {
-        "relu" => gpu.relu_forward(out, x),
-        "sigmoid" => gpu.sigmoid_forward(out, x),
-        "tanh" => gpu.tanh_forward(out, x),
-        _ => gpu.softmax_forward(out, x),
+        "relu" => gpu.kernels().relu_forward(out, x),
+        "sigmoid" => gpu.kernels().sigmoid_forward(out, x),
+        "tanh" => gpu.kernels().tanh_forward(out, x),
+        _ => gpu.kernels().softmax_forward(out, x),
     }
     .unwrap()
 }

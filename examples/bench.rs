@@ -210,7 +210,7 @@ fn time_matmul(
     let gpu = match gpu {
         Some(gpu) => {
             let (a_g, b_g, c_g) = (gpu.upload(&a, m, k)?, gpu.upload(&b, k, n)?, gpu.zeros(m, n)?);
-            let product = gpu.matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB)?;
+            let product = gpu.kernels().matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB)?;
             Some(
                 gflop
                     / median_seconds(budget, || {
@@ -239,10 +239,10 @@ fn time_ops(gpu: Option<&Gpu>, budget: Duration) -> wgpu_nn::Result<Vec<Row>> {
             Some(gpu) => {
                 let (x_g, out_g) = (gpu.upload(&x, rows, cols)?, gpu.zeros(rows, cols)?);
                 let op = match name {
-                    "relu" => gpu.relu_forward(&out_g, &x_g)?,
-                    "sigmoid" => gpu.sigmoid_forward(&out_g, &x_g)?,
-                    "tanh" => gpu.tanh_forward(&out_g, &x_g)?,
-                    _ => gpu.softmax_forward(&out_g, &x_g)?,
+                    "relu" => gpu.kernels().relu_forward(&out_g, &x_g)?,
+                    "sigmoid" => gpu.kernels().sigmoid_forward(&out_g, &x_g)?,
+                    "tanh" => gpu.kernels().tanh_forward(&out_g, &x_g)?,
+                    _ => gpu.kernels().softmax_forward(&out_g, &x_g)?,
                 };
                 Some(
                     gb / median_seconds(budget, || {

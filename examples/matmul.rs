@@ -51,7 +51,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         "cpu_seconds": cpu_seconds, "cpu_gflops": gflops(cpu_seconds) });
     if let Some(gpu) = &gpu {
         let (a_gpu, b_gpu, c_gpu) = (gpu.upload(&a, m, k)?, gpu.upload(&b, k, n)?, gpu.zeros(m, n)?);
-        let product = gpu.matmul_forward(&c_gpu, &a_gpu, &b_gpu, None, MatmulForm::AB)?;
+        let product = gpu.kernels().matmul_forward(&c_gpu, &a_gpu, &b_gpu, None, MatmulForm::AB)?;
         gpu.run(&[&product])?; // the first run compiles the kernel; time the second
         gpu.wait()?;
         let start = Instant::now();

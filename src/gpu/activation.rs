@@ -1,9 +1,10 @@
 //! Pipelines of `shaders/activation.wgsl`: every [`Activation`], forward and backward.
 
+use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
+use super::GpuTensor;
 use super::dispatch::{Binding, Dispatch, Family, fold};
-use super::{Gpu, GpuTensor};
 use crate::Result;
 use crate::activation::Activation;
 use crate::shape::check_same;
@@ -40,7 +41,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     )
 }
 
-impl Gpu {
+impl Kernels<'_> {
     /// Binds `out = f(x)`.
     pub fn activation_forward(&self, f: Activation, out: &GpuTensor, x: &GpuTensor) -> Result<Dispatch> {
         self.bind_activation(f, f.entry_points().0, out, x, None)
@@ -107,7 +108,7 @@ impl Gpu {
             slope: f.parameter(),
             _pad: [0; 2],
         };
-        self.kernels.activation.bind(
+        self.compiled.activation.bind(
             self,
             entry,
             bytemuck::bytes_of(&params),

@@ -24,7 +24,7 @@ pub struct Gpu {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    pub(crate) kernels: Arc<Kernels>,
+    pub(crate) compiled: Arc<Compiled>,
     /// Bound where an entry point declares a binding it does not use: one per binding
     /// slot, so unused read-write slots never alias each other.
     pub(crate) placeholders: Arc<[wgpu::Buffer]>,
@@ -64,7 +64,7 @@ impl Serial {
 /// The most storage bindings any kernel has.
 pub(crate) const MAX_STORAGE_BINDINGS: usize = 7;
 
-pub(crate) struct Kernels {
+pub(crate) struct Compiled {
     pub(crate) matmul: Family,
     /// With the subgroups' width, only on adapters whose subgroups have one fixed width of 8 to
     /// 64 lanes; see `shaders/matmul_subgroup.wgsl`.
@@ -155,10 +155,10 @@ impl Gpu {
     ) -> Result<Gpu> {
         let limits = device.limits();
         let serial = Serial::for_backend(info.backend);
-        let (kernels, placeholders, canary) =
+        let (compiled, placeholders, canary) =
             scoped(&device, &uncaptured, &serial, "building the kernels", || {
                 let matmul_subgroup = matmul::subgroup_family(&device, &info);
-                let kernels = Kernels {
+                let compiled = Compiled {
                     matmul: matmul::family(&device),
                     auto_matmul: matmul::auto_kernel(&info, &limits, matmul_subgroup.is_some()),
                     matmul_subgroup,
@@ -186,7 +186,7 @@ impl Gpu {
                     usage: wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                (kernels, (0..MAX_STORAGE_BINDINGS).map(placeholder).collect::<Vec<_>>(), canary)
+                (compiled, (0..MAX_STORAGE_BINDINGS).map(placeholder).collect::<Vec<_>>(), canary)
             })?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Gpu {
@@ -195,7 +195,7 @@ impl Gpu {
             queue,
             info,
             limits,
-            kernels: Arc::new(kernels),
+            compiled: Arc::new(compiled),
             placeholders: placeholders.into(),
             uncaptured,
             tally: Arc::default(),

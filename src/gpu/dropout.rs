@@ -1,9 +1,10 @@
 //! Pipelines of `shaders/dropout.wgsl`: dropout with a counter-based random mask.
 
+use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
+use super::GpuTensor;
 use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
-use super::{Gpu, GpuTensor};
 use crate::shape::check_same;
 use crate::{Error, Result};
 
@@ -46,14 +47,14 @@ pub(crate) fn kernels(device: &wgpu::Device) -> DropoutKernels {
     }
 }
 
-impl Gpu {
-    /// Binds `counter += 1`. The counter is a (1, 1) tensor made with [`Gpu::zeros`] whose
+impl Kernels<'_> {
+    /// Binds `counter += 1`. The counter is a (1, 1) tensor made with [`Gpu::zeros`](super::Gpu::zeros) whose
     /// bits hold the step as a u32; record this once per step, before the forward passes.
     pub fn dropout_advance(&self, counter: &GpuTensor) -> Result<Dispatch> {
         check_same("dropout_advance", "counter", counter.shape(), (1, 1))?;
         let params = Params { len: 1, p: 0.0, seed: 0, _pad: 0 };
         let args = [Arg::Unused, Arg::Unused, Arg::Unused, Arg::Unused, counter.into()];
-        self.kernels.dropout.forward.bind(
+        self.compiled.dropout.forward.bind(
             self,
             "dropout_advance",
             bytemuck::bytes_of(&params),
@@ -83,7 +84,7 @@ impl Gpu {
         let params = Params { len: len_u32(op, x.len())?, p, seed, _pad: 0 };
         let args = [x.into(), Arg::Unused, out.into(), mask.into(), counter.into()];
         let workgroups = fold(u64::from(params.len).div_ceil(WORKGROUP), self.max_workgroups())?;
-        self.kernels.dropout.forward.bind(self, op, bytemuck::bytes_of(&params), &args, workgroups)
+        self.compiled.dropout.forward.bind(self, op, bytemuck::bytes_of(&params), &args, workgroups)
     }
 
     /// Binds `dx = dy · mask`, with the mask the forward pass wrote.
@@ -94,7 +95,7 @@ impl Gpu {
         let params = Params { len: len_u32(op, dx.len())?, p: 0.0, seed: 0, _pad: 0 };
         let workgroups = fold(u64::from(params.len).div_ceil(WORKGROUP), self.max_workgroups())?;
         let args = [mask.into(), dy.into(), dx.into()];
-        self.kernels.dropout.backward.bind(self, op, bytemuck::bytes_of(&params), &args, workgroups)
+        self.compiled.dropout.backward.bind(self, op, bytemuck::bytes_of(&params), &args, workgroups)
     }
 }
 

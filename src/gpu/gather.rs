@@ -1,9 +1,10 @@
 //! Pipelines of `shaders/gather.wgsl`: minibatches cut from GPU-resident data by index.
 
+use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
 use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
-use super::{Gpu, GpuLabels, GpuTensor};
+use super::{GpuLabels, GpuTensor};
 use crate::{Error, Result};
 
 #[repr(C)]
@@ -28,7 +29,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     )
 }
 
-impl Gpu {
+impl Kernels<'_> {
     /// Binds `out[r] = source[indices[offset + r]]` for every row r of `out`. The indices
     /// must have been uploaded with `classes` = the number of rows of `source`, so each is
     /// known to be in range.
@@ -49,7 +50,7 @@ impl Gpu {
         self.gather_rows_from_part(out, source, 0, indices, offset)
     }
 
-    /// Like [`Gpu::gather_rows`] from a part of a larger data set: `part` holds its rows
+    /// Like [`Kernels::gather_rows`] from a part of a larger data set: `part` holds its rows
     /// `first..first + part.rows()`, and only rows of `out` whose index falls there are
     /// written. Gathering from every part in turn cuts a minibatch from a data set too big
     /// for one storage binding.
@@ -136,6 +137,6 @@ impl Gpu {
             _pad: [0; 3],
         };
         let workgroups = fold((rows as u64 * cols as u64).div_ceil(256), self.max_workgroups())?;
-        self.kernels.gather.bind(self, op, bytemuck::bytes_of(&params), &args, workgroups)
+        self.compiled.gather.bind(self, op, bytemuck::bytes_of(&params), &args, workgroups)
     }
 }

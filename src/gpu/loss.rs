@@ -1,10 +1,11 @@
 //! Pipelines of `shaders/loss.wgsl`: MSE, MAE, binary cross-entropy and NLL, as per-element
-//! terms (averaged by [`Gpu::sum_all`]) and the gradient of their mean.
+//! terms (averaged by [`Kernels::sum_all`]) and the gradient of their mean.
 
+use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
 use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
-use super::{Gpu, GpuLabels, GpuTensor};
+use super::{GpuLabels, GpuTensor};
 use crate::settings::SETTINGS_LEN;
 use crate::shape::check_same;
 use crate::{Error, Result};
@@ -45,7 +46,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     )
 }
 
-impl Gpu {
+impl Kernels<'_> {
     /// Binds `terms = (y − t)²`; the loss is `sum_all(terms, 1 / len)`.
     pub fn mse_forward(&self, terms: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
         self.bind_pair_loss("mse_forward", terms, y, t)
@@ -104,12 +105,12 @@ impl Gpu {
         check_same(op, "settings row", settings.shape(), (1, SETTINGS_LEN))?;
         let params = Params { len: 1, cols: 1, scale: 1.0, _pad: 0 };
         let args = [batch_loss.into(), Arg::Unused, Arg::Unused, Arg::Unused, Arg::Unused, settings.into()];
-        self.kernels.loss.bind(self, op, bytemuck::bytes_of(&params), &args, [1, 1, 1])
+        self.compiled.loss.bind(self, op, bytemuck::bytes_of(&params), &args, [1, 1, 1])
     }
 
     /// Binds a training step's whole loss as one launch (`shaders/loss.wgsl`'s `*_step`
     /// entry points): the gradient of the mean loss into `dy`, the mean into `mean` (1, 1),
-    /// and the watch of [`Gpu::watch_loss`]. Cross-entropy (from logits) takes labels, the
+    /// and the watch of [`Kernels::watch_loss`]. Cross-entropy (from logits) takes labels, the
     /// others target values: the other kind is an error.
     ///
     /// One workgroup sums every term, so this is for a training batch's loss, not a data
@@ -161,7 +162,7 @@ impl Gpu {
             _ => (Arg::Unused, target),
         };
         let args = [y.into(), values, labels, dy.into(), mean.into(), settings.into()];
-        self.kernels.loss.bind(self, entry, bytemuck::bytes_of(&params), &args, [1, 1, 1]).map(Some)
+        self.compiled.loss.bind(self, entry, bytemuck::bytes_of(&params), &args, [1, 1, 1]).map(Some)
     }
 
     fn bind_pair_loss(
@@ -210,7 +211,7 @@ impl Gpu {
     fn bind_loss(&self, entry: &'static str, params: &Params, args: [Arg; 4]) -> Result<Dispatch> {
         let args = [args[0], args[1], args[2], args[3], Arg::Unused, Arg::Unused];
         let workgroups = fold(u64::from(params.len).div_ceil(WORKGROUP), self.max_workgroups())?;
-        self.kernels.loss.bind(self, entry, bytemuck::bytes_of(params), &args, workgroups)
+        self.compiled.loss.bind(self, entry, bytemuck::bytes_of(params), &args, workgroups)
     }
 }
 
@@ -219,7 +220,7 @@ impl Gpu {
 /// values.
 const STEP_ITERATIONS: usize = 32_768;
 
-/// The loss of [`Gpu::loss_step`].
+/// The loss of [`Kernels::loss_step`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepLoss {
     /// Softmax cross-entropy from logits, against labels.
@@ -232,7 +233,7 @@ pub enum StepLoss {
     BinaryCrossEntropy,
 }
 
-/// What [`Gpu::loss_step`] scores against.
+/// What [`Kernels::loss_step`] scores against.
 #[derive(Clone, Copy, Debug)]
 pub enum StepTarget<'a> {
     /// One class label per row (cross-entropy).

@@ -2,6 +2,7 @@
 //! `shaders/matmul_tiled.wgsl`: the three products of a dense layer, each with the epilogue of `shaders/matmul_common.wgsl` (bias, activation
 //! and dropout in the forward; a derivative, or the bias gradient, in the backward).
 
+use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
 use super::dispatch::{Arg, Binding, Dispatch, Family, fold, segments};
@@ -51,7 +52,7 @@ struct Params {
 ///
 /// A forward epilogue takes `activation`, `keep` and `dropout`; a backward one `mask` and
 /// `derivative`; either may take `row_sums`. The results equal the separate ops'
-/// ([`Gpu::activation_forward`], [`Gpu::dropout_forward`], …) to the bit.
+/// ([`Kernels::activation_forward`], [`Kernels::dropout_forward`], …) to the bit.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
     /// Forward: `C = f(C + bias)`.
@@ -68,7 +69,7 @@ pub struct Epilogue<'a> {
     pub derivative: Option<(Activation, &'a GpuTensor)>,
     /// [`MatmulForm::AtB`] only: `Σ_k A(i, k)` into this (1, m) tensor; with `A = dZᵀ`, the
     /// bias gradient beside the weight gradient `dW = dZᵀ·X`. Summed in another order than
-    /// [`Gpu::sum_columns`], so equal to it within rounding, not to the bit.
+    /// [`Kernels::sum_columns`], so equal to it within rounding, not to the bit.
     pub row_sums: Option<&'a GpuTensor>,
 }
 
@@ -81,7 +82,7 @@ pub enum Keep {
     Output,
 }
 
-/// Dropout in a forward [`Epilogue`]: as [`Gpu::dropout_forward`], whose mask and counter
+/// Dropout in a forward [`Epilogue`]: as [`Kernels::dropout_forward`], whose mask and counter
 /// these are.
 #[derive(Clone, Copy, Debug)]
 pub struct EpilogueDropout<'a> {
@@ -91,7 +92,7 @@ pub struct EpilogueDropout<'a> {
     pub seed: u32,
     /// (m, n): written with `1 / (1 − p)` where kept, 0 where dropped.
     pub mask: &'a GpuTensor,
-    /// The (1, 1) step counter of [`Gpu::dropout_advance`].
+    /// The (1, 1) step counter of [`Kernels::dropout_advance`].
     pub counter: &'a GpuTensor,
 }
 
@@ -368,7 +369,7 @@ fn tiled_entry(vec4_entry: &'static str) -> &'static str {
     }
 }
 
-impl Gpu {
+impl Kernels<'_> {
     /// Binds `out = A·B (+ bias)` in the given form. Shapes as in
     /// [`crate::cpu::matmul_forward`]: `out` is (m, n), `bias` is (1, n).
     pub fn matmul_forward(
@@ -382,7 +383,7 @@ impl Gpu {
         self.bind_matmul(out, a, b, bias, form, MatmulKernel::Auto, &Epilogue::default())
     }
 
-    /// [`Gpu::matmul_forward`] with an [`Epilogue`] fused into the store: a dense layer's
+    /// [`Kernels::matmul_forward`] with an [`Epilogue`] fused into the store: a dense layer's
     /// forward (`f(x·Wᵀ + b)` then dropout) or a step of its backward in one launch.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_fused(
@@ -398,7 +399,7 @@ impl Gpu {
         self.bind_matmul(out, a, b, bias, form, kernel, epilogue)
     }
 
-    /// [`Gpu::matmul_forward`] on a chosen kernel; an error when that kernel can't take these
+    /// [`Kernels::matmul_forward`] on a chosen kernel; an error when that kernel can't take these
     /// shapes on this adapter.
     pub fn matmul_forward_with(
         &self,
@@ -410,19 +411,6 @@ impl Gpu {
         form: MatmulForm,
     ) -> Result<Dispatch> {
         self.bind_matmul(out, a, b, bias, form, kernel, &Epilogue::default())
-    }
-
-    /// Whether this adapter has the subgroup matmul kernels.
-    pub fn has_subgroup_matmul(&self) -> bool {
-        self.kernels.matmul_subgroup.is_some()
-    }
-
-    /// The kernel [`MatmulKernel::Auto`] runs on this adapter for shapes the vec4 kernels take
-    /// (others run [`MatmulKernel::Scalar`]): [`MatmulKernel::Subgroup`] on a CPU adapter
-    /// whose subgroups have one fixed width (llvmpipe: 8 lanes), [`MatmulKernel::Tiled`] on
-    /// discrete, integrated and virtual GPUs, [`MatmulKernel::Vec4`] elsewhere.
-    pub fn matmul_kernel(&self) -> MatmulKernel {
-        self.kernels.auto_matmul
     }
 
     /// Binds the gradients of `out = A·B + bias` in the given form, each itself a matmul
@@ -483,21 +471,21 @@ impl Gpu {
         // Auto falls back to the scalar kernel for shapes the vec4 ones can't take; a kernel
         // chosen by name is refused instead.
         let auto = kernel == MatmulKernel::Auto;
-        let kernel = if auto { self.kernels.auto_matmul } else { kernel };
+        let kernel = if auto { self.compiled.auto_matmul } else { kernel };
         let unfit = |why: String| {
             Err(Error::shape(op, format!("shapes and an adapter the {kernel:?} kernel takes"), why))
         };
         let mut tiling = None;
         let mut lanes = 0;
         let (family, entry) = match (kernel, vec4) {
-            (MatmulKernel::Scalar, _) => (&self.kernels.matmul, "matmul_any"),
-            (_, None) if auto => (&self.kernels.matmul, "matmul_any"),
+            (MatmulKernel::Scalar, _) => (&self.compiled.matmul, "matmul_any"),
+            (_, None) if auto => (&self.compiled.matmul, "matmul_any"),
             (_, None) => {
                 return unfit(format!(
                     "{m}x{k}x{n} ({form:?}): the vec4 kernels read rows that must be multiples of 4 long"
                 ));
             }
-            (MatmulKernel::Subgroup, Some(entry)) => match &self.kernels.matmul_subgroup {
+            (MatmulKernel::Subgroup, Some(entry)) => match &self.compiled.matmul_subgroup {
                 Some((family, width)) => {
                     lanes = *width;
                     (family, subgroup_entry(entry))
@@ -514,9 +502,9 @@ impl Gpu {
                     return unfit(why);
                 }
                 tiling = Some(t);
-                (&self.kernels.matmul_tiled, tiled_entry(entry))
+                (&self.compiled.matmul_tiled, tiled_entry(entry))
             }
-            (MatmulKernel::Vec4 | MatmulKernel::Auto, Some(entry)) => (&self.kernels.matmul, entry),
+            (MatmulKernel::Vec4 | MatmulKernel::Auto, Some(entry)) => (&self.compiled.matmul, entry),
         };
         // Element strides for matmul_any; see Params in the shader.
         let (a_row, a_col) = if form == MatmulForm::AtB { (1, m) } else { (k, 1) };
@@ -643,5 +631,21 @@ mod tests {
         ] {
             assert_eq!(auto_kernel(&info(device_type), limits, has_subgroup), want, "{device_type:?}");
         }
+    }
+}
+
+/// What the adapter runs: facts about the context, so on [`Gpu`] itself.
+impl Gpu {
+    /// Whether this adapter has the subgroup matmul kernels.
+    pub fn has_subgroup_matmul(&self) -> bool {
+        self.compiled.matmul_subgroup.is_some()
+    }
+
+    /// The kernel [`MatmulKernel::Auto`] runs on this adapter for shapes the vec4 kernels take
+    /// (others run [`MatmulKernel::Scalar`]): [`MatmulKernel::Subgroup`] on a CPU adapter
+    /// whose subgroups have one fixed width (llvmpipe: 8 lanes), [`MatmulKernel::Tiled`] on
+    /// discrete, integrated and virtual GPUs, [`MatmulKernel::Vec4`] elsewhere.
+    pub fn matmul_kernel(&self) -> MatmulKernel {
+        self.compiled.auto_matmul
     }
 }

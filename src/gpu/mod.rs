@@ -20,7 +20,7 @@
 //! let a = gpu.upload(&[1.0, 2.0, 3.0, 4.0], 2, 2)?;
 //! let b = gpu.upload(&[1.0, 0.0, 0.0, 1.0], 2, 2)?;
 //! let c = gpu.zeros(2, 2)?;
-//! let product = gpu.matmul_forward(&c, &a, &b, None, MatmulForm::AB)?;
+//! let product = gpu.kernels().matmul_forward(&c, &a, &b, None, MatmulForm::AB)?;
 //! gpu.run(&[&product])?;
 //! assert_eq!(gpu.read(&c)?, vec![1.0, 2.0, 3.0, 4.0]);
 //! # Ok(())
@@ -33,6 +33,7 @@ mod counters;
 mod dispatch;
 mod dropout;
 mod gather;
+mod kernels;
 mod loss;
 mod matmul;
 mod norm;
@@ -47,6 +48,7 @@ mod upload;
 pub use context::Gpu;
 pub use counters::Counters;
 pub use dispatch::Dispatch;
+pub use kernels::Kernels;
 pub use loss::{StepLoss, StepTarget};
 pub use matmul::{Epilogue, EpilogueDropout, Keep, MatmulKernel, Tiling};
 pub use norm::MAX_LAYER_NORM_COLS;

@@ -1,9 +1,10 @@
 //! Pipelines of `shaders/norm.wgsl`: layer normalisation's statistics, forward and backward.
 
+use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
+use super::GpuTensor;
 use super::dispatch::{Binding, Dispatch, Family, fold};
-use super::{Gpu, GpuTensor};
 use crate::shape::check_same;
 use crate::{Error, Result};
 
@@ -31,7 +32,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     )
 }
 
-impl Gpu {
+impl Kernels<'_> {
     /// Binds `stats[r] = (mean, 1/√(var + ε))` of each row of `x`; `stats` is (rows, 2).
     pub fn layer_norm_stats(&self, stats: &GpuTensor, x: &GpuTensor) -> Result<Dispatch> {
         check_same("layer_norm_stats", "stats", stats.shape(), (x.rows(), 2))?;
@@ -113,7 +114,7 @@ impl Gpu {
         };
         u32::try_from(x.len()).map_err(too_big)?;
         let groups = if per_row { (rows as u64).div_ceil(64) } else { (x.len() as u64).div_ceil(256) };
-        self.kernels.norm.bind(
+        self.compiled.norm.bind(
             self,
             entry,
             bytemuck::bytes_of(&params),

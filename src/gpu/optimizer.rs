@@ -2,10 +2,11 @@
 //! the step counter Adam's bias correction reads. Settings come from a (1, 12) GPU row made
 //! from [`OptimizerSettings::to_row`], so they change with [`Gpu::write`], not by rebinding.
 
+use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
+use super::GpuTensor;
 use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
-use super::{Gpu, GpuTensor};
 use crate::settings::{OptimizerSettings, SETTINGS_LEN};
 use crate::shape::check_same;
 use crate::{Error, Result};
@@ -43,7 +44,7 @@ pub(crate) fn kernels(device: &wgpu::Device) -> OptimizerKernels {
     }
 }
 
-impl Gpu {
+impl Kernels<'_> {
     /// Uploads optimizer settings as the (1, 12) row the update kernels read (see
     /// [`OptimizerSettings::to_row`]).
     pub fn upload_settings(&self, settings: &OptimizerSettings) -> Result<GpuTensor> {
@@ -56,7 +57,7 @@ impl Gpu {
         check_settings("optimizer_advance", settings)?;
         let params = Params { len: 1, _pad: [0; 3] };
         let args = [Arg::Unused, Arg::Unused, settings.into()];
-        self.kernels.optimizer.sgd.bind(
+        self.compiled.optimizer.sgd.bind(
             self,
             "optimizer_advance",
             bytemuck::bytes_of(&params),
@@ -67,7 +68,7 @@ impl Gpu {
 
     /// Binds `w −= lr · g`.
     pub fn sgd_update(&self, w: &GpuTensor, g: &GpuTensor, settings: &GpuTensor) -> Result<Dispatch> {
-        let family = &self.kernels.optimizer.sgd;
+        let family = &self.compiled.optimizer.sgd;
         self.bind_update(family, "sgd_update", w, g, &[], settings)
     }
 
@@ -79,7 +80,7 @@ impl Gpu {
         g: &GpuTensor,
         settings: &GpuTensor,
     ) -> Result<Dispatch> {
-        let family = &self.kernels.optimizer.momentum;
+        let family = &self.compiled.optimizer.momentum;
         self.bind_update(family, "momentum_update", w, g, &[velocity], settings)
     }
 
@@ -92,7 +93,7 @@ impl Gpu {
         g: &GpuTensor,
         settings: &GpuTensor,
     ) -> Result<Dispatch> {
-        self.bind_update(&self.kernels.optimizer.adam, "adam_update", w, g, &[m, v], settings)
+        self.bind_update(&self.compiled.optimizer.adam, "adam_update", w, g, &[m, v], settings)
     }
 
     /// Binds AdamW's update: decoupled weight decay, then Adam.
@@ -104,7 +105,7 @@ impl Gpu {
         g: &GpuTensor,
         settings: &GpuTensor,
     ) -> Result<Dispatch> {
-        self.bind_update(&self.kernels.optimizer.adam, "adamw_update", w, g, &[m, v], settings)
+        self.bind_update(&self.compiled.optimizer.adam, "adamw_update", w, g, &[m, v], settings)
     }
 
     fn bind_update(

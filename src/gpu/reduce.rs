@@ -1,9 +1,10 @@
 //! Pipelines of `shaders/reduce.wgsl`: deterministic column sums and total sums.
 
+use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
+use super::GpuTensor;
 use super::dispatch::{Binding, Dispatch, Family, fold, segments};
-use super::{Gpu, GpuTensor};
 use crate::shape::check_same;
 use crate::{Error, Result};
 
@@ -36,7 +37,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     )
 }
 
-impl Gpu {
+impl Kernels<'_> {
     /// Binds `out[j] = scale · Σ_i x[i, j]`; `out` is (1, cols).
     pub fn sum_columns(&self, out: &GpuTensor, x: &GpuTensor, scale: f32) -> Result<Dispatch> {
         check_same("sum_columns", "output", out.shape(), (1, x.cols()))?;
@@ -76,7 +77,7 @@ impl Gpu {
                     _pad: [0; 2],
                 };
                 let args = [x.into(), out.into()];
-                self.kernels.reduce.step(self, entry, bytemuck::bytes_of(&params), &args, workgroups)
+                self.compiled.reduce.step(self, entry, bytemuck::bytes_of(&params), &args, workgroups)
             })
             .collect::<Result<_>>()?;
         Ok(Dispatch::new(entry, steps))

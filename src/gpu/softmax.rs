@@ -1,10 +1,11 @@
 //! Pipelines of `shaders/softmax.wgsl`: softmax, log-softmax and the fused softmax +
 //! cross-entropy loss, forward and backward.
 
+use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
 use super::dispatch::{Binding, Dispatch, Family, fold};
-use super::{Gpu, GpuLabels, GpuTensor};
+use super::{GpuLabels, GpuTensor};
 use crate::shape::check_same;
 use crate::{Error, Result};
 
@@ -42,7 +43,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     )
 }
 
-impl Gpu {
+impl Kernels<'_> {
     /// Binds `y = softmax(x)` over each row.
     pub fn softmax_forward(&self, y: &GpuTensor, x: &GpuTensor) -> Result<Dispatch> {
         check_same("softmax_forward", "output", y.shape(), x.shape())?;
@@ -70,7 +71,7 @@ impl Gpu {
     }
 
     /// Binds the per-row loss `losses[r] = ln Σ e^logits[r] − logits[r, label[r]]`;
-    /// `losses` is (rows, 1). [`Gpu::sum_all`] with scale 1/rows turns it into the mean.
+    /// `losses` is (rows, 1). [`Kernels::sum_all`] with scale 1/rows turns it into the mean.
     pub fn softmax_cross_entropy_forward(
         &self,
         losses: &GpuTensor,
@@ -119,7 +120,7 @@ impl Gpu {
             scale: 1.0 / rows as f32,
             _pad: 0,
         };
-        self.kernels.softmax.bind(
+        self.compiled.softmax.bind(
             self,
             entry,
             bytemuck::bytes_of(&params),

@@ -51,7 +51,7 @@ async fn matmul(gpu: &Gpu, n: usize) {
     let flops = 2.0 * (n * n * n) as f64;
     let (a_g, b_g, c_g) =
         (gpu.upload(&a, n, n).unwrap(), gpu.upload(&b, n, n).unwrap(), gpu.zeros(n, n).unwrap());
-    let product = gpu.matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB).unwrap();
+    let product = gpu.kernels().matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB).unwrap();
     let seconds = median(5, async || {
         gpu.run(&[&product]).unwrap();
         gpu.wait_async().await.unwrap();

@@ -16,7 +16,7 @@ fn a_gpu_built_on_an_apps_device_runs_kernels() {
     let a = gpu.upload(&[1.0, 2.0, 3.0, 4.0], 2, 2).unwrap();
     let b = gpu.upload(&[0.0, 1.0, 1.0, 0.0], 2, 2).unwrap();
     let c = gpu.zeros(2, 2).unwrap();
-    gpu.run(&[&gpu.matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap()]).unwrap();
+    gpu.run(&[&gpu.kernels().matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap()]).unwrap();
     assert_eq!(gpu.read(&c).unwrap(), [2.0, 1.0, 4.0, 3.0]);
     // The limits are the device's, not the adapter's.
     assert_eq!(

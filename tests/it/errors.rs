@@ -22,31 +22,31 @@ fn cpu_reference_rejects_wrong_lengths_and_labels() {
 fn gpu_ops_reject_mismatched_shapes() {
     let Some(gpu) = gpu() else { return };
     let (a, b, c) = (gpu.zeros(2, 3).unwrap(), gpu.zeros(4, 5).unwrap(), gpu.zeros(2, 5).unwrap());
-    let err = gpu.matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap_err();
+    let err = gpu.kernels().matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap_err();
     let message = err.to_string();
     assert!(message.contains("matmul A·B") && message.contains("A 2x3, B 4x5"), "{message}");
 
     let b = gpu.zeros(3, 5).unwrap();
     let wrong_out = gpu.zeros(5, 2).unwrap();
-    let err = gpu.matmul_forward(&wrong_out, &a, &b, None, MatmulForm::AB).unwrap_err();
+    let err = gpu.kernels().matmul_forward(&wrong_out, &a, &b, None, MatmulForm::AB).unwrap_err();
     assert!(err.to_string().contains("output of 2x5"), "{err}");
 
     let wrong_bias = gpu.zeros(1, 4).unwrap();
-    let err = gpu.matmul_forward(&c, &a, &b, Some(&wrong_bias), MatmulForm::AB).unwrap_err();
+    let err = gpu.kernels().matmul_forward(&c, &a, &b, Some(&wrong_bias), MatmulForm::AB).unwrap_err();
     assert!(err.to_string().contains("bias of 1x5"), "{err}");
 
-    let err = gpu.relu_backward(&a, &a, &c).unwrap_err();
+    let err = gpu.kernels().relu_backward(&a, &a, &c).unwrap_err();
     assert!(err.to_string().contains("relu_backward"), "{err}");
 
-    let err = gpu.relu_forward(&a, &a).unwrap_err();
+    let err = gpu.kernels().relu_forward(&a, &a).unwrap_err();
     assert!(err.to_string().contains("in-place"), "{err}");
     let (square, other) = (gpu.zeros(3, 3).unwrap(), gpu.zeros(3, 3).unwrap());
-    let err = gpu.matmul_forward(&square, &square, &other, None, MatmulForm::AB).unwrap_err();
+    let err = gpu.kernels().matmul_forward(&square, &square, &other, None, MatmulForm::AB).unwrap_err();
     assert!(err.to_string().contains("in-place"), "{err}");
 
     let labels = gpu.upload_labels(&[0, 1, 2], 3).unwrap();
     let losses = gpu.zeros(2, 1).unwrap();
-    let err = gpu.softmax_cross_entropy_forward(&losses, &a, &labels).unwrap_err();
+    let err = gpu.kernels().softmax_cross_entropy_forward(&losses, &a, &labels).unwrap_err();
     assert!(err.to_string().contains("labels"), "{err}");
 }
 
@@ -71,7 +71,7 @@ fn gpu_rejects_empty_too_large_and_out_of_range_input() {
     assert!(err.to_string().contains("label 10 at row 2"), "{err}");
 
     let wide = gpu.zeros(1, wgpu_nn::gpu::MAX_SOFTMAX_COLS + 1).unwrap();
-    let err = gpu.softmax_forward(&wide, &wide).unwrap_err();
+    let err = gpu.kernels().softmax_forward(&wide, &wide).unwrap_err();
     assert!(err.to_string().contains("rows of at most"), "{err}");
 }
 
@@ -80,7 +80,7 @@ fn a_tensor_from_another_device_is_an_error_not_a_panic() {
     let Some(gpu) = gpu() else { return };
     let Ok(other) = wgpu_nn::Gpu::new() else { return };
     let (a, b, c) = (other.zeros(4, 4).unwrap(), gpu.zeros(4, 4).unwrap(), gpu.zeros(4, 4).unwrap());
-    let err = gpu.matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap_err();
+    let err = gpu.kernels().matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap_err();
     assert!(matches!(err, Error::Gpu { .. }), "{err}");
     assert!(err.to_string().contains("another Gpu"), "{err}");
     assert!(gpu.read(&a).is_err());

@@ -3,6 +3,7 @@
 //! and the one-launch loss steps (`shaders/loss.wgsl`).
 
 use crate::common::{assert_close, gpu, random, random_labels};
+use wgpu_nn::gpu::Kernels;
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Target};
 use wgpu_nn::{
     Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuTensor, Keep, MatmulForm, MatmulKernel,
@@ -63,17 +64,22 @@ fn a_dense_forward_in_one_launch_equals_its_separate_ops_to_the_bit() {
                     dropout,
                     ..Epilogue::default()
                 };
-                let fused =
-                    gpu.matmul_fused(kernel, &out, &a_gpu, &b_gpu, Some(&bias_gpu), form, &epilogue).unwrap();
+                let fused = gpu
+                    .kernels()
+                    .matmul_fused(kernel, &out, &a_gpu, &b_gpu, Some(&bias_gpu), form, &epilogue)
+                    .unwrap();
                 assert_eq!(fused.launches(), 1, "{what}");
                 // Separate: the product, the activation, the dropout.
                 let (z, y, dropped, mask2) = (zeros(), zeros(), zeros(), zeros());
                 let mut separate = vec![
-                    gpu.matmul_forward_with(kernel, &z, &a_gpu, &b_gpu, Some(&bias_gpu), form).unwrap(),
-                    gpu.activation_forward(f, &y, &z).unwrap(),
+                    gpu.kernels()
+                        .matmul_forward_with(kernel, &z, &a_gpu, &b_gpu, Some(&bias_gpu), form)
+                        .unwrap(),
+                    gpu.kernels().activation_forward(f, &y, &z).unwrap(),
                 ];
                 if let Some(p) = p {
-                    separate.push(gpu.dropout_forward(&dropped, &mask2, &y, p, 77, &counter).unwrap());
+                    separate
+                        .push(gpu.kernels().dropout_forward(&dropped, &mask2, &y, p, 77, &counter).unwrap());
                 }
                 let all: Vec<_> = std::iter::once(&fused).chain(&separate).collect();
                 gpu.run(&all).unwrap();
@@ -130,17 +136,18 @@ fn a_backward_product_applies_the_derivative_below_it_to_the_bit() {
                     derivative: Some((f, &saved_gpu)),
                     ..Epilogue::default()
                 };
-                let fused = gpu.matmul_fused(kernel, &out, &a_gpu, &b_gpu, None, form, &epilogue).unwrap();
+                let fused =
+                    gpu.kernels().matmul_fused(kernel, &out, &a_gpu, &b_gpu, None, form, &epilogue).unwrap();
                 let (dy, masked, dx) = (zeros(), zeros(), zeros());
                 let mut separate =
-                    vec![gpu.matmul_forward_with(kernel, &dy, &a_gpu, &b_gpu, None, form).unwrap()];
+                    vec![gpu.kernels().matmul_forward_with(kernel, &dy, &a_gpu, &b_gpu, None, form).unwrap()];
                 let through = if with_mask {
-                    separate.push(gpu.dropout_backward(&masked, &mask_gpu, &dy).unwrap());
+                    separate.push(gpu.kernels().dropout_backward(&masked, &mask_gpu, &dy).unwrap());
                     &masked
                 } else {
                     &dy
                 };
-                separate.push(gpu.activation_backward(f, &dx, &saved_gpu, through).unwrap());
+                separate.push(gpu.kernels().activation_backward(f, &dx, &saved_gpu, through).unwrap());
                 let all: Vec<_> = std::iter::once(&fused).chain(&separate).collect();
                 gpu.run(&all).unwrap();
                 let got = gpu.read(&out).unwrap();
@@ -183,9 +190,10 @@ fn the_weight_gradient_sums_the_bias_gradient_beside_it() {
             gpu.zeros(m, n).unwrap(),
         );
         let epilogue = Epilogue { row_sums: Some(&db), ..Epilogue::default() };
-        let fused = gpu.matmul_fused(kernel, &dw, &dz_gpu, &x_gpu, None, form, &epilogue).unwrap();
-        let product = gpu.matmul_forward_with(kernel, &dw_separate, &dz_gpu, &x_gpu, None, form).unwrap();
-        let sums = gpu.sum_columns(&db_separate, &dz_gpu, 1.0).unwrap();
+        let fused = gpu.kernels().matmul_fused(kernel, &dw, &dz_gpu, &x_gpu, None, form, &epilogue).unwrap();
+        let product =
+            gpu.kernels().matmul_forward_with(kernel, &dw_separate, &dz_gpu, &x_gpu, None, form).unwrap();
+        let sums = gpu.kernels().sum_columns(&db_separate, &dz_gpu, 1.0).unwrap();
         gpu.run(&[&fused, &product, &sums]).unwrap();
         assert_eq!(bits(&gpu.read(&dw).unwrap()), bits(&gpu.read(&dw_separate).unwrap()), "{what}: dW");
         let mut want = vec![0.0; m];
@@ -206,7 +214,8 @@ fn epilogues_whose_stages_do_not_go_together_are_refused() {
         gpu.zeros(1, 1).unwrap(),
         gpu.zeros(1, m).unwrap(),
     );
-    let fused = |e: Epilogue| gpu.matmul_fused(MatmulKernel::Auto, &out, &a, &b, None, MatmulForm::ABt, &e);
+    let fused =
+        |e: Epilogue| gpu.kernels().matmul_fused(MatmulKernel::Auto, &out, &a, &b, None, MatmulForm::ABt, &e);
     let relu = Some(Activation::Relu);
     let dropout = |p, mask| Some(EpilogueDropout { p, seed: 1, mask, counter: &counter });
     let refused = [
@@ -256,12 +265,12 @@ fn epilogues_whose_stages_do_not_go_together_are_refused() {
 }
 
 /// A loss kernel's binder: (output, predictions, targets).
-type LossOp = fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
+type LossOp = fn(&Kernels<'static>, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
 
 /// The four ops a loss step replaces, for `entry`'s loss.
 #[allow(clippy::too_many_arguments)]
 fn separate_loss(
-    gpu: &Gpu,
+    gpu: &'static Gpu,
     entry: &str,
     dy: &GpuTensor,
     y: &GpuTensor,
@@ -273,21 +282,21 @@ fn separate_loss(
     let mut ops = Vec::new();
     match (entry, target) {
         ("cross_entropy_step", StepTarget::Labels(labels)) => {
-            ops.push(gpu.softmax_cross_entropy_forward(terms, y, labels).unwrap());
-            ops.push(gpu.sum_all(mean, terms, 1.0 / y.rows() as f32).unwrap());
-            ops.push(gpu.watch_loss(settings, mean).unwrap());
-            ops.push(gpu.softmax_cross_entropy_backward(dy, y, labels).unwrap());
+            ops.push(gpu.kernels().softmax_cross_entropy_forward(terms, y, labels).unwrap());
+            ops.push(gpu.kernels().sum_all(mean, terms, 1.0 / y.rows() as f32).unwrap());
+            ops.push(gpu.kernels().watch_loss(settings, mean).unwrap());
+            ops.push(gpu.kernels().softmax_cross_entropy_backward(dy, y, labels).unwrap());
         }
         (_, StepTarget::Values(t)) => {
             let (forward, backward): (LossOp, LossOp) = match entry {
-                "mse_step" => (Gpu::mse_forward, Gpu::mse_backward),
-                "mae_step" => (Gpu::mae_forward, Gpu::mae_backward),
-                _ => (Gpu::bce_forward, Gpu::bce_backward),
+                "mse_step" => (Kernels::mse_forward, Kernels::mse_backward),
+                "mae_step" => (Kernels::mae_forward, Kernels::mae_backward),
+                _ => (Kernels::bce_forward, Kernels::bce_backward),
             };
-            ops.push(forward(gpu, terms, y, t).unwrap());
-            ops.push(gpu.sum_all(mean, terms, 1.0 / y.len() as f32).unwrap());
-            ops.push(gpu.watch_loss(settings, mean).unwrap());
-            ops.push(backward(gpu, dy, y, t).unwrap());
+            ops.push(forward(&gpu.kernels(), terms, y, t).unwrap());
+            ops.push(gpu.kernels().sum_all(mean, terms, 1.0 / y.len() as f32).unwrap());
+            ops.push(gpu.kernels().watch_loss(settings, mean).unwrap());
+            ops.push(backward(&gpu.kernels(), dy, y, t).unwrap());
         }
         _ => unreachable!(),
     }
@@ -336,8 +345,11 @@ fn a_loss_step_in_one_launch_equals_its_separate_ops_to_the_bit() {
             let (dy, mean, settings) = fresh();
             let (dy2, mean2, settings2) = fresh();
             let terms = gpu.zeros(terms_shape.0, terms_shape.1).unwrap();
-            let fused =
-                gpu.loss_step(loss, &dy, &y_gpu, target, &mean, &settings).unwrap().expect("a small batch");
+            let fused = gpu
+                .kernels()
+                .loss_step(loss, &dy, &y_gpu, target, &mean, &settings)
+                .unwrap()
+                .expect("a small batch");
             assert_eq!(fused.launches(), 1);
             let separate = separate_loss(gpu, entry, &dy2, &y_gpu, target, &terms, &mean2, &settings2);
             // Twice, so the watch counts two steps.
@@ -370,15 +382,20 @@ fn a_batch_too_large_for_one_launch_trains_through_the_separate_ops_as_on_the_cp
     let row = OptimizerSettings::new(0.1).to_row();
     let settings = gpu.upload(&row, 1, row.len()).unwrap();
     let step = gpu
+        .kernels()
         .loss_step(StepLoss::CrossEntropy, &dy, &y, StepTarget::Labels(&labels), &mean, &settings)
         .unwrap();
     assert!(step.is_none(), "one launch would run past the loop limit");
     // A target of the other kind is an error, not a read of the wrong buffer.
-    let err =
-        gpu.loss_step(StepLoss::Mse, &dy, &y, StepTarget::Labels(&labels), &mean, &settings).unwrap_err();
+    let err = gpu
+        .kernels()
+        .loss_step(StepLoss::Mse, &dy, &y, StepTarget::Labels(&labels), &mean, &settings)
+        .unwrap_err();
     assert!(err.to_string().contains("value targets"), "{err}");
-    let err =
-        gpu.loss_step(StepLoss::CrossEntropy, &dy, &y, StepTarget::Values(&y), &mean, &settings).unwrap_err();
+    let err = gpu
+        .kernels()
+        .loss_step(StepLoss::CrossEntropy, &dy, &y, StepTarget::Values(&y), &mean, &settings)
+        .unwrap_err();
     assert!(err.to_string().contains("label targets"), "{err}");
 
     let config = ModelConfig::new(4).dense(classes).softmax().loss(Loss::SoftmaxCrossEntropy).seed(2);

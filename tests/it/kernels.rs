@@ -1,6 +1,7 @@
 //! Every GPU kernel, forward and backward, held against the CPU reference.
 
 use crate::common::{assert_close, random, random_labels, shared_gpu};
+use wgpu_nn::gpu::Kernels;
 use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
 use wgpu_nn::{Activation, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Tiling, cpu, wgpu};
 
@@ -47,7 +48,8 @@ async fn check_matmul(
     let (a_gpu, b_gpu, c_gpu) =
         (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.zeros(m, n).unwrap());
     let bias_gpu = bias.map(|bias| gpu.upload(bias, 1, n).unwrap());
-    let product = gpu.matmul_forward_with(kernel, &c_gpu, &a_gpu, &b_gpu, bias_gpu.as_ref(), form).unwrap();
+    let product =
+        gpu.kernels().matmul_forward_with(kernel, &c_gpu, &a_gpu, &b_gpu, bias_gpu.as_ref(), form).unwrap();
     let got = run(gpu, &[&product], &c_gpu).await;
     let what = format!("{} {m}x{k}x{n} bias={with_bias} kernel={}", form.op_name(), product.label());
     assert_close(&what, &got, &want, 0.0, matmul_atol(k));
@@ -155,10 +157,10 @@ portable! {
 async fn kernels_that_cannot_take_a_shape_say_so() {
     let Some(gpu) = shared_gpu().await else { return };
     let (a, b, c) = (gpu.zeros(3, 5).unwrap(), gpu.zeros(5, 7).unwrap(), gpu.zeros(3, 7).unwrap());
-    let err = gpu.matmul_forward_with(MatmulKernel::Vec4, &c, &a, &b, None, MatmulForm::AB).unwrap_err();
+    let err = gpu.kernels().matmul_forward_with(MatmulKernel::Vec4, &c, &a, &b, None, MatmulForm::AB).unwrap_err();
     assert!(err.to_string().contains("Vec4"), "{err}");
     let tiled = MatmulKernel::Tiled(Tiling::default());
-    let err = gpu.matmul_forward_with(tiled, &c, &a, &b, None, MatmulForm::AB).unwrap_err();
+    let err = gpu.kernels().matmul_forward_with(tiled, &c, &a, &b, None, MatmulForm::AB).unwrap_err();
     assert!(err.to_string().contains("Tiled"), "{err}");
 }
 }
@@ -173,7 +175,7 @@ async fn tilings_no_adapter_runs_are_refused_by_name() {
         (Tiling { workgroup: [8, 8], tile_k: 6 }, "tile_k 6"),
     ] {
         let err = gpu
-            .matmul_forward_with(MatmulKernel::Tiled(tiling), &c, &a, &b, None, MatmulForm::AB)
+            .kernels().matmul_forward_with(MatmulKernel::Tiled(tiling), &c, &a, &b, None, MatmulForm::AB)
             .unwrap_err();
         assert!(err.to_string().contains(names), "{tiling:?}: {err}");
     }
@@ -184,7 +186,7 @@ portable! {
 async fn auto_runs_the_kernel_the_adapter_type_calls_for() {
     let Some(gpu) = shared_gpu().await else { return };
     let (a, b, c) = (gpu.zeros(64, 64).unwrap(), gpu.zeros(64, 64).unwrap(), gpu.zeros(64, 64).unwrap());
-    let label = gpu.matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap().label();
+    let label = gpu.kernels().matmul_forward(&c, &a, &b, None, MatmulForm::AB).unwrap().label();
     let info = gpu.adapter_info();
     // Fixed expectations (the policy is unit-tested in src/gpu/matmul.rs): llvmpipe's 8-lane
     // subgroups get the subgroup kernels, real GPUs the tiles.
@@ -202,7 +204,7 @@ async fn matmul_picks_vec4_kernels_only_where_rows_are_aligned() {
     let label = |m, k, n, form: MatmulForm| {
         let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
         let (a, b, c) = (gpu.zeros(ar, ac).unwrap(), gpu.zeros(br, bc).unwrap(), gpu.zeros(m, n).unwrap());
-        gpu.matmul_forward(&c, &a, &b, None, form).unwrap().label()
+        gpu.kernels().matmul_forward(&c, &a, &b, None, form).unwrap().label()
     };
     // Aligned products take the variants of the kernel Auto runs on this adapter.
     let fast = |name: &str| match gpu.matmul_kernel() {
@@ -230,11 +232,11 @@ async fn matmul_ones_times_identity_is_exact() {
             gpu.upload(&identity, n, n).unwrap(),
             gpu.zeros(3, n).unwrap(),
         );
-        let product = gpu.matmul_forward(&c, &a, &i, None, MatmulForm::AB).unwrap();
+        let product = gpu.kernels().matmul_forward(&c, &a, &i, None, MatmulForm::AB).unwrap();
         assert_eq!(run(gpu, &[&product], &c).await, ones, "ones·I, n = {n}");
         // Integer-valued sums are exact in f32 whatever the order: ones(3,n)·ones(n,2) = n.
         let (b, d) = (gpu.upload(&vec![1.0; 2 * n], n, 2).unwrap(), gpu.zeros(3, 2).unwrap());
-        let product = gpu.matmul_forward(&d, &a, &b, None, MatmulForm::AB).unwrap();
+        let product = gpu.kernels().matmul_forward(&d, &a, &b, None, MatmulForm::AB).unwrap();
         assert_eq!(run(gpu, &[&product], &d).await, vec![n as f32; 6], "ones·ones, n = {n}");
     }
 }
@@ -259,7 +261,7 @@ async fn matmul_backward_matches_reference() {
             let (d_a_g, d_b_g, d_bias_g) =
                 (gpu.zeros(ar, ac).unwrap(), gpu.zeros(br, bc).unwrap(), gpu.zeros(1, n).unwrap());
             let grads =
-                gpu.matmul_backward(&d_a_g, &d_b_g, Some(&d_bias_g), &d_out_g, &a_g, &b_g, form).unwrap();
+                gpu.kernels().matmul_backward(&d_a_g, &d_b_g, Some(&d_bias_g), &d_out_g, &a_g, &b_g, form).unwrap();
             gpu.run(&grads.iter().collect::<Vec<_>>()).unwrap();
             let what = format!("{} backward {m}x{k}x{n}", form.op_name());
             assert_close(&format!("{what} dA"), &gpu.read_async(&d_a_g).await.unwrap(), &d_a, 0.0, matmul_atol(n));
@@ -276,8 +278,8 @@ async fn matmul_backward_matches_reference() {
 }
 }
 
-type Unary = fn(&Gpu, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
-type Binary = fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
+type Unary = fn(&Kernels<'static>, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
+type Binary = fn(&Kernels<'static>, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
 type CpuUnary = fn(&mut [f32], &[f32]) -> wgpu_nn::Result<()>;
 type CpuBinary = fn(&mut [f32], &[f32], &[f32]) -> wgpu_nn::Result<()>;
 
@@ -286,21 +288,21 @@ async fn activations_match_reference() {
     let Some(gpu) = shared_gpu().await else { return };
     // ReLU only selects and multiplies by one, so it must be exact.
     let ops: [(&str, Unary, CpuUnary, Binary, CpuBinary, f64, f64); 3] = [
-        ("relu", Gpu::relu_forward, cpu::relu_forward, Gpu::relu_backward, cpu::relu_backward, 0.0, 0.0),
+        ("relu", Kernels::relu_forward, cpu::relu_forward, Kernels::relu_backward, cpu::relu_backward, 0.0, 0.0),
         (
             "sigmoid",
-            Gpu::sigmoid_forward,
+            Kernels::sigmoid_forward,
             cpu::sigmoid_forward,
-            Gpu::sigmoid_backward,
+            Kernels::sigmoid_backward,
             cpu::sigmoid_backward,
             TRANSCENDENTAL_RTOL,
             TRANSCENDENTAL_ATOL,
         ),
         (
             "tanh",
-            Gpu::tanh_forward,
+            Kernels::tanh_forward,
             cpu::tanh_forward,
-            Gpu::tanh_backward,
+            Kernels::tanh_backward,
             cpu::tanh_backward,
             TRANSCENDENTAL_RTOL,
             TRANSCENDENTAL_ATOL,
@@ -325,7 +327,7 @@ async fn activations_match_reference() {
                 gpu.zeros(rows, cols).unwrap(),
                 gpu.zeros(rows, cols).unwrap(),
             );
-            let forward = gpu_fwd(gpu, &y_g, &x_g).unwrap();
+            let forward = gpu_fwd(&gpu.kernels(), &y_g, &x_g).unwrap();
             assert_close(
                 &format!("{name}_forward {rows}x{cols}"),
                 &run(gpu, &[&forward], &y_g).await,
@@ -334,7 +336,7 @@ async fn activations_match_reference() {
                 atol,
             );
             let saved_g = gpu.upload(saved, rows, cols).unwrap();
-            let backward = gpu_bwd(gpu, &dx_g, &saved_g, &dy_g).unwrap();
+            let backward = gpu_bwd(&gpu.kernels(), &dx_g, &saved_g, &dy_g).unwrap();
             assert_close(
                 &format!("{name}_backward {rows}x{cols}"),
                 &run(gpu, &[&backward], &dx_g).await,
@@ -374,34 +376,34 @@ async fn softmax_family_matches_reference() {
         let mut y = vec![0.0; len];
         cpu::softmax_forward(&mut y, &x, rows, cols).unwrap();
         let y_g = gpu.zeros(rows, cols).unwrap();
-        let forward = gpu.softmax_forward(&y_g, &x_g).unwrap();
+        let forward = gpu.kernels().softmax_forward(&y_g, &x_g).unwrap();
         check("softmax_forward", &forward, &y_g, &y).await;
 
         let mut dx = vec![0.0; len];
         cpu::softmax_backward(&mut dx, &y, &dy, rows, cols).unwrap();
         let (y_in, dx_g) = (gpu.upload(&y, rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
-        let backward = gpu.softmax_backward(&dx_g, &y_in, &dy_g).unwrap();
+        let backward = gpu.kernels().softmax_backward(&dx_g, &y_in, &dy_g).unwrap();
         check("softmax_backward", &backward, &dx_g, &dx).await;
 
         let mut log_y = vec![0.0; len];
         cpu::log_softmax_forward(&mut log_y, &x, rows, cols).unwrap();
         let log_y_g = gpu.zeros(rows, cols).unwrap();
-        let forward = gpu.log_softmax_forward(&log_y_g, &x_g).unwrap();
+        let forward = gpu.kernels().log_softmax_forward(&log_y_g, &x_g).unwrap();
         check("log_softmax_forward", &forward, &log_y_g, &log_y).await;
 
         cpu::log_softmax_backward(&mut dx, &log_y, &dy, rows, cols).unwrap();
         let log_y_in = gpu.upload(&log_y, rows, cols).unwrap();
-        let backward = gpu.log_softmax_backward(&dx_g, &log_y_in, &dy_g).unwrap();
+        let backward = gpu.kernels().log_softmax_backward(&dx_g, &log_y_in, &dy_g).unwrap();
         check("log_softmax_backward", &backward, &dx_g, &dx).await;
 
         let mut losses = vec![0.0; rows];
         cpu::softmax_cross_entropy_forward(&mut losses, &x, &labels, rows, cols).unwrap();
         let losses_g = gpu.zeros(rows, 1).unwrap();
-        let forward = gpu.softmax_cross_entropy_forward(&losses_g, &x_g, &labels_g).unwrap();
+        let forward = gpu.kernels().softmax_cross_entropy_forward(&losses_g, &x_g, &labels_g).unwrap();
         check("softmax_cross_entropy_forward", &forward, &losses_g, &losses).await;
 
         cpu::softmax_cross_entropy_backward(&mut dx, &x, &labels, rows, cols).unwrap();
-        let backward = gpu.softmax_cross_entropy_backward(&dx_g, &x_g, &labels_g).unwrap();
+        let backward = gpu.kernels().softmax_cross_entropy_backward(&dx_g, &x_g, &labels_g).unwrap();
         check("softmax_cross_entropy_backward", &backward, &dx_g, &dx).await;
     }
 }
@@ -419,9 +421,9 @@ async fn softmax_is_stable_for_large_and_very_negative_logits() {
         gpu.zeros(4, 1).unwrap(),
     );
     let labels = gpu.upload_labels(&[1, 0, 1, 0], 2).unwrap();
-    let y = run(gpu, &[&gpu.softmax_forward(&y_g, &x_g).unwrap()], &y_g).await;
-    let log_y = run(gpu, &[&gpu.log_softmax_forward(&log_g, &x_g).unwrap()], &log_g).await;
-    let losses = run(gpu, &[&gpu.softmax_cross_entropy_forward(&loss_g, &x_g, &labels).unwrap()], &loss_g).await;
+    let y = run(gpu, &[&gpu.kernels().softmax_forward(&y_g, &x_g).unwrap()], &y_g).await;
+    let log_y = run(gpu, &[&gpu.kernels().log_softmax_forward(&log_g, &x_g).unwrap()], &log_g).await;
+    let losses = run(gpu, &[&gpu.kernels().softmax_cross_entropy_forward(&loss_g, &x_g, &labels).unwrap()], &loss_g).await;
     assert!(
         y.iter().chain(&log_y).chain(&losses).all(|v| v.is_finite()),
         "non-finite: {y:?} {log_y:?} {losses:?}"
@@ -441,8 +443,8 @@ async fn tanh_and_sigmoid_saturate_without_nan() {
     let Some(gpu) = shared_gpu().await else { return };
     let x = [-1e4f32, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4, f32::MAX];
     let (x_g, y_g) = (gpu.upload(&x, 1, 8).unwrap(), gpu.zeros(1, 8).unwrap());
-    for (name, op) in [("tanh", Gpu::tanh_forward as Unary), ("sigmoid", Gpu::sigmoid_forward)] {
-        let y = run(gpu, &[&op(gpu, &y_g, &x_g).unwrap()], &y_g).await;
+    for (name, op) in [("tanh", Kernels::tanh_forward as Unary), ("sigmoid", Kernels::sigmoid_forward)] {
+        let y = run(gpu, &[&op(&gpu.kernels(), &y_g, &x_g).unwrap()], &y_g).await;
         assert!(y.iter().all(|v| v.is_finite()), "{name}: {y:?}");
     }
 }
@@ -461,12 +463,12 @@ async fn reductions_match_reference() {
         let mut want = vec![0.0; cols];
         cpu::sum_columns(&mut want, &x, rows, cols, 0.5).unwrap();
         let out = gpu.zeros(1, cols).unwrap();
-        let got = run(gpu, &[&gpu.sum_columns(&out, &x_g, 0.5).unwrap()], &out).await;
+        let got = run(gpu, &[&gpu.kernels().sum_columns(&out, &x_g, 0.5).unwrap()], &out).await;
         assert_close(&format!("sum_columns {rows}x{cols}"), &got, &want, 0.0, matmul_atol(rows));
 
         let total = gpu.zeros(1, 1).unwrap();
         let scale = 1.0 / rows as f32;
-        let got = run(gpu, &[&gpu.sum_all(&total, &x_g, scale).unwrap()], &total).await;
+        let got = run(gpu, &[&gpu.kernels().sum_all(&total, &x_g, scale).unwrap()], &total).await;
         let want = cpu::sum_all(&x, scale);
         assert_close(&format!("sum_all {rows}x{cols}"), &got, &[want], 0.0, matmul_atol(rows * cols));
     }
@@ -483,7 +485,7 @@ async fn grids_beyond_65535_workgroups_are_folded() {
     cpu::matmul_forward(&mut want, &a, &b, None, m, k, n, MatmulForm::AB).unwrap();
     let (a_g, b_g, c_g) =
         (gpu.upload(&a, m, k).unwrap(), gpu.upload(&b, k, n).unwrap(), gpu.zeros(m, n).unwrap());
-    let product = gpu.matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB).unwrap();
+    let product = gpu.kernels().matmul_forward(&c_g, &a_g, &b_g, None, MatmulForm::AB).unwrap();
     assert!(product.workgroups()[1] > 1, "grid not folded: {:?}", product.workgroups());
     assert_close("folded matmul", &run(gpu, &[&product], &c_g).await, &want, 0.0, matmul_atol(k));
 
@@ -493,7 +495,7 @@ async fn grids_beyond_65535_workgroups_are_folded() {
     let mut want = vec![0.0; len];
     cpu::relu_forward(&mut want, &x).unwrap();
     let (x_g, y_g) = (gpu.upload(&x, len, 1).unwrap(), gpu.zeros(len, 1).unwrap());
-    let relu = gpu.relu_forward(&y_g, &x_g).unwrap();
+    let relu = gpu.kernels().relu_forward(&y_g, &x_g).unwrap();
     assert!(relu.workgroups()[1] > 1, "grid not folded: {:?}", relu.workgroups());
     assert_close("folded relu", &run(gpu, &[&relu], &y_g).await, &want, 0.0, 0.0);
 }
@@ -517,13 +519,13 @@ async fn same_input_gives_bit_identical_output() {
         let labels = gpu.upload_labels(&labels, n).unwrap();
         let (d_x, d_w, d_b) = (gpu.zeros(m, k).unwrap(), gpu.zeros(n, k).unwrap(), gpu.zeros(1, n).unwrap());
         let mut steps = vec![
-            gpu.matmul_forward(&logits, &x_g, &w_g, None, MatmulForm::ABt).unwrap(),
-            gpu.softmax_cross_entropy_forward(&losses, &logits, &labels).unwrap(),
-            gpu.sum_all(&loss, &losses, 1.0 / m as f32).unwrap(),
-            gpu.softmax_cross_entropy_backward(&d_logits, &logits, &labels).unwrap(),
+            gpu.kernels().matmul_forward(&logits, &x_g, &w_g, None, MatmulForm::ABt).unwrap(),
+            gpu.kernels().softmax_cross_entropy_forward(&losses, &logits, &labels).unwrap(),
+            gpu.kernels().sum_all(&loss, &losses, 1.0 / m as f32).unwrap(),
+            gpu.kernels().softmax_cross_entropy_backward(&d_logits, &logits, &labels).unwrap(),
         ];
         steps.extend(
-            gpu.matmul_backward(&d_x, &d_w, Some(&d_b), &d_logits, &x_g, &w_g, MatmulForm::ABt).unwrap(),
+            gpu.kernels().matmul_backward(&d_x, &d_w, Some(&d_b), &d_logits, &x_g, &w_g, MatmulForm::ABt).unwrap(),
         );
         gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
         let mut bits = Vec::new();
@@ -559,8 +561,8 @@ async fn leaky_relu_and_gelu_match_reference() {
             cpu::activation_backward(f, &mut dx, &x, &dy).unwrap(); // both take their input
             let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
             let (y_g, dx_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
-            let forward = gpu.activation_forward(f, &y_g, &x_g).unwrap();
-            let backward = gpu.activation_backward(f, &dx_g, &x_g, &dy_g).unwrap();
+            let forward = gpu.kernels().activation_forward(f, &y_g, &x_g).unwrap();
+            let backward = gpu.kernels().activation_backward(f, &dx_g, &x_g, &dy_g).unwrap();
             let what = format!("{f:?} {rows}x{cols}");
             assert_close(&format!("{what} forward"), &run(gpu, &[&forward], &y_g).await, &y, rtol, atol);
             assert_close(
@@ -581,8 +583,8 @@ async fn gelu_saturates_without_nan() {
     let x = [-f32::MAX, -1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4, f32::MAX];
     let (x_g, dy_g) = (gpu.upload(&x, 1, 9).unwrap(), gpu.upload(&[1.0; 9], 1, 9).unwrap());
     let (y_g, dx_g) = (gpu.zeros(1, 9).unwrap(), gpu.zeros(1, 9).unwrap());
-    let forward = gpu.activation_forward(Activation::Gelu, &y_g, &x_g).unwrap();
-    let backward = gpu.activation_backward(Activation::Gelu, &dx_g, &x_g, &dy_g).unwrap();
+    let forward = gpu.kernels().activation_forward(Activation::Gelu, &y_g, &x_g).unwrap();
+    let backward = gpu.kernels().activation_backward(Activation::Gelu, &dx_g, &x_g, &dy_g).unwrap();
     let (y, dx) = (run(gpu, &[&forward], &y_g).await, run(gpu, &[&backward], &dx_g).await);
     assert!(y.iter().chain(&dx).all(|v| v.is_finite()), "{y:?} {dx:?}");
     // Far out GELU is the identity above and 0 below: slopes 1 and 0.
@@ -615,10 +617,10 @@ async fn layer_norm_matches_reference() {
         let (y_g, dx_g, terms_g) =
             (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
         let ops = [
-            gpu.layer_norm_stats(&stats_g, &x_g).unwrap(),
-            gpu.layer_norm_forward(&y_g, &x_g, &stats_g, &gain_g, &bias_g).unwrap(),
-            gpu.layer_norm_backward(&dx_g, &x_g, &stats_g, &gain_g, &dy_g).unwrap(),
-            gpu.layer_norm_gain_terms(&terms_g, &x_g, &stats_g, &dy_g).unwrap(),
+            gpu.kernels().layer_norm_stats(&stats_g, &x_g).unwrap(),
+            gpu.kernels().layer_norm_forward(&y_g, &x_g, &stats_g, &gain_g, &bias_g).unwrap(),
+            gpu.kernels().layer_norm_backward(&dx_g, &x_g, &stats_g, &gain_g, &dy_g).unwrap(),
+            gpu.kernels().layer_norm_gain_terms(&terms_g, &x_g, &stats_g, &dy_g).unwrap(),
         ];
         gpu.run(&ops.iter().collect::<Vec<_>>()).unwrap();
         let atol = 4.0 * matmul_atol(cols) + TRANSCENDENTAL_ATOL;
@@ -642,6 +644,6 @@ async fn layer_norm_matches_reference() {
     }
     // Rows wider than the kernels can walk are an error, not a silently short sum.
     let (wide, stats) = (gpu.zeros(1, MAX_LAYER_NORM_COLS + 1).unwrap(), gpu.zeros(1, 2).unwrap());
-    assert!(gpu.layer_norm_stats(&stats, &wide).is_err());
+    assert!(gpu.kernels().layer_norm_stats(&stats, &wide).is_err());
 }
 }

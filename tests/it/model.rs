@@ -115,7 +115,7 @@ fn every_kernel_launch_is_counted_in_the_crates_passes_and_in_an_apps() {
         gpu.upload(&random(6, 2), 3, 2).unwrap(),
         gpu.zeros(4, 2).unwrap(),
     );
-    let product = gpu.matmul_forward(&y, &x, &w, None, wgpu_nn::MatmulForm::AB).unwrap();
+    let product = gpu.kernels().matmul_forward(&y, &x, &w, None, wgpu_nn::MatmulForm::AB).unwrap();
     let before = gpu.counters().dispatches;
     gpu.run(&[&product, &product]).unwrap();
     assert_eq!(gpu.counters().dispatches - before, 2 * product.launches() as u64);

@@ -69,7 +69,7 @@ proptest! {
         cpu::matmul_forward(&mut want, &a, &b, bias.as_deref(), m, k, n, form).unwrap();
         let (a_g, b_g, c_g) = (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.zeros(m, n).unwrap());
         let bias_g = bias.map(|bias| gpu.upload(&bias, 1, n).unwrap());
-        let op = gpu.matmul_forward(&c_g, &a_g, &b_g, bias_g.as_ref(), form).unwrap();
+        let op = gpu.kernels().matmul_forward(&c_g, &a_g, &b_g, bias_g.as_ref(), form).unwrap();
         assert_close(&format!("{} {m}x{k}x{n}", form.op_name()), &run(gpu, &[&op], &c_g), &want, 0.0, matmul_atol(k));
     }
 }
@@ -85,12 +85,12 @@ proptest! {
         let mut want = vec![0.0; len];
         // Backward ops take the forward's input (ReLU) or output (sigmoid, tanh): x serves as either.
         let (name, dispatch) = match op {
-            0 => ("relu_forward", gpu.relu_forward(&out_g, &x_g).map(|d| { cpu::relu_forward(&mut want, &x).unwrap(); d })),
-            1 => ("relu_backward", gpu.relu_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::relu_backward(&mut want, &x, &dy).unwrap(); d })),
-            2 => ("sigmoid_forward", gpu.sigmoid_forward(&out_g, &x_g).map(|d| { cpu::sigmoid_forward(&mut want, &x).unwrap(); d })),
-            3 => ("sigmoid_backward", gpu.sigmoid_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::sigmoid_backward(&mut want, &x, &dy).unwrap(); d })),
-            4 => ("tanh_forward", gpu.tanh_forward(&out_g, &x_g).map(|d| { cpu::tanh_forward(&mut want, &x).unwrap(); d })),
-            _ => ("tanh_backward", gpu.tanh_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::tanh_backward(&mut want, &x, &dy).unwrap(); d })),
+            0 => ("relu_forward", gpu.kernels().relu_forward(&out_g, &x_g).map(|d| { cpu::relu_forward(&mut want, &x).unwrap(); d })),
+            1 => ("relu_backward", gpu.kernels().relu_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::relu_backward(&mut want, &x, &dy).unwrap(); d })),
+            2 => ("sigmoid_forward", gpu.kernels().sigmoid_forward(&out_g, &x_g).map(|d| { cpu::sigmoid_forward(&mut want, &x).unwrap(); d })),
+            3 => ("sigmoid_backward", gpu.kernels().sigmoid_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::sigmoid_backward(&mut want, &x, &dy).unwrap(); d })),
+            4 => ("tanh_forward", gpu.kernels().tanh_forward(&out_g, &x_g).map(|d| { cpu::tanh_forward(&mut want, &x).unwrap(); d })),
+            _ => ("tanh_backward", gpu.kernels().tanh_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::tanh_backward(&mut want, &x, &dy).unwrap(); d })),
         };
         let got = run(gpu, &[&dispatch.unwrap()], &out_g);
         assert_close(&format!("{name} {rows}x{cols}"), &got, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
@@ -111,8 +111,8 @@ proptest! {
         cpu::activation_backward(f, &mut dx, &x, &dy).unwrap();
         let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
         let (y_g, dx_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
-        let forward = gpu.activation_forward(f, &y_g, &x_g).unwrap();
-        let backward = gpu.activation_backward(f, &dx_g, &x_g, &dy_g).unwrap();
+        let forward = gpu.kernels().activation_forward(f, &y_g, &x_g).unwrap();
+        let backward = gpu.kernels().activation_backward(f, &dx_g, &x_g, &dy_g).unwrap();
         // LeakyReLU is one select and one multiply: exact. GELU: tests/kernels.rs's bounds.
         let (rtol, atol, backward_atol) =
             if gelu { (TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL, GELU_BACKWARD_ATOL) } else { (0.0, 0.0, 0.0) };
@@ -139,10 +139,10 @@ proptest! {
         let stats_g = gpu.zeros(rows, 2).unwrap();
         let (y_g, dx_g, terms_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
         let ops = [
-            gpu.layer_norm_stats(&stats_g, &x_g).unwrap(),
-            gpu.layer_norm_forward(&y_g, &x_g, &stats_g, &gain_g, &bias_g).unwrap(),
-            gpu.layer_norm_backward(&dx_g, &x_g, &stats_g, &gain_g, &dy_g).unwrap(),
-            gpu.layer_norm_gain_terms(&terms_g, &x_g, &stats_g, &dy_g).unwrap(),
+            gpu.kernels().layer_norm_stats(&stats_g, &x_g).unwrap(),
+            gpu.kernels().layer_norm_forward(&y_g, &x_g, &stats_g, &gain_g, &bias_g).unwrap(),
+            gpu.kernels().layer_norm_backward(&dx_g, &x_g, &stats_g, &gain_g, &dy_g).unwrap(),
+            gpu.kernels().layer_norm_gain_terms(&terms_g, &x_g, &stats_g, &dy_g).unwrap(),
         ];
         gpu.run(&ops.iter().collect::<Vec<_>>()).unwrap();
         // tests/kernels.rs's bound: the row's sums round like a dot product's, relative to the
@@ -180,12 +180,12 @@ proptest! {
         let out_g = gpu.zeros(rows, out_rows).unwrap();
         let mut want = vec![0.0; rows * out_rows];
         let (name, dispatch) = match op {
-            0 => { want.copy_from_slice(&probs); ("softmax_forward", gpu.softmax_forward(&out_g, &x_g)) }
-            1 => { cpu::softmax_backward(&mut want, &probs, &dy, rows, cols).unwrap(); ("softmax_backward", gpu.softmax_backward(&out_g, &probs_g, &dy_g)) }
-            2 => { want.copy_from_slice(&log_probs); ("log_softmax_forward", gpu.log_softmax_forward(&out_g, &x_g)) }
-            3 => { cpu::log_softmax_backward(&mut want, &log_probs, &dy, rows, cols).unwrap(); ("log_softmax_backward", gpu.log_softmax_backward(&out_g, &log_probs_g, &dy_g)) }
-            4 => { cpu::softmax_cross_entropy_forward(&mut want, &x, &labels, rows, cols).unwrap(); ("softmax_cross_entropy_forward", gpu.softmax_cross_entropy_forward(&out_g, &x_g, &labels_g)) }
-            _ => { cpu::softmax_cross_entropy_backward(&mut want, &x, &labels, rows, cols).unwrap(); ("softmax_cross_entropy_backward", gpu.softmax_cross_entropy_backward(&out_g, &x_g, &labels_g)) }
+            0 => { want.copy_from_slice(&probs); ("softmax_forward", gpu.kernels().softmax_forward(&out_g, &x_g)) }
+            1 => { cpu::softmax_backward(&mut want, &probs, &dy, rows, cols).unwrap(); ("softmax_backward", gpu.kernels().softmax_backward(&out_g, &probs_g, &dy_g)) }
+            2 => { want.copy_from_slice(&log_probs); ("log_softmax_forward", gpu.kernels().log_softmax_forward(&out_g, &x_g)) }
+            3 => { cpu::log_softmax_backward(&mut want, &log_probs, &dy, rows, cols).unwrap(); ("log_softmax_backward", gpu.kernels().log_softmax_backward(&out_g, &log_probs_g, &dy_g)) }
+            4 => { cpu::softmax_cross_entropy_forward(&mut want, &x, &labels, rows, cols).unwrap(); ("softmax_cross_entropy_forward", gpu.kernels().softmax_cross_entropy_forward(&out_g, &x_g, &labels_g)) }
+            _ => { cpu::softmax_cross_entropy_backward(&mut want, &x, &labels, rows, cols).unwrap(); ("softmax_cross_entropy_backward", gpu.kernels().softmax_cross_entropy_backward(&out_g, &x_g, &labels_g)) }
         };
         let got = run(gpu, &[&dispatch.unwrap()], &out_g);
         // Softmax sums `cols` exponentials: the sum's rounding grows with the row like a dot product's.
@@ -208,14 +208,14 @@ proptest! {
         let out_g = gpu.zeros(rows, out_cols).unwrap();
         let mut want = vec![0.0; rows * out_cols];
         let (name, dispatch) = match op {
-            0 => { cpu::mse_forward(&mut want, &y, &t).unwrap(); ("mse_forward", gpu.mse_forward(&out_g, &y_g, &t_g)) }
-            1 => { cpu::mse_backward(&mut want, &y, &t).unwrap(); ("mse_backward", gpu.mse_backward(&out_g, &y_g, &t_g)) }
-            2 => { cpu::mae_forward(&mut want, &y, &t).unwrap(); ("mae_forward", gpu.mae_forward(&out_g, &y_g, &t_g)) }
-            3 => { cpu::mae_backward(&mut want, &y, &t).unwrap(); ("mae_backward", gpu.mae_backward(&out_g, &y_g, &t_g)) }
-            4 => { cpu::bce_forward(&mut want, &y, &t).unwrap(); ("bce_forward", gpu.bce_forward(&out_g, &y_g, &t_g)) }
-            5 => { cpu::bce_backward(&mut want, &y, &t).unwrap(); ("bce_backward", gpu.bce_backward(&out_g, &y_g, &t_g)) }
-            6 => { cpu::nll_forward(&mut want, &y, &labels, rows, cols).unwrap(); ("nll_forward", gpu.nll_forward(&out_g, &y_g, &labels_g)) }
-            _ => { cpu::nll_backward(&mut want, &labels, rows, cols).unwrap(); ("nll_backward", gpu.nll_backward(&out_g, &y_g, &labels_g)) }
+            0 => { cpu::mse_forward(&mut want, &y, &t).unwrap(); ("mse_forward", gpu.kernels().mse_forward(&out_g, &y_g, &t_g)) }
+            1 => { cpu::mse_backward(&mut want, &y, &t).unwrap(); ("mse_backward", gpu.kernels().mse_backward(&out_g, &y_g, &t_g)) }
+            2 => { cpu::mae_forward(&mut want, &y, &t).unwrap(); ("mae_forward", gpu.kernels().mae_forward(&out_g, &y_g, &t_g)) }
+            3 => { cpu::mae_backward(&mut want, &y, &t).unwrap(); ("mae_backward", gpu.kernels().mae_backward(&out_g, &y_g, &t_g)) }
+            4 => { cpu::bce_forward(&mut want, &y, &t).unwrap(); ("bce_forward", gpu.kernels().bce_forward(&out_g, &y_g, &t_g)) }
+            5 => { cpu::bce_backward(&mut want, &y, &t).unwrap(); ("bce_backward", gpu.kernels().bce_backward(&out_g, &y_g, &t_g)) }
+            6 => { cpu::nll_forward(&mut want, &y, &labels, rows, cols).unwrap(); ("nll_forward", gpu.kernels().nll_forward(&out_g, &y_g, &labels_g)) }
+            _ => { cpu::nll_backward(&mut want, &labels, rows, cols).unwrap(); ("nll_backward", gpu.kernels().nll_backward(&out_g, &y_g, &labels_g)) }
         };
         let got = run(gpu, &[&dispatch.unwrap()], &out_g);
         assert_close(&format!("{name} {rows}x{cols}"), &got, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
@@ -233,7 +233,7 @@ proptest! {
         let mut columns = vec![0.0; cols];
         cpu::sum_columns(&mut columns, &x, rows, cols, scale).unwrap();
         let total = cpu::sum_all(&x, scale);
-        let (by_column, all) = (gpu.sum_columns(&columns_g, &x_g, scale).unwrap(), gpu.sum_all(&total_g, &x_g, scale).unwrap());
+        let (by_column, all) = (gpu.kernels().sum_columns(&columns_g, &x_g, scale).unwrap(), gpu.kernels().sum_all(&total_g, &x_g, scale).unwrap());
         gpu.run(&[&by_column, &all]).unwrap();
         let atol = |len: usize| matmul_atol(len) * f64::from(scale.abs());
         assert_close(&format!("sum_columns {rows}x{cols}"), &gpu.read(&columns_g).unwrap(), &columns, 0.0, atol(rows));
@@ -250,14 +250,14 @@ proptest! {
         let mut settings = OptimizerSettings::new(lr);
         let (mut w, mut m, mut v) = (random(len, seed), vec![0.0; len], vec![0.0; len]);
         let (w_g, m_g, v_g, g_g) = (gpu.upload(&w, rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
-        let settings_g = gpu.upload_settings(&settings).unwrap();
+        let settings_g = gpu.kernels().upload_settings(&settings).unwrap();
         let update = match which {
-            0 => gpu.sgd_update(&w_g, &g_g, &settings_g),
-            1 => gpu.momentum_update(&w_g, &m_g, &g_g, &settings_g),
-            2 => gpu.adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
-            _ => gpu.adamw_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+            0 => gpu.kernels().sgd_update(&w_g, &g_g, &settings_g),
+            1 => gpu.kernels().momentum_update(&w_g, &m_g, &g_g, &settings_g),
+            2 => gpu.kernels().adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+            _ => gpu.kernels().adamw_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
         }.unwrap();
-        let advance = gpu.optimizer_advance(&settings_g).unwrap();
+        let advance = gpu.kernels().optimizer_advance(&settings_g).unwrap();
         for step in 0..3 {
             let g = random(len, seed ^ (10 + step));
             gpu.write(&g_g, &g).unwrap();
@@ -288,8 +288,8 @@ proptest! {
         let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
         let (out_g, mask_g, dx_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
         let counter = gpu.upload(&[f32::from_bits(step)], 1, 1).unwrap(); // the step, as u32 bits
-        let forward = gpu.dropout_forward(&out_g, &mask_g, &x_g, p, seed, &counter).unwrap();
-        let backward = gpu.dropout_backward(&dx_g, &mask_g, &dy_g).unwrap();
+        let forward = gpu.kernels().dropout_forward(&out_g, &mask_g, &x_g, p, seed, &counter).unwrap();
+        let backward = gpu.kernels().dropout_backward(&dx_g, &mask_g, &dy_g).unwrap();
         gpu.run(&[&forward, &backward]).unwrap();
         // The same hash on both sides: the masks agree exactly; 1/(1−p) is one rounding.
         assert_close("dropout mask", &gpu.read(&mask_g).unwrap(), &mask, 1e-6, 0.0);

@@ -460,7 +460,7 @@ fn a_long_submit_on_gl_does_not_starve_another_thread_into_wgpus_lock_panic() {
     let (n, launches) = if gl { (1536, 24) } else { (256, 2) };
     let (a, b) = (gpu.upload(&random(n * n, 1), n, n).unwrap(), gpu.upload(&random(n * n, 2), n, n).unwrap());
     let c = gpu.zeros(n, n).unwrap();
-    let product = gpu.matmul_forward(&c, &a, &b, None, wgpu_nn::MatmulForm::AB).unwrap();
+    let product = gpu.kernels().matmul_forward(&c, &a, &b, None, wgpu_nn::MatmulForm::AB).unwrap();
     std::thread::scope(|scope| {
         let long = scope.spawn(|| {
             gpu.run(&vec![&product; launches]).unwrap();
@@ -470,7 +470,7 @@ fn a_long_submit_on_gl_does_not_starve_another_thread_into_wgpus_lock_panic() {
         while !long.is_finished() || rounds == 0 {
             let x = gpu.upload(&[1.0, -2.0, 3.0, -4.0], 1, 4).unwrap();
             let y = gpu.zeros(1, 4).unwrap();
-            gpu.run(&[&gpu.relu_forward(&y, &x).unwrap()]).unwrap();
+            gpu.run(&[&gpu.kernels().relu_forward(&y, &x).unwrap()]).unwrap();
             assert_eq!(gpu.read(&y).unwrap(), [1.0, 0.0, 3.0, 0.0]);
             rounds += 1;
         }

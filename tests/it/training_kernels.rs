@@ -1,6 +1,7 @@
 //! The losses and optimizer updates, GPU against the CPU reference.
 
 use crate::common::{assert_close, random, random_labels, shared_gpu};
+use wgpu_nn::gpu::Kernels;
 use wgpu_nn::{Dispatch, Gpu, GpuTensor, OptimizerSettings, cpu};
 
 /// log, division and pow on GPUs are allowed a few ULP; Adam's √ and division compound them
@@ -13,16 +14,16 @@ async fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
     gpu.read_async(out).await.unwrap()
 }
 
-type GpuLoss = fn(&Gpu, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
+type GpuLoss = fn(&Kernels<'static>, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
 type CpuLoss = fn(&mut [f32], &[f32], &[f32]) -> wgpu_nn::Result<()>;
 
 portable! {
 async fn element_wise_losses_match_reference() {
     let Some(gpu) = shared_gpu().await else { return };
     let losses: [(&str, GpuLoss, CpuLoss, GpuLoss, CpuLoss); 3] = [
-        ("mse", Gpu::mse_forward, cpu::mse_forward, Gpu::mse_backward, cpu::mse_backward),
-        ("mae", Gpu::mae_forward, cpu::mae_forward, Gpu::mae_backward, cpu::mae_backward),
-        ("bce", Gpu::bce_forward, cpu::bce_forward, Gpu::bce_backward, cpu::bce_backward),
+        ("mse", Kernels::mse_forward, cpu::mse_forward, Kernels::mse_backward, cpu::mse_backward),
+        ("mae", Kernels::mae_forward, cpu::mae_forward, Kernels::mae_backward, cpu::mae_backward),
+        ("bce", Kernels::bce_forward, cpu::bce_forward, Kernels::bce_backward, cpu::bce_backward),
     ];
     for (name, gpu_fwd, cpu_fwd, gpu_bwd, cpu_bwd) in losses {
         for (rows, cols) in [(1, 1), (7, 1), (63, 5), (257, 3), (1000, 65)] {
@@ -40,17 +41,17 @@ async fn element_wise_losses_match_reference() {
             let mut want = vec![0.0; len];
 
             cpu_fwd(&mut want, &y, &t).unwrap();
-            let got = run(gpu, &[&gpu_fwd(gpu, &out_g, &y_g, &t_g).unwrap()], &out_g).await;
+            let got = run(gpu, &[&gpu_fwd(&gpu.kernels(), &out_g, &y_g, &t_g).unwrap()], &out_g).await;
             assert_close(&format!("{name}_forward {rows}x{cols}"), &got, &want, RTOL, ATOL);
 
             // The mean loss: the terms summed on the GPU with scale 1/len.
             let mean = gpu.zeros(1, 1).unwrap();
-            let got = run(gpu, &[&gpu.sum_all(&mean, &out_g, 1.0 / len as f32).unwrap()], &mean).await;
+            let got = run(gpu, &[&gpu.kernels().sum_all(&mean, &out_g, 1.0 / len as f32).unwrap()], &mean).await;
             let atol = 8.0 * f64::from(f32::EPSILON) * want.iter().map(|v| f64::from(v.abs())).sum::<f64>();
             assert_close(&format!("{name} mean"), &got, &[cpu::sum_all(&want, 1.0 / len as f32)], RTOL, atol);
 
             cpu_bwd(&mut want, &y, &t).unwrap();
-            let got = run(gpu, &[&gpu_bwd(gpu, &out_g, &y_g, &t_g).unwrap()], &out_g).await;
+            let got = run(gpu, &[&gpu_bwd(&gpu.kernels(), &out_g, &y_g, &t_g).unwrap()], &out_g).await;
             assert_close(&format!("{name}_backward {rows}x{cols}"), &got, &want, RTOL, ATOL);
         }
     }
@@ -71,13 +72,13 @@ async fn nll_matches_reference() {
         let mut want = vec![0.0; rows];
         cpu::nll_forward(&mut want, &log_p, &labels, rows, cols).unwrap();
         let losses = gpu.zeros(rows, 1).unwrap();
-        let got = run(gpu, &[&gpu.nll_forward(&losses, &log_p_g, &labels_g).unwrap()], &losses).await;
+        let got = run(gpu, &[&gpu.kernels().nll_forward(&losses, &log_p_g, &labels_g).unwrap()], &losses).await;
         assert_close(&format!("nll_forward {rows}x{cols}"), &got, &want, 0.0, 0.0);
 
         let mut want = vec![0.0; rows * cols];
         cpu::nll_backward(&mut want, &labels, rows, cols).unwrap();
         let grad = gpu.zeros(rows, cols).unwrap();
-        let got = run(gpu, &[&gpu.nll_backward(&grad, &log_p_g, &labels_g).unwrap()], &grad).await;
+        let got = run(gpu, &[&gpu.kernels().nll_backward(&grad, &log_p_g, &labels_g).unwrap()], &grad).await;
         assert_close(&format!("nll_backward {rows}x{cols}"), &got, &want, 0.0, 0.0);
     }
 }
@@ -103,13 +104,13 @@ async fn check_optimizer(gpu: &Gpu, optimizer: Optimizer, len: usize) {
         gpu.zeros(1, len).unwrap(),
         gpu.zeros(1, len).unwrap(),
     );
-    let settings_g = gpu.upload_settings(&settings).unwrap();
-    let advance = gpu.optimizer_advance(&settings_g).unwrap();
+    let settings_g = gpu.kernels().upload_settings(&settings).unwrap();
+    let advance = gpu.kernels().optimizer_advance(&settings_g).unwrap();
     let update = match optimizer {
-        Optimizer::Sgd => gpu.sgd_update(&w_g, &g_g, &settings_g),
-        Optimizer::Momentum => gpu.momentum_update(&w_g, &m_g, &g_g, &settings_g),
-        Optimizer::Adam => gpu.adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
-        Optimizer::AdamW => gpu.adamw_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+        Optimizer::Sgd => gpu.kernels().sgd_update(&w_g, &g_g, &settings_g),
+        Optimizer::Momentum => gpu.kernels().momentum_update(&w_g, &m_g, &g_g, &settings_g),
+        Optimizer::Adam => gpu.kernels().adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+        Optimizer::AdamW => gpu.kernels().adamw_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
     }
     .unwrap();
     for step in 0..5 {
@@ -157,10 +158,10 @@ async fn adams_first_step_moves_each_weight_by_about_the_learning_rate() {
         gpu.zeros(1, 4).unwrap(),
         gpu.upload(&g, 1, 4).unwrap(),
     );
-    let settings = gpu.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
+    let settings = gpu.kernels().upload_settings(&OptimizerSettings::new(0.1)).unwrap();
     let steps = [
-        gpu.optimizer_advance(&settings).unwrap(),
-        gpu.adam_update(&w_g, &m_g, &v_g, &g_g, &settings).unwrap(),
+        gpu.kernels().optimizer_advance(&settings).unwrap(),
+        gpu.kernels().adam_update(&w_g, &m_g, &v_g, &g_g, &settings).unwrap(),
     ];
     gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
     let want: Vec<f32> = w.iter().zip(&g).map(|(w, g)| w - 0.1 * g.signum()).collect();
@@ -190,10 +191,10 @@ async fn moments_that_decay_below_the_normal_floats_become_zero() {
     let upload = |values: &[f32]| gpu.upload(values, 1, values.len()).unwrap();
     let (w_g, m_g, v_g, g_g) = (upload(&w), upload(&m), upload(&v), upload(&g));
     let (w2_g, velocity_g) = (upload(&w[..2]), upload(&[tiny, 1.0]));
-    let settings_g = gpu.upload_settings(&settings).unwrap();
+    let settings_g = gpu.kernels().upload_settings(&settings).unwrap();
     let steps = [
-        gpu.adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g).unwrap(),
-        gpu.momentum_update(&w2_g, &velocity_g, &upload(&g[..2]), &settings_g).unwrap(),
+        gpu.kernels().adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g).unwrap(),
+        gpu.kernels().momentum_update(&w2_g, &velocity_g, &upload(&g[..2]), &settings_g).unwrap(),
     ];
     gpu.run(&steps.iter().collect::<Vec<_>>()).unwrap();
     assert_eq!((gpu.read_async(&m_g).await.unwrap(), gpu.read_async(&v_g).await.unwrap()), (want_m, want_v), "GPU moments");
@@ -205,13 +206,13 @@ portable! {
 async fn optimizer_misuse_is_an_error() {
     let Some(gpu) = shared_gpu().await else { return };
     let (w, g) = (gpu.zeros(2, 3).unwrap(), gpu.zeros(2, 3).unwrap());
-    let settings = gpu.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
-    let err = gpu.sgd_update(&w, &g, &gpu.zeros(1, 7).unwrap()).unwrap_err();
+    let settings = gpu.kernels().upload_settings(&OptimizerSettings::new(0.1)).unwrap();
+    let err = gpu.kernels().sgd_update(&w, &g, &gpu.zeros(1, 7).unwrap()).unwrap_err();
     assert!(err.to_string().contains("settings row of 1x12"), "{err}");
-    let err = gpu.sgd_update(&w, &gpu.zeros(3, 2).unwrap(), &settings).unwrap_err();
+    let err = gpu.kernels().sgd_update(&w, &gpu.zeros(3, 2).unwrap(), &settings).unwrap_err();
     assert!(err.to_string().contains("gradient of 2x3"), "{err}");
     // A moment buffer that is also the weights would be written twice in one launch.
-    let err = gpu.adam_update(&w, &w, &g, &g, &settings).unwrap_err();
+    let err = gpu.kernels().adam_update(&w, &w, &g, &g, &settings).unwrap_err();
     assert!(err.to_string().contains("in-place"), "{err}");
     let err = gpu.write(&w, &[1.0; 5]).unwrap_err();
     assert!(err.to_string().contains("write"), "{err}");
@@ -230,9 +231,9 @@ async fn dropout_masks_are_the_same_on_gpu_and_cpu_and_change_every_step() {
         gpu.zeros(rows, cols).unwrap(),
         gpu.zeros(1, 1).unwrap(),
     );
-    let advance = gpu.dropout_advance(&counter).unwrap();
-    let forward = gpu.dropout_forward(&out_g, &mask_g, &x_g, p, seed, &counter).unwrap();
-    let backward = gpu.dropout_backward(&dx_g, &mask_g, &dy_g).unwrap();
+    let advance = gpu.kernels().dropout_advance(&counter).unwrap();
+    let forward = gpu.kernels().dropout_forward(&out_g, &mask_g, &x_g, p, seed, &counter).unwrap();
+    let backward = gpu.kernels().dropout_backward(&dx_g, &mask_g, &dy_g).unwrap();
     let mut previous_mask = Vec::new();
     for step in 1..=3 {
         gpu.run(&[&advance, &forward, &backward]).unwrap();
@@ -251,7 +252,7 @@ async fn dropout_masks_are_the_same_on_gpu_and_cpu_and_change_every_step() {
         assert_ne!(mask, previous_mask, "step {step}: the mask must change between steps");
         previous_mask = mask;
     }
-    let err = gpu.dropout_forward(&out_g, &mask_g, &x_g, 1.0, seed, &counter).unwrap_err();
+    let err = gpu.kernels().dropout_forward(&out_g, &mask_g, &x_g, 1.0, seed, &counter).unwrap_err();
     assert!(err.to_string().contains("[0, 1)"), "{err}");
 }
 }
@@ -259,13 +260,13 @@ async fn dropout_masks_are_the_same_on_gpu_and_cpu_and_change_every_step() {
 portable! {
 async fn the_loss_watch_totals_finite_losses_and_halts_the_optimizer_at_the_first_other() {
     let Some(gpu) = shared_gpu().await else { return };
-    let settings_g = gpu.upload_settings(&OptimizerSettings::new(0.5)).unwrap();
+    let settings_g = gpu.kernels().upload_settings(&OptimizerSettings::new(0.5)).unwrap();
     let batch_loss = gpu.zeros(1, 1).unwrap();
-    let watch = gpu.watch_loss(&settings_g, &batch_loss).unwrap();
+    let watch = gpu.kernels().watch_loss(&settings_g, &batch_loss).unwrap();
     let (w, g) = (vec![1.0, -2.0, 3.0], vec![1.0, 1.0, 1.0]);
     let (w_g, g_g) = (gpu.upload(&w, 1, 3).unwrap(), gpu.upload(&g, 1, 3).unwrap());
     let (advance, update) =
-        (gpu.optimizer_advance(&settings_g).unwrap(), gpu.sgd_update(&w_g, &g_g, &settings_g).unwrap());
+        (gpu.kernels().optimizer_advance(&settings_g).unwrap(), gpu.kernels().sgd_update(&w_g, &g_g, &settings_g).unwrap());
     let mut applied = w.clone();
     for (step, loss) in [1.5, 2.5, f32::NAN, 3.0, f32::INFINITY].into_iter().enumerate() {
         gpu.write(&batch_loss, &[loss]).unwrap();

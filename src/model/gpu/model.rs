@@ -161,11 +161,11 @@ impl GpuModel {
 
     pub(crate) fn new(gpu: &Gpu, graph: Graph, values: Vec<Vec<f32>>) -> Result<Self> {
         let settings = graph.config.optimizer.settings();
-        let settings_row = gpu.upload_settings(&settings)?;
+        let settings_row = gpu.kernels().upload_settings(&settings)?;
         let dropout_counter = gpu.zeros(1, 1)?;
-        let optimizer_advance = gpu.optimizer_advance(&settings_row)?;
+        let optimizer_advance = gpu.kernels().optimizer_advance(&settings_row)?;
         let dropout_advance =
-            graph.has_dropout().then(|| gpu.dropout_advance(&dropout_counter)).transpose()?;
+            graph.has_dropout().then(|| gpu.kernels().dropout_advance(&dropout_counter)).transpose()?;
         let (params, flat) = super::flat::layout(gpu, &graph, &values)?;
         let shared = Shared { params, flat, settings_row, dropout_counter };
         let updates = if graph.trains {
@@ -250,16 +250,16 @@ impl GpuModel {
         let x = plan.get(&self.graph, Slot::Act(0));
         let mut gathers = Vec::new();
         for (first, part) in &set.inputs {
-            gathers.push(self.gpu.gather_rows_from_part(x, part, *first, order, offset)?);
+            gathers.push(self.gpu.kernels().gather_rows_from_part(x, part, *first, order, offset)?);
         }
         match (&set.targets, &plan.labels) {
             (GpuTargets::Labels(labels, _), Some(out)) => {
-                gathers.push(self.gpu.gather_labels(out, labels, order, offset)?)
+                gathers.push(self.gpu.kernels().gather_labels(out, labels, order, offset)?)
             }
             (GpuTargets::Values(parts), _) => {
                 let out = plan.get(&self.graph, Slot::Targets);
                 for (first, part) in parts {
-                    gathers.push(self.gpu.gather_rows_from_part(out, part, *first, order, offset)?);
+                    gathers.push(self.gpu.kernels().gather_rows_from_part(out, part, *first, order, offset)?);
                 }
             }
             _ => unreachable!("check_dataset matched the targets to the loss"),

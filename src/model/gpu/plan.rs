@@ -160,57 +160,70 @@ impl<'a> Binder<'a> {
 
 impl Ops for Binder<'_> {
     fn matmul(&mut self, out: Slot, a: Slot, b: Slot, bias: Option<Slot>, form: MatmulForm) -> Result<()> {
-        let d =
-            self.gpu.matmul_forward(self.get(out), self.get(a), self.get(b), bias.map(|b| self.get(b)), form);
+        let d = self.gpu.kernels().matmul_forward(
+            self.get(out),
+            self.get(a),
+            self.get(b),
+            bias.map(|b| self.get(b)),
+            form,
+        );
         self.push(d)
     }
 
     fn sum_columns(&mut self, out: Slot, x: Slot) -> Result<()> {
-        let d = self.gpu.sum_columns(self.get(out), self.get(x), 1.0);
+        let d = self.gpu.kernels().sum_columns(self.get(out), self.get(x), 1.0);
         self.push(d)
     }
 
     fn activation(&mut self, f: Activation, out: Slot, x: Slot) -> Result<()> {
-        let d = self.gpu.activation_forward(f, self.get(out), self.get(x));
+        let d = self.gpu.kernels().activation_forward(f, self.get(out), self.get(x));
         self.push(d)
     }
 
     fn activation_backward(&mut self, f: Activation, dx: Slot, saved: Slot, dy: Slot) -> Result<()> {
-        let d = self.gpu.activation_backward(f, self.get(dx), self.get(saved), self.get(dy));
+        let d = self.gpu.kernels().activation_backward(f, self.get(dx), self.get(saved), self.get(dy));
         self.push(d)
     }
 
     fn softmax(&mut self, log: bool, out: Slot, x: Slot) -> Result<()> {
         let (out, x) = (self.get(out), self.get(x));
-        let d = if log { self.gpu.log_softmax_forward(out, x) } else { self.gpu.softmax_forward(out, x) };
+        let d = if log {
+            self.gpu.kernels().log_softmax_forward(out, x)
+        } else {
+            self.gpu.kernels().softmax_forward(out, x)
+        };
         self.push(d)
     }
 
     fn softmax_backward(&mut self, log: bool, dx: Slot, y: Slot, dy: Slot) -> Result<()> {
         let (dx, y, dy) = (self.get(dx), self.get(y), self.get(dy));
-        let d =
-            if log { self.gpu.log_softmax_backward(dx, y, dy) } else { self.gpu.softmax_backward(dx, y, dy) };
+        let d = if log {
+            self.gpu.kernels().log_softmax_backward(dx, y, dy)
+        } else {
+            self.gpu.kernels().softmax_backward(dx, y, dy)
+        };
         self.push(d)
     }
 
     fn dropout(&mut self, out: Slot, mask: Slot, x: Slot, p: f32, seed: u32) -> Result<()> {
         let counter = &self.shared.dropout_counter;
-        let d = self.gpu.dropout_forward(self.get(out), self.get(mask), self.get(x), p, seed, counter);
+        let d =
+            self.gpu.kernels().dropout_forward(self.get(out), self.get(mask), self.get(x), p, seed, counter);
         self.push(d)
     }
 
     fn dropout_backward(&mut self, dx: Slot, mask: Slot, dy: Slot) -> Result<()> {
-        let d = self.gpu.dropout_backward(self.get(dx), self.get(mask), self.get(dy));
+        let d = self.gpu.kernels().dropout_backward(self.get(dx), self.get(mask), self.get(dy));
         self.push(d)
     }
 
     fn layer_norm_stats(&mut self, stats: Slot, x: Slot) -> Result<()> {
-        let d = self.gpu.layer_norm_stats(self.get(stats), self.get(x));
+        let d = self.gpu.kernels().layer_norm_stats(self.get(stats), self.get(x));
         self.push(d)
     }
 
     fn layer_norm(&mut self, out: Slot, x: Slot, stats: Slot, gain: Slot, bias: Slot) -> Result<()> {
-        let d = self.gpu.layer_norm_forward(
+        let d = self.gpu.kernels().layer_norm_forward(
             self.get(out),
             self.get(x),
             self.get(stats),
@@ -221,7 +234,7 @@ impl Ops for Binder<'_> {
     }
 
     fn layer_norm_backward(&mut self, dx: Slot, x: Slot, stats: Slot, gain: Slot, dy: Slot) -> Result<()> {
-        let d = self.gpu.layer_norm_backward(
+        let d = self.gpu.kernels().layer_norm_backward(
             self.get(dx),
             self.get(x),
             self.get(stats),
@@ -232,18 +245,23 @@ impl Ops for Binder<'_> {
     }
 
     fn layer_norm_gain_terms(&mut self, terms: Slot, x: Slot, stats: Slot, dy: Slot) -> Result<()> {
-        let d = self.gpu.layer_norm_gain_terms(self.get(terms), self.get(x), self.get(stats), self.get(dy));
+        let d = self.gpu.kernels().layer_norm_gain_terms(
+            self.get(terms),
+            self.get(x),
+            self.get(stats),
+            self.get(dy),
+        );
         self.push(d)
     }
 
     fn loss(&mut self, loss: Loss, terms: Slot, y: Slot) -> Result<()> {
         let (gpu, terms, y) = (self.gpu, self.get(terms), self.get(y));
         let d = match loss {
-            Loss::SoftmaxCrossEntropy => gpu.softmax_cross_entropy_forward(terms, y, self.labels()),
-            Loss::Nll => gpu.nll_forward(terms, y, self.labels()),
-            Loss::Mse => gpu.mse_forward(terms, y, self.get(Slot::Targets)),
-            Loss::Mae => gpu.mae_forward(terms, y, self.get(Slot::Targets)),
-            Loss::BinaryCrossEntropy => gpu.bce_forward(terms, y, self.get(Slot::Targets)),
+            Loss::SoftmaxCrossEntropy => gpu.kernels().softmax_cross_entropy_forward(terms, y, self.labels()),
+            Loss::Nll => gpu.kernels().nll_forward(terms, y, self.labels()),
+            Loss::Mse => gpu.kernels().mse_forward(terms, y, self.get(Slot::Targets)),
+            Loss::Mae => gpu.kernels().mae_forward(terms, y, self.get(Slot::Targets)),
+            Loss::BinaryCrossEntropy => gpu.kernels().bce_forward(terms, y, self.get(Slot::Targets)),
         };
         self.push(d)
     }
@@ -251,23 +269,23 @@ impl Ops for Binder<'_> {
     fn loss_backward(&mut self, loss: Loss, dy: Slot, y: Slot) -> Result<()> {
         let (gpu, dy, y) = (self.gpu, self.get(dy), self.get(y));
         let d = match loss {
-            Loss::SoftmaxCrossEntropy => gpu.softmax_cross_entropy_backward(dy, y, self.labels()),
-            Loss::Nll => gpu.nll_backward(dy, y, self.labels()),
-            Loss::Mse => gpu.mse_backward(dy, y, self.get(Slot::Targets)),
-            Loss::Mae => gpu.mae_backward(dy, y, self.get(Slot::Targets)),
-            Loss::BinaryCrossEntropy => gpu.bce_backward(dy, y, self.get(Slot::Targets)),
+            Loss::SoftmaxCrossEntropy => gpu.kernels().softmax_cross_entropy_backward(dy, y, self.labels()),
+            Loss::Nll => gpu.kernels().nll_backward(dy, y, self.labels()),
+            Loss::Mse => gpu.kernels().mse_backward(dy, y, self.get(Slot::Targets)),
+            Loss::Mae => gpu.kernels().mae_backward(dy, y, self.get(Slot::Targets)),
+            Loss::BinaryCrossEntropy => gpu.kernels().bce_backward(dy, y, self.get(Slot::Targets)),
         };
         self.push(d)
     }
 
     fn mean(&mut self, out: Slot, terms: Slot) -> Result<()> {
         let terms = self.get(terms);
-        let d = self.gpu.sum_all(self.get(out), terms, 1.0 / terms.len() as f32);
+        let d = self.gpu.kernels().sum_all(self.get(out), terms, 1.0 / terms.len() as f32);
         self.push(d)
     }
 
     fn watch_loss(&mut self, loss: Slot) -> Result<()> {
-        let d = self.gpu.watch_loss(&self.shared.settings_row, self.get(loss));
+        let d = self.gpu.kernels().watch_loss(&self.shared.settings_row, self.get(loss));
         self.push(d)
     }
 
@@ -295,7 +313,8 @@ impl Ops for Binder<'_> {
         };
         let (out, x, w) = (self.get(d.out()), self.get(d.x), self.get(d.w));
         let bias = d.bias.map(|b| self.get(b));
-        let dispatch = self.gpu.matmul_fused(MatmulKernel::Auto, out, x, w, bias, MatmulForm::ABt, &epilogue);
+        let dispatch =
+            self.gpu.kernels().matmul_fused(MatmulKernel::Auto, out, x, w, bias, MatmulForm::ABt, &epilogue);
         self.push(dispatch)
     }
 
@@ -303,7 +322,8 @@ impl Ops for Binder<'_> {
     fn dense_weight_grads(&mut self, dw: Slot, db: Option<Slot>, dz: Slot, x: Slot) -> Result<()> {
         let epilogue = Epilogue { row_sums: db.map(|db| self.get(db)), ..Epilogue::default() };
         let (dw, dz, x) = (self.get(dw), self.get(dz), self.get(x));
-        let dispatch = self.gpu.matmul_fused(MatmulKernel::Auto, dw, dz, x, None, MatmulForm::AtB, &epilogue);
+        let dispatch =
+            self.gpu.kernels().matmul_fused(MatmulKernel::Auto, dw, dz, x, None, MatmulForm::AtB, &epilogue);
         self.push(dispatch)
     }
 
@@ -317,11 +337,12 @@ impl Ops for Binder<'_> {
         };
         let out = self.get(below.map_or(dx, |t| t.dz));
         let (dz, w) = (self.get(dz), self.get(w));
-        let dispatch = self.gpu.matmul_fused(MatmulKernel::Auto, out, dz, w, None, MatmulForm::AB, &epilogue);
+        let dispatch =
+            self.gpu.kernels().matmul_fused(MatmulKernel::Auto, out, dz, w, None, MatmulForm::AB, &epilogue);
         self.push(dispatch)
     }
 
-    /// One launch when the batch fits one workgroup's sum (see [`Gpu::loss_step`]).
+    /// One launch when the batch fits one workgroup's sum (see [`Kernels::loss_step`]).
     fn loss_step(&mut self, loss: Loss, dy: Slot, y: Slot) -> Result<()> {
         let (step, target) = match loss {
             Loss::SoftmaxCrossEntropy => (StepLoss::CrossEntropy, StepTarget::Labels(self.labels())),
@@ -333,7 +354,7 @@ impl Ops for Binder<'_> {
             Loss::Nll => return ops::separate_loss_step(self, loss, dy, y), // never unfused in training
         };
         let (dy_t, y_t, mean) = (self.get(dy), self.get(y), self.get(Slot::Loss));
-        match self.gpu.loss_step(step, dy_t, y_t, target, mean, &self.shared.settings_row)? {
+        match self.gpu.kernels().loss_step(step, dy_t, y_t, target, mean, &self.shared.settings_row)? {
             Some(step) => self.push(Ok(step)),
             None => ops::separate_loss_step(self, loss, dy, y),
         }
@@ -345,10 +366,14 @@ impl Ops for Binder<'_> {
         for flat in &self.shared.flat {
             let (w, g) = (&flat.values, flat.grads.as_ref().expect("updates are bound in models that train"));
             let d = match optimizer {
-                Optimizer::Sgd { .. } => gpu.sgd_update(w, g, settings),
-                Optimizer::Momentum { .. } => gpu.momentum_update(w, &flat.states[0], g, settings),
-                Optimizer::Adam { .. } => gpu.adam_update(w, &flat.states[0], &flat.states[1], g, settings),
-                Optimizer::AdamW { .. } => gpu.adamw_update(w, &flat.states[0], &flat.states[1], g, settings),
+                Optimizer::Sgd { .. } => gpu.kernels().sgd_update(w, g, settings),
+                Optimizer::Momentum { .. } => gpu.kernels().momentum_update(w, &flat.states[0], g, settings),
+                Optimizer::Adam { .. } => {
+                    gpu.kernels().adam_update(w, &flat.states[0], &flat.states[1], g, settings)
+                }
+                Optimizer::AdamW { .. } => {
+                    gpu.kernels().adamw_update(w, &flat.states[0], &flat.states[1], g, settings)
+                }
             };
             self.push(d)?;
         }
