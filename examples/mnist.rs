@@ -220,7 +220,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     if o.common.json {
         let report = json!({
             "example": "mnist",
-            "backend": match backend { Backend::Gpu => "gpu", Backend::Cpu => "cpu" },
+            "backend": backend.name(),
             "adapter": adapter,
             "losses": losses,
             "validation_accuracies": accuracies,

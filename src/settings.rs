@@ -5,6 +5,7 @@ use std::cell::Cell;
 
 /// Hyperparameters of every optimizer, and the step counter Adam's bias correction uses.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct OptimizerSettings {
     /// Learning rate.
     pub lr: f32,

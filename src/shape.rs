@@ -6,6 +6,7 @@ use crate::{Error, Result};
 /// Which operand a matmul reads transposed. These are the three products a dense layer needs:
 /// `AB` for the forward pass, `ABt` and `AtB` for the gradients of its input and weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MatmulForm {
     /// `C[m,n] = A[m,k] · B[k,n]`
     AB,

@@ -71,7 +71,7 @@ impl Lesson {
         let seconds = self.start.elapsed().as_secs_f64();
         let mut report = json!({
             "example": self.name,
-            "backend": match self.backend { Backend::Gpu => "gpu", Backend::Cpu => "cpu" },
+            "backend": self.backend.name(),
             "adapter": self.adapter(),
             "losses": self.losses,
             "seconds": seconds,

@@ -129,7 +129,7 @@ fn headless(o: &Options) -> Result<(), String> {
         let report = serde_json::json!({
             "example": "live_boundary",
             "adapter": format!("{} ({:?})", adapter.get_info().name, adapter.get_info().backend),
-            "backend": match o.backend() { Backend::Cpu => "cpu", _ => "gpu" },
+            "backend": o.backend().name(),
             "frames": o.frames, "steps": o.frames * o.steps, "size": o.size,
             "loss": loss, "accuracy": accuracy, "out": o.out, "seconds": start.elapsed().as_secs_f64(),
         });

@@ -19,6 +19,7 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Images as stored: `count` images of `rows × cols` u8 pixels, row-major, one after another.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Images {
     /// How many images.
     pub count: usize,
@@ -28,6 +29,20 @@ pub struct Images {
     pub cols: usize,
     /// `count × rows × cols` grey levels, 0 (background) to 255.
     pub pixels: Vec<u8>,
+}
+
+impl Images {
+    /// `count` images of `rows × cols` pixels; `pixels` must hold `count × rows × cols`.
+    pub fn new(count: usize, rows: usize, cols: usize, pixels: Vec<u8>) -> Result<Images> {
+        if count.checked_mul(rows).and_then(|n| n.checked_mul(cols)) != Some(pixels.len()) {
+            return Err(Error::shape(
+                "Images::new",
+                format!("{count} images of {rows}x{cols} pixels"),
+                format!("{} pixels", pixels.len()),
+            ));
+        }
+        Ok(Images { count, rows, cols, pixels })
+    }
 }
 
 /// Reads an IDX3 image file (`magic 0x00000803`).

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of a [`crate::Gpu`]'s counters, from [`crate::Gpu::counters`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counters {
     /// Command buffers submitted (kernels and copies alike).
     pub submits: u64,

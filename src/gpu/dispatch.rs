@@ -32,6 +32,18 @@ impl<'a> From<Option<&'a GpuTensor>> for Arg<'a> {
     }
 }
 
+impl<'a> From<&'a super::SettingsRow> for Arg<'a> {
+    fn from(row: &'a super::SettingsRow) -> Self {
+        Arg::Tensor(row)
+    }
+}
+
+impl<'a> From<&'a super::DropoutCounter> for Arg<'a> {
+    fn from(counter: &'a super::DropoutCounter) -> Self {
+        Arg::Tensor(counter)
+    }
+}
+
 impl<'a> From<&'a GpuLabels> for Arg<'a> {
     fn from(labels: &'a GpuLabels) -> Self {
         Arg::Labels(labels)

@@ -47,10 +47,29 @@ pub(crate) fn kernels(device: &wgpu::Device) -> DropoutKernels {
     }
 }
 
+/// The step counter dropout masks are drawn from: a (1, 1) tensor whose bits hold the step
+/// as a u32, made by [`Kernels::dropout_counter`] and advanced by
+/// [`Kernels::dropout_advance`]. A type of its own, so no other tensor can be bound in its
+/// place; it reads and writes as a tensor.
+#[derive(Debug)]
+pub struct DropoutCounter(GpuTensor);
+
+impl std::ops::Deref for DropoutCounter {
+    type Target = GpuTensor;
+
+    fn deref(&self) -> &GpuTensor {
+        &self.0
+    }
+}
+
 impl Kernels<'_> {
-    /// Binds `counter += 1`. The counter is a (1, 1) tensor made with [`Gpu::zeros`](super::Gpu::zeros) whose
-    /// bits hold the step as a u32; record this once per step, before the forward passes.
-    pub fn dropout_advance(&self, counter: &GpuTensor) -> Result<Dispatch> {
+    /// A dropout step counter at step 0.
+    pub fn dropout_counter(&self) -> Result<DropoutCounter> {
+        Ok(DropoutCounter(self.zeros(1, 1)?))
+    }
+
+    /// Binds `counter += 1`: record this once per step, before the forward passes.
+    pub fn dropout_advance(&self, counter: &DropoutCounter) -> Result<Dispatch> {
         check_same("dropout_advance", "counter", counter.shape(), (1, 1))?;
         let params = Params { len: 1, p: 0.0, seed: 0, _pad: 0 };
         let args = [Arg::Unused, Arg::Unused, Arg::Unused, Arg::Unused, counter.into()];
@@ -72,7 +91,7 @@ impl Kernels<'_> {
         x: &GpuTensor,
         p: f32,
         seed: u32,
-        counter: &GpuTensor,
+        counter: &DropoutCounter,
     ) -> Result<Dispatch> {
         let op = "dropout_forward";
         check_same(op, "output", out.shape(), x.shape())?;

@@ -99,7 +99,7 @@ impl Kernels<'_> {
     /// Binds the loss watch of one training step: counts the step, adds `batch_loss` (1, 1)
     /// to the total, and marks the first non-finite loss, which halts the optimizer, all in
     /// the watch slots of `settings` (its last four values). Nothing is read back.
-    pub fn watch_loss(&self, settings: &GpuTensor, batch_loss: &GpuTensor) -> Result<Dispatch> {
+    pub fn watch_loss(&self, settings: &super::SettingsRow, batch_loss: &GpuTensor) -> Result<Dispatch> {
         let op = "watch_loss";
         check_same(op, "batch loss", batch_loss.shape(), (1, 1))?;
         check_same(op, "settings row", settings.shape(), (1, SETTINGS_LEN))?;
@@ -123,7 +123,7 @@ impl Kernels<'_> {
         y: &GpuTensor,
         target: StepTarget,
         mean: &GpuTensor,
-        settings: &GpuTensor,
+        settings: &super::SettingsRow,
     ) -> Result<Option<Dispatch>> {
         let entry = match loss {
             StepLoss::CrossEntropy => "cross_entropy_step",
@@ -222,6 +222,7 @@ const STEP_ITERATIONS: usize = 32_768;
 
 /// The loss of [`Kernels::loss_step`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StepLoss {
     /// Softmax cross-entropy from logits, against labels.
     CrossEntropy,
@@ -235,6 +236,7 @@ pub enum StepLoss {
 
 /// What [`Kernels::loss_step`] scores against.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum StepTarget<'a> {
     /// One class label per row (cross-entropy).
     Labels(&'a GpuLabels),

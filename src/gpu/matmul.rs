@@ -54,6 +54,7 @@ struct Params {
 /// `derivative`; either may take `row_sums`. The results equal the separate ops'
 /// ([`Kernels::activation_forward`], [`Kernels::dropout_forward`], …) to the bit.
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct Epilogue<'a> {
     /// Forward: `C = f(C + bias)`.
     pub activation: Option<Activation>,
@@ -75,6 +76,7 @@ pub struct Epilogue<'a> {
 
 /// Which value of a forward [`Epilogue`]'s activation to keep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Keep {
     /// `C + bias`, before the activation.
     Input,
@@ -85,6 +87,7 @@ pub enum Keep {
 /// Dropout in a forward [`Epilogue`]: as [`Kernels::dropout_forward`], whose mask and counter
 /// these are.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct EpilogueDropout<'a> {
     /// The drop probability, in [0, 1).
     pub p: f32,
@@ -93,7 +96,15 @@ pub struct EpilogueDropout<'a> {
     /// (m, n): written with `1 / (1 − p)` where kept, 0 where dropped.
     pub mask: &'a GpuTensor,
     /// The (1, 1) step counter of [`Kernels::dropout_advance`].
-    pub counter: &'a GpuTensor,
+    pub counter: &'a super::DropoutCounter,
+}
+
+impl<'a> EpilogueDropout<'a> {
+    /// Dropout with probability `p` and the layer's `seed`, writing its mask into `mask` at
+    /// `counter`'s step.
+    pub fn new(p: f32, seed: u32, mask: &'a GpuTensor, counter: &'a super::DropoutCounter) -> Self {
+        EpilogueDropout { p, seed, mask, counter }
+    }
 }
 
 /// The most k one launch sums. The scalar kernel loops once per k, the vec4 ones once per
@@ -104,6 +115,7 @@ const K_SEGMENT: usize = 32_768;
 /// Which matmul kernel runs a product. [`MatmulKernel::Auto`] picks the fastest that fits the
 /// shapes and the adapter; the others exist so tests can hold each against the reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MatmulKernel {
     /// The fastest kernel that fits the shapes and the adapter (what the model uses).
     Auto,
@@ -126,6 +138,7 @@ pub enum MatmulKernel {
 /// `8·workgroup[1]` × `8·workgroup[0]` tile of C, each invocation an 8×8 block, stepping
 /// `tile_k` along k at a time through workgroup memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Tiling {
     /// Invocations along C's columns and rows; each a power of two from 1 to 32, within the
     /// adapter's workgroup limits.
@@ -143,6 +156,12 @@ impl Default for Tiling {
 }
 
 impl Tiling {
+    /// `workgroup` invocations along C's columns and rows, each a block of 8×8 outputs,
+    /// stepping `tile_k` along k (checked against the adapter when bound).
+    pub fn new(workgroup: [u32; 2], tile_k: u32) -> Self {
+        Tiling { workgroup, tile_k }
+    }
+
     /// Bytes of workgroup memory a workgroup stages (A's and B's pieces).
     pub fn workgroup_bytes(&self) -> u64 {
         let quads = 2 * (self.workgroup[0] + self.workgroup[1]) as u64;
@@ -546,7 +565,7 @@ impl Kernels<'_> {
             out.into(),
             epilogue.keep.map(|(_, t)| t).or(epilogue.row_sums).into(),
             dropout.map(|d| d.mask).or(epilogue.mask).into(),
-            dropout.map(|d| d.counter).or(epilogue.derivative.map(|(_, saved)| saved)).into(),
+            dropout.map(|d| &**d.counter).or(epilogue.derivative.map(|(_, saved)| saved)).into(),
         ];
         let k_segment = tiling.map_or(K_SEGMENT, |t| t.k_segment());
         let steps = segments(k, k_segment)

@@ -44,16 +44,31 @@ pub(crate) fn kernels(device: &wgpu::Device) -> OptimizerKernels {
     }
 }
 
+/// The optimizer's settings and the loss watch on the GPU: the (1, 12) row of
+/// [`OptimizerSettings::to_row`] that the update, advance and loss-watch kernels read and keep,
+/// made by [`Kernels::upload_settings`]. A type of its own, so no other tensor can be bound
+/// in its place; it reads and writes as a tensor (`gpu.read(&row)`, and
+/// `gpu.write_at(&row, 0, &[lr])` for a new learning rate).
+#[derive(Debug)]
+pub struct SettingsRow(GpuTensor);
+
+impl std::ops::Deref for SettingsRow {
+    type Target = GpuTensor;
+
+    fn deref(&self) -> &GpuTensor {
+        &self.0
+    }
+}
+
 impl Kernels<'_> {
-    /// Uploads optimizer settings as the (1, 12) row the update kernels read (see
-    /// [`OptimizerSettings::to_row`]).
-    pub fn upload_settings(&self, settings: &OptimizerSettings) -> Result<GpuTensor> {
-        self.upload(&settings.to_row(), 1, SETTINGS_LEN)
+    /// Uploads optimizer settings as the row the update kernels read.
+    pub fn upload_settings(&self, settings: &OptimizerSettings) -> Result<SettingsRow> {
+        Ok(SettingsRow(self.upload(&settings.to_row(), 1, SETTINGS_LEN)?))
     }
 
     /// Binds one step of the settings row's counters (`β1^t`, `β2^t`): record it once per
     /// step, before that step's updates.
-    pub fn optimizer_advance(&self, settings: &GpuTensor) -> Result<Dispatch> {
+    pub fn optimizer_advance(&self, settings: &SettingsRow) -> Result<Dispatch> {
         check_settings("optimizer_advance", settings)?;
         let params = Params { len: 1, _pad: [0; 3] };
         let args = [Arg::Unused, Arg::Unused, settings.into()];
@@ -67,7 +82,7 @@ impl Kernels<'_> {
     }
 
     /// Binds `w −= lr · g`.
-    pub fn sgd_update(&self, w: &GpuTensor, g: &GpuTensor, settings: &GpuTensor) -> Result<Dispatch> {
+    pub fn sgd_update(&self, w: &GpuTensor, g: &GpuTensor, settings: &SettingsRow) -> Result<Dispatch> {
         let family = &self.compiled.optimizer.sgd;
         self.bind_update(family, "sgd_update", w, g, &[], settings)
     }
@@ -78,7 +93,7 @@ impl Kernels<'_> {
         w: &GpuTensor,
         velocity: &GpuTensor,
         g: &GpuTensor,
-        settings: &GpuTensor,
+        settings: &SettingsRow,
     ) -> Result<Dispatch> {
         let family = &self.compiled.optimizer.momentum;
         self.bind_update(family, "momentum_update", w, g, &[velocity], settings)
@@ -91,7 +106,7 @@ impl Kernels<'_> {
         m: &GpuTensor,
         v: &GpuTensor,
         g: &GpuTensor,
-        settings: &GpuTensor,
+        settings: &SettingsRow,
     ) -> Result<Dispatch> {
         self.bind_update(&self.compiled.optimizer.adam, "adam_update", w, g, &[m, v], settings)
     }
@@ -103,7 +118,7 @@ impl Kernels<'_> {
         m: &GpuTensor,
         v: &GpuTensor,
         g: &GpuTensor,
-        settings: &GpuTensor,
+        settings: &SettingsRow,
     ) -> Result<Dispatch> {
         self.bind_update(&self.compiled.optimizer.adam, "adamw_update", w, g, &[m, v], settings)
     }
@@ -115,7 +130,7 @@ impl Kernels<'_> {
         w: &GpuTensor,
         g: &GpuTensor,
         state: &[&GpuTensor],
-        settings: &GpuTensor,
+        settings: &SettingsRow,
     ) -> Result<Dispatch> {
         check_settings(entry, settings)?;
         check_same(entry, "gradient", g.shape(), w.shape())?;
@@ -132,6 +147,6 @@ impl Kernels<'_> {
     }
 }
 
-fn check_settings(op: &'static str, settings: &GpuTensor) -> Result<()> {
+fn check_settings(op: &'static str, settings: &SettingsRow) -> Result<()> {
     check_same(op, "settings row", settings.shape(), (1, SETTINGS_LEN))
 }

@@ -121,6 +121,7 @@ impl Resident {
 /// Loss over a resident data set and, for a labelled one, accuracy and the predicted class
 /// of every sample.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct DataEvaluation {
     /// The mean loss over every sample (dropout off).
     pub loss: f32,
@@ -145,6 +146,7 @@ impl DataEvaluation {
 
 /// What [`super::Model::train_epoch`] reports as it goes (no read-back is needed for it).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct EpochProgress {
     /// Training steps (minibatches) done so far in this epoch.
     pub steps_done: usize,
@@ -184,6 +186,7 @@ pub(crate) fn next_model_id() -> u64 {
 /// What a batch is trained towards: values (MSE, MAE, BCE; row-major, outputs per sample)
 /// or class labels (cross-entropy, NLL; one per sample).
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum Target<'a> {
     /// `rows × outputs` values, row-major: what each output should be.
     Values(&'a [f32]),
@@ -205,6 +208,7 @@ impl<'a> From<&'a [u32]> for Target<'a> {
 
 /// Loss (and, for label targets, accuracy) over a data set.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Evaluation {
     /// The batch's mean loss (dropout off).
     pub loss: f32,

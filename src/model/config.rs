@@ -162,11 +162,22 @@ pub(crate) fn check_lr(op: &'static str, lr: f32) -> crate::Result<()> {
 
 /// Where a model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Backend {
     /// Weights, activations and training in GPU buffers, on a [`crate::Gpu`].
     Gpu,
     /// The same layers in plain Rust on the host (products through `matrixmultiply`).
     Cpu,
+}
+
+impl Backend {
+    /// `"gpu"` or `"cpu"`, as the examples' `--backend` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Gpu => "gpu",
+            Backend::Cpu => "cpu",
+        }
+    }
 }
 
 /// A model description, built with [`ModelConfig::build`] on a [`crate::Gpu`] or the CPU.

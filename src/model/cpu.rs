@@ -40,8 +40,8 @@ struct Batch<T> {
     labels: Vec<u32>,
 }
 
-/// A model on the CPU.
-#[doc(hidden)]
+/// A model on the CPU, generic over f32 (the backend) and f64 (the tests' whole-network
+/// finite differences, through the `internals` feature).
 #[derive(Clone, Debug)]
 pub struct CpuModel<T> {
     graph: Graph,
@@ -58,6 +58,8 @@ pub struct CpuModel<T> {
     batch: Batch<T>,
 }
 
+// The f64 hooks are used only with the `internals` feature.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 impl<T: Scalar> CpuModel<T> {
     /// Builds the model from a description, with the same initial weights as on the GPU.
     pub fn from_config(config: &ModelConfig) -> Result<Self> {

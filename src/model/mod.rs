@@ -28,8 +28,10 @@
 mod batch;
 mod checkpoint;
 mod config;
-#[doc(hidden)]
+#[cfg(feature = "internals")]
 pub mod cpu;
+#[cfg(not(feature = "internals"))]
+mod cpu;
 mod engine;
 mod gemm;
 mod gpu;
@@ -40,7 +42,7 @@ mod trainer;
 pub use crate::Activation;
 pub use batch::{DataEvaluation, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, Target};
 pub use config::{Backend, Init, Layer, Loss, ModelConfig, Optimizer};
-#[doc(hidden)]
+#[cfg(feature = "internals")]
 pub use gemm::Scalar;
 pub use gpu::{Forward, LossReading};
 pub use trainer::{EpochReport, FitReport, Monitor, Schedule, Stop, Trainer};

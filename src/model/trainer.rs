@@ -86,6 +86,7 @@ pub enum Monitor {
 
 /// One epoch of a fit, as the per-epoch callback and [`FitReport`] see it.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct EpochReport {
     /// This epoch, counted from 1.
     pub epoch: usize,
@@ -122,6 +123,7 @@ pub enum Stop {
 
 /// What a fit did: every epoch's report, the best one, and why it ended.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct FitReport {
     /// One report per epoch trained.
     pub epochs: Vec<EpochReport>,

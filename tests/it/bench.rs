@@ -39,7 +39,7 @@ fn report(gpu: &Gpu, backend: Backend, workload: &str, value: f64, unit: &str) {
     let target = if cfg!(target_arch = "wasm32") { "wasm32" } else { "native" };
     let adapter = match backend {
         Backend::Gpu => gpu.adapter_name(),
-        Backend::Cpu => "the CPU backend".into(),
+        _ => "the CPU backend".into(),
     };
     log(&format!(
         r#"{{"bench":"{workload}","target":"{target}","backend":"{backend:?}","adapter":"{adapter}","value":{value:.3},"unit":"{unit}"}}"#

@@ -63,7 +63,7 @@ fn bundled_mnist_loads_with_its_documented_split() {
 
 #[test]
 fn idx_round_trips_plain_and_gzip() {
-    let images = idx::Images { count: 3, rows: 2, cols: 5, pixels: (0..30).collect() };
+    let images = idx::Images::new(3, 2, 5, (0..30).collect()).unwrap();
     let labels = vec![0, 9, 4];
     let (image_path, label_path) = (scratch("round-images"), scratch("round-labels"));
     idx::write_images(&image_path, &images).unwrap();
@@ -119,7 +119,7 @@ fn bad_idx_files_are_clear_errors() {
 
 #[test]
 fn mismatched_counts_and_bad_labels_are_errors_naming_the_label_file() {
-    let images = idx::Images { count: 2, rows: 1, cols: 1, pixels: vec![0, 255] };
+    let images = idx::Images::new(2, 1, 1, vec![0, 255]).unwrap();
     let image_path = scratch("pair-images");
     idx::write_images(&image_path, &images).unwrap();
     let few = scratch("pair-labels-few");
@@ -153,7 +153,7 @@ fn writes_are_atomic_and_leave_no_temporary_file() {
 fn a_folder_of_standard_mnist_files_loads_plain_or_gzip() {
     let dir = scratch("mnist-dir");
     std::fs::create_dir_all(&dir).unwrap();
-    let images = idx::Images { count: 2, rows: 28, cols: 28, pixels: vec![128; 2 * 784] };
+    let images = idx::Images::new(2, 28, 28, vec![128; 2 * 784]).unwrap();
     idx::write_images(dir.join("train-images-idx3-ubyte"), &images).unwrap();
     idx::write_labels(dir.join("train-labels-idx1-ubyte"), &[3, 4]).unwrap();
     idx::write_images(dir.join("t10k-images-idx3-ubyte"), &images).unwrap();

@@ -3,12 +3,22 @@
 //! and the one-launch loss steps (`shaders/loss.wgsl`).
 
 use crate::common::{assert_close, gpu, random, random_labels};
-use wgpu_nn::gpu::Kernels;
+use wgpu_nn::gpu::{Kernels, SettingsRow};
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Target};
 use wgpu_nn::{
     Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuTensor, Keep, MatmulForm, MatmulKernel,
     OptimizerSettings, StepLoss, StepTarget, Tiling, cpu,
 };
+
+/// An [`Epilogue`] with the given stages, the rest off (it is `#[non_exhaustive]`: built from
+/// its default, as a user outside the crate builds one).
+macro_rules! epilogue {
+    ($($stage:ident: $value:expr),* $(,)?) => {{
+        let mut epilogue = Epilogue::default();
+        $(epilogue.$stage = $value;)*
+        epilogue
+    }};
+}
 
 const ACTIVATIONS: [Activation; 5] =
     [Activation::Relu, Activation::LeakyRelu(0.1), Activation::Sigmoid, Activation::Tanh, Activation::Gelu];
@@ -25,7 +35,7 @@ fn cases(gpu: &Gpu) -> Vec<(MatmulKernel, (usize, usize, usize))> {
         cases.push((MatmulKernel::Subgroup, (68, 20, 36)));
     }
     cases.push((MatmulKernel::Tiled(Tiling::default()), (68, 20, 36)));
-    cases.push((MatmulKernel::Tiled(Tiling { workgroup: [2, 4], tile_k: 4 }), (68, 20, 36)));
+    cases.push((MatmulKernel::Tiled(Tiling::new([2, 4], 4)), (68, 20, 36)));
     cases.push((MatmulKernel::Auto, (130, 64, 12)));
     cases
 }
@@ -42,7 +52,8 @@ fn bits(values: &[f32]) -> Vec<u32> {
 fn a_dense_forward_in_one_launch_equals_its_separate_ops_to_the_bit() {
     let Some(gpu) = gpu() else { return };
     let form = MatmulForm::ABt; // x·Wᵀ, the dense layer's forward
-    let counter = gpu.upload(&[f32::from_bits(STEP)], 1, 1).unwrap();
+    let counter = gpu.kernels().dropout_counter().unwrap();
+    gpu.write(&counter, &[f32::from_bits(STEP)]).unwrap();
     for (kernel, (m, k, n)) in cases(gpu) {
         let ((ar, ac), (br, bc)) = form.operand_shapes(m, k, n);
         let seed = (m * 1000 + n) as u64;
@@ -57,12 +68,11 @@ fn a_dense_forward_in_one_launch_equals_its_separate_ops_to_the_bit() {
                 let zeros = || gpu.zeros(m, n).unwrap();
                 // Fused: one launch.
                 let (out, keep, mask) = (zeros(), zeros(), zeros());
-                let dropout = p.map(|p| EpilogueDropout { p, seed: 77, mask: &mask, counter: &counter });
-                let epilogue = Epilogue {
+                let dropout = p.map(|p| EpilogueDropout::new(p, 77, &mask, &counter));
+                let epilogue = epilogue! {
                     activation: Some(f),
                     keep: Some((if f.backward_reads_output() { Keep::Output } else { Keep::Input }, &keep)),
-                    dropout,
-                    ..Epilogue::default()
+                    dropout: dropout,
                 };
                 let fused = gpu
                     .kernels()
@@ -131,11 +141,9 @@ fn a_backward_product_applies_the_derivative_below_it_to_the_bit() {
                 let what = format!("{kernel:?} {m}x{k}x{n} {f:?} mask {with_mask}");
                 let zeros = || gpu.zeros(m, n).unwrap();
                 let out = zeros();
-                let epilogue = Epilogue {
-                    mask: with_mask.then_some(&mask_gpu),
-                    derivative: Some((f, &saved_gpu)),
-                    ..Epilogue::default()
-                };
+                let epilogue = epilogue! {
+                mask: with_mask.then_some(&mask_gpu),
+                derivative: Some((f, &saved_gpu)) };
                 let fused =
                     gpu.kernels().matmul_fused(kernel, &out, &a_gpu, &b_gpu, None, form, &epilogue).unwrap();
                 let (dy, masked, dx) = (zeros(), zeros(), zeros());
@@ -189,7 +197,7 @@ fn the_weight_gradient_sums_the_bias_gradient_beside_it() {
             gpu.zeros(1, m).unwrap(),
             gpu.zeros(m, n).unwrap(),
         );
-        let epilogue = Epilogue { row_sums: Some(&db), ..Epilogue::default() };
+        let epilogue = epilogue! { row_sums: Some(&db) };
         let fused = gpu.kernels().matmul_fused(kernel, &dw, &dz_gpu, &x_gpu, None, form, &epilogue).unwrap();
         let product =
             gpu.kernels().matmul_forward_with(kernel, &dw_separate, &dz_gpu, &x_gpu, None, form).unwrap();
@@ -211,56 +219,45 @@ fn epilogues_whose_stages_do_not_go_together_are_refused() {
     let (same, wrong, counter, sums) = (
         gpu.zeros(m, n).unwrap(),
         gpu.zeros(m, n + 1).unwrap(),
-        gpu.zeros(1, 1).unwrap(),
+        gpu.kernels().dropout_counter().unwrap(),
         gpu.zeros(1, m).unwrap(),
     );
     let fused =
         |e: Epilogue| gpu.kernels().matmul_fused(MatmulKernel::Auto, &out, &a, &b, None, MatmulForm::ABt, &e);
     let relu = Some(Activation::Relu);
-    let dropout = |p, mask| Some(EpilogueDropout { p, seed: 1, mask, counter: &counter });
+    let dropout = |p, mask| Some(EpilogueDropout::new(p, 1, mask, &counter));
     let refused = [
+        (epilogue! { activation: relu, derivative: Some((Activation::Relu, &same)) }, "at once"),
+        (epilogue! { dropout: dropout(0.5, &same), mask: Some(&same) }, "at once"),
+        (epilogue! { keep: Some((Keep::Input, &same)) }, "no activation"),
         (
-            Epilogue { activation: relu, derivative: Some((Activation::Relu, &same)), ..Default::default() },
-            "at once",
-        ),
-        (Epilogue { dropout: dropout(0.5, &same), mask: Some(&same), ..Default::default() }, "at once"),
-        (Epilogue { keep: Some((Keep::Input, &same)), ..Default::default() }, "no activation"),
-        (
-            Epilogue {
-                activation: relu,
-                keep: Some((Keep::Input, &same)),
-                row_sums: Some(&sums),
-                ..Default::default()
-            },
+            epilogue! {
+            activation: relu,
+            keep: Some((Keep::Input, &same)),
+            row_sums: Some(&sums) },
             "share",
         ),
-        (
-            Epilogue { activation: relu, keep: Some((Keep::Input, &wrong)), ..Default::default() },
-            "kept activation",
-        ),
-        (Epilogue { mask: Some(&wrong), ..Default::default() }, "mask"),
-        (Epilogue { derivative: Some((Activation::Tanh, &wrong)), ..Default::default() }, "saved activation"),
-        (Epilogue { row_sums: Some(&sums), ..Default::default() }, "other than Aᵀ·B"),
-        (Epilogue { dropout: dropout(1.0, &same), ..Default::default() }, "drop probability"),
-        (Epilogue { dropout: dropout(f32::NAN, &same), ..Default::default() }, "drop probability"),
-        (Epilogue { dropout: dropout(0.5, &wrong), ..Default::default() }, "dropout mask"),
+        (epilogue! { activation: relu, keep: Some((Keep::Input, &wrong)) }, "kept activation"),
+        (epilogue! { mask: Some(&wrong) }, "mask"),
+        (epilogue! { derivative: Some((Activation::Tanh, &wrong)) }, "saved activation"),
+        (epilogue! { row_sums: Some(&sums) }, "other than Aᵀ·B"),
+        (epilogue! { dropout: dropout(1.0, &same) }, "drop probability"),
+        (epilogue! { dropout: dropout(f32::NAN, &same) }, "drop probability"),
+        (epilogue! { dropout: dropout(0.5, &wrong) }, "dropout mask"),
     ];
     for (epilogue, says) in refused {
         let err = fused(epilogue).unwrap_err().to_string();
         assert!(err.contains(says), "{epilogue:?}: {err}");
     }
     // An output bound again as the kept activation would be written twice: refused too.
-    let err = fused(Epilogue { activation: relu, keep: Some((Keep::Input, &out)), ..Default::default() })
-        .unwrap_err();
+    let err = fused(epilogue! { activation: relu, keep: Some((Keep::Input, &out)) }).unwrap_err();
     assert!(err.to_string().contains("in-place"), "{err}");
     // And the stages that do go together are taken.
     let mask = gpu.zeros(m, n).unwrap();
-    fused(Epilogue {
-        activation: relu,
-        keep: Some((Keep::Input, &same)),
-        dropout: dropout(0.5, &mask),
-        ..Default::default()
-    })
+    fused(epilogue! {
+    activation: relu,
+    keep: Some((Keep::Input, &same)),
+    dropout: dropout(0.5, &mask) })
     .unwrap();
 }
 
@@ -277,7 +274,7 @@ fn separate_loss(
     target: StepTarget,
     terms: &GpuTensor,
     mean: &GpuTensor,
-    settings: &GpuTensor,
+    settings: &SettingsRow,
 ) -> Vec<Dispatch> {
     let mut ops = Vec::new();
     match (entry, target) {
@@ -306,7 +303,6 @@ fn separate_loss(
 #[test]
 fn a_loss_step_in_one_launch_equals_its_separate_ops_to_the_bit() {
     let Some(gpu) = gpu() else { return };
-    let row = OptimizerSettings::new(0.1).to_row();
     for (rows, cols) in [(1, 2), (7, 10), (300, 10), (64, 3), (513, 1)] {
         for (entry, loss) in [
             ("cross_entropy_step", StepLoss::CrossEntropy),
@@ -339,7 +335,7 @@ fn a_loss_step_in_one_launch_equals_its_separate_ops_to_the_bit() {
                 (
                     gpu.zeros(rows, cols).unwrap(),
                     gpu.zeros(1, 1).unwrap(),
-                    gpu.upload(&row, 1, row.len()).unwrap(),
+                    gpu.kernels().upload_settings(&OptimizerSettings::new(0.1)).unwrap(),
                 )
             };
             let (dy, mean, settings) = fresh();
@@ -379,8 +375,7 @@ fn a_batch_too_large_for_one_launch_trains_through_the_separate_ops_as_on_the_cp
     let (y, dy, mean) =
         (gpu.zeros(rows, classes).unwrap(), gpu.zeros(rows, classes).unwrap(), gpu.zeros(1, 1).unwrap());
     let labels = gpu.upload_labels(&vec![0; rows], classes).unwrap();
-    let row = OptimizerSettings::new(0.1).to_row();
-    let settings = gpu.upload(&row, 1, row.len()).unwrap();
+    let settings = gpu.kernels().upload_settings(&OptimizerSettings::new(0.1)).unwrap();
     let step = gpu
         .kernels()
         .loss_step(StepLoss::CrossEntropy, &dy, &y, StepTarget::Labels(&labels), &mean, &settings)

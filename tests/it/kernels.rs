@@ -101,7 +101,7 @@ async fn other_tilings_match_too() {
     // partial tiles, odd rows, and (A·Bᵀ) a width that is not a multiple of 4. (A step of 32 k
     // took GL's llvmpipe minutes to compile, the unrolled loop being that long.)
     let limits = gpu.limits();
-    let tilings = [Tiling { workgroup: [4, 2], tile_k: 8 }, Tiling { workgroup: [16, 4], tile_k: 4 }];
+    let tilings = [Tiling::new([4, 2], 8), Tiling::new([16, 4], 4)];
     let fits = |t: &Tiling| {
         t.workgroup[0] * t.workgroup[1] <= limits.max_compute_invocations_per_workgroup
             && t.workgroup_bytes() <= u64::from(limits.max_compute_workgroup_storage_size)
@@ -171,8 +171,8 @@ async fn tilings_no_adapter_runs_are_refused_by_name() {
     let (a, b, c) = (gpu.zeros(8, 8).unwrap(), gpu.zeros(8, 8).unwrap(), gpu.zeros(8, 8).unwrap());
     // (Limits an adapter may or may not have: the unit tests of src/gpu/matmul.rs.)
     for (tiling, names) in [
-        (Tiling { workgroup: [3, 8], tile_k: 16 }, "power of two"),
-        (Tiling { workgroup: [8, 8], tile_k: 6 }, "tile_k 6"),
+        (Tiling::new([3, 8], 16), "power of two"),
+        (Tiling::new([8, 8], 6), "tile_k 6"),
     ] {
         let err = gpu
             .kernels().matmul_forward_with(MatmulKernel::Tiled(tiling), &c, &a, &b, None, MatmulForm::AB)

@@ -287,7 +287,8 @@ proptest! {
         cpu::dropout_backward(&mut dx, &mask, &dy).unwrap();
         let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
         let (out_g, mask_g, dx_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
-        let counter = gpu.upload(&[f32::from_bits(step)], 1, 1).unwrap(); // the step, as u32 bits
+        let counter = gpu.kernels().dropout_counter().unwrap();
+        gpu.write(&counter, &[f32::from_bits(step)]).unwrap(); // the step, as u32 bits
         let forward = gpu.kernels().dropout_forward(&out_g, &mask_g, &x_g, p, seed, &counter).unwrap();
         let backward = gpu.kernels().dropout_backward(&dx_g, &mask_g, &dy_g).unwrap();
         gpu.run(&[&forward, &backward]).unwrap();

@@ -162,7 +162,7 @@ impl GpuModel {
     pub(crate) fn new(gpu: &Gpu, graph: Graph, values: Vec<Vec<f32>>) -> Result<Self> {
         let settings = graph.config.optimizer.settings();
         let settings_row = gpu.kernels().upload_settings(&settings)?;
-        let dropout_counter = gpu.zeros(1, 1)?;
+        let dropout_counter = gpu.kernels().dropout_counter()?;
         let optimizer_advance = gpu.kernels().optimizer_advance(&settings_row)?;
         let dropout_advance =
             graph.has_dropout().then(|| gpu.kernels().dropout_advance(&dropout_counter)).transpose()?;

@@ -31,9 +31,9 @@ pub(crate) struct Shared {
     pub(crate) params: Vec<ParamTensors>,
     pub(crate) flat: Vec<super::flat::Flat>,
     /// The optimizer's settings, and the loss watch's slots (see `settings::WATCH`).
-    pub(crate) settings_row: GpuTensor,
+    pub(crate) settings_row: crate::gpu::SettingsRow,
     /// Dropout's step counter, advanced on the GPU once per step.
-    pub(crate) dropout_counter: GpuTensor,
+    pub(crate) dropout_counter: crate::gpu::DropoutCounter,
 }
 
 /// Buffers and bound kernels for one batch size, in training or in evaluation.
