@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::Result;
-use crate::data::idx::data_error;
+use crate::error::data_error;
 
 /// Writes `bytes` to `path` atomically and durably (see the module's notes).
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -195,3 +195,8 @@ impl Error {
         Error::Shape { op, expected: expected.into(), actual: actual.into() }
     }
 }
+
+/// An [`Error::Data`] naming the file (or the name a call reading from memory was given).
+pub(crate) fn data_error(path: &std::path::Path, problem: impl Into<String>) -> Error {
+    Error::Data { file: path.display().to_string(), problem: problem.into() }
+}

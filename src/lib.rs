@@ -25,9 +25,12 @@ pub mod model;
 mod random;
 mod settings;
 mod shape;
+mod target;
 
 pub use activation::Activation;
 pub use error::{Error, Result};
+// The GPU types most programs name, also at the root; their pages are in `gpu`.
+#[doc(no_inline)]
 pub use gpu::{
     Counters, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, StepLoss,
     StepTarget, Tiling,

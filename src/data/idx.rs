@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::error::data_error;
 use crate::{Error, Result, atomic_file};
 
 /// The largest image side accepted (MNIST's is 28).
@@ -176,8 +177,4 @@ fn read_exactly(reader: &mut dyn Read, path: &Path, len: u64, what: &str) -> Res
         }
         std::cmp::Ordering::Equal => Ok(data),
     }
-}
-
-pub(crate) fn data_error(path: &Path, problem: impl Into<String>) -> Error {
-    Error::Data { file: path.display().to_string(), problem: problem.into() }
 }

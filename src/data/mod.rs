@@ -8,7 +8,7 @@ pub use spirals::spirals;
 
 use std::path::Path;
 
-use crate::model::Target;
+use crate::target::Target;
 use crate::{Error, Result};
 
 /// Samples and what each should come out as: class labels (for cross-entropy and NLL) or
@@ -186,13 +186,13 @@ pub fn load_idx(images: impl AsRef<Path>, labels: impl AsRef<Path>, classes: usi
     let images = idx::read_images(images_path)?;
     let labels = idx::read_labels(labels_path)?;
     if images.count != labels.len() {
-        return Err(idx::data_error(
+        return Err(crate::error::data_error(
             labels_path,
             format!("{} labels for the {} images of {}", labels.len(), images.count, images_path.display()),
         ));
     }
     if let Some(bad) = labels.iter().position(|&l| usize::from(l) >= classes) {
-        return Err(idx::data_error(
+        return Err(crate::error::data_error(
             labels_path,
             format!("label {} at index {bad} is not below {classes}", labels[bad]),
         ));
@@ -200,7 +200,7 @@ pub fn load_idx(images: impl AsRef<Path>, labels: impl AsRef<Path>, classes: usi
     let pixels = images.pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
     let labels = labels.iter().map(|&l| u32::from(l)).collect();
     Dataset::labelled(pixels, images.rows * images.cols, labels, classes)
-        .map_err(|e| idx::data_error(images_path, e.to_string()))
+        .map_err(|e| crate::error::data_error(images_path, e.to_string()))
 }
 
 /// The bundled MNIST subset (`data/` in this crate: 8000 training and 2000 test digits).

@@ -39,7 +39,7 @@ use super::config::{Init, Layer, ModelConfig};
 use super::graph::Graph;
 use crate::Result;
 use crate::blocking::Pending;
-use crate::data::idx::data_error;
+use crate::error::data_error;
 
 /// Which tensor of a parameter an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -326,6 +326,21 @@ impl ModelConfig {
         self.loss
     }
 
+    /// The optimizer and its settings (`optimizer` is the builder call that sets it).
+    pub fn optimizer_kind(&self) -> Optimizer {
+        self.optimizer
+    }
+
+    /// Values per sample the model takes.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// The seed of its starting weights and dropout masks.
+    pub fn seed_value(&self) -> u64 {
+        self.seed
+    }
+
     /// Values per sample after the first `layers` layers (0: the inputs).
     pub fn width_at(&self, layers: usize) -> usize {
         self.layers[..layers.min(self.layers.len())]

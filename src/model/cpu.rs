@@ -8,8 +8,8 @@ use std::sync::Arc;
 use num_traits::Float;
 
 use super::batch::{
-    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Resident, ResidentSets, Target, accuracy, arg_max,
-    batches, epoch_order, next_model_id,
+    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Resident, ResidentSets, accuracy, arg_max, batches,
+    epoch_order, next_model_id,
 };
 use super::checkpoint::{Checkpointed, Which};
 use super::config::{Backend, Loss, ModelConfig, Optimizer};
@@ -20,6 +20,7 @@ use super::ops::{self, Ops};
 use crate::blocking::{Pending, ready};
 use crate::data::{Dataset, Targets};
 use crate::shape::MatmulForm;
+use crate::target::Target;
 use crate::{Activation, Error, OptimizerSettings, Result, cpu};
 
 /// One parameter's values, gradient and optimizer state (momentum's velocity, or Adam's

@@ -3,12 +3,13 @@
 
 use std::any::Any;
 
-use super::batch::{DataEvaluation, EpochProgress, Evaluation, Resident, Target};
+use super::batch::{DataEvaluation, EpochProgress, Evaluation, Resident};
 use super::checkpoint::Checkpointed;
 use super::config::Backend;
 use super::graph::Graph;
 use crate::blocking::Pending;
 use crate::data::Dataset;
+use crate::target::Target;
 use crate::{Counters, Error, Result};
 
 /// What a backend does for a model: everything both backends do. The calls that read back

@@ -3,10 +3,11 @@
 //! checks a description must pass, the starting values, the dropout mask contract and the
 //! optimizer's state layout. The backends read it; neither knows the other.
 
-use super::batch::{Target, check_finite};
+use super::batch::check_finite;
 use super::config::{Init, Layer, Loss, ModelConfig, Optimizer};
 use crate::data::Dataset;
 use crate::random::Random;
+use crate::target::Target;
 use crate::{Error, Result};
 
 /// A buffer a layer reads or writes, named by its role.

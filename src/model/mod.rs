@@ -39,8 +39,10 @@ mod graph;
 mod ops;
 mod trainer;
 
+#[doc(no_inline)]
 pub use crate::Activation;
-pub use batch::{DataEvaluation, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, Target};
+pub use crate::target::Target;
+pub use batch::{DataEvaluation, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident};
 pub use config::{Backend, Init, Layer, Loss, ModelConfig, Optimizer};
 #[cfg(feature = "internals")]
 pub use gemm::Scalar;
@@ -107,7 +109,7 @@ impl Model {
     ) -> Result<Model> {
         let config = checkpoint::config(bytes, path)?;
         let mut graph = Graph::new(&config)
-            .map_err(|e| crate::data::idx::data_error(path, format!("its model config: {e}")))?;
+            .map_err(|e| crate::error::data_error(path, format!("its model config: {e}")))?;
         graph.trains = false;
         let contents = checkpoint::read(&graph, bytes, path)?;
         let steps = contents.steps;

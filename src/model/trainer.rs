@@ -342,7 +342,7 @@ impl<'a> Trainer<'a> {
         best: &mut Best,
         mut on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
     ) -> Result<FitReport> {
-        let base_lr = model.config().optimizer.lr();
+        let base_lr = model.config().optimizer_kind().lr();
         let mut report = FitReport { epochs: Vec::new(), best_epoch: None, stop: Stop::Finished };
         for epoch in 1..=self.epochs {
             let lr = self.schedule.lr(base_lr, epoch - 1, self.epochs);
@@ -411,7 +411,7 @@ impl<'a> Trainer<'a> {
         if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
             return invalid(format!("min_delta must be finite and at least 0, not {}", self.min_delta));
         }
-        self.schedule.check(model.config().optimizer.lr())?;
+        self.schedule.check(model.config().optimizer_kind().lr())?;
         let monitor = self.monitor.unwrap_or(match validation {
             Some(_) => Monitor::ValidationLoss,
             None => Monitor::TrainingLoss,

@@ -1,32 +1,15 @@
 //! Every GPU kernel, forward and backward, held against the CPU reference.
 
-use crate::common::{assert_close, random, random_labels, shared_gpu};
+use crate::common::{
+    GELU_BACKWARD_ATOL, TRANSCENDENTAL_ATOL, TRANSCENDENTAL_RTOL, assert_close, matmul_atol, random,
+    random_labels, run, shared_gpu,
+};
 use wgpu_nn::gpu::Kernels;
 use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
 use wgpu_nn::{Activation, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Tiling, cpu, wgpu};
 
 /// Sizes that are not multiples of any tile: 1, primes, one off a power of two.
 const SIZES: [usize; 6] = [1, 7, 63, 65, 127, 257];
-
-/// A length-k f32 dot product of values in [-1, 1) may differ from the reference's by about
-/// k·ε·max|partial sum| when the summation order differs (the kernels block and fuse their
-/// multiply-adds); 8ε per term leaves a margin without hiding a wrong index.
-fn matmul_atol(k: usize) -> f64 {
-    8.0 * f64::from(f32::EPSILON) * k as f64
-}
-
-/// exp, log and division on GPUs are allowed a few ULP (WGSL: exp 3 + 2|x| ULP).
-const TRANSCENDENTAL_RTOL: f64 = 1e-5;
-const TRANSCENDENTAL_ATOL: f64 = 1e-6;
-
-/// GELU's derivative in its left tail cancels two terms that each carry tanh's few-ULP error
-/// near −1 times |x| · du (see `leaky_relu_and_gelu_match_reference`): 1e-5 absolute.
-const GELU_BACKWARD_ATOL: f64 = 1e-5;
-
-async fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
-    gpu.run(dispatches).unwrap();
-    gpu.read_async(out).await.unwrap()
-}
 
 async fn check_matmul(
     gpu: &Gpu,
@@ -280,35 +263,33 @@ async fn matmul_backward_matches_reference() {
 
 type Unary = fn(&Kernels<'static>, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
 type Binary = fn(&Kernels<'static>, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
-type CpuUnary = fn(&mut [f32], &[f32]) -> wgpu_nn::Result<()>;
-type CpuBinary = fn(&mut [f32], &[f32], &[f32]) -> wgpu_nn::Result<()>;
 
 portable! {
-async fn activations_match_reference() {
+/// Every activation through the generic kernels, each against the CPU reference at the
+/// awkward sizes; where a named kernel exists too (`relu_forward`, …) it must give the same
+/// bits. ReLU and LeakyReLU select and multiply, so they must be exact; sigmoid, tanh and
+/// GELU are a few ULP. GELU's backward adds two terms that cancel in the left tail, each
+/// carrying `1 + t` (t = tanh(u) near −1, so a few ULP of 1 ≈ 2.4e-7 absolute) times up to
+/// |x| · du ≈ 5 · 3.5 around x = −5: about 4e-6 absolute, [`GELU_BACKWARD_ATOL`].
+async fn every_activation_matches_reference() {
     let Some(gpu) = shared_gpu().await else { return };
-    // ReLU only selects and multiplies by one, so it must be exact.
-    let ops: [(&str, Unary, CpuUnary, Binary, CpuBinary, f64, f64); 3] = [
-        ("relu", Kernels::relu_forward, cpu::relu_forward, Kernels::relu_backward, cpu::relu_backward, 0.0, 0.0),
-        (
-            "sigmoid",
-            Kernels::sigmoid_forward,
-            cpu::sigmoid_forward,
-            Kernels::sigmoid_backward,
-            cpu::sigmoid_backward,
-            TRANSCENDENTAL_RTOL,
-            TRANSCENDENTAL_ATOL,
-        ),
-        (
-            "tanh",
-            Kernels::tanh_forward,
-            cpu::tanh_forward,
-            Kernels::tanh_backward,
-            cpu::tanh_backward,
-            TRANSCENDENTAL_RTOL,
-            TRANSCENDENTAL_ATOL,
-        ),
+    let kernels = gpu.kernels();
+    let named: [(Activation, Unary, Binary); 3] = [
+        (Activation::Relu, Kernels::relu_forward, Kernels::relu_backward),
+        (Activation::Sigmoid, Kernels::sigmoid_forward, Kernels::sigmoid_backward),
+        (Activation::Tanh, Kernels::tanh_forward, Kernels::tanh_backward),
     ];
-    for (name, gpu_fwd, cpu_fwd, gpu_bwd, cpu_bwd, rtol, atol) in ops {
+    for f in [
+        Activation::Relu,
+        Activation::LeakyRelu(0.1),
+        Activation::LeakyRelu(-0.5),
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Gelu,
+    ] {
+        let exact = matches!(f, Activation::Relu | Activation::LeakyRelu(_));
+        let (rtol, atol) = if exact { (0.0, 0.0) } else { (TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL) };
+        let backward_atol = if f == Activation::Gelu { GELU_BACKWARD_ATOL } else { atol };
         for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([(3, 1000), (1000, 3)]) {
             let len = rows * cols;
             // Scale to [-8, 8) so sigmoid and tanh saturate somewhere, and plant exact zeros.
@@ -316,34 +297,28 @@ async fn activations_match_reference() {
             x[0] = 0.0;
             let dy = random(len, len as u64 + 1);
             let (mut y, mut dx) = (vec![0.0; len], vec![0.0; len]);
-            cpu_fwd(&mut y, &x).unwrap();
-            // ReLU's backward takes its input, sigmoid's and tanh's their output.
-            let saved = if name == "relu" { &x } else { &y };
-            cpu_bwd(&mut dx, saved, &dy).unwrap();
+            cpu::activation_forward(f, &mut y, &x).unwrap();
+            // The backward reads what the forward kept: sigmoid's and tanh's output, the others' input.
+            let saved = if f.backward_reads_output() { &y } else { &x };
+            cpu::activation_backward(f, &mut dx, saved, &dy).unwrap();
 
-            let (x_g, dy_g, y_g, dx_g) = (
-                gpu.upload(&x, rows, cols).unwrap(),
-                gpu.upload(&dy, rows, cols).unwrap(),
-                gpu.zeros(rows, cols).unwrap(),
-                gpu.zeros(rows, cols).unwrap(),
-            );
-            let forward = gpu_fwd(&gpu.kernels(), &y_g, &x_g).unwrap();
-            assert_close(
-                &format!("{name}_forward {rows}x{cols}"),
-                &run(gpu, &[&forward], &y_g).await,
-                &y,
-                rtol,
-                atol,
-            );
-            let saved_g = gpu.upload(saved, rows, cols).unwrap();
-            let backward = gpu_bwd(&gpu.kernels(), &dx_g, &saved_g, &dy_g).unwrap();
-            assert_close(
-                &format!("{name}_backward {rows}x{cols}"),
-                &run(gpu, &[&backward], &dx_g).await,
-                &dx,
-                rtol,
-                atol,
-            );
+            let up = |v: &[f32]| gpu.upload(v, rows, cols).unwrap();
+            let (x_g, dy_g, saved_g) = (up(&x), up(&dy), up(saved));
+            let (y_g, dx_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
+            let forward = kernels.activation_forward(f, &y_g, &x_g).unwrap();
+            let backward = kernels.activation_backward(f, &dx_g, &saved_g, &dy_g).unwrap();
+            let what = format!("{f:?} {rows}x{cols}");
+            let got_y = run(gpu, &[&forward], &y_g).await;
+            assert_close(&format!("{what} forward"), &got_y, &y, rtol, atol);
+            let got_dx = run(gpu, &[&backward], &dx_g).await;
+            assert_close(&format!("{what} backward"), &got_dx, &dx, rtol, backward_atol);
+            if let Some((_, named_forward, named_backward)) = named.iter().find(|(g, ..)| *g == f) {
+                let forward = named_forward(&kernels, &y_g, &x_g).unwrap();
+                let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+                assert_eq!(bits(run(gpu, &[&forward], &y_g).await), bits(got_y), "{what}: the named forward");
+                let backward = named_backward(&kernels, &dx_g, &saved_g, &dy_g).unwrap();
+                assert_eq!(bits(run(gpu, &[&backward], &dx_g).await), bits(got_dx), "{what}: the named backward");
+            }
         }
     }
 }
@@ -539,45 +514,6 @@ async fn same_input_gives_bit_identical_output() {
 }
 
 portable! {
-/// LeakyReLU selects and multiplies by the slope once, so it must be exact. GELU's forward is
-/// a few ULP, as sigmoid's and tanh's; its backward adds two terms that cancel in the left
-/// tail, each carrying `1 + t` (t = tanh(u) near −1, so a few ULP of 1 ≈ 2.4e-7 absolute)
-/// times up to |x| · du ≈ 5 · 3.5 around x = −5: about 4e-6 absolute. [`GELU_BACKWARD_ATOL`].
-async fn leaky_relu_and_gelu_match_reference() {
-    let Some(gpu) = shared_gpu().await else { return };
-    for (f, rtol, atol) in [
-        (Activation::LeakyRelu(0.1), 0.0, 0.0),
-        (Activation::LeakyRelu(-0.5), 0.0, 0.0),
-        (Activation::Gelu, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL),
-    ] {
-        let backward_atol = if f == Activation::Gelu { GELU_BACKWARD_ATOL } else { atol };
-        for (rows, cols) in SIZES.iter().map(|&s| (s, s)).chain([(3, 1000), (1000, 3)]) {
-            let len = rows * cols;
-            let mut x: Vec<f32> = random(len, len as u64).iter().map(|v| 8.0 * v).collect();
-            x[0] = 0.0;
-            let dy = random(len, len as u64 + 1);
-            let (mut y, mut dx) = (vec![0.0; len], vec![0.0; len]);
-            cpu::activation_forward(f, &mut y, &x).unwrap();
-            cpu::activation_backward(f, &mut dx, &x, &dy).unwrap(); // both take their input
-            let (x_g, dy_g) = (gpu.upload(&x, rows, cols).unwrap(), gpu.upload(&dy, rows, cols).unwrap());
-            let (y_g, dx_g) = (gpu.zeros(rows, cols).unwrap(), gpu.zeros(rows, cols).unwrap());
-            let forward = gpu.kernels().activation_forward(f, &y_g, &x_g).unwrap();
-            let backward = gpu.kernels().activation_backward(f, &dx_g, &x_g, &dy_g).unwrap();
-            let what = format!("{f:?} {rows}x{cols}");
-            assert_close(&format!("{what} forward"), &run(gpu, &[&forward], &y_g).await, &y, rtol, atol);
-            assert_close(
-                &format!("{what} backward"),
-                &run(gpu, &[&backward], &dx_g).await,
-                &dx,
-                rtol,
-                backward_atol,
-            );
-        }
-    }
-}
-}
-
-portable! {
 async fn gelu_saturates_without_nan() {
     let Some(gpu) = shared_gpu().await else { return };
     let x = [-f32::MAX, -1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4, f32::MAX];
@@ -644,6 +580,7 @@ async fn layer_norm_matches_reference() {
     }
     // Rows wider than the kernels can walk are an error, not a silently short sum.
     let (wide, stats) = (gpu.zeros(1, MAX_LAYER_NORM_COLS + 1).unwrap(), gpu.zeros(1, 2).unwrap());
-    assert!(gpu.kernels().layer_norm_stats(&stats, &wide).is_err());
+    let err = gpu.kernels().layer_norm_stats(&stats, &wide).unwrap_err();
+    assert!(matches!(err, wgpu_nn::Error::Shape { op: "layer_norm_stats", .. }), "{err}");
 }
 }

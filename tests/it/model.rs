@@ -132,8 +132,10 @@ fn bad_input_is_a_clear_error() {
         ModelConfig::new(3).layer(Layer::Dense { inputs: 4, outputs: 2, bias: true, init: Init::He });
     let err = wrong_width.build_cpu().unwrap_err();
     assert!(err.to_string().contains("layer 0 (dense) to take 3 inputs"), "{err}");
-    assert!(ModelConfig::new(3).dense(2).loss(Loss::Nll).build_cpu().is_err(), "NLL without LogSoftmax");
-    assert!(ModelConfig::new(3).build_cpu().is_err(), "no layers");
+    let nll = ModelConfig::new(3).dense(2).loss(Loss::Nll).build_cpu();
+    assert!(matches!(nll, Err(Error::Shape { op: "build", .. })), "NLL without LogSoftmax: {nll:?}");
+    let empty = ModelConfig::new(3).build_cpu();
+    assert!(matches!(empty, Err(Error::Shape { op: "build", .. })), "no layers: {empty:?}");
     let err = ModelConfig::new(3).dense(2).dropout(1.0).build_cpu().unwrap_err();
     assert!(
         matches!(err, Error::InvalidLayer { layer: 1, .. }) && err.to_string().contains("[0, 1)"),
@@ -161,7 +163,8 @@ fn bad_input_is_a_clear_error() {
         "a layer norm too wide for the GPU"
     );
     let given = Init::Given { weights: vec![0.0; 5], bias: None };
-    assert!(ModelConfig::new(3).dense_with(2, false, given).build_cpu().is_err());
+    let given = ModelConfig::new(3).dense_with(2, false, given).build_cpu();
+    assert!(matches!(given, Err(Error::Shape { op: "build", .. })), "{given:?}");
 
     for backend in [Backend::Gpu, Backend::Cpu] {
         let mut model = classifier(Optimizer::Sgd { lr: 0.1 }).build(backend, Some(gpu)).unwrap();

@@ -6,21 +6,14 @@
 //! `WGPU_NN_PROPTEST_SCALE=<n>` runs n times as many cases. Each test prints its seed, and a
 //! failure also prints the shrunk case (RELIABILITY.md: "Reproducing a property failure").
 
-use crate::common::{assert_close, gpu, random, random_labels};
+use crate::common::{
+    GELU_BACKWARD_ATOL, TRANSCENDENTAL_ATOL, TRANSCENDENTAL_RTOL, assert_close, gpu, matmul_atol, random,
+    random_labels, run_now,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Optimizer, Target};
-use wgpu_nn::{Activation, Dispatch, Error, Gpu, GpuTensor, MatmulForm, OptimizerSettings, cpu};
-
-/// The same tolerances as tests/kernels.rs, with the reasons there: a length-k dot product may
-/// differ by about k·ε per term in summation order; exp, log and division by a few ULP.
-fn matmul_atol(k: usize) -> f64 {
-    8.0 * f64::from(f32::EPSILON) * k as f64
-}
-const TRANSCENDENTAL_RTOL: f64 = 1e-5;
-const TRANSCENDENTAL_ATOL: f64 = 1e-6;
-/// tests/kernels.rs's bound for GELU's derivative, whose left tail cancels two terms.
-const GELU_BACKWARD_ATOL: f64 = 1e-5;
+use wgpu_nn::{Activation, Error, Gpu, MatmulForm, OptimizerSettings, cpu};
 
 /// Which cases a run draws: unset, [`DEFAULT_SEED`]; `random`, a new seed; or a number.
 const SEED_VAR: &str = "WGPU_NN_PROPTEST_SEED";
@@ -52,11 +45,6 @@ fn side() -> impl Strategy<Value = usize> {
     1usize..300
 }
 
-fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
-    gpu.run(dispatches).unwrap();
-    gpu.read(out).unwrap()
-}
-
 proptest! {
     #![proptest_config(config(300))]
     #[test]
@@ -70,7 +58,7 @@ proptest! {
         let (a_g, b_g, c_g) = (gpu.upload(&a, ar, ac).unwrap(), gpu.upload(&b, br, bc).unwrap(), gpu.zeros(m, n).unwrap());
         let bias_g = bias.map(|bias| gpu.upload(&bias, 1, n).unwrap());
         let op = gpu.kernels().matmul_forward(&c_g, &a_g, &b_g, bias_g.as_ref(), form).unwrap();
-        assert_close(&format!("{} {m}x{k}x{n}", form.op_name()), &run(gpu, &[&op], &c_g), &want, 0.0, matmul_atol(k));
+        assert_close(&format!("{} {m}x{k}x{n}", form.op_name()), &run_now(gpu, &[&op], &c_g), &want, 0.0, matmul_atol(k));
     }
 }
 
@@ -92,7 +80,7 @@ proptest! {
             4 => ("tanh_forward", gpu.kernels().tanh_forward(&out_g, &x_g).map(|d| { cpu::tanh_forward(&mut want, &x).unwrap(); d })),
             _ => ("tanh_backward", gpu.kernels().tanh_backward(&out_g, &x_g, &dy_g).map(|d| { cpu::tanh_backward(&mut want, &x, &dy).unwrap(); d })),
         };
-        let got = run(gpu, &[&dispatch.unwrap()], &out_g);
+        let got = run_now(gpu, &[&dispatch.unwrap()], &out_g);
         assert_close(&format!("{name} {rows}x{cols}"), &got, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
     }
 }
@@ -116,8 +104,8 @@ proptest! {
         // LeakyReLU is one select and one multiply: exact. GELU: tests/kernels.rs's bounds.
         let (rtol, atol, backward_atol) =
             if gelu { (TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL, GELU_BACKWARD_ATOL) } else { (0.0, 0.0, 0.0) };
-        assert_close(&format!("{f:?} forward {rows}x{cols}"), &run(gpu, &[&forward], &y_g), &y, rtol, atol);
-        assert_close(&format!("{f:?} backward {rows}x{cols}"), &run(gpu, &[&backward], &dx_g), &dx, rtol, backward_atol);
+        assert_close(&format!("{f:?} forward {rows}x{cols}"), &run_now(gpu, &[&forward], &y_g), &y, rtol, atol);
+        assert_close(&format!("{f:?} backward {rows}x{cols}"), &run_now(gpu, &[&backward], &dx_g), &dx, rtol, backward_atol);
     }
 }
 
@@ -187,7 +175,7 @@ proptest! {
             4 => { cpu::softmax_cross_entropy_forward(&mut want, &x, &labels, rows, cols).unwrap(); ("softmax_cross_entropy_forward", gpu.kernels().softmax_cross_entropy_forward(&out_g, &x_g, &labels_g)) }
             _ => { cpu::softmax_cross_entropy_backward(&mut want, &x, &labels, rows, cols).unwrap(); ("softmax_cross_entropy_backward", gpu.kernels().softmax_cross_entropy_backward(&out_g, &x_g, &labels_g)) }
         };
-        let got = run(gpu, &[&dispatch.unwrap()], &out_g);
+        let got = run_now(gpu, &[&dispatch.unwrap()], &out_g);
         // Softmax sums `cols` exponentials: the sum's rounding grows with the row like a dot product's.
         assert_close(&format!("{name} {rows}x{cols} scale {scale}"), &got, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL + matmul_atol(cols));
     }
@@ -217,7 +205,7 @@ proptest! {
             6 => { cpu::nll_forward(&mut want, &y, &labels, rows, cols).unwrap(); ("nll_forward", gpu.kernels().nll_forward(&out_g, &y_g, &labels_g)) }
             _ => { cpu::nll_backward(&mut want, &labels, rows, cols).unwrap(); ("nll_backward", gpu.kernels().nll_backward(&out_g, &y_g, &labels_g)) }
         };
-        let got = run(gpu, &[&dispatch.unwrap()], &out_g);
+        let got = run_now(gpu, &[&dispatch.unwrap()], &out_g);
         assert_close(&format!("{name} {rows}x{cols}"), &got, &want, TRANSCENDENTAL_RTOL, TRANSCENDENTAL_ATOL);
     }
 }

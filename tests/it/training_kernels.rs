@@ -1,6 +1,6 @@
 //! The losses and optimizer updates, GPU against the CPU reference.
 
-use crate::common::{assert_close, random, random_labels, shared_gpu};
+use crate::common::{assert_close, random, random_labels, run, shared_gpu};
 use wgpu_nn::gpu::Kernels;
 use wgpu_nn::{Dispatch, Gpu, GpuTensor, OptimizerSettings, cpu};
 
@@ -8,11 +8,6 @@ use wgpu_nn::{Dispatch, Gpu, GpuTensor, OptimizerSettings, cpu};
 /// over a few steps.
 const RTOL: f64 = 1e-5;
 const ATOL: f64 = 1e-6;
-
-async fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &GpuTensor) -> Vec<f32> {
-    gpu.run(dispatches).unwrap();
-    gpu.read_async(out).await.unwrap()
-}
 
 type GpuLoss = fn(&Kernels<'static>, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
 type CpuLoss = fn(&mut [f32], &[f32], &[f32]) -> wgpu_nn::Result<()>;

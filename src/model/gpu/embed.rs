@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use super::model::GpuModel;
 use super::plan::Plan;
 use crate::gpu::Staging;
-use crate::model::batch::Target;
 use crate::model::graph::Slot;
 use crate::settings::{SETTINGS_LEN, WATCH, Watch};
+use crate::target::Target;
 use crate::{Dispatch, Error, Gpu, GpuTensor, Result};
 
 impl GpuModel {

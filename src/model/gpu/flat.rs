@@ -4,9 +4,17 @@
 //! do, instead of one launch per tensor. The gaps between views hold zeros with zero
 //! gradients, which every update keeps at zero.
 
-use super::plan::ParamTensors;
 use crate::model::graph::Graph;
 use crate::{Gpu, GpuTensor, Result};
+
+/// One parameter's tensors on the GPU: its values, gradient and optimizer state (no gradient
+/// and no state in a model that does not train).
+#[derive(Debug)]
+pub(crate) struct ParamTensors {
+    pub(crate) value: GpuTensor,
+    pub(crate) grad: Option<GpuTensor>,
+    pub(crate) state: Vec<GpuTensor>,
+}
 
 /// One group of parameters that a single binding can hold: the flat tensors (1, len).
 #[derive(Debug)]

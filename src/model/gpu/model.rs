@@ -11,7 +11,7 @@ use crate::data::{Dataset, Targets};
 use crate::gpu::Uploads;
 use crate::gpu::{MAX_LAYER_NORM_COLS, MAX_SOFTMAX_COLS};
 use crate::model::batch::{
-    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, ResidentSets, Target,
+    DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, ResidentSets,
     accuracy, arg_max, batches, epoch_order, next_model_id,
 };
 use crate::model::checkpoint::{Checkpointed, Which};
@@ -20,6 +20,7 @@ use crate::model::engine::{Engine, LocalPending, Part, check_new_values};
 use crate::model::graph::{Graph, Slot, check_dataset};
 use crate::model::ops;
 use crate::settings::{WATCH, Watch};
+use crate::target::Target;
 use crate::{Counters, Dispatch, Error, Gpu, GpuLabels, GpuTensor, OptimizerSettings, Result};
 
 /// A data set uploaded once, and the gathers that cut minibatches out of it, bound on first

@@ -2,6 +2,7 @@
 //! of `ops.rs` bound to them as dispatches, once, on first use. [`Binder`] is the GPU's
 //! [`Ops`]: each op it is given becomes a `Dispatch` in the plan.
 
+use super::flat::{Flat, ParamTensors};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
@@ -15,21 +16,12 @@ use crate::{
     StepLoss,
 };
 
-/// One parameter's tensors on the GPU: its values, gradient and optimizer state (no gradient
-/// and no state in a model that does not train).
-#[derive(Debug)]
-pub(crate) struct ParamTensors {
-    pub(crate) value: GpuTensor,
-    pub(crate) grad: Option<GpuTensor>,
-    pub(crate) state: Vec<GpuTensor>,
-}
-
 /// What every plan binds besides its own buffers.
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// Views into `flat`.
     pub(crate) params: Vec<ParamTensors>,
-    pub(crate) flat: Vec<super::flat::Flat>,
+    pub(crate) flat: Vec<Flat>,
     /// The optimizer's settings, and the loss watch's slots (see `settings::WATCH`).
     pub(crate) settings_row: crate::gpu::SettingsRow,
     /// Dropout's step counter, advanced on the GPU once per step.

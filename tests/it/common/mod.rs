@@ -86,6 +86,33 @@ pub fn log(line: &str) {
     wasm_bindgen_test::console_log!("{line}");
 }
 
+/// A length-k f32 dot product of values in [-1, 1) may differ from the reference's by about
+/// k·ε·max|partial sum| when the summation order differs (the kernels block and fuse their
+/// multiply-adds); 8ε per term leaves a margin without hiding a wrong index.
+pub fn matmul_atol(k: usize) -> f64 {
+    8.0 * f64::from(f32::EPSILON) * k as f64
+}
+
+/// exp, log and division on GPUs are allowed a few ULP (WGSL: exp 3 + 2|x| ULP).
+pub const TRANSCENDENTAL_RTOL: f64 = 1e-5;
+pub const TRANSCENDENTAL_ATOL: f64 = 1e-6;
+
+/// GELU's derivative in its left tail cancels two terms that each carry tanh's few-ULP error
+/// near −1 times |x| · du (see `kernels::every_activation_matches_reference`): 1e-5 absolute.
+pub const GELU_BACKWARD_ATOL: f64 = 1e-5;
+
+/// Runs `dispatches` in one submit and reads `out` back.
+pub async fn run(gpu: &Gpu, dispatches: &[&wgpu_nn::Dispatch], out: &wgpu_nn::GpuTensor) -> Vec<f32> {
+    gpu.run(dispatches).unwrap();
+    gpu.read_async(out).await.unwrap()
+}
+
+/// [`run`], blocking: for the native-only tests.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn run_now(gpu: &Gpu, dispatches: &[&wgpu_nn::Dispatch], out: &wgpu_nn::GpuTensor) -> Vec<f32> {
+    pollster::block_on(run(gpu, dispatches, out))
+}
+
 /// Values uniform in `[-1, 1)`, the same for the same seed.
 pub fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
