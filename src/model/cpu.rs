@@ -9,11 +9,11 @@ use num_traits::Float;
 
 use super::batch::{
     DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, Resident, ResidentSets, accuracy, arg_max, batches,
-    epoch_order, next_model_id,
+    next_model_id,
 };
 use super::checkpoint::{Checkpointed, Which};
 use super::config::{Backend, Loss, ModelConfig, Optimizer};
-use super::engine::{Engine, LocalPending, Part, check_new_values};
+use super::engine::{Diverged, Engine, Epoch, LocalPending, Part, check_new_values, run_epoch};
 use super::gemm::Scalar;
 use super::graph::{Graph, Slot, check_dataset};
 use super::ops::{self, Ops};
@@ -280,7 +280,7 @@ impl Engine for CpuModel<f32> {
         seed: u64,
         progress: &'a mut dyn FnMut(EpochProgress),
     ) -> LocalPending<'a, f32> {
-        Box::pin(std::future::ready(CpuModel::train_epoch(self, data, batch_size, seed, progress)))
+        Box::pin(run_epoch(self, data, batch_size, seed, progress))
     }
 
     fn evaluate_resident<'a>(&'a mut self, data: &'a Resident) -> Pending<'a, DataEvaluation> {
@@ -331,6 +331,41 @@ impl Engine for CpuModel<f32> {
     }
 }
 
+/// An epoch on the CPU: a step at a time, each minibatch copied from the resident set into the
+/// batch buffers, the running loss known after every step.
+impl Epoch for CpuModel<f32> {
+    const STEPS_PER_CHUNK: usize = 1;
+
+    fn pending_steps(&self) -> u32 {
+        self.loss_steps
+    }
+
+    async fn take_loss(&mut self) -> Result<f32> {
+        CpuModel::take_loss(self)
+    }
+
+    fn prepare(&mut self, data: &Resident, _: &[(usize, usize)], _: &[u32]) -> Result<()> {
+        self.datasets.get("train_epoch", data).map(|_| ())
+    }
+
+    fn run_chunk(&mut self, data: &Resident, chunk: &[(usize, usize)], order: &[u32]) -> Result<()> {
+        let set = Arc::clone(self.datasets.get("train_epoch", data)?);
+        for &(offset, rows) in chunk {
+            // Checked when the set was loaded.
+            self.write_gathered(&set, &order[offset..offset + rows]);
+            self.step_written(rows)?;
+        }
+        Ok(())
+    }
+
+    async fn running_loss(&mut self, _: usize, _: usize) -> Result<Option<f32>, Diverged> {
+        match self.diverged {
+            Some(_) => Err(Diverged),
+            None => Ok(Some((self.loss_total / f64::from(self.loss_steps)) as f32)),
+        }
+    }
+}
+
 /// The reading calls, computed at once.
 impl CpuModel<f32> {
     fn take_loss(&mut self) -> Result<f32> {
@@ -374,37 +409,6 @@ impl CpuModel<f32> {
                 &tensors.grad
             }
         }))
-    }
-
-    fn train_epoch(
-        &mut self,
-        data: &Resident,
-        batch_size: usize,
-        seed: u64,
-        progress: &mut dyn FnMut(EpochProgress),
-    ) -> Result<f32> {
-        let set = Arc::clone(self.datasets.get("train_epoch", data)?);
-        let order = epoch_order(data.len, seed);
-        let batches = batches(data.len, batch_size);
-        if self.loss_steps > 0 {
-            self.take_loss()?; // the epoch's mean starts afresh, but a divergence is reported
-        }
-        for (step, &(offset, rows)) in batches.iter().enumerate() {
-            // Checked when the set was loaded.
-            self.write_gathered(&set, &order[offset..offset + rows]);
-            self.step_written(rows)?;
-            if self.diverged.is_some() {
-                return self.take_loss();
-            }
-            let running_loss = Some((self.loss_total / f64::from(self.loss_steps)) as f32);
-            progress(EpochProgress {
-                steps_done: step + 1,
-                steps: batches.len(),
-                samples_done: offset + rows,
-                running_loss,
-            });
-        }
-        self.take_loss()
     }
 
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {

@@ -3,7 +3,7 @@
 
 use std::any::Any;
 
-use super::batch::{DataEvaluation, EpochProgress, Evaluation, Resident};
+use super::batch::{DataEvaluation, EpochProgress, Evaluation, Resident, batches, epoch_order};
 use super::checkpoint::Checkpointed;
 use super::config::Backend;
 use super::graph::Graph;
@@ -47,6 +47,61 @@ pub(crate) trait Engine: Checkpointed + Any + std::fmt::Debug + Send + Sync {
     fn counters(&self) -> Counters {
         Counters::default()
     }
+}
+
+/// What a backend does in an epoch, for [`run_epoch`], the one epoch loop both run.
+pub(crate) trait Epoch {
+    /// Training steps recorded per submit (the CPU runs one at a time).
+    const STEPS_PER_CHUNK: usize;
+    /// Steps taken since the loss was last read.
+    fn pending_steps(&self) -> u32;
+    async fn take_loss(&mut self) -> Result<f32>;
+    /// Readies the epoch: `data`'s minibatches `batches` in `order` (on the GPU, the order's
+    /// upload and the gathers bound once).
+    fn prepare(&mut self, data: &Resident, batches: &[(usize, usize)], order: &[u32]) -> Result<()>;
+    /// Trains on `chunk`, consecutive minibatches `(offset, rows)` of the epoch's order.
+    fn run_chunk(&mut self, data: &Resident, chunk: &[(usize, usize)], order: &[u32]) -> Result<()>;
+    /// The running mean loss after `steps_done` of the epoch's steps, if this backend reads
+    /// one there; `Err` when a step diverged (the epoch then stops with the report).
+    async fn running_loss(&mut self, steps_done: usize, steps: usize) -> Result<Option<f32>, Diverged>;
+}
+
+/// A step's loss was not finite: the epoch stops, and `take_loss` reports it.
+pub(crate) struct Diverged;
+
+/// One epoch over a resident set, the same on both backends: the order drawn from `seed`, a
+/// divergence from before the epoch reported first, then chunks of minibatches with
+/// `progress` after each, stopping at the first diverged step; the mean loss of its steps.
+pub(crate) async fn run_epoch<E: Epoch>(
+    engine: &mut E,
+    data: &Resident,
+    batch_size: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(EpochProgress),
+) -> Result<f32> {
+    let order = epoch_order(data.len, seed);
+    let batches = batches(data.len, batch_size);
+    engine.prepare(data, &batches, &order)?;
+    if engine.pending_steps() > 0 {
+        // Steps taken since the last read are not this epoch's, but a divergence among them
+        // is still reported.
+        engine.take_loss().await?;
+    }
+    for (chunk, steps) in batches.chunks(E::STEPS_PER_CHUNK).enumerate() {
+        engine.run_chunk(data, steps, &order)?;
+        let steps_done = chunk * E::STEPS_PER_CHUNK + steps.len();
+        let Ok(running_loss) = engine.running_loss(steps_done, batches.len()).await else {
+            return engine.take_loss().await;
+        };
+        let &(offset, rows) = steps.last().expect("a chunk has steps");
+        progress(EpochProgress {
+            steps_done,
+            steps: batches.len(),
+            samples_done: offset + rows,
+            running_loss,
+        });
+    }
+    engine.take_loss().await
 }
 
 /// A [`Pending`] that may hold a reference to the caller's progress callback.

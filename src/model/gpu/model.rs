@@ -12,11 +12,11 @@ use crate::gpu::Uploads;
 use crate::gpu::{MAX_LAYER_NORM_COLS, MAX_SOFTMAX_COLS};
 use crate::model::batch::{
     DataEvaluation, EVAL_ROWS, EpochProgress, Evaluation, LOSS_REPORT_STEPS, Resident, ResidentSets,
-    accuracy, arg_max, batches, epoch_order, next_model_id,
+    accuracy, arg_max, batches, next_model_id,
 };
 use crate::model::checkpoint::{Checkpointed, Which};
 use crate::model::config::{Backend, Layer, Loss};
-use crate::model::engine::{Engine, LocalPending, Part, check_new_values};
+use crate::model::engine::{Diverged, Engine, Epoch, LocalPending, Part, check_new_values, run_epoch};
 use crate::model::graph::{Graph, Slot, check_dataset};
 use crate::model::ops;
 use crate::settings::{WATCH, Watch};
@@ -279,6 +279,54 @@ impl GpuModel {
     }
 }
 
+/// An epoch on the GPU: the order uploaded once, minibatches gathered on the device from the
+/// resident set, steps submitted in chunks, and the running loss read only every
+/// [`LOSS_REPORT_STEPS`] (the watch's one small read).
+impl Epoch for GpuModel {
+    const STEPS_PER_CHUNK: usize = STEPS_PER_SUBMIT;
+
+    fn pending_steps(&self) -> u32 {
+        self.loss_steps
+    }
+
+    async fn take_loss(&mut self) -> Result<f32> {
+        self.take_loss_async().await
+    }
+
+    fn prepare(&mut self, data: &Resident, batches: &[(usize, usize)], order: &[u32]) -> Result<()> {
+        self.settle_steps();
+        for &(offset, rows) in batches {
+            self.gather(data, rows, offset, true)?;
+        }
+        let set = self.datasets.get("train_epoch", data)?;
+        self.gpu.write_labels(&set.order, order)
+    }
+
+    fn run_chunk(&mut self, data: &Resident, chunk: &[(usize, usize)], _: &[u32]) -> Result<()> {
+        let set = self.datasets.get("train_epoch", data)?;
+        let mut all: Vec<&Dispatch> = Vec::new();
+        for &(offset, rows) in chunk {
+            let plan = &self.plans[&(rows, true)];
+            all.extend(self.step(plan, &set.gathers[&(rows, offset, true)]));
+        }
+        self.gpu.run(&all)?;
+        self.loss_steps += chunk.len() as u32;
+        self.steps += chunk.len() as u32;
+        Ok(())
+    }
+
+    async fn running_loss(&mut self, steps_done: usize, steps: usize) -> Result<Option<f32>, Diverged> {
+        if !steps_done.is_multiple_of(LOSS_REPORT_STEPS) || steps_done == steps {
+            return Ok(None);
+        }
+        // A failed read is reported by the take_loss that follows.
+        match self.read_watch().await {
+            Ok(watch) if watch.first_bad.is_none() => Ok(Some(watch.total / self.loss_steps as f32)),
+            _ => Err(Diverged),
+        }
+    }
+}
+
 /// What the [`Engine`] calls that read back do, awaiting the GPU.
 impl GpuModel {
     async fn take_loss_async(&mut self) -> Result<f32> {
@@ -353,56 +401,6 @@ impl GpuModel {
             .await
     }
 
-    async fn train_epoch_async(
-        &mut self,
-        data: &Resident,
-        batch_size: usize,
-        seed: u64,
-        progress: &mut dyn FnMut(EpochProgress),
-    ) -> Result<f32> {
-        self.datasets.get("train_epoch", data)?;
-        self.settle_steps();
-        let batches = batches(data.len, batch_size);
-        for &(offset, rows) in &batches {
-            self.gather(data, rows, offset, true)?;
-        }
-        if self.loss_steps > 0 {
-            // Steps taken since the last take_loss are not this epoch's, but a divergence
-            // among them is still reported.
-            self.take_loss_async().await?;
-        }
-        let set = self.datasets.get("train_epoch", data)?;
-        self.gpu.write_labels(&set.order, &epoch_order(data.len, seed))?;
-        for (chunk, steps) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
-            let mut all: Vec<&Dispatch> = Vec::new();
-            for &(offset, rows) in steps {
-                let plan = &self.plans[&(rows, true)];
-                all.extend(self.step(plan, &set.gathers[&(rows, offset, true)]));
-            }
-            self.gpu.run(&all)?;
-            self.loss_steps += steps.len() as u32;
-            self.steps += steps.len() as u32;
-            let (steps_done, &(offset, rows)) =
-                (chunk * STEPS_PER_SUBMIT + steps.len(), steps.last().expect("a chunk"));
-            let running_loss = if steps_done % LOSS_REPORT_STEPS == 0 && steps_done < batches.len() {
-                let watch = self.read_watch().await?;
-                if watch.first_bad.is_some() {
-                    return self.take_loss_async().await; // stop the epoch here with the report
-                }
-                Some(watch.total / self.loss_steps as f32)
-            } else {
-                None
-            };
-            progress(EpochProgress {
-                steps_done,
-                steps: batches.len(),
-                samples_done: offset + rows,
-                running_loss,
-            });
-        }
-        self.take_loss_async().await
-    }
-
     async fn evaluate_resident_async(&mut self, data: &Resident) -> Result<DataEvaluation> {
         self.datasets.get("evaluate_resident", data)?;
         // As many rows per submit as the widest activation's binding allows, up to EVAL_ROWS.
@@ -461,7 +459,7 @@ impl Engine for GpuModel {
         seed: u64,
         progress: &'a mut dyn FnMut(EpochProgress),
     ) -> LocalPending<'a, f32> {
-        Box::pin(self.train_epoch_async(data, batch_size, seed, progress))
+        Box::pin(run_epoch(self, data, batch_size, seed, progress))
     }
 
     fn evaluate_resident<'a>(&'a mut self, data: &'a Resident) -> Pending<'a, DataEvaluation> {
