@@ -14,8 +14,9 @@ use std::pin::Pin;
 use crate::{Error, Result};
 
 /// A backend's answer that may wait for the GPU. Boxed because the model's backends are
-/// trait objects; `Send` on native targets, so the async calls can be spawned on any
-/// multi-threaded executor.
+/// trait objects; `Send` on native targets, so the async calls (all but `train_epoch_async`,
+/// which borrows the caller's progress callback) can be spawned on any multi-threaded
+/// executor.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 /// In the browser, where wgpu's futures are JavaScript promises, only `'a`.

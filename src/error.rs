@@ -168,8 +168,9 @@ pub enum Error {
     /// A blocking call was made in the browser, where waiting for the GPU would hang the
     /// page: its `async` form works there (`take_loss_async` for `take_loss`, …).
     #[error(
-        "{op} would block the browser's thread waiting for the GPU: call {op}_async and await it \
-         (the blocking forms are for native programs)"
+        "{op} would block the browser's thread waiting for the GPU: in a page, await the call's \
+         async form (take_loss_async for take_loss, train_epoch_async for an epoch, \
+         LossReading::poll for a recorded loss); the blocking forms are for native programs"
     )]
     WouldBlock {
         /// The blocking call.

@@ -57,7 +57,7 @@ impl OptimizerSettings {
             let next = (p1 * self.beta1, p2 * self.beta2);
             // Both powers reach a fixed point (0 after underflow, within ~10^5 steps for
             // Adam's β2): stop there, so a step count of billions (from a file) costs nothing.
-            if next == (p1, p2) {
+            if next == (p1, p2) || next.0.is_nan() || next.1.is_nan() {
                 break;
             }
             (p1, p2) = next;

@@ -59,6 +59,57 @@ impl Serial {
         let _held = self.0.as_ref().map(|lock| lock.lock());
         f()
     }
+
+    /// Runs `f` if the lock is free (or there is none); `None`, without waiting, if another
+    /// thread holds it.
+    pub(crate) fn try_run<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        match &self.0 {
+            None => Some(f()),
+            Some(lock) => lock.try_lock().map(|_held| f()),
+        }
+    }
+}
+
+/// A wgpu handle whose drop takes the [`Serial`] lock: on GL, destroying a buffer or a bind
+/// group takes wgpu's context lock too, and a drop on one thread beside another thread's long
+/// submit reached wgpu's 6 s limit (a `properties` test panicked there). What the crate
+/// holds (tensors, labels, bind groups, staging buffers) is held through this.
+pub(crate) struct Locked<T> {
+    value: std::mem::ManuallyDrop<T>,
+    serial: Serial,
+}
+
+impl<T> Locked<T> {
+    pub(crate) fn new(value: T, serial: &Serial) -> Self {
+        Locked { value: std::mem::ManuallyDrop::new(value), serial: serial.clone() }
+    }
+}
+
+impl<T> std::ops::Deref for Locked<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Clone> Clone for Locked<T> {
+    fn clone(&self) -> Self {
+        Locked::new(T::clone(&self.value), &self.serial)
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Locked<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+impl<T> Drop for Locked<T> {
+    fn drop(&mut self) {
+        // SAFETY: the value is dropped once, here, and never used after.
+        self.serial.clone().run(|| unsafe { std::mem::ManuallyDrop::drop(&mut self.value) });
+    }
 }
 
 /// The most storage bindings any kernel has.
@@ -103,17 +154,7 @@ impl Gpu {
         let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
             .await
             .map_err(|e| Error::NoAdapter { detail: no_adapter_detail(&e.to_string()) })?;
-        // GL ES 3.0 and WebGL2 adapters have no compute shaders: say so now, not as a
-        // validation error from the first kernel.
-        if !adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
-            let info = adapter.get_info();
-            return Err(Error::Unsupported {
-                adapter: format!("{} ({:?})", info.name, info.backend),
-                missing: "compute shaders (WebGL2 and GL ES 3.0 have none; use WebGPU, Vulkan, \
-                          Metal, DX12 or GL 4.3+, or the CPU backend)"
-                    .into(),
-            });
-        }
+        check_compute(&adapter.get_info(), adapter.get_downlevel_capabilities().flags)?;
         // Ask for everything the adapter can do: the defaults cap storage bindings at 128 MiB
         // and buffers at 256 MiB, far below what real GPUs (and a full MNIST) need.
         let (device, queue) = adapter
@@ -426,4 +467,37 @@ fn scoped<T>(
         }
     });
     Ok(value)
+}
+
+/// GL ES 3.0 and WebGL2 adapters have no compute shaders: [`Error::Unsupported`] now, naming
+/// what is missing, not a validation error from the first kernel.
+fn check_compute(info: &wgpu::AdapterInfo, flags: wgpu::DownlevelFlags) -> Result<()> {
+    if flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
+        return Ok(());
+    }
+    Err(Error::Unsupported {
+        adapter: format!("{} ({:?})", info.name, info.backend),
+        missing: "compute shaders (WebGL2 and GL ES 3.0 have none; use WebGPU, Vulkan, Metal, DX12 \
+                  or GL 4.3+, or the CPU backend)"
+            .into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_adapter_without_compute_shaders_is_refused_by_name() {
+        let mut info = wgpu::AdapterInfo::new(wgpu::DeviceType::IntegratedGpu, wgpu::Backend::Gl);
+        info.name = "WebGL2".into();
+        let webgl2 = wgpu::DownlevelCapabilities::default().flags - wgpu::DownlevelFlags::COMPUTE_SHADERS;
+        let err = check_compute(&info, webgl2).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        assert!(
+            err.to_string().contains("WebGL2 (Gl)") && err.to_string().contains("compute shaders"),
+            "{err}"
+        );
+        check_compute(&info, wgpu::DownlevelFlags::all()).unwrap();
+    }
 }

@@ -94,7 +94,7 @@ pub(crate) struct Step {
     /// Counts the parameter block as held memory, the bind group as held, and each launch.
     held: Held,
     pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
+    bind_group: super::context::Locked<wgpu::BindGroup>,
     workgroups: [u32; 3],
 }
 
@@ -123,7 +123,7 @@ impl Dispatch {
         for step in &self.steps {
             step.held.launched();
             pass.set_pipeline(&step.pipeline);
-            pass.set_bind_group(0, &step.bind_group, &[]);
+            pass.set_bind_group(0, &*step.bind_group, &[]);
             let [x, y, z] = step.workgroups;
             pass.dispatch_workgroups(x, y, z);
         }
@@ -365,6 +365,7 @@ impl Family {
                 entries: &entries,
             });
             let held = Held::launch(&gpu.tally, params.size());
+            let bind_group = super::context::Locked::new(bind_group, &gpu.serial);
             Ok(Step { held, pipeline, bind_group, workgroups })
         })?
     }

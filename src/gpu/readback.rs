@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 
 use super::Gpu;
+use super::context::Locked;
 use crate::{Error, Result};
 
 /// Staging buffers kept for reuse, at most this many...
@@ -17,7 +18,7 @@ const KEEP_BYTES: u64 = 4 << 20;
 /// The free staging buffers of a [`Gpu`].
 #[derive(Debug, Default)]
 pub(crate) struct StagingPool {
-    free: Mutex<Vec<wgpu::Buffer>>,
+    free: Mutex<Vec<Locked<wgpu::Buffer>>>,
 }
 
 /// A staging buffer on loan from the pool: back to it when dropped, if it is unmapped and
@@ -25,7 +26,7 @@ pub(crate) struct StagingPool {
 #[derive(Debug)]
 pub(crate) struct Staging {
     gpu: Gpu,
-    buffer: wgpu::Buffer,
+    buffer: Locked<wgpu::Buffer>,
     /// Bytes this read copies (the buffer may be bigger).
     bytes: u64,
     /// False from a map request until the mapped bytes were taken and the buffer unmapped.
@@ -48,14 +49,17 @@ impl Gpu {
                 self.tally.staging_released(buffer.size());
                 buffer
             }
-            None => self.scoped("allocating a read-back buffer", || {
-                self.device().create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("read-back"),
-                    size: bytes.next_power_of_two().max(256),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            })?,
+            None => Locked::new(
+                self.scoped("allocating a read-back buffer", || {
+                    self.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("read-back"),
+                        size: bytes.next_power_of_two().max(256),
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })?,
+                &self.serial,
+            ),
         };
         Ok(Staging { gpu: self.clone(), buffer, bytes, reusable: true })
     }

@@ -1,6 +1,7 @@
 //! Matrices in GPU buffers, and the one helper that reads a buffer back.
 
 use super::Gpu;
+use super::context::Locked;
 use super::counters::Held;
 use crate::shape::{check_labels, check_len};
 use crate::{Error, Result};
@@ -14,7 +15,7 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct GpuTensor {
     owner: u64,
-    buffer: wgpu::Buffer,
+    buffer: Locked<wgpu::Buffer>,
     /// None for an app's buffer wrapped by [`Gpu::tensor_from_buffer`] (the app holds it) and
     /// for a view (the whole buffer's tensor holds it).
     _held: Option<Held>,
@@ -85,7 +86,7 @@ impl GpuTensor {
 #[derive(Debug)]
 pub struct GpuLabels {
     owner: u64,
-    buffer: wgpu::Buffer,
+    buffer: Locked<wgpu::Buffer>,
     _held: Held,
     len: usize,
     classes: usize,
@@ -122,12 +123,14 @@ impl Gpu {
     pub fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuTensor> {
         check_len("upload", "data", data.len(), rows, cols)?;
         let (buffer, held) = self.create_buffer("tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
+        let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols, offset: 0, size: None })
     }
 
     /// A new `rows × cols` matrix of zeros.
     pub fn zeros(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
         let (buffer, held) = self.create_buffer("tensor", rows, cols, None)?;
+        let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols, offset: 0, size: None })
     }
 
@@ -204,7 +207,7 @@ impl Gpu {
         self.check_buffer_size(&format!("a {rows}x{cols} tensor"), needed)?;
         Ok(GpuTensor {
             owner: self.id(),
-            buffer: buffer.clone(),
+            buffer: Locked::new(buffer.clone(), &self.serial),
             _held: None,
             rows,
             cols,
@@ -280,6 +283,7 @@ impl Gpu {
         check_labels("upload_labels", labels, classes)?;
         let (buffer, _held) =
             self.create_buffer("labels", labels.len(), 1, Some(bytemuck::cast_slice(labels)))?;
+        let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuLabels { owner: self.id(), buffer, _held, len: labels.len(), classes })
     }
 

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::Gpu;
+use super::context::Locked;
 use super::counters::Held;
 use crate::{Error, Result};
 
@@ -18,7 +19,7 @@ const KEEP: usize = 8;
 /// A buffer, mapped for writing, that no one is using.
 #[derive(Debug)]
 struct Free {
-    buffer: wgpu::Buffer,
+    buffer: Locked<wgpu::Buffer>,
     _held: Held,
 }
 
@@ -63,7 +64,7 @@ impl Uploads {
                     })
                 })?;
                 let _held = Held::new(&gpu.tally, buffer.size());
-                Free { buffer, _held }
+                Free { buffer: Locked::new(buffer, &gpu.serial), _held }
             }
         };
         gpu.scoped(context, || -> Result<()> {
@@ -76,7 +77,7 @@ impl Uploads {
         })??;
         gpu.tally.uploaded(size);
         let (buffer, returned) = (free.buffer.clone(), self.returned.clone());
-        encoder.map_buffer_on_submit(&buffer, wgpu::MapMode::Write, .., move |mapped| {
+        encoder.map_buffer_on_submit(&*buffer, wgpu::MapMode::Write, .., move |mapped| {
             // A failed map (a lost device) lets the buffer go rather than reuse it unmapped.
             if let (Ok(()), Ok(mut returned)) = (mapped, returned.lock())
                 && returned.len() < KEEP

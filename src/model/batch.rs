@@ -10,9 +10,10 @@ use crate::{Error, Result};
 /// A data set held by a model's backend: on the GPU, uploaded once, so that an
 /// epoch's minibatches are gathered there by index and no pixels move per step.
 ///
-/// The model holds the set while a handle to it is alive: drop every clone of it (or pass it
-/// to [`super::Model::unload`]) and the model lets the set go at its next call, so a program
-/// that loads a set per epoch or per request holds bounded memory.
+/// The model holds the set while a handle to it is alive: drop every clone of it and the
+/// model lets the set go at its next `load`, epoch or evaluation of a resident set (or at
+/// once, through [`super::Model::unload`]), so a program that loads a set per epoch or per
+/// request holds bounded memory.
 #[derive(Clone, Debug)]
 pub struct Resident {
     pub(crate) model: u64,

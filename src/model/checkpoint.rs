@@ -100,6 +100,12 @@ pub(crate) async fn to_bytes<M: Checkpointed + Sync + ?Sized>(
     path: &Path,
 ) -> Result<Vec<u8>> {
     let steps = model.steps().await?;
+    if steps > MAX_STEPS {
+        return Err(data_error(
+            path,
+            format!("{steps} training steps are more than a checkpoint holds ({MAX_STEPS})"),
+        ));
+    }
     let entries = layout(graph);
     let mut values = Vec::with_capacity(entries.len());
     for e in &entries {

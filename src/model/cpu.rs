@@ -13,7 +13,7 @@ use super::batch::{
 };
 use super::checkpoint::{Checkpointed, Which};
 use super::config::{Backend, Loss, ModelConfig, Optimizer};
-use super::engine::{Diverged, Engine, Epoch, LocalPending, Part, check_new_values, run_epoch};
+use super::engine::{Engine, Epoch, LocalPending, Part, Running, check_new_values, run_epoch};
 use super::gemm::Scalar;
 use super::graph::{Graph, Slot, check_dataset};
 use super::ops::{self, Ops};
@@ -345,6 +345,7 @@ impl Epoch for CpuModel<f32> {
     }
 
     fn prepare(&mut self, data: &Resident, _: &[(usize, usize)], _: &[u32]) -> Result<()> {
+        self.datasets.sweep();
         self.datasets.get("train_epoch", data).map(|_| ())
     }
 
@@ -358,11 +359,11 @@ impl Epoch for CpuModel<f32> {
         Ok(())
     }
 
-    async fn running_loss(&mut self, _: usize, _: usize) -> Result<Option<f32>, Diverged> {
-        match self.diverged {
-            Some(_) => Err(Diverged),
-            None => Ok(Some((self.loss_total / f64::from(self.loss_steps)) as f32)),
-        }
+    async fn running_loss(&mut self, _: usize, _: usize) -> Result<Running> {
+        Ok(match self.diverged {
+            Some(_) => Running::Diverged,
+            None => Running::Loss(Some((self.loss_total / f64::from(self.loss_steps)) as f32)),
+        })
     }
 }
 
@@ -412,6 +413,7 @@ impl CpuModel<f32> {
     }
 
     fn evaluate_resident(&mut self, data: &Resident) -> Result<DataEvaluation> {
+        self.datasets.sweep();
         let set = Arc::clone(self.datasets.get("evaluate_resident", data)?);
         self.evaluate_set(&set)
     }

@@ -62,12 +62,17 @@ pub(crate) trait Epoch {
     /// Trains on `chunk`, consecutive minibatches `(offset, rows)` of the epoch's order.
     fn run_chunk(&mut self, data: &Resident, chunk: &[(usize, usize)], order: &[u32]) -> Result<()>;
     /// The running mean loss after `steps_done` of the epoch's steps, if this backend reads
-    /// one there; `Err` when a step diverged (the epoch then stops with the report).
-    async fn running_loss(&mut self, steps_done: usize, steps: usize) -> Result<Option<f32>, Diverged>;
+    /// one there, or that a step diverged (the epoch then stops with the report).
+    async fn running_loss(&mut self, steps_done: usize, steps: usize) -> Result<Running>;
 }
 
-/// A step's loss was not finite: the epoch stops, and `take_loss` reports it.
-pub(crate) struct Diverged;
+/// What an epoch knows of its loss after a chunk.
+pub(crate) enum Running {
+    /// The running mean, where the backend reads one.
+    Loss(Option<f32>),
+    /// A step's loss was not finite: the epoch stops, and `take_loss` reports it.
+    Diverged,
+}
 
 /// One epoch over a resident set, the same on both backends: the order drawn from `seed`, a
 /// divergence from before the epoch reported first, then chunks of minibatches with
@@ -90,7 +95,7 @@ pub(crate) async fn run_epoch<E: Epoch>(
     for (chunk, steps) in batches.chunks(E::STEPS_PER_CHUNK).enumerate() {
         engine.run_chunk(data, steps, &order)?;
         let steps_done = chunk * E::STEPS_PER_CHUNK + steps.len();
-        let Ok(running_loss) = engine.running_loss(steps_done, batches.len()).await else {
+        let Running::Loss(running_loss) = engine.running_loss(steps_done, batches.len()).await? else {
             return engine.take_loss().await;
         };
         let &(offset, rows) = steps.last().expect("a chunk has steps");

@@ -106,7 +106,6 @@ impl Graph {
         if config.layers.is_empty() {
             return Err(Error::shape(op, "at least one layer", "none"));
         }
-        config.optimizer.check(op)?;
         let mut widths = vec![config.inputs];
         let mut params = Vec::new();
         for (i, layer) in config.layers.iter().enumerate() {

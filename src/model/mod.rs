@@ -70,6 +70,7 @@ impl Model {
     /// layer setting, [`Error::MissingGpu`] for the GPU backend without a [`crate::Gpu`], and
     /// [`Error::BufferTooLarge`] for a parameter past the adapter's limits.
     pub fn build(config: &ModelConfig, backend: Backend, gpu: Option<&crate::Gpu>) -> Result<Model> {
+        config.optimizer.check("build")?;
         let graph = Graph::new(config)?;
         Self::build_graph(graph, backend, gpu, |graph| graph.initial_values())
     }
@@ -351,7 +352,10 @@ impl Model {
     }
 
     /// [`Model::train_epoch`] without blocking (see [`Model::take_loss_async`]): in the
-    /// browser the page stays responsive between the epoch's submits.
+    /// browser it yields to the page at each running-loss read (every
+    /// [`LOSS_REPORT_STEPS`] steps on the GPU) and at the epoch's end; an epoch of many steps
+    /// is best run a few hundred at a time with `train_step` between frames. Not `Send`:
+    /// `progress` is borrowed across its awaits.
     pub async fn train_epoch_async(
         &mut self,
         data: &Resident,
@@ -368,7 +372,8 @@ impl Model {
 
     /// Lets go of a loaded set now (its GPU buffers, or the CPU backend's copy), unless
     /// another clone of its handle is still alive. Dropping every handle does the same at the
-    /// model's next call; this is for a program that wants the memory back at once.
+    /// model's next `load`, epoch or evaluation of a resident set; this is for a program that
+    /// wants the memory back at once.
     ///
     /// # Errors
     /// [`Error::Shape`] for a set loaded into another model.
@@ -536,7 +541,10 @@ impl Model {
 /// would abort the process. (A probe: the memory is reserved and given back at once.)
 fn check_host_memory(graph: &Graph) -> Result<()> {
     let copies = if graph.trains { 2 + graph.state_names().len() as u64 } else { 1 };
-    let values: u64 = graph.params.iter().map(|p| p.rows as u64 * p.cols as u64).sum();
+    let values = graph
+        .params
+        .iter()
+        .fold(0u64, |sum, p| sum.saturating_add((p.rows as u64).saturating_mul(p.cols as u64)));
     let bytes = values.saturating_mul(4 * copies);
     let fits = usize::try_from(bytes).is_ok_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok());
     if fits {

@@ -308,7 +308,8 @@ impl<'a> Trainer<'a> {
     ///
     /// # Errors
     /// [`Error::InvalidTraining`] for settings that cannot run or sets loaded into another
-    /// model (checked before anything changes); what [`Model::train_epoch`],
+    /// model (checked before anything changes); [`Error::WouldBlock`] for a GPU model in the
+    /// browser (its loop blocks: write it with `train_epoch_async` there); what [`Model::train_epoch`],
     /// [`Model::evaluate_resident`] and [`Model::save`] return, such as [`Error::Diverged`]
     /// when a step's loss was not finite.
     pub fn fit(
@@ -318,6 +319,10 @@ impl<'a> Trainer<'a> {
         validation: Option<&Resident>,
         on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
     ) -> Result<FitReport> {
+        // Its epochs block: in the browser a GPU model is refused before anything changes.
+        if model.backend() == super::Backend::Gpu {
+            crate::blocking::refuse_on_web("Trainer::fit")?;
+        }
         let monitor = self.check(model, train, validation)?;
         let mut best = Best::new(monitor, self.min_delta, self.patience);
         let outcome = self.train(model, train, validation, monitor, &mut best, on_epoch);

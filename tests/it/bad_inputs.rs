@@ -246,4 +246,14 @@ fn a_step_recorded_into_an_encoder_never_submitted_is_not_counted() {
     assert!(model.take_loss().unwrap().is_finite());
     let bytes = model.save_bytes().unwrap();
     assert!(String::from_utf8_lossy(&bytes).contains("\"steps\":\"1\""));
+
+    // A step submitted only after a loss read that missed it is counted by the next read.
+    let mut late = gpu.device().create_command_encoder(&Default::default());
+    model.record_train_step(&mut late, &x, &Target::Values(&t)).unwrap();
+    assert!(matches!(model.take_loss(), Err(Error::NoSteps { .. })));
+    gpu.queue().submit([late.finish()]);
+    model.train_step(&x, &Target::Values(&t)).unwrap();
+    assert!(model.take_loss().unwrap().is_finite());
+    let bytes = model.save_bytes().unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains("\"steps\":\"3\""), "the late step and the last");
 }

@@ -159,7 +159,9 @@ impl LossReading {
         if self.done {
             return None;
         }
-        let _ = self.gpu.serial.run(|| self.gpu.device().poll(wgpu::PollType::Poll));
+        // On GL another thread may hold the crate's lock for a long submit: then this frame
+        // does not wait for it (the map may still have been delivered by that thread).
+        let _ = self.gpu.serial.try_run(|| self.gpu.device().poll(wgpu::PollType::Poll));
         let outcome = self.mapped.lock().ok()?.take()?;
         self.done = true;
         Some(outcome.map_err(Error::Readback).and_then(|()| self.finish()))
@@ -168,7 +170,8 @@ impl LossReading {
     /// Blocks until the loss is there: for tools and tests, not for a frame loop. An error if
     /// it was already taken, or if the encoder it was recorded in has not been submitted
     /// (then nothing would ever arrive).
-    /// Native only: in the browser it is [`Error::WouldBlock`] (poll it from the frame loop).
+    /// Native only: in the browser it is [`Error::WouldBlock`], and the reading is used up
+    /// (poll it from the frame loop there instead).
     pub fn wait(mut self) -> Result<f32> {
         crate::blocking::refuse_on_web("LossReading::wait")?;
         if self.done {

@@ -16,7 +16,7 @@ use crate::model::batch::{
 };
 use crate::model::checkpoint::{Checkpointed, Which};
 use crate::model::config::{Backend, Layer, Loss};
-use crate::model::engine::{Diverged, Engine, Epoch, LocalPending, Part, check_new_values, run_epoch};
+use crate::model::engine::{Engine, Epoch, LocalPending, Part, Running, check_new_values, run_epoch};
 use crate::model::graph::{Graph, Slot, check_dataset};
 use crate::model::ops;
 use crate::settings::{WATCH, Watch};
@@ -295,6 +295,7 @@ impl Epoch for GpuModel {
 
     fn prepare(&mut self, data: &Resident, batches: &[(usize, usize)], order: &[u32]) -> Result<()> {
         self.settle_steps();
+        self.datasets.sweep();
         for &(offset, rows) in batches {
             self.gather(data, rows, offset, true)?;
         }
@@ -315,15 +316,15 @@ impl Epoch for GpuModel {
         Ok(())
     }
 
-    async fn running_loss(&mut self, steps_done: usize, steps: usize) -> Result<Option<f32>, Diverged> {
+    async fn running_loss(&mut self, steps_done: usize, steps: usize) -> Result<Running> {
         if !steps_done.is_multiple_of(LOSS_REPORT_STEPS) || steps_done == steps {
-            return Ok(None);
+            return Ok(Running::Loss(None));
         }
-        // A failed read is reported by the take_loss that follows.
-        match self.read_watch().await {
-            Ok(watch) if watch.first_bad.is_none() => Ok(Some(watch.total / self.loss_steps as f32)),
-            _ => Err(Diverged),
-        }
+        let watch = self.read_watch().await?;
+        Ok(match watch.first_bad {
+            Some(_) => Running::Diverged,
+            None => Running::Loss(Some(watch.total / self.loss_steps as f32)),
+        })
     }
 }
 
@@ -337,11 +338,12 @@ impl GpuModel {
         let watch = self.read_watch().await?;
         self.gpu.write_at(&self.shared.settings_row, WATCH, &[0.0; 4])?;
         let recorded = std::mem::take(&mut self.loss_steps);
-        // The GPU counts the steps that ran. Any more were recorded into an encoder that was
-        // never submitted (dropped, or another device's): they did nothing, so they are not
-        // counted, and with none run there is no loss to report.
-        let steps = watch.steps.min(recorded);
-        self.steps = self.steps.saturating_sub(recorded - steps);
+        // The GPU's watch counts the steps that ran, and is the count: fewer than recorded
+        // were put into an encoder never submitted (dropped, or another device's), or not
+        // submitted yet; more, when such steps were submitted after the last read. The
+        // model's count follows it either way, as the GPU's β powers and dropout counter do.
+        let steps = watch.steps;
+        self.steps = self.steps.saturating_sub(recorded).saturating_add(steps);
         if steps == 0 {
             return Err(Error::NoSteps { op: "take_loss" });
         }
@@ -402,6 +404,7 @@ impl GpuModel {
     }
 
     async fn evaluate_resident_async(&mut self, data: &Resident) -> Result<DataEvaluation> {
+        self.datasets.sweep();
         self.datasets.get("evaluate_resident", data)?;
         // As many rows per submit as the widest activation's binding allows, up to EVAL_ROWS.
         let rows = self.most_rows().min(EVAL_ROWS);
@@ -562,17 +565,24 @@ impl Checkpointed for GpuModel {
         )
     }
 
-    /// The steps that ran: what the host recorded, less what a divergence report found was
-    /// not applied and what the GPU's watch did not see run (steps recorded into an encoder
-    /// that was never submitted).
+    /// The steps applied: those before the last loss read (less what a divergence report
+    /// found was not applied), and of the steps since, those the GPU's watch saw run up to
+    /// the first whose loss was not finite (the optimizer skipped it and those after it).
     fn steps(&self) -> Pending<'_, u32> {
         Box::pin(async move {
-            let recorded = self.steps.saturating_sub(self.unapplied.load(Ordering::Relaxed));
+            let before = self
+                .steps
+                .saturating_sub(self.loss_steps)
+                .saturating_sub(self.unapplied.load(Ordering::Relaxed));
             if self.loss_steps == 0 {
-                return Ok(recorded);
+                return Ok(before);
             }
-            let ran = self.read_watch().await?.steps.min(self.loss_steps);
-            Ok(recorded.saturating_sub(self.loss_steps - ran))
+            let watch = self.read_watch().await?;
+            let applied = match watch.first_bad {
+                Some(bad) => bad.saturating_sub(1),
+                None => watch.steps,
+            };
+            Ok(before.saturating_add(applied))
         })
     }
 
