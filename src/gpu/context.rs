@@ -414,37 +414,11 @@ fn keep_first(sink: &Mutex<Option<String>>, message: String) {
     }
 }
 
-/// On native targets wgpu reports a scope's errors by the time it is popped, so the call
-/// that made them returns them.
-#[cfg(not(target_arch = "wasm32"))]
-fn scoped<T>(
-    device: &wgpu::Device,
-    _sink: &Sink,
-    serial: &Serial,
-    context: &str,
-    f: impl FnOnce() -> T,
-) -> Result<T> {
-    let _held = serial.0.as_ref().map(|lock| lock.lock());
-    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
-    let value = f();
-    // Scopes pop innermost first; the futures are already resolved.
-    let errors = [
-        pollster::block_on(internal.pop()),
-        pollster::block_on(memory.pop()),
-        pollster::block_on(validation.pop()),
-    ];
-    match errors.into_iter().flatten().next() {
-        None => Ok(value),
-        Some(e) => Err(Error::Gpu { context: context.to_string(), message: e.to_string() }),
-    }
-}
-
-/// In the browser a popped scope resolves later, on the page's event loop: its first error is
-/// kept in `sink`, and the next call that submits or reads returns it (as one that wgpu
-/// raised outside any scope would be).
-#[cfg(target_arch = "wasm32")]
+/// Runs `f` (holding the GL lock, if any) inside validation, out-of-memory and internal error
+/// scopes. On native targets wgpu reports a scope's errors by the time it is popped, so the
+/// call that made them returns them. In the browser a popped scope resolves later, on the
+/// page's event loop: its first error is kept in `sink`, and the next call that submits or
+/// reads returns it (as one that wgpu raised outside any scope would be).
 fn scoped<T>(
     device: &wgpu::Device,
     sink: &Sink,
@@ -457,16 +431,28 @@ fn scoped<T>(
     let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
     let value = f();
+    // Scopes pop innermost first.
     let pops = [internal.pop(), memory.pop(), validation.pop()];
-    let (sink, context) = (sink.clone(), context.to_string());
-    wasm_bindgen_futures::spawn_local(async move {
-        for pop in pops {
-            if let Some(e) = pop.await {
-                keep_first(&sink, format!("while {context}: {e}"));
-            }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = sink;
+        match pops.into_iter().find_map(pollster::block_on) {
+            None => Ok(value),
+            Some(e) => Err(Error::Gpu { context: context.to_string(), message: e.to_string() }),
         }
-    });
-    Ok(value)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let (sink, context) = (sink.clone(), context.to_string());
+        wasm_bindgen_futures::spawn_local(async move {
+            for pop in pops {
+                if let Some(e) = pop.await {
+                    keep_first(&sink, format!("while {context}: {e}"));
+                }
+            }
+        });
+        Ok(value)
+    }
 }
 
 /// GL ES 3.0 and WebGL2 adapters have no compute shaders: [`Error::Unsupported`] now, naming

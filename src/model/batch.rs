@@ -90,6 +90,19 @@ impl<T> ResidentSets<T> {
         Ok(&mut self.sets[data.index].as_mut().expect("checked by get").1)
     }
 
+    /// Whether `data` is one of these sets.
+    pub(crate) fn owns(&self, data: &Resident) -> bool {
+        self.get("owns", data).is_ok()
+    }
+
+    /// Lets go of `data`'s set now, unless another handle to it is still alive.
+    pub(crate) fn unload(&mut self, data: Resident) -> Result<()> {
+        self.get("unload", &data)?;
+        drop(data);
+        self.sweep();
+        Ok(())
+    }
+
     /// Every set held.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.sets.iter_mut().flatten().map(|(_, set)| set)

@@ -316,14 +316,11 @@ impl Engine for CpuModel<f32> {
     }
 
     fn owns(&self, data: &Resident) -> bool {
-        self.datasets.get("owns", data).is_ok()
+        self.datasets.owns(data)
     }
 
     fn unload(&mut self, data: Resident) -> Result<()> {
-        self.datasets.get("unload", &data)?;
-        drop(data);
-        self.datasets.sweep();
-        Ok(())
+        self.datasets.unload(data)
     }
 
     fn resident_sets(&mut self) -> usize {
