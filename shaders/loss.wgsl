@@ -12,8 +12,9 @@
 //   watch_loss:   once per training step, after the batch's mean loss y[0] is summed: counts
 //                 the step, adds the loss to the total, and marks the first step whose loss is
 //                 not finite, in the watch slots of the optimizer's settings row (bound as
-//                 watch): [8] steps, [9] first bad step (0: none), [10] total, [11] its loss.
-//                 While [9] is set the optimizer kernels skip their updates.
+//                 watch): [8] steps, [9] first bad step (0: none), [10] total, [11] the last
+//                 counted step's loss. While [9] is set the optimizer kernels skip their
+//                 updates (optimizer.wgsl's checks set it too, for an update not finite).
 //   cross_entropy_step, mse_step, mae_step, bce_step: a training step's whole loss in one
 //                 launch: every term (a row's cross-entropy from its logits, or a value's loss)
 //                 and the gradient of their mean into out, the mean into mean[0], and the
@@ -28,7 +29,7 @@
 //   4 out:    (len), (rows) for nll_forward, (rows, cols) for nll_backward and the steps'
 //             gradients; read-write
 //   5 mean:   (1), read-write: the steps' mean loss
-//   6 watch:  (12), read-write: the optimizer's settings row (watch_loss and the steps)
+//   6 watch:  (14), read-write: the optimizer's settings row (watch_loss and the steps)
 // Grid: one invocation per output value, workgroups of 256 folded into (x, y); watch_loss:
 // one invocation; the steps: exactly one workgroup of 256.
 
@@ -154,11 +155,13 @@ fn watch_step(loss: f32) {
     if watch[FIRST_BAD] != 0.0 {
         return; // halted: later steps change nothing and are not counted in the total
     }
+    // The step's loss is kept either way: the optimizer's check may still mark the step (its
+    // update not finite), and the report then gives this loss.
+    watch[BAD_LOSS] = loss;
     if is_finite(loss) {
         watch[TOTAL] += loss;
     } else {
         watch[FIRST_BAD] = step;
-        watch[BAD_LOSS] = loss;
     }
 }
 

@@ -4,21 +4,31 @@
 //   adam_update:     m = β1 m + (1 − β1) g;  v = β2 v + (1 − β2) g²;
 //                    w −= lr · m̂ / (√v̂ + ε),  m̂ = m / (1 − β1^t), v̂ = v / (1 − β2^t)
 //   adamw_update:    adam_update, and w −= lr · λ · w first (decoupled weight decay)
-//   optimizer_advance: β1^t *= β1, β2^t *= β2 in the settings row: one step; run it once per
-//                    step before the updates. The powers are kept, not computed with pow():
-//                    1 − pow(β2, t) cancels most digits, and a GPU's pow is only a few ULP.
+//   *_check:         the step's advance, and its update computed and not written: if any
+//                    new weight or state would be NaN or infinite (a finite but huge lr · g
+//                    overflows), the step is marked as the loss watch marks a bad loss, and
+//                    the update that follows leaves everything as it is.
+//   optimizer_advance: the advance alone, for steps recorded by hand without a check.
+// An advance is one step of the β powers (β1^t *= β1, β2^t *= β2): the powers are kept, not
+// computed with pow(), since 1 − pow(β2, t) cancels most digits and a GPU's pow is only a few
+// ULP. No launch reads the slots it writes (the invocations of one launch run in no order):
+// an advance or check reads the powers [6, 7] and writes the step's powers to [12, 13]; an
+// update reads those and writes them back to [6, 7]. Record all the checks of a step (or its
+// advance) before all its updates.
 // The settings live in a GPU row, not in the uniform, so the learning rate can change between
 // steps with one small write and many steps can share one submit:
-//   settings = [lr, μ, β1, β2, ε, λ, β1^t, β2^t, then loss.wgsl's watch: steps, halted, …]
-// settings[HALTED] != 0 means a step's loss was not finite (loss.wgsl's watch_loss marks it):
-// every update and advance then leaves everything as it is, so the weights stay the last
-// finite ones until the host has reported the divergence and cleared the mark.
+//   settings = [lr, μ, β1, β2, ε, λ, β1^t, β2^t, then loss.wgsl's watch: steps, halted,
+//               total, loss; then the step's β1^t, β2^t]
+// settings[HALTED] != 0 means a step's loss was not finite (loss.wgsl's watch_loss marks it)
+// or its update was not (a check marks it): every update, check and advance then leaves
+// everything as it is, so the weights stay the last finite ones until the host has reported
+// the divergence and cleared the mark.
 //
 // Bindings (group 0), in three layouts that share the first four:
 //   0 p:        Params, uniform
-//   1 settings: (1, 12), read-only
+//   1 settings: (1, 14), read-write
 //   2 g:        (len), read-only
-//   3 w:        (len), read-write; for optimizer_advance it is the settings row itself
+//   3 w:        (len), read-write (a check only reads it)
 //   4 m:        (len), read-write; momentum's velocity, Adam's first moment
 //   5 v:        (len), read-write; Adam's second moment
 // Grid: one invocation per parameter, workgroups of 256 folded into (x, y);
@@ -32,7 +42,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> settings: array<f32, 12>;
+@group(0) @binding(1) var<storage, read_write> settings: array<f32, 14>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;
@@ -46,7 +56,10 @@ const EPSILON: u32 = 4u;
 const WEIGHT_DECAY: u32 = 5u;
 const BETA1_POWER: u32 = 6u;
 const BETA2_POWER: u32 = 7u;
+const STEPS: u32 = 8u;
 const HALTED: u32 = 9u;
+const STEP_BETA1_POWER: u32 = 12u;
+const STEP_BETA2_POWER: u32 = 13u;
 
 fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 256u + lid;
@@ -62,46 +75,46 @@ struct Settings {
     beta2: f32,
     epsilon: f32,
     weight_decay: f32,
+    // This step's powers.
     beta1_power: f32,
     beta2_power: f32,
     halted: bool,
 }
 
-fn load_settings() -> Settings {
+// As an update reads them: the powers its step's check or advance wrote.
+fn update_settings() -> Settings {
     return Settings(settings[LR], settings[MOMENTUM], settings[BETA1], settings[BETA2],
-                    settings[EPSILON], settings[WEIGHT_DECAY], settings[BETA1_POWER],
-                    settings[BETA2_POWER], settings[HALTED] != 0.0);
+                    settings[EPSILON], settings[WEIGHT_DECAY], settings[STEP_BETA1_POWER],
+                    settings[STEP_BETA2_POWER], settings[HALTED] != 0.0);
 }
 
-@compute @workgroup_size(1)
-fn optimizer_advance() {
-    if w[HALTED] != 0.0 {
-        return;
-    }
-    w[BETA1_POWER] *= w[BETA1];
-    w[BETA2_POWER] *= w[BETA2];
+// As a check or advance reads them: the last step's powers, advanced.
+fn advanced_settings() -> Settings {
+    return Settings(settings[LR], settings[MOMENTUM], settings[BETA1], settings[BETA2],
+                    settings[EPSILON], settings[WEIGHT_DECAY],
+                    settings[BETA1_POWER] * settings[BETA1],
+                    settings[BETA2_POWER] * settings[BETA2], settings[HALTED] != 0.0);
 }
 
-@compute @workgroup_size(256)
-fn sgd_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) lid: u32) {
-    let s = load_settings();
-    let i = element(wg, nwg, lid);
-    if i < p.len && !s.halted {
-        w[i] -= s.lr * g[i];
-    }
+// WGSL has no isinf/isnan (and fast-math compilers may fold x != x): test the exponent bits.
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
-@compute @workgroup_size(256)
-fn momentum_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let s = load_settings();
-    let i = element(wg, nwg, lid);
-    if i < p.len && !s.halted {
-        let velocity = flush(s.momentum * m[i] + g[i]);
-        m[i] = velocity;
-        w[i] -= s.lr * velocity;
-    }
+// One parameter's new value and optimizer state (unused state is 0).
+struct Step {
+    w: f32,
+    m: f32,
+    v: f32,
+}
+
+fn sgd_step(s: Settings, i: u32) -> Step {
+    return Step(w[i] - s.lr * g[i], 0.0, 0.0);
+}
+
+fn momentum_step(s: Settings, i: u32) -> Step {
+    let velocity = flush(s.momentum * m[i] + g[i]);
+    return Step(w[i] - s.lr * velocity, velocity, 0.0);
 }
 
 // Zero for subnormal values, as src/cpu/optimizer.rs: a moment whose gradient stays 0 decays
@@ -111,35 +124,141 @@ fn flush(x: f32) -> f32 {
     return select(x, 0.0, abs(x) < 1.17549435e-38);
 }
 
-// Adam's step on element i, after any weight decay.
-fn adam(s: Settings, i: u32) {
+// Adam's step on element i from the weight w_i (after any weight decay).
+fn adam_step(s: Settings, i: u32, w_i: f32) -> Step {
     let g_i = g[i];
     let m_i = flush(s.beta1 * m[i] + (1.0 - s.beta1) * g_i);
     let v_i = flush(s.beta2 * v[i] + (1.0 - s.beta2) * g_i * g_i);
-    m[i] = m_i;
-    v[i] = v_i;
     let m_hat = m_i / (1.0 - s.beta1_power);
     let v_hat = v_i / (1.0 - s.beta2_power);
-    w[i] -= s.lr * m_hat / (sqrt(v_hat) + s.epsilon);
+    return Step(w_i - s.lr * m_hat / (sqrt(v_hat) + s.epsilon), m_i, v_i);
+}
+
+fn adamw_step(s: Settings, i: u32) -> Step {
+    let w_i = w[i];
+    return adam_step(s, i, w_i - s.lr * s.weight_decay * w_i);
+}
+
+// The check's part that every kind shares: invocation 0 writes the step's powers, and a step
+// whose update is not finite is marked with the watch's count (1 for a step without a watch).
+fn check(s: Settings, i: u32, step: Step) {
+    if s.halted {
+        return;
+    }
+    if i == 0u {
+        settings[STEP_BETA1_POWER] = s.beta1_power;
+        settings[STEP_BETA2_POWER] = s.beta2_power;
+    }
+    if i < p.len && !(is_finite(step.w) && is_finite(step.m) && is_finite(step.v)) {
+        // Every invocation that finds one writes the same value.
+        settings[HALTED] = max(settings[STEPS], 1.0);
+    }
+}
+
+// An update's part that every kind shares: invocation 0 keeps the step's powers as the last.
+fn keep_powers(s: Settings, i: u32) {
+    if i == 0u && !s.halted {
+        settings[BETA1_POWER] = s.beta1_power;
+        settings[BETA2_POWER] = s.beta2_power;
+    }
+}
+
+@compute @workgroup_size(1)
+fn optimizer_advance() {
+    let s = advanced_settings();
+    if !s.halted {
+        settings[STEP_BETA1_POWER] = s.beta1_power;
+        settings[STEP_BETA2_POWER] = s.beta2_power;
+    }
+}
+
+// The checks read element i clamped into range, so every invocation computes a step (the
+// bounds test is in check()) and invocation 0 exists for any len.
+fn clamped(i: u32) -> u32 {
+    return min(i, p.len - 1u);
+}
+
+@compute @workgroup_size(256)
+fn sgd_check(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let s = advanced_settings();
+    let i = element(wg, nwg, lid);
+    check(s, i, sgd_step(s, clamped(i)));
+}
+
+@compute @workgroup_size(256)
+fn momentum_check(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let s = advanced_settings();
+    let i = element(wg, nwg, lid);
+    check(s, i, momentum_step(s, clamped(i)));
+}
+
+@compute @workgroup_size(256)
+fn adam_check(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let s = advanced_settings();
+    let i = element(wg, nwg, lid);
+    let j = clamped(i);
+    check(s, i, adam_step(s, j, w[j]));
+}
+
+@compute @workgroup_size(256)
+fn adamw_check(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let s = advanced_settings();
+    let i = element(wg, nwg, lid);
+    check(s, i, adamw_step(s, clamped(i)));
+}
+
+@compute @workgroup_size(256)
+fn sgd_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let s = update_settings();
+    let i = element(wg, nwg, lid);
+    if i < p.len && !s.halted {
+        w[i] = sgd_step(s, i).w;
+    }
+    keep_powers(s, i);
+}
+
+@compute @workgroup_size(256)
+fn momentum_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let s = update_settings();
+    let i = element(wg, nwg, lid);
+    if i < p.len && !s.halted {
+        let step = momentum_step(s, i);
+        m[i] = step.m;
+        w[i] = step.w;
+    }
+    keep_powers(s, i);
 }
 
 @compute @workgroup_size(256)
 fn adam_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let s = load_settings();
+    let s = update_settings();
     let i = element(wg, nwg, lid);
     if i < p.len && !s.halted {
-        adam(s, i);
+        let step = adam_step(s, i, w[i]);
+        m[i] = step.m;
+        v[i] = step.v;
+        w[i] = step.w;
     }
+    keep_powers(s, i);
 }
 
 @compute @workgroup_size(256)
 fn adamw_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let s = load_settings();
+    let s = update_settings();
     let i = element(wg, nwg, lid);
     if i < p.len && !s.halted {
-        w[i] -= s.lr * s.weight_decay * w[i];
-        adam(s, i);
+        let step = adamw_step(s, i);
+        m[i] = step.m;
+        v[i] = step.v;
+        w[i] = step.w;
     }
+    keep_powers(s, i);
 }

@@ -46,19 +46,24 @@ pub enum Error {
         value: f32,
     },
 
-    /// A training step's loss was NaN or infinite: found on the GPU by the loss watch (or on
-    /// the CPU), reported at the next loss read. That step's update and those of any later
-    /// steps before the report were skipped, so the weights are the last finite ones.
+    /// A training step diverged: its loss was NaN or infinite, or its update would have made a
+    /// weight or optimizer state so (a finite but huge `lr · g` overflows). Found on the GPU by
+    /// the loss watch and the optimizer's check (or on the CPU), reported at the next loss
+    /// read. That step's update and those of any later steps before the report were skipped,
+    /// so the weights are those from before it, all finite.
     #[error(
-        "training diverged: the loss of step {step} was {loss}; that step and the {skipped} after it \
-         were not applied, so the weights are those from before it. Lower the learning rate (or \
-         reload a checkpoint) and train on"
+        "training diverged: {}; that step and the {skipped} after it were not applied, so the \
+         weights are those from before it. Lower the learning rate (or reload a checkpoint) and \
+         train on",
+        diverged_cause(*step, *loss, *in_update)
     )]
     Diverged {
-        /// The step, counted from 1 over the model's life, whose loss was not finite.
+        /// The step, counted from 1 over the model's life, that diverged.
         step: u64,
-        /// That loss: NaN or ±infinity.
+        /// That step's loss: NaN or ±infinity, or finite when its update diverged.
         loss: f32,
+        /// Whether the update diverged (its loss was finite).
+        in_update: bool,
         /// Later steps before the report that were not applied either.
         skipped: u32,
     },
@@ -200,4 +205,12 @@ impl Error {
 /// An [`Error::Data`] naming the file (or the name a call reading from memory was given).
 pub(crate) fn data_error(path: &std::path::Path, problem: impl Into<String>) -> Error {
     Error::Data { file: path.display().to_string(), problem: problem.into() }
+}
+
+fn diverged_cause(step: u64, loss: f32, in_update: bool) -> String {
+    if in_update {
+        format!("the update of step {step} (loss {loss}) would have made a weight or its optimizer state NaN or infinite")
+    } else {
+        format!("the loss of step {step} was {loss}")
+    }
 }

@@ -38,7 +38,7 @@ impl OptimizerSettings {
     }
 
     /// `(β1^t, β2^t)` for Adam's bias corrections, multiplied out one step at a time in f32
-    /// exactly as the GPU's `optimizer_advance` does, so both backends agree to the bit.
+    /// exactly as the GPU's optimizer checks (and `optimizer_advance`) do, so both backends agree to the bit.
     /// (`1 − pow(β2, t)` with a GPU's few-ULP `pow` loses most of its digits to cancellation.)
     ///
     /// Each thread remembers its last answer and goes on from there, so a training loop that
@@ -67,8 +67,9 @@ impl OptimizerSettings {
     }
 
     /// The GPU row that `shaders/optimizer.wgsl` reads: `[lr, μ, β1, β2, ε, λ, β1^t, β2^t]`,
-    /// then the loss watch's four slots (steps, loss total, first bad step, its loss), zero:
-    /// no steps watched yet.
+    /// then the loss watch's four slots (steps, first bad step, loss total, last loss), zero:
+    /// no steps watched yet, then the next step's `β1^t, β2^t` (its check or advance writes
+    /// them; here the same as the last step's).
     pub fn to_row(&self) -> [f32; SETTINGS_LEN] {
         let (p1, p2) = self.beta_powers();
         let mut row = [0.0; SETTINGS_LEN];
@@ -82,17 +83,24 @@ impl OptimizerSettings {
             p1,
             p2,
         ]);
+        row[STEP_POWERS..].copy_from_slice(&[p1, p2]);
         row
     }
 }
 
 /// Length of the settings row.
-pub const SETTINGS_LEN: usize = 12;
+pub const SETTINGS_LEN: usize = 14;
+
+/// Where a step's own β powers are in the settings row: written by its check (or advance),
+/// read by its updates, which keep them as the last step's at `[6, 7]` (no launch reads the
+/// slots it writes: see `shaders/optimizer.wgsl`).
+const STEP_POWERS: usize = 12;
 
 /// Where the loss watch's slots start in the settings row. `shaders/loss.wgsl`'s `watch_loss`
 /// keeps them, once per training step, and `take_loss` reads them with the row:
-/// `[steps since the last read, the first of those whose loss was not finite (0: none),
-/// the sum of their losses, that first non-finite loss]`. While a step is marked, the
+/// `[steps since the last read, the first of those that diverged (0: none), the sum of their
+/// losses, the last counted step's loss]`. A step diverges when its loss is not finite, or
+/// (marked by the optimizer's check) its update would not be. While a step is marked, the
 /// optimizer kernels leave everything as it is, so the weights stay those from before it.
 pub const WATCH: usize = 8;
 
@@ -103,6 +111,7 @@ pub(crate) struct Watch {
     /// 1-based among `steps`.
     pub(crate) first_bad: Option<u32>,
     pub(crate) total: f32,
+    /// The first diverged step's loss: finite when its update was what diverged.
     pub(crate) bad_loss: f32,
 }
 

@@ -24,7 +24,8 @@ pub fn network() -> ModelConfig {
 /// Frames between loss reads (each is one small copy in the frame's encoder).
 const LOSS_EVERY: u32 = 10;
 
-/// Where the network's output comes from each frame.
+/// Where the network's output comes from each frame. (One per scene: its size is no matter.)
+#[allow(clippy::large_enum_variant)]
 enum Network {
     /// The model on the app's device: steps and the forward pass recorded into its encoder.
     Gpu(Forward),

@@ -592,6 +592,22 @@ impl Kernels<'_> {
     }
 }
 
+/// What the adapter runs: facts about the context, so on [`Gpu`] itself.
+impl Gpu {
+    /// Whether this adapter has the subgroup matmul kernels.
+    pub fn has_subgroup_matmul(&self) -> bool {
+        self.compiled.matmul_subgroup.is_some()
+    }
+
+    /// The kernel [`MatmulKernel::Auto`] runs on this adapter for shapes the vec4 kernels take
+    /// (others run [`MatmulKernel::Scalar`]): [`MatmulKernel::Subgroup`] on a CPU adapter
+    /// whose subgroups have one fixed width (llvmpipe: 8 lanes), [`MatmulKernel::Tiled`] on
+    /// discrete, integrated and virtual GPUs, [`MatmulKernel::Vec4`] elsewhere.
+    pub fn matmul_kernel(&self) -> MatmulKernel {
+        self.compiled.auto_matmul
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -650,21 +666,5 @@ mod tests {
         ] {
             assert_eq!(auto_kernel(&info(device_type), limits, has_subgroup), want, "{device_type:?}");
         }
-    }
-}
-
-/// What the adapter runs: facts about the context, so on [`Gpu`] itself.
-impl Gpu {
-    /// Whether this adapter has the subgroup matmul kernels.
-    pub fn has_subgroup_matmul(&self) -> bool {
-        self.compiled.matmul_subgroup.is_some()
-    }
-
-    /// The kernel [`MatmulKernel::Auto`] runs on this adapter for shapes the vec4 kernels take
-    /// (others run [`MatmulKernel::Scalar`]): [`MatmulKernel::Subgroup`] on a CPU adapter
-    /// whose subgroups have one fixed width (llvmpipe: 8 lanes), [`MatmulKernel::Tiled`] on
-    /// discrete, integrated and virtual GPUs, [`MatmulKernel::Vec4`] elsewhere.
-    pub fn matmul_kernel(&self) -> MatmulKernel {
-        self.compiled.auto_matmul
     }
 }

@@ -1,6 +1,12 @@
-//! Pipelines of `shaders/optimizer.wgsl`: SGD, momentum, Adam and AdamW updates in place, and
-//! the step counter Adam's bias correction reads. Settings come from a (1, 12) GPU row made
-//! from [`OptimizerSettings::to_row`], so they change with [`Gpu::write`], not by rebinding.
+//! Pipelines of `shaders/optimizer.wgsl`: SGD, momentum, Adam and AdamW updates in place, the
+//! checks that keep a step whose update would not be finite from being taken, and the step
+//! counter Adam's bias correction reads. Settings come from a (1, 14) GPU row made from
+//! [`OptimizerSettings::to_row`], so they change with [`Gpu::write`], not by rebinding.
+//!
+//! A training step records, after its backward pass, one check per parameter tensor (the
+//! check also advances the step's β powers), then one update per tensor: all the checks
+//! before all the updates. A step recorded without checks records [`Kernels::optimizer_advance`]
+//! in their place.
 
 use super::Kernels;
 use bytemuck::{Pod, Zeroable};
@@ -34,17 +40,25 @@ pub(crate) fn kernels(device: &wgpu::Device) -> OptimizerKernels {
         Family::new(device, name, super::shaders::OPTIMIZER, bindings, entries)
     };
     OptimizerKernels {
-        sgd: family("sgd", &[uniform, Read, Read, ReadWrite], &["sgd_update", "optimizer_advance"]),
-        momentum: family("momentum", &[uniform, Read, Read, ReadWrite, ReadWrite], &["momentum_update"]),
+        sgd: family(
+            "sgd",
+            &[uniform, ReadWrite, Read, ReadWrite],
+            &["sgd_update", "sgd_check", "optimizer_advance"],
+        ),
+        momentum: family(
+            "momentum",
+            &[uniform, ReadWrite, Read, ReadWrite, ReadWrite],
+            &["momentum_update", "momentum_check"],
+        ),
         adam: family(
             "adam",
-            &[uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite],
-            &["adam_update", "adamw_update"],
+            &[uniform, ReadWrite, Read, ReadWrite, ReadWrite, ReadWrite],
+            &["adam_update", "adamw_update", "adam_check", "adamw_check"],
         ),
     }
 }
 
-/// The optimizer's settings and the loss watch on the GPU: the (1, 12) row of
+/// The optimizer's settings and the loss watch on the GPU: the (1, 14) row of
 /// [`OptimizerSettings::to_row`] that the update, advance and loss-watch kernels read and keep,
 /// made by [`Kernels::upload_settings`]. A type of its own, so no other tensor can be bound
 /// in its place; it reads and writes as a tensor (`gpu.read(&row)`, and
@@ -66,12 +80,13 @@ impl Kernels<'_> {
         Ok(SettingsRow(self.upload(&settings.to_row(), 1, SETTINGS_LEN)?))
     }
 
-    /// Binds one step of the settings row's counters (`β1^t`, `β2^t`): record it once per
-    /// step, before that step's updates.
+    /// Binds one step of the settings row's counters (`β1^t`, `β2^t`) alone: record it once per
+    /// step, before that step's updates, in a step recorded without the checks (which advance
+    /// the counters themselves).
     pub fn optimizer_advance(&self, settings: &SettingsRow) -> Result<Dispatch> {
         check_settings("optimizer_advance", settings)?;
         let params = Params { len: 1, _pad: [0; 3] };
-        let args = [Arg::Unused, Arg::Unused, settings.into()];
+        let args = [settings.into(), Arg::Unused, Arg::Unused];
         self.compiled.optimizer.sgd.bind(
             self,
             "optimizer_advance",
@@ -79,6 +94,49 @@ impl Kernels<'_> {
             &args,
             [1, 1, 1],
         )
+    }
+
+    /// Binds the check of [`Kernels::sgd_update`] with the step's advance: the step is marked
+    /// as diverged (and its updates then leave everything as it is) if a new weight would be
+    /// NaN or infinite. See [`crate::cpu::sgd_check`].
+    pub fn sgd_check(&self, w: &GpuTensor, g: &GpuTensor, settings: &SettingsRow) -> Result<Dispatch> {
+        self.bind_update(&self.compiled.optimizer.sgd, "sgd_check", w, g, &[], settings)
+    }
+
+    /// Binds the check of [`Kernels::momentum_update`] with the step's advance.
+    pub fn momentum_check(
+        &self,
+        w: &GpuTensor,
+        velocity: &GpuTensor,
+        g: &GpuTensor,
+        settings: &SettingsRow,
+    ) -> Result<Dispatch> {
+        let family = &self.compiled.optimizer.momentum;
+        self.bind_update(family, "momentum_check", w, g, &[velocity], settings)
+    }
+
+    /// Binds the check of [`Kernels::adam_update`] with the step's advance.
+    pub fn adam_check(
+        &self,
+        w: &GpuTensor,
+        m: &GpuTensor,
+        v: &GpuTensor,
+        g: &GpuTensor,
+        settings: &SettingsRow,
+    ) -> Result<Dispatch> {
+        self.bind_update(&self.compiled.optimizer.adam, "adam_check", w, g, &[m, v], settings)
+    }
+
+    /// Binds the check of [`Kernels::adamw_update`] with the step's advance.
+    pub fn adamw_check(
+        &self,
+        w: &GpuTensor,
+        m: &GpuTensor,
+        v: &GpuTensor,
+        g: &GpuTensor,
+        settings: &SettingsRow,
+    ) -> Result<Dispatch> {
+        self.bind_update(&self.compiled.optimizer.adam, "adamw_check", w, g, &[m, v], settings)
     }
 
     /// Binds `w −= lr · g`.

@@ -77,7 +77,7 @@ impl Uploads {
         })??;
         gpu.tally.uploaded(size);
         let (buffer, returned) = (free.buffer.clone(), self.returned.clone());
-        encoder.map_buffer_on_submit(&*buffer, wgpu::MapMode::Write, .., move |mapped| {
+        encoder.map_buffer_on_submit(&buffer, wgpu::MapMode::Write, .., move |mapped| {
             // A failed map (a lost device) lets the buffer go rather than reuse it unmapped.
             if let (Ok(()), Ok(mut returned)) = (mapped, returned.lock())
                 && returned.len() < KEEP

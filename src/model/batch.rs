@@ -169,7 +169,7 @@ pub struct EpochProgress {
     /// Samples trained on so far in this epoch.
     pub samples_done: usize,
     /// The mean loss of the epoch so far: after every step on the CPU; on the GPU every
-    /// [`LOSS_REPORT_STEPS`] steps (one 48-byte read of the settings row with the loss watch),
+    /// [`LOSS_REPORT_STEPS`] steps (one 56-byte read of the settings row with the loss watch),
     /// `None` in between.
     pub running_loss: Option<f32>,
 }

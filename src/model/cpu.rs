@@ -51,9 +51,10 @@ pub struct CpuModel<T> {
     dropout_step: u32,
     loss_total: f64,
     loss_steps: u32,
-    /// The first step since the last loss read whose loss was not finite (1-based among
-    /// them) and that loss: from then until the report, steps change nothing.
-    diverged: Option<(u32, f32)>,
+    /// The first step since the last loss read that diverged (1-based among them), its loss,
+    /// and whether its update was what diverged: from then until the report, steps change
+    /// nothing.
+    diverged: Option<(u32, f32, bool)>,
     datasets: ResidentSets<Arc<Dataset>>,
     /// The last batch size's buffers, reused while it repeats (no allocation per step).
     batch: Batch<T>,
@@ -115,14 +116,39 @@ impl<T: Scalar> CpuModel<T> {
         }
         let loss = self.gradients_written(rows)?.to_f64().unwrap_or(f64::NAN);
         if !loss.is_finite() {
-            self.diverged = Some((self.loss_steps, loss as f32));
+            self.diverged = Some((self.loss_steps, loss as f32, false));
+            return Ok(());
+        }
+        self.settings.step += 1;
+        if !self.updates_are_finite()? {
+            self.settings.step -= 1;
+            self.diverged = Some((self.loss_steps, loss as f32, true));
             return Ok(());
         }
         self.loss_total += loss;
-        self.settings.step += 1;
         let mut exec = self.exec(rows, true);
         let graph = exec.graph;
         ops::updates(&mut exec, graph)
+    }
+
+    /// Whether this step's updates would leave every weight and optimizer state finite, as the
+    /// GPU's optimizer checks find before its updates.
+    fn updates_are_finite(&self) -> Result<bool> {
+        let s = &self.settings;
+        for tensors in &self.params {
+            let (w, g) = (&tensors.value, &tensors.grad);
+            let finite = match (self.graph.config.optimizer, tensors.state.as_slice()) {
+                (Optimizer::Sgd { .. }, _) => cpu::sgd_check(w, g, s)?,
+                (Optimizer::Momentum { .. }, [m]) => cpu::momentum_check(w, m, g, s)?,
+                (Optimizer::Adam { .. }, [m, v]) => cpu::adam_check(w, m, v, g, s)?,
+                (Optimizer::AdamW { .. }, [m, v]) => cpu::adamw_check(w, m, v, g, s)?,
+                _ => unreachable!("the state layout follows the optimizer (graph::state_names)"),
+            };
+            if !finite {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Forward, loss and backward in training mode without updating: leaves the gradients in
@@ -375,9 +401,12 @@ impl CpuModel<f32> {
         self.loss_total = 0.0;
         match self.diverged.take() {
             // No update ran since the bad step, so the optimizer's count is just before it.
-            Some((bad, loss)) => {
-                Err(Error::Diverged { step: u64::from(self.settings.step) + 1, loss, skipped: steps - bad })
-            }
+            Some((bad, loss, in_update)) => Err(Error::Diverged {
+                step: u64::from(self.settings.step) + 1,
+                loss,
+                in_update,
+                skipped: steps - bad,
+            }),
             None => Ok(mean as f32),
         }
     }

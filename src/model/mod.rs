@@ -173,8 +173,9 @@ impl Model {
     }
 
     /// The mean loss of the steps since the last call, and resets it: on the GPU, the one
-    /// read-back of training (the 48-byte settings row that holds the loss watch). If a step's
-    /// loss was NaN or infinite, this is `Error::Diverged` with that step's number: that step
+    /// read-back of training (the 56-byte settings row that holds the loss watch). If a step's
+    /// loss was NaN or infinite, or its update would have made a weight so, this is
+    /// `Error::Diverged` with that step's number: that step
     /// and the later ones since the last read were not applied, and training goes on from the
     /// weights from before it. [`Error::NoSteps`] when no step was taken since the last read.
     ///
@@ -338,7 +339,7 @@ impl Model {
     ///
     /// # Errors
     /// [`Error::Shape`] for a batch size of 0 or a `Resident` of another model,
-    /// [`Error::Diverged`] when a step's loss was not finite (the epoch stops there),
+    /// [`Error::Diverged`] when a step's loss or update was not finite (the epoch stops there),
     /// [`Error::InferenceOnly`] on a model rebuilt by [`Model::from_checkpoint`].
     pub fn train_epoch(
         &mut self,

@@ -178,7 +178,7 @@ fn patch_steps(bytes: &[u8], steps: &str) -> Vec<u8> {
     header["__metadata__"]["steps"] = steps.into();
     let mut text = serde_json::to_string(&header).unwrap();
     // safetensors pads the header to 8 bytes with spaces, and data offsets are relative.
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();

@@ -3,7 +3,6 @@
 //! forward pass over the app's buffer.
 
 /// The `live_boundary` example's frame: its network, for the soak below.
-#[allow(dead_code)]
 #[path = "../../examples/live_boundary/scene.rs"]
 mod live_boundary;
 

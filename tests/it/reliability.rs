@@ -210,7 +210,7 @@ fn sizes_past_the_adapters_limits_are_errors_naming_limit_and_size() {
     // A batch past the storage binding limit (128 MiB on lavapipe; a data set that big is
     // uploaded in parts instead, tested below): tried only
     // where that limit is small enough to build such a batch in the test.
-    let limit = u64::from(gpu.limits().max_storage_buffer_binding_size);
+    let limit = gpu.limits().max_storage_buffer_binding_size;
     if limit > 1 << 30 {
         eprintln!("max_storage_buffer_binding_size is {limit}: the oversized batch is not tried");
         return;

@@ -133,8 +133,8 @@ async fn a_diverging_loss_is_reported_with_its_step_and_the_last_finite_weights_
             model.train_step(&x, &Target::Values(&t)).unwrap();
         }
         match model.take_loss_async().await {
-            Err(Error::Diverged { step, loss, skipped }) => {
-                assert_eq!((step, skipped), (17, 3), "{backend:?}");
+            Err(Error::Diverged { step, loss, skipped, in_update }) => {
+                assert_eq!((step, skipped, in_update), (17, 3, false), "{backend:?}");
                 assert!(loss.is_infinite(), "{backend:?}: {loss}");
             }
             other => panic!("{backend:?}: expected a divergence report, got {other:?}"),
@@ -152,6 +152,60 @@ async fn a_diverging_loss_is_reported_with_its_step_and_the_last_finite_weights_
         }
         let loss = model.take_loss_async().await.unwrap();
         assert!(loss.is_finite() && loss < 1.0, "{backend:?}: {loss}");
+    }
+}
+}
+
+/// Two weights, [1, 0.5], under MSE from x = [1, 1e-37] to 0, with a rate of 3e38 (finite,
+/// so accepted): the first step's loss is 1.0, but its update would take the first weight
+/// past f32::MAX (3e38 · 2 for SGD, momentum and Adam's m̂ of 2) while the second (gradient
+/// 2e-37) would move by ~60 and stay finite.
+fn overflowing(optimizer: Optimizer) -> ModelConfig {
+    let weights = Init::Given { weights: vec![1.0, 0.5], bias: None };
+    ModelConfig::new(2).dense_with(1, false, weights).loss(Loss::Mse).optimizer(optimizer)
+}
+
+portable! {
+/// A step whose loss is finite but whose update is not is a divergence too: no weight or
+/// optimizer state of that step is written (not the finite one either), and with a sane rate
+/// the model trains on exactly as one that never took the step.
+async fn an_update_that_overflows_is_a_divergence_and_changes_nothing() {
+    let gpu = shared_gpu().await;
+    let (x, t) = ([1.0f32, 1e-37], [0.0f32]);
+    for backend in backends_with(gpu) {
+        for optimizer in [
+            Optimizer::Sgd { lr: 3e38 },
+            Optimizer::Momentum { lr: 3e38, momentum: 0.9 },
+            Optimizer::Adam { lr: 3e38 },
+            Optimizer::AdamW { lr: 3e38, weight_decay: 0.01 },
+        ] {
+            let what = format!("{backend:?} {optimizer:?}");
+            let mut model = overflowing(optimizer).build(backend, gpu).unwrap();
+            model.train_step(&x, &Target::Values(&t)).unwrap();
+            model.train_step(&x, &Target::Values(&t)).unwrap();
+            match model.take_loss_async().await {
+                Err(Error::Diverged { step, loss, skipped, in_update }) => {
+                    assert_eq!((step, loss, skipped, in_update), (1, 1.0, 1, true), "{what}");
+                }
+                other => panic!("{what}: expected a divergence report, got {other:?}"),
+            }
+            let w = model.weights_async(0).await.unwrap();
+            assert_eq!(w, [1.0, 0.5], "{what}: the step changed a weight");
+
+            // Trained on at a sane rate, it matches a model that never took the step: the
+            // moments, the β powers and the step count were left as they were too.
+            let mut fresh = overflowing(optimizer).build(backend, gpu).unwrap();
+            for m in [&mut model, &mut fresh] {
+                m.set_learning_rate(0.1).unwrap();
+                for _ in 0..3 {
+                    m.train_step(&x, &Target::Values(&t)).unwrap();
+                }
+            }
+            let (loss, fresh_loss) = (model.take_loss_async().await.unwrap(), fresh.take_loss_async().await.unwrap());
+            assert_eq!(loss, fresh_loss, "{what}");
+            let (w, fresh_w) = (model.weights_async(0).await.unwrap(), fresh.weights_async(0).await.unwrap());
+            assert_eq!(w, fresh_w, "{what}");
+        }
     }
 }
 }

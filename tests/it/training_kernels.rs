@@ -88,7 +88,9 @@ enum Optimizer {
 }
 
 /// Five steps with a new gradient each, and a learning-rate change before the fourth,
-/// recorded as the layer graph will: advance the step counter, then update.
+/// recorded as the layer graph does: check (and advance the step counter), then update. The
+/// third step's gradient has an infinite element: the check is false on the CPU and marks the
+/// step on the GPU, and neither backend takes that step, in any element.
 async fn check_optimizer(gpu: &Gpu, optimizer: Optimizer, len: usize) {
     let mut settings = OptimizerSettings::new(0.05);
     let mut w = random(len, 10);
@@ -100,32 +102,60 @@ async fn check_optimizer(gpu: &Gpu, optimizer: Optimizer, len: usize) {
         gpu.zeros(1, len).unwrap(),
     );
     let settings_g = gpu.kernels().upload_settings(&settings).unwrap();
-    let advance = gpu.kernels().optimizer_advance(&settings_g).unwrap();
-    let update = match optimizer {
-        Optimizer::Sgd => gpu.kernels().sgd_update(&w_g, &g_g, &settings_g),
-        Optimizer::Momentum => gpu.kernels().momentum_update(&w_g, &m_g, &g_g, &settings_g),
-        Optimizer::Adam => gpu.kernels().adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
-        Optimizer::AdamW => gpu.kernels().adamw_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
-    }
-    .unwrap();
+    let k = gpu.kernels();
+    let (check, update) = match optimizer {
+        Optimizer::Sgd => (k.sgd_check(&w_g, &g_g, &settings_g), k.sgd_update(&w_g, &g_g, &settings_g)),
+        Optimizer::Momentum => {
+            (k.momentum_check(&w_g, &m_g, &g_g, &settings_g), k.momentum_update(&w_g, &m_g, &g_g, &settings_g))
+        }
+        Optimizer::Adam => {
+            (k.adam_check(&w_g, &m_g, &v_g, &g_g, &settings_g), k.adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g))
+        }
+        Optimizer::AdamW => (
+            k.adamw_check(&w_g, &m_g, &v_g, &g_g, &settings_g),
+            k.adamw_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+        ),
+    };
+    let (check, update) = (check.unwrap(), update.unwrap());
+    let what = format!("{optimizer:?} over 5 steps, {len} weights");
     for step in 0..5 {
         if step == 3 {
             settings.lr = 0.01;
             gpu.write(&settings_g, &settings.to_row()).unwrap();
         }
-        let g = random(len, 20 + step);
+        let mut g = random(len, 20 + step);
+        if step == 2 {
+            g[len / 2] = f32::INFINITY;
+        }
         gpu.write(&g_g, &g).unwrap();
         settings.step += 1;
-        match optimizer {
-            Optimizer::Sgd => cpu::sgd_update(&mut w, &g, &settings),
-            Optimizer::Momentum => cpu::momentum_update(&mut w, &mut m, &g, &settings),
-            Optimizer::Adam => cpu::adam_update(&mut w, &mut m, &mut v, &g, &settings),
-            Optimizer::AdamW => cpu::adamw_update(&mut w, &mut m, &mut v, &g, &settings),
+        let finite = match optimizer {
+            Optimizer::Sgd => cpu::sgd_check(&w, &g, &settings),
+            Optimizer::Momentum => cpu::momentum_check(&w, &m, &g, &settings),
+            Optimizer::Adam => cpu::adam_check(&w, &m, &v, &g, &settings),
+            Optimizer::AdamW => cpu::adamw_check(&w, &m, &v, &g, &settings),
         }
         .unwrap();
-        gpu.run(&[&advance, &update]).unwrap();
+        assert_eq!(finite, step != 2, "{what}: the CPU's check at step {step}");
+        if finite {
+            match optimizer {
+                Optimizer::Sgd => cpu::sgd_update(&mut w, &g, &settings),
+                Optimizer::Momentum => cpu::momentum_update(&mut w, &mut m, &g, &settings),
+                Optimizer::Adam => cpu::adam_update(&mut w, &mut m, &mut v, &g, &settings),
+                Optimizer::AdamW => cpu::adamw_update(&mut w, &mut m, &mut v, &g, &settings),
+            }
+            .unwrap();
+        } else {
+            settings.step -= 1;
+        }
+        gpu.run(&[&check, &update]).unwrap();
+        let row = gpu.read_async(&settings_g).await.unwrap();
+        // The halt mark: the watch's count (none here), or 1.
+        assert_eq!(row[9], if finite { 0.0 } else { 1.0 }, "{what}: the GPU's check at step {step}");
+        if !finite {
+            gpu.write(&settings_g, &settings.to_row()).unwrap(); // as a model's loss read does
+        }
     }
-    let what = format!("{optimizer:?} over 5 steps, {len} weights");
     assert_close(&what, &gpu.read_async(&w_g).await.unwrap(), &w, RTOL, ATOL);
     // The GPU's step counters are bit-identical to the host's.
     assert_eq!(gpu.read_async(&settings_g).await.unwrap(), settings.to_row(), "{what}: settings row");

@@ -195,7 +195,12 @@ impl LossReading {
             Some(bad) => {
                 let skipped = watch.steps.saturating_sub(bad);
                 self.unapplied.fetch_add(skipped + 1, Ordering::Relaxed);
-                Err(Error::Diverged { step: self.first_step + u64::from(bad), loss: watch.bad_loss, skipped })
+                Err(Error::Diverged {
+                    step: self.first_step + u64::from(bad),
+                    loss: watch.bad_loss,
+                    in_update: watch.bad_loss.is_finite(),
+                    skipped,
+                })
             }
             None => Ok(watch.total / watch.steps as f32),
         }

@@ -99,14 +99,12 @@ pub(crate) struct GpuModel {
     pub(super) gpu: Gpu,
     pub(super) graph: Graph,
     pub(super) shared: Shared,
-    /// Every parameter's optimizer update, bound once.
+    /// Every parameter's optimizer check (with the step's advance of the β powers), then
+    /// every update, bound once.
     updates: Vec<Dispatch>,
     settings: OptimizerSettings,
-    /// The dropout counter's advance runs first in a step (masks are drawn from it); the
-    /// optimizer's (β powers) just before the updates, after the loss watch, so a step the
-    /// watch halts does not advance it.
+    /// The dropout counter's advance runs first in a step (masks are drawn from it).
     dropout_advance: Option<Dispatch>,
-    optimizer_advance: Dispatch,
     /// Training steps since the last loss read (the watch counts them too).
     pub(super) loss_steps: u32,
     pub(super) plans: Plans,
@@ -164,7 +162,6 @@ impl GpuModel {
         let settings = graph.config.optimizer.settings();
         let settings_row = gpu.kernels().upload_settings(&settings)?;
         let dropout_counter = gpu.kernels().dropout_counter()?;
-        let optimizer_advance = gpu.kernels().optimizer_advance(&settings_row)?;
         let dropout_advance =
             graph.has_dropout().then(|| gpu.kernels().dropout_advance(&dropout_counter)).transpose()?;
         let (params, flat) = super::flat::layout(gpu, &graph, &values)?;
@@ -183,7 +180,6 @@ impl GpuModel {
             updates,
             settings,
             dropout_advance,
-            optimizer_advance,
             loss_steps: 0,
             plans: Plans::default(),
             steps: 0,
@@ -201,14 +197,13 @@ impl GpuModel {
 
     /// One training step on `plan`, in order: the dropout counter, `gathers` (the batch cut
     /// from resident data, if any), forward, loss, watch and backward, then the optimizer's
-    /// advance and every update. What `train_step`, `train_epoch` and `record_train_step` run.
+    /// checks and updates. What `train_step`, `train_epoch` and `record_train_step` run.
     pub(super) fn step<'a>(
         &'a self,
         plan: &'a Plan,
         gathers: &'a [Dispatch],
     ) -> impl Iterator<Item = &'a Dispatch> {
-        let updates = std::iter::once(&self.optimizer_advance).chain(&self.updates);
-        self.dropout_advance.iter().chain(gathers).chain(&plan.dispatches).chain(updates)
+        self.dropout_advance.iter().chain(gathers).chain(&plan.dispatches).chain(&self.updates)
     }
 
     /// The loss watch's slots (one read of the settings row).
@@ -353,7 +348,12 @@ impl GpuModel {
                 // counter: count only the applied ones, as the optimizer's β powers do.
                 let skipped = steps.saturating_sub(bad);
                 self.steps = self.steps.saturating_sub(skipped + 1);
-                Err(Error::Diverged { step: u64::from(self.steps) + 1, loss: watch.bad_loss, skipped })
+                Err(Error::Diverged {
+                    step: u64::from(self.steps) + 1,
+                    loss: watch.bad_loss,
+                    in_update: watch.bad_loss.is_finite(),
+                    skipped,
+                })
             }
             None => Ok(watch.total / steps as f32),
         }

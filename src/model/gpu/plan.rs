@@ -352,22 +352,32 @@ impl Ops for Binder<'_> {
         }
     }
 
-    /// One launch per flat group (one for most models) instead of one per parameter.
+    /// One launch per flat group (one for most models) instead of one per parameter, for the
+    /// checks (with the step's advance) and then for the updates.
     fn updates(&mut self, optimizer: Optimizer) -> Result<()> {
-        let (gpu, settings) = (self.gpu, &self.shared.settings_row);
-        for flat in &self.shared.flat {
-            let (w, g) = (&flat.values, flat.grads.as_ref().expect("updates are bound in models that train"));
-            let d = match optimizer {
-                Optimizer::Sgd { .. } => gpu.kernels().sgd_update(w, g, settings),
-                Optimizer::Momentum { .. } => gpu.kernels().momentum_update(w, &flat.states[0], g, settings),
-                Optimizer::Adam { .. } => {
-                    gpu.kernels().adam_update(w, &flat.states[0], &flat.states[1], g, settings)
-                }
-                Optimizer::AdamW { .. } => {
-                    gpu.kernels().adamw_update(w, &flat.states[0], &flat.states[1], g, settings)
-                }
-            };
-            self.push(d)?;
+        let (kernels, settings) = (self.gpu.kernels(), &self.shared.settings_row);
+        for check in [true, false] {
+            for flat in &self.shared.flat {
+                let w = &flat.values;
+                let g = flat.grads.as_ref().expect("updates are bound in models that train");
+                let d = match (optimizer, check) {
+                    (Optimizer::Sgd { .. }, true) => kernels.sgd_check(w, g, settings),
+                    (Optimizer::Sgd { .. }, false) => kernels.sgd_update(w, g, settings),
+                    (Optimizer::Momentum { .. }, true) => kernels.momentum_check(w, &flat.states[0], g, settings),
+                    (Optimizer::Momentum { .. }, false) => kernels.momentum_update(w, &flat.states[0], g, settings),
+                    (Optimizer::Adam { .. }, true) => kernels.adam_check(w, &flat.states[0], &flat.states[1], g, settings),
+                    (Optimizer::Adam { .. }, false) => {
+                        kernels.adam_update(w, &flat.states[0], &flat.states[1], g, settings)
+                    }
+                    (Optimizer::AdamW { .. }, true) => {
+                        kernels.adamw_check(w, &flat.states[0], &flat.states[1], g, settings)
+                    }
+                    (Optimizer::AdamW { .. }, false) => {
+                        kernels.adamw_update(w, &flat.states[0], &flat.states[1], g, settings)
+                    }
+                };
+                self.push(d)?;
+            }
         }
         Ok(())
     }
