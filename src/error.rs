@@ -209,7 +209,9 @@ pub(crate) fn data_error(path: &std::path::Path, problem: impl Into<String>) -> 
 
 fn diverged_cause(step: u64, loss: f32, in_update: bool) -> String {
     if in_update {
-        format!("the update of step {step} (loss {loss}) would have made a weight or its optimizer state NaN or infinite")
+        format!(
+            "the update of step {step} (loss {loss}) would have made a weight or its optimizer state NaN or infinite"
+        )
     } else {
         format!("the loss of step {step} was {loss}")
     }

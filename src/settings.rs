@@ -3,6 +3,19 @@
 
 use std::cell::Cell;
 
+use crate::{Error, Result};
+
+/// Refuses a learning rate no step could use: NaN, infinite or negative.
+pub(crate) fn check_lr(op: &'static str, lr: f32) -> Result<()> {
+    if lr.is_finite() && lr >= 0.0 {
+        return Ok(());
+    }
+    Err(Error::InvalidOptimizer {
+        op,
+        problem: format!("a learning rate must be finite and not negative, not {lr}"),
+    })
+}
+
 /// Hyperparameters of every optimizer, and the step counter Adam's bias correction uses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
@@ -64,6 +77,28 @@ impl OptimizerSettings {
         }
         LAST.set((self.beta1, self.beta2, self.step, p1, p2));
         (p1, p2)
+    }
+
+    /// Refuses settings no step could use, naming the setting (`op` is the refusing call): a
+    /// NaN, infinite or negative learning rate or weight decay, a momentum or β outside
+    /// [0, 1), an ε that is not finite and positive.
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        check_lr(op, self.lr)?;
+        let bad = |problem: String| Err(Error::InvalidOptimizer { op, problem });
+        let unit = |x: f32| (0.0..1.0).contains(&x);
+        if !unit(self.momentum) {
+            return bad(format!("a momentum must be in [0, 1), not {}", self.momentum));
+        }
+        if !(unit(self.beta1) && unit(self.beta2)) {
+            return bad(format!("Adam's β1 and β2 must be in [0, 1), not {} and {}", self.beta1, self.beta2));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad(format!("Adam's ε must be finite and positive, not {}", self.eps));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!("a weight decay must be finite and not negative, not {}", self.weight_decay));
+        }
+        Ok(())
     }
 
     /// The GPU row that `shaders/optimizer.wgsl` reads: `[lr, μ, β1, β2, ε, λ, β1^t, β2^t]`,

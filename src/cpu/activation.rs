@@ -68,6 +68,7 @@ pub fn tanh_backward<T: Float>(dx: &mut [T], y: &[T], dy: &[T]) -> Result<()> {
 /// `out = x` for `x > 0`, `slope · x` otherwise
 pub fn leaky_relu_forward<T: Float>(out: &mut [T], x: &[T], slope: T) -> Result<()> {
     check_len("leaky_relu_forward", "output", out.len(), x.len(), 1)?;
+    check_slope("leaky_relu_forward", slope)?;
     for (o, &x) in out.iter_mut().zip(x) {
         *o = if x > T::zero() { x } else { slope * x };
     }
@@ -78,10 +79,20 @@ pub fn leaky_relu_forward<T: Float>(out: &mut [T], x: &[T], slope: T) -> Result<
 pub fn leaky_relu_backward<T: Float>(dx: &mut [T], x: &[T], dy: &[T], slope: T) -> Result<()> {
     check_len("leaky_relu_backward", "input", x.len(), dx.len(), 1)?;
     check_len("leaky_relu_backward", "output gradient", dy.len(), dx.len(), 1)?;
+    check_slope("leaky_relu_backward", slope)?;
     for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
         *dx = if x > T::zero() { dy } else { slope * dy };
     }
     Ok(())
+}
+
+/// A NaN or infinite slope would fill the output with NaN (∞ · 0 for x = 0).
+fn check_slope<T: Float>(op: &'static str, slope: T) -> Result<()> {
+    if slope.is_finite() {
+        return Ok(());
+    }
+    let slope = slope.to_f64().unwrap_or(f64::NAN);
+    Err(crate::Error::shape(op, "a finite LeakyReLU slope", slope.to_string()))
 }
 
 /// √(2/π) and the cubic coefficient of GELU's tanh approximation.

@@ -24,6 +24,9 @@ pub fn dropout_forward<T: Float>(
 ) -> Result<()> {
     check_len("dropout_forward", "output", out.len(), x.len(), 1)?;
     check_len("dropout_forward", "mask", mask.len(), x.len(), 1)?;
+    if !(0.0..1.0).contains(&p) {
+        return Err(crate::Error::shape("dropout_forward", "a drop probability in [0, 1)", p.to_string()));
+    }
     let scale = T::from(1.0 / (1.0 - p)).unwrap_or_else(T::nan);
     for i in 0..x.len() {
         let keep = dropout_uniform(seed, step, i as u32) >= p;

@@ -113,7 +113,13 @@ pub fn adamw_check<T: Float>(w: &[T], m: &[T], v: &[T], g: &[T], s: &OptimizerSe
     Ok(adam_all_finite(w, m, v, g, |w, m, v, g| adam.step(adam.decay(w), m, v, g)))
 }
 
-fn adam_all_finite<T: Float>(w: &[T], m: &[T], v: &[T], g: &[T], step: impl Fn(T, T, T, T) -> (T, T, T)) -> bool {
+fn adam_all_finite<T: Float>(
+    w: &[T],
+    m: &[T],
+    v: &[T],
+    g: &[T],
+    step: impl Fn(T, T, T, T) -> (T, T, T),
+) -> bool {
     w.iter().zip(m).zip(v).zip(g).all(|(((&w, &m), &v), &g)| {
         let (w, m, v) = step(w, m, v, g);
         w.is_finite() && m.is_finite() && v.is_finite()

@@ -86,24 +86,36 @@ fn labels_from(mut reader: Box<dyn Read + '_>, path: &Path) -> Result<Vec<u8>> {
 
 /// Writes images as a plain IDX3 file (for tests and tools).
 pub fn write_images(path: impl AsRef<Path>, images: &Images) -> Result<()> {
-    let mut bytes = idx_header(3, &[images.count, images.rows, images.cols]);
+    let path = path.as_ref();
+    let len = images.count.checked_mul(images.rows).and_then(|n| n.checked_mul(images.cols));
+    if len != Some(images.pixels.len()) {
+        let (count, rows, cols) = (images.count, images.rows, images.cols);
+        let problem =
+            format!("{count} images of {rows}x{cols} pixels, but {} pixels given", images.pixels.len());
+        return Err(data_error(path, problem));
+    }
+    let mut bytes = idx_header(path, 3, &[images.count, images.rows, images.cols])?;
     bytes.extend_from_slice(&images.pixels);
-    atomic_file::write(path.as_ref(), &bytes)
+    atomic_file::write(path, &bytes)
 }
 
 /// Writes labels as a plain IDX1 file.
 pub fn write_labels(path: impl AsRef<Path>, labels: &[u8]) -> Result<()> {
-    let mut bytes = idx_header(1, &[labels.len()]);
+    let path = path.as_ref();
+    let mut bytes = idx_header(path, 1, &[labels.len()])?;
     bytes.extend_from_slice(labels);
-    atomic_file::write(path.as_ref(), &bytes)
+    atomic_file::write(path, &bytes)
 }
 
-fn idx_header(dims: u8, sizes: &[usize]) -> Vec<u8> {
+/// IDX sizes are 32-bit: a larger one is an error, not a size written modulo 2^32.
+fn idx_header(path: &Path, dims: u8, sizes: &[usize]) -> Result<Vec<u8>> {
     let mut bytes = vec![0, 0, 0x08, dims];
     for &size in sizes {
-        bytes.extend_from_slice(&(size as u32).to_be_bytes());
+        let size = u32::try_from(size)
+            .map_err(|_| data_error(path, format!("a size of {size} does not fit IDX's 32 bits")))?;
+        bytes.extend_from_slice(&size.to_be_bytes());
     }
-    bytes
+    Ok(bytes)
 }
 
 fn open(path: &Path) -> Result<Box<dyn Read>> {

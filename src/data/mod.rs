@@ -8,6 +8,7 @@ pub use spirals::spirals;
 
 use std::path::Path;
 
+use crate::shape::check_finite;
 use crate::target::Target;
 use crate::{Error, Result};
 
@@ -48,7 +49,8 @@ impl Dataset {
     ///
     /// # Errors
     /// [`Error::Shape`] naming the mismatch: a width or class count of 0, inputs that are not
-    /// one row per label, or a label at or past `classes`.
+    /// one row per label, or a label at or past `classes`; [`Error::NotFinite`] for a NaN or
+    /// infinite input.
     pub fn labelled(inputs: Vec<f32>, width: usize, labels: Vec<u32>, classes: usize) -> Result<Dataset> {
         check_rows("Dataset::labelled", &inputs, width, labels.len(), "labels")?;
         if classes == 0 {
@@ -61,6 +63,7 @@ impl Dataset {
                 format!("label {} at row {bad}", labels[bad]),
             ));
         }
+        check_finite("Dataset::labelled", "inputs", &inputs, width)?;
         Ok(Dataset { inputs, width, targets: Targets::Labels { labels, classes } })
     }
 
@@ -69,7 +72,7 @@ impl Dataset {
     ///
     /// # Errors
     /// [`Error::Shape`] naming the mismatch: a width of 0, or inputs and values that are not
-    /// whole rows of the same count.
+    /// whole rows of the same count; [`Error::NotFinite`] for a NaN or infinite value.
     pub fn regression(inputs: Vec<f32>, width: usize, values: Vec<f32>, outputs: usize) -> Result<Dataset> {
         if outputs == 0 || !values.len().is_multiple_of(outputs) {
             return Err(Error::shape(
@@ -79,6 +82,8 @@ impl Dataset {
             ));
         }
         check_rows("Dataset::regression", &inputs, width, values.len() / outputs, "rows of target values")?;
+        check_finite("Dataset::regression", "inputs", &inputs, width)?;
+        check_finite("Dataset::regression", "target values", &values, outputs)?;
         Ok(Dataset { inputs, width, targets: Targets::Values { values, outputs } })
     }
 

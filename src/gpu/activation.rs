@@ -98,6 +98,10 @@ impl Kernels<'_> {
         dy: Option<&GpuTensor>,
     ) -> Result<Dispatch> {
         check_same(entry, "input", saved.shape(), out.shape())?;
+        if !f.parameter().is_finite() {
+            let slope = f.parameter().to_string();
+            return Err(crate::Error::shape(entry, "a finite LeakyReLU slope", slope));
+        }
         if let Some(dy) = dy {
             check_same(entry, "output gradient", dy.shape(), out.shape())?;
         }

@@ -277,7 +277,28 @@ impl Gpu {
 
     /// Records `dispatches`, in order, into one compute pass of `encoder`. Nothing is
     /// submitted, polled or mapped, so an app can record into its own per-frame encoder.
-    pub fn record(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
+    /// A dispatch bound on another `Gpu` is an error, and nothing is recorded.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) -> Result<()> {
+        self.check_dispatches("record", dispatches)?;
+        self.record_checked(encoder, dispatches);
+        Ok(())
+    }
+
+    /// A dispatch bound on another `Gpu` (another device) would be a wgpu panic when recorded.
+    fn check_dispatches(&self, op: &str, dispatches: &[&Dispatch]) -> Result<()> {
+        match dispatches.iter().find(|d| d.owner() != self.id()) {
+            Some(d) => Err(Error::Gpu {
+                context: op.into(),
+                message: format!(
+                    "the dispatch {} was bound on another Gpu context (another device)",
+                    d.label()
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn record_checked(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgpu-nn"),
             timestamp_writes: None,
@@ -290,11 +311,12 @@ impl Gpu {
     /// Records `dispatches` into one encoder and submits it once. Does not wait: later reads
     /// wait for exactly the work they depend on.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<wgpu::SubmissionIndex> {
+        self.check_dispatches("run", dispatches)?;
         self.check_uncaptured()?;
         self.tally.submitted();
         self.scoped("running kernels", || {
             let mut encoder = self.device.create_command_encoder(&Default::default());
-            self.record(&mut encoder, dispatches);
+            self.record_checked(&mut encoder, dispatches);
             self.queue.submit([encoder.finish()])
         })
     }

@@ -86,6 +86,8 @@ impl<'a> Arg<'a> {
 pub struct Dispatch {
     label: &'static str,
     steps: Vec<Step>,
+    /// The [`Gpu`](super::Gpu) whose device made the pipelines and bind groups.
+    owner: u64,
 }
 
 /// One kernel launch.
@@ -99,8 +101,12 @@ pub(crate) struct Step {
 }
 
 impl Dispatch {
-    pub(crate) fn new(label: &'static str, steps: Vec<Step>) -> Dispatch {
-        Dispatch { label, steps }
+    pub(crate) fn new(label: &'static str, steps: Vec<Step>, owner: u64) -> Dispatch {
+        Dispatch { label, steps, owner }
+    }
+
+    pub(crate) fn owner(&self) -> u64 {
+        self.owner
     }
 
     /// The WGSL entry point this dispatch runs.
@@ -282,7 +288,7 @@ impl Family {
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
         let step = self.step(gpu, entry, params, args, workgroups)?;
-        Ok(Dispatch::new(entry, vec![step]))
+        Ok(Dispatch::new(entry, vec![step], gpu.id()))
     }
 
     /// [`Family::bind`] for one launch of several.

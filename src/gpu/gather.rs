@@ -71,6 +71,7 @@ impl Kernels<'_> {
             ));
         }
         self.bind_gather(
+            "gather_rows",
             (out.rows(), out.cols()),
             (first, source.rows()),
             indices,
@@ -102,6 +103,7 @@ impl Kernels<'_> {
             ));
         }
         self.bind_gather(
+            "gather_labels",
             (out.len(), 1),
             (0, labels.len()),
             indices,
@@ -112,14 +114,14 @@ impl Kernels<'_> {
 
     fn bind_gather(
         &self,
+        op: &'static str,
         (rows, cols): (usize, usize),
         (first, source_rows): (usize, usize),
         indices: &GpuLabels,
         offset: usize,
         args: [Arg; 3],
     ) -> Result<Dispatch> {
-        let op = "gather_rows";
-        if offset + rows > indices.len() {
+        if offset.checked_add(rows).is_none_or(|end| end > indices.len()) {
             return Err(Error::shape(
                 op,
                 format!("{rows} indices from {offset}"),
@@ -137,6 +139,7 @@ impl Kernels<'_> {
             _pad: [0; 3],
         };
         let workgroups = fold((rows as u64 * cols as u64).div_ceil(256), self.max_workgroups())?;
-        self.compiled.gather.bind(self, op, bytemuck::bytes_of(&params), &args, workgroups)
+        // Labels are gathered as rows of one u32: the same kernel.
+        self.compiled.gather.bind(self, "gather_rows", bytemuck::bytes_of(&params), &args, workgroups)
     }
 }

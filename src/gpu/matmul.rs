@@ -448,6 +448,10 @@ impl Kernels<'_> {
         use MatmulForm::*;
         let (m, _, n) = form.dims(a.shape(), b.shape())?;
         check_same(form.op_name(), "output gradient", d_out.shape(), (m, n))?;
+        // The gradients have their factors' shapes: checked here, so the error names this
+        // call rather than one of the products below.
+        check_same("matmul_backward", "gradient of A", d_a.shape(), a.shape())?;
+        check_same("matmul_backward", "gradient of B", d_b.shape(), b.shape())?;
         let mut dispatches = match form {
             AB => vec![
                 self.matmul_forward(d_a, d_out, b, None, ABt)?,
@@ -588,7 +592,7 @@ impl Kernels<'_> {
                 family.step_with(self, entry, &constants, bytemuck::bytes_of(&segment), &args, workgroups)
             })
             .collect::<Result<_>>()?;
-        Ok(Dispatch::new(entry, steps))
+        Ok(Dispatch::new(entry, steps, self.id()))
     }
 }
 

@@ -75,8 +75,10 @@ impl std::ops::Deref for SettingsRow {
 }
 
 impl Kernels<'_> {
-    /// Uploads optimizer settings as the row the update kernels read.
+    /// Uploads optimizer settings as the row the update kernels read. Settings no step could
+    /// use are [`Error::InvalidOptimizer`] (see [`OptimizerSettings::check`]).
     pub fn upload_settings(&self, settings: &OptimizerSettings) -> Result<SettingsRow> {
+        settings.check("upload_settings")?;
         Ok(SettingsRow(self.upload(&settings.to_row(), 1, SETTINGS_LEN)?))
     }
 

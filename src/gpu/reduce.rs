@@ -80,6 +80,6 @@ impl Kernels<'_> {
                 self.compiled.reduce.step(self, entry, bytemuck::bytes_of(&params), &args, workgroups)
             })
             .collect::<Result<_>>()?;
-        Ok(Dispatch::new(entry, steps))
+        Ok(Dispatch::new(entry, steps, self.id()))
     }
 }

@@ -122,14 +122,15 @@ impl Gpu {
     /// Copies a row-major `rows × cols` matrix to a new GPU buffer.
     pub fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuTensor> {
         check_len("upload", "data", data.len(), rows, cols)?;
-        let (buffer, held) = self.create_buffer("tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
+        let (buffer, held) =
+            self.create_buffer("upload", "tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
         let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols, offset: 0, size: None })
     }
 
     /// A new `rows × cols` matrix of zeros.
     pub fn zeros(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
-        let (buffer, held) = self.create_buffer("tensor", rows, cols, None)?;
+        let (buffer, held) = self.create_buffer("zeros", "tensor", rows, cols, None)?;
         let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols, offset: 0, size: None })
     }
@@ -225,7 +226,7 @@ impl Gpu {
 
     /// Overwrites `data.len()` values from element `first` on, leaving the rest.
     pub fn write_at(&self, tensor: &GpuTensor, first: usize, data: &[f32]) -> Result<()> {
-        if first + data.len() > tensor.len() {
+        if first.checked_add(data.len()).is_none_or(|end| end > tensor.len()) {
             return Err(Error::shape(
                 "write_at",
                 format!("at most {} values", tensor.len()),
@@ -281,8 +282,13 @@ impl Gpu {
     /// Copies class labels to the GPU, rejecting any label `>= classes`.
     pub fn upload_labels(&self, labels: &[u32], classes: usize) -> Result<GpuLabels> {
         check_labels("upload_labels", labels, classes)?;
-        let (buffer, _held) =
-            self.create_buffer("labels", labels.len(), 1, Some(bytemuck::cast_slice(labels)))?;
+        let (buffer, _held) = self.create_buffer(
+            "upload_labels",
+            "labels",
+            labels.len(),
+            1,
+            Some(bytemuck::cast_slice(labels)),
+        )?;
         let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuLabels { owner: self.id(), buffer, _held, len: labels.len(), classes })
     }
@@ -324,18 +330,19 @@ impl Gpu {
 
     fn create_buffer(
         &self,
+        op: &'static str,
         what: &str,
         rows: usize,
         cols: usize,
         contents: Option<&[u8]>,
     ) -> Result<(wgpu::Buffer, Held)> {
         if rows == 0 || cols == 0 {
-            return Err(Error::shape("upload", "at least 1 row and 1 column", format!("{rows}x{cols}")));
+            return Err(Error::shape(op, "at least 1 row and 1 column", format!("{rows}x{cols}")));
         }
         let bytes = (rows as u64)
             .checked_mul(cols as u64)
             .and_then(|n| n.checked_mul(4))
-            .ok_or_else(|| Error::shape("upload", "a size that fits in memory", format!("{rows}x{cols}")))?;
+            .ok_or_else(|| Error::shape(op, "a size that fits in memory", format!("{rows}x{cols}")))?;
         let size = bytes.next_multiple_of(16);
         self.check_buffer_size(&format!("a {rows}x{cols} {what}"), size)?;
         let buffer = self.scoped("allocating a buffer", || {

@@ -125,17 +125,7 @@ impl Optimizer {
 
     /// Refuses settings no step could use, naming the setting (`op` is the refusing call).
     pub(crate) fn check(self, op: &'static str) -> crate::Result<()> {
-        check_lr(op, self.lr())?;
-        let bad = |problem: String| Err(crate::Error::InvalidOptimizer { op, problem });
-        match self {
-            Optimizer::Momentum { momentum, .. } if !(0.0..1.0).contains(&momentum) => {
-                bad(format!("a momentum must be in [0, 1), not {momentum}"))
-            }
-            Optimizer::AdamW { weight_decay, .. } if !(weight_decay.is_finite() && weight_decay >= 0.0) => {
-                bad(format!("a weight decay must be finite and not negative, not {weight_decay}"))
-            }
-            _ => Ok(()),
-        }
+        self.settings().check(op)
     }
 
     pub(crate) fn settings(self) -> crate::OptimizerSettings {
@@ -147,17 +137,6 @@ impl Optimizer {
         }
         s
     }
-}
-
-/// Refuses a learning rate no step could use: NaN, infinite or negative.
-pub(crate) fn check_lr(op: &'static str, lr: f32) -> crate::Result<()> {
-    if lr.is_finite() && lr >= 0.0 {
-        return Ok(());
-    }
-    Err(crate::Error::InvalidOptimizer {
-        op,
-        problem: format!("a learning rate must be finite and not negative, not {lr}"),
-    })
 }
 
 /// Where a model runs.

@@ -316,7 +316,7 @@ impl Model {
     /// # Errors
     /// [`Error::InvalidOptimizer`] for a NaN, infinite or negative rate (nothing changes).
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        config::check_lr("set_learning_rate", lr)?;
+        crate::settings::check_lr("set_learning_rate", lr)?;
         self.engine.set_learning_rate(lr)
     }
 

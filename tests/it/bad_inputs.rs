@@ -255,3 +255,414 @@ fn a_step_recorded_into_an_encoder_never_submitted_is_not_counted() {
     let bytes = model.save_bytes().unwrap();
     assert!(String::from_utf8_lossy(&bytes).contains("\"steps\":\"3\""), "the late step and the last");
 }
+
+/// The op a shape error names, or a description of what came instead.
+fn shape_op<T: std::fmt::Debug>(result: wgpu_nn::Result<T>) -> String {
+    match result {
+        Err(Error::Shape { op, .. }) => op.to_string(),
+        other => format!("not a shape error: {other:?}"),
+    }
+}
+
+#[test]
+fn every_kernel_refuses_mismatched_arguments_naming_itself() {
+    use wgpu_nn::MatmulForm;
+    use wgpu_nn::{Activation, OptimizerSettings};
+    let Some(gpu) = gpu() else { return };
+    let k = gpu.kernels();
+    let t = |rows, cols| gpu.zeros(rows, cols).unwrap();
+    let (x, wrong) = (t(2, 3), t(5, 7));
+    let (a32, a22, stats) = (t(3, 2), t(2, 2), t(2, 2));
+    let gain = t(1, 3);
+    let labels = gpu.upload_labels(&[0, 1], 3).unwrap();
+    let three_labels = gpu.upload_labels(&[0, 1, 2], 3).unwrap();
+    let settings = k.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
+    let counter = k.dropout_counter().unwrap();
+    let cases = [
+        ("matmul_backward", shape_op(k.matmul_backward(&wrong, &a32, None, &a22, &x, &a32, MatmulForm::AB))),
+        ("layer_norm_stats", shape_op(k.layer_norm_stats(&wrong, &x))),
+        ("layer_norm_forward", shape_op(k.layer_norm_forward(&wrong, &x, &stats, &gain, &gain))),
+        ("layer_norm_backward", shape_op(k.layer_norm_backward(&wrong, &x, &stats, &gain, &x))),
+        ("layer_norm_gain_terms", shape_op(k.layer_norm_gain_terms(&wrong, &x, &stats, &x))),
+        ("softmax_backward", shape_op(k.softmax_backward(&wrong, &x, &x))),
+        ("log_softmax_backward", shape_op(k.log_softmax_backward(&wrong, &x, &x))),
+        ("softmax_cross_entropy_forward", shape_op(k.softmax_cross_entropy_forward(&wrong, &x, &labels))),
+        ("softmax_cross_entropy_backward", shape_op(k.softmax_cross_entropy_backward(&wrong, &x, &labels))),
+        ("nll_forward", shape_op(k.nll_forward(&wrong, &x, &labels))),
+        ("nll_forward", shape_op(k.nll_forward(&t(2, 1), &x, &three_labels))),
+        ("nll_backward", shape_op(k.nll_backward(&wrong, &x, &labels))),
+        ("mse_forward", shape_op(k.mse_forward(&wrong, &x, &x))),
+        ("mse_backward", shape_op(k.mse_backward(&x, &x, &wrong))),
+        ("mae_forward", shape_op(k.mae_forward(&wrong, &x, &x))),
+        ("mae_backward", shape_op(k.mae_backward(&x, &wrong, &x))),
+        ("bce_forward", shape_op(k.bce_forward(&wrong, &x, &x))),
+        ("bce_backward", shape_op(k.bce_backward(&wrong, &x, &x))),
+        ("watch_loss", shape_op(k.watch_loss(&settings, &x))),
+        ("sum_columns", shape_op(k.sum_columns(&wrong, &x, 1.0))),
+        ("sum_all", shape_op(k.sum_all(&wrong, &x, 1.0))),
+        ("gather_rows", shape_op(k.gather_rows(&x, &t(4, 5), &labels, 0))),
+        ("gather_rows", shape_op(k.gather_rows(&x, &t(4, 3), &labels, usize::MAX))),
+        ("gather_labels", shape_op(k.gather_labels(&labels, &three_labels, &labels, usize::MAX))),
+        ("dropout_forward", shape_op(k.dropout_forward(&x, &x, &x, 1.0, 0, &counter))),
+        ("dropout_forward", shape_op(k.dropout_forward(&x, &x, &x, f32::NAN, 0, &counter))),
+        ("dropout_backward", shape_op(k.dropout_backward(&wrong, &x, &x))),
+        ("momentum_update", shape_op(k.momentum_update(&x, &wrong, &x, &settings))),
+        ("momentum_check", shape_op(k.momentum_check(&x, &x, &wrong, &settings))),
+        ("adamw_update", shape_op(k.adamw_update(&x, &x, &wrong, &x, &settings))),
+        ("adam_check", shape_op(k.adam_check(&x, &wrong, &x, &x, &settings))),
+        ("sgd_check", shape_op(k.sgd_check(&x, &wrong, &settings))),
+        ("leaky_relu_forward", shape_op(k.activation_forward(Activation::LeakyRelu(f32::NAN), &x, &x))),
+        (
+            "leaky_relu_backward",
+            shape_op(k.activation_backward(Activation::LeakyRelu(f32::INFINITY), &x, &x, &x)),
+        ),
+        ("write_at", shape_op(gpu.write_at(&x, usize::MAX, &[1.0]))),
+        ("write_at", shape_op(gpu.write_at(&x, 5, &[1.0, 2.0]))),
+        ("upload_labels", shape_op(gpu.upload_labels(&[], 3))),
+        ("write_labels", shape_op(gpu.write_labels(&labels, &[0, 1, 2]))),
+        ("write_labels", shape_op(gpu.write_labels(&labels, &[0, 3]))),
+    ];
+    let failures: Vec<String> =
+        cases.iter().filter(|(want, got)| want != got).map(|(want, got)| format!("{want}: {got}")).collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    let mut bad = OptimizerSettings::new(0.1);
+    bad.lr = f32::NAN;
+    let err = k.upload_settings(&bad).unwrap_err();
+    assert!(matches!(err, Error::InvalidOptimizer { op: "upload_settings", .. }), "{err}");
+    let mut bad = OptimizerSettings::new(0.1);
+    bad.beta2 = 1.0;
+    let err = k.upload_settings(&bad).unwrap_err();
+    assert!(err.to_string().contains("β1 and β2"), "{err}");
+}
+
+#[test]
+fn work_bound_on_another_gpu_is_an_error_not_a_wgpu_panic() {
+    let Some(gpu) = gpu() else { return };
+    let (device, queue) = crate::common::app_devices(1, wgpu::Limits::default()).remove(0);
+    let other = wgpu_nn::Gpu::from_device(device, queue).unwrap();
+    let x = gpu.zeros(2, 3).unwrap();
+    let y = gpu.zeros(2, 3).unwrap();
+    let relu = gpu.kernels().relu_forward(&y, &x).unwrap();
+    let err = other.run(&[&relu]).unwrap_err();
+    assert!(matches!(&err, Error::Gpu { context, .. } if context == "run"), "{err}");
+    assert!(err.to_string().contains("relu_forward"), "{err}");
+    let mut encoder = other.device().create_command_encoder(&Default::default());
+    let err = other.record(&mut encoder, &[&relu]).unwrap_err();
+    assert!(matches!(&err, Error::Gpu { context, .. } if context == "record"), "{err}");
+    // Its own Gpu still runs it.
+    gpu.run(&[&relu]).unwrap();
+    let labels = gpu.upload_labels(&[0, 1], 2).unwrap();
+    let err = other.write_labels(&labels, &[1, 0]).unwrap_err();
+    assert!(matches!(err, Error::Gpu { .. }), "{err}");
+}
+
+#[test]
+fn the_cpu_reference_refuses_settings_its_gpu_twin_refuses() {
+    use wgpu_nn::cpu;
+    let x = [1.0f32, -2.0, 0.0];
+    let (mut out, mut mask) = ([0.0f32; 3], [0.0f32; 3]);
+    for p in [1.0, -0.1, f32::NAN] {
+        let err = cpu::dropout_forward(&mut out, &mut mask, &x, p, 0, 0).unwrap_err();
+        assert!(matches!(err, Error::Shape { op: "dropout_forward", .. }), "{p}: {err}");
+    }
+    for slope in [f32::NAN, f32::INFINITY] {
+        let err = cpu::leaky_relu_forward(&mut out, &x, slope).unwrap_err();
+        assert!(matches!(err, Error::Shape { op: "leaky_relu_forward", .. }), "{slope}: {err}");
+        let err = cpu::leaky_relu_backward(&mut out, &x, &x, slope).unwrap_err();
+        assert!(matches!(err, Error::Shape { op: "leaky_relu_backward", .. }), "{slope}: {err}");
+    }
+    let s = wgpu_nn::OptimizerSettings::new(0.1);
+    let err = cpu::adam_check(&x, &x, &x[..2], &x, &s).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "adam_check", .. }), "{err}");
+}
+
+#[test]
+fn an_idx_file_is_written_only_when_its_header_can_say_what_it_holds() {
+    use wgpu_nn::data::idx;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("images.idx");
+    // Images::new checks its sizes; the struct's public fields can still disagree.
+    let mut images = idx::Images::new(2, 2, 2, vec![7; 8]).unwrap();
+    images.pixels.pop();
+    let err = idx::write_images(&path, &images).unwrap_err();
+    assert!(matches!(&err, Error::Data { problem, .. } if problem.contains("7 pixels given")), "{err}");
+    images.count = usize::MAX;
+    assert!(matches!(idx::write_images(&path, &images), Err(Error::Data { .. })));
+    assert!(!path.exists(), "nothing written");
+    images.pixels = vec![7; 8];
+    images.count = 2;
+    idx::write_images(&path, &images).unwrap();
+    assert_eq!(idx::read_images(&path).unwrap().pixels, vec![7; 8]);
+}
+
+/// An error's variant name (`Shape`, `Data`, …), or what came instead of an error.
+fn variant<T>(result: wgpu_nn::Result<T>) -> String {
+    match result {
+        Ok(_) => "Ok".into(),
+        Err(e) => {
+            let debug = format!("{e:?}");
+            debug.split([' ', '{', '(']).next().unwrap_or_default().to_string()
+        }
+    }
+}
+
+fn check_table(what: &str, cases: Vec<(&str, &str, String)>) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter(|(_, want, got)| want != got)
+        .map(|(call, want, got)| format!("{what} {call}: want {want}, got {got}"))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn every_model_call_refuses_misuse_with_its_own_error() {
+    let data = Dataset::labelled(random(8 * 3, 3), 3, random_labels(8, 2, 4), 2).unwrap();
+    let other_data = Dataset::labelled(random(8 * 5, 3), 5, random_labels(8, 2, 4), 2).unwrap();
+    let config = ModelConfig::new(3)
+        .dense_with(4, false, Init::Xavier)
+        .relu()
+        .dense(2)
+        .loss(Loss::SoftmaxCrossEntropy)
+        .seed(2);
+    for backend in backends() {
+        let mut model = build(&config, backend).unwrap();
+        let mut stranger = build(&config, backend).unwrap();
+        let theirs = stranger.load(&data).unwrap();
+        let ours = model.load(&data).unwrap();
+        let saved = model.save_bytes().unwrap();
+        let mut inference = Model::from_checkpoint_bytes(&saved, "saved", backend, gpu()).unwrap();
+        let (x, labels) = (random(2 * 3, 5), [0u32, 1]);
+        let cases = vec![
+            ("take_loss before any step", "NoSteps", variant(model.take_loss())),
+            ("predict, 4 values for 3 inputs", "Shape", variant(model.predict(&random(4, 1)))),
+            ("predict, no rows", "Shape", variant(model.predict(&[]))),
+            ("predict, a NaN input", "NotFinite", variant(model.predict(&[f32::NAN, 0.0, 0.0]))),
+            (
+                "evaluate, 3 labels for 2 rows",
+                "Shape",
+                variant(model.evaluate(&x, &Target::Labels(&[0, 1, 0]))),
+            ),
+            (
+                "evaluate, label 2 of 2 classes",
+                "Shape",
+                variant(model.evaluate(&x, &Target::Labels(&[0, 2]))),
+            ),
+            ("evaluate, values for labels", "Shape", variant(model.evaluate(&x, &Target::Values(&[0.0; 4])))),
+            (
+                "train_step, a label past the classes",
+                "Shape",
+                variant(model.train_step(&x, &Target::Labels(&[5, 0]))),
+            ),
+            ("weights of layer 9", "Shape", variant(model.weights(9))),
+            ("weights of an activation", "Shape", variant(model.weights(1))),
+            ("bias of a layer without one", "Shape", variant(model.bias(0))),
+            ("set_weights, too few", "Shape", variant(model.set_weights(2, &[0.5; 3], None))),
+            (
+                "set_weights, bias of 3 for 2",
+                "Shape",
+                variant(model.set_weights(2, &[0.5; 8], Some(&[0.0; 3]))),
+            ),
+            (
+                "set_weights, a bias where none",
+                "Shape",
+                variant(model.set_weights(0, &[0.5; 12], Some(&[0.0; 4]))),
+            ),
+            ("train_epoch, batch 0", "Shape", variant(model.train_epoch(&ours, 0, 1, &mut |_| {}))),
+            (
+                "train_epoch, another model's set",
+                "Shape",
+                variant(model.train_epoch(&theirs, 4, 1, &mut |_| {})),
+            ),
+            ("evaluate_resident, another model's set", "Shape", variant(model.evaluate_resident(&theirs))),
+            ("load, 5 inputs for 3", "Shape", variant(model.load(&other_data))),
+            ("unload, another model's set", "Shape", variant(model.unload(theirs.clone()))),
+            (
+                "load_checkpoint_bytes, junk",
+                "Data",
+                variant(model.load_checkpoint_bytes(b"not a checkpoint", "junk")),
+            ),
+            (
+                "from_checkpoint_bytes, junk",
+                "Data",
+                variant(Model::from_checkpoint_bytes(b"\x08\0\0\0\0\0\0\0{}", "junk", backend, gpu())),
+            ),
+            (
+                "train_step on a rebuilt checkpoint",
+                "InferenceOnly",
+                variant(inference.train_step(&x, &Target::Labels(&labels))),
+            ),
+            (
+                "train_epoch on a rebuilt checkpoint",
+                "InferenceOnly",
+                variant(inference.train_epoch(&ours, 4, 1, &mut |_| {})),
+            ),
+        ];
+        check_table(&format!("{backend:?}"), cases);
+        assert_eq!(model.resident_sets(), 1, "{backend:?}: the refused calls loaded nothing");
+        // The model is as it was: it trains.
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        assert!(model.take_loss().unwrap().is_finite());
+    }
+
+    // The embedding calls need a GPU model.
+    let mut cpu = config.build_cpu().unwrap();
+    if let Some(gpu) = gpu() {
+        let input = gpu.zeros(2, 3).unwrap();
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        check_table(
+            "Cpu",
+            vec![
+                ("record_loss", "NeedsGpu", variant(cpu.record_loss(&mut encoder))),
+                ("bind_forward", "NeedsGpu", variant(cpu.bind_forward(gpu.zeros(2, 3).unwrap()))),
+                ("weights_tensor", "NeedsGpu", variant(cpu.weights_tensor(0))),
+            ],
+        );
+        let mut model = config.build_gpu(gpu).unwrap();
+        let forward = model.bind_forward(input).unwrap();
+        check_table(
+            "Gpu",
+            vec![
+                ("activation 99", "Shape", variant(forward.activation(99))),
+                (
+                    "bind_forward, 4 columns for 3",
+                    "Shape",
+                    variant(model.bind_forward(gpu.zeros(2, 4).unwrap())),
+                ),
+            ],
+        );
+    }
+}
+
+#[test]
+fn descriptions_and_data_no_model_could_use_are_refused() {
+    let given = |weights: usize, bias: Option<usize>| Init::Given {
+        weights: vec![0.1; weights],
+        bias: bias.map(|b| vec![0.0; b]),
+    };
+    let configs = vec![
+        ("no inputs", "Shape", ModelConfig::new(0).dense(2)),
+        ("no layers", "Shape", ModelConfig::new(3)),
+        ("a dense layer of 0", "Shape", ModelConfig::new(3).dense(0)),
+        ("drop probability -0.1", "InvalidLayer", ModelConfig::new(3).dense(2).dropout(-0.1)),
+        ("drop probability NaN", "InvalidLayer", ModelConfig::new(3).dense(2).dropout(f32::NAN)),
+        ("drop probability 1", "InvalidLayer", ModelConfig::new(3).dense(2).dropout(1.0)),
+        ("a LeakyReLU slope NaN", "InvalidLayer", ModelConfig::new(3).dense(2).leaky_relu(f32::NAN)),
+        ("given weights of 5 for 3x2", "Shape", ModelConfig::new(3).dense_with(2, true, given(5, Some(2)))),
+        ("given bias of 3 for 2", "Shape", ModelConfig::new(3).dense_with(2, true, given(6, Some(3)))),
+        ("given bias without one", "Shape", ModelConfig::new(3).dense_with(2, false, given(6, Some(2)))),
+        ("cross-entropy over 1 class", "Shape", ModelConfig::new(3).dense(1).loss(Loss::SoftmaxCrossEntropy)),
+    ];
+    for backend in backends() {
+        let cases = configs
+            .iter()
+            .map(|(what, want, config)| (*what, *want, variant(build(config, backend))))
+            .collect();
+        check_table(&format!("{backend:?}"), cases);
+    }
+
+    use wgpu_nn::data::{idx, spirals};
+    check_table(
+        "data",
+        vec![
+            ("labelled, 0 classes", "Shape", variant(Dataset::labelled(vec![0.0; 4], 2, vec![0, 0], 0))),
+            ("labelled, width 0", "Shape", variant(Dataset::labelled(vec![], 0, vec![0, 0], 2))),
+            (
+                "labelled, a label past the classes",
+                "Shape",
+                variant(Dataset::labelled(vec![0.0; 4], 2, vec![0, 2], 2)),
+            ),
+            (
+                "labelled, a NaN input",
+                "NotFinite",
+                variant(Dataset::labelled(vec![0.0, f32::NAN], 2, vec![0], 2)),
+            ),
+            (
+                "regression, an infinite target",
+                "NotFinite",
+                variant(Dataset::regression(vec![0.0; 2], 2, vec![f32::INFINITY], 1)),
+            ),
+            (
+                "labelled, inputs not whole rows",
+                "Shape",
+                variant(Dataset::labelled(vec![0.0; 5], 2, vec![0, 1], 2)),
+            ),
+            ("regression, 0 outputs", "Shape", variant(Dataset::regression(vec![0.0; 4], 2, vec![], 0))),
+            ("decode_images, junk", "Data", variant(idx::decode_images(b"junk", "junk"))),
+            (
+                "decode_images, a header past the bytes",
+                "Data",
+                variant(idx::decode_images(
+                    &[0, 0, 8, 3, 0, 0, 0, 9, 0, 0, 0, 28, 0, 0, 0, 28, 1, 2],
+                    "short",
+                )),
+            ),
+            ("decode_labels, junk", "Data", variant(idx::decode_labels(&[1, 2, 3], "junk"))),
+            ("spirals, NaN noise", "Shape", variant(spirals(10, 2, f32::NAN, 1))),
+            ("spirals, 0 classes", "Shape", variant(spirals(10, 0, 0.1, 1))),
+        ],
+    );
+}
+
+#[test]
+fn trainer_settings_no_fit_could_use_are_refused_before_it_starts() {
+    use wgpu_nn::model::{Schedule, Trainer};
+    let data = Dataset::labelled(random(16 * 3, 3), 3, random_labels(16, 2, 4), 2).unwrap();
+    let blocker = tempfile::NamedTempFile::new().unwrap(); // a file where a directory should be
+    let unwritable = blocker.path().join("best.safetensors");
+    for backend in backends() {
+        let mut model =
+            build(&small(Optimizer::Sgd { lr: 0.1 }).loss(Loss::SoftmaxCrossEntropy), backend).unwrap();
+        let train = model.load(&data).unwrap();
+        let before = model.weights(0).unwrap();
+        let fit = |mut trainer: Trainer, model: &mut Model| {
+            variant(trainer.fit(model, &train, None, |_| std::ops::ControlFlow::Continue(())))
+        };
+        let trainer = || Trainer::new().epochs(2).batch_size(4);
+        let cases = vec![
+            ("batch 0", "InvalidTraining", fit(trainer().batch_size(0), &mut model)),
+            (
+                "step every 0",
+                "InvalidTraining",
+                fit(trainer().schedule(Schedule::Step { every: 0, factor: 0.5 }), &mut model),
+            ),
+            (
+                "step factor 0",
+                "InvalidTraining",
+                fit(trainer().schedule(Schedule::Step { every: 1, factor: 0.0 }), &mut model),
+            ),
+            (
+                "exponential factor NaN",
+                "InvalidTraining",
+                fit(trainer().schedule(Schedule::Exponential { factor: f32::NAN }), &mut model),
+            ),
+            (
+                "cosine min_lr NaN",
+                "InvalidTraining",
+                fit(trainer().schedule(Schedule::Cosine { min_lr: f32::NAN }), &mut model),
+            ),
+            (
+                "cosine min_lr above the rate",
+                "InvalidTraining",
+                fit(trainer().schedule(Schedule::Cosine { min_lr: 1.0 }), &mut model),
+            ),
+            ("min_delta NaN", "InvalidTraining", fit(trainer().min_delta(f32::NAN), &mut model)),
+            (
+                "a validation monitor without a set",
+                "InvalidTraining",
+                fit(trainer().monitor(wgpu_nn::model::Monitor::ValidationLoss), &mut model),
+            ),
+        ];
+        check_table(&format!("{backend:?}"), cases);
+        assert_eq!(model.weights(0).unwrap(), before, "{backend:?}: a refused fit trained");
+        // A best checkpoint that cannot be written is the save's error, from the first epoch.
+        let err = Trainer::new()
+            .epochs(2)
+            .batch_size(4)
+            .keep_best(&unwritable)
+            .fit(&mut model, &train, None, |_| std::ops::ControlFlow::Continue(()))
+            .unwrap_err();
+        assert!(matches!(err, Error::Data { .. }), "{backend:?}: {err}");
+    }
+}

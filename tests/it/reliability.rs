@@ -36,8 +36,8 @@ fn nan_and_infinity_in_inputs_or_targets_are_refused_before_any_upload() {
         x[6 + 2] = f32::INFINITY;
         assert!(matches!(model.predict(&x), Err(Error::NotFinite { op: "predict", .. })));
         assert!(matches!(model.evaluate(&x, &Target::Labels(&labels)), Err(Error::NotFinite { .. })));
-        let data = Dataset::labelled(x.clone(), 6, labels.to_vec(), 3).unwrap();
-        assert!(matches!(model.load(&data), Err(Error::NotFinite { op: "load", row: 1, col: 2, .. })));
+        let err = Dataset::labelled(x.clone(), 6, labels.to_vec(), 3).unwrap_err();
+        assert!(matches!(err, Error::NotFinite { op: "Dataset::labelled", row: 1, col: 2, .. }), "{err}");
         assert_eq!(model.counters().bytes_uploaded, uploaded, "{backend:?}: nothing went up");
         assert_eq!(model.weights(0).unwrap(), weights, "{backend:?}: nothing changed");
 

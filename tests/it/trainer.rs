@@ -355,7 +355,7 @@ fn data_sets_are_whole_or_an_error_naming_the_mismatch() {
         assert!(err.to_string().contains("2x2 target values"), "{err}");
         let err = regress.load(&Dataset::labelled(random(4, 1), 2, random_labels(2, 2, 3), 2).unwrap());
         assert!(err.unwrap_err().to_string().contains("value targets for Mse"));
-        let nan = Dataset::regression(random(4, 1), 2, vec![0.0, f32::NAN, 0.0, 0.0], 2).unwrap();
-        assert!(matches!(regress.load(&nan), Err(Error::NotFinite { what: "target", row: 0, col: 1, .. })));
+        let nan = Dataset::regression(random(4, 1), 2, vec![0.0, f32::NAN, 0.0, 0.0], 2).unwrap_err();
+        assert!(matches!(nan, Error::NotFinite { what: "target values", row: 0, col: 1, .. }), "{nan}");
     }
 }

@@ -105,12 +105,14 @@ async fn check_optimizer(gpu: &Gpu, optimizer: Optimizer, len: usize) {
     let k = gpu.kernels();
     let (check, update) = match optimizer {
         Optimizer::Sgd => (k.sgd_check(&w_g, &g_g, &settings_g), k.sgd_update(&w_g, &g_g, &settings_g)),
-        Optimizer::Momentum => {
-            (k.momentum_check(&w_g, &m_g, &g_g, &settings_g), k.momentum_update(&w_g, &m_g, &g_g, &settings_g))
-        }
-        Optimizer::Adam => {
-            (k.adam_check(&w_g, &m_g, &v_g, &g_g, &settings_g), k.adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g))
-        }
+        Optimizer::Momentum => (
+            k.momentum_check(&w_g, &m_g, &g_g, &settings_g),
+            k.momentum_update(&w_g, &m_g, &g_g, &settings_g),
+        ),
+        Optimizer::Adam => (
+            k.adam_check(&w_g, &m_g, &v_g, &g_g, &settings_g),
+            k.adam_update(&w_g, &m_g, &v_g, &g_g, &settings_g),
+        ),
         Optimizer::AdamW => (
             k.adamw_check(&w_g, &m_g, &v_g, &g_g, &settings_g),
             k.adamw_update(&w_g, &m_g, &v_g, &g_g, &settings_g),

@@ -43,7 +43,7 @@ impl GpuModel {
             }
             _ => unreachable!("check_target matched the target to the loss"),
         }
-        self.gpu.record(encoder, &self.step(plan, &[]).collect::<Vec<_>>());
+        self.gpu.record(encoder, &self.step(plan, &[]).collect::<Vec<_>>())?;
         self.loss_steps += 1;
         self.steps += 1;
         Ok(())
@@ -120,7 +120,7 @@ impl Forward {
 
     /// Records the pass into `encoder`, in one compute pass.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.gpu.record(encoder, &self.plan.dispatches.iter().collect::<Vec<_>>());
+        self.gpu.record_checked(encoder, &self.plan.dispatches.iter().collect::<Vec<_>>());
     }
 
     /// The dispatches, to record into a compute pass of the app's own.

@@ -363,9 +363,15 @@ impl Ops for Binder<'_> {
                 let d = match (optimizer, check) {
                     (Optimizer::Sgd { .. }, true) => kernels.sgd_check(w, g, settings),
                     (Optimizer::Sgd { .. }, false) => kernels.sgd_update(w, g, settings),
-                    (Optimizer::Momentum { .. }, true) => kernels.momentum_check(w, &flat.states[0], g, settings),
-                    (Optimizer::Momentum { .. }, false) => kernels.momentum_update(w, &flat.states[0], g, settings),
-                    (Optimizer::Adam { .. }, true) => kernels.adam_check(w, &flat.states[0], &flat.states[1], g, settings),
+                    (Optimizer::Momentum { .. }, true) => {
+                        kernels.momentum_check(w, &flat.states[0], g, settings)
+                    }
+                    (Optimizer::Momentum { .. }, false) => {
+                        kernels.momentum_update(w, &flat.states[0], g, settings)
+                    }
+                    (Optimizer::Adam { .. }, true) => {
+                        kernels.adam_check(w, &flat.states[0], &flat.states[1], g, settings)
+                    }
                     (Optimizer::Adam { .. }, false) => {
                         kernels.adam_update(w, &flat.states[0], &flat.states[1], g, settings)
                     }
