@@ -257,6 +257,17 @@ impl Gpu {
         &self.queue
     }
 
+    /// Runs `f` in turn with the crate's own calls on this device. On a GL adapter wgpu does a
+    /// submit's work under one context lock and panics when another thread waits for that lock
+    /// over 6 s, which an app's own call (a buffer, a submit, a frame) beside one of the
+    /// crate's long submits can do. The crate's calls take turns under a lock of their own that
+    /// waits without a limit: an app that shares the device across threads wraps its device
+    /// and queue calls in this to wait there too. On other backends it just runs `f`.
+    /// Re-entrant: `f` may call the crate.
+    pub fn serialized<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.serial.run(f)
+    }
+
     /// The adapter's name, backend and driver.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info

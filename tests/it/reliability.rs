@@ -473,6 +473,17 @@ fn a_long_submit_on_gl_does_not_starve_another_thread_into_wgpus_lock_panic() {
             let y = gpu.zeros(1, 4).unwrap();
             gpu.run(&[&gpu.kernels().relu_forward(&y, &x).unwrap()]).unwrap();
             assert_eq!(gpu.read(&y).unwrap(), [1.0, 0.0, 3.0, 0.0]);
+            // An app's own calls on the shared device, in turn with the crate's.
+            gpu.serialized(|| {
+                let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("the app's"),
+                    size: 256,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                gpu.queue().write_buffer(&buffer, 0, &[1; 16]);
+                gpu.queue().submit([]);
+            });
             rounds += 1;
         }
         long.join().unwrap();
