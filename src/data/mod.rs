@@ -3,8 +3,10 @@
 
 pub mod idx;
 mod spirals;
+mod toy;
 
 pub use spirals::spirals;
+pub use toy::{circles, gaussians, xor};
 
 use std::path::Path;
 
