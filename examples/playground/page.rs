@@ -81,6 +81,8 @@ struct Session {
     hidden: Vec<(usize, usize)>,
     picture: Option<Picture>,
     steps: u64,
+    /// Steps since the last training-loss read.
+    unread: u32,
     frames: u32,
     /// (step, training loss, test loss) not yet given to the script.
     losses: Vec<(u64, f32, f32)>,
@@ -507,6 +509,7 @@ impl Session {
             hidden,
             picture: None,
             steps: 0,
+            unread: 0,
             frames: 0,
             losses: Vec::new(),
             last_test: f32::NAN,
@@ -522,7 +525,7 @@ impl Session {
     /// Takes over a model of the same network on another backend.
     fn adopt(&mut self, model: Model, canvas: Option<&Canvas>) -> wgpu_nn::Result<()> {
         self.model = model;
-        (self.reading, self.test_read) = (None, None);
+        (self.reading, self.test_read, self.unread) = (None, None, 0);
         self.picture = canvas.map(|c| self.bind(c)).transpose()?;
         Ok(())
     }
@@ -607,7 +610,8 @@ impl Session {
     }
 
     fn frame(&mut self, steps: u32, canvas: Option<&Canvas>) -> wgpu_nn::Result<()> {
-        let read = self.frames.is_multiple_of(LOSS_EVERY) && self.steps > 0;
+        self.unread += steps;
+        let read = self.frames.is_multiple_of(LOSS_EVERY) && self.unread > 0;
         self.frames += 1;
         let Some(canvas) = canvas else {
             // The CPU backend without WebGPU: the script draws from `picture()`.
@@ -642,6 +646,7 @@ impl Session {
             self.steps += u64::from(steps);
             if read && self.reading.is_none() {
                 self.reading = Some((self.model.record_loss(&mut encoder)?, self.steps));
+                self.unread = 0;
             }
             let picture = self.picture.as_ref().expect("a canvas has a picture");
             if let Source::Gpu { grid, test } = &picture.source {
@@ -744,6 +749,7 @@ impl Session {
 
     fn read_cpu_losses(&mut self) -> wgpu_nn::Result<()> {
         let train = self.model.take_loss()?;
+        self.unread = 0;
         let labels = self.test.labels().expect("labelled").to_vec();
         let test = self.model.evaluate(self.test.inputs(), &Target::Labels(&labels))?.loss;
         self.losses.push((self.steps, train, test));

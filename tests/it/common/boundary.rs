@@ -1,11 +1,12 @@
-//! The check that a picture of `live_boundary`'s scene (drawn by `live_boundary` itself or
-//! inside `egui_trainer`) really is the network: at sample pixels, the colour's class must be
-//! the class the CPU backend predicts from the saved weights.
+//! The check that a picture of a decision boundary (`live_boundary`'s scene, drawn by
+//! `live_boundary` itself or inside `egui_trainer`, or the playground page's) really is the
+//! network: at sample pixels, the colour's class must be the class the CPU backend predicts
+//! from the saved weights.
 
 use std::path::Path;
 
 use wgpu_nn::data::spirals;
-use wgpu_nn::model::{Loss, ModelConfig};
+use wgpu_nn::model::{Loss, Model, ModelConfig};
 
 /// The examples' network (`examples/live_boundary/scene.rs`); a mismatch in shapes fails the
 /// checkpoint load with the tensor's name.
@@ -34,8 +35,28 @@ fn shown_class(rgba: &[u8]) -> usize {
 pub fn assert_matches_cpu(pixels: &[u8], stride: u32, drawing: &Drawing, weights: &Path) {
     let mut cpu = network().build_cpu().unwrap();
     cpu.load_checkpoint(weights).unwrap();
+    // The examples' training points (100 a class, noise 0.15, seed 7) are drawn on top.
+    let data = spirals(100, 3, 0.15, 7).unwrap();
+    let markers: Vec<[f32; 2]> = data.inputs().chunks(2).map(|q| [q[0], q[1]]).collect();
+    assert_shows(pixels, stride, drawing, &mut cpu, &markers, &[0, 1, 2]);
+}
+
+/// Fails unless every clear sample pixel of the drawing in `pixels` (RGBA rows of `stride`
+/// pixels) shows the class `model` predicts for its grid cell: class k's colour has channel
+/// `channels[k]` dominant. Pixels near the boundary, or within 6 pixels of a marker in
+/// `markers` (points in the data's [−1, 1]², y up), are skipped.
+#[track_caller]
+pub fn assert_shows(
+    pixels: &[u8],
+    stride: u32,
+    drawing: &Drawing,
+    model: &mut Model,
+    markers: &[[f32; 2]],
+    channels: &[usize],
+) {
     let Drawing { left, top, width, height, grid } = *drawing;
-    // Every 4th pixel; the point the CPU is asked about is its grid cell's centre in the
+    let classes = channels.len();
+    // Every 4th pixel; the point the model is asked about is its grid cell's centre in the
     // data's [−1, 1]², y up, as the scene's grid holds it.
     let samples: Vec<(u32, u32)> =
         (0..height).step_by(4).flat_map(|y| (0..width).step_by(4).map(move |x| (x, y))).collect();
@@ -45,12 +66,10 @@ pub fn assert_matches_cpu(pixels: &[u8], stride: u32, drawing: &Drawing, weights
         .iter()
         .flat_map(|&(x, y)| [centre(cell(x, width)) - 1.0, 1.0 - centre(cell(y, height))])
         .collect();
-    let probs = cpu.predict(&points).unwrap();
+    let probs = model.predict(&points).unwrap();
 
-    // The examples' training points (100 a class, noise 0.15, seed 7) are drawn on top.
-    let data = spirals(100, 3, 0.15, 7).unwrap();
     let near_a_marker = |x: u32, y: u32| {
-        data.inputs().chunks(2).any(|q| {
+        markers.iter().any(|q| {
             let (mx, my) = ((q[0] + 1.0) / 2.0 * width as f32, (1.0 - q[1]) / 2.0 * height as f32);
             let (dx, dy) = (x as f32 + 0.5 - mx, y as f32 + 0.5 - my);
             dx * dx + dy * dy < 36.0 // markers are 4 pixels across the radius; 6 for margin
@@ -58,17 +77,17 @@ pub fn assert_matches_cpu(pixels: &[u8], stride: u32, drawing: &Drawing, weights
     };
     let (mut checked, mut wrong) = (0, Vec::new());
     for (i, &(x, y)) in samples.iter().enumerate() {
-        let p = &probs[i * 3..i * 3 + 3];
+        let p = &probs[i * classes..(i + 1) * classes];
         let mut sorted = p.to_vec();
         sorted.sort_by(|a, b| b.total_cmp(a));
         // Skip the boundary itself, where a rounding difference may pick the other class.
         if sorted[0] - sorted[1] < 0.1 || near_a_marker(x, y) {
             continue;
         }
-        let want = (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        let want = (0..classes).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
         let at = (((top + y) * stride + left + x) * 4) as usize;
         checked += 1;
-        if shown_class(&pixels[at..at + 4]) != want {
+        if shown_class(&pixels[at..at + 4]) != channels[want] {
             wrong.push((x, y, want, pixels[at..at + 4].to_vec()));
         }
     }
