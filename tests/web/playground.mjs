@@ -108,6 +108,34 @@ try {
   result.webgpu_steps_per_second_50_a_frame = await train(page, 3000);
   await page.fill("#per_frame", "5");
 
+  // Every data set and the other settings build and train (on WebGPU): a dropout layer, ReLU,
+  // SGD with momentum, three hidden layers, none.
+  const variants = [
+    { dataset: "circles", activation: "relu", dropout: "0.1", hidden: "6,6,4" },
+    { dataset: "xor", activation: "sigmoid", optimizer: "momentum", lr: "0.1" },
+    { dataset: "gaussian", hidden: "", optimizer: "sgd", lr: "0.1" },
+  ];
+  result.variants = [];
+  for (const variant of variants) {
+    for (const [id, value] of Object.entries(variant)) {
+      if (id === "dataset" || id === "activation" || id === "optimizer") await page.selectOption(`#${id}`, value);
+      else await page.fill(`#${id}`, value);
+    }
+    await page.click("#reset");
+    await train(page, 300);
+    const v = await state(page);
+    if (v.error) fail(`${JSON.stringify(variant)}: ${v.error}`);
+    result.variants.push({ ...variant, steps: v.steps, loss: v.losses.at(-1)?.[1] });
+  }
+  // Back to the spirals' network whose pictures were checked, for the switch below.
+  for (const [id, value] of Object.entries({ dataset: "spirals", activation: "tanh", optimizer: "adam" })) {
+    await page.selectOption(`#${id}`, value);
+  }
+  for (const [id, value] of Object.entries({ dropout: "0", hidden: "8,8", lr: "0.03" })) await page.fill(`#${id}`, value);
+  await page.click("#reset");
+  await train(page, 1500);
+  await picture(page, "webgpu");
+
   // The same network on the CPU backend trains on.
   await page.selectOption("#backend", "cpu");
   await page.waitForFunction(() => window.page.backend === "cpu", null, { timeout: 30_000 });
