@@ -615,15 +615,7 @@ impl Session {
         self.frames += 1;
         let Some(canvas) = canvas else {
             // The CPU backend without WebGPU: the script draws from `picture()`.
-            for _ in 0..steps {
-                let (x, labels) = self.batch();
-                self.model.train_step(&x, &Target::Labels(&labels))?;
-            }
-            self.steps += u64::from(steps);
-            if read {
-                self.read_cpu_losses()?;
-            }
-            return Ok(());
+            return self.train_on_host(steps, read);
         };
         let frame = match &canvas.shown {
             Shown::Canvas { surface, config } => match surface.get_current_texture() {
@@ -671,14 +663,7 @@ impl Session {
                 }
             }
         } else {
-            for _ in 0..steps {
-                let (x, labels) = self.batch();
-                self.model.train_step(&x, &Target::Labels(&labels))?;
-            }
-            self.steps += u64::from(steps);
-            if read {
-                self.read_cpu_losses()?;
-            }
+            self.train_on_host(steps, read)?;
             let (probs, layers) = self.host_picture()?;
             if let Some(Picture { source: Source::Cpu { probs: p, layers: l }, .. }) = &self.picture {
                 canvas.queue.write_buffer(p, 0, bytemuck::cast_slice(&probs));
@@ -745,6 +730,16 @@ impl Session {
             self.reading = None;
         }
         Ok(())
+    }
+
+    /// Steps on the CPU backend, and its losses when `read`.
+    fn train_on_host(&mut self, steps: u32, read: bool) -> wgpu_nn::Result<()> {
+        for _ in 0..steps {
+            let (x, labels) = self.batch();
+            self.model.train_step(&x, &Target::Labels(&labels))?;
+        }
+        self.steps += u64::from(steps);
+        if read { self.read_cpu_losses() } else { Ok(()) }
     }
 
     fn read_cpu_losses(&mut self) -> wgpu_nn::Result<()> {

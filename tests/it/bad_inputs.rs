@@ -521,6 +521,8 @@ fn every_model_call_refuses_misuse_with_its_own_error() {
         );
         let mut model = config.build_gpu(gpu).unwrap();
         let forward = model.bind_forward(input).unwrap();
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        let x = random(2 * 3, 5);
         check_table(
             "Gpu",
             vec![
@@ -530,8 +532,28 @@ fn every_model_call_refuses_misuse_with_its_own_error() {
                     "Shape",
                     variant(model.bind_forward(gpu.zeros(2, 4).unwrap())),
                 ),
+                (
+                    "record_train_step, 4 values for 3 inputs",
+                    "Shape",
+                    variant(model.record_train_step(&mut encoder, &random(4, 1), &Target::Labels(&[0]))),
+                ),
+                (
+                    "record_train_step, a label past the classes",
+                    "Shape",
+                    variant(model.record_train_step(&mut encoder, &x, &Target::Labels(&[0, 7]))),
+                ),
+                ("weights_tensor of layer 9", "Shape", variant(model.weights_tensor(9))),
+                ("bias_tensor of a layer without one", "Shape", variant(model.bias_tensor(0))),
             ],
         );
+        // A reading polled to its end, then waited on, is an error, not a hang.
+        model.record_train_step(&mut encoder, &x, &Target::Labels(&[0, 1])).unwrap();
+        let mut reading = model.record_loss(&mut encoder).unwrap();
+        gpu.queue().submit([encoder.finish()]);
+        gpu.wait().unwrap();
+        assert!(reading.poll().expect("the loss has arrived").unwrap().is_finite());
+        assert!(reading.poll().is_none(), "taken once");
+        assert!(matches!(reading.wait(), Err(Error::Readback(_))));
     }
 }
 
