@@ -4,19 +4,15 @@
 // and the epilogues draw the same masks. One definition each, so the fused and the separate
 // paths agree to the bit. The CPU reference is src/cpu/activation.rs and src/cpu/dropout.rs.
 //
-// Activations by code (`Activation::code` on the host):
-//   1 ReLU:       max(x, 0)                            derivative from x: [x > 0]
-//   2 LeakyReLU:  x > 0 ? x : s·x   (s: the slope)     from x: x > 0 ? 1 : s
-//   3 sigmoid:    1 / (1 + e^-x)                       from y: y (1 − y)
-//   4 tanh:       tanh(x)                              from y: 1 − y²
-//   5 GELU:       x/2 · (1 + tanh(u)), u = √(2/π)(x + 0.044715x³)
-//                 from x: ½(1 + t) + ½x(1 − t²)√(2/π)(1 + 3·0.044715x²), t = tanh(u)
-
-const RELU: u32 = 1u;
-const LEAKY_RELU: u32 = 2u;
-const SIGMOID: u32 = 3u;
-const TANH: u32 = 4u;
-const GELU: u32 = 5u;
+// Activations by their constants (RELU, …), which the host prepends from the one table of
+// activations in src/activation.rs (the code an `Activation` has there):
+//   ReLU:       max(x, 0)                            derivative from x: [x > 0]
+//   LeakyReLU:  x > 0 ? x : s·x   (s: the slope)     from x: x > 0 ? 1 : s
+//   sigmoid:    1 / (1 + e^-x)                       from y: y (1 − y)
+//   tanh:       tanh(x)                              from y: 1 − y²
+//   GELU:       x/2 · (1 + tanh(u)), u = √(2/π)(x + 0.044715x³)
+//               from x: ½(1 + t) + ½x(1 − t²)√(2/π)(1 + 3·0.044715x²), t = tanh(u)
+//   SiLU:       x · σ(x), σ(x) = 1 / (1 + e^-x)      from x: σ(x) (1 + x (1 − σ(x)))
 
 const GELU_K: f32 = 0.7978845608028654; // √(2/π)
 const GELU_A: f32 = 0.044715;
@@ -35,6 +31,7 @@ fn activate(f: u32, x: f32, slope: f32) -> f32 {
         case SIGMOID: { return 1.0 / (1.0 + exp(-x)); }
         case TANH: { return stable_tanh(x); }
         case GELU: { return 0.5 * x * (1.0 + stable_tanh(GELU_K * (x + GELU_A * x * x * x))); }
+        case SILU: { return x / (1.0 + exp(-x)); }
         default: { return x; }
     }
 }
@@ -54,6 +51,10 @@ fn derive(f: u32, saved: f32, dy: f32, slope: f32) -> f32 {
             let xc = clamp(x, -10.0, 10.0);
             let du = GELU_K * (1.0 + 3.0 * GELU_A * xc * xc);
             return dy * (0.5 * (1.0 + t) + 0.5 * xc * (1.0 - t * t) * du);
+        }
+        case SILU: {
+            let s = 1.0 / (1.0 + exp(-saved));
+            return dy * (s * (1.0 + saved * (1.0 - s)));
         }
         default: { return dy; }
     }

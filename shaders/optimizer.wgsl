@@ -12,14 +12,15 @@
 // An advance is one step of the β powers (β1^t *= β1, β2^t *= β2): the powers are kept, not
 // computed with pow(), since 1 − pow(β2, t) cancels most digits and a GPU's pow is only a few
 // ULP. No launch reads the slots it writes (the invocations of one launch run in no order):
-// an advance or check reads the powers [6, 7] and writes the step's powers to [12, 13]; an
-// update reads those and writes them back to [6, 7]. Record all the checks of a step (or its
+// an advance or check reads the last step's powers and writes the step's own (step_beta*);
+// an update reads those and keeps them as the last step's. Record all the checks of a step (or its
 // advance) before all its updates.
 // The settings live in a GPU row, not in the uniform, so the learning rate can change between
-// steps with one small write and many steps can share one submit:
-//   settings = [lr, μ, β1, β2, ε, λ, β1^t, β2^t, then loss.wgsl's watch: steps, halted,
-//               total, loss; then the step's β1^t, β2^t]
-// settings[HALTED] != 0 means a step's loss was not finite (loss.wgsl's watch_loss marks it)
+// steps with one small write and many steps can share one submit. The row is `Row`, which the
+// host prepends from its one definition in src/settings.rs: lr, momentum, beta1, beta2, eps,
+// weight_decay, the last step's beta1_power and beta2_power, loss.wgsl's watch (steps,
+// first_bad, total, bad_loss), then the step's own step_beta1_power and step_beta2_power.
+// settings.first_bad != 0 means a step's loss was not finite (loss.wgsl's watch_loss marks it)
 // or its update was not (a check marks it): every update, check and advance then leaves
 // everything as it is, so the weights stay the last finite ones until the host has reported
 // the divergence and cleared the mark.
@@ -42,24 +43,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> settings: array<f32, 14>;
+@group(0) @binding(1) var<storage, read_write> settings: Row;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
-
-const LR: u32 = 0u;
-const MOMENTUM: u32 = 1u;
-const BETA1: u32 = 2u;
-const BETA2: u32 = 3u;
-const EPSILON: u32 = 4u;
-const WEIGHT_DECAY: u32 = 5u;
-const BETA1_POWER: u32 = 6u;
-const BETA2_POWER: u32 = 7u;
-const STEPS: u32 = 8u;
-const HALTED: u32 = 9u;
-const STEP_BETA1_POWER: u32 = 12u;
-const STEP_BETA2_POWER: u32 = 13u;
 
 fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 256u + lid;
@@ -83,17 +71,17 @@ struct Settings {
 
 // As an update reads them: the powers its step's check or advance wrote.
 fn update_settings() -> Settings {
-    return Settings(settings[LR], settings[MOMENTUM], settings[BETA1], settings[BETA2],
-                    settings[EPSILON], settings[WEIGHT_DECAY], settings[STEP_BETA1_POWER],
-                    settings[STEP_BETA2_POWER], settings[HALTED] != 0.0);
+    return Settings(settings.lr, settings.momentum, settings.beta1, settings.beta2,
+                    settings.eps, settings.weight_decay, settings.step_beta1_power,
+                    settings.step_beta2_power, settings.first_bad != 0.0);
 }
 
 // As a check or advance reads them: the last step's powers, advanced.
 fn advanced_settings() -> Settings {
-    return Settings(settings[LR], settings[MOMENTUM], settings[BETA1], settings[BETA2],
-                    settings[EPSILON], settings[WEIGHT_DECAY],
-                    settings[BETA1_POWER] * settings[BETA1],
-                    settings[BETA2_POWER] * settings[BETA2], settings[HALTED] != 0.0);
+    return Settings(settings.lr, settings.momentum, settings.beta1, settings.beta2,
+                    settings.eps, settings.weight_decay,
+                    settings.beta1_power * settings.beta1,
+                    settings.beta2_power * settings.beta2, settings.first_bad != 0.0);
 }
 
 // WGSL has no isinf/isnan (and fast-math compilers may fold x != x): test the exponent bits.
@@ -146,20 +134,20 @@ fn check(s: Settings, i: u32, step: Step) {
         return;
     }
     if i == 0u {
-        settings[STEP_BETA1_POWER] = s.beta1_power;
-        settings[STEP_BETA2_POWER] = s.beta2_power;
+        settings.step_beta1_power = s.beta1_power;
+        settings.step_beta2_power = s.beta2_power;
     }
     if i < p.len && !(is_finite(step.w) && is_finite(step.m) && is_finite(step.v)) {
         // Every invocation that finds one writes the same value.
-        settings[HALTED] = max(settings[STEPS], 1.0);
+        settings.first_bad = max(settings.steps, 1.0);
     }
 }
 
 // An update's part that every kind shares: invocation 0 keeps the step's powers as the last.
 fn keep_powers(s: Settings, i: u32) {
     if i == 0u && !s.halted {
-        settings[BETA1_POWER] = s.beta1_power;
-        settings[BETA2_POWER] = s.beta2_power;
+        settings.beta1_power = s.beta1_power;
+        settings.beta2_power = s.beta2_power;
     }
 }
 
@@ -167,8 +155,8 @@ fn keep_powers(s: Settings, i: u32) {
 fn optimizer_advance() {
     let s = advanced_settings();
     if !s.halted {
-        settings[STEP_BETA1_POWER] = s.beta1_power;
-        settings[STEP_BETA2_POWER] = s.beta2_power;
+        settings.step_beta1_power = s.beta1_power;
+        settings.step_beta2_power = s.beta2_power;
     }
 }
 

@@ -160,6 +160,15 @@ pub enum Error {
         problem: String,
     },
 
+    /// A loss's parameter no step could use: a Huber δ that is not finite and positive.
+    #[error("{op}: {problem}")]
+    InvalidLoss {
+        /// The call that refused it (`build`, `huber_forward`, …).
+        op: &'static str,
+        /// Which parameter, its value and what it must be.
+        problem: String,
+    },
+
     /// The host cannot hold what a call would allocate (the CPU backend's parameters, say):
     /// refused before anything is allocated, where the allocator would abort the process.
     #[error("{what} needs {bytes} bytes, more than this machine can allocate")]

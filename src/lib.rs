@@ -21,6 +21,7 @@ pub mod cpu;
 pub mod data;
 mod error;
 pub mod gpu;
+mod loss;
 pub mod model;
 mod random;
 mod settings;
@@ -32,8 +33,8 @@ pub use error::{Error, Result};
 // The GPU types most programs name, also at the root; their pages are in `gpu`.
 #[doc(no_inline)]
 pub use gpu::{
-    Counters, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, StepLoss,
-    StepTarget, Tiling,
+    Counters, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, StepTarget,
+    Tiling,
 };
 pub use settings::OptimizerSettings;
 pub use shape::MatmulForm;

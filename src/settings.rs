@@ -3,6 +3,8 @@
 
 use std::cell::Cell;
 
+use bytemuck::{Pod, Zeroable};
+
 use crate::{Error, Result};
 
 /// Refuses a learning rate no step could use: NaN, infinite or negative.
@@ -101,43 +103,91 @@ impl OptimizerSettings {
         Ok(())
     }
 
-    /// The GPU row that `shaders/optimizer.wgsl` reads: `[lr, μ, β1, β2, ε, λ, β1^t, β2^t]`,
-    /// then the loss watch's four slots (steps, first bad step, loss total, last loss), zero:
-    /// no steps watched yet, then the next step's `β1^t, β2^t` (its check or advance writes
-    /// them; here the same as the last step's).
+    /// The GPU row that `shaders/optimizer.wgsl` reads ([`Row`]'s fields in order): `[lr, μ,
+    /// β1, β2, ε, λ, β1^t, β2^t]`, then the loss watch's four slots (steps, first bad step,
+    /// loss total, last loss), zero: no steps watched yet, then the next step's `β1^t, β2^t`
+    /// (its check or advance writes them; here the same as the last step's).
     pub fn to_row(&self) -> [f32; SETTINGS_LEN] {
+        bytemuck::cast(self.row())
+    }
+
+    pub(crate) fn row(&self) -> Row {
         let (p1, p2) = self.beta_powers();
-        let mut row = [0.0; SETTINGS_LEN];
-        row[..WATCH].copy_from_slice(&[
-            self.lr,
-            self.momentum,
-            self.beta1,
-            self.beta2,
-            self.eps,
-            self.weight_decay,
-            p1,
-            p2,
-        ]);
-        row[STEP_POWERS..].copy_from_slice(&[p1, p2]);
-        row
+        Row {
+            lr: self.lr,
+            momentum: self.momentum,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            beta1_power: p1,
+            beta2_power: p2,
+            step_beta1_power: p1,
+            step_beta2_power: p2,
+            ..Row::zeroed()
+        }
     }
 }
 
-/// Length of the settings row.
-pub const SETTINGS_LEN: usize = 14;
+/// The settings row's fields, once: the Rust struct and its WGSL mirror (prepended to the
+/// shaders that bind the row) both come from this list, so a slot has one name everywhere.
+macro_rules! settings_row {
+    ($($(#[doc = $doc:literal])* $field:ident,)*) => {
+        /// The settings row as the GPU holds it: `shaders/optimizer.wgsl` reads the settings
+        /// and keeps the β powers, `shaders/loss.wgsl` keeps the loss watch. All `f32`.
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+        pub(crate) struct Row {
+            $($(#[doc = $doc])* pub(crate) $field: f32,)*
+        }
 
-/// Where a step's own β powers are in the settings row: written by its check (or advance),
-/// read by its updates, which keep them as the last step's at `[6, 7]` (no launch reads the
-/// slots it writes: see `shaders/optimizer.wgsl`).
-const STEP_POWERS: usize = 12;
+        /// [`Row`] in WGSL, as `struct Row { lr: f32, … }`.
+        pub(crate) const ROW_WGSL: &str =
+            concat!("struct Row {\n", $("    ", stringify!($field), ": f32,\n",)* "}\n");
+    };
+}
 
-/// Where the loss watch's slots start in the settings row. `shaders/loss.wgsl`'s `watch_loss`
-/// keeps them, once per training step, and `take_loss` reads them with the row:
-/// `[steps since the last read, the first of those that diverged (0: none), the sum of their
-/// losses, the last counted step's loss]`. A step diverges when its loss is not finite, or
-/// (marked by the optimizer's check) its update would not be. While a step is marked, the
-/// optimizer kernels leave everything as it is, so the weights stay those from before it.
-pub const WATCH: usize = 8;
+settings_row! {
+    /// Learning rate.
+    lr,
+    /// Momentum μ.
+    momentum,
+    /// Adam's β1.
+    beta1,
+    /// Adam's β2.
+    beta2,
+    /// Adam's ε.
+    eps,
+    /// AdamW's λ.
+    weight_decay,
+    /// β1^t of the last step taken (an update keeps its step's here).
+    beta1_power,
+    /// β2^t of the last step taken.
+    beta2_power,
+    /// The loss watch (`shaders/loss.wgsl`'s `watch_step`): steps since the last read.
+    steps,
+    /// The first of those that diverged (1-based; 0: none). While it is set, every optimizer
+    /// kernel leaves everything as it is, so the weights stay those from before it.
+    first_bad,
+    /// The sum of their losses.
+    total,
+    /// The last counted step's loss.
+    bad_loss,
+    /// The step's own β1^t: written by its check (or advance), read by its updates (no launch
+    /// reads the slots it writes: see `shaders/optimizer.wgsl`).
+    step_beta1_power,
+    /// The step's own β2^t.
+    step_beta2_power,
+}
+
+/// Length of the settings row, in floats.
+pub(crate) const SETTINGS_LEN: usize = size_of::<Row>() / 4;
+
+/// Where the loss watch's slots start in the settings row: `steps`, `first_bad`, `total` and
+/// `bad_loss` of [`Row`]. `shaders/loss.wgsl`'s `watch_loss` keeps them, once per training
+/// step, and `take_loss` reads them with the row. A step diverges when its loss is not
+/// finite, or (marked by the optimizer's check) its update would not be.
+pub(crate) const WATCH: usize = std::mem::offset_of!(Row, steps) / 4;
 
 /// What the loss watch saw since it was last reset.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -152,12 +202,12 @@ pub(crate) struct Watch {
 
 impl Watch {
     pub(crate) fn from_row(row: &[f32]) -> Watch {
-        let w = &row[WATCH..WATCH + 4];
+        let row: Row = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&row[..SETTINGS_LEN]));
         Watch {
-            steps: w[0] as u32,
-            first_bad: (w[1] != 0.0).then_some(w[1] as u32),
-            total: w[2],
-            bad_loss: w[3],
+            steps: row.steps as u32,
+            first_bad: (row.first_bad != 0.0).then_some(row.first_bad as u32),
+            total: row.total,
+            bad_loss: row.bad_loss,
         }
     }
 }

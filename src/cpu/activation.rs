@@ -133,6 +133,26 @@ pub fn gelu_backward<T: Float>(dx: &mut [T], x: &[T], dy: &[T]) -> Result<()> {
     Ok(())
 }
 
+/// `out = x · σ(x) = x / (1 + e^-x)` (SiLU)
+pub fn silu_forward<T: Float>(out: &mut [T], x: &[T]) -> Result<()> {
+    check_len("silu_forward", "output", out.len(), x.len(), 1)?;
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o = x / (T::one() + (-x).exp());
+    }
+    Ok(())
+}
+
+/// `dx = dy · σ(x) (1 + x (1 − σ(x)))`, from the forward input x
+pub fn silu_backward<T: Float>(dx: &mut [T], x: &[T], dy: &[T]) -> Result<()> {
+    check_len("silu_backward", "input", x.len(), dx.len(), 1)?;
+    check_len("silu_backward", "output gradient", dy.len(), dx.len(), 1)?;
+    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+        let s = T::one() / (T::one() + (-x).exp());
+        *dx = dy * (s * (T::one() + x * (T::one() - s)));
+    }
+    Ok(())
+}
+
 /// `out = f(x)` for any [`Activation`].
 pub fn activation_forward<T: Float>(f: Activation, out: &mut [T], x: &[T]) -> Result<()> {
     match f {
@@ -141,6 +161,7 @@ pub fn activation_forward<T: Float>(f: Activation, out: &mut [T], x: &[T]) -> Re
         Activation::Sigmoid => sigmoid_forward(out, x),
         Activation::Tanh => tanh_forward(out, x),
         Activation::Gelu => gelu_forward(out, x),
+        Activation::Silu => silu_forward(out, x),
     }
 }
 
@@ -155,5 +176,6 @@ pub fn activation_backward<T: Float>(f: Activation, dx: &mut [T], saved: &[T], d
         Activation::Sigmoid => sigmoid_backward(dx, saved, dy),
         Activation::Tanh => tanh_backward(dx, saved, dy),
         Activation::Gelu => gelu_backward(dx, saved, dy),
+        Activation::Silu => silu_backward(dx, saved, dy),
     }
 }

@@ -1,6 +1,7 @@
 use num_traits::Float;
 
 use crate::Result;
+use crate::loss::Loss;
 use crate::shape::{check_labels, check_len};
 
 // Losses as per-element (per-row for NLL) terms; the loss is their mean, `sum_all(terms,
@@ -111,6 +112,66 @@ pub fn nll_backward<T: Float>(d_log_p: &mut [T], labels: &[u32], rows: usize, co
         }
     }
     Ok(())
+}
+
+/// `terms[i] = ½(y − t)²` where `|y − t| < δ`, else `δ(|y − t| − ½δ)` (Huber)
+pub fn huber_forward<T: Float>(terms: &mut [T], y: &[T], t: &[T], delta: T) -> Result<()> {
+    check_pair("huber_forward", terms.len(), y, t)?;
+    check_delta("huber_forward", delta)?;
+    let half = T::from(0.5).unwrap_or_else(T::nan);
+    for i in 0..y.len() {
+        let d = y[i] - t[i];
+        terms[i] = if d.abs() < delta { half * d * d } else { delta * (d.abs() - half * delta) };
+    }
+    Ok(())
+}
+
+/// `dy[i] = (y − t) / n` where `|y − t| < δ`, else `δ · sign(y − t) / n`
+pub fn huber_backward<T: Float>(dy: &mut [T], y: &[T], t: &[T], delta: T) -> Result<()> {
+    check_pair("huber_backward", dy.len(), y, t)?;
+    check_delta("huber_backward", delta)?;
+    let scale = inverse_len(y.len());
+    for i in 0..y.len() {
+        let d = y[i] - t[i];
+        dy[i] = if d.abs() < delta { d * scale } else { delta * d.signum() * scale };
+    }
+    Ok(())
+}
+
+/// A δ that is not finite and positive makes no Huber loss (δ = 0 would be MAE scaled to 0).
+fn check_delta<T: Float>(op: &'static str, delta: T) -> Result<()> {
+    if delta.is_finite() && delta > T::zero() {
+        return Ok(());
+    }
+    let delta = delta.to_f64().unwrap_or(f64::NAN);
+    let problem = format!("a Huber loss's δ must be finite and positive, not {delta}");
+    Err(crate::Error::InvalidLoss { op, problem })
+}
+
+/// The terms of any element-wise [`Loss`] (one that does not take labels).
+pub fn value_loss_forward<T: Float>(loss: Loss, terms: &mut [T], y: &[T], t: &[T]) -> Result<()> {
+    match loss {
+        Loss::Mse => mse_forward(terms, y, t),
+        Loss::Mae => mae_forward(terms, y, t),
+        Loss::BinaryCrossEntropy => bce_forward(terms, y, t),
+        Loss::Huber { delta } => huber_forward(terms, y, t, T::from(delta).unwrap_or_else(T::nan)),
+        Loss::SoftmaxCrossEntropy | Loss::Nll => Err(takes_labels("value_loss_forward", loss)),
+    }
+}
+
+/// The gradient of any element-wise [`Loss`]'s mean with respect to `y`.
+pub fn value_loss_backward<T: Float>(loss: Loss, dy: &mut [T], y: &[T], t: &[T]) -> Result<()> {
+    match loss {
+        Loss::Mse => mse_backward(dy, y, t),
+        Loss::Mae => mae_backward(dy, y, t),
+        Loss::BinaryCrossEntropy => bce_backward(dy, y, t),
+        Loss::Huber { delta } => huber_backward(dy, y, t, T::from(delta).unwrap_or_else(T::nan)),
+        Loss::SoftmaxCrossEntropy | Loss::Nll => Err(takes_labels("value_loss_backward", loss)),
+    }
+}
+
+fn takes_labels(op: &'static str, loss: Loss) -> crate::Error {
+    crate::Error::shape(op, "an element-wise loss", format!("{loss:?}, which takes labels"))
 }
 
 fn check_pair(op: &'static str, out: usize, y: &[impl Copy], t: &[impl Copy]) -> Result<()> {

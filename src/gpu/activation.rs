@@ -1,4 +1,5 @@
-//! Pipelines of `shaders/activation.wgsl`: every [`Activation`], forward and backward.
+//! Pipelines of `shaders/activation.wgsl`: every [`Activation`], forward and backward, each
+//! a pipeline specialized by the activation's code (named nowhere here: see `activation.rs`).
 
 use super::Kernels;
 use bytemuck::{Pod, Zeroable};
@@ -24,27 +25,16 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "activation",
-        &super::shaders::activation(),
+        &super::shaders::elementwise(include_str!("../../shaders/activation.wgsl")),
         &[Uniform(size_of::<Params>() as u64), Read, Read, ReadWrite],
-        &[
-            "relu_forward",
-            "relu_backward",
-            "sigmoid_forward",
-            "sigmoid_backward",
-            "tanh_forward",
-            "tanh_backward",
-            "leaky_relu_forward",
-            "leaky_relu_backward",
-            "gelu_forward",
-            "gelu_backward",
-        ],
+        &["activation_forward", "activation_backward"],
     )
 }
 
 impl Kernels<'_> {
     /// Binds `out = f(x)`.
     pub fn activation_forward(&self, f: Activation, out: &GpuTensor, x: &GpuTensor) -> Result<Dispatch> {
-        self.bind_activation(f, f.entry_points().0, out, x, None)
+        self.bind_activation(f, "activation_forward", out, x, None)
     }
 
     /// Binds `dx = f'(x) · dy`; `saved` is the forward's output when
@@ -56,7 +46,7 @@ impl Kernels<'_> {
         saved: &GpuTensor,
         dy: &GpuTensor,
     ) -> Result<Dispatch> {
-        self.bind_activation(f, f.entry_points().1, dx, saved, Some(dy))
+        self.bind_activation(f, "activation_backward", dx, saved, Some(dy))
     }
 
     /// Binds `out = max(x, 0)`.
@@ -97,27 +87,31 @@ impl Kernels<'_> {
         saved: &GpuTensor,
         dy: Option<&GpuTensor>,
     ) -> Result<Dispatch> {
-        check_same(entry, "input", saved.shape(), out.shape())?;
+        // Errors and the dispatch's label name the activation's own op (`relu_forward`, …).
+        let op = if dy.is_some() { f.entry_points().1 } else { f.entry_points().0 };
+        check_same(op, "input", saved.shape(), out.shape())?;
         if !f.parameter().is_finite() {
             let slope = f.parameter().to_string();
-            return Err(crate::Error::shape(entry, "a finite LeakyReLU slope", slope));
+            return Err(crate::Error::shape(op, "a finite LeakyReLU slope", slope));
         }
         if let Some(dy) = dy {
-            check_same(entry, "output gradient", dy.shape(), out.shape())?;
+            check_same(op, "output gradient", dy.shape(), out.shape())?;
         }
         let len = out.len();
         let params = Params {
             len: u32::try_from(len)
-                .map_err(|_| crate::Error::shape(entry, "below 2^32 elements", len.to_string()))?,
+                .map_err(|_| crate::Error::shape(op, "below 2^32 elements", len.to_string()))?,
             slope: f.parameter(),
             _pad: [0; 2],
         };
-        self.compiled.activation.bind(
+        let step = self.compiled.activation.step_with(
             self,
             entry,
+            &[("F", f.code())],
             bytemuck::bytes_of(&params),
             &[saved.into(), dy.into(), out.into()],
             fold((len as u64).div_ceil(WORKGROUP), self.max_workgroups())?,
-        )
+        )?;
+        Ok(Dispatch::new(op, vec![step], self.id()))
     }
 }

@@ -115,7 +115,29 @@ impl<T> Drop for Locked<T> {
 /// The most storage bindings any kernel has.
 pub(crate) const MAX_STORAGE_BINDINGS: usize = 7;
 
+/// The op families of one [`Family`] each, registered once: each name is a module of `gpu/`
+/// whose `family(device)` builds its pipelines from its own WGSL file. A new family is its
+/// module (declared in `gpu/mod.rs`), its shader, and its name here.
+macro_rules! families {
+    ($($name:ident),* $(,)?) => {
+        pub(crate) struct Families {
+            $(pub(crate) $name: Family,)*
+        }
+
+        impl Families {
+            fn new(device: &wgpu::Device) -> Families {
+                Families { $($name: $name::family(device),)* }
+            }
+        }
+    };
+}
+
+families!(activation, softmax, norm, reduce, loss, gather);
+
+/// Every compiled kernel: the families above (through `Deref`), and the ones whose modules
+/// build several layouts or choose by adapter.
 pub(crate) struct Compiled {
+    families: Families,
     pub(crate) matmul: Family,
     /// With the subgroups' width, only on adapters whose subgroups have one fixed width of 8 to
     /// 64 lanes; see `shaders/matmul_subgroup.wgsl`.
@@ -124,14 +146,16 @@ pub(crate) struct Compiled {
     pub(crate) matmul_tiled: Family,
     /// What `MatmulKernel::Auto` runs on this adapter.
     pub(crate) auto_matmul: matmul::MatmulKernel,
-    pub(crate) activation: Family,
-    pub(crate) softmax: Family,
-    pub(crate) norm: Family,
-    pub(crate) reduce: Family,
-    pub(crate) loss: Family,
     pub(crate) optimizer: optimizer::OptimizerKernels,
     pub(crate) dropout: dropout::DropoutKernels,
-    pub(crate) gather: Family,
+}
+
+impl std::ops::Deref for Compiled {
+    type Target = Families;
+
+    fn deref(&self) -> &Families {
+        &self.families
+    }
 }
 
 impl Gpu {
@@ -200,23 +224,20 @@ impl Gpu {
             scoped(&device, &uncaptured, &serial, "building the kernels", || {
                 let matmul_subgroup = matmul::subgroup_family(&device, &info);
                 let compiled = Compiled {
+                    families: Families::new(&device),
                     matmul: matmul::family(&device),
                     auto_matmul: matmul::auto_kernel(&info, &limits, matmul_subgroup.is_some()),
                     matmul_subgroup,
                     matmul_tiled: matmul::tiled_family(&device),
-                    activation: activation::family(&device),
-                    norm: norm::family(&device),
-                    softmax: softmax::family(&device),
-                    reduce: reduce::family(&device),
-                    loss: loss::family(&device),
                     optimizer: optimizer::kernels(&device),
                     dropout: dropout::kernels(&device),
-                    gather: gather::family(&device),
                 };
+                // As large as any fixed-size binding a kernel declares (the settings row's 56
+                // bytes), should a driver check an unused binding's size too.
                 let placeholder = |_| {
                     device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("placeholder"),
-                        size: 16,
+                        size: 64,
                         usage: wgpu::BufferUsages::STORAGE,
                         mapped_at_creation: false,
                     })

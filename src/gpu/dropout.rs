@@ -28,7 +28,7 @@ pub(crate) struct DropoutKernels {
 pub(crate) fn kernels(device: &wgpu::Device) -> DropoutKernels {
     use Binding::*;
     let uniform = Uniform(size_of::<Params>() as u64);
-    let source = &super::shaders::dropout();
+    let source = &super::shaders::elementwise(include_str!("../../shaders/dropout.wgsl"));
     DropoutKernels {
         forward: Family::new(
             device,

@@ -23,7 +23,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "gather",
-        super::shaders::GATHER,
+        include_str!("../../shaders/gather.wgsl"),
         &[Uniform(size_of::<Params>() as u64), Read, Read, ReadWrite],
         &["gather_rows"],
     )

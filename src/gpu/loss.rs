@@ -1,11 +1,13 @@
-//! Pipelines of `shaders/loss.wgsl`: MSE, MAE, binary cross-entropy and NLL, as per-element
-//! terms (averaged by [`Kernels::sum_all`]) and the gradient of their mean.
+//! Pipelines of `shaders/loss.wgsl`: every element-wise [`Loss`] (a pipeline specialized by
+//! its code, named nowhere here: see `loss.rs`) and NLL, as per-element terms (averaged by
+//! [`Kernels::sum_all`]) and the gradient of their mean; and each training loss in one launch.
 
 use super::Kernels;
 use bytemuck::{Pod, Zeroable};
 
 use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
 use super::{GpuLabels, GpuTensor};
+use crate::loss::Loss;
 use crate::settings::SETTINGS_LEN;
 use crate::shape::check_same;
 use crate::{Error, Result};
@@ -18,7 +20,7 @@ struct Params {
     len: u32,
     cols: u32,
     scale: f32,
-    _pad: u32,
+    param: f32,
 }
 
 pub(crate) fn family(device: &wgpu::Device) -> Family {
@@ -26,55 +28,73 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "loss",
-        super::shaders::LOSS,
+        &super::shaders::settings_row(&(Loss::wgsl_constants() + include_str!("../../shaders/loss.wgsl"))),
         &[Uniform(size_of::<Params>() as u64), Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
         &[
-            "mse_forward",
-            "mse_backward",
-            "mae_forward",
-            "mae_backward",
-            "bce_forward",
-            "bce_backward",
+            "value_forward",
+            "value_backward",
             "nll_forward",
             "nll_backward",
             "watch_loss",
             "cross_entropy_step",
-            "mse_step",
-            "mae_step",
-            "bce_step",
+            "value_step",
         ],
     )
 }
 
 impl Kernels<'_> {
+    /// Binds the terms of an element-wise loss (its value per output, which
+    /// [`Kernels::sum_all`] with `1 / len` averages into the loss): any [`Loss`] that does not
+    /// [take labels](Loss::takes_labels).
+    pub fn value_loss_forward(
+        &self,
+        loss: Loss,
+        terms: &GpuTensor,
+        y: &GpuTensor,
+        t: &GpuTensor,
+    ) -> Result<Dispatch> {
+        self.bind_value_loss(loss, false, terms, y, t)
+    }
+
+    /// Binds the gradient of an element-wise loss's mean with respect to `y`.
+    pub fn value_loss_backward(
+        &self,
+        loss: Loss,
+        dy: &GpuTensor,
+        y: &GpuTensor,
+        t: &GpuTensor,
+    ) -> Result<Dispatch> {
+        self.bind_value_loss(loss, true, dy, y, t)
+    }
+
     /// Binds `terms = (y − t)²`; the loss is `sum_all(terms, 1 / len)`.
     pub fn mse_forward(&self, terms: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
-        self.bind_pair_loss("mse_forward", terms, y, t)
+        self.value_loss_forward(Loss::Mse, terms, y, t)
     }
 
     /// Binds `dy = 2 (y − t) / len`, the gradient of the mean squared error.
     pub fn mse_backward(&self, dy: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
-        self.bind_pair_loss("mse_backward", dy, y, t)
+        self.value_loss_backward(Loss::Mse, dy, y, t)
     }
 
     /// Binds `terms = |y − t|`.
     pub fn mae_forward(&self, terms: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
-        self.bind_pair_loss("mae_forward", terms, y, t)
+        self.value_loss_forward(Loss::Mae, terms, y, t)
     }
 
     /// Binds `dy = sign(y − t) / len`.
     pub fn mae_backward(&self, dy: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
-        self.bind_pair_loss("mae_backward", dy, y, t)
+        self.value_loss_backward(Loss::Mae, dy, y, t)
     }
 
     /// Binds `terms = −(t ln y + (1 − t) ln(1 − y))` for probabilities y (clamped to [ε, 1 − ε]).
     pub fn bce_forward(&self, terms: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
-        self.bind_pair_loss("bce_forward", terms, y, t)
+        self.value_loss_forward(Loss::BinaryCrossEntropy, terms, y, t)
     }
 
     /// Binds `dy = (y − t) / (y (1 − y)) / len`.
     pub fn bce_backward(&self, dy: &GpuTensor, y: &GpuTensor, t: &GpuTensor) -> Result<Dispatch> {
-        self.bind_pair_loss("bce_backward", dy, y, t)
+        self.value_loss_backward(Loss::BinaryCrossEntropy, dy, y, t)
     }
 
     /// Binds `losses[r] = −log_p[r, label[r]]`; `losses` is (rows, 1).
@@ -103,51 +123,52 @@ impl Kernels<'_> {
         let op = "watch_loss";
         check_same(op, "batch loss", batch_loss.shape(), (1, 1))?;
         check_same(op, "settings row", settings.shape(), (1, SETTINGS_LEN))?;
-        let params = Params { len: 1, cols: 1, scale: 1.0, _pad: 0 };
+        let params = Params { len: 1, cols: 1, scale: 1.0, param: 0.0 };
         let args = [batch_loss.into(), Arg::Unused, Arg::Unused, Arg::Unused, Arg::Unused, settings.into()];
         self.compiled.loss.bind(self, op, bytemuck::bytes_of(&params), &args, [1, 1, 1])
     }
 
-    /// Binds a training step's whole loss as one launch (`shaders/loss.wgsl`'s `*_step`
-    /// entry points): the gradient of the mean loss into `dy`, the mean into `mean` (1, 1),
-    /// and the watch of [`Kernels::watch_loss`]. Cross-entropy (from logits) takes labels, the
-    /// others target values: the other kind is an error.
+    /// Binds a training step's whole loss as one launch (`shaders/loss.wgsl`'s
+    /// `cross_entropy_step` and `value_step`): the gradient of the mean loss into `dy`, the
+    /// mean into `mean` (1, 1), and the watch of [`Kernels::watch_loss`]. Cross-entropy (from
+    /// logits) takes labels, the element-wise losses target values: the other kind is an error.
     ///
     /// One workgroup sums every term, so this is for a training batch's loss, not a data
     /// set's: `None` when the batch is too large for one invocation's share to stay within
-    /// llvmpipe's loop limit, and the separate kernels should run instead.
+    /// llvmpipe's loop limit, or for NLL (which has no fused step), and the separate kernels
+    /// should run instead.
     pub fn loss_step(
         &self,
-        loss: StepLoss,
+        loss: Loss,
         dy: &GpuTensor,
         y: &GpuTensor,
         target: StepTarget,
         mean: &GpuTensor,
         settings: &super::SettingsRow,
     ) -> Result<Option<Dispatch>> {
-        let entry = match loss {
-            StepLoss::CrossEntropy => "cross_entropy_step",
-            StepLoss::Mse => "mse_step",
-            StepLoss::Mae => "mae_step",
-            StepLoss::BinaryCrossEntropy => "bce_step",
+        let (entry, label, kind) = match (loss, loss.value_code()) {
+            (Loss::SoftmaxCrossEntropy, _) => ("cross_entropy_step", "cross_entropy_step", None),
+            (_, Some((code, ops))) => ("value_step", ops.step, Some(code)),
+            _ => return Ok(None),
         };
-        if matches!(target, StepTarget::Labels(_)) != (loss == StepLoss::CrossEntropy) {
+        loss.check(label)?;
+        if matches!(target, StepTarget::Labels(_)) != kind.is_none() {
             return Err(Error::shape(
-                entry,
-                if loss == StepLoss::CrossEntropy { "label targets" } else { "value targets" },
+                label,
+                if kind.is_none() { "label targets" } else { "value targets" },
                 "the other kind",
             ));
         }
-        check_same(entry, "gradient", dy.shape(), y.shape())?;
-        check_same(entry, "mean", mean.shape(), (1, 1))?;
-        check_same(entry, "settings row", settings.shape(), (1, SETTINGS_LEN))?;
+        check_same(label, "gradient", dy.shape(), y.shape())?;
+        check_same(label, "mean", mean.shape(), (1, 1))?;
+        check_same(label, "settings row", settings.shape(), (1, SETTINGS_LEN))?;
         let (terms, per_term, target) = match target {
             StepTarget::Labels(labels) => {
-                check_same(entry, "labels", (labels.len(), 1), (y.rows(), 1))?;
+                check_same(label, "labels", (labels.len(), 1), (y.rows(), 1))?;
                 (y.rows(), 3 * y.cols() + 1, Arg::Labels(labels))
             }
             StepTarget::Values(t) => {
-                check_same(entry, "targets", t.shape(), y.shape())?;
+                check_same(label, "targets", t.shape(), y.shape())?;
                 (y.len(), 1, Arg::Tensor(t))
             }
         };
@@ -155,32 +176,63 @@ impl Kernels<'_> {
         if terms.div_ceil(WORKGROUP as usize).saturating_mul(per_term) > STEP_ITERATIONS {
             return Ok(None);
         }
-        let params =
-            Params { len: len_u32(entry, terms)?, cols: y.cols() as u32, scale: 1.0 / terms as f32, _pad: 0 };
+        let params = Params {
+            len: len_u32(label, terms)?,
+            cols: y.cols() as u32,
+            scale: 1.0 / terms as f32,
+            param: loss.parameter(),
+        };
         let (labels, values) = match target {
             Arg::Labels(_) => (target, Arg::Unused),
             _ => (Arg::Unused, target),
         };
         let args = [y.into(), values, labels, dy.into(), mean.into(), settings.into()];
-        self.compiled.loss.bind(self, entry, bytemuck::bytes_of(&params), &args, [1, 1, 1]).map(Some)
+        let constants: Vec<_> = kind.map(|code| ("L", code)).into_iter().collect();
+        let step = self.compiled.loss.step_with(
+            self,
+            entry,
+            &constants,
+            bytemuck::bytes_of(&params),
+            &args,
+            [1, 1, 1],
+        )?;
+        Ok(Some(Dispatch::new(label, vec![step], self.id())))
     }
 
-    fn bind_pair_loss(
+    fn bind_value_loss(
         &self,
-        entry: &'static str,
+        loss: Loss,
+        backward: bool,
         out: &GpuTensor,
         y: &GpuTensor,
         t: &GpuTensor,
     ) -> Result<Dispatch> {
-        check_same(entry, "targets", t.shape(), y.shape())?;
-        check_same(entry, "output", out.shape(), y.shape())?;
+        let Some((code, ops)) = loss.value_code() else {
+            let op = if backward { "value_loss_backward" } else { "value_loss_forward" };
+            return Err(Error::shape(op, "an element-wise loss", format!("{loss:?}, which takes labels")));
+        };
+        let (entry, op) =
+            if backward { ("value_backward", ops.backward) } else { ("value_forward", ops.forward) };
+        loss.check(op)?;
+        check_same(op, "targets", t.shape(), y.shape())?;
+        check_same(op, "output", out.shape(), y.shape())?;
         let params = Params {
-            len: len_u32(entry, y.len())?,
+            len: len_u32(op, y.len())?,
             cols: y.cols() as u32,
             scale: 1.0 / y.len() as f32,
-            _pad: 0,
+            param: loss.parameter(),
         };
-        self.bind_loss(entry, &params, [y.into(), t.into(), Arg::Unused, out.into()])
+        let args = [y.into(), t.into(), Arg::Unused, out.into(), Arg::Unused, Arg::Unused];
+        let workgroups = fold(u64::from(params.len).div_ceil(WORKGROUP), self.max_workgroups())?;
+        let step = self.compiled.loss.step_with(
+            self,
+            entry,
+            &[("L", code)],
+            bytemuck::bytes_of(&params),
+            &args,
+            workgroups,
+        )?;
+        Ok(Dispatch::new(op, vec![step], self.id()))
     }
 
     fn bind_label_loss(
@@ -203,7 +255,7 @@ impl Kernels<'_> {
             len: len_u32(entry, len)?,
             cols: log_p.cols() as u32,
             scale: 1.0 / log_p.rows() as f32,
-            _pad: 0,
+            param: 0.0,
         };
         self.bind_loss(entry, &params, [log_p.into(), Arg::Unused, Arg::Labels(labels), out.into()])
     }
@@ -220,27 +272,13 @@ impl Kernels<'_> {
 /// values.
 const STEP_ITERATIONS: usize = 32_768;
 
-/// The loss of [`Kernels::loss_step`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StepLoss {
-    /// Softmax cross-entropy from logits, against labels.
-    CrossEntropy,
-    /// Mean squared error, against values.
-    Mse,
-    /// Mean absolute error, against values.
-    Mae,
-    /// Binary cross-entropy of probabilities, against values.
-    BinaryCrossEntropy,
-}
-
 /// What [`Kernels::loss_step`] scores against.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub enum StepTarget<'a> {
     /// One class label per row (cross-entropy).
     Labels(&'a GpuLabels),
-    /// A target value per prediction (MSE, MAE, binary cross-entropy).
+    /// A target value per prediction (the element-wise losses).
     Values(&'a GpuTensor),
 }
 

@@ -251,7 +251,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "matmul",
-        &super::shaders::matmul(),
+        &super::shaders::matmul(include_str!("../../shaders/matmul.wgsl")),
         &BINDINGS,
         &["matmul_ab", "matmul_abt", "matmul_atb", "matmul_any"],
     )
@@ -261,7 +261,7 @@ pub(crate) fn tiled_family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "matmul_tiled",
-        &super::shaders::matmul_tiled(),
+        &super::shaders::matmul(include_str!("../../shaders/matmul_tiled.wgsl")),
         &BINDINGS,
         &["matmul_ab_tiled", "matmul_abt_tiled", "matmul_atb_tiled"],
     )
@@ -278,7 +278,7 @@ pub(crate) fn subgroup_family(device: &wgpu::Device, info: &wgpu::AdapterInfo) -
         let family = Family::new(
             device,
             "matmul_subgroup",
-            &super::shaders::matmul_subgroup(),
+            &super::shaders::matmul(include_str!("../../shaders/matmul_subgroup.wgsl")),
             &BINDINGS,
             &["matmul_ab_subgroup", "matmul_abt_subgroup", "matmul_atb_subgroup"],
         );

@@ -50,7 +50,7 @@ pub use counters::Counters;
 pub use dispatch::Dispatch;
 pub use dropout::DropoutCounter;
 pub use kernels::Kernels;
-pub use loss::{StepLoss, StepTarget};
+pub use loss::StepTarget;
 pub use matmul::{Epilogue, EpilogueDropout, Keep, MatmulKernel, Tiling};
 pub use norm::MAX_LAYER_NORM_COLS;
 pub use optimizer::SettingsRow;

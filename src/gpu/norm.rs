@@ -26,7 +26,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "norm",
-        super::shaders::NORM,
+        include_str!("../../shaders/norm.wgsl"),
         &[Uniform(size_of::<Params>() as u64), Read, Read, Read, Read, ReadWrite],
         &["layer_norm_stats", "layer_norm_forward", "layer_norm_backward", "layer_norm_gain_terms"],
     )

@@ -37,7 +37,13 @@ pub(crate) fn kernels(device: &wgpu::Device) -> OptimizerKernels {
     use Binding::*;
     let uniform = Uniform(size_of::<Params>() as u64);
     let family = |name, bindings: &[Binding], entries: &[&'static str]| {
-        Family::new(device, name, super::shaders::OPTIMIZER, bindings, entries)
+        Family::new(
+            device,
+            name,
+            &super::shaders::settings_row(include_str!("../../shaders/optimizer.wgsl")),
+            bindings,
+            entries,
+        )
     };
     OptimizerKernels {
         sgd: family(

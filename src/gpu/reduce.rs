@@ -31,7 +31,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "reduce",
-        super::shaders::REDUCE,
+        include_str!("../../shaders/reduce.wgsl"),
         &[Uniform(size_of::<Params>() as u64), Read, ReadWrite],
         &["sum_columns", "sum_all"],
     )

@@ -1,34 +1,24 @@
-//! The one place that includes the WGSL sources, so a shader file maps to exactly one constant.
-//! WGSL has no includes: the files that share `elementwise.wgsl` (activations, their
-//! derivatives, dropout's hash) or `matmul_common.wgsl` (the matmul bindings and epilogue)
-//! get them prepended here.
+//! What several WGSL files share, prepended by the host (WGSL has no includes). Each op
+//! family's module includes its own file (`softmax.rs` ↔ `shaders/softmax.wgsl`, …) and
+//! passes it through the prelude it needs here.
 
-const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
-const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+use crate::settings::ROW_WGSL;
 
-pub(crate) fn matmul() -> String {
-    [ELEMENTWISE, MATMUL_COMMON, include_str!("../../shaders/matmul.wgsl")].concat()
+/// `source` after `elementwise.wgsl` (activations, their derivatives, dropout's hash) and the
+/// activations' constants it switches on (from `activation.rs`'s table).
+pub(crate) fn elementwise(source: &str) -> String {
+    let constants = crate::Activation::wgsl_constants();
+    [constants.as_str(), include_str!("../../shaders/elementwise.wgsl"), source].concat()
 }
 
-pub(crate) fn matmul_subgroup() -> String {
-    [ELEMENTWISE, MATMUL_COMMON, include_str!("../../shaders/matmul_subgroup.wgsl")].concat()
+/// A matmul kernel's `source` after `matmul_common.wgsl` (the bindings and epilogue the three
+/// share) and the element-wise functions.
+pub(crate) fn matmul(source: &str) -> String {
+    elementwise(&[include_str!("../../shaders/matmul_common.wgsl"), source].concat())
 }
 
-pub(crate) fn matmul_tiled() -> String {
-    [ELEMENTWISE, MATMUL_COMMON, include_str!("../../shaders/matmul_tiled.wgsl")].concat()
+/// `source` after the settings row's struct `Row` (from `settings.rs`), for the kernels that
+/// bind the row.
+pub(crate) fn settings_row(source: &str) -> String {
+    [ROW_WGSL, source].concat()
 }
-
-pub(crate) fn activation() -> String {
-    [ELEMENTWISE, include_str!("../../shaders/activation.wgsl")].concat()
-}
-
-pub(crate) fn dropout() -> String {
-    [ELEMENTWISE, include_str!("../../shaders/dropout.wgsl")].concat()
-}
-
-pub(crate) const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
-pub(crate) const GATHER: &str = include_str!("../../shaders/gather.wgsl");
-pub(crate) const LOSS: &str = include_str!("../../shaders/loss.wgsl");
-pub(crate) const OPTIMIZER: &str = include_str!("../../shaders/optimizer.wgsl");
-pub(crate) const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
-pub(crate) const NORM: &str = include_str!("../../shaders/norm.wgsl");

@@ -30,7 +30,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "softmax",
-        super::shaders::SOFTMAX,
+        include_str!("../../shaders/softmax.wgsl"),
         &[Uniform(size_of::<Params>() as u64), Read, Read, Read, ReadWrite],
         &[
             "softmax_forward",

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Activation;
+pub use crate::loss::Loss;
 
 /// How a dense layer's weights start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,7 +42,7 @@ pub enum Layer {
         /// How its weights start.
         init: Init,
     },
-    /// An element-wise activation: ReLU, LeakyReLU, sigmoid, tanh or GELU.
+    /// An element-wise activation: any [`Activation`].
     Activation(Activation),
     /// Softmax over each row. Followed by [`Loss::SoftmaxCrossEntropy`], the two are fused.
     Softmax,
@@ -54,31 +55,6 @@ pub enum Layer {
     /// bias (at 0), as PyTorch's `LayerNorm(width)` with ε = 1e-5. Checkpointed as
     /// `layers.{i}.weight` (the gain) and `layers.{i}.bias`.
     LayerNorm,
-}
-
-/// What training minimises: the mean over the batch (and outputs) of a per-sample loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Loss {
-    /// `(y − t)²`, averaged over every output value.
-    Mse,
-    /// `|y − t|`, averaged over every output value.
-    Mae,
-    /// Binary cross-entropy of probabilities y against targets t in [0, 1].
-    BinaryCrossEntropy,
-    /// Cross-entropy of softmax(logits) against class labels, computed stably from the
-    /// logits: the model's output, or the input of its final [`Layer::Softmax`].
-    SoftmaxCrossEntropy,
-    /// Negative log-likelihood of log-probabilities (a final [`Layer::LogSoftmax`]).
-    Nll,
-}
-
-impl Loss {
-    /// Whether targets are class labels rather than values.
-    pub fn takes_labels(self) -> bool {
-        matches!(self, Loss::SoftmaxCrossEntropy | Loss::Nll)
-    }
 }
 
 /// The update rule, with its starting learning rate (changed later only through

@@ -640,9 +640,7 @@ impl<T: Scalar> Ops for Exec<'_, T> {
             match loss {
                 Loss::SoftmaxCrossEntropy => cpu::softmax_cross_entropy_forward(o, y, labels, rows, cols),
                 Loss::Nll => cpu::nll_forward(o, y, labels, rows, cols),
-                Loss::Mse => cpu::mse_forward(o, y, s.get(Slot::Targets)),
-                Loss::Mae => cpu::mae_forward(o, y, s.get(Slot::Targets)),
-                Loss::BinaryCrossEntropy => cpu::bce_forward(o, y, s.get(Slot::Targets)),
+                value => cpu::value_loss_forward(value, o, y, s.get(Slot::Targets)),
             }
         })
     }
@@ -654,9 +652,7 @@ impl<T: Scalar> Ops for Exec<'_, T> {
             match loss {
                 Loss::SoftmaxCrossEntropy => cpu::softmax_cross_entropy_backward(o, y, labels, rows, cols),
                 Loss::Nll => cpu::nll_backward(o, labels, rows, cols),
-                Loss::Mse => cpu::mse_backward(o, y, s.get(Slot::Targets)),
-                Loss::Mae => cpu::mae_backward(o, y, s.get(Slot::Targets)),
-                Loss::BinaryCrossEntropy => cpu::bce_backward(o, y, s.get(Slot::Targets)),
+                value => cpu::value_loss_backward(value, o, y, s.get(Slot::Targets)),
             }
         })
     }

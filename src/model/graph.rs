@@ -181,6 +181,7 @@ impl Graph {
             });
         }
         let last = *widths.last().expect("at least one layer");
+        config.loss.check(op)?;
         if matches!(config.loss, Loss::SoftmaxCrossEntropy | Loss::Nll) && last < 2 {
             return Err(Error::shape(
                 op,

@@ -297,6 +297,8 @@ fn every_kernel_refuses_mismatched_arguments_naming_itself() {
         ("mae_backward", shape_op(k.mae_backward(&x, &wrong, &x))),
         ("bce_forward", shape_op(k.bce_forward(&wrong, &x, &x))),
         ("bce_backward", shape_op(k.bce_backward(&wrong, &x, &x))),
+        ("huber_forward", shape_op(k.value_loss_forward(Loss::Huber { delta: 1.0 }, &wrong, &x, &x))),
+        ("value_loss_forward", shape_op(k.value_loss_forward(Loss::Nll, &x, &x, &x))),
         ("watch_loss", shape_op(k.watch_loss(&settings, &x))),
         ("sum_columns", shape_op(k.sum_columns(&wrong, &x, 1.0))),
         ("sum_all", shape_op(k.sum_all(&wrong, &x, 1.0))),
@@ -334,6 +336,21 @@ fn every_kernel_refuses_mismatched_arguments_naming_itself() {
     bad.beta2 = 1.0;
     let err = k.upload_settings(&bad).unwrap_err();
     assert!(err.to_string().contains("β1 and β2"), "{err}");
+    // A loss's parameter out of its range, on both backends' kernels.
+    let err = k.value_loss_forward(Loss::Huber { delta: 0.0 }, &x, &x, &x).unwrap_err();
+    assert!(matches!(err, Error::InvalidLoss { op: "huber_forward", .. }), "{err}");
+    let err = k.loss_step(
+        Loss::Huber { delta: f32::NAN },
+        &x,
+        &x,
+        wgpu_nn::StepTarget::Values(&x),
+        &t(1, 1),
+        &settings,
+    );
+    assert!(matches!(err, Err(Error::InvalidLoss { op: "huber_step", .. })), "{err:?}");
+    let mut out = [0.0f32; 2];
+    let err = wgpu_nn::cpu::huber_backward(&mut out, &[1.0, 2.0], &[0.0, 0.0], -1.0).unwrap_err();
+    assert!(matches!(err, Error::InvalidLoss { op: "huber_backward", .. }), "{err}");
 }
 
 #[test]
@@ -575,6 +592,12 @@ fn descriptions_and_data_no_model_could_use_are_refused() {
         ("given bias of 3 for 2", "Shape", ModelConfig::new(3).dense_with(2, true, given(6, Some(3)))),
         ("given bias without one", "Shape", ModelConfig::new(3).dense_with(2, false, given(6, Some(2)))),
         ("cross-entropy over 1 class", "Shape", ModelConfig::new(3).dense(1).loss(Loss::SoftmaxCrossEntropy)),
+        ("a Huber δ of 0", "InvalidLoss", ModelConfig::new(3).dense(1).loss(Loss::Huber { delta: 0.0 })),
+        (
+            "a Huber δ of ∞",
+            "InvalidLoss",
+            ModelConfig::new(3).dense(1).loss(Loss::Huber { delta: f32::INFINITY }),
+        ),
     ];
     for backend in backends() {
         let cases = configs

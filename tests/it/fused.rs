@@ -3,11 +3,11 @@
 //! and the one-launch loss steps (`shaders/loss.wgsl`).
 
 use crate::common::{assert_close, gpu, random, random_labels};
-use wgpu_nn::gpu::{Kernels, SettingsRow};
+use wgpu_nn::gpu::SettingsRow;
 use wgpu_nn::model::{Backend, Loss, ModelConfig, Target};
 use wgpu_nn::{
     Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuTensor, Keep, MatmulForm, MatmulKernel,
-    OptimizerSettings, StepLoss, StepTarget, Tiling, cpu,
+    OptimizerSettings, StepTarget, Tiling, cpu,
 };
 
 /// An [`Epilogue`] with the given stages, the rest off (it is `#[non_exhaustive]`: built from
@@ -19,9 +19,6 @@ macro_rules! epilogue {
         epilogue
     }};
 }
-
-const ACTIVATIONS: [Activation; 5] =
-    [Activation::Relu, Activation::LeakyRelu(0.1), Activation::Sigmoid, Activation::Tanh, Activation::Gelu];
 
 /// The dropout step the counter holds in these tests.
 const STEP: u32 = 5;
@@ -62,7 +59,7 @@ fn a_dense_forward_in_one_launch_equals_its_separate_ops_to_the_bit() {
         let (a, b, bias) = (scaled(random(ar * ac, seed)), random(br * bc, seed + 1), random(n, seed + 2));
         let (a_gpu, b_gpu, bias_gpu) =
             (upload(gpu, &a, (ar, ac)), upload(gpu, &b, (br, bc)), upload(gpu, &bias, (1, n)));
-        for f in ACTIVATIONS {
+        for f in Activation::ALL {
             for p in [None, Some(0.3)] {
                 let what = format!("{kernel:?} {m}x{k}x{n} {f:?} dropout {p:?}");
                 let zeros = || gpu.zeros(m, n).unwrap();
@@ -134,7 +131,7 @@ fn a_backward_product_applies_the_derivative_below_it_to_the_bit() {
             random(m * n, seed + 3).iter().map(|&u| if u > 0.0 { 1.25 } else { 0.0 }).collect();
         let (a_gpu, b_gpu, mask_gpu) =
             (upload(gpu, &a, (ar, ac)), upload(gpu, &b, (br, bc)), upload(gpu, &mask, (m, n)));
-        for f in ACTIVATIONS {
+        for f in Activation::ALL {
             let s = if f.backward_reads_output() { &sigmoid_like } else { &saved };
             let saved_gpu = upload(gpu, s, (m, n));
             for with_mask in [false, true] {
@@ -261,14 +258,11 @@ fn epilogues_whose_stages_do_not_go_together_are_refused() {
     .unwrap();
 }
 
-/// A loss kernel's binder: (output, predictions, targets).
-type LossOp = fn(&Kernels<'static>, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
-
-/// The four ops a loss step replaces, for `entry`'s loss.
+/// The four ops a loss step replaces, for `loss`.
 #[allow(clippy::too_many_arguments)]
 fn separate_loss(
     gpu: &'static Gpu,
-    entry: &str,
+    loss: Loss,
     dy: &GpuTensor,
     y: &GpuTensor,
     target: StepTarget,
@@ -276,24 +270,20 @@ fn separate_loss(
     mean: &GpuTensor,
     settings: &SettingsRow,
 ) -> Vec<Dispatch> {
+    let kernels = gpu.kernels();
     let mut ops = Vec::new();
-    match (entry, target) {
-        ("cross_entropy_step", StepTarget::Labels(labels)) => {
-            ops.push(gpu.kernels().softmax_cross_entropy_forward(terms, y, labels).unwrap());
-            ops.push(gpu.kernels().sum_all(mean, terms, 1.0 / y.rows() as f32).unwrap());
-            ops.push(gpu.kernels().watch_loss(settings, mean).unwrap());
-            ops.push(gpu.kernels().softmax_cross_entropy_backward(dy, y, labels).unwrap());
+    match target {
+        StepTarget::Labels(labels) => {
+            ops.push(kernels.softmax_cross_entropy_forward(terms, y, labels).unwrap());
+            ops.push(kernels.sum_all(mean, terms, 1.0 / y.rows() as f32).unwrap());
+            ops.push(kernels.watch_loss(settings, mean).unwrap());
+            ops.push(kernels.softmax_cross_entropy_backward(dy, y, labels).unwrap());
         }
-        (_, StepTarget::Values(t)) => {
-            let (forward, backward): (LossOp, LossOp) = match entry {
-                "mse_step" => (Kernels::mse_forward, Kernels::mse_backward),
-                "mae_step" => (Kernels::mae_forward, Kernels::mae_backward),
-                _ => (Kernels::bce_forward, Kernels::bce_backward),
-            };
-            ops.push(forward(&gpu.kernels(), terms, y, t).unwrap());
-            ops.push(gpu.kernels().sum_all(mean, terms, 1.0 / y.len() as f32).unwrap());
-            ops.push(gpu.kernels().watch_loss(settings, mean).unwrap());
-            ops.push(backward(&gpu.kernels(), dy, y, t).unwrap());
+        StepTarget::Values(t) => {
+            ops.push(kernels.value_loss_forward(loss, terms, y, t).unwrap());
+            ops.push(kernels.sum_all(mean, terms, 1.0 / y.len() as f32).unwrap());
+            ops.push(kernels.watch_loss(settings, mean).unwrap());
+            ops.push(kernels.value_loss_backward(loss, dy, y, t).unwrap());
         }
         _ => unreachable!(),
     }
@@ -304,33 +294,26 @@ fn separate_loss(
 fn a_loss_step_in_one_launch_equals_its_separate_ops_to_the_bit() {
     let Some(gpu) = gpu() else { return };
     for (rows, cols) in [(1, 2), (7, 10), (300, 10), (64, 3), (513, 1)] {
-        for (entry, loss) in [
-            ("cross_entropy_step", StepLoss::CrossEntropy),
-            ("mse_step", StepLoss::Mse),
-            ("mae_step", StepLoss::Mae),
-            ("bce_step", StepLoss::BinaryCrossEntropy),
-        ] {
-            if entry == "cross_entropy_step" && cols < 2 {
+        // Every loss with a fused step: all but NLL, which training never leaves unfused.
+        for loss in Loss::ALL.into_iter().filter(|&l| l != Loss::Nll) {
+            let labelled = loss.takes_labels();
+            if labelled && cols < 2 {
                 continue;
             }
-            let what = format!("{entry} {rows}x{cols}");
+            let what = format!("{loss:?} {rows}x{cols}");
             let seed = (rows * 100 + cols) as u64;
             let mut y = random(rows * cols, seed).into_iter().map(|v| 4.0 * v).collect::<Vec<_>>();
-            if entry == "bce_step" {
+            if loss == Loss::BinaryCrossEntropy {
                 y.iter_mut().for_each(|v| *v = 0.5 + *v / 9.0);
             }
-            if rows == 300 && entry == "mse_step" {
+            if rows == 300 && loss == Loss::Mse {
                 y[17] = f32::INFINITY; // a non-finite loss: the watch marks the step
             }
             let t: Vec<f32> = random(rows * cols, seed + 1).iter().map(|v| (v + 1.0) / 2.0).collect();
             let labels = gpu.upload_labels(&random_labels(rows, cols, seed + 2), cols).unwrap();
             let (y_gpu, t_gpu) = (gpu.upload(&y, rows, cols).unwrap(), gpu.upload(&t, rows, cols).unwrap());
-            let target = if entry == "cross_entropy_step" {
-                StepTarget::Labels(&labels)
-            } else {
-                StepTarget::Values(&t_gpu)
-            };
-            let terms_shape = if entry == "cross_entropy_step" { (rows, 1) } else { (rows, cols) };
+            let target = if labelled { StepTarget::Labels(&labels) } else { StepTarget::Values(&t_gpu) };
+            let terms_shape = if labelled { (rows, 1) } else { (rows, cols) };
             let fresh = || {
                 (
                     gpu.zeros(rows, cols).unwrap(),
@@ -347,7 +330,7 @@ fn a_loss_step_in_one_launch_equals_its_separate_ops_to_the_bit() {
                 .unwrap()
                 .expect("a small batch");
             assert_eq!(fused.launches(), 1);
-            let separate = separate_loss(gpu, entry, &dy2, &y_gpu, target, &terms, &mean2, &settings2);
+            let separate = separate_loss(gpu, loss, &dy2, &y_gpu, target, &terms, &mean2, &settings2);
             // Twice, so the watch counts two steps.
             let all: Vec<_> = [&fused, &fused].into_iter().chain(separate.iter().chain(&separate)).collect();
             gpu.run(&all).unwrap();
@@ -359,7 +342,7 @@ fn a_loss_step_in_one_launch_equals_its_separate_ops_to_the_bit() {
             assert_eq!(watch[8], 2.0, "{what}: steps watched");
             assert_eq!(
                 watch[9] != 0.0,
-                rows == 300 && entry == "mse_step",
+                rows == 300 && loss == Loss::Mse,
                 "{what}: first bad step {}",
                 watch[9]
             );
@@ -378,18 +361,18 @@ fn a_batch_too_large_for_one_launch_trains_through_the_separate_ops_as_on_the_cp
     let settings = gpu.kernels().upload_settings(&OptimizerSettings::new(0.1)).unwrap();
     let step = gpu
         .kernels()
-        .loss_step(StepLoss::CrossEntropy, &dy, &y, StepTarget::Labels(&labels), &mean, &settings)
+        .loss_step(Loss::SoftmaxCrossEntropy, &dy, &y, StepTarget::Labels(&labels), &mean, &settings)
         .unwrap();
     assert!(step.is_none(), "one launch would run past the loop limit");
     // A target of the other kind is an error, not a read of the wrong buffer.
     let err = gpu
         .kernels()
-        .loss_step(StepLoss::Mse, &dy, &y, StepTarget::Labels(&labels), &mean, &settings)
+        .loss_step(Loss::Mse, &dy, &y, StepTarget::Labels(&labels), &mean, &settings)
         .unwrap_err();
     assert!(err.to_string().contains("value targets"), "{err}");
     let err = gpu
         .kernels()
-        .loss_step(StepLoss::CrossEntropy, &dy, &y, StepTarget::Values(&y), &mean, &settings)
+        .loss_step(Loss::SoftmaxCrossEntropy, &dy, &y, StepTarget::Values(&y), &mean, &settings)
         .unwrap_err();
     assert!(err.to_string().contains("label targets"), "{err}");
 

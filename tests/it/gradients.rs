@@ -4,6 +4,7 @@
 //! `∂L/∂x = backward(dy = g)`; each partial is checked against `(L(x + h) − L(x − h)) / 2h`.
 
 use crate::common::{assert_close, random_f64};
+use wgpu_nn::model::Loss;
 use wgpu_nn::{Activation, MatmulForm, cpu};
 
 /// Central differences in f64 are accurate to about h² · |f'''| + ε / h: with h = 1e-5 both
@@ -72,30 +73,25 @@ fn matmul_backward_matches_finite_differences() {
     }
 }
 
-type Forward = fn(&mut [f64], &[f64]) -> wgpu_nn::Result<()>;
-type Backward = fn(&mut [f64], &[f64], &[f64]) -> wgpu_nn::Result<()>;
-
+/// Every activation (and LeakyReLU at two more slopes, one negative), from its input or its
+/// output as its backward reads, against the central difference of its forward.
 #[test]
-fn activation_backwards_match_finite_differences() {
-    let ops: [(&str, Forward, Backward, bool); 3] = [
-        ("relu", cpu::relu_forward, cpu::relu_backward, false),
-        ("sigmoid", cpu::sigmoid_forward, cpu::sigmoid_backward, true),
-        ("tanh", cpu::tanh_forward, cpu::tanh_backward, true),
-    ];
-    for (name, forward, backward, from_output) in ops {
-        // Keep ReLU's inputs away from its kink at 0, where no derivative exists.
-        let x: Vec<f64> = random_f64(50, 5).iter().map(|v| 3.0 * v + 0.2 * v.signum()).collect();
-        let g = random_f64(50, 6);
+fn every_activation_backward_matches_finite_differences() {
+    let more = [Activation::LeakyRelu(0.1), Activation::LeakyRelu(-0.3)];
+    for f in Activation::ALL.into_iter().chain(more) {
+        // Away from the kink at 0 of ReLU and LeakyReLU; the smooth ones see both tails.
+        let x: Vec<f64> = random_f64(50, 15).iter().map(|v| 4.0 * v + 0.2 * v.signum()).collect();
+        let g = random_f64(50, 16);
         let mut y = vec![0.0; 50];
-        forward(&mut y, &x).unwrap();
+        cpu::activation_forward(f, &mut y, &x).unwrap();
         let mut dx = vec![0.0; 50];
-        backward(&mut dx, if from_output { &y } else { &x }, &g).unwrap();
+        cpu::activation_backward(f, &mut dx, if f.backward_reads_output() { &y } else { &x }, &g).unwrap();
         let numeric = numeric_gradient(&x, |x| {
             let mut y = vec![0.0; x.len()];
-            forward(&mut y, x).unwrap();
+            cpu::activation_forward(f, &mut y, x).unwrap();
             weighted(&y, &g)
         });
-        assert_close(name, &dx, &numeric, RTOL, ATOL);
+        assert_close(&format!("{f:?}"), &dx, &numeric, RTOL, ATOL);
     }
 }
 
@@ -161,30 +157,25 @@ fn fused_cross_entropy_equals_log_softmax_then_negative_log_likelihood() {
     assert_close("cross-entropy vs -log_softmax[label]", &losses, &nll, 1e-12, 1e-12);
 }
 
-type PairLoss = fn(&mut [f64], &[f64], &[f64]) -> wgpu_nn::Result<()>;
-
 #[test]
 fn loss_backwards_are_gradients_of_the_mean_loss() {
-    let losses: [(&str, PairLoss, PairLoss); 3] = [
-        ("mse", cpu::mse_forward, cpu::mse_backward),
-        ("mae", cpu::mae_forward, cpu::mae_backward),
-        ("bce", cpu::bce_forward, cpu::bce_backward),
-    ];
-    for (name, forward, backward) in losses {
-        // Probabilities away from 0 and 1 for BCE; targets away from y for MAE's kink.
+    // Huber at δ = 1 and at δ = 3, so some differences fall on each side of δ.
+    let losses = Loss::ALL.into_iter().chain([Loss::Huber { delta: 3.0 }]).filter(|l| !l.takes_labels());
+    for loss in losses {
+        let bce = loss == Loss::BinaryCrossEntropy;
+        // Probabilities away from 0 and 1 for BCE; targets away from y for MAE's kink (and
+        // Huber's seam at |y − t| = δ, where its second derivative jumps).
         let y: Vec<f64> = random_f64(12, 11).iter().map(|v| 0.5 + 0.4 * v).collect();
-        let t: Vec<f64> = random_f64(12, 12)
-            .iter()
-            .map(|v| if name == "bce" { 0.5 + 0.5 * v } else { 2.0 * v + 3.0 })
-            .collect();
+        let t: Vec<f64> =
+            random_f64(12, 12).iter().map(|v| if bce { 0.5 + 0.5 * v } else { 2.0 * v + 3.0 }).collect();
         let mean = |y: &[f64]| {
             let mut terms = vec![0.0; y.len()];
-            forward(&mut terms, y, &t).unwrap();
+            cpu::value_loss_forward(loss, &mut terms, y, &t).unwrap();
             cpu::sum_all(&terms, 1.0 / y.len() as f64)
         };
         let mut dy = vec![0.0; y.len()];
-        backward(&mut dy, &y, &t).unwrap();
-        assert_close(name, &dy, &numeric_gradient(&y, mean), RTOL, ATOL);
+        cpu::value_loss_backward(loss, &mut dy, &y, &t).unwrap();
+        assert_close(&format!("{loss:?}"), &dy, &numeric_gradient(&y, mean), RTOL, ATOL);
     }
 }
 
@@ -201,23 +192,6 @@ fn nll_backward_is_the_gradient_of_the_mean_nll() {
     let mut d = vec![0.0; rows * cols];
     cpu::nll_backward(&mut d, &labels, rows, cols).unwrap();
     assert_close("nll", &d, &numeric_gradient(&log_p, mean), RTOL, ATOL);
-}
-
-#[test]
-fn leaky_relu_and_gelu_backwards_match_finite_differences() {
-    for f in [Activation::LeakyRelu(0.1), Activation::LeakyRelu(-0.3), Activation::Gelu] {
-        // Away from LeakyReLU's kink at 0; GELU is smooth, and its inputs span both tails.
-        let x: Vec<f64> = random_f64(50, 15).iter().map(|v| 4.0 * v + 0.2 * v.signum()).collect();
-        let g = random_f64(50, 16);
-        let mut dx = vec![0.0; 50];
-        cpu::activation_backward(f, &mut dx, &x, &g).unwrap(); // both take their input
-        let numeric = numeric_gradient(&x, |x| {
-            let mut y = vec![0.0; x.len()];
-            cpu::activation_forward(f, &mut y, x).unwrap();
-            weighted(&y, &g)
-        });
-        assert_close(&format!("{f:?}"), &dx, &numeric, RTOL, ATOL);
-    }
 }
 
 /// `L = Σ g ⊙ layer_norm(x; gain, bias)`: its gradients with respect to x (through the row's

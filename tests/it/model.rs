@@ -12,15 +12,15 @@ use wgpu_nn::{Error, Gpu};
 #[test]
 fn whole_network_gradients_match_finite_differences() {
     let h = 1e-6;
-    let configs = [
-        classifier(Optimizer::Sgd { lr: 0.1 }),
-        ModelConfig::new(6).dense(5).tanh().dense(3).log_softmax().loss(Loss::Nll),
-        ModelConfig::new(6).dense(5).sigmoid().dense(2).loss(Loss::Mse),
-        ModelConfig::new(6).dense(5).tanh().dense(2).loss(Loss::Mae),
-        ModelConfig::new(6).dense(5).tanh().dense(2).sigmoid().loss(Loss::BinaryCrossEntropy),
-        // A softmax that is not fused with cross-entropy back-propagates on its own.
-        ModelConfig::new(6).dense(5).relu().dense(3).softmax().loss(Loss::Mse),
-    ];
+    // Every loss over the head it needs (Huber also at a δ its differences straddle), and the
+    // classifier; a softmax that is not fused with cross-entropy back-propagates on its own.
+    let losses = Loss::ALL.into_iter().chain([Loss::Huber { delta: 0.25 }]);
+    let configs =
+        losses.map(|loss| crate::common::network_for(ModelConfig::new(6).dense(5).tanh(), loss)).chain([
+            classifier(Optimizer::Sgd { lr: 0.1 }),
+            ModelConfig::new(6).dense(5).sigmoid().dense(2).loss(Loss::Mse),
+            ModelConfig::new(6).dense(5).relu().dense(3).softmax().loss(Loss::Mse),
+        ]);
     for config in configs {
         let mut model = CpuModel::<f64>::from_config(&config.clone().seed(4)).unwrap();
         let rows = 5;

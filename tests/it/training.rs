@@ -96,14 +96,12 @@ async fn every_optimizer_trains_the_same_on_gpu_and_cpu() {
 portable! {
 async fn every_loss_trains_the_same_on_gpu_and_cpu() {
     let Some(gpu) = shared_gpu().await else { return };
-    let configs = [
-        ModelConfig::new(4).dense(5).tanh().dense(2).loss(Loss::Mse),
-        ModelConfig::new(4).dense(5).relu().dense(2).loss(Loss::Mae),
-        ModelConfig::new(4).dense(5).relu().dense(2).sigmoid().loss(Loss::BinaryCrossEntropy),
-        ModelConfig::new(4).dense(5).relu().dense(3).log_softmax().loss(Loss::Nll),
-        ModelConfig::new(4).dense(5).relu().dense(3).loss(Loss::SoftmaxCrossEntropy),
-        ModelConfig::new(4).dense(5).sigmoid().dense(3).softmax().loss(Loss::Mse),
-    ];
+    // Every loss over the head it needs (Huber also at a δ its differences straddle), and MSE
+    // through a softmax that is not fused with cross-entropy.
+    let losses = Loss::ALL.into_iter().chain([Loss::Huber { delta: 0.25 }]);
+    let configs = losses
+        .map(|loss| crate::common::network_for(ModelConfig::new(4).dense(5).relu(), loss))
+        .chain([ModelConfig::new(4).dense(5).sigmoid().dense(3).softmax().loss(Loss::Mse)]);
     for config in configs {
         let config = config.optimizer(Optimizer::Sgd { lr: 0.5 }).seed(9);
         let [(gpu_losses, gpu_weights), (cpu_losses, cpu_weights)] = train_both(gpu, &config, 20, 7).await;

@@ -1,33 +1,29 @@
 //! The losses and optimizer updates, GPU against the CPU reference.
 
 use crate::common::{assert_close, random, random_labels, run, shared_gpu};
-use wgpu_nn::gpu::Kernels;
-use wgpu_nn::{Dispatch, Gpu, GpuTensor, OptimizerSettings, cpu};
+use wgpu_nn::model::Loss;
+use wgpu_nn::{Gpu, OptimizerSettings, cpu};
 
 /// log, division and pow on GPUs are allowed a few ULP; Adam's √ and division compound them
 /// over a few steps.
 const RTOL: f64 = 1e-5;
 const ATOL: f64 = 1e-6;
 
-type GpuLoss = fn(&Kernels<'static>, &GpuTensor, &GpuTensor, &GpuTensor) -> wgpu_nn::Result<Dispatch>;
-type CpuLoss = fn(&mut [f32], &[f32], &[f32]) -> wgpu_nn::Result<()>;
-
 portable! {
+/// Every element-wise loss (Huber at δ = 1 and 0.25, so its values straddle δ), GPU against CPU.
 async fn element_wise_losses_match_reference() {
     let Some(gpu) = shared_gpu().await else { return };
-    let losses: [(&str, GpuLoss, CpuLoss, GpuLoss, CpuLoss); 3] = [
-        ("mse", Kernels::mse_forward, cpu::mse_forward, Kernels::mse_backward, cpu::mse_backward),
-        ("mae", Kernels::mae_forward, cpu::mae_forward, Kernels::mae_backward, cpu::mae_backward),
-        ("bce", Kernels::bce_forward, cpu::bce_forward, Kernels::bce_backward, cpu::bce_backward),
-    ];
-    for (name, gpu_fwd, cpu_fwd, gpu_bwd, cpu_bwd) in losses {
+    let losses = Loss::ALL.into_iter().chain([Loss::Huber { delta: 0.25 }]).filter(|l| !l.takes_labels());
+    for loss in losses {
+        let bce = loss == Loss::BinaryCrossEntropy;
+        let name = format!("{loss:?}");
         for (rows, cols) in [(1, 1), (7, 1), (63, 5), (257, 3), (1000, 65)] {
             let len = rows * cols;
             // Probabilities for BCE, including the clamped ends 0 and 1; any values otherwise.
-            let squash = |v: f32| if name == "bce" { (v + 1.0) / 2.0 } else { 3.0 * v };
+            let squash = |v: f32| if bce { (v + 1.0) / 2.0 } else { 3.0 * v };
             let mut y: Vec<f32> = random(len, len as u64).into_iter().map(squash).collect();
             let t: Vec<f32> = random(len, len as u64 + 1).into_iter().map(squash).collect();
-            y[0] = if name == "bce" { 0.0 } else { t[0] }; // a clamp, or a zero difference
+            y[0] = if bce { 0.0 } else { t[0] }; // a clamp, or a zero difference
             let (y_g, t_g, out_g) = (
                 gpu.upload(&y, rows, cols).unwrap(),
                 gpu.upload(&t, rows, cols).unwrap(),
@@ -35,8 +31,9 @@ async fn element_wise_losses_match_reference() {
             );
             let mut want = vec![0.0; len];
 
-            cpu_fwd(&mut want, &y, &t).unwrap();
-            let got = run(gpu, &[&gpu_fwd(&gpu.kernels(), &out_g, &y_g, &t_g).unwrap()], &out_g).await;
+            cpu::value_loss_forward(loss, &mut want, &y, &t).unwrap();
+            let forward = gpu.kernels().value_loss_forward(loss, &out_g, &y_g, &t_g).unwrap();
+            let got = run(gpu, &[&forward], &out_g).await;
             assert_close(&format!("{name}_forward {rows}x{cols}"), &got, &want, RTOL, ATOL);
 
             // The mean loss: the terms summed on the GPU with scale 1/len.
@@ -45,8 +42,9 @@ async fn element_wise_losses_match_reference() {
             let atol = 8.0 * f64::from(f32::EPSILON) * want.iter().map(|v| f64::from(v.abs())).sum::<f64>();
             assert_close(&format!("{name} mean"), &got, &[cpu::sum_all(&want, 1.0 / len as f32)], RTOL, atol);
 
-            cpu_bwd(&mut want, &y, &t).unwrap();
-            let got = run(gpu, &[&gpu_bwd(&gpu.kernels(), &out_g, &y_g, &t_g).unwrap()], &out_g).await;
+            cpu::value_loss_backward(loss, &mut want, &y, &t).unwrap();
+            let backward = gpu.kernels().value_loss_backward(loss, &out_g, &y_g, &t_g).unwrap();
+            let got = run(gpu, &[&backward], &out_g).await;
             assert_close(&format!("{name}_backward {rows}x{cols}"), &got, &want, RTOL, ATOL);
         }
     }

@@ -13,7 +13,6 @@ use crate::model::ops::{self, DenseForward, Ops, Tail};
 use crate::shape::MatmulForm;
 use crate::{
     Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, Result,
-    StepLoss,
 };
 
 /// What every plan binds besides its own buffers.
@@ -251,9 +250,7 @@ impl Ops for Binder<'_> {
         let d = match loss {
             Loss::SoftmaxCrossEntropy => gpu.kernels().softmax_cross_entropy_forward(terms, y, self.labels()),
             Loss::Nll => gpu.kernels().nll_forward(terms, y, self.labels()),
-            Loss::Mse => gpu.kernels().mse_forward(terms, y, self.get(Slot::Targets)),
-            Loss::Mae => gpu.kernels().mae_forward(terms, y, self.get(Slot::Targets)),
-            Loss::BinaryCrossEntropy => gpu.kernels().bce_forward(terms, y, self.get(Slot::Targets)),
+            value => gpu.kernels().value_loss_forward(value, terms, y, self.get(Slot::Targets)),
         };
         self.push(d)
     }
@@ -263,9 +260,7 @@ impl Ops for Binder<'_> {
         let d = match loss {
             Loss::SoftmaxCrossEntropy => gpu.kernels().softmax_cross_entropy_backward(dy, y, self.labels()),
             Loss::Nll => gpu.kernels().nll_backward(dy, y, self.labels()),
-            Loss::Mse => gpu.kernels().mse_backward(dy, y, self.get(Slot::Targets)),
-            Loss::Mae => gpu.kernels().mae_backward(dy, y, self.get(Slot::Targets)),
-            Loss::BinaryCrossEntropy => gpu.kernels().bce_backward(dy, y, self.get(Slot::Targets)),
+            value => gpu.kernels().value_loss_backward(value, dy, y, self.get(Slot::Targets)),
         };
         self.push(d)
     }
@@ -336,17 +331,14 @@ impl Ops for Binder<'_> {
 
     /// One launch when the batch fits one workgroup's sum (see [`Kernels::loss_step`]).
     fn loss_step(&mut self, loss: Loss, dy: Slot, y: Slot) -> Result<()> {
-        let (step, target) = match loss {
-            Loss::SoftmaxCrossEntropy => (StepLoss::CrossEntropy, StepTarget::Labels(self.labels())),
-            Loss::Mse => (StepLoss::Mse, StepTarget::Values(self.get(Slot::Targets))),
-            Loss::Mae => (StepLoss::Mae, StepTarget::Values(self.get(Slot::Targets))),
-            Loss::BinaryCrossEntropy => {
-                (StepLoss::BinaryCrossEntropy, StepTarget::Values(self.get(Slot::Targets)))
-            }
-            Loss::Nll => return ops::separate_loss_step(self, loss, dy, y), // never unfused in training
+        // (NLL is never unfused in training, and has no step of its own.)
+        let target = if loss.takes_labels() {
+            StepTarget::Labels(self.labels())
+        } else {
+            StepTarget::Values(self.get(Slot::Targets))
         };
         let (dy_t, y_t, mean) = (self.get(dy), self.get(y), self.get(Slot::Loss));
-        match self.gpu.kernels().loss_step(step, dy_t, y_t, target, mean, &self.shared.settings_row)? {
+        match self.gpu.kernels().loss_step(loss, dy_t, y_t, target, mean, &self.shared.settings_row)? {
             Some(step) => self.push(Ok(step)),
             None => ops::separate_loss_step(self, loss, dy, y),
         }

@@ -32,6 +32,7 @@ macro_rules! portable {
 use std::sync::OnceLock;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
+use wgpu_nn::model::{Loss, ModelConfig};
 use wgpu_nn::{Gpu, wgpu};
 
 /// Set by CI: a missing adapter fails the GPU tests instead of skipping them.
@@ -209,4 +210,16 @@ pub fn app_devices(count: usize, limits: wgpu::Limits) -> Vec<(wgpu::Device, wgp
     };
     let descriptor = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
     (0..count).map_while(|_| pollster::block_on(adapter.request_device(&descriptor)).ok()).collect()
+}
+
+/// `trunk` with the head `loss` needs (3 classes for the label losses, a log-softmax for NLL,
+/// probabilities for binary cross-entropy, 2 values for the rest), and that loss.
+pub fn network_for(trunk: ModelConfig, loss: Loss) -> ModelConfig {
+    let head = match loss {
+        Loss::Nll => trunk.dense(3).log_softmax(),
+        Loss::SoftmaxCrossEntropy => trunk.dense(3),
+        Loss::BinaryCrossEntropy => trunk.dense(2).sigmoid(),
+        _ => trunk.dense(2),
+    };
+    head.loss(loss)
 }
