@@ -37,5 +37,5 @@ pub use gpu::{
     Tiling,
 };
 pub use settings::OptimizerSettings;
-pub use shape::MatmulForm;
+pub use shape::{Conv2dShape, MatmulForm};
 pub use wgpu;

@@ -57,6 +57,113 @@ impl MatmulForm {
     }
 }
 
+/// The shapes of a 2-D convolution, PyTorch's `Conv2d`, over images stored as PyTorch stores
+/// them (NCHW, row-major): each sample `(in_channels, height, width)`, the weights
+/// `(out_channels, in_channels, kernel_h, kernel_w)`, each output `(out_channels, out_h, out_w)`
+/// with `out_h = (height + 2·padding_h − kernel_h) / stride_h + 1`, and alike across.
+/// A batch is a matrix of one sample per row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Conv2dShape {
+    /// Channels of each input image.
+    pub in_channels: usize,
+    /// `(height, width)` of each input image.
+    pub image: (usize, usize),
+    /// Channels of each output (one per filter).
+    pub out_channels: usize,
+    /// `(kernel_h, kernel_w)`.
+    pub kernel: (usize, usize),
+    /// `(stride_h, stride_w)`: 1 unless set.
+    pub stride: (usize, usize),
+    /// `(padding_h, padding_w)` zeros on each side: 0 unless set.
+    pub padding: (usize, usize),
+}
+
+impl Conv2dShape {
+    /// `in_channels` images of `image = (height, width)` through `out_channels` filters of
+    /// `kernel = (kernel_h, kernel_w)`, stride 1, no padding.
+    pub fn new(
+        in_channels: usize,
+        image: (usize, usize),
+        out_channels: usize,
+        kernel: (usize, usize),
+    ) -> Self {
+        Conv2dShape { in_channels, image, out_channels, kernel, stride: (1, 1), padding: (0, 0) }
+    }
+
+    /// The same with this `(stride_h, stride_w)`.
+    pub fn stride(self, stride: (usize, usize)) -> Self {
+        Conv2dShape { stride, ..self }
+    }
+
+    /// The same with this `(padding_h, padding_w)`.
+    pub fn padding(self, padding: (usize, usize)) -> Self {
+        Conv2dShape { padding, ..self }
+    }
+
+    /// `(out_h, out_w)`; meaningful once [`Conv2dShape::check`] passes.
+    pub fn out_size(&self) -> (usize, usize) {
+        let along = |size: usize, pad: usize, kernel: usize, stride: usize| {
+            (size + 2 * pad).saturating_sub(kernel) / stride.max(1) + 1
+        };
+        (
+            along(self.image.0, self.padding.0, self.kernel.0, self.stride.0),
+            along(self.image.1, self.padding.1, self.kernel.1, self.stride.1),
+        )
+    }
+
+    /// Values in one input sample: `in_channels · height · width`.
+    pub fn input_len(&self) -> usize {
+        self.in_channels * self.image.0 * self.image.1
+    }
+
+    /// Values in one output sample: `out_channels · out_h · out_w`.
+    pub fn output_len(&self) -> usize {
+        let (oh, ow) = self.out_size();
+        self.out_channels * oh * ow
+    }
+
+    /// Values in one filter, the columns of the weights: `in_channels · kernel_h · kernel_w`.
+    pub fn filter_len(&self) -> usize {
+        self.in_channels * self.kernel.0 * self.kernel.1
+    }
+
+    /// Refuses a convolution no input could go through (`op` is the refusing call): a
+    /// dimension or stride of 0, a kernel larger than the padded image, or sizes whose
+    /// products do not fit in memory's index range.
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        let Conv2dShape { in_channels, image, out_channels, kernel, stride, padding } = *self;
+        let given = format!("{self:?}");
+        if [in_channels, image.0, image.1, out_channels, kernel.0, kernel.1, stride.0, stride.1].contains(&0)
+        {
+            return Err(Error::shape(op, "channels, image, kernel and stride of at least 1", given));
+        }
+        let padded = |size: usize, pad: usize| pad.checked_mul(2).and_then(|p| p.checked_add(size));
+        let (Some(ph), Some(pw)) = (padded(image.0, padding.0), padded(image.1, padding.1)) else {
+            return Err(Error::shape(op, "a padding that fits in memory's index range", given));
+        };
+        if kernel.0 > ph || kernel.1 > pw {
+            return Err(Error::shape(op, "a kernel no larger than the padded image", given));
+        }
+        let (oh, ow) = self.out_size();
+        let products = [
+            [in_channels, image.0, image.1, 1],
+            [out_channels, oh, ow, 1],
+            [out_channels, in_channels, kernel.0, kernel.1],
+        ];
+        if products.iter().any(|p| {
+            p.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).is_none_or(|n| n > u32::MAX as usize)
+        }) {
+            return Err(Error::shape(
+                op,
+                "a sample, an output and the weights of below 2^32 values each",
+                given,
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Fails unless `len == rows * cols`.
 pub(crate) fn check_len(op: &'static str, what: &str, len: usize, rows: usize, cols: usize) -> Result<()> {
     // Checked: the CPU's products trust this length in an unsafe block.

@@ -7,6 +7,7 @@
 //! so clarity wins over speed here.
 
 mod activation;
+mod conv;
 mod dropout;
 mod loss;
 mod matmul;
@@ -16,6 +17,7 @@ mod reduce;
 mod softmax;
 
 pub use activation::*;
+pub use conv::*;
 pub use dropout::*;
 pub use loss::*;
 pub use matmul::*;

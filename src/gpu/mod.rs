@@ -29,6 +29,7 @@
 
 mod activation;
 mod context;
+mod conv;
 mod counters;
 mod dispatch;
 mod dropout;
@@ -46,6 +47,7 @@ mod tensor;
 mod upload;
 
 pub use context::Gpu;
+pub(crate) use conv::ITERATIONS as CONV_TERMS;
 pub use counters::Counters;
 pub use dispatch::Dispatch;
 pub use dropout::DropoutCounter;

@@ -133,7 +133,9 @@ pub(crate) async fn to_bytes<M: Checkpointed + Sync + ?Sized>(
 fn config_json(config: &ModelConfig) -> serde_json::Result<String> {
     let mut config = config.clone();
     for layer in &mut config.layers {
-        if let Layer::Dense { init: init @ Init::Given { .. }, .. } = layer {
+        if let Layer::Dense { init: init @ Init::Given { .. }, .. }
+        | Layer::Conv2d { init: init @ Init::Given { .. }, .. } = layer
+        {
             *init = Init::He;
         }
     }

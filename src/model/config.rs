@@ -17,6 +17,10 @@ pub enum Init {
     Xavier,
     /// `U(low, high)` for weights and biases alike (the lessons' `2·rand − 1` is `(-1, 1)`).
     Uniform(f32, f32),
+    /// PyTorch's default for `Linear` and `Conv2d`: weights and bias alike
+    /// `U(−1/√in, 1/√in)`, `in` the values one output reads (a convolution's
+    /// `in_channels · kernel_h · kernel_w`).
+    PyTorch,
     /// Exactly these: weights row-major `(out, in)`, and the bias when the layer has one.
     Given {
         /// `outputs × inputs` values, row-major `(out, in)`.
@@ -40,6 +44,19 @@ pub enum Layer {
         /// Whether it adds a learned bias.
         bias: bool,
         /// How its weights start.
+        init: Init,
+    },
+    /// A 2-D convolution, PyTorch's `Conv2d`, over each sample as the NCHW image `shape`
+    /// describes (its width must be `shape.input_len()`); it gives `shape.output_len()`
+    /// values, the output image in the same order, so a dense layer after it reads it as
+    /// PyTorch's `Flatten` would give it. Weights `(out_channels, in_channels · kh · kw)`,
+    /// checkpointed as PyTorch's `(out_channels, in_channels, kh, kw)`.
+    Conv2d {
+        /// Its channels, image size, kernel, stride and padding.
+        shape: crate::Conv2dShape,
+        /// Whether it adds a learned bias per output channel.
+        bias: bool,
+        /// How its weights (and bias) start; [`Init::PyTorch`] by default, as PyTorch's.
         init: Init,
     },
     /// An element-wise activation: any [`Activation`].
@@ -197,6 +214,16 @@ impl ModelConfig {
         self
     }
 
+    /// A 2-D convolution with a bias, initialised as PyTorch's (see [`Layer::Conv2d`]).
+    pub fn conv2d(self, shape: crate::Conv2dShape) -> Self {
+        self.conv2d_with(shape, true, Init::PyTorch)
+    }
+
+    /// A 2-D convolution with the given bias choice and initialisation.
+    pub fn conv2d_with(self, shape: crate::Conv2dShape, bias: bool, init: Init) -> Self {
+        self.layer(Layer::Conv2d { shape, bias, init })
+    }
+
     /// An element-wise activation layer.
     pub fn activation(self, f: Activation) -> Self {
         self.layer(Layer::Activation(f))
@@ -303,6 +330,7 @@ impl ModelConfig {
             .rev()
             .find_map(|l| match l {
                 Layer::Dense { outputs, .. } => Some(*outputs),
+                Layer::Conv2d { shape, .. } => Some(shape.output_len()),
                 _ => None,
             })
             .unwrap_or(self.inputs)

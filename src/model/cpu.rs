@@ -19,7 +19,7 @@ use super::graph::{Graph, Slot, check_dataset};
 use super::ops::{self, Ops};
 use crate::blocking::{Pending, ready};
 use crate::data::{Dataset, Targets};
-use crate::shape::MatmulForm;
+use crate::shape::{Conv2dShape, MatmulForm};
 use crate::target::Target;
 use crate::{Activation, Error, OptimizerSettings, Result, cpu};
 
@@ -607,6 +607,26 @@ impl<T: Scalar> Ops for Exec<'_, T> {
 
     fn dropout_backward(&mut self, dx: Slot, mask: Slot, dy: Slot) -> Result<()> {
         self.write(dx, |s, o| cpu::dropout_backward(o, s.get(mask), s.get(dy)))
+    }
+
+    fn conv2d(&mut self, y: Slot, x: Slot, w: Slot, bias: Option<Slot>, shape: &Conv2dShape) -> Result<()> {
+        let n = self.shape(x).0;
+        self.write(y, |s, o| cpu::conv2d_forward(o, s.get(x), s.get(w), bias.map(|b| s.get(b)), n, shape))
+    }
+
+    fn conv2d_input_grad(&mut self, dx: Slot, dy: Slot, w: Slot, shape: &Conv2dShape) -> Result<()> {
+        let n = self.shape(dy).0;
+        self.write(dx, |s, o| cpu::conv2d_input_grad(o, s.get(dy), s.get(w), n, shape))
+    }
+
+    fn conv2d_weight_grad(&mut self, dw: Slot, dy: Slot, x: Slot, shape: &Conv2dShape) -> Result<()> {
+        let n = self.shape(x).0;
+        self.write(dw, |s, o| cpu::conv2d_weight_grad(o, s.get(dy), s.get(x), n, shape))
+    }
+
+    fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()> {
+        let n = self.shape(dy).0;
+        self.write(db, |s, o| cpu::conv2d_bias_grad(o, s.get(dy), n, shape))
     }
 
     fn layer_norm_stats(&mut self, stats: Slot, x: Slot) -> Result<()> {

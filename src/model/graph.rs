@@ -67,6 +67,9 @@ pub(crate) struct Param {
     pub(crate) cols: usize,
     /// Stored as a vector in checkpoints (`(cols)`, as PyTorch's biases and norm gains).
     pub(crate) vector: bool,
+    /// A convolution's weights: `(in_channels, kh, kw)`, the columns' shape in checkpoints,
+    /// which store them `(out, in_channels, kh, kw)` as PyTorch does.
+    pub(crate) filter: Option<[usize; 3]>,
 }
 
 impl Param {
@@ -76,7 +79,11 @@ impl Param {
 
     /// Its shape in a checkpoint.
     pub(crate) fn dims(&self) -> Vec<usize> {
-        if self.vector { vec![self.cols] } else { vec![self.rows, self.cols] }
+        match self.filter {
+            Some([c, kh, kw]) => vec![self.rows, c, kh, kw],
+            None if self.vector => vec![self.cols],
+            None => vec![self.rows, self.cols],
+        }
     }
 }
 
@@ -110,27 +117,32 @@ impl Graph {
         let mut params = Vec::new();
         for (i, layer) in config.layers.iter().enumerate() {
             let width = widths[i];
-            let vector = |name, cols| Param { layer: i, name, rows: 1, cols, vector: true };
+            let vector = |name, cols| Param { layer: i, name, rows: 1, cols, vector: true, filter: None };
             match layer {
+                Layer::Conv2d { shape, bias, init } => {
+                    shape.check(op)?;
+                    check_init(i, init)?;
+                    if shape.input_len() != width {
+                        return Err(Error::shape(
+                            op,
+                            format!("layer {i} (conv2d) over images of {width} values"),
+                            format!("{shape:?}, images of {} values", shape.input_len()),
+                        ));
+                    }
+                    params.push(Param {
+                        layer: i,
+                        name: "weight",
+                        rows: shape.out_channels,
+                        cols: shape.filter_len(),
+                        vector: false,
+                        filter: Some([shape.in_channels, shape.kernel.0, shape.kernel.1]),
+                    });
+                    if *bias {
+                        params.push(vector("bias", shape.out_channels));
+                    }
+                }
                 Layer::Dense { inputs, outputs, bias, init } => {
-                    if let Init::Uniform(low, high) = init
-                        && !(low < high && (high - low).is_finite())
-                    {
-                        return Err(Error::InvalidLayer {
-                            layer: i,
-                            problem: format!(
-                                "a uniform initialisation needs finite low < high, not {low}..{high}"
-                            ),
-                        });
-                    }
-                    if let Init::Given { weights, bias } = init
-                        && let Some(v) = weights.iter().chain(bias.iter().flatten()).find(|v| !v.is_finite())
-                    {
-                        return Err(Error::InvalidLayer {
-                            layer: i,
-                            problem: format!("given weights and bias must be finite, not {v}"),
-                        });
-                    }
+                    check_init(i, init)?;
                     if *inputs != width {
                         return Err(Error::shape(
                             op,
@@ -155,6 +167,7 @@ impl Graph {
                         rows: *outputs,
                         cols: *inputs,
                         vector: false,
+                        filter: None,
                     });
                     if *bias {
                         params.push(vector("bias", *outputs));
@@ -177,6 +190,7 @@ impl Graph {
             }
             widths.push(match layer {
                 Layer::Dense { outputs, .. } => *outputs,
+                Layer::Conv2d { shape, .. } => shape.output_len(),
                 _ => width,
             });
         }
@@ -298,6 +312,11 @@ impl Graph {
             match layer {
                 Layer::Dense { inputs, outputs, bias, init } => {
                     let (w, b) = draw(&mut rng, i, *inputs, *outputs, *bias, init)?;
+                    values.push(w);
+                    values.extend(b);
+                }
+                Layer::Conv2d { shape, bias, init } => {
+                    let (w, b) = draw(&mut rng, i, shape.filter_len(), shape.out_channels, *bias, init)?;
                     values.push(w);
                     values.extend(b);
                 }
@@ -452,6 +471,28 @@ pub(crate) fn no_bias(layer: usize) -> Error {
 }
 
 /// A dense layer's weights `(out, in)` and bias.
+/// Refuses starting values no layer could hold: a uniform range that is empty or not finite,
+/// given values that are not finite.
+fn check_init(layer: usize, init: &Init) -> Result<()> {
+    if let Init::Uniform(low, high) = init
+        && !(low < high && (high - low).is_finite())
+    {
+        return Err(Error::InvalidLayer {
+            layer,
+            problem: format!("a uniform initialisation needs finite low < high, not {low}..{high}"),
+        });
+    }
+    if let Init::Given { weights, bias } = init
+        && let Some(v) = weights.iter().chain(bias.iter().flatten()).find(|v| !v.is_finite())
+    {
+        return Err(Error::InvalidLayer {
+            layer,
+            problem: format!("given weights and bias must be finite, not {v}"),
+        });
+    }
+    Ok(())
+}
+
 fn draw(
     rng: &mut Random,
     layer: usize,
@@ -464,6 +505,11 @@ fn draw(
     let zeros = bias.then(|| vec![0.0; outputs]);
     Ok(match init {
         Init::He => (uniform(inputs * outputs, (6.0 / inputs as f32).sqrt()), zeros),
+        Init::PyTorch => {
+            let limit = 1.0 / (inputs as f32).sqrt();
+            let weights = uniform(inputs * outputs, limit);
+            (weights, bias.then(|| uniform(outputs, limit)))
+        }
         Init::Xavier => (uniform(inputs * outputs, (6.0 / (inputs + outputs) as f32).sqrt()), zeros),
         Init::Uniform(low, high) => {
             let mut between = |n: usize| (0..n).map(|_| rng.uniform(*low, *high)).collect::<Vec<f32>>();

@@ -14,7 +14,7 @@
 
 use super::config::{Layer, Loss, Optimizer};
 use super::graph::{Block, Graph, Node, Slot};
-use crate::shape::MatmulForm;
+use crate::shape::{Conv2dShape, MatmulForm};
 use crate::{Activation, Result};
 
 /// The kernels a layer is made of, with the same names as the WGSL entry points and the CPU
@@ -32,6 +32,11 @@ pub(crate) trait Ops {
     /// Dropout with the mask of the current step (each backend keeps the step count).
     fn dropout(&mut self, out: Slot, mask: Slot, x: Slot, p: f32, seed: u32) -> Result<()>;
     fn dropout_backward(&mut self, dx: Slot, mask: Slot, dy: Slot) -> Result<()>;
+    /// `y = conv2d(x; w) (+ b)`, one NCHW image per row.
+    fn conv2d(&mut self, y: Slot, x: Slot, w: Slot, bias: Option<Slot>, shape: &Conv2dShape) -> Result<()>;
+    fn conv2d_input_grad(&mut self, dx: Slot, dy: Slot, w: Slot, shape: &Conv2dShape) -> Result<()>;
+    fn conv2d_weight_grad(&mut self, dw: Slot, dy: Slot, x: Slot, shape: &Conv2dShape) -> Result<()>;
+    fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()>;
     fn layer_norm_stats(&mut self, stats: Slot, x: Slot) -> Result<()>;
     fn layer_norm(&mut self, out: Slot, x: Slot, stats: Slot, gain: Slot, bias: Slot) -> Result<()>;
     fn layer_norm_backward(&mut self, dx: Slot, x: Slot, stats: Slot, gain: Slot, dy: Slot) -> Result<()>;
@@ -229,6 +234,11 @@ pub(crate) fn forward(ops: &mut impl Ops, graph: &Graph, l: usize, training: boo
         Layer::LogSoftmax => ops.softmax(true, y, x),
         Layer::Dropout(p) if training => ops.dropout(y, Slot::Saved(l), x, p, graph.dropout_seed(l)),
         Layer::Dropout(_) => Ok(()),
+        Layer::Conv2d { ref shape, .. } => {
+            let mut params = graph.params_of(l).map(Slot::Param);
+            let w = params.next().expect("a convolution's weight");
+            ops.conv2d(y, x, w, params.next(), shape)
+        }
         Layer::LayerNorm => {
             let (gain, bias) = (
                 Slot::Param(graph.param("forward", l, "weight")?),
@@ -247,6 +257,18 @@ pub(crate) fn backward(ops: &mut impl Ops, graph: &Graph, l: usize) -> Result<()
     let below = l > 0; // nothing below the input needs a gradient
     match graph.layers()[l] {
         Layer::Dense { .. } => unreachable!("dense layers run as blocks (Graph::nodes)"),
+        Layer::Conv2d { ref shape, .. } => {
+            let mut params = graph.params_of(l);
+            let w = params.next().expect("a convolution's weight");
+            ops.conv2d_weight_grad(Slot::ParamGrad(w), dy, x, shape)?;
+            if let Some(b) = params.next() {
+                ops.conv2d_bias_grad(Slot::ParamGrad(b), dy, shape)?;
+            }
+            if below {
+                ops.conv2d_input_grad(dx, dy, Slot::Param(w), shape)?;
+            }
+            Ok(())
+        }
         Layer::LayerNorm => {
             let (gain, bias) = (graph.param("backward", l, "weight")?, graph.param("backward", l, "bias")?);
             let stats = Slot::Saved(l);

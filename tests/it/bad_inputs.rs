@@ -278,6 +278,7 @@ fn every_kernel_refuses_mismatched_arguments_naming_itself() {
     let three_labels = gpu.upload_labels(&[0, 1, 2], 3).unwrap();
     let settings = k.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
     let counter = k.dropout_counter().unwrap();
+    let conv = wgpu_nn::Conv2dShape::new(1, (2, 3), 1, (1, 1));
     let cases = [
         ("matmul_backward", shape_op(k.matmul_backward(&wrong, &a32, None, &a22, &x, &a32, MatmulForm::AB))),
         ("layer_norm_stats", shape_op(k.layer_norm_stats(&wrong, &x))),
@@ -299,6 +300,26 @@ fn every_kernel_refuses_mismatched_arguments_naming_itself() {
         ("bce_backward", shape_op(k.bce_backward(&wrong, &x, &x))),
         ("huber_forward", shape_op(k.value_loss_forward(Loss::Huber { delta: 1.0 }, &wrong, &x, &x))),
         ("value_loss_forward", shape_op(k.value_loss_forward(Loss::Nll, &x, &x, &x))),
+        // A 2×3 image of one channel (x holds 2 of them), 1×1 filters: `conv` unless changed.
+        (
+            "conv2d_forward",
+            shape_op(k.conv2d_forward(
+                &x,
+                &x,
+                &t(1, 1),
+                None,
+                &wgpu_nn::Conv2dShape::new(1, (2, 3), 1, (3, 3)),
+            )),
+        ),
+        ("conv2d_forward", shape_op(k.conv2d_forward(&x, &x, &t(1, 1), Some(&x), &conv))),
+        ("conv2d_input_grad", shape_op(k.conv2d_input_grad(&x, &x, &t(1, 1), &conv.stride((0, 1))))),
+        ("conv2d_input_grad", shape_op(k.conv2d_input_grad(&x, &x, &wrong, &conv))),
+        ("conv2d_weight_grad", shape_op(k.conv2d_weight_grad(&wrong, &x, &x, &conv))),
+        (
+            "conv2d_weight_grad",
+            shape_op(k.conv2d_weight_grad(&t(1, 1), &x, &x, &conv.padding((usize::MAX, 0)))),
+        ),
+        ("conv2d_bias_grad", shape_op(k.conv2d_bias_grad(&wrong, &x, &conv))),
         ("watch_loss", shape_op(k.watch_loss(&settings, &x))),
         ("sum_columns", shape_op(k.sum_columns(&wrong, &x, 1.0))),
         ("sum_all", shape_op(k.sum_all(&wrong, &x, 1.0))),
@@ -392,6 +413,22 @@ fn the_cpu_reference_refuses_settings_its_gpu_twin_refuses() {
     let s = wgpu_nn::OptimizerSettings::new(0.1);
     let err = cpu::adam_check(&x, &x, &x[..2], &x, &s).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "adam_check", .. }), "{err}");
+    // Convolutions no image could go through, and buffers of the wrong length.
+    let one = |kernel, stride, padding| {
+        wgpu_nn::Conv2dShape::new(1, (1, 3), 1, kernel).stride(stride).padding(padding)
+    };
+    for g in [one((2, 1), (1, 1), (0, 0)), one((1, 1), (1, 0), (0, 0)), one((1, 1), (1, 1), (usize::MAX, 0))]
+    {
+        let err = cpu::conv2d_forward(&mut out, &x, &[1.0], None, 1, &g).unwrap_err();
+        assert!(matches!(err, Error::Shape { op: "conv2d_forward", .. }), "{g:?}: {err}");
+    }
+    let g = one((1, 1), (1, 1), (0, 0));
+    let err = cpu::conv2d_input_grad(&mut out[..2], &x, &[1.0], 1, &g).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "conv2d_input_grad", .. }), "{err}");
+    let err = cpu::conv2d_weight_grad(&mut out, &x, &x, 1, &g).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "conv2d_weight_grad", .. }), "{err}");
+    let err = cpu::conv2d_bias_grad(&mut out, &x, 1, &g).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "conv2d_bias_grad", .. }), "{err}");
 }
 
 #[test]

@@ -282,3 +282,30 @@ fn a_save_keeps_the_files_permissions() {
         assert_eq!(mode(&path), kept, "an overwritten one keeps the owner's choice");
     }
 }
+
+/// A convolution's weights are saved as PyTorch's `(out, in, kh, kw)` and load back into a
+/// model that predicts the same, on either backend.
+#[test]
+fn convolution_weights_are_checkpointed_as_pytorch_shapes_them() {
+    let config = crate::training::convolutional(Optimizer::Adam { lr: 0.01 });
+    let x = random(2 * config.width_at(0), 6);
+    let labels = random_labels(2, config.width(), 7);
+    for backend in backends() {
+        let mut source = config.build(backend, gpu()).unwrap();
+        source.train_step(&x, &Target::Labels(&labels)).unwrap();
+        let want = source.predict(&x).unwrap();
+        let path = scratch(&format!("conv-{backend:?}.safetensors"));
+        source.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+        assert_eq!(header["layers.0.weight"]["shape"], serde_json::json!([4, 1, 3, 3]));
+        assert_eq!(header["layers.0.bias"]["shape"], serde_json::json!([4]));
+        assert_eq!(header["layers.2.weight"]["shape"], serde_json::json!([3, 4, 3, 2]));
+        assert!(header.get("layers.2.bias").is_none(), "the second convolution has no bias");
+        assert_eq!(header["optimizer.layers.2.weight.m"]["shape"], serde_json::json!([3, 4, 3, 2]));
+        let mut loaded = config.clone().seed(99).build(backend, gpu()).unwrap();
+        loaded.load_checkpoint(&path).unwrap();
+        assert_close(&format!("{backend:?} predictions"), &loaded.predict(&x).unwrap(), &want, 0.0, 0.0);
+    }
+}

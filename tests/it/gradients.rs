@@ -5,7 +5,7 @@
 
 use crate::common::{assert_close, random_f64};
 use wgpu_nn::model::Loss;
-use wgpu_nn::{Activation, MatmulForm, cpu};
+use wgpu_nn::{Activation, Conv2dShape, MatmulForm, cpu};
 
 /// Central differences in f64 are accurate to about h² · |f'''| + ε / h: with h = 1e-5 both
 /// terms are near 1e-10 for these smooth ops on inputs of order one.
@@ -227,5 +227,57 @@ fn layer_norm_backward_matches_finite_differences() {
         assert_close(&format!("{what} dgain"), &d_gain, &numeric_gain, RTOL, ATOL);
         let numeric_bias = numeric_gradient(&bias, |bias| loss(&x, &gain, bias));
         assert_close(&format!("{what} dbias"), &d_bias, &numeric_bias, RTOL, ATOL);
+    }
+}
+
+/// A convolution small enough to work out by hand, as PyTorch's `conv2d` computes it (a
+/// cross-correlation): the 3×3 image 1…9 through the 2×2 kernel [[1, 0], [0, −1]], plain, then
+/// with bias 0.5, then with padding 1 and stride 2.
+#[test]
+fn conv2d_forward_matches_a_hand_worked_example() {
+    let x: Vec<f64> = (1..=9).map(f64::from).collect();
+    let w = [1.0, 0.0, 0.0, -1.0];
+    let plain = Conv2dShape::new(1, (3, 3), 1, (2, 2));
+    let mut y = vec![0.0; 4];
+    cpu::conv2d_forward(&mut y, &x, &w, None, 1, &plain).unwrap();
+    assert_eq!(y, [-4.0, -4.0, -4.0, -4.0]); // x[r, c] − x[r + 1, c + 1] = −4 everywhere
+    cpu::conv2d_forward(&mut y, &x, &w, Some(&[0.5]), 1, &plain).unwrap();
+    assert_eq!(y, [-3.5, -3.5, -3.5, -3.5]);
+    let strided = plain.padding((1, 1)).stride((2, 2));
+    assert_eq!(strided.out_size(), (2, 2));
+    cpu::conv2d_forward(&mut y, &x, &w, None, 1, &strided).unwrap();
+    // Windows at rows/columns {−1, 0} and {1, 2}: only the kernel taps inside the image count.
+    assert_eq!(y, [-1.0, -3.0, -7.0, 5.0 - 9.0]);
+}
+
+/// Conv2d's three gradients against central differences of `L = Σ g ⊙ conv2d(x; w, b)`, at
+/// shapes that reach the window's edges: odd and non-square kernels, stride 2, padding, 1×1
+/// kernels, 1 and 3 input channels.
+#[test]
+fn conv2d_gradients_match_finite_differences() {
+    let shapes = [
+        Conv2dShape::new(1, (5, 4), 2, (3, 3)),
+        Conv2dShape::new(3, (6, 5), 2, (3, 2)).stride((2, 2)).padding((1, 1)),
+        Conv2dShape::new(2, (4, 4), 3, (1, 1)),
+        Conv2dShape::new(3, (7, 7), 1, (5, 3)).stride((2, 1)).padding((2, 0)),
+    ];
+    for shape in shapes {
+        let n = 2;
+        let x = random_f64(n * shape.input_len(), 30);
+        let w = random_f64(shape.out_channels * shape.filter_len(), 31);
+        let b = random_f64(shape.out_channels, 32);
+        let g = random_f64(n * shape.output_len(), 33);
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| {
+            let mut y = vec![0.0; g.len()];
+            cpu::conv2d_forward(&mut y, x, w, Some(b), n, &shape).unwrap();
+            weighted(&y, &g)
+        };
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+        cpu::conv2d_input_grad(&mut dx, &g, &w, n, &shape).unwrap();
+        cpu::conv2d_weight_grad(&mut dw, &g, &x, n, &shape).unwrap();
+        cpu::conv2d_bias_grad(&mut db, &g, n, &shape).unwrap();
+        assert_close(&format!("{shape:?} dx"), &dx, &numeric_gradient(&x, |x| loss(x, &w, &b)), RTOL, ATOL);
+        assert_close(&format!("{shape:?} dw"), &dw, &numeric_gradient(&w, |w| loss(&x, w, &b)), RTOL, ATOL);
+        assert_close(&format!("{shape:?} db"), &db, &numeric_gradient(&b, |b| loss(&x, &w, b)), RTOL, ATOL);
     }
 }

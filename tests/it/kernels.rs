@@ -6,7 +6,9 @@ use crate::common::{
 };
 use wgpu_nn::gpu::Kernels;
 use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
-use wgpu_nn::{Activation, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Tiling, cpu, wgpu};
+use wgpu_nn::{
+    Activation, Conv2dShape, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Tiling, cpu, wgpu,
+};
 
 /// Sizes that are not multiples of any tile: 1, primes, one off a power of two.
 const SIZES: [usize; 6] = [1, 7, 63, 65, 127, 257];
@@ -575,5 +577,58 @@ async fn layer_norm_matches_reference() {
     let (wide, stats) = (gpu.zeros(1, MAX_LAYER_NORM_COLS + 1).unwrap(), gpu.zeros(1, 2).unwrap());
     let err = gpu.kernels().layer_norm_stats(&stats, &wide).unwrap_err();
     assert!(matches!(err, wgpu_nn::Error::Shape { op: "layer_norm_stats", .. }), "{err}");
+}
+}
+
+portable! {
+/// Conv2d and its three gradients, GPU against the CPU reference, at shapes no tile divides:
+/// an MNIST-like first layer (28×28, 16 filters of 3×3, padding 1), stride 2 with padding,
+/// non-square kernels and images, 1×1 kernels over 16 channels, a kernel as large as the
+/// image, and a single pixel. Each value is a sum of products, so the bound is the matmul's
+/// for its number of terms.
+async fn conv2d_matches_reference_at_awkward_shapes() {
+    let Some(gpu) = shared_gpu().await else { return };
+    let k = gpu.kernels();
+    let shapes = [
+        (3, Conv2dShape::new(1, (28, 28), 16, (3, 3)).padding((1, 1))),
+        (2, Conv2dShape::new(3, (9, 7), 5, (3, 2)).stride((2, 2)).padding((1, 1))),
+        (5, Conv2dShape::new(16, (7, 7), 4, (1, 1))),
+        (1, Conv2dShape::new(2, (6, 5), 3, (5, 5)).stride((2, 1)).padding((2, 0))),
+        (4, Conv2dShape::new(3, (5, 5), 2, (5, 5))),
+        (1, Conv2dShape::new(1, (1, 1), 1, (1, 1))),
+    ];
+    for (n, g) in shapes {
+        let (oh, ow) = g.out_size();
+        let x = random(n * g.input_len(), 40);
+        let w = random(g.out_channels * g.filter_len(), 41);
+        let b = random(g.out_channels, 42);
+        let dy = random(n * g.output_len(), 43);
+        let up = |v: &[f32], rows, cols| gpu.upload(v, rows, cols).unwrap();
+        let (x_g, w_g, b_g) = (up(&x, n, g.input_len()), up(&w, g.out_channels, g.filter_len()), up(&b, 1, g.out_channels));
+        let dy_g = up(&dy, n, g.output_len());
+        let (y_g, dx_g) = (gpu.zeros(n, g.output_len()).unwrap(), gpu.zeros(n, g.input_len()).unwrap());
+        let (dw_g, db_g) = (gpu.zeros(g.out_channels, g.filter_len()).unwrap(), gpu.zeros(1, g.out_channels).unwrap());
+        let what = |op: &str| format!("{op} batch {n} {g:?}");
+
+        let mut want = vec![0.0; n * g.output_len()];
+        cpu::conv2d_forward(&mut want, &x, &w, Some(&b), n, &g).unwrap();
+        let got = run(gpu, &[&k.conv2d_forward(&y_g, &x_g, &w_g, Some(&b_g), &g).unwrap()], &y_g).await;
+        assert_close(&what("forward"), &got, &want, 0.0, matmul_atol(g.filter_len() + 1));
+
+        let mut want = vec![0.0; n * g.input_len()];
+        cpu::conv2d_input_grad(&mut want, &dy, &w, n, &g).unwrap();
+        let got = run(gpu, &[&k.conv2d_input_grad(&dx_g, &dy_g, &w_g, &g).unwrap()], &dx_g).await;
+        assert_close(&what("input grad"), &got, &want, 0.0, matmul_atol(g.out_channels * g.kernel.0 * g.kernel.1));
+
+        let mut want = vec![0.0; g.out_channels * g.filter_len()];
+        cpu::conv2d_weight_grad(&mut want, &dy, &x, n, &g).unwrap();
+        let got = run(gpu, &[&k.conv2d_weight_grad(&dw_g, &dy_g, &x_g, &g).unwrap()], &dw_g).await;
+        assert_close(&what("weight grad"), &got, &want, 0.0, matmul_atol(n * oh * ow));
+
+        let mut want = vec![0.0; g.out_channels];
+        cpu::conv2d_bias_grad(&mut want, &dy, n, &g).unwrap();
+        let got = run(gpu, &[&k.conv2d_bias_grad(&db_g, &dy_g, &g).unwrap()], &db_g).await;
+        assert_close(&what("bias grad"), &got, &want, 0.0, matmul_atol(n * oh * ow));
+    }
 }
 }

@@ -4,7 +4,7 @@
 
 use crate::common::{assert_close, backends_with, random, random_labels, shared_gpu};
 use wgpu_nn::model::{Backend, Init, Layer, Loss, Model, ModelConfig, Optimizer, Target};
-use wgpu_nn::{Error, Gpu};
+use wgpu_nn::{Conv2dShape, Error, Gpu};
 
 pub const OPTIMIZERS: [Optimizer; 4] = [
     Optimizer::Sgd { lr: 0.1 },
@@ -63,7 +63,7 @@ pub async fn train_both(
 pub async fn parameters(model: &Model, config: &ModelConfig) -> Vec<f32> {
     let mut all = Vec::new();
     for (i, layer) in config.layers().iter().enumerate() {
-        if let Layer::Dense { bias, .. } = layer {
+        if let Layer::Dense { bias, .. } | Layer::Conv2d { bias, .. } = layer {
             all.extend(model.weights_async(i).await.unwrap());
             if *bias {
                 all.extend(model.bias_async(i).await.unwrap());
@@ -78,6 +78,38 @@ pub async fn parameters(model: &Model, config: &ModelConfig) -> Vec<f32> {
 /// would still catch any wrong gradient, which moves weights by ~lr per step.
 pub const PARITY_RTOL: f64 = 1e-4;
 pub const PARITY_ATOL: f64 = 1e-5;
+
+/// A small CNN: a padded 3×3 convolution of one 7×6 channel to 4, ReLU, a strided 3×2
+/// convolution to 3 channels without a bias, tanh, dropout, then dense to 3 classes and softmax.
+pub fn convolutional(optimizer: Optimizer) -> ModelConfig {
+    let first = Conv2dShape::new(1, (7, 6), 4, (3, 3)).padding((1, 1));
+    let second = Conv2dShape::new(4, first.out_size(), 3, (3, 2)).stride((2, 2));
+    ModelConfig::new(first.input_len())
+        .conv2d(first)
+        .relu()
+        .conv2d_with(second, false, Init::PyTorch)
+        .tanh()
+        .dropout(0.2)
+        .dense(3)
+        .softmax()
+        .loss(Loss::SoftmaxCrossEntropy)
+        .optimizer(optimizer)
+        .seed(5)
+}
+
+portable! {
+async fn a_convolutional_network_trains_the_same_on_gpu_and_cpu() {
+    let Some(gpu) = shared_gpu().await else { return };
+    for optimizer in OPTIMIZERS {
+        let config = convolutional(optimizer);
+        let [(gpu_losses, gpu_weights), (cpu_losses, cpu_weights)] = train_both(gpu, &config, 20, 9).await;
+        let what = format!("CNN {optimizer:?}");
+        assert_close(&format!("{what} losses"), &gpu_losses, &cpu_losses, PARITY_RTOL, PARITY_ATOL);
+        assert_close(&format!("{what} weights"), &gpu_weights, &cpu_weights, PARITY_RTOL, PARITY_ATOL);
+        assert!(gpu_losses.last() < gpu_losses.first(), "{what}: the loss should fall: {gpu_losses:?}");
+    }
+}
+}
 
 portable! {
 async fn every_optimizer_trains_the_same_on_gpu_and_cpu() {

@@ -147,6 +147,20 @@ impl GpuModel {
                 (_, name) => format!("layer {l} {name}"),
             };
             gpu.check_buffer_size(&what, bytes)?;
+            // A convolution's forward sums a filter per value, its input gradient
+            // out_channels · kh · kw terms per pixel: each one invocation's loop on the GPU.
+            if let Layer::Conv2d { shape, .. } = &graph.layers()[l]
+                && param.name == "weight"
+            {
+                let terms = shape.filter_len().max(shape.out_channels * shape.kernel.0 * shape.kernel.1);
+                if terms > crate::gpu::CONV_TERMS {
+                    return Err(Error::shape(
+                        "build",
+                        format!("layer {l} (conv2d) of at most {} terms per value", crate::gpu::CONV_TERMS),
+                        format!("{terms} ({shape:?})"),
+                    ));
+                }
+            }
             if graph.layers()[l] == Layer::LayerNorm && param.cols > MAX_LAYER_NORM_COLS {
                 return Err(Error::shape(
                     "build",

@@ -10,7 +10,7 @@ use crate::gpu::StepTarget;
 use crate::model::config::{Loss, Optimizer};
 use crate::model::graph::{Graph, Slot};
 use crate::model::ops::{self, DenseForward, Ops, Tail};
-use crate::shape::MatmulForm;
+use crate::shape::{Conv2dShape, MatmulForm};
 use crate::{
     Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, Result,
 };
@@ -205,6 +205,27 @@ impl Ops for Binder<'_> {
 
     fn dropout_backward(&mut self, dx: Slot, mask: Slot, dy: Slot) -> Result<()> {
         let d = self.gpu.kernels().dropout_backward(self.get(dx), self.get(mask), self.get(dy));
+        self.push(d)
+    }
+
+    fn conv2d(&mut self, y: Slot, x: Slot, w: Slot, bias: Option<Slot>, shape: &Conv2dShape) -> Result<()> {
+        let bias = bias.map(|b| self.get(b));
+        let d = self.gpu.kernels().conv2d_forward(self.get(y), self.get(x), self.get(w), bias, shape);
+        self.push(d)
+    }
+
+    fn conv2d_input_grad(&mut self, dx: Slot, dy: Slot, w: Slot, shape: &Conv2dShape) -> Result<()> {
+        let d = self.gpu.kernels().conv2d_input_grad(self.get(dx), self.get(dy), self.get(w), shape);
+        self.push(d)
+    }
+
+    fn conv2d_weight_grad(&mut self, dw: Slot, dy: Slot, x: Slot, shape: &Conv2dShape) -> Result<()> {
+        let d = self.gpu.kernels().conv2d_weight_grad(self.get(dw), self.get(dy), self.get(x), shape);
+        self.push(d)
+    }
+
+    fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()> {
+        let d = self.gpu.kernels().conv2d_bias_grad(self.get(db), self.get(dy), shape);
         self.push(d)
     }
 
