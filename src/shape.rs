@@ -164,6 +164,73 @@ impl Conv2dShape {
     }
 }
 
+/// The shapes of a 2-D pooling, PyTorch's `MaxPool2d` or `AvgPool2d` without padding, over
+/// NCHW images: each window of `kernel` at steps of `stride` (the kernel's size unless set, as
+/// PyTorch's default) becomes one value per channel; `out_h = (height − kernel_h) / stride_h + 1`
+/// (rounded down, as PyTorch's `ceil_mode=False`), and alike across.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Pool2dShape {
+    /// Channels of each image (the same out as in).
+    pub channels: usize,
+    /// `(height, width)` of each input image.
+    pub image: (usize, usize),
+    /// `(kernel_h, kernel_w)`.
+    pub kernel: (usize, usize),
+    /// `(stride_h, stride_w)`.
+    pub stride: (usize, usize),
+}
+
+impl Pool2dShape {
+    /// Windows of `kernel` over `channels` images of `image = (height, width)`, at steps of
+    /// the kernel's size.
+    pub fn new(channels: usize, image: (usize, usize), kernel: (usize, usize)) -> Self {
+        Pool2dShape { channels, image, kernel, stride: kernel }
+    }
+
+    /// The same with this `(stride_h, stride_w)`.
+    pub fn stride(self, stride: (usize, usize)) -> Self {
+        Pool2dShape { stride, ..self }
+    }
+
+    /// `(out_h, out_w)`; meaningful once [`Pool2dShape::check`] passes.
+    pub fn out_size(&self) -> (usize, usize) {
+        let along =
+            |size: usize, kernel: usize, stride: usize| size.saturating_sub(kernel) / stride.max(1) + 1;
+        (along(self.image.0, self.kernel.0, self.stride.0), along(self.image.1, self.kernel.1, self.stride.1))
+    }
+
+    /// Values in one input sample: `channels · height · width`.
+    pub fn input_len(&self) -> usize {
+        self.channels * self.image.0 * self.image.1
+    }
+
+    /// Values in one output sample: `channels · out_h · out_w`.
+    pub fn output_len(&self) -> usize {
+        let (oh, ow) = self.out_size();
+        self.channels * oh * ow
+    }
+
+    /// Refuses a pooling no image could go through (`op` is the refusing call): a dimension
+    /// or stride of 0, a kernel larger than the image, or a sample of 2^24 values or more
+    /// (a max pool keeps each window's winner as an f32 index, exact below 2^24).
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        let Pool2dShape { channels, image, kernel, stride } = *self;
+        let given = format!("{self:?}");
+        if [channels, image.0, image.1, kernel.0, kernel.1, stride.0, stride.1].contains(&0) {
+            return Err(Error::shape(op, "channels, image, kernel and stride of at least 1", given));
+        }
+        if kernel.0 > image.0 || kernel.1 > image.1 {
+            return Err(Error::shape(op, "a kernel no larger than the image", given));
+        }
+        let len = [channels, image.0, image.1].iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+        if len.is_none_or(|n| n >= 1 << 24) {
+            return Err(Error::shape(op, "images of fewer than 2^24 values", given));
+        }
+        Ok(())
+    }
+}
+
 /// Fails unless `len == rows * cols`.
 pub(crate) fn check_len(op: &'static str, what: &str, len: usize, rows: usize, cols: usize) -> Result<()> {
     // Checked: the CPU's products trust this length in an unsafe block.

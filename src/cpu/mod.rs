@@ -13,6 +13,7 @@ mod loss;
 mod matmul;
 mod norm;
 mod optimizer;
+mod pool;
 mod reduce;
 mod softmax;
 
@@ -23,5 +24,6 @@ pub use loss::*;
 pub use matmul::*;
 pub use norm::*;
 pub use optimizer::*;
+pub use pool::*;
 pub use reduce::*;
 pub use softmax::*;

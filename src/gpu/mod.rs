@@ -39,6 +39,7 @@ mod loss;
 mod matmul;
 mod norm;
 mod optimizer;
+mod pool;
 mod readback;
 mod reduce;
 mod shaders;

@@ -59,6 +59,14 @@ pub enum Layer {
         /// How its weights (and bias) start; [`Init::PyTorch`] by default, as PyTorch's.
         init: Init,
     },
+    /// PyTorch's `MaxPool2d` (no padding) over each sample as the NCHW images `shape`
+    /// describes: each window's largest value.
+    MaxPool2d(crate::Pool2dShape),
+    /// PyTorch's `AvgPool2d` (no padding): each window's mean.
+    AvgPool2d(crate::Pool2dShape),
+    /// PyTorch's `Flatten`: the identity here, since every sample is already one row in
+    /// NCHW order; it keeps a PyTorch model's layer indices, and so its checkpoint names.
+    Flatten,
     /// An element-wise activation: any [`Activation`].
     Activation(Activation),
     /// Softmax over each row. Followed by [`Loss::SoftmaxCrossEntropy`], the two are fused.
@@ -224,6 +232,21 @@ impl ModelConfig {
         self.layer(Layer::Conv2d { shape, bias, init })
     }
 
+    /// A max pooling layer (see [`Layer::MaxPool2d`]).
+    pub fn max_pool2d(self, shape: crate::Pool2dShape) -> Self {
+        self.layer(Layer::MaxPool2d(shape))
+    }
+
+    /// An average pooling layer (see [`Layer::AvgPool2d`]).
+    pub fn avg_pool2d(self, shape: crate::Pool2dShape) -> Self {
+        self.layer(Layer::AvgPool2d(shape))
+    }
+
+    /// A flatten layer (see [`Layer::Flatten`]).
+    pub fn flatten(self) -> Self {
+        self.layer(Layer::Flatten)
+    }
+
     /// An element-wise activation layer.
     pub fn activation(self, f: Activation) -> Self {
         self.layer(Layer::Activation(f))
@@ -331,6 +354,7 @@ impl ModelConfig {
             .find_map(|l| match l {
                 Layer::Dense { outputs, .. } => Some(*outputs),
                 Layer::Conv2d { shape, .. } => Some(shape.output_len()),
+                Layer::MaxPool2d(shape) | Layer::AvgPool2d(shape) => Some(shape.output_len()),
                 _ => None,
             })
             .unwrap_or(self.inputs)

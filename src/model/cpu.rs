@@ -19,7 +19,7 @@ use super::graph::{Graph, Slot, check_dataset};
 use super::ops::{self, Ops};
 use crate::blocking::{Pending, ready};
 use crate::data::{Dataset, Targets};
-use crate::shape::{Conv2dShape, MatmulForm};
+use crate::shape::{Conv2dShape, MatmulForm, Pool2dShape};
 use crate::target::Target;
 use crate::{Activation, Error, OptimizerSettings, Result, cpu};
 
@@ -627,6 +627,29 @@ impl<T: Scalar> Ops for Exec<'_, T> {
     fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()> {
         let n = self.shape(dy).0;
         self.write(db, |s, o| cpu::conv2d_bias_grad(o, s.get(dy), n, shape))
+    }
+
+    fn maxpool2d(&mut self, y: Slot, argmax: Slot, x: Slot, shape: &Pool2dShape) -> Result<()> {
+        let n = self.shape(x).0;
+        let mut winners = self.take(argmax);
+        let result = self.write(y, |s, o| cpu::maxpool2d_forward(o, &mut winners, s.get(x), n, shape));
+        self.put(argmax, winners);
+        result
+    }
+
+    fn maxpool2d_backward(&mut self, dx: Slot, dy: Slot, argmax: Slot, shape: &Pool2dShape) -> Result<()> {
+        let n = self.shape(dy).0;
+        self.write(dx, |s, o| cpu::maxpool2d_backward(o, s.get(dy), s.get(argmax), n, shape))
+    }
+
+    fn avgpool2d(&mut self, y: Slot, x: Slot, shape: &Pool2dShape) -> Result<()> {
+        let n = self.shape(x).0;
+        self.write(y, |s, o| cpu::avgpool2d_forward(o, s.get(x), n, shape))
+    }
+
+    fn avgpool2d_backward(&mut self, dx: Slot, dy: Slot, shape: &Pool2dShape) -> Result<()> {
+        let n = self.shape(dy).0;
+        self.write(dx, |s, o| cpu::avgpool2d_backward(o, s.get(dy), n, shape))
     }
 
     fn layer_norm_stats(&mut self, stats: Slot, x: Slot) -> Result<()> {

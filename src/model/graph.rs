@@ -141,6 +141,16 @@ impl Graph {
                         params.push(vector("bias", shape.out_channels));
                     }
                 }
+                Layer::MaxPool2d(shape) | Layer::AvgPool2d(shape) => {
+                    shape.check(op)?;
+                    if shape.input_len() != width {
+                        return Err(Error::shape(
+                            op,
+                            format!("layer {i} (pooling) over images of {width} values"),
+                            format!("{shape:?}, images of {} values", shape.input_len()),
+                        ));
+                    }
+                }
                 Layer::Dense { inputs, outputs, bias, init } => {
                     check_init(i, init)?;
                     if *inputs != width {
@@ -191,6 +201,7 @@ impl Graph {
             widths.push(match layer {
                 Layer::Dense { outputs, .. } => *outputs,
                 Layer::Conv2d { shape, .. } => shape.output_len(),
+                Layer::MaxPool2d(shape) | Layer::AvgPool2d(shape) => shape.output_len(),
                 _ => width,
             });
         }
@@ -418,6 +429,8 @@ impl Graph {
             let width = self.width(l + 1);
             match self.layers()[l] {
                 Layer::Dropout(_) if training && l < end => slots.push((Slot::Saved(l), (rows, width))),
+                // Each window's winner, written by every forward.
+                Layer::MaxPool2d(_) => slots.push((Slot::Saved(l), (rows, width))),
                 // The statistics are computed in every forward; the gain terms only for a backward.
                 Layer::LayerNorm => {
                     slots.push((Slot::Saved(l), (rows, 2)));
@@ -440,17 +453,30 @@ impl Graph {
             // layer's output (nothing needs the input's), and always the loss's own: a model
             // that is only a fused softmax has a trunk of 0 layers.
             for i in (1..=self.trunk).chain((self.trunk == 0).then_some(0)) {
-                slots.push((Slot::Grad(i), (rows, self.width(i))));
+                // A flatten's output gradient is its input's (`storage`): one buffer for both.
+                let slot = self.storage(Slot::Grad(i), training);
+                if !slots.iter().any(|&(s, _)| s == slot) {
+                    slots.push((slot, (rows, self.width(i))));
+                }
             }
         }
         slots
     }
 
-    /// Where `slot` is stored: in evaluation a dropout layer's output is its input.
+    /// Where `slot` is stored: in evaluation a dropout layer's output is its input, and a
+    /// flatten's output (and its gradient) is always its input's.
     pub(crate) fn storage(&self, slot: Slot, training: bool) -> Slot {
+        let below = |i: usize| (i > 0).then(|| &self.layers()[i - 1]);
         match slot {
-            Slot::Act(i) if i > 0 && !training && matches!(self.layers()[i - 1], Layer::Dropout(_)) => {
+            Slot::Act(i) if !training && matches!(below(i), Some(Layer::Dropout(_))) => {
                 self.storage(Slot::Act(i - 1), training)
+            }
+            // A flatten changes no value: its output, and its output's gradient, are its input's.
+            Slot::Act(i) if matches!(below(i), Some(Layer::Flatten)) => {
+                self.storage(Slot::Act(i - 1), training)
+            }
+            Slot::Grad(i) if matches!(below(i), Some(Layer::Flatten)) => {
+                self.storage(Slot::Grad(i - 1), training)
             }
             other => other,
         }

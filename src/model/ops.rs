@@ -14,7 +14,7 @@
 
 use super::config::{Layer, Loss, Optimizer};
 use super::graph::{Block, Graph, Node, Slot};
-use crate::shape::{Conv2dShape, MatmulForm};
+use crate::shape::{Conv2dShape, MatmulForm, Pool2dShape};
 use crate::{Activation, Result};
 
 /// The kernels a layer is made of, with the same names as the WGSL entry points and the CPU
@@ -37,6 +37,11 @@ pub(crate) trait Ops {
     fn conv2d_input_grad(&mut self, dx: Slot, dy: Slot, w: Slot, shape: &Conv2dShape) -> Result<()>;
     fn conv2d_weight_grad(&mut self, dw: Slot, dy: Slot, x: Slot, shape: &Conv2dShape) -> Result<()>;
     fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()>;
+    /// Max pooling, keeping each window's winner in `argmax`.
+    fn maxpool2d(&mut self, y: Slot, argmax: Slot, x: Slot, shape: &Pool2dShape) -> Result<()>;
+    fn maxpool2d_backward(&mut self, dx: Slot, dy: Slot, argmax: Slot, shape: &Pool2dShape) -> Result<()>;
+    fn avgpool2d(&mut self, y: Slot, x: Slot, shape: &Pool2dShape) -> Result<()>;
+    fn avgpool2d_backward(&mut self, dx: Slot, dy: Slot, shape: &Pool2dShape) -> Result<()>;
     fn layer_norm_stats(&mut self, stats: Slot, x: Slot) -> Result<()>;
     fn layer_norm(&mut self, out: Slot, x: Slot, stats: Slot, gain: Slot, bias: Slot) -> Result<()>;
     fn layer_norm_backward(&mut self, dx: Slot, x: Slot, stats: Slot, gain: Slot, dy: Slot) -> Result<()>;
@@ -234,6 +239,9 @@ pub(crate) fn forward(ops: &mut impl Ops, graph: &Graph, l: usize, training: boo
         Layer::LogSoftmax => ops.softmax(true, y, x),
         Layer::Dropout(p) if training => ops.dropout(y, Slot::Saved(l), x, p, graph.dropout_seed(l)),
         Layer::Dropout(_) => Ok(()),
+        Layer::MaxPool2d(ref shape) => ops.maxpool2d(y, Slot::Saved(l), x, shape),
+        Layer::AvgPool2d(ref shape) => ops.avgpool2d(y, x, shape),
+        Layer::Flatten => Ok(()), // its output is its input (`Graph::storage`)
         Layer::Conv2d { ref shape, .. } => {
             let mut params = graph.params_of(l).map(Slot::Param);
             let w = params.next().expect("a convolution's weight");
@@ -287,6 +295,9 @@ pub(crate) fn backward(ops: &mut impl Ops, graph: &Graph, l: usize) -> Result<()
         Layer::Softmax => ops.softmax_backward(false, dx, y, dy),
         Layer::LogSoftmax => ops.softmax_backward(true, dx, y, dy),
         Layer::Dropout(_) => ops.dropout_backward(dx, Slot::Saved(l), dy),
+        Layer::MaxPool2d(ref shape) => ops.maxpool2d_backward(dx, dy, Slot::Saved(l), shape),
+        Layer::AvgPool2d(ref shape) => ops.avgpool2d_backward(dx, dy, shape),
+        Layer::Flatten => Ok(()), // its input's gradient is its output's (`Graph::storage`)
     }
 }
 

@@ -279,6 +279,7 @@ fn every_kernel_refuses_mismatched_arguments_naming_itself() {
     let settings = k.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
     let counter = k.dropout_counter().unwrap();
     let conv = wgpu_nn::Conv2dShape::new(1, (2, 3), 1, (1, 1));
+    let pool = wgpu_nn::Pool2dShape::new(1, (2, 3), (2, 2)).stride((1, 1));
     let cases = [
         ("matmul_backward", shape_op(k.matmul_backward(&wrong, &a32, None, &a22, &x, &a32, MatmulForm::AB))),
         ("layer_norm_stats", shape_op(k.layer_norm_stats(&wrong, &x))),
@@ -320,6 +321,15 @@ fn every_kernel_refuses_mismatched_arguments_naming_itself() {
             shape_op(k.conv2d_weight_grad(&t(1, 1), &x, &x, &conv.padding((usize::MAX, 0)))),
         ),
         ("conv2d_bias_grad", shape_op(k.conv2d_bias_grad(&wrong, &x, &conv))),
+        // 2×3 images (x holds 2), 2×2 windows at stride 1: `pool` unless changed.
+        ("maxpool2d_forward", shape_op(k.maxpool2d_forward(&t(2, 2), &t(2, 2), &x, &pool.stride((1, 0))))),
+        ("maxpool2d_forward", shape_op(k.maxpool2d_forward(&t(2, 2), &wrong, &x, &pool))),
+        ("maxpool2d_backward", shape_op(k.maxpool2d_backward(&x, &t(2, 2), &t(2, 3), &pool))),
+        (
+            "avgpool2d_forward",
+            shape_op(k.avgpool2d_forward(&t(2, 2), &x, &wgpu_nn::Pool2dShape::new(1, (2, 3), (3, 1)))),
+        ),
+        ("avgpool2d_backward", shape_op(k.avgpool2d_backward(&wrong, &t(2, 2), &pool))),
         ("watch_loss", shape_op(k.watch_loss(&settings, &x))),
         ("sum_columns", shape_op(k.sum_columns(&wrong, &x, 1.0))),
         ("sum_all", shape_op(k.sum_all(&wrong, &x, 1.0))),
@@ -629,6 +639,26 @@ fn descriptions_and_data_no_model_could_use_are_refused() {
         ("given bias of 3 for 2", "Shape", ModelConfig::new(3).dense_with(2, true, given(6, Some(3)))),
         ("given bias without one", "Shape", ModelConfig::new(3).dense_with(2, false, given(6, Some(2)))),
         ("cross-entropy over 1 class", "Shape", ModelConfig::new(3).dense(1).loss(Loss::SoftmaxCrossEntropy)),
+        (
+            "a conv2d over images of another width",
+            "Shape",
+            ModelConfig::new(3).conv2d(wgpu_nn::Conv2dShape::new(1, (2, 2), 1, (1, 1))),
+        ),
+        (
+            "a conv2d kernel past the image",
+            "Shape",
+            ModelConfig::new(4).conv2d(wgpu_nn::Conv2dShape::new(1, (2, 2), 1, (3, 3))),
+        ),
+        (
+            "a pooling over images of another width",
+            "Shape",
+            ModelConfig::new(5).max_pool2d(wgpu_nn::Pool2dShape::new(1, (2, 2), (1, 1))),
+        ),
+        (
+            "a pooling with stride 0",
+            "Shape",
+            ModelConfig::new(4).avg_pool2d(wgpu_nn::Pool2dShape::new(1, (2, 2), (1, 1)).stride((0, 1))),
+        ),
         ("a Huber δ of 0", "InvalidLoss", ModelConfig::new(3).dense(1).loss(Loss::Huber { delta: 0.0 })),
         (
             "a Huber δ of ∞",

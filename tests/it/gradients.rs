@@ -5,7 +5,7 @@
 
 use crate::common::{assert_close, random_f64};
 use wgpu_nn::model::Loss;
-use wgpu_nn::{Activation, Conv2dShape, MatmulForm, cpu};
+use wgpu_nn::{Activation, Conv2dShape, MatmulForm, Pool2dShape, cpu};
 
 /// Central differences in f64 are accurate to about h² · |f'''| + ε / h: with h = 1e-5 both
 /// terms are near 1e-10 for these smooth ops on inputs of order one.
@@ -279,5 +279,71 @@ fn conv2d_gradients_match_finite_differences() {
         assert_close(&format!("{shape:?} dx"), &dx, &numeric_gradient(&x, |x| loss(x, &w, &b)), RTOL, ATOL);
         assert_close(&format!("{shape:?} dw"), &dw, &numeric_gradient(&w, |w| loss(&x, w, &b)), RTOL, ATOL);
         assert_close(&format!("{shape:?} db"), &db, &numeric_gradient(&b, |b| loss(&x, &w, b)), RTOL, ATOL);
+    }
+}
+
+/// Pooling worked by hand over the 4×4 image 1…16 (with a tie and a NaN planted): 2×2
+/// windows at stride 2, then 3×3 windows at stride 1 (overlapping), then a 3×2 window at
+/// stride 2 that leaves the last row uncovered.
+#[test]
+fn pooling_matches_hand_worked_examples() {
+    let x: Vec<f64> = (1..=16).map(f64::from).collect();
+    let run = |shape: Pool2dShape, x: &[f64]| {
+        let len = shape.output_len();
+        let (mut max, mut argmax, mut avg) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        cpu::maxpool2d_forward(&mut max, &mut argmax, x, 1, &shape).unwrap();
+        cpu::avgpool2d_forward(&mut avg, x, 1, &shape).unwrap();
+        (max, argmax, avg)
+    };
+    let (max, argmax, avg) = run(Pool2dShape::new(1, (4, 4), (2, 2)), &x);
+    assert_eq!(max, [6.0, 8.0, 14.0, 16.0]);
+    assert_eq!(argmax, [5.0, 7.0, 13.0, 15.0]);
+    assert_eq!(avg, [3.5, 5.5, 11.5, 13.5]);
+    let (max, _, avg) = run(Pool2dShape::new(1, (4, 4), (3, 3)).stride((1, 1)), &x);
+    assert_eq!(max, [11.0, 12.0, 15.0, 16.0]);
+    assert_eq!(avg, [6.0, 7.0, 10.0, 11.0]);
+    let (max, _, avg) = run(Pool2dShape::new(1, (4, 4), (3, 2)).stride((2, 2)), &x);
+    assert_eq!(max, [10.0, 12.0]);
+    assert_eq!(avg, [5.5, 7.5]);
+    // A tie goes to the first in row-major order; a NaN wins, as in PyTorch.
+    let mut tied = x.clone();
+    tied[4] = 6.0;
+    let (_, argmax, _) = run(Pool2dShape::new(1, (4, 4), (2, 2)), &tied);
+    assert_eq!(argmax[0], 4.0);
+    tied[1] = f64::NAN;
+    let (max, argmax, _) = run(Pool2dShape::new(1, (4, 4), (2, 2)), &tied);
+    assert!(max[0].is_nan() && argmax[0] == 1.0, "{max:?} {argmax:?}");
+}
+
+/// Both poolings' backwards against central differences, at overlapping, gapped and
+/// non-square windows over 1 and 3 channels (max pooling away from ties: distinct random
+/// values, each window's winner clear by far more than the step).
+#[test]
+fn pooling_gradients_match_finite_differences() {
+    let shapes = [
+        Pool2dShape::new(1, (4, 4), (2, 2)),
+        Pool2dShape::new(3, (5, 6), (3, 2)).stride((1, 2)),
+        Pool2dShape::new(2, (7, 5), (2, 3)).stride((3, 1)),
+    ];
+    for shape in shapes {
+        let n = 2;
+        let x = random_f64(n * shape.input_len(), 60);
+        let g = random_f64(n * shape.output_len(), 61);
+        let max = |x: &[f64]| {
+            let (mut y, mut argmax) = (vec![0.0; g.len()], vec![0.0; g.len()]);
+            cpu::maxpool2d_forward(&mut y, &mut argmax, x, n, &shape).unwrap();
+            weighted(&y, &g)
+        };
+        let avg = |x: &[f64]| {
+            let mut y = vec![0.0; g.len()];
+            cpu::avgpool2d_forward(&mut y, x, n, &shape).unwrap();
+            weighted(&y, &g)
+        };
+        let (mut y, mut argmax, mut dx) = (vec![0.0; g.len()], vec![0.0; g.len()], vec![0.0; x.len()]);
+        cpu::maxpool2d_forward(&mut y, &mut argmax, &x, n, &shape).unwrap();
+        cpu::maxpool2d_backward(&mut dx, &g, &argmax, n, &shape).unwrap();
+        assert_close(&format!("max {shape:?}"), &dx, &numeric_gradient(&x, max), RTOL, ATOL);
+        cpu::avgpool2d_backward(&mut dx, &g, n, &shape).unwrap();
+        assert_close(&format!("avg {shape:?}"), &dx, &numeric_gradient(&x, avg), RTOL, ATOL);
     }
 }

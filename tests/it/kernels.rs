@@ -7,7 +7,8 @@ use crate::common::{
 use wgpu_nn::gpu::Kernels;
 use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
 use wgpu_nn::{
-    Activation, Conv2dShape, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Tiling, cpu, wgpu,
+    Activation, Conv2dShape, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Pool2dShape, Tiling, cpu,
+    wgpu,
 };
 
 /// Sizes that are not multiples of any tile: 1, primes, one off a power of two.
@@ -629,6 +630,51 @@ async fn conv2d_matches_reference_at_awkward_shapes() {
         cpu::conv2d_bias_grad(&mut want, &dy, n, &g).unwrap();
         let got = run(gpu, &[&k.conv2d_bias_grad(&db_g, &dy_g, &g).unwrap()], &db_g).await;
         assert_close(&what("bias grad"), &got, &want, 0.0, matmul_atol(n * oh * ow));
+    }
+}
+}
+
+portable! {
+/// Both poolings and their gradients, GPU against the CPU reference: MNIST's 2×2 pooling of
+/// 16 channels, overlapping 3×3 windows at stride 1, gapped 2×3 windows at stride (3, 1), a
+/// window the size of the image. Max pooling is a comparison, so it must agree exactly, ties
+/// (planted) included; average pooling's sums in another order stay within a few ULP.
+async fn pooling_matches_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
+    let k = gpu.kernels();
+    let shapes = [
+        (3, Pool2dShape::new(16, (28, 28), (2, 2))),
+        (2, Pool2dShape::new(3, (9, 7), (3, 3)).stride((1, 1))),
+        (4, Pool2dShape::new(2, (8, 5), (2, 3)).stride((3, 1))),
+        (1, Pool2dShape::new(5, (4, 6), (4, 6))),
+    ];
+    for (n, g) in shapes {
+        let mut x = random(n * g.input_len(), 70);
+        // A tie for the first window's largest value (the values are in [-1, 1)).
+        (x[0], x[1]) = (2.0, 2.0);
+        let dy = random(n * g.output_len(), 71);
+        let (x_g, dy_g) = (gpu.upload(&x, n, g.input_len()).unwrap(), gpu.upload(&dy, n, g.output_len()).unwrap());
+        let (y_g, argmax_g) = (gpu.zeros(n, g.output_len()).unwrap(), gpu.zeros(n, g.output_len()).unwrap());
+        let dx_g = gpu.zeros(n, g.input_len()).unwrap();
+        let what = |op: &str| format!("{op} batch {n} {g:?}");
+
+        let (mut y, mut argmax, mut dx) = (vec![0.0; dy.len()], vec![0.0; dy.len()], vec![0.0; x.len()]);
+        cpu::maxpool2d_forward(&mut y, &mut argmax, &x, n, &g).unwrap();
+        let got = run(gpu, &[&k.maxpool2d_forward(&y_g, &argmax_g, &x_g, &g).unwrap()], &y_g).await;
+        assert_close(&what("max forward"), &got, &y, 0.0, 0.0);
+        let got = gpu.read_async(&argmax_g).await.unwrap();
+        assert_close(&what("max argmax"), &got, &argmax, 0.0, 0.0);
+        cpu::maxpool2d_backward(&mut dx, &dy, &argmax, n, &g).unwrap();
+        let got = run(gpu, &[&k.maxpool2d_backward(&dx_g, &dy_g, &argmax_g, &g).unwrap()], &dx_g).await;
+        let windows = g.kernel.0.div_ceil(g.stride.0) * g.kernel.1.div_ceil(g.stride.1);
+        assert_close(&what("max backward"), &got, &dx, 0.0, matmul_atol(windows));
+
+        cpu::avgpool2d_forward(&mut y, &x, n, &g).unwrap();
+        let got = run(gpu, &[&k.avgpool2d_forward(&y_g, &x_g, &g).unwrap()], &y_g).await;
+        assert_close(&what("avg forward"), &got, &y, 0.0, matmul_atol(g.kernel.0 * g.kernel.1));
+        cpu::avgpool2d_backward(&mut dx, &dy, n, &g).unwrap();
+        let got = run(gpu, &[&k.avgpool2d_backward(&dx_g, &dy_g, &g).unwrap()], &dx_g).await;
+        assert_close(&what("avg backward"), &got, &dx, 0.0, matmul_atol(windows));
     }
 }
 }

@@ -41,16 +41,18 @@ fn whole_network_gradients_match_finite_differences() {
 /// dense head), whose gradients reach both convolutions' weights and the input of the second.
 #[test]
 fn a_convolutional_network_s_gradients_match_finite_differences() {
-    let config = crate::training::convolutional(Optimizer::Sgd { lr: 0.1 });
-    let mut model = CpuModel::<f64>::from_config(&config).unwrap();
-    let rows = 3;
-    let x = random(rows * config.width_at(0), 50);
-    let labels = random_labels(rows, config.width(), 51);
-    let target = Target::Labels(&labels);
-    model.compute_gradients(&x, &target).unwrap();
-    let analytic = model.gradients();
-    let numeric = numeric_gradients(&mut model, &x, &target, 1e-6);
-    assert_close("CNN", &analytic, &numeric, 1e-5, 1e-8);
+    let sgd = Optimizer::Sgd { lr: 0.1 };
+    for config in [crate::training::convolutional(sgd), crate::training::pooled(sgd)] {
+        let mut model = CpuModel::<f64>::from_config(&config).unwrap();
+        let rows = 3;
+        let x = random(rows * config.width_at(0), 50);
+        let labels = random_labels(rows, config.width(), 51);
+        let target = Target::Labels(&labels);
+        model.compute_gradients(&x, &target).unwrap();
+        let analytic = model.gradients();
+        let numeric = numeric_gradients(&mut model, &x, &target, 1e-6);
+        assert_close(&format!("CNN of {} layers", config.layers().len()), &analytic, &numeric, 1e-5, 1e-8);
+    }
 }
 
 /// Central differences of the training loss with respect to every parameter, in f64.

@@ -4,7 +4,7 @@
 
 use crate::common::{assert_close, backends_with, random, random_labels, shared_gpu};
 use wgpu_nn::model::{Backend, Init, Layer, Loss, Model, ModelConfig, Optimizer, Target};
-use wgpu_nn::{Conv2dShape, Error, Gpu};
+use wgpu_nn::{Conv2dShape, Error, Gpu, Pool2dShape};
 
 pub const OPTIMIZERS: [Optimizer; 4] = [
     Optimizer::Sgd { lr: 0.1 },
@@ -97,13 +97,34 @@ pub fn convolutional(optimizer: Optimizer) -> ModelConfig {
         .seed(5)
 }
 
+/// A CNN with pooling, as PyTorch's `nn.Sequential` would list it: a padded 3×3 convolution
+/// of one 8×8 channel to 4, ReLU, 2×2 max pooling, a 3×3 convolution to 3 channels, average
+/// pooling over overlapping 2×2 windows, flatten, dense to 3 classes.
+pub fn pooled(optimizer: Optimizer) -> ModelConfig {
+    let first = Conv2dShape::new(1, (8, 8), 4, (3, 3)).padding((1, 1));
+    let pool = Pool2dShape::new(4, first.out_size(), (2, 2));
+    let second = Conv2dShape::new(4, pool.out_size(), 3, (3, 3));
+    let average = Pool2dShape::new(3, second.out_size(), (2, 2)).stride((1, 1));
+    ModelConfig::new(first.input_len())
+        .conv2d(first)
+        .relu()
+        .max_pool2d(pool)
+        .conv2d(second)
+        .avg_pool2d(average)
+        .flatten()
+        .dense(3)
+        .loss(Loss::SoftmaxCrossEntropy)
+        .optimizer(optimizer)
+        .seed(6)
+}
+
 portable! {
 async fn a_convolutional_network_trains_the_same_on_gpu_and_cpu() {
     let Some(gpu) = shared_gpu().await else { return };
-    for optimizer in OPTIMIZERS {
-        let config = convolutional(optimizer);
+    for config in OPTIMIZERS.into_iter().flat_map(|optimizer| [convolutional(optimizer), pooled(optimizer)]) {
+        let optimizer = config.optimizer_kind();
         let [(gpu_losses, gpu_weights), (cpu_losses, cpu_weights)] = train_both(gpu, &config, 20, 9).await;
-        let what = format!("CNN {optimizer:?}");
+        let what = format!("CNN {optimizer:?} of {} layers", config.layers().len());
         assert_close(&format!("{what} losses"), &gpu_losses, &cpu_losses, PARITY_RTOL, PARITY_ATOL);
         assert_close(&format!("{what} weights"), &gpu_weights, &cpu_weights, PARITY_RTOL, PARITY_ATOL);
         assert!(gpu_losses.last() < gpu_losses.first(), "{what}: the loss should fall: {gpu_losses:?}");

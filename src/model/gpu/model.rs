@@ -136,6 +136,16 @@ impl GpuModel {
                     width.to_string(),
                 ));
             }
+            // A pooling window is one invocation's loop too.
+            if let Layer::MaxPool2d(shape) | Layer::AvgPool2d(shape) = layer
+                && shape.kernel.0 * shape.kernel.1 > crate::gpu::CONV_TERMS
+            {
+                return Err(Error::shape(
+                    "build",
+                    format!("layer {l} (pooling) over windows of at most {} values", crate::gpu::CONV_TERMS),
+                    format!("{shape:?}"),
+                ));
+            }
         }
         for param in &graph.params {
             let bytes = (param.rows as u64).saturating_mul(param.cols as u64).saturating_mul(4);

@@ -10,7 +10,7 @@ use crate::gpu::StepTarget;
 use crate::model::config::{Loss, Optimizer};
 use crate::model::graph::{Graph, Slot};
 use crate::model::ops::{self, DenseForward, Ops, Tail};
-use crate::shape::{Conv2dShape, MatmulForm};
+use crate::shape::{Conv2dShape, MatmulForm, Pool2dShape};
 use crate::{
     Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, Result,
 };
@@ -226,6 +226,26 @@ impl Ops for Binder<'_> {
 
     fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()> {
         let d = self.gpu.kernels().conv2d_bias_grad(self.get(db), self.get(dy), shape);
+        self.push(d)
+    }
+
+    fn maxpool2d(&mut self, y: Slot, argmax: Slot, x: Slot, shape: &Pool2dShape) -> Result<()> {
+        let d = self.gpu.kernels().maxpool2d_forward(self.get(y), self.get(argmax), self.get(x), shape);
+        self.push(d)
+    }
+
+    fn maxpool2d_backward(&mut self, dx: Slot, dy: Slot, argmax: Slot, shape: &Pool2dShape) -> Result<()> {
+        let d = self.gpu.kernels().maxpool2d_backward(self.get(dx), self.get(dy), self.get(argmax), shape);
+        self.push(d)
+    }
+
+    fn avgpool2d(&mut self, y: Slot, x: Slot, shape: &Pool2dShape) -> Result<()> {
+        let d = self.gpu.kernels().avgpool2d_forward(self.get(y), self.get(x), shape);
+        self.push(d)
+    }
+
+    fn avgpool2d_backward(&mut self, dx: Slot, dy: Slot, shape: &Pool2dShape) -> Result<()> {
+        let d = self.gpu.kernels().avgpool2d_backward(self.get(dx), self.get(dy), shape);
         self.push(d)
     }
 
