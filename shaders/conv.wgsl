@@ -19,8 +19,8 @@
 //   4 out:  y, dx, dw or db; read-write
 // Grids: forward and input_grad one invocation per output value, workgroups of 256 folded into
 // (x, y); weight_grad and bias_grad one workgroup of 64 per output value, each invocation
-// summing a strided slice of the (s, oy, ox) positions before a tree combines the 64. The host
-// keeps each invocation's loops within llvmpipe's 65535 iterations.
+// summing a strided slice of the output positions over every sample before a tree combines
+// the 64. The host keeps each invocation's loops within llvmpipe's 65535 iterations.
 
 struct Params {
     n: u32,
@@ -108,20 +108,24 @@ fn conv2d_input_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let iy = (index / p.w) % p.h;
     let c = (index / (p.w * p.h)) % p.ci;
     let s = index / (p.w * p.h * p.ci);
+    // The window offsets outside, the channels inside: each offset's output position (two
+    // integer divisions, slow on a CPU's SIMD lanes) is found once, not once per channel.
     var sum = 0.0;
-    for (var o = 0u; o < p.co; o++) {
-        for (var i = 0u; i < p.kh; i++) {
-            let oy = output_at(iy, i, p.sh, p.ph, p.oh);
-            if oy < 0 {
+    for (var i = 0u; i < p.kh; i++) {
+        let oy = output_at(iy, i, p.sh, p.ph, p.oh);
+        if oy < 0 {
+            continue;
+        }
+        for (var j = 0u; j < p.kw; j++) {
+            let ox = output_at(ix, j, p.sw, p.pw, p.ow);
+            if ox < 0 {
                 continue;
             }
-            for (var j = 0u; j < p.kw; j++) {
-                let ox = output_at(ix, j, p.sw, p.pw, p.ow);
-                if ox < 0 {
-                    continue;
-                }
-                let d = a[((s * p.co + o) * p.oh + u32(oy)) * p.ow + u32(ox)];
-                sum += d * b[((o * p.ci + c) * p.kh + i) * p.kw + j];
+            let plane = p.oh * p.ow;
+            let first_dy = s * p.co * plane + u32(oy) * p.ow + u32(ox);
+            let first_w = (c * p.kh + i) * p.kw + j;
+            for (var o = 0u; o < p.co; o++) {
+                sum += a[first_dy + o * plane] * b[first_w + o * p.ci * p.kh * p.kw];
             }
         }
     }
@@ -157,16 +161,19 @@ fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let i = (index / p.kw) % p.kh;
     let c = (index / (p.kw * p.kh)) % p.ci;
     let o = index / (p.kw * p.kh * p.ci);
+    // The 64 invocations stride over the output plane's positions, the samples outside.
     var acc = 0.0;
-    for (var q = lid; q < p.n * p.oh * p.ow; q += 64u) {
+    let plane = p.oh * p.ow;
+    for (var q = lid; q < plane; q += 64u) {
         let ox = q % p.ow;
-        let oy = (q / p.ow) % p.oh;
-        let s = q / (p.ow * p.oh);
+        let oy = q / p.ow;
         let iy = input_at(oy, i, p.sh, p.ph, p.h);
         let ix = input_at(ox, j, p.sw, p.pw, p.w);
         if iy >= 0 && ix >= 0 {
-            let d = a[((s * p.co + o) * p.oh + oy) * p.ow + ox];
-            acc += d * b[((s * p.ci + c) * p.h + u32(iy)) * p.w + u32(ix)];
+            let pixel = (c * p.h + u32(iy)) * p.w + u32(ix);
+            for (var s = 0u; s < p.n; s++) {
+                acc += a[(s * p.co + o) * plane + q] * b[s * p.ci * p.h * p.w + pixel];
+            }
         }
     }
     store_total(index, lid, acc);

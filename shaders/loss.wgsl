@@ -40,7 +40,9 @@
 // Grid: one invocation per output value, workgroups of 256 folded into (x, y); watch_loss:
 // one invocation; the steps: exactly one workgroup of 256.
 
-override L: u32 = 0u;
+// No default loss: a value_step pipeline made without L gives NaN (value_loss's default case),
+// never another loss (0 would be cross-entropy in loss_step).
+override L: u32 = 4294967295u;
 
 struct Params {
     // Output values: len, or rows for nll_forward, or rows · cols for nll_backward.

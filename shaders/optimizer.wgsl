@@ -27,7 +27,7 @@
 //
 // Bindings (group 0), in three layouts that share the first four:
 //   0 p:        Params, uniform
-//   1 settings: (1, 14), read-write
+//   1 settings: Row (14 f32, 56 bytes), read-write
 //   2 g:        (len), read-only
 //   3 w:        (len), read-write (a check only reads it)
 //   4 m:        (len), read-write; momentum's velocity, Adam's first moment

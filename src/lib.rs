@@ -6,7 +6,7 @@
 //!   the GPU or the CPU ([`model::Model`]), save it and load PyTorch's.
 //! - [`gpu`]: the [`Gpu`] context, tensors in GPU buffers, and kernels bound once as
 //!   [`Dispatch`]es that record into any command encoder.
-//! - [`cpu`]: the readable reference, one function per WGSL entry point, with the same names.
+//! - [`cpu`]: the readable reference, one function per GPU op, with the same names.
 //! - [`data`]: IDX files (MNIST), the bundled digits, and the spirals toy set.
 //! - [`MatmulForm`]: the three matrix products a dense layer needs.
 //! - [`OptimizerSettings`]: the hyperparameters of SGD, momentum, Adam and AdamW.

@@ -189,6 +189,9 @@ pub(crate) const SETTINGS_LEN: usize = size_of::<Row>() / 4;
 /// finite, or (marked by the optimizer's check) its update would not be.
 pub(crate) const WATCH: usize = std::mem::offset_of!(Row, steps) / 4;
 
+/// How many slots the loss watch has, from `steps` to the step's powers after it.
+pub(crate) const WATCH_LEN: usize = std::mem::offset_of!(Row, step_beta1_power) / 4 - WATCH;
+
 /// What the loss watch saw since it was last reset.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Watch {

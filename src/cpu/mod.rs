@@ -1,6 +1,8 @@
 //! The clean, readable reference: every kernel in `shaders/` written again as plain loops.
 //!
-//! Each function has the same name as its WGSL entry point, takes its output first, and opens
+//! Each function has the same name as its op on the GPU (the WGSL entry point, or for an
+//! activation or element-wise loss the op its shared entry point is specialized to:
+//! `relu_forward`, `mse_backward`), takes its output first, and opens
 //! with a comment giving the shapes (all matrices are row-major). The functions are generic
 //! over the float type so that tests can check every derivative against finite differences
 //! in `f64`; the crate calls them with `f32`. They are the oracle the GPU tests compare against,

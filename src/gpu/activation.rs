@@ -104,8 +104,9 @@ impl Kernels<'_> {
             slope: f.parameter(),
             _pad: [0; 2],
         };
-        let step = self.compiled.activation.step_with(
+        let step = self.compiled.activation.step_as(
             self,
+            op,
             entry,
             &[("F", f.code())],
             bytemuck::bytes_of(&params),

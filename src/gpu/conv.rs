@@ -94,7 +94,7 @@ impl Kernels<'_> {
         let op = "conv2d_weight_grad";
         let n = check(op, g, x, dw, dy)?;
         let (oh, ow) = g.out_size();
-        let params = params(op, g, n, dw.len(), false, (n * oh * ow).div_ceil(64))?;
+        let params = params(op, g, n, dw.len(), false, (oh * ow).div_ceil(64).saturating_mul(n))?;
         self.bind_conv(op, &params, [dy.into(), x.into(), Arg::Unused, dw.into()], true)
     }
 

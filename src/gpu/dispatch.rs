@@ -314,10 +314,27 @@ impl Family {
         args: &[Arg],
         workgroups: [u32; 3],
     ) -> Result<Step> {
+        self.step_as(gpu, entry, entry, constants, params, args, workgroups)
+    }
+
+    /// [`Family::step_with`] for an entry point that serves several ops (each activation's,
+    /// each element-wise loss's): errors and labels name `op`, the call made (`relu_forward`),
+    /// not the shared `entry` (`activation_forward`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn step_as(
+        &self,
+        gpu: &Gpu,
+        op: &'static str,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+        params: &[u8],
+        args: &[Arg],
+        workgroups: [u32; 3],
+    ) -> Result<Step> {
         if args.iter().any(|arg| arg.owner().is_some_and(|owner| owner != gpu.id())) {
             // wgpu panics, rather than erring, when one instance's buffer meets another's.
             return Err(Error::Gpu {
-                context: entry.to_string(),
+                context: op.to_string(),
                 message: "an operand belongs to another Gpu context (another device)".into(),
             });
         }
@@ -339,25 +356,25 @@ impl Family {
         });
         if aliased {
             return Err(Error::shape(
-                entry,
+                op,
                 "outputs distinct from every other operand",
                 "an output is also bound as another operand (in-place ops are not supported)",
             ));
         }
         let pipeline = self.pipeline(gpu, entry, constants)?;
-        gpu.scoped(entry, || {
+        gpu.scoped(op, || {
             let device = gpu.device();
             // Not create_buffer_init: on a lost device it panics where this returns an error.
             let contents = params;
             let params = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(entry),
+                label: Some(op),
                 size: contents.len() as u64,
                 usage: wgpu::BufferUsages::UNIFORM,
                 mapped_at_creation: true,
             });
             params
                 .get_mapped_range_mut(..)
-                .map_err(|e| Error::Gpu { context: format!("binding {entry}"), message: e.to_string() })?
+                .map_err(|e| Error::Gpu { context: format!("binding {op}"), message: e.to_string() })?
                 .copy_from_slice(contents);
             params.unmap();
             let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
@@ -366,7 +383,7 @@ impl Family {
                 resource: wgpu::BindingResource::Buffer(buffer),
             }));
             let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(entry),
+                label: Some(op),
                 layout: &self.layout,
                 entries: &entries,
             });

@@ -188,8 +188,9 @@ impl Kernels<'_> {
         };
         let args = [y.into(), values, labels, dy.into(), mean.into(), settings.into()];
         let constants: Vec<_> = kind.map(|code| ("L", code)).into_iter().collect();
-        let step = self.compiled.loss.step_with(
+        let step = self.compiled.loss.step_as(
             self,
+            label,
             entry,
             &constants,
             bytemuck::bytes_of(&params),
@@ -224,8 +225,9 @@ impl Kernels<'_> {
         };
         let args = [y.into(), t.into(), Arg::Unused, out.into(), Arg::Unused, Arg::Unused];
         let workgroups = fold(u64::from(params.len).div_ceil(WORKGROUP), self.max_workgroups())?;
-        let step = self.compiled.loss.step_with(
+        let step = self.compiled.loss.step_as(
             self,
+            op,
             entry,
             &[("L", code)],
             bytemuck::bytes_of(&params),

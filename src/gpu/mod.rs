@@ -3,7 +3,8 @@
 //! buffers once, recorded into command encoders as often as needed.
 //!
 //! Each op family's module builds its pipelines and binds them (`matmul` ↔
-//! `shaders/matmul.wgsl`, …); op names match the WGSL entry points and the CPU reference.
+//! `shaders/matmul.wgsl`, …); op names match the CPU reference, and the WGSL entry points but
+//! for the activations and element-wise losses, whose ops share one entry point each way.
 //!
 //! # Shapes and errors
 //! Tensors are row-major f32 matrices; each binding call names the shapes it takes, as its

@@ -207,7 +207,7 @@ impl Graph {
         }
         let last = *widths.last().expect("at least one layer");
         config.loss.check(op)?;
-        if matches!(config.loss, Loss::SoftmaxCrossEntropy | Loss::Nll) && last < 2 {
+        if config.loss.takes_labels() && last < 2 {
             return Err(Error::shape(
                 op,
                 format!("{:?} over at least 2 classes", config.loss),

@@ -17,7 +17,7 @@ use super::graph::{Block, Graph, Node, Slot};
 use crate::shape::{Conv2dShape, MatmulForm, Pool2dShape};
 use crate::{Activation, Result};
 
-/// The kernels a layer is made of, with the same names as the WGSL entry points and the CPU
+/// The kernels a layer is made of, with the same names as the GPU's ops and the CPU
 /// reference. Each call computes (CPU) or binds (GPU) one op.
 pub(crate) trait Ops {
     /// `out = A·B (+ bias)` in one of the three forms.

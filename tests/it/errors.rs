@@ -40,6 +40,11 @@ fn gpu_ops_reject_mismatched_shapes() {
 
     let err = gpu.kernels().relu_forward(&a, &a).unwrap_err();
     assert!(err.to_string().contains("in-place"), "{err}");
+    // Named as the call made, not the entry point every activation shares.
+    assert!(matches!(err, wgpu_nn::Error::Shape { op: "relu_forward", .. }), "{err}");
+    let err =
+        gpu.kernels().value_loss_forward(wgpu_nn::model::Loss::Huber { delta: 1.0 }, &a, &a, &a).unwrap_err();
+    assert!(matches!(err, wgpu_nn::Error::Shape { op: "huber_forward", .. }), "{err}");
     let (square, other) = (gpu.zeros(3, 3).unwrap(), gpu.zeros(3, 3).unwrap());
     let err = gpu.kernels().matmul_forward(&square, &square, &other, None, MatmulForm::AB).unwrap_err();
     assert!(err.to_string().contains("in-place"), "{err}");

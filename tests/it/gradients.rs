@@ -347,3 +347,29 @@ fn pooling_gradients_match_finite_differences() {
         assert_close(&format!("avg {shape:?}"), &dx, &numeric_gradient(&x, avg), RTOL, ATOL);
     }
 }
+
+/// SiLU and Huber at points worked out by hand (as PyTorch's `F.silu` and `HuberLoss`
+/// compute them): silu(1) = σ(1) = 0.7310586, silu'(1) = σ(1)(1 + 1 − σ(1)) = 0.9276705;
+/// silu(−2) = −2σ(−2) = −0.2384058, silu'(−2) = σ(−2)(1 − 2(1 − σ(−2))) = −0.0907842.
+/// Huber: ½d² inside δ, δ(|d| − ½δ) outside; gradients d and δ·sign(d), averaged over 3.
+#[test]
+fn silu_and_huber_match_hand_worked_values() {
+    let x = [1.0, -2.0];
+    let (mut y, mut dx) = ([0.0; 2], [0.0; 2]);
+    cpu::activation_forward(Activation::Silu, &mut y, &x).unwrap();
+    cpu::activation_backward(Activation::Silu, &mut dx, &x, &[1.0, 1.0]).unwrap();
+    assert_close("silu", &y, &[0.7310586, -0.2384058], 1e-6, 1e-7);
+    assert_close("silu'", &dx, &[0.9276705, -0.0907842], 1e-6, 1e-7);
+
+    let (prediction, target) = ([0.5, 2.0, -3.0], [0.0; 3]);
+    let (mut terms, mut grad) = ([0.0; 3], [0.0; 3]);
+    let huber = |delta| Loss::Huber { delta };
+    cpu::value_loss_forward(huber(1.0), &mut terms, &prediction, &target).unwrap();
+    assert_eq!(terms, [0.125, 1.5, 2.5]);
+    cpu::value_loss_backward(huber(1.0), &mut grad, &prediction, &target).unwrap();
+    assert_close("huber δ=1 gradient", &grad, &[0.5 / 3.0, 1.0 / 3.0, -1.0 / 3.0], 1e-12, 0.0);
+    cpu::value_loss_forward(huber(2.0), &mut terms, &prediction, &target).unwrap();
+    assert_eq!(terms, [0.125, 2.0, 4.0]); // d = 2 sits on the seam: 2(2 − 1) = ½·2² = 2
+    cpu::value_loss_backward(huber(2.0), &mut grad, &prediction, &target).unwrap();
+    assert_close("huber δ=2 gradient", &grad, &[0.5 / 3.0, 2.0 / 3.0, -2.0 / 3.0], 1e-12, 0.0);
+}

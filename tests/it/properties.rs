@@ -63,7 +63,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(200))]
+    #![proptest_config(config(300))]
     #[test]
     fn activations(rows in side(), cols in side(), which in 0..Activation::ALL.len(), slope in -1.0f32..1.0, seed in any::<u64>()) {
         let Some(gpu) = gpu() else { return Ok(()) };
@@ -164,7 +164,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(150))]
+    #![proptest_config(config(250))]
     #[test]
     fn losses(rows in side(), cols in side(), which in 0..Loss::ALL.len(), backward in any::<bool>(), delta in 0.05f32..2.0, seed in any::<u64>()) {
         let Some(gpu) = gpu() else { return Ok(()) };

@@ -11,7 +11,7 @@ use super::model::GpuModel;
 use super::plan::Plan;
 use crate::gpu::Staging;
 use crate::model::graph::Slot;
-use crate::settings::{SETTINGS_LEN, WATCH, Watch};
+use crate::settings::{SETTINGS_LEN, WATCH, WATCH_LEN, Watch};
 use crate::target::Target;
 use crate::{Dispatch, Error, Gpu, GpuTensor, Result};
 
@@ -62,7 +62,7 @@ impl GpuModel {
             }
         });
         // The watch starts afresh for the next read, as with take_loss.
-        encoder.clear_buffer(row, (WATCH * 4) as u64, Some(16));
+        encoder.clear_buffer(row, (WATCH * 4) as u64, Some((WATCH_LEN * 4) as u64));
         self.settle_steps();
         let first_step = u64::from(self.steps.saturating_sub(self.loss_steps));
         self.loss_steps = 0;

@@ -19,7 +19,7 @@ use crate::model::config::{Backend, Layer, Loss};
 use crate::model::engine::{Engine, Epoch, LocalPending, Part, Running, check_new_values, run_epoch};
 use crate::model::graph::{Graph, Slot, check_dataset};
 use crate::model::ops;
-use crate::settings::{WATCH, Watch};
+use crate::settings::{WATCH, WATCH_LEN, Watch};
 use crate::target::Target;
 use crate::{Counters, Dispatch, Error, Gpu, GpuLabels, GpuTensor, OptimizerSettings, Result};
 
@@ -355,7 +355,7 @@ impl GpuModel {
         }
         self.settle_steps();
         let watch = self.read_watch().await?;
-        self.gpu.write_at(&self.shared.settings_row, WATCH, &[0.0; 4])?;
+        self.gpu.write_at(&self.shared.settings_row, WATCH, &[0.0; WATCH_LEN])?;
         let recorded = std::mem::take(&mut self.loss_steps);
         // The GPU's watch counts the steps that ran, and is the count: fewer than recorded
         // were put into an encoder never submitted (dropped, or another device's), or not
