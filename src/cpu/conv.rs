@@ -26,18 +26,11 @@ pub fn conv2d_forward<T: Float>(
         check_len("conv2d_forward", "bias", b.len(), g.out_channels, 1)?;
     }
     let (oh, ow) = g.out_size();
-    for s in 0..n {
-        for o in 0..g.out_channels {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut sum = b.map_or(T::zero(), |b| b[o]);
-                    for (c, i, j, iy, ix) in taps(g, oy, ox) {
-                        sum = sum + w[weight(g, o, c, i, j)] * x[pixel(g, s, c, iy, ix)];
-                    }
-                    y[output(g, s, o, oy, ox)] = sum;
-                }
-            }
-        }
+    for (k, y) in y.iter_mut().enumerate() {
+        *y = b.map_or(T::zero(), |b| b[k / (oh * ow) % g.out_channels]);
+    }
+    for (out, weight, pixel) in connections(g, n) {
+        y[out] = y[out] + w[weight] * x[pixel];
     }
     Ok(())
 }
@@ -47,19 +40,8 @@ pub fn conv2d_forward<T: Float>(
 pub fn conv2d_input_grad<T: Float>(dx: &mut [T], dy: &[T], w: &[T], n: usize, g: &Conv2dShape) -> Result<()> {
     check(g, "conv2d_input_grad", n, dx, w, dy)?;
     dx.fill(T::zero());
-    let (oh, ow) = g.out_size();
-    for s in 0..n {
-        for o in 0..g.out_channels {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let d = dy[output(g, s, o, oy, ox)];
-                    for (c, i, j, iy, ix) in taps(g, oy, ox) {
-                        let p = pixel(g, s, c, iy, ix);
-                        dx[p] = dx[p] + d * w[weight(g, o, c, i, j)];
-                    }
-                }
-            }
-        }
+    for (out, weight, pixel) in connections(g, n) {
+        dx[pixel] = dx[pixel] + dy[out] * w[weight];
     }
     Ok(())
 }
@@ -74,19 +56,8 @@ pub fn conv2d_weight_grad<T: Float>(
 ) -> Result<()> {
     check(g, "conv2d_weight_grad", n, x, dw, dy)?;
     dw.fill(T::zero());
-    let (oh, ow) = g.out_size();
-    for s in 0..n {
-        for o in 0..g.out_channels {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let d = dy[output(g, s, o, oy, ox)];
-                    for (c, i, j, iy, ix) in taps(g, oy, ox) {
-                        let k = weight(g, o, c, i, j);
-                        dw[k] = dw[k] + d * x[pixel(g, s, c, iy, ix)];
-                    }
-                }
-            }
-        }
+    for (out, weight, pixel) in connections(g, n) {
+        dw[weight] = dw[weight] + dy[out] * x[pixel];
     }
     Ok(())
 }
@@ -107,6 +78,20 @@ pub fn conv2d_bias_grad<T: Float>(db: &mut [T], dy: &[T], n: usize, g: &Conv2dSh
         *db = sum;
     }
     Ok(())
+}
+
+/// Every connection of the convolution: each output value (sample, channel, oy, ox) in order,
+/// with each kernel offset (c, i, j) that lands inside the image, as the indices of the output
+/// in y, the weight in w and the pixel in x. The three passes above are sums over these.
+fn connections(g: &Conv2dShape, n: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    let (oh, ow) = g.out_size();
+    let outputs = (0..n).flat_map(move |s| {
+        (0..g.out_channels).flat_map(move |o| (0..oh * ow).map(move |p| (s, o, p / ow, p % ow)))
+    });
+    outputs.flat_map(move |(s, o, oy, ox)| {
+        let out = output(g, s, o, oy, ox);
+        taps(g, oy, ox).map(move |(c, i, j, iy, ix)| (out, weight(g, o, c, i, j), pixel(g, s, c, iy, ix)))
+    })
 }
 
 /// The kernel offsets `(c, i, j)` of output position (oy, ox) that land inside the image, with
