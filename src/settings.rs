@@ -103,7 +103,7 @@ impl OptimizerSettings {
         Ok(())
     }
 
-    /// The GPU row that `shaders/optimizer.wgsl` reads ([`Row`]'s fields in order): `[lr, μ,
+    /// The GPU row that `shaders/optimizer.wgsl` reads (the fields of `settings::Row` in order): `[lr, μ,
     /// β1, β2, ε, λ, β1^t, β2^t]`, then the loss watch's four slots (steps, first bad step,
     /// loss total, last loss), zero: no steps watched yet, then the next step's `β1^t, β2^t`
     /// (its check or advance writes them; here the same as the last step's).
