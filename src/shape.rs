@@ -164,6 +164,66 @@ impl Conv2dShape {
     }
 }
 
+/// Batch normalisation's settings, PyTorch's `BatchNorm2d(channels, eps, momentum)`: each
+/// sample is `channels` equal planes (an NCHW image), and each channel is normalised over
+/// every value of its plane in the batch. The plane's size is the sample's width over
+/// `channels`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct BatchNorm {
+    /// Channels of each sample: the planes statistics are kept for.
+    pub channels: usize,
+    /// Added to the variance before its square root.
+    pub eps: f32,
+    /// How far each training step moves the running statistics towards the batch's.
+    pub momentum: f32,
+}
+
+impl BatchNorm {
+    /// `channels` planes with PyTorch's defaults: ε 1e-5, momentum 0.1.
+    pub fn new(channels: usize) -> Self {
+        BatchNorm { channels, eps: 1e-5, momentum: 0.1 }
+    }
+
+    /// The same with this ε.
+    pub fn eps(self, eps: f32) -> Self {
+        BatchNorm { eps, ..self }
+    }
+
+    /// The same with this momentum.
+    pub fn momentum(self, momentum: f32) -> Self {
+        BatchNorm { momentum, ..self }
+    }
+
+    /// Values per channel in a sample of `width` values, or an error naming `op` when
+    /// `width` is not `channels` planes.
+    pub fn plane(&self, op: &'static str, width: usize) -> Result<usize> {
+        if self.channels == 0 || width == 0 || !width.is_multiple_of(self.channels) {
+            return Err(Error::shape(
+                op,
+                format!("samples of {} equal channels", self.channels),
+                format!("{width} values"),
+            ));
+        }
+        Ok(width / self.channels)
+    }
+
+    /// Refuses settings no normalisation could use: 0 channels, an ε that is negative or not
+    /// finite, a momentum outside [0, 1].
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        if self.channels == 0 {
+            return Err(Error::shape(op, "batch normalisation over at least 1 channel", "0 channels"));
+        }
+        if !(self.eps.is_finite() && self.eps >= 0.0) {
+            return Err(Error::shape(op, "a finite ε of at least 0", self.eps.to_string()));
+        }
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Err(Error::shape(op, "a momentum in [0, 1]", self.momentum.to_string()));
+        }
+        Ok(())
+    }
+}
+
 /// The shapes of a 2-D pooling, PyTorch's `MaxPool2d` or `AvgPool2d` without padding, over
 /// NCHW images: each window of `kernel` at steps of `stride` (the kernel's size unless set, as
 /// PyTorch's default) becomes one value per channel; `out_h = (height − kernel_h) / stride_h + 1`

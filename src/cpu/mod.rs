@@ -9,6 +9,7 @@
 //! so clarity wins over speed here.
 
 mod activation;
+mod batch_norm;
 mod conv;
 mod dropout;
 mod loss;
@@ -20,6 +21,7 @@ mod reduce;
 mod softmax;
 
 pub use activation::*;
+pub use batch_norm::*;
 pub use conv::*;
 pub use dropout::*;
 pub use loss::*;

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use super::counters::{Counters, Tally};
 use super::dispatch::{Dispatch, Family};
-use super::{activation, conv, dropout, gather, loss, matmul, norm, optimizer, pool, reduce, softmax};
+use super::{
+    activation, batch_norm, conv, dropout, gather, loss, matmul, norm, optimizer, pool, reduce, softmax,
+};
 use crate::{Error, Result};
 
 /// A wgpu device and queue with every kernel of the crate compiled for them.
@@ -132,7 +134,7 @@ macro_rules! families {
     };
 }
 
-families!(activation, conv, pool, softmax, norm, reduce, loss, gather);
+families!(activation, batch_norm, conv, pool, softmax, norm, reduce, loss, gather);
 
 /// Every compiled kernel: the families above (through `Deref`), and the ones whose modules
 /// build several layouts or choose by adapter.

@@ -29,6 +29,7 @@
 //! ```
 
 mod activation;
+mod batch_norm;
 mod context;
 mod conv;
 mod counters;

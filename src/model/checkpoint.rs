@@ -5,6 +5,9 @@
 //!
 //! - `layers.{i}.weight`: f32 `(out, in)`; `layers.{i}.bias`: f32 `(out)`; a layer norm's
 //!   gain and bias as `layers.{i}.weight` and `layers.{i}.bias`, f32 `(width)`
+//! - a batch norm's `layers.{i}.weight` (gain) and `layers.{i}.bias`, and its buffers as
+//!   PyTorch names them: `layers.{i}.running_mean` and `layers.{i}.running_var`, f32
+//!   `(channels)`, and `layers.{i}.num_batches_tracked`, I64 `()` (the training steps it saw)
 //! - `optimizer.layers.{i}.weight.{velocity | m | v}` and likewise `.bias.…`: the optimizer's
 //!   state (momentum's velocity, Adam's moments), so training resumes where it stopped
 //! - metadata `format`: `wgpu-nn 1`; `steps`: training steps taken (Adam's bias correction
@@ -16,8 +19,9 @@
 //! Loading takes the parameters under any one prefix: `layers.{i}.weight` as saved here,
 //! `{i}.weight` as a plain `nn.Sequential`'s `state_dict()` has them, or `model.{i}.weight`,
 //! `net.{i}.weight`… as a module holding one has them. Tensors may be F32, F16, BF16 or F64
-//! (converted to f32; a value that is not finite in f32 is an error). Every parameter must be
-//! there with its shape, and no other parameter may be (PyTorch's `strict` loading). The
+//! (converted to f32; a value that is not finite in f32 is an error). Every parameter and
+//! running statistic must be there with its shape, and no other may be (PyTorch's `strict`
+//! loading); a `num_batches_tracked` may be missing (PyTorch's files before 0.4.1), as 0. The
 //! optimizer's state is all there or not at all: with all of it, it and the step count are
 //! restored; with none (a file from PyTorch, from another optimizer, or from a model rebuilt
 //! for inference), training starts afresh from the file's weights, with zero state at step 0.
@@ -47,6 +51,11 @@ pub(crate) enum Which {
     Value,
     /// The optimizer's state `k` (see `graph::state_names`).
     State(usize),
+    /// A buffer of the graph (the entry's `param` is its index in `Graph::buffers`).
+    Buffer,
+    /// A batch norm's `num_batches_tracked` (the entry's `param` is the batch norm's
+    /// number among the model's batch norms).
+    Tracked,
 }
 
 /// One tensor of a checkpoint: its name, shape, and where it lives in the model.
@@ -69,6 +78,10 @@ pub(crate) trait Checkpointed {
     fn write_entry(&mut self, param: usize, which: Which, values: &[f32]) -> Result<()>;
     fn steps(&self) -> Pending<'_, u32>;
     fn set_steps(&mut self, steps: u32) -> Result<()>;
+    /// Each batch norm's `num_batches_tracked` less the steps taken: 0 for a model trained
+    /// here from the start, the file's count less its steps for one loaded.
+    fn tracked_before(&self) -> &[i64];
+    fn set_tracked_before(&mut self, before: Vec<i64>);
 }
 
 /// Every tensor a checkpoint of this model holds, in a fixed order: each layer's parameters,
@@ -76,11 +89,22 @@ pub(crate) trait Checkpointed {
 pub(crate) fn layout(graph: &Graph) -> Vec<Entry> {
     let states = graph.state_names();
     let mut entries = Vec::new();
+    let mut norms = 0;
     for l in 0..graph.layers().len() {
         for p in graph.params_of(l) {
             let param = &graph.params[p];
             let name = format!("layers.{l}.{}", param.name);
             entries.push(Entry { name, shape: param.dims(), param: p, which: Which::Value });
+        }
+        for b in graph.buffers_of(l) {
+            let buffer = &graph.buffers[b];
+            let name = format!("layers.{l}.{}", buffer.name);
+            entries.push(Entry { name, shape: buffer.dims(), param: b, which: Which::Buffer });
+        }
+        if let Layer::BatchNorm2d(_) = graph.layers()[l] {
+            let name = format!("layers.{l}.num_batches_tracked");
+            entries.push(Entry { name, shape: Vec::new(), param: norms, which: Which::Tracked });
+            norms += 1;
         }
         for p in graph.params_of(l) {
             let param = &graph.params[p];
@@ -107,15 +131,22 @@ pub(crate) async fn to_bytes<M: Checkpointed + Sync + ?Sized>(
         ));
     }
     let entries = layout(graph);
-    let mut values = Vec::with_capacity(entries.len());
+    let mut values: Vec<(Dtype, Vec<u8>)> = Vec::with_capacity(entries.len());
     for e in &entries {
-        values.push(model.read_entry(e.param, e.which).await?);
+        values.push(match e.which {
+            // PyTorch keeps the count as a 0-dimensional int64.
+            Which::Tracked => {
+                let count = model.tracked_before()[e.param].saturating_add(i64::from(steps));
+                (Dtype::I64, count.to_le_bytes().to_vec())
+            }
+            which => (Dtype::F32, bytemuck::cast_slice(&model.read_entry(e.param, which).await?).to_vec()),
+        });
     }
     let views: Vec<(String, TensorView)> = entries
         .iter()
         .zip(&values)
-        .map(|(e, v)| {
-            let view = TensorView::new(Dtype::F32, e.shape.clone(), bytemuck::cast_slice(v))
+        .map(|(e, (dtype, bytes))| {
+            let view = TensorView::new(*dtype, e.shape.clone(), bytes)
                 .map_err(|err| data_error(path, format!("tensor {}: {err}", e.name)))?;
             Ok((e.name.clone(), view))
         })
@@ -159,11 +190,7 @@ pub(crate) fn load_bytes(
     path: &Path,
 ) -> Result<()> {
     // Check everything before changing anything, so a bad file leaves the model as it was.
-    let contents = read(graph, bytes, path)?;
-    for (entry, values) in contents.tensors {
-        model.write_entry(entry.param, entry.which, &values)?;
-    }
-    model.set_steps(contents.steps)
+    read(graph, bytes, path)?.write_to(model)
 }
 
 /// What a checkpoint holds for a model of `graph`, checked and converted to f32.
@@ -173,18 +200,31 @@ pub(crate) struct Contents {
     pub(crate) tensors: Vec<(Entry, Vec<f32>)>,
     /// Training steps taken: the file's, or 0 when the state starts afresh.
     pub(crate) steps: u32,
+    /// Each batch norm's `num_batches_tracked` (0 where the file has none).
+    pub(crate) tracked: Vec<i64>,
 }
 
 impl Contents {
-    /// Each parameter's values, by its index in the graph (the state is left behind).
-    pub(crate) fn into_values(self, graph: &Graph) -> Vec<Vec<f32>> {
+    /// Each parameter's values, by its index in the graph.
+    pub(crate) fn values(&self, graph: &Graph) -> Vec<Vec<f32>> {
         let mut values = vec![Vec::new(); graph.params.len()];
-        for (entry, v) in self.tensors {
+        for (entry, v) in &self.tensors {
             if entry.which == Which::Value {
-                values[entry.param] = v;
+                values[entry.param] = v.clone();
             }
         }
         values
+    }
+
+    /// Writes everything into `model`: every tensor, the steps, the batch norms' counts.
+    pub(crate) fn write_to(self, model: &mut dyn Checkpointed) -> Result<()> {
+        for (entry, values) in self.tensors {
+            model.write_entry(entry.param, entry.which, &values)?;
+        }
+        model.set_steps(self.steps)?;
+        let steps = i64::from(self.steps);
+        model.set_tracked_before(self.tracked.iter().map(|count| count - steps).collect());
+        Ok(())
     }
 }
 
@@ -221,15 +261,22 @@ pub(crate) fn read(graph: &Graph, bytes: &[u8], path: &Path) -> Result<Contents>
     let mut found = Vec::new();
     let mut expected = HashSet::new();
     let (mut states, mut states_found) = (0, 0);
+    let mut tracked = Vec::new();
     for entry in entries {
         let name = match entry.which {
-            Which::Value => format!("{prefix}{}", entry.name.trim_start_matches("layers.")),
             Which::State(_) => entry.name.clone(),
+            _ => format!("{prefix}{}", entry.name.trim_start_matches("layers.")),
         };
         let tensor = file.tensor(&name).ok();
         match (entry.which, tensor) {
-            (Which::Value, None) => return Err(data_error(path, format!("missing tensor {name}"))),
-            (Which::Value, Some(tensor)) => {
+            (Which::Tracked, tensor) => {
+                expected.insert(name.clone());
+                tracked.push(tensor.map_or(Ok(0), |t| count(&t, &name, path))?);
+            }
+            (Which::Value | Which::Buffer, None) => {
+                return Err(data_error(path, format!("missing tensor {name}")));
+            }
+            (Which::Value | Which::Buffer, Some(tensor)) => {
                 expected.insert(name.clone());
                 found.push((check(tensor, &entry.shape, &name, path)?, entry, name));
             }
@@ -273,7 +320,7 @@ pub(crate) fn read(graph: &Graph, bytes: &[u8], path: &Path) -> Result<Contents>
         tensors.push((entry, decode(&tensor, &name, path)?));
     }
     if fresh {
-        for entry in layout(graph).into_iter().filter(|e| e.which != Which::Value) {
+        for entry in layout(graph).into_iter().filter(|e| matches!(e.which, Which::State(_))) {
             let len = graph.params[entry.param].len();
             tensors.push((entry, vec![0.0; len]));
         }
@@ -288,15 +335,44 @@ pub(crate) fn read(graph: &Graph, bytes: &[u8], path: &Path) -> Result<Contents>
         },
         None => 0,
     };
-    Ok(Contents { tensors, steps })
+    Ok(Contents { tensors, steps, tracked })
 }
 
-/// `{i}.weight` or `{i}.bias`: a parameter's name below its prefix.
+/// `{i}.weight`, `{i}.bias` or a batch norm's buffer: a name a layer's tensor has below
+/// its prefix.
 fn is_parameter_name(name: &str) -> bool {
     match name.split_once('.') {
-        Some((index, kind)) => index.parse::<usize>().is_ok() && matches!(kind, "weight" | "bias"),
+        Some((index, kind)) => {
+            index.parse::<usize>().is_ok()
+                && matches!(kind, "weight" | "bias" | "running_mean" | "running_var" | "num_batches_tracked")
+        }
         None => false,
     }
+}
+
+/// A `num_batches_tracked`: a count of shape `()` (or `(1)`), as PyTorch's int64 or any
+/// integer or float type that holds a whole number of at least 0.
+fn count(tensor: &TensorView, name: &str, path: &Path) -> Result<i64> {
+    let bad = |why: String| data_error(path, format!("tensor {name} {why}"));
+    if tensor.shape().iter().product::<usize>() != 1 || tensor.shape().len() > 1 {
+        return Err(bad(format!(
+            "is {:?} {:?}, expected a count of shape []",
+            tensor.dtype(),
+            tensor.shape()
+        )));
+    }
+    let b = tensor.data();
+    let value: f64 = match tensor.dtype() {
+        Dtype::I64 => i64::from_le_bytes(b.try_into().map_err(|_| bad("is not 8 bytes".into()))?) as f64,
+        Dtype::I32 => i32::from_le_bytes(b.try_into().map_err(|_| bad("is not 4 bytes".into()))?).into(),
+        Dtype::F64 => f64::from_le_bytes(b.try_into().map_err(|_| bad("is not 8 bytes".into()))?),
+        Dtype::F32 => f32::from_le_bytes(b.try_into().map_err(|_| bad("is not 4 bytes".into()))?).into(),
+        other => return Err(bad(format!("is {other:?}, expected I64"))),
+    };
+    if !(value >= 0.0 && value.fract() == 0.0 && value < 2f64.powi(62)) {
+        return Err(bad(format!("is {value}, expected a count of at least 0")));
+    }
+    Ok(value as i64)
 }
 
 /// The one prefix the file's parameters are under: whatever comes before the first

@@ -76,6 +76,14 @@ pub enum Layer {
     /// Drops each value with probability p while training (scaling the rest by 1/(1 − p));
     /// the identity in evaluation.
     Dropout(f32),
+    /// PyTorch's `BatchNorm2d` over each sample as [`crate::BatchNorm`]'s equal planes (an
+    /// NCHW image): in training each channel is normalised by its mean and biased variance
+    /// over the batch and the plane, and `running_mean` and `running_var` move towards them
+    /// by the momentum (the variance unbiased, as PyTorch's); in evaluation the running
+    /// statistics normalise. A learned gain (starting at 1) and bias (at 0) per channel
+    /// follow. Checkpointed under PyTorch's names: `weight`, `bias`, `running_mean`,
+    /// `running_var` and `num_batches_tracked` (the training steps taken).
+    BatchNorm2d(crate::BatchNorm),
     /// Layer normalisation over each sample's values, with a learned gain (starting at 1) and
     /// bias (at 0), as PyTorch's `LayerNorm(width)` with ε = 1e-5. Checkpointed as
     /// `layers.{i}.weight` (the gain) and `layers.{i}.bias`.
@@ -306,6 +314,12 @@ impl ModelConfig {
     /// Layer normalisation with a learned gain and bias over the current width.
     pub fn layer_norm(self) -> Self {
         self.layer(Layer::LayerNorm)
+    }
+
+    /// Batch normalisation over `channels` planes with PyTorch's defaults, ε 1e-5 and
+    /// momentum 0.1 (see [`Layer::BatchNorm2d`]).
+    pub fn batch_norm2d(self, channels: usize) -> Self {
+        self.layer(Layer::BatchNorm2d(crate::BatchNorm::new(channels)))
     }
 
     /// Softmax over each sample's values (fused with [`Loss::SoftmaxCrossEntropy`]).

@@ -19,7 +19,7 @@ use super::graph::{Graph, Slot, check_dataset};
 use super::ops::{self, Ops};
 use crate::blocking::{Pending, ready};
 use crate::data::{Dataset, Targets};
-use crate::shape::{Conv2dShape, MatmulForm, Pool2dShape};
+use crate::shape::{BatchNorm, Conv2dShape, MatmulForm, Pool2dShape};
 use crate::target::Target;
 use crate::{Activation, Error, OptimizerSettings, Result, cpu};
 
@@ -47,6 +47,10 @@ struct Batch<T> {
 pub struct CpuModel<T> {
     graph: Graph,
     params: Vec<Tensors<T>>,
+    /// The graph's buffers (a batch norm's running statistics).
+    buffers: Vec<Vec<T>>,
+    /// See [`Checkpointed::tracked_before`].
+    tracked_before: Vec<i64>,
     settings: OptimizerSettings,
     dropout_step: u32,
     loss_total: f64,
@@ -83,6 +87,8 @@ impl<T: Scalar> CpuModel<T> {
             .collect();
         CpuModel {
             settings: graph.config.optimizer.settings(),
+            buffers: graph.initial_buffers().iter().map(|b| from_f32(b)).collect(),
+            tracked_before: vec![0; graph.batch_norms()],
             graph,
             params,
             dropout_step: 0,
@@ -253,6 +259,7 @@ impl<T: Scalar> CpuModel<T> {
         Exec {
             graph: &self.graph,
             params: &mut self.params,
+            buffers: &mut self.buffers,
             batch: &mut self.batch,
             settings: &self.settings,
             dropout_step: self.dropout_step,
@@ -462,18 +469,20 @@ impl CpuModel<f32> {
 
 impl<T: Scalar> Checkpointed for CpuModel<T> {
     fn read_entry(&self, p: usize, which: Which) -> Pending<'_, Vec<f32>> {
-        let tensors = &self.params[p];
         ready(Ok(to_f32(match which {
-            Which::Value => &tensors.value,
-            Which::State(k) => &tensors.state[k],
+            Which::Value => &self.params[p].value,
+            Which::State(k) => &self.params[p].state[k],
+            Which::Buffer => &self.buffers[p],
+            Which::Tracked => unreachable!("counts are not tensors of the model (checkpoint::to_bytes)"),
         })))
     }
 
     fn write_entry(&mut self, p: usize, which: Which, values: &[f32]) -> Result<()> {
-        let tensors = &mut self.params[p];
         let tensor = match which {
-            Which::Value => &mut tensors.value,
-            Which::State(k) => &mut tensors.state[k],
+            Which::Value => &mut self.params[p].value,
+            Which::State(k) => &mut self.params[p].state[k],
+            Which::Buffer => &mut self.buffers[p],
+            Which::Tracked => unreachable!("counts are not tensors of the model (checkpoint::read)"),
         };
         if tensor.len() != values.len() {
             return Err(Error::shape(
@@ -494,6 +503,14 @@ impl<T: Scalar> Checkpointed for CpuModel<T> {
         (self.settings.step, self.dropout_step) = (steps, steps);
         Ok(())
     }
+
+    fn tracked_before(&self) -> &[i64] {
+        &self.tracked_before
+    }
+
+    fn set_tracked_before(&mut self, before: Vec<i64>) {
+        self.tracked_before = before;
+    }
 }
 
 /// The CPU's [`Ops`]: each op computed when it is called, on the model's parameters and the
@@ -501,6 +518,7 @@ impl<T: Scalar> Checkpointed for CpuModel<T> {
 struct Exec<'a, T> {
     graph: &'a Graph,
     params: &'a mut [Tensors<T>],
+    buffers: &'a mut [Vec<T>],
     batch: &'a mut Batch<T>,
     settings: &'a OptimizerSettings,
     dropout_step: u32,
@@ -513,6 +531,7 @@ impl<T: Scalar> Exec<'_, T> {
         match slot {
             Slot::Param(p) => &self.params[p].value,
             Slot::ParamGrad(p) => &self.params[p].grad,
+            Slot::Buffer(b) => &self.buffers[b],
             slot => &self.batch.slots[&self.graph.storage(slot, self.training)],
         }
     }
@@ -522,6 +541,7 @@ impl<T: Scalar> Exec<'_, T> {
         match slot {
             Slot::Param(p) => std::mem::take(&mut self.params[p].value),
             Slot::ParamGrad(p) => std::mem::take(&mut self.params[p].grad),
+            Slot::Buffer(b) => std::mem::take(&mut self.buffers[b]),
             slot => {
                 let slot = self.graph.storage(slot, self.training);
                 std::mem::take(self.batch.slots.get_mut(&slot).expect("a slot of the batch"))
@@ -533,6 +553,7 @@ impl<T: Scalar> Exec<'_, T> {
         match slot {
             Slot::Param(p) => self.params[p].value = values,
             Slot::ParamGrad(p) => self.params[p].grad = values,
+            Slot::Buffer(b) => self.buffers[b] = values,
             slot => {
                 let slot = self.graph.storage(slot, self.training);
                 *self.batch.slots.get_mut(&slot).expect("a slot of the batch") = values;
@@ -674,6 +695,69 @@ impl<T: Scalar> Ops for Exec<'_, T> {
     fn layer_norm_gain_terms(&mut self, terms: Slot, x: Slot, stats: Slot, dy: Slot) -> Result<()> {
         let (rows, cols) = self.shape(x);
         self.write(terms, |s, o| cpu::layer_norm_gain_terms(o, s.get(x), s.get(stats), s.get(dy), rows, cols))
+    }
+
+    fn batch_norm_stats(
+        &mut self,
+        stats: Slot,
+        [mean, var]: [Slot; 2],
+        x: Slot,
+        g: &BatchNorm,
+        training: bool,
+    ) -> Result<()> {
+        let (rows, cols) = self.shape(x);
+        let (mut running_mean, mut running_var) = (self.take(mean), self.take(var));
+        let result = self.write(stats, |s, o| match training {
+            true => {
+                let plane = g.plane("batch_norm_stats", cols)?;
+                cpu::batch_norm_stats(o, &mut running_mean, &mut running_var, s.get(x), rows, plane, g)
+            }
+            false => cpu::batch_norm_eval_stats(o, &running_mean, &running_var, g),
+        });
+        self.put(mean, running_mean);
+        self.put(var, running_var);
+        result
+    }
+
+    fn batch_norm(
+        &mut self,
+        y: Slot,
+        x: Slot,
+        stats: Slot,
+        gain: Slot,
+        bias: Slot,
+        g: &BatchNorm,
+    ) -> Result<()> {
+        let (rows, cols) = self.shape(x);
+        let plane = g.plane("batch_norm_forward", cols)?;
+        self.write(y, |s, o| {
+            cpu::batch_norm_forward(o, s.get(x), s.get(stats), s.get(gain), s.get(bias), rows, plane, g)
+        })
+    }
+
+    fn batch_norm_backward(
+        &mut self,
+        dx: Option<Slot>,
+        [dgain, dbias]: [Slot; 2],
+        x: Slot,
+        stats: Slot,
+        gain: Slot,
+        dy: Slot,
+        g: &BatchNorm,
+    ) -> Result<()> {
+        let (rows, cols) = self.shape(x);
+        let plane = g.plane("batch_norm_backward", cols)?;
+        let mut dx_values = dx.map(|dx| self.take(dx));
+        let mut db = self.take(dbias);
+        let result = self.write(dgain, |s, o| {
+            let (x, stats, gain, dy) = (s.get(x), s.get(stats), s.get(gain), s.get(dy));
+            cpu::batch_norm_backward(dx_values.as_deref_mut(), o, &mut db, x, stats, gain, dy, rows, plane, g)
+        });
+        self.put(dbias, db);
+        if let (Some(dx), Some(values)) = (dx, dx_values) {
+            self.put(dx, values);
+        }
+        result
     }
 
     fn loss(&mut self, loss: Loss, terms: Slot, y: Slot) -> Result<()> {

@@ -31,6 +31,9 @@ pub(crate) enum Slot {
     /// Parameter p of the graph, and its gradient.
     Param(usize),
     ParamGrad(usize),
+    /// Buffer b of the graph: state a layer keeps that no optimizer updates (a batch norm's
+    /// running statistics).
+    Buffer(usize),
 }
 
 /// A dense layer with the activation and the dropout right after it (either may be absent):
@@ -94,6 +97,9 @@ pub(crate) struct Graph {
     /// layer i − 1).
     widths: Vec<usize>,
     pub(crate) params: Vec<Param>,
+    /// Tensors layers keep beside their parameters, saved in checkpoints but not learned:
+    /// a batch norm's `running_mean` and `running_var`, `(1, channels)` each.
+    pub(crate) buffers: Vec<Param>,
     /// Layers that run in training before the loss: all, or all but a final Softmax (or
     /// LogSoftmax) whose cross-entropy (or NLL) is fused: computed from the logits.
     pub(crate) trunk: usize,
@@ -115,6 +121,7 @@ impl Graph {
         }
         let mut widths = vec![config.inputs];
         let mut params = Vec::new();
+        let mut buffers = Vec::new();
         for (i, layer) in config.layers.iter().enumerate() {
             let width = widths[i];
             let vector = |name, cols| Param { layer: i, name, rows: 1, cols, vector: true, filter: None };
@@ -184,6 +191,13 @@ impl Graph {
                     }
                 }
                 Layer::LayerNorm => params.extend([vector("weight", width), vector("bias", width)]),
+                Layer::BatchNorm2d(g) => {
+                    g.check(op).map_err(|e| Error::InvalidLayer { layer: i, problem: e.to_string() })?;
+                    g.plane(op, width)
+                        .map_err(|e| Error::InvalidLayer { layer: i, problem: e.to_string() })?;
+                    params.extend([vector("weight", g.channels), vector("bias", g.channels)]);
+                    buffers.extend([vector("running_mean", g.channels), vector("running_var", g.channels)]);
+                }
                 Layer::Dropout(p) if !(0.0..1.0).contains(p) => {
                     return Err(Error::InvalidLayer {
                         layer: i,
@@ -228,7 +242,7 @@ impl Graph {
             (Loss::SoftmaxCrossEntropy, Some(Layer::Softmax)) | (Loss::Nll, Some(Layer::LogSoftmax))
         );
         let trunk = config.layers.len() - usize::from(fused);
-        Ok(Graph { config: config.clone(), widths, params, trunk, trains: true })
+        Ok(Graph { config: config.clone(), widths, params, buffers, trunk, trains: true })
     }
 
     pub(crate) fn layers(&self) -> &[Layer] {
@@ -314,6 +328,23 @@ impl Graph {
         self.params.partition_point(|p| p.layer < l)..self.params.partition_point(|p| p.layer <= l)
     }
 
+    /// How many batch norms the model has.
+    pub(crate) fn batch_norms(&self) -> usize {
+        self.layers().iter().filter(|l| matches!(l, Layer::BatchNorm2d(_))).count()
+    }
+
+    /// The buffers of layer `l`, in order (a batch norm's running mean, then its variance).
+    pub(crate) fn buffers_of(&self, l: usize) -> std::ops::Range<usize> {
+        self.buffers.partition_point(|b| b.layer < l)..self.buffers.partition_point(|b| b.layer <= l)
+    }
+
+    /// Every buffer's starting values: running means at 0, running variances at 1, as
+    /// PyTorch's.
+    pub(crate) fn initial_buffers(&self) -> Vec<Vec<f32>> {
+        let start = |b: &Param| if b.name == "running_var" { 1.0 } else { 0.0 };
+        self.buffers.iter().map(|b| vec![start(b); b.len()]).collect()
+    }
+
     /// Every parameter's starting values, drawn from the config's seed in layer order: the
     /// same on every backend and in every release (see `random.rs`).
     pub(crate) fn initial_values(&self) -> Result<Vec<Vec<f32>>> {
@@ -335,6 +366,7 @@ impl Graph {
                     let width = self.width(i);
                     values.extend([vec![1.0; width], vec![0.0; width]]);
                 }
+                Layer::BatchNorm2d(g) => values.extend([vec![1.0; g.channels], vec![0.0; g.channels]]),
                 _ => {}
             }
         }
@@ -431,6 +463,8 @@ impl Graph {
                 Layer::Dropout(_) if training && l < end => slots.push((Slot::Saved(l), (rows, width))),
                 // Each window's winner, written by every forward.
                 Layer::MaxPool2d(_) => slots.push((Slot::Saved(l), (rows, width))),
+                // Each channel's mean and 1/σ: the batch's in training, else the running ones.
+                Layer::BatchNorm2d(g) => slots.push((Slot::Saved(l), (2, g.channels))),
                 // The statistics are computed in every forward; the gain terms only for a backward.
                 Layer::LayerNorm => {
                     slots.push((Slot::Saved(l), (rows, 2)));

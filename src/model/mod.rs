@@ -113,9 +113,9 @@ impl Model {
             .map_err(|e| crate::error::data_error(path, format!("its model config: {e}")))?;
         graph.trains = false;
         let contents = checkpoint::read(&graph, bytes, path)?;
-        let steps = contents.steps;
-        let mut model = Self::build_graph(graph, backend, gpu, |graph| Ok(contents.into_values(graph)))?;
-        model.engine.set_steps(steps)?;
+        let values = contents.values(&graph);
+        let mut model = Self::build_graph(graph, backend, gpu, |_| Ok(values))?;
+        contents.write_to(model.engine.as_mut())?;
         Ok(model)
     }
 

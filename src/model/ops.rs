@@ -14,7 +14,7 @@
 
 use super::config::{Layer, Loss, Optimizer};
 use super::graph::{Block, Graph, Node, Slot};
-use crate::shape::{Conv2dShape, MatmulForm, Pool2dShape};
+use crate::shape::{BatchNorm, Conv2dShape, MatmulForm, Pool2dShape};
 use crate::{Activation, Result};
 
 /// The kernels a layer is made of, with the same names as the GPU's ops and the CPU
@@ -46,6 +46,37 @@ pub(crate) trait Ops {
     fn layer_norm(&mut self, out: Slot, x: Slot, stats: Slot, gain: Slot, bias: Slot) -> Result<()>;
     fn layer_norm_backward(&mut self, dx: Slot, x: Slot, stats: Slot, gain: Slot, dy: Slot) -> Result<()>;
     fn layer_norm_gain_terms(&mut self, terms: Slot, x: Slot, stats: Slot, dy: Slot) -> Result<()>;
+    /// Each channel's mean and 1/σ into `stats`: in training the batch's (moving the
+    /// `running` mean and variance towards them), else from the running ones.
+    fn batch_norm_stats(
+        &mut self,
+        stats: Slot,
+        running: [Slot; 2],
+        x: Slot,
+        g: &BatchNorm,
+        training: bool,
+    ) -> Result<()>;
+    fn batch_norm(
+        &mut self,
+        y: Slot,
+        x: Slot,
+        stats: Slot,
+        gain: Slot,
+        bias: Slot,
+        g: &BatchNorm,
+    ) -> Result<()>;
+    /// The gain's and bias's gradients, and (given `dx`) the input's.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward(
+        &mut self,
+        dx: Option<Slot>,
+        grads: [Slot; 2],
+        x: Slot,
+        stats: Slot,
+        gain: Slot,
+        dy: Slot,
+        g: &BatchNorm,
+    ) -> Result<()>;
     /// The per-sample (or per-value) loss terms of `y` against the batch's targets.
     fn loss(&mut self, loss: Loss, terms: Slot, y: Slot) -> Result<()>;
     /// The gradient of the mean loss with respect to `y`.
@@ -247,6 +278,12 @@ pub(crate) fn forward(ops: &mut impl Ops, graph: &Graph, l: usize, training: boo
             let w = params.next().expect("a convolution's weight");
             ops.conv2d(y, x, w, params.next(), shape)
         }
+        Layer::BatchNorm2d(ref g) => {
+            let [gain, bias] = pair(graph.params_of(l).map(Slot::Param));
+            let running = pair(graph.buffers_of(l).map(Slot::Buffer));
+            ops.batch_norm_stats(Slot::Saved(l), running, x, g, training)?;
+            ops.batch_norm(y, x, Slot::Saved(l), gain, bias, g)
+        }
         Layer::LayerNorm => {
             let (gain, bias) = (
                 Slot::Param(graph.param("forward", l, "weight")?),
@@ -277,6 +314,11 @@ pub(crate) fn backward(ops: &mut impl Ops, graph: &Graph, l: usize) -> Result<()
             }
             Ok(())
         }
+        Layer::BatchNorm2d(ref g) => {
+            let [gain, bias] = pair(graph.params_of(l));
+            let grads = [Slot::ParamGrad(gain), Slot::ParamGrad(bias)];
+            ops.batch_norm_backward(below.then_some(dx), grads, x, Slot::Saved(l), Slot::Param(gain), dy, g)
+        }
         Layer::LayerNorm => {
             let (gain, bias) = (graph.param("backward", l, "weight")?, graph.param("backward", l, "bias")?);
             let stats = Slot::Saved(l);
@@ -299,6 +341,12 @@ pub(crate) fn backward(ops: &mut impl Ops, graph: &Graph, l: usize) -> Result<()
         Layer::AvgPool2d(ref shape) => ops.avgpool2d_backward(dx, dy, shape),
         Layer::Flatten => Ok(()), // its input's gradient is its output's (`Graph::storage`)
     }
+}
+
+/// A layer's two parameters (weight, bias) or buffers (running mean, variance), in order.
+fn pair<T>(mut items: impl Iterator<Item = T>) -> [T; 2] {
+    let mut next = || items.next().expect("the graph gives a batch norm two of each");
+    [next(), next()]
 }
 
 /// The batch's mean loss into [`Slot::Loss`], from the trunk's output (a fused softmax's

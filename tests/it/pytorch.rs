@@ -9,7 +9,8 @@ use crate::common::{assert_close, backends, gpu, random};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use wgpu_nn::Error;
-use wgpu_nn::model::{Backend, Loss, Model, ModelConfig, Optimizer, Target};
+use wgpu_nn::model::{Backend, Init, Layer, Loss, Model, ModelConfig, Optimizer, Target};
+use wgpu_nn::{BatchNorm, Conv2dShape, Pool2dShape};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch").join(name)
@@ -30,8 +31,33 @@ fn network() -> ModelConfig {
         .loss(Loss::SoftmaxCrossEntropy)
 }
 
+/// `export.py`'s CNN, as a config (see its notes): PyTorch's module numbers again.
+fn cnn() -> ModelConfig {
+    let conv1 = Conv2dShape::new(3, (8, 8), 6, (3, 3)).padding((1, 1));
+    let pool1 = Pool2dShape::new(6, (8, 8), (2, 2));
+    let conv2 = Conv2dShape::new(6, (4, 4), 5, (3, 2)).stride((2, 2)).padding((1, 0));
+    let pool2 = Pool2dShape::new(5, conv2.out_size(), (2, 1)).stride((1, 1));
+    ModelConfig::new(3 * 8 * 8)
+        .conv2d(conv1)
+        .batch_norm2d(6)
+        .relu()
+        .max_pool2d(pool1)
+        .conv2d_with(conv2, false, Init::PyTorch)
+        .layer(Layer::BatchNorm2d(BatchNorm::new(5).eps(1e-3).momentum(0.2)))
+        .tanh()
+        .avg_pool2d(pool2)
+        .flatten()
+        .dense(4)
+        .log_softmax()
+        .loss(Loss::Nll)
+}
+
 fn expected(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixture("expected.safetensors")).unwrap();
+    expected_in("expected.safetensors", name)
+}
+
+fn expected_in(file: &str, name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(fixture(file)).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let tensor = file.tensor(name).unwrap();
     assert_eq!(tensor.dtype(), Dtype::F32);
@@ -53,6 +79,79 @@ fn pytorch_state_dicts_load_under_any_prefix_in_any_float_type_and_predict_as_py
             let got = model.predict(&x).unwrap();
             // PyTorch computed in f64 from the stored weights: what is left is f32 rounding.
             assert_close(&format!("{backend:?} {file}"), &got, &expected(want), 0.0, 1e-5);
+        }
+    }
+}
+
+/// A PyTorch CNN with batch norms (their running statistics and counts trained-looking)
+/// loads as saved and predicts as PyTorch does in evaluation mode.
+#[test]
+fn a_pytorch_cnn_with_batch_norms_predicts_as_pytorch() {
+    let x = expected_in("cnn_expected.safetensors", "x");
+    for backend in backends() {
+        let mut model = cnn().build(backend, gpu()).unwrap();
+        model.load_checkpoint(fixture("cnn.safetensors")).unwrap();
+        let want = expected_in("cnn_expected.safetensors", "y_eval");
+        assert_close(&format!("{backend:?}"), &model.predict(&x).unwrap(), &want, 0.0, 1e-5);
+    }
+}
+
+/// One training step of that CNN (learning rate 0, so the weights stay) against PyTorch's
+/// training-mode forward and backward: the loss, every parameter's gradient, and the batch
+/// norms' running statistics and counts after it.
+#[test]
+fn a_pytorch_cnn_trains_a_step_as_pytorch() {
+    let get = |name: &str| expected_in("cnn_expected.safetensors", name);
+    let x = get("x");
+    let labels: Vec<u32> = get("labels").iter().map(|&l| l as u32).collect();
+    for backend in backends() {
+        let mut model = cnn().optimizer(Optimizer::Sgd { lr: 0.0 }).build(backend, gpu()).unwrap();
+        model.load_checkpoint(fixture("cnn.safetensors")).unwrap();
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        let what = |name: &str| format!("{backend:?} {name}");
+        assert_close(&what("loss"), &[model.take_loss().unwrap()], &get("train_loss"), 1e-5, 1e-6);
+        for layer in [0, 1, 4, 5, 9] {
+            let want = get(&format!("grad.{layer}.weight"));
+            assert_close(
+                &what(&format!("{layer}.weight")),
+                &model.weight_gradients(layer).unwrap(),
+                &want,
+                1e-4,
+                1e-6,
+            );
+            if layer != 4 {
+                let want = get(&format!("grad.{layer}.bias"));
+                assert_close(
+                    &what(&format!("{layer}.bias")),
+                    &model.bias_gradients(layer).unwrap(),
+                    &want,
+                    1e-4,
+                    1e-6,
+                );
+            }
+        }
+        let saved = model.save_bytes().unwrap();
+        let file = SafeTensors::deserialize(&saved).unwrap();
+        for layer in [1, 5] {
+            for stat in ["running_mean", "running_var"] {
+                let tensor = file.tensor(&format!("layers.{layer}.{stat}")).unwrap();
+                let got: Vec<f32> = tensor
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect();
+                assert_close(
+                    &what(&format!("{layer}.{stat}")),
+                    &got,
+                    &get(&format!("after.{layer}.{stat}")),
+                    1e-5,
+                    1e-6,
+                );
+            }
+            let tracked = file.tensor(&format!("layers.{layer}.num_batches_tracked")).unwrap();
+            assert_eq!((tracked.dtype(), tracked.shape()), (Dtype::I64, &[][..]));
+            let count = get(&format!("after.{layer}.num_batches_tracked"))[0] as i64;
+            assert_eq!(i64::from_le_bytes(tracked.data().try_into().unwrap()), count, "{}", what("count"));
         }
     }
 }
@@ -239,7 +338,8 @@ fn bad_pytorch_files_and_configs_are_errors_naming_file_and_tensor() {
 
 /// Leaves a trained model and its predictions where `load_in_pytorch.py` checks that PyTorch
 /// loads the file and predicts the same (run by hand: CI has no PyTorch):
-/// `python3 tests/fixtures/pytorch/load_in_pytorch.py target/tmp/pytorch-check`.
+/// `python3 tests/fixtures/pytorch/load_in_pytorch.py target/tmp/pytorch-check` (and
+/// `…/pytorch-check-cnn` for the next test's).
 #[test]
 fn a_trained_model_is_left_for_the_pytorch_check() {
     let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pytorch-check");
@@ -260,4 +360,29 @@ fn a_trained_model_is_left_for_the_pytorch_check() {
     );
     let mut rebuilt = Model::from_checkpoint(folder.join("model.safetensors"), Backend::Cpu, None).unwrap();
     assert_eq!(rebuilt.predict(&x).unwrap(), y);
+}
+
+/// The same for a CNN with batch norms, in `target/tmp/pytorch-check-cnn`: its convolutions,
+/// pools, flatten and batch norms (running statistics and counts) rebuild in PyTorch from
+/// the config alone.
+#[test]
+fn a_trained_cnn_is_left_for_the_pytorch_check() {
+    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pytorch-check-cnn");
+    std::fs::create_dir_all(&folder).unwrap();
+    let config = cnn().optimizer(Optimizer::Adam { lr: 0.01 }).seed(12);
+    let (x, labels) = (random(7 * 192, 3), [2, 1, 0, 3, 1, 0, 1]);
+    let mut model = config.build_cpu().unwrap();
+    for _ in 0..20 {
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+    }
+    let y = model.predict(&x).unwrap();
+    model.save(folder.join("model.safetensors")).unwrap();
+    let (xb, yb) = (f32s(&x), f32s(&y));
+    write(
+        &folder.join("expected.safetensors"),
+        &[("x", Dtype::F32, vec![7, 192], xb), ("y", Dtype::F32, vec![7, 4], yb)],
+        None,
+    );
+    let mut rebuilt = Model::from_checkpoint(folder.join("model.safetensors"), Backend::Cpu, None).unwrap();
+    assert_eq!(rebuilt.predict(&x).unwrap(), y, "running statistics came back with the file");
 }

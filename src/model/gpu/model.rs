@@ -116,6 +116,8 @@ pub(crate) struct GpuModel {
     datasets: ResidentSets<GpuData>,
     /// Upload buffers for batches recorded into an app's encoder (see `embed.rs`).
     pub(super) uploads: Uploads,
+    /// See [`Checkpointed::tracked_before`].
+    tracked_before: Vec<i64>,
 }
 
 impl GpuModel {
@@ -189,7 +191,9 @@ impl GpuModel {
         let dropout_advance =
             graph.has_dropout().then(|| gpu.kernels().dropout_advance(&dropout_counter)).transpose()?;
         let (params, flat) = super::flat::layout(gpu, &graph, &values)?;
-        let shared = Shared { params, flat, settings_row, dropout_counter };
+        let buffers =
+            graph.initial_buffers().iter().map(|b| gpu.upload(b, 1, b.len())).collect::<Result<_>>()?;
+        let shared = Shared { params, flat, buffers, settings_row, dropout_counter };
         let updates = if graph.trains {
             let mut binder = Binder::new(gpu, &graph, &shared, None);
             ops::updates(&mut binder, &graph)?;
@@ -197,6 +201,7 @@ impl GpuModel {
         } else {
             Vec::new()
         };
+        let graph_norms = graph.batch_norms();
         Ok(GpuModel {
             gpu: gpu.clone(),
             graph,
@@ -210,6 +215,7 @@ impl GpuModel {
             unapplied: Arc::default(),
             datasets: ResidentSets::new(next_model_id()),
             uploads: Uploads::default(),
+            tracked_before: vec![0; graph_norms],
         })
     }
 
@@ -568,22 +574,19 @@ impl Engine for GpuModel {
 
 impl Checkpointed for GpuModel {
     fn read_entry(&self, p: usize, which: Which) -> Pending<'_, Vec<f32>> {
-        let tensors = &self.shared.params[p];
-        Box::pin(self.gpu.read_async(match which {
-            Which::Value => &tensors.value,
-            Which::State(k) => &tensors.state[k],
-        }))
+        Box::pin(self.gpu.read_async(self.entry(p, which)))
     }
 
     fn write_entry(&mut self, p: usize, which: Which, values: &[f32]) -> Result<()> {
-        let tensors = &self.shared.params[p];
-        self.gpu.write(
-            match which {
-                Which::Value => &tensors.value,
-                Which::State(k) => &tensors.state[k],
-            },
-            values,
-        )
+        self.gpu.write(self.entry(p, which), values)
+    }
+
+    fn tracked_before(&self) -> &[i64] {
+        &self.tracked_before
+    }
+
+    fn set_tracked_before(&mut self, before: Vec<i64>) {
+        self.tracked_before = before;
     }
 
     /// The steps applied: those before the last loss read (less what a divergence report
@@ -615,6 +618,18 @@ impl Checkpointed for GpuModel {
         self.gpu.write_at(&self.shared.settings_row, 0, &self.settings.to_row()[..WATCH])?;
         // The dropout counter holds the step as u32 bits.
         self.gpu.write(&self.shared.dropout_counter, &[f32::from_bits(steps)])
+    }
+}
+
+impl GpuModel {
+    /// The tensor a checkpoint entry reads or writes.
+    fn entry(&self, p: usize, which: Which) -> &GpuTensor {
+        match which {
+            Which::Value => &self.shared.params[p].value,
+            Which::State(k) => &self.shared.params[p].state[k],
+            Which::Buffer => &self.shared.buffers[p],
+            Which::Tracked => unreachable!("counts are not tensors of the model (checkpoint.rs)"),
+        }
     }
 }
 

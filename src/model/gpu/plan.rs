@@ -10,7 +10,7 @@ use crate::gpu::StepTarget;
 use crate::model::config::{Loss, Optimizer};
 use crate::model::graph::{Graph, Slot};
 use crate::model::ops::{self, DenseForward, Ops, Tail};
-use crate::shape::{Conv2dShape, MatmulForm, Pool2dShape};
+use crate::shape::{BatchNorm, Conv2dShape, MatmulForm, Pool2dShape};
 use crate::{
     Activation, Dispatch, Epilogue, EpilogueDropout, Gpu, GpuLabels, GpuTensor, Keep, MatmulKernel, Result,
 };
@@ -21,6 +21,8 @@ pub(crate) struct Shared {
     /// Views into `flat`.
     pub(crate) params: Vec<ParamTensors>,
     pub(crate) flat: Vec<Flat>,
+    /// The graph's buffers (a batch norm's running statistics), one tensor each.
+    pub(crate) buffers: Vec<GpuTensor>,
     /// The optimizer's settings, and the loss watch's slots (see `settings::WATCH`).
     pub(crate) settings_row: crate::gpu::SettingsRow,
     /// Dropout's step counter, advanced on the GPU once per step.
@@ -131,6 +133,7 @@ impl<'a> Binder<'a> {
         match slot {
             Slot::Param(p) => &param(p).value,
             Slot::ParamGrad(p) => param(p).grad.as_ref().expect("training binds only in models that train"),
+            Slot::Buffer(b) => &self.shared.buffers[b],
             slot => {
                 let plan = self.plan.expect("batch slots are bound in a plan");
                 self.bound.borrow_mut().insert(self.graph.storage(slot, plan.training));
@@ -282,6 +285,63 @@ impl Ops for Binder<'_> {
             self.get(x),
             self.get(stats),
             self.get(dy),
+        );
+        self.push(d)
+    }
+
+    fn batch_norm_stats(
+        &mut self,
+        stats: Slot,
+        [mean, var]: [Slot; 2],
+        x: Slot,
+        g: &BatchNorm,
+        training: bool,
+    ) -> Result<()> {
+        let (kernels, stats, mean, var) =
+            (self.gpu.kernels(), self.get(stats), self.get(mean), self.get(var));
+        let d = match training {
+            true => kernels.batch_norm_stats(stats, mean, var, self.get(x), &self.shared.settings_row, g),
+            false => kernels.batch_norm_eval_stats(stats, mean, var, g),
+        };
+        self.push(d)
+    }
+
+    fn batch_norm(
+        &mut self,
+        y: Slot,
+        x: Slot,
+        stats: Slot,
+        gain: Slot,
+        bias: Slot,
+        g: &BatchNorm,
+    ) -> Result<()> {
+        let (y, x, stats, gain, bias) =
+            (self.get(y), self.get(x), self.get(stats), self.get(gain), self.get(bias));
+        let d = self.gpu.kernels().batch_norm_forward(y, x, stats, gain, bias, g);
+        self.push(d)
+    }
+
+    fn batch_norm_backward(
+        &mut self,
+        dx: Option<Slot>,
+        [dgain, dbias]: [Slot; 2],
+        x: Slot,
+        stats: Slot,
+        gain: Slot,
+        dy: Slot,
+        g: &BatchNorm,
+    ) -> Result<()> {
+        let dx = dx.map(|dx| self.get(dx));
+        let (dgain, dbias, x, stats) = (self.get(dgain), self.get(dbias), self.get(x), self.get(stats));
+        let d = self.gpu.kernels().batch_norm_backward(
+            dx,
+            dgain,
+            dbias,
+            x,
+            stats,
+            self.get(gain),
+            self.get(dy),
+            g,
         );
         self.push(d)
     }
