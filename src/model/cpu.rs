@@ -102,7 +102,7 @@ impl<T: Scalar> CpuModel<T> {
 
     fn step(&mut self, x: &[f32], target: &Target) -> Result<()> {
         let rows = self.graph.rows("train_step", x)?;
-        self.graph.check_target("train_step", target, rows)?;
+        self.graph.check_training("train_step", target, rows)?;
         self.checked_step(x, rows, target)
     }
 
@@ -162,7 +162,7 @@ impl<T: Scalar> CpuModel<T> {
     /// (The finite-difference tests call this in f64.)
     pub fn compute_gradients(&mut self, x: &[f32], target: &Target) -> Result<T> {
         let rows = self.graph.rows("train_step", x)?;
-        self.graph.check_target("train_step", target, rows)?;
+        self.graph.check_training("train_step", target, rows)?;
         self.checked_gradients(x, rows, target)
     }
 
@@ -182,7 +182,7 @@ impl<T: Scalar> CpuModel<T> {
     /// parameter or gradient.
     pub fn training_loss(&mut self, x: &[f32], target: &Target) -> Result<T> {
         let rows = self.graph.rows("training_loss", x)?;
-        self.graph.check_target("training_loss", target, rows)?;
+        self.graph.check_training("training_loss", target, rows)?;
         self.write_batch(x, rows, Some(target), true);
         let mut exec = self.exec(rows, true);
         let graph = exec.graph;

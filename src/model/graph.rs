@@ -409,6 +409,32 @@ impl Graph {
         Ok(x.len() / inputs)
     }
 
+    /// Checks a training batch of `rows` samples and its target: the target as
+    /// [`Graph::check_target`] does, and the rows against every batch norm, which in
+    /// training needs more than one value per channel (PyTorch's rule too).
+    pub(crate) fn check_training(&self, op: &'static str, target: &Target, rows: usize) -> Result<()> {
+        self.check_target(op, target, rows)?;
+        self.check_training_rows(op, rows)
+    }
+
+    /// A training batch of `rows` samples against every batch norm (see
+    /// [`Graph::check_training`]).
+    pub(crate) fn check_training_rows(&self, op: &'static str, rows: usize) -> Result<()> {
+        for (l, layer) in self.layers()[..self.trunk].iter().enumerate() {
+            if let Layer::BatchNorm2d(g) = layer {
+                let values = rows * (self.width(l) / g.channels);
+                if values < 2 {
+                    return Err(Error::shape(
+                        op,
+                        format!("more than 1 value per channel in training for layer {l} (batch norm)"),
+                        format!("{rows} rows of {} values per channel", self.width(l) / g.channels),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a target against the loss and the batch.
     pub(crate) fn check_target(&self, op: &'static str, target: &Target, rows: usize) -> Result<()> {
         let (loss, width) = (self.config.loss, self.classes());

@@ -368,6 +368,13 @@ impl Model {
         if batch_size == 0 {
             return Err(Error::shape("train_epoch", "a batch size of at least 1", "0"));
         }
+        // The epoch's last batch is its smallest (`batches`): a batch norm must be able to
+        // train on it before the first step changes anything.
+        let last = match data.len % batch_size {
+            0 => batch_size.min(data.len),
+            short => short,
+        };
+        self.engine.graph().check_training_rows("train_epoch", last)?;
         self.engine.train_epoch(data, batch_size, seed, progress).await
     }
 

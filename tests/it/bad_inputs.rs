@@ -4,7 +4,7 @@
 //! and `pytorch`.)
 
 use wgpu_nn::data::Dataset;
-use wgpu_nn::model::{Backend, Init, Loss, Model, ModelConfig, Optimizer, Target};
+use wgpu_nn::model::{Backend, Init, Layer, Loss, Model, ModelConfig, Optimizer, Target};
 use wgpu_nn::{Error, wgpu};
 
 use crate::common::{backends, gpu, random, random_labels};
@@ -267,7 +267,7 @@ fn shape_op<T: std::fmt::Debug>(result: wgpu_nn::Result<T>) -> String {
 #[test]
 fn every_kernel_refuses_mismatched_arguments_naming_itself() {
     use wgpu_nn::MatmulForm;
-    use wgpu_nn::{Activation, OptimizerSettings};
+    use wgpu_nn::{Activation, BatchNorm, OptimizerSettings};
     let Some(gpu) = gpu() else { return };
     let k = gpu.kernels();
     let t = |rows, cols| gpu.zeros(rows, cols).unwrap();
@@ -280,6 +280,7 @@ fn every_kernel_refuses_mismatched_arguments_naming_itself() {
     let counter = k.dropout_counter().unwrap();
     let conv = wgpu_nn::Conv2dShape::new(1, (2, 3), 1, (1, 1));
     let pool = wgpu_nn::Pool2dShape::new(1, (2, 3), (2, 2)).stride((1, 1));
+    let norm = BatchNorm::new(3);
     let cases = [
         ("matmul_backward", shape_op(k.matmul_backward(&wrong, &a32, None, &a22, &x, &a32, MatmulForm::AB))),
         ("layer_norm_stats", shape_op(k.layer_norm_stats(&wrong, &x))),
@@ -330,6 +331,30 @@ fn every_kernel_refuses_mismatched_arguments_naming_itself() {
             shape_op(k.avgpool2d_forward(&t(2, 2), &x, &wgpu_nn::Pool2dShape::new(1, (2, 3), (3, 1)))),
         ),
         ("avgpool2d_backward", shape_op(k.avgpool2d_backward(&wrong, &t(2, 2), &pool))),
+        // x as 2 samples of 3 channels of 1 value: `norm` unless changed.
+        ("batch_norm_stats", shape_op(k.batch_norm_stats(&wrong, &gain, &gain, &x, &settings, &norm))),
+        (
+            "batch_norm_stats",
+            shape_op(k.batch_norm_stats(&t(2, 3), &gain, &gain, &t(1, 3), &settings, &norm)),
+        ),
+        (
+            "batch_norm_stats",
+            shape_op(k.batch_norm_stats(&t(2, 2), &gain, &gain, &x, &settings, &BatchNorm::new(2))),
+        ),
+        ("batch_norm_eval_stats", shape_op(k.batch_norm_eval_stats(&t(2, 3), &wrong, &gain, &norm))),
+        ("batch_norm_forward", shape_op(k.batch_norm_forward(&x, &x, &t(2, 3), &wrong, &gain, &norm))),
+        (
+            "batch_norm_forward",
+            shape_op(k.batch_norm_forward(&x, &x, &t(2, 3), &gain, &gain, &norm.momentum(2.0))),
+        ),
+        (
+            "batch_norm_backward",
+            shape_op(k.batch_norm_backward(Some(&wrong), &gain, &t(1, 3), &x, &t(2, 3), &gain, &x, &norm)),
+        ),
+        (
+            "batch_norm_backward",
+            shape_op(k.batch_norm_backward(None, &gain, &wrong, &x, &t(2, 3), &gain, &x, &norm)),
+        ),
         ("watch_loss", shape_op(k.watch_loss(&settings, &x))),
         ("sum_columns", shape_op(k.sum_columns(&wrong, &x, 1.0))),
         ("sum_all", shape_op(k.sum_all(&wrong, &x, 1.0))),
@@ -623,6 +648,8 @@ fn every_model_call_refuses_misuse_with_its_own_error() {
 
 #[test]
 fn descriptions_and_data_no_model_could_use_are_refused() {
+    use wgpu_nn::BatchNorm;
+    let bn = Layer::BatchNorm2d;
     let given = |weights: usize, bias: Option<usize>| Init::Given {
         weights: vec![0.1; weights],
         bias: bias.map(|b| vec![0.0; b]),
@@ -658,6 +685,24 @@ fn descriptions_and_data_no_model_could_use_are_refused() {
             "a pooling with stride 0",
             "Shape",
             ModelConfig::new(4).avg_pool2d(wgpu_nn::Pool2dShape::new(1, (2, 2), (1, 1)).stride((0, 1))),
+        ),
+        ("a batch norm of 0 channels", "InvalidLayer", ModelConfig::new(4).batch_norm2d(0)),
+        ("a batch norm of 3 channels over 4 values", "InvalidLayer", ModelConfig::new(4).batch_norm2d(3)),
+        (
+            "a batch norm momentum of 1.5",
+            "InvalidLayer",
+            ModelConfig::new(4).layer(bn(BatchNorm::new(2).momentum(1.5))),
+        ),
+        (
+            "a batch norm momentum NaN",
+            "InvalidLayer",
+            ModelConfig::new(4).layer(bn(BatchNorm::new(2).momentum(f32::NAN))),
+        ),
+        ("a batch norm ε of -1", "InvalidLayer", ModelConfig::new(4).layer(bn(BatchNorm::new(2).eps(-1.0)))),
+        (
+            "a batch norm ε of ∞",
+            "InvalidLayer",
+            ModelConfig::new(4).layer(bn(BatchNorm::new(2).eps(f32::INFINITY))),
         ),
         ("a Huber δ of 0", "InvalidLoss", ModelConfig::new(3).dense(1).loss(Loss::Huber { delta: 0.0 })),
         (
@@ -776,5 +821,27 @@ fn trainer_settings_no_fit_could_use_are_refused_before_it_starts() {
             .fit(&mut model, &train, None, |_| std::ops::ControlFlow::Continue(()))
             .unwrap_err();
         assert!(matches!(err, Error::Data { .. }), "{backend:?}: {err}");
+    }
+}
+
+/// A batch norm trains only on more than one value per channel (PyTorch's rule too): over
+/// planes of one value, a batch of one sample is refused before the step changes anything,
+/// and so is an epoch whose last batch would be one sample; predicting one sample is fine.
+#[test]
+fn a_batch_norm_refuses_to_train_on_one_value_per_channel() {
+    let config = ModelConfig::new(3).batch_norm2d(3).dense(2).loss(Loss::SoftmaxCrossEntropy);
+    let data = Dataset::labelled(random(5 * 3, 1), 3, vec![0, 1, 0, 1, 0], 2).unwrap();
+    for backend in backends() {
+        let mut model = build(&config, backend).unwrap();
+        let resident = model.load(&data).unwrap();
+        let one = random(3, 2);
+        let err = model.train_step(&one, &Target::Labels(&[1])).unwrap_err();
+        assert!(matches!(err, Error::Shape { op: "train_step", .. }), "{backend:?}: {err}");
+        assert!(err.to_string().contains("more than 1 value per channel"), "{err}");
+        let err = model.train_epoch(&resident, 2, 0, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, Error::Shape { op: "train_epoch", .. }), "{backend:?}: {err}");
+        assert!(matches!(model.take_loss(), Err(Error::NoSteps { .. })), "{backend:?}: nothing ran");
+        assert_eq!(model.predict(&one).unwrap().len(), 2);
+        model.train_epoch(&resident, 5, 0, &mut |_| {}).unwrap();
     }
 }

@@ -7,8 +7,8 @@ use crate::common::{
 use wgpu_nn::gpu::Kernels;
 use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
 use wgpu_nn::{
-    Activation, Conv2dShape, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel, Pool2dShape, Tiling, cpu,
-    wgpu,
+    Activation, BatchNorm, Conv2dShape, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel,
+    OptimizerSettings, Pool2dShape, Tiling, cpu, wgpu,
 };
 
 /// Sizes that are not multiples of any tile: 1, primes, one off a power of two.
@@ -675,6 +675,69 @@ async fn pooling_matches_reference() {
         cpu::avgpool2d_backward(&mut dx, &dy, n, &g).unwrap();
         let got = run(gpu, &[&k.avgpool2d_backward(&dx_g, &dy_g, &g).unwrap()], &dx_g).await;
         assert_close(&what("avg backward"), &got, &dx, 0.0, matmul_atol(windows));
+    }
+}
+}
+
+portable! {
+/// Batch normalisation at awkward sizes: 16 channels of MNIST's 7×7 planes, 1 channel of an
+/// odd plane, planes of 1 value (BatchNorm1d's case, at the smallest batch training allows),
+/// and a channel of 1088 values (more than one pass of a workgroup's 256 invocations). The
+/// statistics are sums in another order than the reference's, so they agree to a few ULP
+/// scaled by the values summed.
+async fn batch_norm_matches_reference() {
+    let Some(gpu) = shared_gpu().await else { return };
+    let k = gpu.kernels();
+    let settings = k.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
+    for (n, channels, plane) in [(3, 16, 49), (5, 1, 63), (2, 3, 1), (64, 6, 17)] {
+        let g = BatchNorm::new(channels).eps(1e-3).momentum(0.3);
+        let width = channels * plane;
+        let what = |op: &str| format!("{op} batch {n} of {channels} x {plane}");
+        // Shifted and scaled per channel, so the statistics are not 0 and 1 already.
+        let x: Vec<f32> = random(n * width, 80).iter().enumerate().map(|(i, v)| 3.0 * v + (i / plane % channels) as f32).collect();
+        let dy = random(n * width, 81);
+        let (gain, bias) = (random(channels, 82), random(channels, 83));
+        let (mut mean, mut var) = (random(channels, 84), random(channels, 85).iter().map(|v| v + 1.5).collect::<Vec<_>>());
+        let up = |v: &[f32], rows: usize| gpu.upload(v, rows, v.len() / rows).unwrap();
+        let (x_g, dy_g, gain_g, bias_g) = (up(&x, n), up(&dy, n), up(&gain, 1), up(&bias, 1));
+        let (mean_g, var_g) = (up(&mean, 1), up(&var, 1));
+        let (stats_g, y_g, dx_g) = (gpu.zeros(2, channels).unwrap(), gpu.zeros(n, width).unwrap(), gpu.zeros(n, width).unwrap());
+        let (dgain_g, dbias_g) = (gpu.zeros(1, channels).unwrap(), gpu.zeros(1, channels).unwrap());
+        let tolerance = matmul_atol(n * plane);
+
+        let mut stats = vec![0.0; 2 * channels];
+        cpu::batch_norm_stats(&mut stats, &mut mean, &mut var, &x, n, plane, &g).unwrap();
+        let got = run(gpu, &[&k.batch_norm_stats(&stats_g, &mean_g, &var_g, &x_g, &settings, &g).unwrap()], &stats_g).await;
+        assert_close(&what("training stats"), &got, &stats, 1e-5, tolerance);
+        assert_close(&what("running mean"), &gpu.read_async(&mean_g).await.unwrap(), &mean, 1e-5, tolerance);
+        assert_close(&what("running variance"), &gpu.read_async(&var_g).await.unwrap(), &var, 1e-5, tolerance);
+
+        // From here on both read the CPU's statistics, so each op is compared alone.
+        gpu.write(&stats_g, &stats).unwrap();
+        let mut y = vec![0.0; x.len()];
+        cpu::batch_norm_forward(&mut y, &x, &stats, &gain, &bias, n, plane, &g).unwrap();
+        let got = run(gpu, &[&k.batch_norm_forward(&y_g, &x_g, &stats_g, &gain_g, &bias_g, &g).unwrap()], &y_g).await;
+        assert_close(&what("forward"), &got, &y, 1e-6, 1e-6);
+
+        let (mut dx, mut dgain, mut dbias) = (vec![0.0; x.len()], vec![0.0; channels], vec![0.0; channels]);
+        cpu::batch_norm_backward(Some(&mut dx), &mut dgain, &mut dbias, &x, &stats, &gain, &dy, n, plane, &g).unwrap();
+        let backward = k.batch_norm_backward(Some(&dx_g), &dgain_g, &dbias_g, &x_g, &stats_g, &gain_g, &dy_g, &g).unwrap();
+        let got = run(gpu, &[&backward], &dx_g).await;
+        assert_close(&what("input gradient"), &got, &dx, 1e-4, tolerance);
+        assert_close(&what("gain gradient"), &gpu.read_async(&dgain_g).await.unwrap(), &dgain, 1e-5, tolerance);
+        assert_close(&what("bias gradient"), &gpu.read_async(&dbias_g).await.unwrap(), &dbias, 1e-5, tolerance);
+        // Without an input gradient (a first layer), the same parameter gradients.
+        gpu.write(&dgain_g, &vec![0.0; channels]).unwrap();
+        let backward = k.batch_norm_backward(None, &dgain_g, &dbias_g, &x_g, &stats_g, &gain_g, &dy_g, &g).unwrap();
+        let got = run(gpu, &[&backward], &dgain_g).await;
+        assert_close(&what("gain gradient alone"), &got, &dgain, 1e-5, tolerance);
+
+        let mut eval = vec![0.0; 2 * channels];
+        cpu::batch_norm_eval_stats(&mut eval, &mean, &var, &g).unwrap();
+        gpu.write(&mean_g, &mean).unwrap();
+        gpu.write(&var_g, &var).unwrap();
+        let got = run(gpu, &[&k.batch_norm_eval_stats(&stats_g, &mean_g, &var_g, &g).unwrap()], &stats_g).await;
+        assert_close(&what("evaluation stats"), &got, &eval, 1e-6, 0.0);
     }
 }
 }

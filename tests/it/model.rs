@@ -2,7 +2,7 @@
 //! contract (counters), determinism and bad input.
 
 use crate::common::{assert_close, gpu, random, random_labels};
-use crate::training::{OPTIMIZERS, PARITY_ATOL, PARITY_RTOL, classifier, parameters, train_both};
+use crate::training::{self, OPTIMIZERS, PARITY_ATOL, PARITY_RTOL, classifier, parameters, train_both};
 use wgpu_nn::model::cpu::CpuModel;
 use wgpu_nn::model::{Backend, Init, Layer, Loss, ModelConfig, Optimizer, Target};
 use wgpu_nn::{Error, Gpu};
@@ -37,12 +37,14 @@ fn whole_network_gradients_match_finite_differences() {
     }
 }
 
-/// The same for a small CNN (two convolutions, one strided, one without a bias, dropout, a
-/// dense head), whose gradients reach both convolutions' weights and the input of the second.
+/// The same for small CNNs (two convolutions, one strided, one without a bias, dropout, a
+/// dense head; pools; batch norms in training mode), whose gradients reach both
+/// convolutions' weights and the input of the second.
 #[test]
 fn a_convolutional_network_s_gradients_match_finite_differences() {
     let sgd = Optimizer::Sgd { lr: 0.1 };
-    for config in [crate::training::convolutional(sgd), crate::training::pooled(sgd)] {
+    let configs = [training::convolutional(sgd), training::pooled(sgd), training::normalised(sgd)];
+    for config in configs {
         let mut model = CpuModel::<f64>::from_config(&config).unwrap();
         let rows = 3;
         let x = random(rows * config.width_at(0), 50);

@@ -4,7 +4,7 @@
 
 use crate::common::{assert_close, backends_with, random, random_labels, shared_gpu};
 use wgpu_nn::model::{Backend, Init, Layer, Loss, Model, ModelConfig, Optimizer, Target};
-use wgpu_nn::{Conv2dShape, Error, Gpu, Pool2dShape};
+use wgpu_nn::{BatchNorm, Conv2dShape, Error, Gpu, Pool2dShape};
 
 pub const OPTIMIZERS: [Optimizer; 4] = [
     Optimizer::Sgd { lr: 0.1 },
@@ -55,7 +55,11 @@ pub async fn train_both(
             }
             losses.push(model.take_loss_async().await.unwrap());
         }
-        both.push((losses, parameters(&model, config).await));
+        // The weights, then predictions in evaluation mode (which read a batch norm's
+        // running statistics, the state no weight shows).
+        let mut state = parameters(&model, config).await;
+        state.extend(model.predict_async(&random(rows * inputs, 400)).await.unwrap());
+        both.push((losses, state));
     }
     both.try_into().expect("two backends")
 }
@@ -118,10 +122,33 @@ pub fn pooled(optimizer: Optimizer) -> ModelConfig {
         .seed(6)
 }
 
+/// A CNN with batch norms: a padded 3×3 convolution of one 7×6 channel to 4 (without a
+/// bias: a batch norm after it takes any bias's gradient to rounding noise, which Adam
+/// would scale up to full steps that no two backends take alike), batch norm, ReLU, a strided convolution without a bias to 3 channels, a batch norm of its own ε and
+/// momentum, tanh, dropout, dense to 3 classes.
+pub fn normalised(optimizer: Optimizer) -> ModelConfig {
+    let first = Conv2dShape::new(1, (7, 6), 4, (3, 3)).padding((1, 1));
+    let second = Conv2dShape::new(4, first.out_size(), 3, (3, 2)).stride((2, 2));
+    ModelConfig::new(first.input_len())
+        .conv2d_with(first, false, Init::PyTorch)
+        .batch_norm2d(4)
+        .relu()
+        .conv2d_with(second, false, Init::PyTorch)
+        .layer(Layer::BatchNorm2d(BatchNorm::new(3).eps(1e-3).momentum(0.3)))
+        .tanh()
+        .dropout(0.2)
+        .dense(3)
+        .softmax()
+        .loss(Loss::SoftmaxCrossEntropy)
+        .optimizer(optimizer)
+        .seed(7)
+}
+
 portable! {
 async fn a_convolutional_network_trains_the_same_on_gpu_and_cpu() {
     let Some(gpu) = shared_gpu().await else { return };
-    for config in OPTIMIZERS.into_iter().flat_map(|optimizer| [convolutional(optimizer), pooled(optimizer)]) {
+    let configs = |optimizer| [convolutional(optimizer), pooled(optimizer), normalised(optimizer)];
+    for config in OPTIMIZERS.into_iter().flat_map(configs) {
         let optimizer = config.optimizer_kind();
         let [(gpu_losses, gpu_weights), (cpu_losses, cpu_weights)] = train_both(gpu, &config, 20, 9).await;
         let what = format!("CNN {optimizer:?} of {} layers", config.layers().len());

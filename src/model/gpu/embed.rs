@@ -26,7 +26,7 @@ impl GpuModel {
         self.gpu.check_device(op)?;
         self.settle_steps();
         let rows = self.graph.rows(op, x)?;
-        self.graph.check_target(op, target, rows)?;
+        self.graph.check_training(op, target, rows)?;
         self.plan(rows, true)?;
         let plan = &self.plans[&(rows, true)];
         let (gpu, graph, uploads) = (&self.gpu, &self.graph, &mut self.uploads);

@@ -546,7 +546,7 @@ impl Engine for GpuModel {
     fn train_step(&mut self, x: &[f32], target: &Target) -> Result<()> {
         self.settle_steps();
         let rows = self.graph.rows("train_step", x)?;
-        self.graph.check_target("train_step", target, rows)?;
+        self.graph.check_training("train_step", target, rows)?;
         self.plan(rows, true)?;
         let plan = &self.plans[&(rows, true)];
         self.write_batch(plan, x, target)?;
