@@ -1,5 +1,6 @@
 //! The model on the CPU: the layers of `ops.rs` computed eagerly with the reference ops of
-//! [`crate::cpu`] (and `matrixmultiply` for products). Generic over the float type so tests
+//! [`crate::cpu`] (and `matrixmultiply` for products and, unrolled into products,
+//! convolutions: `conv_gemm.rs`). Generic over the float type so tests
 //! can check a whole network's gradients in f64.
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use super::batch::{
 };
 use super::checkpoint::{Checkpointed, Which};
 use super::config::{Backend, Loss, ModelConfig, Optimizer};
+use super::conv_gemm;
 use super::engine::{Engine, Epoch, LocalPending, Part, Running, check_new_values, run_epoch};
 use super::gemm::Scalar;
 use super::graph::{Graph, Slot, check_dataset};
@@ -632,17 +634,17 @@ impl<T: Scalar> Ops for Exec<'_, T> {
 
     fn conv2d(&mut self, y: Slot, x: Slot, w: Slot, bias: Option<Slot>, shape: &Conv2dShape) -> Result<()> {
         let n = self.shape(x).0;
-        self.write(y, |s, o| cpu::conv2d_forward(o, s.get(x), s.get(w), bias.map(|b| s.get(b)), n, shape))
+        self.write(y, |s, o| conv_gemm::forward(o, s.get(x), s.get(w), bias.map(|b| s.get(b)), n, shape))
     }
 
     fn conv2d_input_grad(&mut self, dx: Slot, dy: Slot, w: Slot, shape: &Conv2dShape) -> Result<()> {
         let n = self.shape(dy).0;
-        self.write(dx, |s, o| cpu::conv2d_input_grad(o, s.get(dy), s.get(w), n, shape))
+        self.write(dx, |s, o| conv_gemm::input_grad(o, s.get(dy), s.get(w), n, shape))
     }
 
     fn conv2d_weight_grad(&mut self, dw: Slot, dy: Slot, x: Slot, shape: &Conv2dShape) -> Result<()> {
         let n = self.shape(x).0;
-        self.write(dw, |s, o| cpu::conv2d_weight_grad(o, s.get(dy), s.get(x), n, shape))
+        self.write(dw, |s, o| conv_gemm::weight_grad(o, s.get(dy), s.get(x), n, shape))
     }
 
     fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()> {

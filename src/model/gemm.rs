@@ -18,7 +18,7 @@ use crate::Result;
 use crate::shape::{MatmulForm, check_len};
 
 /// A float the CPU backend computes in: f32 for models, f64 for gradient checks.
-pub trait Scalar: Float {
+pub trait Scalar: Float + Send + Sync {
     /// `out = A·B (+ bias)` in one of the three forms; shapes as in the reference.
     #[allow(clippy::too_many_arguments)]
     fn matmul(

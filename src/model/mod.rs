@@ -28,6 +28,7 @@
 mod batch;
 mod checkpoint;
 mod config;
+mod conv_gemm;
 #[cfg(feature = "internals")]
 pub mod cpu;
 #[cfg(not(feature = "internals"))]

@@ -1,0 +1,216 @@
+//! The CPU backend's convolutions: each sample's patches unrolled into a matrix (im2col)
+//! and multiplied through [`Scalar::matmul`], the samples spread over rayon's pool. They keep
+//! the contract and checks of the reference loops in `cpu/conv.rs`, which the tests hold
+//! them to; the reference walks every connection one multiply-add at a time, which left the
+//! CPU backend's CNN at 90 samples a second.
+//!
+//! With `K = in_channels · kh · kw` (a filter's values) and `P = out_h · out_w` (an output
+//! plane's), each sample's patches are `cols (K, P)`, and
+//! - forward: `y (out, P) = W (out, K) · cols`, plus each channel's bias;
+//! - input gradient: `dcols = Wᵀ · dy`, scattered back onto the image (col2im);
+//! - weight gradient: `dW = Σ_samples dy · colsᵀ`.
+
+use rayon::prelude::*;
+
+use super::gemm::Scalar;
+use crate::Result;
+use crate::shape::{Conv2dShape, MatmulForm, check_len};
+
+/// Samples per task of the weight gradient. Each task's sum is added to the total in task
+/// order, so the result does not depend on how many threads ran them.
+const SAMPLES_PER_TASK: usize = 8;
+
+/// `y = conv2d(x; w) (+ b)`, as `cpu::conv2d_forward`.
+pub(crate) fn forward<T: Scalar>(
+    y: &mut [T],
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    n: usize,
+    g: &Conv2dShape,
+) -> Result<()> {
+    check(g, "conv2d_forward", n, x, w, y)?;
+    if let Some(b) = b {
+        check_len("conv2d_forward", "bias", b.len(), g.out_channels, 1)?;
+    }
+    let (k, p) = (g.filter_len(), plane(g));
+    let samples = x.par_chunks(g.input_len()).zip(y.par_chunks_mut(g.output_len()));
+    samples.try_for_each_init(
+        || vec![T::zero(); k * p],
+        |cols, (x, y)| {
+            im2col(cols, x, g);
+            T::matmul(y, w, cols, None, g.out_channels, k, p, MatmulForm::AB)?;
+            if let Some(b) = b {
+                for (row, &bias) in y.chunks_exact_mut(p).zip(b) {
+                    row.iter_mut().for_each(|v| *v = *v + bias);
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// `dx`, the gradient of the input, as `cpu::conv2d_input_grad`.
+pub(crate) fn input_grad<T: Scalar>(
+    dx: &mut [T],
+    dy: &[T],
+    w: &[T],
+    n: usize,
+    g: &Conv2dShape,
+) -> Result<()> {
+    check(g, "conv2d_input_grad", n, dx, w, dy)?;
+    let (k, p) = (g.filter_len(), plane(g));
+    let samples = dx.par_chunks_mut(g.input_len()).zip(dy.par_chunks(g.output_len()));
+    samples.try_for_each_init(
+        || vec![T::zero(); k * p],
+        |dcols, (dx, dy)| {
+            T::matmul(dcols, w, dy, None, k, g.out_channels, p, MatmulForm::AtB)?;
+            col2im(dx, dcols, g);
+            Ok(())
+        },
+    )
+}
+
+/// `dw`, the gradient of the weights, as `cpu::conv2d_weight_grad`.
+pub(crate) fn weight_grad<T: Scalar>(
+    dw: &mut [T],
+    dy: &[T],
+    x: &[T],
+    n: usize,
+    g: &Conv2dShape,
+) -> Result<()> {
+    check(g, "conv2d_weight_grad", n, x, dw, dy)?;
+    let (k, p) = (g.filter_len(), plane(g));
+    let tasks =
+        x.par_chunks(SAMPLES_PER_TASK * g.input_len()).zip(dy.par_chunks(SAMPLES_PER_TASK * g.output_len()));
+    let sums: Vec<Vec<T>> = tasks
+        .map(|(x, dy)| {
+            let (mut sum, mut cols, mut term) =
+                (vec![T::zero(); dw.len()], vec![T::zero(); k * p], vec![T::zero(); dw.len()]);
+            for (x, dy) in x.chunks_exact(g.input_len()).zip(dy.chunks_exact(g.output_len())) {
+                im2col(&mut cols, x, g);
+                T::matmul(&mut term, dy, &cols, None, g.out_channels, p, k, MatmulForm::ABt)?;
+                sum.iter_mut().zip(&term).for_each(|(s, &t)| *s = *s + t);
+            }
+            Ok(sum)
+        })
+        .collect::<Result<_>>()?;
+    dw.fill(T::zero());
+    for sum in sums {
+        dw.iter_mut().zip(&sum).for_each(|(d, &s)| *d = *d + s);
+    }
+    Ok(())
+}
+
+/// Values in one output plane: `out_h · out_w`.
+fn plane(g: &Conv2dShape) -> usize {
+    let (oh, ow) = g.out_size();
+    oh * ow
+}
+
+/// The pixel a patch row `(c, i, j)` reads at output position (oy, ox), or None in the
+/// padding.
+fn source(g: &Conv2dShape, c: usize, i: usize, j: usize, oy: usize, ox: usize) -> Option<usize> {
+    let iy = (oy * g.stride.0 + i).checked_sub(g.padding.0).filter(|&iy| iy < g.image.0)?;
+    let ix = (ox * g.stride.1 + j).checked_sub(g.padding.1).filter(|&ix| ix < g.image.1)?;
+    Some((c * g.image.0 + iy) * g.image.1 + ix)
+}
+
+/// `cols[(c, i, j), (oy, ox)]`: the pixel each kernel offset reads at each output position
+/// of one sample `x`, 0 in the padding.
+fn im2col<T: Scalar>(cols: &mut [T], x: &[T], g: &Conv2dShape) {
+    let (oh, ow) = g.out_size();
+    let (kh, kw) = g.kernel;
+    let mut rows = cols.chunks_exact_mut(oh * ow);
+    for c in 0..g.in_channels {
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = rows.next().expect("K rows of P");
+                for (q, v) in row.iter_mut().enumerate() {
+                    *v = source(g, c, i, j, q / ow, q % ow).map_or(T::zero(), |s| x[s]);
+                }
+            }
+        }
+    }
+}
+
+/// The reverse of [`im2col`]: each patch value's gradient added onto the pixel it read.
+fn col2im<T: Scalar>(dx: &mut [T], dcols: &[T], g: &Conv2dShape) {
+    let (oh, ow) = g.out_size();
+    let (kh, kw) = g.kernel;
+    dx.fill(T::zero());
+    let mut rows = dcols.chunks_exact(oh * ow);
+    for c in 0..g.in_channels {
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = rows.next().expect("K rows of P");
+                for (q, &v) in row.iter().enumerate() {
+                    if let Some(s) = source(g, c, i, j, q / ow, q % ow) {
+                        dx[s] = dx[s] + v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The geometry, then the input-side, weight-side and output-side buffers' lengths.
+fn check<T>(g: &Conv2dShape, op: &'static str, n: usize, x: &[T], w: &[T], y: &[T]) -> Result<()> {
+    g.check(op)?;
+    check_len(op, "images", x.len(), n, g.input_len())?;
+    check_len(op, "weights", w.len(), g.out_channels, g.filter_len())?;
+    check_len(op, "outputs", y.len(), n, g.output_len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+
+    fn values(len: usize, seed: usize) -> Vec<f64> {
+        (0..len).map(|i| ((i * 7919 + seed * 104_729) % 2001) as f64 / 1000.0 - 1.0).collect()
+    }
+
+    /// Odd kernels, stride 2, padding, 1×1 kernels, 1 and 3 input channels, and batches of
+    /// more than one task of the weight gradient, against the reference's loops.
+    #[test]
+    fn unrolled_convolutions_equal_the_reference() {
+        let shapes = [
+            (3, Conv2dShape::new(1, (7, 6), 4, (3, 3)).padding((1, 1))),
+            (2, Conv2dShape::new(3, (9, 7), 5, (3, 2)).stride((2, 2)).padding((1, 0))),
+            (17, Conv2dShape::new(3, (5, 5), 2, (1, 1))),
+            (9, Conv2dShape::new(2, (8, 5), 3, (5, 5)).stride((2, 1)).padding((2, 2))),
+        ];
+        for (n, g) in shapes {
+            let (x, w, b, dy) = (
+                values(n * g.input_len(), 1),
+                values(g.out_channels * g.filter_len(), 2),
+                values(g.out_channels, 3),
+                values(n * g.output_len(), 4),
+            );
+            let close = |what: &str, got: &[f64], want: &[f64]| {
+                let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+                assert!(worst < 1e-12, "{what} {g:?} batch {n}: off by {worst}");
+            };
+            let (mut got, mut want) = (vec![f64::NAN; dy.len()], vec![0.0; dy.len()]);
+            forward(&mut got, &x, &w, Some(&b), n, &g).unwrap();
+            cpu::conv2d_forward(&mut want, &x, &w, Some(&b), n, &g).unwrap();
+            close("forward", &got, &want);
+            let (mut got, mut want) = (vec![f64::NAN; x.len()], vec![0.0; x.len()]);
+            input_grad(&mut got, &dy, &w, n, &g).unwrap();
+            cpu::conv2d_input_grad(&mut want, &dy, &w, n, &g).unwrap();
+            close("input gradient", &got, &want);
+            let (mut got, mut want) = (vec![f64::NAN; w.len()], vec![0.0; w.len()]);
+            weight_grad(&mut got, &dy, &x, n, &g).unwrap();
+            cpu::conv2d_weight_grad(&mut want, &dy, &x, n, &g).unwrap();
+            close("weight gradient", &got, &want);
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors_naming_the_op() {
+        let g = Conv2dShape::new(1, (4, 4), 2, (3, 3));
+        let err = forward(&mut [0.0f32; 7], &[0.0; 16], &[0.0; 18], None, 1, &g).unwrap_err();
+        assert!(err.to_string().contains("conv2d_forward"), "{err}");
+    }
+}
