@@ -37,5 +37,5 @@ pub use gpu::{
     Tiling,
 };
 pub use settings::OptimizerSettings;
-pub use shape::{BatchNorm, Conv2dShape, MatmulForm, Pool2dShape};
+pub use shape::{BatchNorm, Conv2dShape, ImageShape, MatmulForm, Pool2dShape};
 pub use wgpu;

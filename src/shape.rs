@@ -117,6 +117,17 @@ impl Conv2dShape {
         self.in_channels * self.image.0 * self.image.1
     }
 
+    /// The image it takes.
+    pub fn input_image(&self) -> ImageShape {
+        ImageShape::new(self.in_channels, self.image.0, self.image.1)
+    }
+
+    /// The image it gives; meaningful once [`Conv2dShape::check`] passes.
+    pub fn output_image(&self) -> ImageShape {
+        let (oh, ow) = self.out_size();
+        ImageShape::new(self.out_channels, oh, ow)
+    }
+
     /// Values in one output sample: `out_channels · out_h · out_w`.
     pub fn output_len(&self) -> usize {
         let (oh, ow) = self.out_size();
@@ -161,6 +172,55 @@ impl Conv2dShape {
             ));
         }
         Ok(())
+    }
+}
+
+/// The shape of an image sample, PyTorch's `(channels, height, width)`: stored row-major
+/// (NCHW), so a sample is `channels · height · width` values, plane after plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ImageShape {
+    /// Planes per image (1 for grey, 3 for RGB).
+    pub channels: usize,
+    /// Rows of each plane.
+    pub height: usize,
+    /// Columns of each plane.
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// `channels` planes of `height × width`.
+    pub fn new(channels: usize, height: usize, width: usize) -> Self {
+        ImageShape { channels, height, width }
+    }
+
+    /// Values in one image: `channels · height · width` (saturating: [`ImageShape::check`]
+    /// refuses what overflows).
+    pub fn len(&self) -> usize {
+        self.channels.saturating_mul(self.height).saturating_mul(self.width)
+    }
+
+    /// Whether it holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `(height, width)`.
+    pub fn size(&self) -> (usize, usize) {
+        (self.height, self.width)
+    }
+
+    /// Refuses a shape of no values, or of more than memory's index range.
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        let len = self.channels.checked_mul(self.height).and_then(|n| n.checked_mul(self.width));
+        match len {
+            Some(len) if len > 0 && len <= isize::MAX as usize / 4 => Ok(()),
+            _ => Err(Error::shape(
+                op,
+                "an image of at least 1 value that memory can hold",
+                format!("{self:?}"),
+            )),
+        }
     }
 }
 
@@ -263,6 +323,17 @@ impl Pool2dShape {
     /// Values in one input sample: `channels · height · width`.
     pub fn input_len(&self) -> usize {
         self.channels * self.image.0 * self.image.1
+    }
+
+    /// The images it takes.
+    pub fn input_image(&self) -> ImageShape {
+        ImageShape::new(self.channels, self.image.0, self.image.1)
+    }
+
+    /// The images it gives; meaningful once [`Pool2dShape::check`] passes.
+    pub fn output_image(&self) -> ImageShape {
+        let (oh, ow) = self.out_size();
+        ImageShape::new(self.channels, oh, ow)
     }
 
     /// Values in one output sample: `channels · out_h · out_w`.

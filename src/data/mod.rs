@@ -23,6 +23,8 @@ pub struct Dataset {
     inputs: Vec<f32>,
     width: usize,
     targets: Targets,
+    /// The samples' shape as images, when they are ([`Dataset::with_image`]).
+    image: Option<crate::ImageShape>,
 }
 
 /// What a data set trains towards, one entry (a label, or a row of values) per sample.
@@ -66,7 +68,7 @@ impl Dataset {
             ));
         }
         check_finite("Dataset::labelled", "inputs", &inputs, width)?;
-        Ok(Dataset { inputs, width, targets: Targets::Labels { labels, classes } })
+        Ok(Dataset { inputs, width, targets: Targets::Labels { labels, classes }, image: None })
     }
 
     /// Samples with target values (regression): `inputs` holds rows of `width` values and
@@ -86,7 +88,30 @@ impl Dataset {
         check_rows("Dataset::regression", &inputs, width, values.len() / outputs, "rows of target values")?;
         check_finite("Dataset::regression", "inputs", &inputs, width)?;
         check_finite("Dataset::regression", "target values", &values, outputs)?;
-        Ok(Dataset { inputs, width, targets: Targets::Values { values, outputs } })
+        Ok(Dataset { inputs, width, targets: Targets::Values { values, outputs }, image: None })
+    }
+
+    /// The same samples said to be images of `image`'s shape (PyTorch's NCHW, one image per
+    /// row): a model built with [`crate::model::ModelConfig::image`] then loads the set only
+    /// if its images have that shape. Sets read from IDX files (MNIST's) say theirs.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the shape's values are not the set's width.
+    pub fn with_image(self, image: crate::ImageShape) -> Result<Dataset> {
+        image.check("Dataset::with_image")?;
+        if image.len() != self.width {
+            return Err(Error::shape(
+                "Dataset::with_image",
+                format!("images of {} values, the set's width", self.width),
+                format!("{image:?}, {} values", image.len()),
+            ));
+        }
+        Ok(Dataset { image: Some(image), ..self })
+    }
+
+    /// The samples' shape as images, when the set says it.
+    pub fn image(&self) -> Option<crate::ImageShape> {
+        self.image
     }
 
     /// Samples in the set.
@@ -148,6 +173,7 @@ impl Dataset {
             inputs: self.inputs[start * self.width..end * self.width].to_vec(),
             width: self.width,
             targets,
+            image: self.image,
         }
     }
 
@@ -207,6 +233,7 @@ pub fn load_idx(images: impl AsRef<Path>, labels: impl AsRef<Path>, classes: usi
     let pixels = images.pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
     let labels = labels.iter().map(|&l| u32::from(l)).collect();
     Dataset::labelled(pixels, images.rows * images.cols, labels, classes)
+        .and_then(|set| set.with_image(crate::ImageShape::new(1, images.rows, images.cols)))
         .map_err(|e| crate::error::data_error(images_path, e.to_string()))
 }
 

@@ -20,6 +20,7 @@ pub struct Resident {
     pub(crate) index: usize,
     pub(crate) len: usize,
     pub(crate) labelled: bool,
+    image: Option<crate::ImageShape>,
     /// Alive while a handle is: the model keeps only a weak reference.
     alive: Arc<()>,
 }
@@ -45,9 +46,10 @@ impl<T> ResidentSets<T> {
         ResidentSets { model, sets: Vec::new() }
     }
 
-    /// Keeps `set` (`len` samples) and gives its handle, first letting go of every set whose
-    /// handles are all gone.
-    pub(crate) fn insert(&mut self, set: T, len: usize, labelled: bool) -> Resident {
+    /// Keeps `set` (what the backend made of `data`) and gives its handle, first letting go
+    /// of every set whose handles are all gone.
+    pub(crate) fn insert(&mut self, set: T, data: &crate::data::Dataset) -> Resident {
+        let (len, labelled, image) = (data.len(), data.labels().is_some(), data.image());
         self.sweep();
         let alive = Arc::new(());
         let entry = Some((Arc::downgrade(&alive), set));
@@ -61,7 +63,7 @@ impl<T> ResidentSets<T> {
                 self.sets.len() - 1
             }
         };
-        Resident { model: self.model, index, len, labelled, alive }
+        Resident { model: self.model, index, len, labelled, image, alive }
     }
 
     /// Lets go of the sets no handle refers to any more.
@@ -124,6 +126,11 @@ impl Resident {
     /// Samples in the data set.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The shape of its samples, when the data set gave one ([`crate::data::Dataset::image`]).
+    pub fn image(&self) -> Option<crate::ImageShape> {
+        self.image
     }
 
     /// Whether it has no samples.

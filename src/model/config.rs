@@ -90,6 +90,18 @@ pub enum Layer {
     LayerNorm,
 }
 
+impl Layer {
+    /// The image this layer gives when given `image` (see [`ModelConfig::image_at`]).
+    pub(crate) fn image_after(&self, image: Option<crate::ImageShape>) -> Option<crate::ImageShape> {
+        match self {
+            Layer::Conv2d { shape, .. } => Some(shape.output_image()),
+            Layer::MaxPool2d(shape) | Layer::AvgPool2d(shape) => Some(shape.output_image()),
+            Layer::BatchNorm2d(_) | Layer::Activation(_) | Layer::Dropout(_) | Layer::LayerNorm => image,
+            _ => None,
+        }
+    }
+}
+
 /// The update rule, with its starting learning rate (changed later only through
 /// [`crate::model::Model::set_learning_rate`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,6 +195,9 @@ impl Backend {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub(crate) inputs: usize,
+    /// The inputs as an image, when they are one ([`ModelConfig::image`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) image: Option<crate::ImageShape>,
     pub(crate) layers: Vec<Layer>,
     pub(crate) loss: Loss,
     pub(crate) optimizer: Optimizer,
@@ -195,11 +210,30 @@ impl ModelConfig {
     pub fn new(inputs: usize) -> ModelConfig {
         ModelConfig {
             inputs,
+            image: None,
             layers: Vec::new(),
             loss: Loss::Mse,
             optimizer: Optimizer::Sgd { lr: 0.01 },
             seed: 0,
         }
+    }
+
+    /// A model taking images of `channels` planes of `height × width` (PyTorch's NCHW, one
+    /// image per row of a batch): the shape-following builders ([`ModelConfig::conv`],
+    /// [`ModelConfig::max_pool`], [`ModelConfig::avg_pool`], [`ModelConfig::batch_norm`])
+    /// read each layer's input shape from the one before it, `build` checks every layer
+    /// against the shapes it is given, and a data set that says its images' shape must say
+    /// this one to load. Checkpoints keep the shape with the rest of the config.
+    ///
+    /// ```
+    /// use wgpu_nn::model::ModelConfig;
+    /// let config = ModelConfig::image(1, 28, 28).conv(8, 3, 1, 1).batch_norm().relu().max_pool(2).flatten().dense(10);
+    /// assert_eq!(config.width_at(4), 8 * 14 * 14);
+    /// # config.build_cpu().unwrap();
+    /// ```
+    pub fn image(channels: usize, height: usize, width: usize) -> ModelConfig {
+        let image = crate::ImageShape::new(channels, height, width);
+        ModelConfig { image: Some(image), ..ModelConfig::new(image.len()) }
     }
 
     /// The MNIST lesson's network: 784 → 128 (ReLU, dropout 0.2) → 64 (ReLU, dropout 0.2)
@@ -253,6 +287,60 @@ impl ModelConfig {
     pub fn dense_with(mut self, outputs: usize, bias: bool, init: Init) -> Self {
         let inputs = self.width();
         self.layers.push(Layer::Dense { inputs, outputs, bias, init });
+        self
+    }
+
+    /// PyTorch's `Conv2d(in, out_channels, kernel, stride, padding)` over the images the
+    /// layers before give (their channels are `in`): a square kernel, the same stride and
+    /// padding along both axes, a bias, PyTorch's initialisation. After layers that give no
+    /// image, `build` refuses it: use [`ModelConfig::conv2d`] with a [`crate::Conv2dShape`].
+    pub fn conv(self, out_channels: usize, kernel: usize, stride: usize, padding: usize) -> Self {
+        let image = self.current_image();
+        let shape = crate::Conv2dShape::new(image.channels, image.size(), out_channels, (kernel, kernel))
+            .stride((stride, stride))
+            .padding((padding, padding));
+        self.conv2d(shape)
+    }
+
+    /// PyTorch's `MaxPool2d(kernel)`, square windows at a stride of their size, over the
+    /// images the layers before give (else `build` refuses it).
+    pub fn max_pool(self, kernel: usize) -> Self {
+        let shape = self.pool_shape(kernel);
+        self.max_pool2d(shape)
+    }
+
+    /// PyTorch's `AvgPool2d(kernel)`, as [`ModelConfig::max_pool`].
+    pub fn avg_pool(self, kernel: usize) -> Self {
+        let shape = self.pool_shape(kernel);
+        self.avg_pool2d(shape)
+    }
+
+    /// PyTorch's `BatchNorm2d` with its defaults over the channels of the images the
+    /// layers before give (else it has 0 channels, which `build` refuses).
+    pub fn batch_norm(self) -> Self {
+        let channels = self.current_image().channels;
+        self.batch_norm2d(channels)
+    }
+
+    fn pool_shape(&self, kernel: usize) -> crate::Pool2dShape {
+        let image = self.current_image();
+        crate::Pool2dShape::new(image.channels, image.size(), (kernel, kernel))
+    }
+
+    /// The image the layers so far give, or an empty one (which `build` refuses, naming the
+    /// layer) when they give none.
+    fn current_image(&self) -> crate::ImageShape {
+        self.image_at(self.layers.len()).unwrap_or(crate::ImageShape::new(0, 0, 0))
+    }
+
+    /// Takes the bias off the last dense or convolution layer (PyTorch's `bias=False`): the
+    /// usual choice before a batch norm, whose mean subtraction leaves a bias nothing to do.
+    pub fn no_bias(mut self) -> Self {
+        let last =
+            self.layers.iter_mut().rev().find(|l| matches!(l, Layer::Dense { .. } | Layer::Conv2d { .. }));
+        if let Some(Layer::Dense { bias, .. } | Layer::Conv2d { bias, .. }) = last {
+            *bias = false;
+        }
         self
     }
 
@@ -398,6 +486,16 @@ impl ModelConfig {
                 _ => None,
             })
             .unwrap_or(self.inputs)
+    }
+
+    /// The image after the first `layers` layers (0: the inputs), when there is one: the
+    /// config's [`ModelConfig::image`], then each convolution's and pooling's output;
+    /// batch norms, activations, dropout and layer norms keep it, and any other layer
+    /// (flatten, dense, softmax) ends it. Read as described: `build` checks it.
+    pub fn image_at(&self, layers: usize) -> Option<crate::ImageShape> {
+        self.layers[..layers.min(self.layers.len())]
+            .iter()
+            .fold(self.image, |image, layer| layer.image_after(image))
     }
 
     /// Values per sample the model outputs.

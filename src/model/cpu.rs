@@ -347,7 +347,7 @@ impl Engine for CpuModel<f32> {
 
     fn load(&mut self, data: &Dataset) -> Result<Resident> {
         check_dataset(&self.graph, data)?;
-        Ok(self.datasets.insert(Arc::new(data.clone()), data.len(), data.labels().is_some()))
+        Ok(self.datasets.insert(Arc::new(data.clone()), data))
     }
 
     fn owns(&self, data: &Resident) -> bool {

@@ -119,11 +119,24 @@ impl Graph {
         if config.layers.is_empty() {
             return Err(Error::shape(op, "at least one layer", "none"));
         }
+        if let Some(image) = config.image {
+            image.check(op)?;
+            if image.len() != config.inputs {
+                return Err(Error::shape(
+                    op,
+                    format!("{} inputs for images of {image:?}", image.len()),
+                    format!("{} inputs", config.inputs),
+                ));
+            }
+        }
         let mut widths = vec![config.inputs];
         let mut params = Vec::new();
         let mut buffers = Vec::new();
+        let mut image = config.image;
         for (i, layer) in config.layers.iter().enumerate() {
             let width = widths[i];
+            check_image(i, layer, image)?;
+            image = layer.image_after(image);
             let vector = |name, cols| Param { layer: i, name, rows: 1, cols, vector: true, filter: None };
             match layer {
                 Layer::Conv2d { shape, bias, init } => {
@@ -543,6 +556,48 @@ impl Graph {
     }
 }
 
+/// A layer that reads images against the image the layers before it give, when they give
+/// one: a convolution or pooling must take exactly that image, a batch norm its channels.
+fn check_image(i: usize, layer: &Layer, image: Option<crate::ImageShape>) -> Result<()> {
+    let (name, takes) = match layer {
+        Layer::Conv2d { shape, .. } => ("conv2d", shape.input_image()),
+        Layer::MaxPool2d(shape) | Layer::AvgPool2d(shape) => ("pooling", shape.input_image()),
+        Layer::BatchNorm2d(g) => match image {
+            Some(image) if image.channels != g.channels => {
+                return Err(Error::shape(
+                    "build",
+                    format!("layer {i} (batch norm) over the {} channels of {image:?}", image.channels),
+                    format!("{} channels", g.channels),
+                ));
+            }
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    match image {
+        Some(image) if image != takes => Err(Error::shape(
+            "build",
+            format!("layer {i} ({name}) over the {image:?} the layers before give"),
+            format!("{takes:?}"),
+        )),
+        None if takes.is_empty() => Err(no_image(i, name)),
+        _ => Ok(()),
+    }
+}
+
+/// The error for a shape-following builder (`conv`, `max_pool`, `batch_norm`) after layers
+/// that give no image.
+fn no_image(i: usize, name: &str) -> Error {
+    Error::shape(
+        "build",
+        format!(
+            "an image into layer {i} ({name}): start the config with ModelConfig::image, or give the \
+             layer its shape"
+        ),
+        "layers that give no image",
+    )
+}
+
 /// The optimizer's state tensors per parameter.
 pub(crate) fn state_names(optimizer: Optimizer) -> &'static [&'static str] {
     match optimizer {
@@ -640,6 +695,11 @@ pub(crate) fn check_dataset(graph: &Graph, data: &Dataset) -> Result<()> {
             format!("samples of {} inputs", graph.inputs()),
             format!("{} inputs", data.width()),
         ));
+    }
+    if let (Some(wanted), Some(given)) = (graph.config.image, data.image())
+        && wanted != given
+    {
+        return Err(Error::shape(op, format!("images of {wanted:?}"), format!("images of {given:?}")));
     }
     check_finite(op, "input", data.inputs(), data.width())?;
     // The targets as one batch of the whole set: the checks a step makes (kind, count, range,

@@ -648,7 +648,7 @@ fn every_model_call_refuses_misuse_with_its_own_error() {
 
 #[test]
 fn descriptions_and_data_no_model_could_use_are_refused() {
-    use wgpu_nn::BatchNorm;
+    use wgpu_nn::{BatchNorm, ImageShape};
     let bn = Layer::BatchNorm2d;
     let given = |weights: usize, bias: Option<usize>| Init::Given {
         weights: vec![0.1; weights],
@@ -687,6 +687,25 @@ fn descriptions_and_data_no_model_could_use_are_refused() {
             ModelConfig::new(4).avg_pool2d(wgpu_nn::Pool2dShape::new(1, (2, 2), (1, 1)).stride((0, 1))),
         ),
         ("a batch norm of 0 channels", "InvalidLayer", ModelConfig::new(4).batch_norm2d(0)),
+        ("conv after layers that give no image", "Shape", ModelConfig::new(4).conv(2, 1, 1, 0)),
+        (
+            "batch_norm after layers that give no image (0 channels)",
+            "InvalidLayer",
+            ModelConfig::new(4).dense(4).batch_norm(),
+        ),
+        ("max_pool after a flatten", "Shape", ModelConfig::image(1, 4, 4).flatten().max_pool(2)),
+        (
+            "a conv2d over another image of as many values",
+            "Shape",
+            ModelConfig::image(1, 4, 6).conv2d(wgpu_nn::Conv2dShape::new(1, (6, 4), 2, (3, 3))),
+        ),
+        (
+            "a conv2d over 2 channels of images of 1",
+            "Shape",
+            ModelConfig::image(1, 4, 4).conv2d(wgpu_nn::Conv2dShape::new(2, (2, 4), 2, (1, 1))),
+        ),
+        ("a batch norm of 3 channels over images of 2", "Shape", ModelConfig::image(2, 3, 3).batch_norm2d(3)),
+        ("an image of no values", "Shape", ModelConfig::image(0, 28, 28).dense(2)),
         ("a batch norm of 3 channels over 4 values", "InvalidLayer", ModelConfig::new(4).batch_norm2d(3)),
         (
             "a batch norm momentum of 1.5",
@@ -739,6 +758,14 @@ fn descriptions_and_data_no_model_could_use_are_refused() {
                 "regression, an infinite target",
                 "NotFinite",
                 variant(Dataset::regression(vec![0.0; 2], 2, vec![f32::INFINITY], 1)),
+            ),
+            (
+                "with_image, 2×2 images for rows of 3",
+                "Shape",
+                variant(
+                    Dataset::labelled(vec![0.0; 6], 3, vec![0, 0], 2)
+                        .and_then(|d| d.with_image(ImageShape::new(1, 2, 2))),
+                ),
             ),
             (
                 "labelled, inputs not whole rows",

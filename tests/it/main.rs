@@ -54,6 +54,8 @@ mod reliability;
 #[cfg(not(target_arch = "wasm32"))]
 mod seeds;
 #[cfg(not(target_arch = "wasm32"))]
+mod shapes;
+#[cfg(not(target_arch = "wasm32"))]
 mod trainer;
 
 #[cfg(target_arch = "wasm32")]

@@ -528,7 +528,7 @@ impl Engine for GpuModel {
             identity: gpu.upload_labels(&identity, data.len())?,
             gathers: HashMap::new(),
         };
-        Ok(self.datasets.insert(set, data.len(), data.labels().is_some()))
+        Ok(self.datasets.insert(set, data))
     }
 
     fn owns(&self, data: &Resident) -> bool {
