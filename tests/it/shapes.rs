@@ -10,8 +10,14 @@ use wgpu_nn::{Conv2dShape, Error, ImageShape, Pool2dShape};
 /// The shape-following builders give the same layers as spelling every shape out.
 #[test]
 fn the_builders_follow_the_image_through_the_layers() {
-    let built =
-        ModelConfig::image(3, 9, 7).conv(4, 3, 2, 1).batch_norm().relu().max_pool(2).flatten().dense(5);
+    let built = ModelConfig::image(3, 9, 7)
+        .conv(4, 3, 2, 1)
+        .no_bias()
+        .batch_norm()
+        .relu()
+        .max_pool(2)
+        .flatten()
+        .dense(5);
     let conv = Conv2dShape::new(3, (9, 7), 4, (3, 3)).stride((2, 2)).padding((1, 1));
     let pool = Pool2dShape::new(4, conv.out_size(), (2, 2));
     let spelled = [
