@@ -44,14 +44,6 @@ fn block_origin(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec3<u32> {
     return vec3<u32>(row0, col0, u32(tile < p.tiles));
 }
 
-fn a_at(i: u32) -> f32 {
-    return a[i / 4u][i % 4u];
-}
-
-fn b_at(i: u32) -> f32 {
-    return b[i / 4u][i % 4u];
-}
-
 @compute @workgroup_size(64)
 fn matmul_any(
     @builtin(workgroup_id) wg: vec3<u32>,

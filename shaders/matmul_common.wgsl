@@ -61,12 +61,31 @@ struct Params {
     seed: u32,
     has_mask: u32,
     row_sums: u32,
-    _pad0: u32,
+    // Convolutions (conv.wgsl, implicit GEMM; 0 in plain products): the input images'
+    // channels and size, the filters' count, kernel, stride and padding, the output size,
+    // and with LAYOUT 1 the positions per sample of C's columns.
+    ci: u32,
+    h: u32,
+    w: u32,
+    co: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    oh: u32,
+    ow: u32,
+    plane: u32,
 }
 
 override ACT: u32 = 0u;
 override DROPOUT: u32 = 0u;
 override DERIVE: u32 = 0u;
+// Where C's value at (row, col) lives: 0 row-major; 1 as NCHW images, when C's rows are
+// channels and its columns (sample, position) pairs, p.plane positions per sample (a
+// convolution's output or input gradient), with the bias per row.
+override LAYOUT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
@@ -80,12 +99,20 @@ override DERIVE: u32 = 0u;
 const KEEP_INPUT: u32 = 1u;
 const KEEP_OUTPUT: u32 = 2u;
 
+// The index of C's value at (row, col) in c (see LAYOUT).
+fn out_index(row: u32, col: u32) -> u32 {
+    if LAYOUT == 0u {
+        return row * p.n + col;
+    }
+    return ((col / p.plane) * p.m + row) * p.plane + col % p.plane;
+}
+
 // Stores C's value v at (row, col) through the epilogue; the caller checks row < m, col < n.
 fn store(row: u32, col: u32, v: f32) {
-    let i = row * p.n + col;
+    let i = out_index(row, col);
     var y = v;
     if p.has_bias != 0u {
-        y += bias[col];
+        y += bias[select(col, row, LAYOUT != 0u)];
     }
     if p.accumulate != 0u {
         y += c[i / 4u][i % 4u];
@@ -132,7 +159,7 @@ fn store_piece(row0: u32, col0: u32, piece: mat4x4<f32>) {
     let cols = min(4u, p.n - min(col0, p.n));
     let plain = p.has_bias == 0u && p.accumulate == 0u && p.has_mask == 0u && ACT == 0u && DROPOUT == 0u
         && DERIVE == 0u;
-    if plain && rows == 4u && cols == 4u && p.n % 4u == 0u {
+    if plain && LAYOUT == 0u && rows == 4u && cols == 4u && p.n % 4u == 0u {
         let q = (row0 * p.n + col0) / 4u;
         let nq = p.n / 4u;
         c[q] = piece[0];
@@ -213,4 +240,13 @@ fn gather_a(index: vec4<u32>, offset: u32) -> mat4x4<f32> {
 
 fn gather_b(index: vec4<u32>, offset: u32) -> mat4x4<f32> {
     return mat4x4<f32>(b[index.x + offset], b[index.y + offset], b[index.z + offset], b[index.w + offset]);
+}
+
+// One f32 of A or B (each bound as vec4s).
+fn a_at(i: u32) -> f32 {
+    return a[i / 4u][i % 4u];
+}
+
+fn b_at(i: u32) -> f32 {
+    return b[i / 4u][i % 4u];
 }

@@ -1,47 +1,30 @@
-//! Pipelines of `shaders/conv.wgsl`: a 2-D convolution ([`Conv2dShape`]) and its gradients,
-//! each value gathered by one invocation (or one workgroup), so no float atomics are needed.
+//! Pipelines of `shaders/conv.wgsl`: a 2-D convolution ([`Conv2dShape`]) and its gradients as
+//! matrix products whose operands are gathered from the images inside the product (implicit
+//! GEMM), through the parameters and epilogue of the dense layers' products
+//! (`shaders/matmul_common.wgsl`). Each value of C is one invocation's sum, so no float
+//! atomics are needed.
 
 use super::Kernels;
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 
 use super::GpuTensor;
-use super::dispatch::{Arg, Binding, Dispatch, Family, fold};
-use crate::shape::{Conv2dShape, check_same};
+use super::dispatch::{Arg, Dispatch, Family, fold, segments};
+use super::matmul::{BINDINGS, Params, check_epilogue};
+use crate::gpu::Epilogue;
+use crate::shape::{Conv2dShape, MatmulForm, check_same};
 use crate::{Error, Result};
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    ci: u32,
-    h: u32,
-    w: u32,
-    co: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    oh: u32,
-    ow: u32,
-    has_bias: u32,
-    len: u32,
-    _pad: u32,
-}
 
 /// The most loop iterations the shader gives one invocation, with room to spare under
 /// llvmpipe's 65535.
 pub(crate) const ITERATIONS: usize = 32_768;
 
 pub(crate) fn family(device: &wgpu::Device) -> Family {
-    use Binding::*;
     Family::new(
         device,
         "conv",
-        include_str!("../../shaders/conv.wgsl"),
-        &[Uniform(size_of::<Params>() as u64), Read, Read, Read, ReadWrite],
-        &["conv2d_forward", "conv2d_input_grad", "conv2d_weight_grad", "conv2d_bias_grad"],
+        &super::shaders::matmul(include_str!("../../shaders/conv.wgsl")),
+        &BINDINGS,
+        &["conv2d_forward", "conv2d_input_grad", "conv2d_weight_grad"],
     )
 }
 
@@ -57,13 +40,51 @@ impl Kernels<'_> {
         b: Option<&GpuTensor>,
         g: &Conv2dShape,
     ) -> Result<Dispatch> {
+        self.conv2d_fused(y, x, w, b, g, &Epilogue::default())
+    }
+
+    /// [`Kernels::conv2d_forward`] with a forward [`Epilogue`] fused into the store (an
+    /// activation, what it keeps, dropout), as [`Kernels::matmul_fused`] gives a dense layer:
+    /// the values and masks are those of the separate ops, element for element in NCHW order.
+    pub fn conv2d_fused(
+        &self,
+        y: &GpuTensor,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        b: Option<&GpuTensor>,
+        g: &Conv2dShape,
+        epilogue: &Epilogue,
+    ) -> Result<Dispatch> {
         let op = "conv2d_forward";
         let n = check(op, g, x, w, y)?;
         if let Some(b) = b {
             check_same(op, "bias", b.shape(), (1, g.out_channels))?;
         }
-        let params = params(op, g, n, y.len(), b.is_some(), g.filter_len())?;
-        self.bind_conv(op, &params, [x.into(), w.into(), b.into(), y.into()], false)
+        if epilogue.mask.is_some() || epilogue.derivative.is_some() || epilogue.row_sums.is_some() {
+            return Err(Error::shape(
+                op,
+                "a forward epilogue (activation, keep, dropout)",
+                "backward stages",
+            ));
+        }
+        let (oh, ow) = g.out_size();
+        // Checked as (m, n) = (1, values): the epilogue's tensors are shaped as y.
+        let stages = check_epilogue(op, epilogue, MatmulForm::AB, n, g.output_len())?;
+        let gemm = Gemm { m: g.out_channels, k: g.filter_len(), n: n * oh * ow, plane: oh * ow, nchw: true };
+        let params =
+            Params { has_bias: b.is_some() as u32, ..self.conv_params(op, g, n, &gemm, g.filter_len())? };
+        let dropout = epilogue.dropout.as_ref();
+        let args = [
+            w.into(),
+            x.into(),
+            b.into(),
+            y.into(),
+            epilogue.keep.map(|(_, t)| t).into(),
+            dropout.map(|d| d.mask).into(),
+            dropout.map(|d| &**d.counter).into(),
+        ];
+        let step = self.conv_step(op, stages.apply(params), &gemm, &stages.constants(), &args)?;
+        Ok(Dispatch::new(op, vec![step], self.id()))
     }
 
     /// Binds the gradient of the input, `dx` (batch, `g.input_len()`), from that of the
@@ -77,50 +98,147 @@ impl Kernels<'_> {
     ) -> Result<Dispatch> {
         let op = "conv2d_input_grad";
         let n = check(op, g, dx, w, dy)?;
-        let per_value = g.out_channels * g.kernel.0 * g.kernel.1;
-        let params = params(op, g, n, dx.len(), false, per_value)?;
-        self.bind_conv(op, &params, [dy.into(), w.into(), Arg::Unused, dx.into()], false)
+        let (h, w_) = g.image;
+        let taps = g.out_channels * g.kernel.0 * g.kernel.1;
+        let gemm = Gemm { m: g.in_channels, k: taps, n: n * h * w_, plane: h * w_, nchw: true };
+        let params = self.conv_params(op, g, n, &gemm, taps)?;
+        let args = [w.into(), dy.into(), Arg::Unused, dx.into(), Arg::Unused, Arg::Unused, Arg::Unused];
+        let step = self.conv_step(op, params, &gemm, &[], &args)?;
+        Ok(Dispatch::new(op, vec![step], self.id()))
     }
 
     /// Binds the gradient of the weights, `dw` (out_channels, `g.filter_len()`), summed over
-    /// the batch.
+    /// the batch, and with `db` (1, out_channels) the bias's beside it (the sums of `dy`
+    /// over each channel, in another order than [`crate::cpu::conv2d_bias_grad`]'s).
     pub fn conv2d_weight_grad(
         &self,
         dw: &GpuTensor,
+        db: Option<&GpuTensor>,
         dy: &GpuTensor,
         x: &GpuTensor,
         g: &Conv2dShape,
     ) -> Result<Dispatch> {
         let op = "conv2d_weight_grad";
         let n = check(op, g, x, dw, dy)?;
+        if let Some(db) = db {
+            check_same(op, "bias gradient", db.shape(), (1, g.out_channels))?;
+        }
         let (oh, ow) = g.out_size();
-        let params = params(op, g, n, dw.len(), false, (oh * ow).div_ceil(64).saturating_mul(n))?;
-        self.bind_conv(op, &params, [dy.into(), x.into(), Arg::Unused, dw.into()], true)
+        let gemm = Gemm { m: g.out_channels, k: n, n: g.filter_len(), plane: 0, nchw: false };
+        // One workgroup per 8×8 block of C, its 64 invocations each taking every 64th output
+        // row (a loop over its columns): launches of as many samples as keep each invocation
+        // under the limit, each adding to the last.
+        let per_row = ow + 1;
+        let samples = (ITERATIONS / per_row).saturating_sub(1) * 64 / oh;
+        let blocks_n = gemm.n.div_ceil(8);
+        let params = Params {
+            row_sums: db.is_some() as u32,
+            tiles_n: blocks_n as u32,
+            tiles: (gemm.m.div_ceil(8) * blocks_n) as u32,
+            ..self.conv_params(op, g, n, &gemm, per_row)?
+        };
+        let args = [dy.into(), x.into(), Arg::Unused, dw.into(), db.into(), Arg::Unused, Arg::Unused];
+        let steps = segments(n, samples.max(1))
+            .map(|(first, end)| {
+                let segment = Params {
+                    k_begin: first as u32,
+                    k_end: end as u32,
+                    accumulate: (first > 0) as u32,
+                    ..params
+                };
+                self.conv_step(op, segment, &gemm, &[], &args)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Dispatch::new(op, steps, self.id()))
     }
 
-    /// Binds the gradient of the bias, `db` (1, out_channels), summed over the batch.
-    pub fn conv2d_bias_grad(&self, db: &GpuTensor, dy: &GpuTensor, g: &Conv2dShape) -> Result<Dispatch> {
-        let op = "conv2d_bias_grad";
-        g.check(op)?;
-        check_same(op, "output gradient", dy.shape(), (dy.rows(), g.output_len()))?;
-        check_same(op, "bias gradient", db.shape(), (1, g.out_channels))?;
-        let (oh, ow) = g.out_size();
-        let n = dy.rows();
-        let params = params(op, g, n, g.out_channels, false, (n * oh * ow).div_ceil(64))?;
-        self.bind_conv(op, &params, [dy.into(), Arg::Unused, Arg::Unused, db.into()], true)
-    }
-
-    fn bind_conv(
+    /// The product's parameters with the convolution's geometry, refusing work whose busiest
+    /// invocation would loop `per_value` times past llvmpipe's limit, or whose sizes do not
+    /// fit in u32.
+    fn conv_params(
         &self,
         op: &'static str,
-        params: &Params,
-        args: [Arg; 4],
-        per_workgroup: bool,
-    ) -> Result<Dispatch> {
-        let len = u64::from(params.len);
-        let groups = if per_workgroup { len } else { len.div_ceil(256) };
-        let workgroups = fold(groups, self.max_workgroups())?;
-        self.compiled.conv.bind(self, op, bytemuck::bytes_of(params), &args, workgroups)
+        g: &Conv2dShape,
+        n: usize,
+        gemm: &Gemm,
+        per_value: usize,
+    ) -> Result<Params> {
+        if per_value > ITERATIONS {
+            return Err(Error::shape(
+                op,
+                format!("at most {ITERATIONS} terms per value for one launch"),
+                format!("{per_value} ({g:?}, batch {n})"),
+            ));
+        }
+        let u = |v: usize| {
+            u32::try_from(v)
+                .map_err(|_| Error::shape(op, "sizes below 2^32", format!("{v} ({g:?}, batch {n})")))
+        };
+        // Every index the shader forms stays below the largest tensor's length.
+        u(n.saturating_mul(g.input_len().max(g.output_len())))?;
+        let (oh, ow) = g.out_size();
+        let (tile_m, tile_n) = (8 * gemm.rows(), 512 / gemm.rows());
+        let tiles_n = gemm.n.div_ceil(tile_n);
+        Ok(Params {
+            m: u(gemm.m)?,
+            k: u(gemm.k)?,
+            n: u(gemm.n)?,
+            tiles_n: u(tiles_n)?,
+            tiles: u(gemm.m.div_ceil(tile_m).saturating_mul(tiles_n))?,
+            k_end: u(gemm.k)?,
+            ci: u(g.in_channels)?,
+            h: u(g.image.0)?,
+            w: u(g.image.1)?,
+            co: u(g.out_channels)?,
+            kh: u(g.kernel.0)?,
+            kw: u(g.kernel.1)?,
+            sh: u(g.stride.0)?,
+            sw: u(g.stride.1)?,
+            ph: u(g.padding.0)?,
+            pw: u(g.padding.1)?,
+            oh: u(oh)?,
+            ow: u(ow)?,
+            plane: u(gemm.plane)?,
+            ..Params::zeroed()
+        })
+    }
+
+    fn conv_step(
+        &self,
+        op: &'static str,
+        params: Params,
+        gemm: &Gemm,
+        constants: &[(&'static str, u32)],
+        args: &[Arg; 7],
+    ) -> Result<super::dispatch::Step> {
+        let mut constants = constants.to_vec();
+        if gemm.nchw {
+            constants.push(("LAYOUT", 1));
+        }
+        constants.push(("ROWS", gemm.rows() as u32));
+        if params.sh == 1 && params.sw == 1 {
+            constants.push(("UNIT_STRIDE", 1));
+        }
+        let workgroups = fold(u64::from(params.tiles), self.max_workgroups())?;
+        self.compiled.conv.step_with(self, op, &constants, bytemuck::bytes_of(&params), args, workgroups)
+    }
+}
+
+/// A convolution as a product: C is (m, n) and sums k terms per value (for the weight
+/// gradient, k counts samples); with `nchw`, C is stored as images of `plane` positions.
+struct Gemm {
+    m: usize,
+    k: usize,
+    n: usize,
+    plane: usize,
+    nchw: bool,
+}
+
+impl Gemm {
+    /// Blocks of 8 rows per tile (the shader's ROWS): the fewest that cover C's rows, a
+    /// power of two up to 8.
+    fn rows(&self) -> usize {
+        self.m.div_ceil(8).next_power_of_two().min(8)
     }
 }
 
@@ -132,45 +250,4 @@ fn check(op: &'static str, g: &Conv2dShape, x: &GpuTensor, w: &GpuTensor, y: &Gp
     check_same(op, "weights", w.shape(), (g.out_channels, g.filter_len()))?;
     check_same(op, "outputs", y.shape(), (n, g.output_len()))?;
     Ok(n)
-}
-
-/// The shader's parameters, refusing work whose busiest invocation would loop `per_value`
-/// times past llvmpipe's limit, or whose values do not fit in u32.
-fn params(
-    op: &'static str,
-    g: &Conv2dShape,
-    n: usize,
-    len: usize,
-    has_bias: bool,
-    per_value: usize,
-) -> Result<Params> {
-    if per_value > ITERATIONS {
-        return Err(Error::shape(
-            op,
-            format!("at most {ITERATIONS} terms per value for one launch"),
-            format!("{per_value} ({g:?}, batch {n})"),
-        ));
-    }
-    let u = |v: usize| {
-        u32::try_from(v).map_err(|_| Error::shape(op, "sizes below 2^32", format!("{v} ({g:?}, batch {n})")))
-    };
-    let (oh, ow) = g.out_size();
-    Ok(Params {
-        n: u(n)?,
-        ci: u(g.in_channels)?,
-        h: u(g.image.0)?,
-        w: u(g.image.1)?,
-        co: u(g.out_channels)?,
-        kh: u(g.kernel.0)?,
-        kw: u(g.kernel.1)?,
-        sh: u(g.stride.0)?,
-        sw: u(g.stride.1)?,
-        ph: u(g.padding.0)?,
-        pw: u(g.padding.1)?,
-        oh: u(oh)?,
-        ow: u(ow)?,
-        has_bias: u32::from(has_bias),
-        len: u(len)?,
-        _pad: 0,
-    })
 }

@@ -21,29 +21,42 @@ fn tile(entry: &str, tiling: Option<Tiling>, lanes: u32) -> (usize, usize) {
     }
 }
 
+/// `shaders/matmul_common.wgsl`'s parameters, shared with the convolutions (`conv.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    has_bias: u32,
-    tiles_n: u32,
-    tiles: u32,
-    a_row: u32,
-    a_col: u32,
-    b_row: u32,
-    b_col: u32,
-    k_begin: u32,
-    k_end: u32,
-    accumulate: u32,
-    slope: f32,
-    keep: u32,
-    drop_p: f32,
-    seed: u32,
-    has_mask: u32,
-    row_sums: u32,
-    _pad: u32,
+pub(super) struct Params {
+    pub(super) m: u32,
+    pub(super) k: u32,
+    pub(super) n: u32,
+    pub(super) has_bias: u32,
+    pub(super) tiles_n: u32,
+    pub(super) tiles: u32,
+    pub(super) a_row: u32,
+    pub(super) a_col: u32,
+    pub(super) b_row: u32,
+    pub(super) b_col: u32,
+    pub(super) k_begin: u32,
+    pub(super) k_end: u32,
+    pub(super) accumulate: u32,
+    pub(super) slope: f32,
+    pub(super) keep: u32,
+    pub(super) drop_p: f32,
+    pub(super) seed: u32,
+    pub(super) has_mask: u32,
+    pub(super) row_sums: u32,
+    pub(super) ci: u32,
+    pub(super) h: u32,
+    pub(super) w: u32,
+    pub(super) co: u32,
+    pub(super) kh: u32,
+    pub(super) kw: u32,
+    pub(super) sh: u32,
+    pub(super) sw: u32,
+    pub(super) ph: u32,
+    pub(super) pw: u32,
+    pub(super) oh: u32,
+    pub(super) ow: u32,
+    pub(super) plane: u32,
 }
 
 /// What a matrix product does to each value of C as it stores it, so that a dense layer's
@@ -110,7 +123,7 @@ impl<'a> EpilogueDropout<'a> {
 /// The most k one launch sums. The scalar kernel loops once per k, the vec4 ones once per
 /// four; llvmpipe stops an invocation after 65535 iterations in all, so longer products are
 /// split into launches that each add to C (see [`Dispatch`]).
-const K_SEGMENT: usize = 32_768;
+pub(super) const K_SEGMENT: usize = 32_768;
 
 /// Which matmul kernel runs a product. [`MatmulKernel::Auto`] picks the fastest that fits the
 /// shapes and the adapter; the others exist so tests can hold each against the reference.
@@ -236,7 +249,7 @@ pub(crate) fn auto_kernel(
     }
 }
 
-const BINDINGS: [Binding; 8] = [
+pub(super) const BINDINGS: [Binding; 8] = [
     Binding::Uniform(size_of::<Params>() as u64),
     Binding::Read,
     Binding::Read,
@@ -287,7 +300,7 @@ pub(crate) fn subgroup_family(device: &wgpu::Device, info: &wgpu::AdapterInfo) -
 }
 
 /// The element-wise stages of a checked epilogue, as the shader's parameters.
-struct Stages {
+pub(super) struct Stages {
     act: u32,
     slope: f32,
     keep: u32,
@@ -297,20 +310,26 @@ struct Stages {
 }
 
 impl Stages {
-    fn apply(&self, params: Params) -> Params {
+    pub(super) fn apply(&self, params: Params) -> Params {
         let (drop_p, seed) = self.dropout.unwrap_or((0.0, 0));
         Params { slope: self.slope, keep: self.keep, drop_p, seed, has_mask: self.has_mask as u32, ..params }
     }
 
     /// The override constants the pipeline is specialized with (none for a plain product).
-    fn constants(&self) -> Vec<(&'static str, u32)> {
+    pub(super) fn constants(&self) -> Vec<(&'static str, u32)> {
         let set = [("ACT", self.act), ("DROPOUT", self.dropout.is_some() as u32), ("DERIVE", self.derive)];
         set.into_iter().filter(|&(_, v)| v != 0).collect()
     }
 }
 
 /// Checks an epilogue's tensors against C's (m, n) and that its stages go together.
-fn check_epilogue(op: &'static str, e: &Epilogue, form: MatmulForm, m: usize, n: usize) -> Result<Stages> {
+pub(super) fn check_epilogue(
+    op: &'static str,
+    e: &Epilogue,
+    form: MatmulForm,
+    m: usize,
+    n: usize,
+) -> Result<Stages> {
     let forward = e.activation.is_some() || e.keep.is_some() || e.dropout.is_some();
     let backward = e.mask.is_some() || e.derivative.is_some();
     let refuse =
@@ -558,7 +577,7 @@ impl Kernels<'_> {
             seed: 0,
             has_mask: 0,
             row_sums: epilogue.row_sums.is_some() as u32,
-            _pad: 0,
+            ..Params::zeroed()
         };
         let workgroups = fold(tiles as u64, self.max_workgroups())?;
         let dropout = epilogue.dropout.as_ref();

@@ -253,25 +253,25 @@ impl ModelConfig {
     }
 
     /// A small CNN for MNIST's 28×28 digits, as PyTorch's `nn.Sequential` would list it:
-    /// conv 1 → 16 (3×3, padding 1), ReLU, 2×2 max pool, conv 16 → 32 (3×3, padding 1), ReLU,
-    /// 2×2 max pool, flatten, 1568 → 128 (ReLU, dropout 0.25) → 10, log-softmax and NLL.
+    /// conv 1 → 16 (3×3, padding 1, no bias), batch norm, ReLU, 2×2 max pool, conv 16 → 32
+    /// (the same), batch norm, ReLU, 2×2 max pool, flatten, 1568 → 128 (ReLU, dropout 0.5)
+    /// → 10, log-softmax and NLL.
     pub fn mnist_cnn(optimizer: Optimizer) -> ModelConfig {
-        use crate::{Conv2dShape, Pool2dShape};
-        let conv1 = Conv2dShape::new(1, (28, 28), 16, (3, 3)).padding((1, 1));
-        let pool1 = Pool2dShape::new(16, conv1.out_size(), (2, 2));
-        let conv2 = Conv2dShape::new(16, pool1.out_size(), 32, (3, 3)).padding((1, 1));
-        let pool2 = Pool2dShape::new(32, conv2.out_size(), (2, 2));
-        ModelConfig::new(784)
-            .conv2d(conv1)
+        ModelConfig::image(1, 28, 28)
+            .conv(16, 3, 1, 1)
+            .no_bias()
+            .batch_norm()
             .relu()
-            .max_pool2d(pool1)
-            .conv2d(conv2)
+            .max_pool(2)
+            .conv(32, 3, 1, 1)
+            .no_bias()
+            .batch_norm()
             .relu()
-            .max_pool2d(pool2)
+            .max_pool(2)
             .flatten()
             .dense(128)
             .relu()
-            .dropout(0.25)
+            .dropout(0.5)
             .dense(10)
             .log_softmax()
             .loss(Loss::Nll)

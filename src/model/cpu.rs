@@ -642,14 +642,20 @@ impl<T: Scalar> Ops for Exec<'_, T> {
         self.write(dx, |s, o| conv_gemm::input_grad(o, s.get(dy), s.get(w), n, shape))
     }
 
-    fn conv2d_weight_grad(&mut self, dw: Slot, dy: Slot, x: Slot, shape: &Conv2dShape) -> Result<()> {
+    fn conv2d_weight_grad(
+        &mut self,
+        dw: Slot,
+        db: Option<Slot>,
+        dy: Slot,
+        x: Slot,
+        shape: &Conv2dShape,
+    ) -> Result<()> {
         let n = self.shape(x).0;
-        self.write(dw, |s, o| conv_gemm::weight_grad(o, s.get(dy), s.get(x), n, shape))
-    }
-
-    fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()> {
-        let n = self.shape(dy).0;
-        self.write(db, |s, o| cpu::conv2d_bias_grad(o, s.get(dy), n, shape))
+        self.write(dw, |s, o| conv_gemm::weight_grad(o, s.get(dy), s.get(x), n, shape))?;
+        match db {
+            Some(db) => self.write(db, |s, o| cpu::conv2d_bias_grad(o, s.get(dy), n, shape)),
+            None => Ok(()),
+        }
     }
 
     fn maxpool2d(&mut self, y: Slot, argmax: Slot, x: Slot, shape: &Pool2dShape) -> Result<()> {

@@ -35,8 +35,15 @@ pub(crate) trait Ops {
     /// `y = conv2d(x; w) (+ b)`, one NCHW image per row.
     fn conv2d(&mut self, y: Slot, x: Slot, w: Slot, bias: Option<Slot>, shape: &Conv2dShape) -> Result<()>;
     fn conv2d_input_grad(&mut self, dx: Slot, dy: Slot, w: Slot, shape: &Conv2dShape) -> Result<()>;
-    fn conv2d_weight_grad(&mut self, dw: Slot, dy: Slot, x: Slot, shape: &Conv2dShape) -> Result<()>;
-    fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()>;
+    /// The weights' gradient and, given `db`, the bias's.
+    fn conv2d_weight_grad(
+        &mut self,
+        dw: Slot,
+        db: Option<Slot>,
+        dy: Slot,
+        x: Slot,
+        shape: &Conv2dShape,
+    ) -> Result<()>;
     /// Max pooling, keeping each window's winner in `argmax`.
     fn maxpool2d(&mut self, y: Slot, argmax: Slot, x: Slot, shape: &Pool2dShape) -> Result<()>;
     fn maxpool2d_backward(&mut self, dx: Slot, dy: Slot, argmax: Slot, shape: &Pool2dShape) -> Result<()>;
@@ -305,10 +312,7 @@ pub(crate) fn backward(ops: &mut impl Ops, graph: &Graph, l: usize) -> Result<()
         Layer::Conv2d { ref shape, .. } => {
             let mut params = graph.params_of(l);
             let w = params.next().expect("a convolution's weight");
-            ops.conv2d_weight_grad(Slot::ParamGrad(w), dy, x, shape)?;
-            if let Some(b) = params.next() {
-                ops.conv2d_bias_grad(Slot::ParamGrad(b), dy, shape)?;
-            }
+            ops.conv2d_weight_grad(Slot::ParamGrad(w), params.next().map(Slot::ParamGrad), dy, x, shape)?;
             if below {
                 ops.conv2d_input_grad(dx, dy, Slot::Param(w), shape)?;
             }

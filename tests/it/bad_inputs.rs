@@ -316,12 +316,12 @@ fn every_kernel_refuses_mismatched_arguments_naming_itself() {
         ("conv2d_forward", shape_op(k.conv2d_forward(&x, &x, &t(1, 1), Some(&x), &conv))),
         ("conv2d_input_grad", shape_op(k.conv2d_input_grad(&x, &x, &t(1, 1), &conv.stride((0, 1))))),
         ("conv2d_input_grad", shape_op(k.conv2d_input_grad(&x, &x, &wrong, &conv))),
-        ("conv2d_weight_grad", shape_op(k.conv2d_weight_grad(&wrong, &x, &x, &conv))),
+        ("conv2d_weight_grad", shape_op(k.conv2d_weight_grad(&wrong, None, &x, &x, &conv))),
+        ("conv2d_weight_grad", shape_op(k.conv2d_weight_grad(&t(1, 1), Some(&wrong), &x, &x, &conv))),
         (
             "conv2d_weight_grad",
-            shape_op(k.conv2d_weight_grad(&t(1, 1), &x, &x, &conv.padding((usize::MAX, 0)))),
+            shape_op(k.conv2d_weight_grad(&t(1, 1), None, &x, &x, &conv.padding((usize::MAX, 0)))),
         ),
-        ("conv2d_bias_grad", shape_op(k.conv2d_bias_grad(&wrong, &x, &conv))),
         // 2×3 images (x holds 2), 2×2 windows at stride 1: `pool` unless changed.
         ("maxpool2d_forward", shape_op(k.maxpool2d_forward(&t(2, 2), &t(2, 2), &x, &pool.stride((1, 0))))),
         ("maxpool2d_forward", shape_op(k.maxpool2d_forward(&t(2, 2), &wrong, &x, &pool))),

@@ -4,8 +4,8 @@ use crate::common::{
     GELU_BACKWARD_ATOL, TRANSCENDENTAL_ATOL, TRANSCENDENTAL_RTOL, assert_close, matmul_atol, random,
     random_labels, run, shared_gpu,
 };
-use wgpu_nn::gpu::Kernels;
 use wgpu_nn::gpu::MAX_LAYER_NORM_COLS;
+use wgpu_nn::gpu::{Epilogue, EpilogueDropout, Keep, Kernels};
 use wgpu_nn::{
     Activation, BatchNorm, Conv2dShape, Dispatch, Gpu, GpuTensor, MatmulForm, MatmulKernel,
     OptimizerSettings, Pool2dShape, Tiling, cpu, wgpu,
@@ -597,6 +597,8 @@ async fn conv2d_matches_reference_at_awkward_shapes() {
         (1, Conv2dShape::new(2, (6, 5), 3, (5, 5)).stride((2, 1)).padding((2, 0))),
         (4, Conv2dShape::new(3, (5, 5), 2, (5, 5))),
         (1, Conv2dShape::new(1, (1, 1), 1, (1, 1))),
+        // More samples than one launch of the weight gradient sums (llvmpipe's loop limit).
+        (50, Conv2dShape::new(1, (28, 28), 4, (3, 3)).padding((1, 1))),
     ];
     for (n, g) in shapes {
         let (oh, ow) = g.out_size();
@@ -623,14 +625,47 @@ async fn conv2d_matches_reference_at_awkward_shapes() {
 
         let mut want = vec![0.0; g.out_channels * g.filter_len()];
         cpu::conv2d_weight_grad(&mut want, &dy, &x, n, &g).unwrap();
-        let got = run(gpu, &[&k.conv2d_weight_grad(&dw_g, &dy_g, &x_g, &g).unwrap()], &dw_g).await;
+        let got = run(gpu, &[&k.conv2d_weight_grad(&dw_g, Some(&db_g), &dy_g, &x_g, &g).unwrap()], &dw_g).await;
         assert_close(&what("weight grad"), &got, &want, 0.0, matmul_atol(n * oh * ow));
-
-        let mut want = vec![0.0; g.out_channels];
-        cpu::conv2d_bias_grad(&mut want, &dy, n, &g).unwrap();
-        let got = run(gpu, &[&k.conv2d_bias_grad(&db_g, &dy_g, &g).unwrap()], &db_g).await;
-        assert_close(&what("bias grad"), &got, &want, 0.0, matmul_atol(n * oh * ow));
+        let mut want_db = vec![0.0; g.out_channels];
+        cpu::conv2d_bias_grad(&mut want_db, &dy, n, &g).unwrap();
+        let got = gpu.read_async(&db_g).await.unwrap();
+        assert_close(&what("bias grad"), &got, &want_db, 0.0, matmul_atol(n * oh * ow));
+        let got = run(gpu, &[&k.conv2d_weight_grad(&dw_g, None, &dy_g, &x_g, &g).unwrap()], &dw_g).await;
+        assert_close(&what("weight grad alone"), &got, &want, 0.0, matmul_atol(n * oh * ow));
     }
+}
+}
+
+portable! {
+/// A convolution's forward with an epilogue (ReLU, keeping its input, dropout) equals the
+/// separate ops on its output to the bit: the same values, the same masks, in NCHW order.
+async fn a_fused_convolution_equals_its_separate_ops() {
+    let Some(gpu) = shared_gpu().await else { return };
+    let k = gpu.kernels();
+    let (n, g) = (3, Conv2dShape::new(2, (9, 7), 5, (3, 2)).stride((2, 1)).padding((1, 1)));
+    let up = |v: &[f32], rows, cols| gpu.upload(v, rows, cols).unwrap();
+    let (x, w, b) = (random(n * g.input_len(), 44), random(g.out_channels * g.filter_len(), 45), random(g.out_channels, 46));
+    let (x_g, w_g, b_g) = (up(&x, n, g.input_len()), up(&w, g.out_channels, g.filter_len()), up(&b, 1, g.out_channels));
+    let zeros = || gpu.zeros(n, g.output_len()).unwrap();
+    let (z, a, dropped, mask) = (zeros(), zeros(), zeros(), zeros());
+    let (fused, kept, fused_mask) = (zeros(), zeros(), zeros());
+    let counter = k.dropout_counter().unwrap();
+    let separate = [
+        k.conv2d_forward(&z, &x_g, &w_g, Some(&b_g), &g).unwrap(),
+        k.activation_forward(Activation::Relu, &a, &z).unwrap(),
+        k.dropout_forward(&dropped, &mask, &a, 0.3, 17, &counter).unwrap(),
+    ];
+    let mut epilogue = Epilogue::default();
+    epilogue.activation = Some(Activation::Relu);
+    epilogue.keep = Some((Keep::Input, &kept));
+    epilogue.dropout = Some(EpilogueDropout::new(0.3, 17, &fused_mask, &counter));
+    let one = [k.conv2d_fused(&fused, &x_g, &w_g, Some(&b_g), &g, &epilogue).unwrap()];
+    let want = run(gpu, &separate.iter().collect::<Vec<_>>(), &dropped).await;
+    let got = run(gpu, &one.iter().collect::<Vec<_>>(), &fused).await;
+    assert_close("fused output", &got, &want, 0.0, 0.0);
+    assert_close("kept input", &gpu.read_async(&kept).await.unwrap(), &gpu.read_async(&z).await.unwrap(), 0.0, 0.0);
+    assert_close("mask", &gpu.read_async(&fused_mask).await.unwrap(), &gpu.read_async(&mask).await.unwrap(), 0.0, 0.0);
 }
 }
 

@@ -222,13 +222,16 @@ impl Ops for Binder<'_> {
         self.push(d)
     }
 
-    fn conv2d_weight_grad(&mut self, dw: Slot, dy: Slot, x: Slot, shape: &Conv2dShape) -> Result<()> {
-        let d = self.gpu.kernels().conv2d_weight_grad(self.get(dw), self.get(dy), self.get(x), shape);
-        self.push(d)
-    }
-
-    fn conv2d_bias_grad(&mut self, db: Slot, dy: Slot, shape: &Conv2dShape) -> Result<()> {
-        let d = self.gpu.kernels().conv2d_bias_grad(self.get(db), self.get(dy), shape);
+    fn conv2d_weight_grad(
+        &mut self,
+        dw: Slot,
+        db: Option<Slot>,
+        dy: Slot,
+        x: Slot,
+        shape: &Conv2dShape,
+    ) -> Result<()> {
+        let db = db.map(|db| self.get(db));
+        let d = self.gpu.kernels().conv2d_weight_grad(self.get(dw), db, self.get(dy), self.get(x), shape);
         self.push(d)
     }
 
