@@ -15,9 +15,11 @@
 //! gathers its batch there (`Model::train_epoch`), as the library trains. *Upload*: the peers'
 //! protocol, as a user's own PyTorch loop runs: 8 random batches cycled, each step uploads its
 //! batch (`Model::train_step`), the median of 3 blocks of 50 steps, each block ended by reading
-//! the loss back. Two workloads: "lesson" (the MNIST MLP 784-128-64-10 with ReLU, dropout 0.2
-//! and Adam, lr 0.001) and "sgd" (the same without dropout, softmax cross-entropy from the
-//! logits, plain SGD, lr 0.01). `--peers` reads what `scripts/peers/` print for burn-wgpu and
+//! the loss back. Three workloads: "lesson" (the MNIST MLP 784-128-64-10 with ReLU, dropout 0.2
+//! and Adam, lr 0.001), "sgd" (the same without dropout, softmax cross-entropy from the
+//! logits, plain SGD, lr 0.01) and "cnn" (`ModelConfig::mnist_cnn`: two 3×3 convolutions
+//! with batch norms, ReLU and 2×2 max pooling, dense 128 with dropout 0.5, Adam lr 0.001; at
+//! batch 32 and 128). `--peers` reads what `scripts/peers/` print for burn-wgpu and
 //! PyTorch on the same protocol (run on the same machine just before) and prints the ratios.
 //! `--quick` times each workload briefly (for tests); the figures are then rougher.
 //! `--backend cpu` times the CPU side alone; `--backend gpu` fails without an adapter instead
@@ -39,6 +41,8 @@ const SQUARES: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 const BATCHES: [usize; 5] = [1, 16, 64, 256, 1024];
 /// The batches of the upload protocol (the peers' loop).
 const UPLOAD_BATCHES: [usize; 3] = [64, 256, 1024];
+/// The CNN's batches (each of its steps costs a hundred of the MLP's).
+const CNN_BATCHES: [usize; 2] = [32, 128];
 
 /// The GPU against the CPU, side by side in one run: matrix products, activations and
 /// softmax, MNIST MLP training at batch 1 to 1024, the crossover, and the first step.
@@ -136,6 +140,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let upload = [Workload::Lesson, Workload::Sgd]
         .into_iter()
         .flat_map(|w| UPLOAD_BATCHES.map(|b| (w, b)))
+        .chain(CNN_BATCHES.map(|b| (Workload::Cnn, b)))
         .map(|(w, b)| time_upload(gpu.as_ref(), w, b, o.quick))
         .collect::<wgpu_nn::Result<Vec<_>>>()?;
     let first_step = first_step_seconds(gpu.is_some())?;
@@ -304,6 +309,7 @@ fn time_training(gpu: Option<&Gpu>, train: &Dataset, batch: usize, budget: Durat
 enum Workload {
     Lesson,
     Sgd,
+    Cnn,
 }
 
 impl Workload {
@@ -311,12 +317,14 @@ impl Workload {
         match self {
             Workload::Lesson => "lesson",
             Workload::Sgd => "sgd",
+            Workload::Cnn => "cnn",
         }
     }
 
     fn config(self) -> ModelConfig {
         match self {
             Workload::Lesson => ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.001 }),
+            Workload::Cnn => ModelConfig::mnist_cnn(Optimizer::Adam { lr: 0.001 }),
             Workload::Sgd => ModelConfig::new(784)
                 .dense(128)
                 .relu()

@@ -3,9 +3,11 @@
     python3 scripts/peers/pytorch_bench.py [--threads 2]
 
 Prints one JSON object: matmul GFLOP/s at the bench's three target shapes (torch and numpy),
-and MNIST-MLP training samples/s for the "lesson" workload (784-128-64-10, ReLU, dropout 0.2,
-Adam lr 0.001) and the "sgd" workload (no dropout, plain SGD lr 0.01), softmax cross-entropy
-from the logits, at batch 64, 256 and 1024. Each step takes its batch from host memory (8
+and MNIST training samples/s, softmax cross-entropy from the logits: the "lesson" workload
+(784-128-64-10, ReLU, dropout 0.2, Adam lr 0.001) and the "sgd" workload (no dropout, plain
+SGD lr 0.01) at batch 64, 256 and 1024, and the "cnn" workload (two 3x3 convolutions with
+batch norms, ReLU and 2x2 max pooling, dense 128, dropout 0.5, Adam lr 0.001) at batch 32
+and 128. Each step takes its batch from host memory (8
 random batches cycled); a figure is the median of 3 blocks of 50 steps after 20 warm-up steps.
 """
 
@@ -38,14 +40,30 @@ def matmul(m, k, n, use_numpy):
     return 2.0 * m * k * n / timed(lambda: a @ b, 15) / 1e9
 
 
-def train(batch, dropout, optimizer, lr):
-    torch.manual_seed(0)
+def mlp(dropout):
     layers = [torch.nn.Linear(784, 128), torch.nn.ReLU()]
     layers += [torch.nn.Dropout(dropout)] if dropout else []
     layers += [torch.nn.Linear(128, 64), torch.nn.ReLU()]
     layers += [torch.nn.Dropout(dropout)] if dropout else []
     layers += [torch.nn.Linear(64, 10)]
-    model = torch.nn.Sequential(*layers)
+    return torch.nn.Sequential(*layers)
+
+
+def cnn():
+    """wgpu-nn's ModelConfig::mnist_cnn (its log-softmax and NLL as cross-entropy)."""
+    nn = torch.nn
+    block = lambda c_in, c_out: [
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)
+    ]
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 28, 28)), *block(1, 16), *block(16, 32), nn.Flatten(),
+        nn.Linear(1568, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10),
+    )
+
+
+def train(batch, model, optimizer, lr):
+    torch.manual_seed(0)
+    model = model()
     opt = optimizer(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     rng = np.random.default_rng(1)
@@ -82,8 +100,10 @@ def main():
     for m, k, n in shapes:
         out[f"torch matmul {m}x{k}x{n} GFLOP/s"] = matmul(m, k, n, False)
     for batch in [64, 256, 1024]:
-        out[f"lesson batch {batch} samples/s"] = train(batch, 0.2, torch.optim.Adam, 0.001)
-        out[f"sgd batch {batch} samples/s"] = train(batch, 0.0, torch.optim.SGD, 0.01)
+        out[f"lesson batch {batch} samples/s"] = train(batch, lambda: mlp(0.2), torch.optim.Adam, 0.001)
+        out[f"sgd batch {batch} samples/s"] = train(batch, lambda: mlp(0.0), torch.optim.SGD, 0.01)
+    for batch in [32, 128]:
+        out[f"cnn batch {batch} samples/s"] = train(batch, cnn, torch.optim.Adam, 0.001)
     # numpy last: its BLAS threads spin after each call and, interleaved with torch's, once
     # made a torch product run at 14 GFLOP/s instead of 300.
     for m, k, n in shapes:

@@ -114,6 +114,49 @@ impl Dataset {
         self.image
     }
 
+    /// The set followed by `copies` copies of it in which each image is moved by a random
+    /// whole number of pixels, at most `max_shift` along each axis, zeros moving in at the
+    /// edges (every channel of an image moves alike); targets are copied with their images.
+    /// The classic augmentation for digits: a network that sees each digit in a few places
+    /// learns shapes rather than positions. The same `seed` gives the same shifts.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a set that does not say its images' shape
+    /// ([`Dataset::with_image`]), or one whose copies would not fit in memory.
+    pub fn with_shifted_copies(&self, copies: usize, max_shift: usize, seed: u64) -> Result<Dataset> {
+        let op = "Dataset::with_shifted_copies";
+        let Some(image) = self.image else {
+            return Err(Error::shape(op, "a set of images (Dataset::with_image)", "rows without a shape"));
+        };
+        let total = copies.checked_add(1).and_then(|c| c.checked_mul(self.inputs.len()));
+        if total.is_none_or(|t| t > isize::MAX as usize / 4) {
+            return Err(Error::shape(
+                op,
+                "copies that fit in memory",
+                format!("{copies} copies of {} values", self.inputs.len()),
+            ));
+        }
+        let mut random = crate::random::Random::new(seed);
+        let mut inputs = self.inputs.clone();
+        let reach = u32::try_from(2 * max_shift.min(image.height.max(image.width)) + 1).unwrap_or(u32::MAX);
+        for _ in 0..copies {
+            for sample in self.inputs.chunks_exact(self.width) {
+                let dy = random.below(reach) as isize - (reach / 2) as isize;
+                let dx = random.below(reach) as isize - (reach / 2) as isize;
+                inputs.extend(shifted(sample, image, dy, dx));
+            }
+        }
+        let targets = match &self.targets {
+            Targets::Labels { labels, classes } => {
+                Targets::Labels { labels: labels.repeat(copies + 1), classes: *classes }
+            }
+            Targets::Values { values, outputs } => {
+                Targets::Values { values: values.repeat(copies + 1), outputs: *outputs }
+            }
+        };
+        Ok(Dataset { inputs, width: self.width, targets, image: self.image })
+    }
+
     /// Samples in the set.
     pub fn len(&self) -> usize {
         self.inputs.len() / self.width
@@ -197,6 +240,26 @@ impl Targets {
             Targets::Values { values, .. } => Target::Values(values),
         }
     }
+}
+
+/// `sample`, an image of `image`'s shape, moved down `dy` and right `dx` pixels (up and left
+/// when negative), with zeros where nothing moved in.
+fn shifted(sample: &[f32], image: crate::ImageShape, dy: isize, dx: isize) -> Vec<f32> {
+    let (h, w) = (image.height as isize, image.width as isize);
+    let mut out = vec![0.0; sample.len()];
+    for (plane_in, plane_out) in
+        sample.chunks_exact(image.height * image.width).zip(out.chunks_exact_mut(image.height * image.width))
+    {
+        for y in 0..h {
+            for x in 0..w {
+                let (from_y, from_x) = (y - dy, x - dx);
+                if (0..h).contains(&from_y) && (0..w).contains(&from_x) {
+                    plane_out[(y * w + x) as usize] = plane_in[(from_y * w + from_x) as usize];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `inputs` must be `rows` whole rows of `width` values.

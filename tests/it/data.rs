@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wgpu_nn::Error;
-use wgpu_nn::data::{self, idx};
+use wgpu_nn::data::{self, Dataset, idx};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wgpu-nn-data-test-{}", std::process::id()));
@@ -169,4 +169,45 @@ fn a_folder_of_standard_mnist_files_loads_plain_or_gzip() {
     std::fs::remove_file(dir.join("train-images-idx3-ubyte")).unwrap();
     let err = data::mnist_dir(&dir).unwrap_err();
     assert!(err.to_string().contains("train-images-idx3-ubyte: not found"), "{err}");
+}
+
+/// Shifted copies: each copy's image is the original moved by at most `max_shift` pixels
+/// along each axis (every channel alike, zeros moving in), the labels follow, the same seed
+/// gives the same copies, and a set without an image shape is refused.
+#[test]
+fn shifted_copies_move_each_image_within_the_bound() {
+    use wgpu_nn::ImageShape;
+    // Two 2-channel 5×5 images, each a distinct value at every pixel (so a shift is visible).
+    let pixels: Vec<f32> = (0..2 * 2 * 25).map(|i| 1.0 + i as f32).collect();
+    let set = Dataset::labelled(pixels.clone(), 50, vec![3, 7], 10)
+        .unwrap()
+        .with_image(ImageShape::new(2, 5, 5))
+        .unwrap();
+    let copies = set.with_shifted_copies(20, 1, 9).unwrap();
+    assert_eq!(copies.len(), 2 * 21);
+    assert_eq!(&copies.inputs()[..100], &pixels[..], "the originals come first");
+    assert_eq!(copies.labels().unwrap(), [3, 7].repeat(21));
+    assert_eq!(copies.image(), set.image());
+    let mut moves = std::collections::HashSet::new();
+    for (k, copy) in copies.inputs().chunks_exact(50).enumerate().skip(2) {
+        let original = &pixels[(k % 2) * 50..][..50];
+        let found = (-1..=1).flat_map(|dy| (-1..=1).map(move |dx| (dy, dx))).find(|&(dy, dx)| {
+            (0..50).all(|i| {
+                let (c, y, x) = (i / 25, (i % 25 / 5) as i32, (i % 5) as i32);
+                let (fy, fx) = (y - dy, x - dx);
+                let want = if (0..5).contains(&fy) && (0..5).contains(&fx) {
+                    original[c * 25 + (fy * 5 + fx) as usize]
+                } else {
+                    0.0
+                };
+                copy[i] == want
+            })
+        });
+        moves.insert(found.unwrap_or_else(|| panic!("copy {k} is no shift of at most 1 of its original")));
+    }
+    assert!(moves.len() > 4, "20 copies of each take several of the 9 shifts: {moves:?}");
+    assert_eq!(set.with_shifted_copies(20, 1, 9).unwrap(), copies, "the same seed, the same shifts");
+    assert_eq!(&set.with_shifted_copies(1, 0, 9).unwrap().inputs()[100..], &pixels[..], "no shift: copies");
+    let rows = Dataset::labelled(pixels, 50, vec![3, 7], 10).unwrap();
+    assert!(matches!(rows.with_shifted_copies(1, 1, 0), Err(Error::Shape { .. })));
 }
