@@ -36,13 +36,16 @@ pub(crate) enum Slot {
     Buffer(usize),
 }
 
-/// A dense layer with the activation and the dropout right after it (either may be absent):
-/// forward one matmul with its epilogue, backward one product for the weight and bias
-/// gradients and one for the input's, which also takes the derivative of the block below.
+/// A dense layer, or a convolution, with the activation and the dropout right after it
+/// (either may be absent): forward one product with its epilogue, backward one product for
+/// the weight and bias gradients and one for the input's, which for a dense layer also takes
+/// the derivative of the block below.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Block {
-    /// The dense layer's index.
+    /// The dense layer's (or convolution's) index.
     pub(crate) dense: usize,
+    /// The convolution's shape, when the block is one.
+    pub(crate) conv: Option<crate::Conv2dShape>,
     /// The activation at layer `dense + 1`.
     pub(crate) activation: Option<crate::Activation>,
     /// The dropout layer's index and probability (in training only).
@@ -290,7 +293,8 @@ impl Graph {
     }
 
     /// The layers that run, in training (the trunk) or in evaluation (all), grouped into
-    /// nodes: each dense layer with the activation and dropout that follow it, the rest alone.
+    /// nodes: each dense layer or convolution with the activation and dropout that follow it,
+    /// the rest alone.
     /// Outside training a dropout layer is the identity, so a block still spans it but does
     /// not drop.
     pub(crate) fn nodes(&self, training: bool) -> Vec<Node> {
@@ -299,12 +303,16 @@ impl Graph {
         let mut nodes = Vec::new();
         let mut l = 0;
         while l < end {
-            let Layer::Dense { .. } = self.layers()[l] else {
-                nodes.push(Node::Layer(l));
-                l += 1;
-                continue;
+            let conv = match self.layers()[l] {
+                Layer::Dense { .. } => None,
+                Layer::Conv2d { shape, .. } => Some(shape),
+                _ => {
+                    nodes.push(Node::Layer(l));
+                    l += 1;
+                    continue;
+                }
             };
-            let mut block = Block { dense: l, activation: None, dropout: None, end: l + 1 };
+            let mut block = Block { dense: l, conv, activation: None, dropout: None, end: l + 1 };
             if let Some(Layer::Activation(f)) = layer(block.end) {
                 block.activation = Some(*f);
                 block.end += 1;

@@ -117,6 +117,21 @@ pub(crate) trait Ops {
         Ok(())
     }
 
+    /// A convolution block's forward: `z = conv2d(x; w) (+ b)`, then its activation and
+    /// dropout.
+    fn conv_block(&mut self, d: &DenseForward, shape: &Conv2dShape) -> Result<()> {
+        self.conv2d(d.z, d.x, d.w, d.bias, shape)?;
+        let mut y = d.z;
+        if let Some((f, a)) = d.activation {
+            self.activation(f, a, y)?;
+            y = a;
+        }
+        if let Some(drop) = d.dropout {
+            self.dropout(drop.out, drop.mask, y, drop.p, drop.seed)?;
+        }
+        Ok(())
+    }
+
     /// A block's parameter gradients from `dz`, the gradient of its product:
     /// `dW = dzᵀ·x`, `db` = the column sums of dz.
     fn dense_weight_grads(&mut self, dw: Slot, db: Option<Slot>, dz: Slot, x: Slot) -> Result<()> {
@@ -231,7 +246,10 @@ fn dense_forward(graph: &Graph, b: &Block, training: bool) -> DenseForward {
 /// A node's forward.
 fn forward_node(ops: &mut impl Ops, graph: &Graph, node: &Node, training: bool) -> Result<()> {
     match node {
-        Node::Block(b) => ops.dense(&dense_forward(graph, b, training)),
+        Node::Block(b) => match &b.conv {
+            Some(shape) => ops.conv_block(&dense_forward(graph, b, training), shape),
+            None => ops.dense(&dense_forward(graph, b, training)),
+        },
         Node::Layer(l) => forward(ops, graph, *l, training),
     }
 }
@@ -244,11 +262,25 @@ fn backward_node(ops: &mut impl Ops, graph: &Graph, nodes: &[Node], i: usize) ->
         Node::Block(b) => b,
     };
     let tail = Tail::of(b);
-    if !matches!(nodes.get(i + 1), Some(Node::Block(_))) {
+    // A dense block above took this block's tail into its input gradient's epilogue.
+    if !matches!(nodes.get(i + 1), Some(Node::Block(Block { conv: None, .. }))) {
         tail_backward(ops, &tail)?;
     }
     let mut params = graph.params_of(b.dense);
     let w = params.next().expect("a dense layer's weight");
+    if let Some(shape) = &b.conv {
+        ops.conv2d_weight_grad(
+            Slot::ParamGrad(w),
+            params.next().map(Slot::ParamGrad),
+            tail.dz,
+            Slot::Act(b.dense),
+            shape,
+        )?;
+        if b.dense > 0 {
+            ops.conv2d_input_grad(Slot::Grad(b.dense), tail.dz, Slot::Param(w), shape)?;
+        }
+        return Ok(());
+    }
     ops.dense_weight_grads(
         Slot::ParamGrad(w),
         params.next().map(Slot::ParamGrad),
@@ -271,7 +303,9 @@ fn backward_node(ops: &mut impl Ops, graph: &Graph, nodes: &[Node], i: usize) ->
 pub(crate) fn forward(ops: &mut impl Ops, graph: &Graph, l: usize, training: bool) -> Result<()> {
     let (x, y) = (Slot::Act(l), Slot::Act(l + 1));
     match graph.layers()[l] {
-        Layer::Dense { .. } => unreachable!("dense layers run as blocks (Graph::nodes)"),
+        Layer::Dense { .. } | Layer::Conv2d { .. } => {
+            unreachable!("dense layers and convolutions run as blocks (Graph::nodes)")
+        }
         Layer::Activation(f) => ops.activation(f, y, x),
         Layer::Softmax => ops.softmax(false, y, x),
         Layer::LogSoftmax => ops.softmax(true, y, x),
@@ -280,11 +314,6 @@ pub(crate) fn forward(ops: &mut impl Ops, graph: &Graph, l: usize, training: boo
         Layer::MaxPool2d(ref shape) => ops.maxpool2d(y, Slot::Saved(l), x, shape),
         Layer::AvgPool2d(ref shape) => ops.avgpool2d(y, x, shape),
         Layer::Flatten => Ok(()), // its output is its input (`Graph::storage`)
-        Layer::Conv2d { ref shape, .. } => {
-            let mut params = graph.params_of(l).map(Slot::Param);
-            let w = params.next().expect("a convolution's weight");
-            ops.conv2d(y, x, w, params.next(), shape)
-        }
         Layer::BatchNorm2d(ref g) => {
             let [gain, bias] = pair(graph.params_of(l).map(Slot::Param));
             let running = pair(graph.buffers_of(l).map(Slot::Buffer));
@@ -308,15 +337,8 @@ pub(crate) fn backward(ops: &mut impl Ops, graph: &Graph, l: usize) -> Result<()
     let (x, y, dy, dx) = (Slot::Act(l), Slot::Act(l + 1), Slot::Grad(l + 1), Slot::Grad(l));
     let below = l > 0; // nothing below the input needs a gradient
     match graph.layers()[l] {
-        Layer::Dense { .. } => unreachable!("dense layers run as blocks (Graph::nodes)"),
-        Layer::Conv2d { ref shape, .. } => {
-            let mut params = graph.params_of(l);
-            let w = params.next().expect("a convolution's weight");
-            ops.conv2d_weight_grad(Slot::ParamGrad(w), params.next().map(Slot::ParamGrad), dy, x, shape)?;
-            if below {
-                ops.conv2d_input_grad(dx, dy, Slot::Param(w), shape)?;
-            }
-            Ok(())
+        Layer::Dense { .. } | Layer::Conv2d { .. } => {
+            unreachable!("dense layers and convolutions run as blocks (Graph::nodes)")
         }
         Layer::BatchNorm2d(ref g) => {
             let [gain, bias] = pair(graph.params_of(l));

@@ -152,6 +152,29 @@ impl<'a> Binder<'a> {
     }
 }
 
+impl Binder<'_> {
+    /// A block's forward stages as a product's epilogue: its activation (keeping what the
+    /// activation's backward reads) and dropout.
+    fn forward_epilogue(&self, d: &DenseForward) -> Epilogue<'_> {
+        let keep = match d.activation {
+            Some((f, a)) if d.training && f.backward_reads_output() => d.dropout.map(|_| (Keep::Output, a)),
+            Some(_) => Some((Keep::Input, d.z)),
+            None => None,
+        };
+        Epilogue {
+            activation: d.activation.map(|(f, _)| f),
+            keep: keep.map(|(which, slot)| (which, self.get(slot))),
+            dropout: d.dropout.map(|drop| EpilogueDropout {
+                p: drop.p,
+                seed: drop.seed,
+                mask: self.get(drop.mask),
+                counter: &self.shared.dropout_counter,
+            }),
+            ..Epilogue::default()
+        }
+    }
+}
+
 impl Ops for Binder<'_> {
     fn matmul(&mut self, out: Slot, a: Slot, b: Slot, bias: Option<Slot>, form: MatmulForm) -> Result<()> {
         let d = self.gpu.kernels().matmul_forward(
@@ -386,26 +409,20 @@ impl Ops for Binder<'_> {
     /// training it keeps `z`, so every activation an app can ask for (`Forward::activation`)
     /// is written.
     fn dense(&mut self, d: &DenseForward) -> Result<()> {
-        let keep = match d.activation {
-            Some((f, a)) if d.training && f.backward_reads_output() => d.dropout.map(|_| (Keep::Output, a)),
-            Some(_) => Some((Keep::Input, d.z)),
-            None => None,
-        };
-        let epilogue = Epilogue {
-            activation: d.activation.map(|(f, _)| f),
-            keep: keep.map(|(which, slot)| (which, self.get(slot))),
-            dropout: d.dropout.map(|drop| EpilogueDropout {
-                p: drop.p,
-                seed: drop.seed,
-                mask: self.get(drop.mask),
-                counter: &self.shared.dropout_counter,
-            }),
-            ..Epilogue::default()
-        };
+        let epilogue = self.forward_epilogue(d);
         let (out, x, w) = (self.get(d.out()), self.get(d.x), self.get(d.w));
         let bias = d.bias.map(|b| self.get(b));
         let dispatch =
             self.gpu.kernels().matmul_fused(MatmulKernel::Auto, out, x, w, bias, MatmulForm::ABt, &epilogue);
+        self.push(dispatch)
+    }
+
+    /// One launch: the convolution with its activation and dropout in the epilogue.
+    fn conv_block(&mut self, d: &DenseForward, shape: &Conv2dShape) -> Result<()> {
+        let epilogue = self.forward_epilogue(d);
+        let (out, x, w) = (self.get(d.out()), self.get(d.x), self.get(d.w));
+        let bias = d.bias.map(|b| self.get(b));
+        let dispatch = self.gpu.kernels().conv2d_fused(out, x, w, bias, shape, &epilogue);
         self.push(dispatch)
     }
 
