@@ -21,8 +21,9 @@
 //   0 p:   Params, uniform
 //   1 a, 2 b, 3 c, 4 d: read-only, as above (unused ones get a placeholder)
 //   5 out, 6 out2, 7 out3: read-write, as above
-// Grid: the channel kernels one workgroup per channel, the element kernel one invocation per
-// value; workgroups of 256, folded into (x, y).
+// Grid: the channel kernels one workgroup per channel, folded into (x, y); the forward one
+// invocation per value, x along a plane (256 per workgroup), y and z over the batch's planes
+// (sample, channel), so its channel is the workgroup's and no value pays a division.
 
 struct Params {
     n: u32,
@@ -53,9 +54,27 @@ fn workgroup_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wg.x + wg.y * nwg.x;
 }
 
-// The i-th of channel ch's m values.
-fn at(ch: u32, i: u32) -> u32 {
-    return ((i / p.plane) * p.channels + ch) * p.plane + i % p.plane;
+// Walks channel ch's m values, every SIZE-th from the invocation's first: value i is at
+// ((s · channels + ch) · plane + q) for i = s · plane + q, kept as (s, q) and stepped by
+// (SIZE / plane, SIZE % plane) with a carry, so no step divides.
+struct Walk {
+    s: u32,
+    q: u32,
+}
+
+fn walk_start(lid: u32) -> Walk {
+    return Walk(lid / p.plane, lid % p.plane);
+}
+
+fn walk_next(w: Walk) -> Walk {
+    var q = w.q + SIZE % p.plane;
+    var s = w.s + SIZE / p.plane;
+    let carry = q >= p.plane;
+    return Walk(s + select(0u, 1u, carry), q - select(0u, p.plane, carry));
+}
+
+fn walk_at(ch: u32, w: Walk) -> u32 {
+    return (w.s * p.channels + ch) * p.plane + w.q;
 }
 
 // Sums each invocation's `mine` (and `mine2`) over the workgroup; every invocation gets the
@@ -82,17 +101,21 @@ fn batch_norm_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     }
     let m = p.n * p.plane;
     var total = 0.0;
+    var w = walk_start(lid);
     for (var i = lid; i < m; i += SIZE) {
-        total += a[at(ch, i)];
+        total += a[walk_at(ch, w)];
+        w = walk_next(w);
     }
     reduce(lid, total, 0.0);
     let mean = sums[0] / f32(m);
     workgroupBarrier();
     // Two passes: Σ(x − mean)² does not cancel the way Σx² − m·mean² does.
     var squares = 0.0;
+    w = walk_start(lid);
     for (var i = lid; i < m; i += SIZE) {
-        let centred = a[at(ch, i)] - mean;
+        let centred = a[walk_at(ch, w)] - mean;
         squares += centred * centred;
+        w = walk_next(w);
     }
     reduce(lid, squares, 0.0);
     if lid == 0u {
@@ -121,9 +144,11 @@ fn batch_norm_eval_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn batch_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
-    let i = workgroup_index(wg, nwg) * SIZE + lid;
-    if i < p.n * p.channels * p.plane {
-        let ch = (i / p.plane) % p.channels;
+    let row = wg.y + wg.z * nwg.y; // (sample, channel)
+    let q = wg.x * SIZE + lid;
+    if row < p.n * p.channels && q < p.plane {
+        let ch = row % p.channels; // the workgroup's: one division for all its values
+        let i = row * p.plane + q;
         out[i] = (a[i] - b[ch]) * b[p.channels + ch] * c[ch] + d[ch];
     }
 }
@@ -140,10 +165,12 @@ fn batch_norm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     let rstd = b[p.channels + ch];
     var dy_total = 0.0;
     var dyx_total = 0.0;
+    var w = walk_start(lid);
     for (var i = lid; i < m; i += SIZE) {
-        let k = at(ch, i);
+        let k = walk_at(ch, w);
         dy_total += d[k];
         dyx_total += d[k] * (a[k] - mean) * rstd;
+        w = walk_next(w);
     }
     reduce(lid, dy_total, dyx_total);
     let dy_mean = sums[0] / f32(m);
@@ -154,9 +181,11 @@ fn batch_norm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     }
     if p.input_grad != 0u {
         let scale = c[ch] * rstd;
+        w = walk_start(lid);
         for (var i = lid; i < m; i += SIZE) {
-            let k = at(ch, i);
+            let k = walk_at(ch, w);
             out[k] = scale * (d[k] - dy_mean - (a[k] - mean) * rstd * dyx_mean);
+            w = walk_next(w);
         }
     }
 }

@@ -111,7 +111,18 @@ impl Kernels<'_> {
         check_same(op, "gain", gain.shape(), (1, g.channels))?;
         check_same(op, "bias", bias.shape(), (1, g.channels))?;
         let args = [x.into(), stats.into(), gain.into(), bias.into(), y.into(), Unused, Unused];
-        let workgroups = fold((x.len() as u64).div_ceil(256), self.max_workgroups())?;
+        // x along a plane, y and z over the (sample, channel) planes.
+        let (planes, max) = ((x.rows() * g.channels) as u64, u64::from(self.max_workgroups()));
+        let (across, down) = ((plane as u64).div_ceil(256), planes.min(max));
+        let deep = planes.div_ceil(max);
+        if across > max || deep > max {
+            return Err(Error::shape(
+                op,
+                "planes and batches the grid can cover",
+                format!("{} rows of {g:?}", x.rows()),
+            ));
+        }
+        let workgroups = [across as u32, down as u32, deep as u32];
         self.bind_with(op, g, x.rows(), plane, false, args, workgroups)
     }
 

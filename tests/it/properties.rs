@@ -1,5 +1,5 @@
 //! Property tests: every kernel family and every layer at random shapes (each side 1..300),
-//! GPU against the CPU reference. 1,300 cases a run (the counts below).
+//! GPU against the CPU reference. 1,420 cases a run (the counts below).
 //!
 //! The cases come from a fixed seed, so a red CI run replays exactly with the same command.
 //! `WGPU_NN_PROPTEST_SEED=random` draws new cases (for exploring), `=<u64>` replays a run, and
@@ -431,5 +431,121 @@ fn layers_draws_only_networks_the_crate_accepts() {
     // And the smallest classifier trains alike on both backends.
     if let Some(gpu) = gpu() {
         layers_agree(gpu, 5, 7, 2, 9, 0, true, true, false, 1);
+    }
+}
+
+/// A convolution no input could go through is not drawn: the kernel must fit the padded image.
+fn conv_shape() -> impl Strategy<Value = (usize, wgpu_nn::Conv2dShape)> {
+    (
+        1usize..6,
+        1usize..5,
+        1usize..13,
+        1usize..13,
+        1usize..6,
+        1usize..5,
+        1usize..5,
+        1usize..4,
+        1usize..4,
+        0usize..3,
+        0usize..3,
+    )
+        .prop_filter_map(
+            "a kernel that fits the padded image",
+            |(n, ci, h, w, co, kh, kw, sh, sw, ph, pw)| {
+                (kh <= h + 2 * ph && kw <= w + 2 * pw).then(|| {
+                    (
+                        n,
+                        wgpu_nn::Conv2dShape::new(ci, (h, w), co, (kh, kw))
+                            .stride((sh, sw))
+                            .padding((ph, pw)),
+                    )
+                })
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(config(60))]
+    #[test]
+    fn conv2d((n, g) in conv_shape(), bias in any::<bool>(), seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let k = gpu.kernels();
+        let (x, w, b, dy) = (
+            random(n * g.input_len(), seed),
+            random(g.out_channels * g.filter_len(), seed ^ 1),
+            random(g.out_channels, seed ^ 2),
+            random(n * g.output_len(), seed ^ 3),
+        );
+        let bias = bias.then_some(&b[..]);
+        let (mut y, mut dx, mut dw, mut db) =
+            (vec![0.0; dy.len()], vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; g.out_channels]);
+        cpu::conv2d_forward(&mut y, &x, &w, bias, n, &g).unwrap();
+        cpu::conv2d_input_grad(&mut dx, &dy, &w, n, &g).unwrap();
+        cpu::conv2d_weight_grad(&mut dw, &dy, &x, n, &g).unwrap();
+        cpu::conv2d_bias_grad(&mut db, &dy, n, &g).unwrap();
+        let up = |v: &[f32], r: usize| gpu.upload(v, r, v.len() / r).unwrap();
+        let (x_g, w_g, b_g, dy_g) = (up(&x, n), up(&w, g.out_channels), up(&b, 1), up(&dy, n));
+        let (y_g, dx_g) = (gpu.zeros(n, g.output_len()).unwrap(), gpu.zeros(n, g.input_len()).unwrap());
+        let (dw_g, db_g) = (gpu.zeros(g.out_channels, g.filter_len()).unwrap(), gpu.zeros(1, g.out_channels).unwrap());
+        let ops = [
+            k.conv2d_forward(&y_g, &x_g, &w_g, bias.map(|_| &b_g), &g).unwrap(),
+            k.conv2d_input_grad(&dx_g, &dy_g, &w_g, &g).unwrap(),
+            k.conv2d_weight_grad(&dw_g, Some(&db_g), &dy_g, &x_g, &g).unwrap(),
+        ];
+        gpu.run(&ops.iter().collect::<Vec<_>>()).unwrap();
+        let (oh, ow) = g.out_size();
+        let what = format!("conv2d batch {n} {g:?}");
+        assert_close(&format!("{what} forward"), &gpu.read(&y_g).unwrap(), &y, 0.0, matmul_atol(g.filter_len() + 1));
+        let taps = g.out_channels * g.kernel.0 * g.kernel.1;
+        assert_close(&format!("{what} input grad"), &gpu.read(&dx_g).unwrap(), &dx, 0.0, matmul_atol(taps));
+        assert_close(&format!("{what} weight grad"), &gpu.read(&dw_g).unwrap(), &dw, 0.0, matmul_atol(n * oh * ow));
+        assert_close(&format!("{what} bias grad"), &gpu.read(&db_g).unwrap(), &db, 0.0, matmul_atol(n * oh * ow));
+    }
+}
+
+proptest! {
+    #![proptest_config(config(60))]
+    #[test]
+    fn batch_norm(n in 1usize..9, channels in 1usize..9, plane in 1usize..80, scale in 0.1f32..10.0, shift in -5.0f32..5.0,
+                  momentum in 0.0f32..1.0, seed in any::<u64>()) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        prop_assume!(n * plane >= 2); // training needs more than one value per channel
+        let k = gpu.kernels();
+        let g = wgpu_nn::BatchNorm::new(channels).momentum(momentum);
+        let len = n * channels * plane;
+        let x: Vec<f32> = random(len, seed).iter().map(|v| scale * v + shift).collect();
+        let (gain, bias, dy) = (random(channels, seed ^ 1), random(channels, seed ^ 2), random(len, seed ^ 3));
+        let (mut mean, mut var) = (vec![0.0; channels], vec![1.0; channels]);
+        let (mut stats, mut y, mut dx, mut dgain, mut dbias) =
+            (vec![0.0; 2 * channels], vec![0.0; len], vec![0.0; len], vec![0.0; channels], vec![0.0; channels]);
+        cpu::batch_norm_stats(&mut stats, &mut mean, &mut var, &x, n, plane, &g).unwrap();
+        cpu::batch_norm_forward(&mut y, &x, &stats, &gain, &bias, n, plane, &g).unwrap();
+        cpu::batch_norm_backward(Some(&mut dx), &mut dgain, &mut dbias, &x, &stats, &gain, &dy, n, plane, &g).unwrap();
+        let up = |v: &[f32], r: usize| gpu.upload(v, r, v.len() / r).unwrap();
+        let (x_g, gain_g, bias_g, dy_g) = (up(&x, n), up(&gain, 1), up(&bias, 1), up(&dy, n));
+        let (mean_g, var_g) = (gpu.zeros(1, channels).unwrap(), up(&vec![1.0; channels], 1));
+        let settings = k.upload_settings(&OptimizerSettings::new(0.1)).unwrap();
+        let stats_g = gpu.zeros(2, channels).unwrap();
+        let (y_g, dx_g) = (gpu.zeros(n, channels * plane).unwrap(), gpu.zeros(n, channels * plane).unwrap());
+        let (dgain_g, dbias_g) = (gpu.zeros(1, channels).unwrap(), gpu.zeros(1, channels).unwrap());
+        gpu.run(&[&k.batch_norm_stats(&stats_g, &mean_g, &var_g, &x_g, &settings, &g).unwrap()]).unwrap();
+        let what = format!("batch norm {n} x {channels} x {plane} scale {scale} shift {shift}");
+        let atol = 4.0 * matmul_atol(n * plane) + TRANSCENDENTAL_ATOL;
+        let got = gpu.read(&stats_g).unwrap();
+        assert_close(&format!("{what} means"), &got[..channels], &stats[..channels], 0.0, atol * f64::from(scale + shift.abs()));
+        assert_close(&format!("{what} 1/σ"), &got[channels..], &stats[channels..], TRANSCENDENTAL_RTOL + atol, 0.0);
+        assert_close(&format!("{what} running mean"), &gpu.read(&mean_g).unwrap(), &mean, 0.0, atol * f64::from(scale + shift.abs()));
+        assert_close(&format!("{what} running var"), &gpu.read(&var_g).unwrap(), &var, TRANSCENDENTAL_RTOL + atol, atol);
+        // The rest from the reference's statistics, each op alone.
+        gpu.write(&stats_g, &stats).unwrap();
+        let ops = [
+            k.batch_norm_forward(&y_g, &x_g, &stats_g, &gain_g, &bias_g, &g).unwrap(),
+            k.batch_norm_backward(Some(&dx_g), &dgain_g, &dbias_g, &x_g, &stats_g, &gain_g, &dy_g, &g).unwrap(),
+        ];
+        gpu.run(&ops.iter().collect::<Vec<_>>()).unwrap();
+        assert_close(&format!("{what} forward"), &gpu.read(&y_g).unwrap(), &y, TRANSCENDENTAL_RTOL, atol);
+        assert_close(&format!("{what} input grad"), &gpu.read(&dx_g).unwrap(), &dx, TRANSCENDENTAL_RTOL, atol);
+        assert_close(&format!("{what} gain grad"), &gpu.read(&dgain_g).unwrap(), &dgain, TRANSCENDENTAL_RTOL, atol);
+        assert_close(&format!("{what} bias grad"), &gpu.read(&dbias_g).unwrap(), &dbias, TRANSCENDENTAL_RTOL, atol);
     }
 }
