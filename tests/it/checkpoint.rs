@@ -309,3 +309,64 @@ fn convolution_weights_are_checkpointed_as_pytorch_shapes_them() {
         assert_close(&format!("{backend:?} predictions"), &loaded.predict(&x).unwrap(), &want, 0.0, 0.0);
     }
 }
+
+/// A batch norm's `num_batches_tracked` counts training steps across saves and loads (a
+/// file's count plus the steps since), is refused when it is no count, and is 0 when a file
+/// has none (PyTorch's before 0.4.1).
+#[test]
+fn batch_norm_counts_go_on_from_the_file_and_are_checked() {
+    use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+    let config = ModelConfig::image(2, 3, 3)
+        .batch_norm()
+        .flatten()
+        .dense(2)
+        .loss(wgpu_nn::model::Loss::SoftmaxCrossEntropy);
+    let (x, labels) = (random(4 * 18, 1), [0, 1, 1, 0]);
+    let count = |bytes: &[u8]| {
+        let file = SafeTensors::deserialize(bytes).unwrap();
+        let t = file.tensor("layers.0.num_batches_tracked").unwrap();
+        (t.dtype() == Dtype::I64).then(|| i64::from_le_bytes(t.data().try_into().unwrap()))
+    };
+    // The file with its count replaced (None: without one).
+    let with_count = |bytes: &[u8], value: Option<(Dtype, Vec<usize>, Vec<u8>)>| {
+        let file = SafeTensors::deserialize(bytes).unwrap();
+        let (_, metadata) = SafeTensors::read_metadata(bytes).unwrap();
+        let mut tensors: Vec<(String, TensorView)> =
+            file.tensors().into_iter().filter(|(name, _)| name != "layers.0.num_batches_tracked").collect();
+        if let Some((dtype, shape, data)) = &value {
+            let view = TensorView::new(*dtype, shape.clone(), data).unwrap();
+            tensors.push(("layers.0.num_batches_tracked".into(), view));
+        }
+        safetensors::serialize(tensors, metadata.metadata().clone()).unwrap()
+    };
+    for backend in backends() {
+        let mut model = config.build(backend, gpu()).unwrap();
+        for _ in 0..3 {
+            model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        }
+        let saved = model.save_bytes().unwrap();
+        assert_eq!(count(&saved), Some(3), "{backend:?}: three training steps");
+        // A file that says 40 batches, 3 of them this run's steps: two more steps make 42.
+        let forty = with_count(&saved, Some((Dtype::I64, vec![], 40i64.to_le_bytes().to_vec())));
+        let mut resumed = config.build(backend, gpu()).unwrap();
+        resumed.load_checkpoint_bytes(&forty, "forty").unwrap();
+        for _ in 0..2 {
+            resumed.train_step(&x, &Target::Labels(&labels)).unwrap();
+        }
+        assert_eq!(count(&resumed.save_bytes().unwrap()), Some(42), "{backend:?}");
+        let missing = with_count(&saved, None);
+        let mut fresh = config.build(backend, gpu()).unwrap();
+        fresh.load_checkpoint_bytes(&missing, "missing").unwrap();
+        assert_eq!(count(&fresh.save_bytes().unwrap()), Some(0), "{backend:?}: 3 steps less the file's 3");
+        for (what, bad) in [
+            ("negative", (Dtype::I64, vec![], (-1i64).to_le_bytes().to_vec())),
+            ("fractional", (Dtype::F32, vec![], 2.5f32.to_le_bytes().to_vec())),
+            ("not a scalar", (Dtype::I64, vec![2], [1i64.to_le_bytes(), 2i64.to_le_bytes()].concat())),
+            ("a string of bytes", (Dtype::U8, vec![], vec![7])),
+        ] {
+            let err = fresh.load_checkpoint_bytes(&with_count(&saved, Some(bad)), "bad").unwrap_err();
+            assert!(matches!(err, Error::Data { .. }), "{backend:?} {what}: {err}");
+            assert!(err.to_string().contains("num_batches_tracked"), "{what}: {err}");
+        }
+    }
+}

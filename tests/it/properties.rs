@@ -1,5 +1,5 @@
 //! Property tests: every kernel family and every layer at random shapes (each side 1..300),
-//! GPU against the CPU reference. 1,420 cases a run (the counts below).
+//! GPU against the CPU reference. 1,570 cases a run (the counts below).
 //!
 //! The cases come from a fixed seed, so a red CI run replays exactly with the same command.
 //! `WGPU_NN_PROPTEST_SEED=random` draws new cases (for exploring), `=<u64>` replays a run, and
