@@ -6,7 +6,7 @@
 //! epochs, batch 32, Adam with lr 0.002 shrinking ×0.9 per epoch, seed 0; a tenth of the
 //! training digits held out for validation, and the epoch with the lowest validation loss is
 //! the model kept. With `--model cnn` (`ModelConfig::mnist_cnn`): 8 epochs, lr ×0.75 per
-//! epoch, and two copies of the training digits each shifted by up to 2 pixels
+//! epoch, and three copies of the training digits each shifted by up to 2 pixels
 //! (`Dataset::with_shifted_copies`) beside the originals.
 //!
 //! Trains on the 8000-digit subset bundled in `data/` (tested on its 2000), or on the full
@@ -49,7 +49,7 @@ struct Options {
     #[arg(long)]
     lr_decay: Option<f32>,
     /// Train on N more copies of the training digits, each moved by up to 2 pixels
-    /// [default: 0; 2 for the CNN]
+    /// [default: 0; 3 for the CNN]
     #[arg(long, value_name = "N")]
     augment: Option<usize>,
     /// Epochs between two cuts of the step schedule
@@ -129,7 +129,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let cnn = matches!(o.model, Net::Cnn);
     let epochs = o.epochs.unwrap_or(if cnn { 8 } else { 10 });
     let lr_decay = o.lr_decay.unwrap_or(if cnn { 0.75 } else { 0.9 });
-    let augment = o.augment.unwrap_or(if cnn { 2 } else { 0 });
+    let augment = o.augment.unwrap_or(if cnn { 3 } else { 0 });
     let optimizer = match o.optimizer {
         Rule::Sgd => Optimizer::Sgd { lr: o.lr },
         Rule::Momentum => Optimizer::Momentum { lr: o.lr, momentum: 0.9 },

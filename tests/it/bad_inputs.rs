@@ -872,3 +872,31 @@ fn a_batch_norm_refuses_to_train_on_one_value_per_channel() {
         model.train_epoch(&resident, 5, 0, &mut |_| {}).unwrap();
     }
 }
+
+/// A diverged step changes no batch norm's running statistics, nor do the steps after it
+/// until the divergence is read (as it changes no weight): they are those of the last good
+/// step, on both backends.
+#[test]
+fn a_diverged_step_leaves_the_running_statistics_as_they_were() {
+    let config = ModelConfig::new(6).batch_norm2d(2).dense(2).loss(Loss::SoftmaxCrossEntropy);
+    let (x, labels) = (random(4 * 6, 3), [0, 1, 1, 0]);
+    let huge: Vec<f32> = x.iter().map(|v| v * 3e38).collect();
+    let running = |model: &Model| {
+        let bytes = model.save_bytes().unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        ["running_mean", "running_var"]
+            .map(|name| file.tensor(&format!("layers.0.{name}")).unwrap().data().to_vec())
+    };
+    for backend in backends() {
+        let mut model = build(&config, backend).unwrap();
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        model.take_loss().unwrap();
+        let good = running(&model);
+        model.train_step(&huge, &Target::Labels(&labels)).unwrap();
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        assert!(matches!(model.take_loss(), Err(Error::Diverged { .. })), "{backend:?}");
+        assert_eq!(running(&model), good, "{backend:?}: the last good step's statistics");
+        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        assert_ne!(running(&model), good, "{backend:?}: training goes on after the report");
+    }
+}

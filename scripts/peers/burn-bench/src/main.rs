@@ -1,15 +1,19 @@
 //! burn-wgpu on the protocol of wgpu-nn's `bench --peers` (see scripts/peers/README.md):
-//! matmul GFLOP/s at the bench's three target shapes, and MNIST-MLP training samples/s for
-//! the "lesson" (784-128-64-10, ReLU, dropout 0.2, Adam lr 0.001) and "sgd" (no dropout,
-//! plain SGD lr 0.01) workloads at batch 64 and 256. Each training step uploads its batch
+//! matmul GFLOP/s at the bench's three target shapes, and MNIST training samples/s for the
+//! "lesson" (784-128-64-10, ReLU, dropout 0.2, Adam lr 0.001) and "sgd" (no dropout, plain
+//! SGD lr 0.01) workloads at batch 64 and 256, and the "cnn" workload (wgpu-nn's
+//! `ModelConfig::mnist_cnn`: two 3×3 convolutions without bias, each with a batch norm, ReLU
+//! and 2×2 max pooling, dense 128, dropout 0.5, Adam lr 0.001) at batch 32 and 128. Each training step uploads its batch
 //! (8 random batches cycled); the figure is the median of 3 blocks of 50 steps, each block
 //! ended by reading the loss back. Prints one JSON object.
 
 use std::time::Instant;
 
 use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
@@ -20,6 +24,60 @@ struct Mlp {
     l3: Linear,
     dropout: Dropout,
     relu: Relu,
+}
+
+/// A network trained on rows of 784 pixels.
+trait Net: Module {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2>;
+}
+
+impl Net for Mlp {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        Mlp::forward(self, x)
+    }
+}
+
+#[derive(Module, Debug)]
+struct Cnn {
+    c1: Conv2d,
+    n1: BatchNorm,
+    c2: Conv2d,
+    n2: BatchNorm,
+    pool: MaxPool2d,
+    l1: Linear,
+    l2: Linear,
+    dropout: Dropout,
+    relu: Relu,
+}
+
+impl Cnn {
+    fn new(device: &Device) -> Self {
+        let conv = |c_in, c_out| {
+            Conv2dConfig::new([c_in, c_out], [3, 3]).with_padding(PaddingConfig2d::Same).with_bias(false).init(device)
+        };
+        Self {
+            c1: conv(1, 16),
+            n1: BatchNormConfig::new(16).init(device),
+            c2: conv(16, 32),
+            n2: BatchNormConfig::new(32).init(device),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            l1: LinearConfig::new(32 * 7 * 7, 128).init(device),
+            l2: LinearConfig::new(128, 10).init(device),
+            dropout: DropoutConfig::new(0.5).init(),
+            relu: Relu::new(),
+        }
+    }
+}
+
+impl Net for Cnn {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let [batch, _] = x.dims();
+        let x = x.reshape([batch, 1, 28, 28]);
+        let x = self.pool.forward(self.relu.forward(self.n1.forward(self.c1.forward(x))));
+        let x = self.pool.forward(self.relu.forward(self.n2.forward(self.c2.forward(x))));
+        let x: Tensor<2> = x.flatten(1, 3);
+        self.l2.forward(self.dropout.forward(self.relu.forward(self.l1.forward(x))))
+    }
 }
 
 impl Mlp {
@@ -66,8 +124,7 @@ fn matmul(device: &Device, m: usize, k: usize, n: usize) -> f64 {
     2.0 * (m * k * n) as f64 / median(times) / 1e9
 }
 
-fn train(device: &Device, batch: usize, dropout: f64, mut optim: ModuleOptimizer, lr: f64) -> f64 {
-    let mut model = Mlp::new(dropout, device);
+fn train<M: Net>(device: &Device, batch: usize, mut model: M, mut optim: ModuleOptimizer, lr: f64) -> f64 {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut seed = 1u64;
     let mut next = move || {
@@ -82,7 +139,7 @@ fn train(device: &Device, batch: usize, dropout: f64, mut optim: ModuleOptimizer
         })
         .collect();
     let mut step = 0usize;
-    let mut block = |steps: usize, model: &mut Mlp| -> f64 {
+    let mut block = |steps: usize, model: &mut M| -> f64 {
         let t = Instant::now();
         let mut last = None;
         for _ in 0..steps {
@@ -112,10 +169,14 @@ fn main() {
     }
     let device = device.autodiff();
     for batch in [64, 256] {
-        let lesson = train(&device, batch, 0.2, AdamConfig::new().init(), 0.001);
+        let lesson = train(&device, batch, Mlp::new(0.2, &device), AdamConfig::new().init(), 0.001);
         out.insert(format!("lesson batch {batch} samples/s"), lesson.into());
-        let sgd = train(&device, batch, 0.0, SgdConfig::new().init(), 0.01);
+        let sgd = train(&device, batch, Mlp::new(0.0, &device), SgdConfig::new().init(), 0.01);
         out.insert(format!("sgd batch {batch} samples/s"), sgd.into());
+    }
+    for batch in [32, 128] {
+        let cnn = train(&device, batch, Cnn::new(&device), AdamConfig::new().init(), 0.001);
+        out.insert(format!("cnn batch {batch} samples/s"), cnn.into());
     }
     println!("{}", serde_json::Value::Object(out));
 }
