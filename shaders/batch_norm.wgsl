@@ -14,8 +14,8 @@
 //                                                                       a = x, b = stats,
 //                                                                       c = gain, d = dy
 // The sums are one workgroup's per channel (a tree in workgroup memory), so no float
-// atomics are needed. Each invocation walks m / 256 values: llvmpipe stops an invocation
-// after 65535 loop iterations, so the host allows m of at most 65535 · 256.
+// atomics are needed. Each invocation walks its m / 256 values twice: llvmpipe stops an
+// invocation after 65535 loop turns in all, so the host allows m of at most 32000 · 256.
 //
 // Bindings (group 0):
 //   0 p:   Params, uniform
@@ -123,7 +123,10 @@ fn batch_norm_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
         out[ch] = mean;
         out[p.channels + ch] = 1.0 / sqrt(variance + p.eps);
         let unbiased = sums[0] / f32(m - 1u);
-        let finite = abs(mean) <= 3.4e38 && unbiased <= 3.4e38; // false for NaN too
+        // The exponent's bits all set: infinity or NaN (a comparison with f32's largest value
+        // would not be exact in WGSL's decimal literal).
+        let finite = (bitcast<u32>(mean) & 0x7f800000u) != 0x7f800000u
+            && (bitcast<u32>(unbiased) & 0x7f800000u) != 0x7f800000u;
         if d[p.first_bad] == 0.0 && finite {
             out2[ch] = (1.0 - p.momentum) * out2[ch] + p.momentum * mean;
             out3[ch] = (1.0 - p.momentum) * out3[ch] + p.momentum * unbiased;

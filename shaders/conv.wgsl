@@ -18,13 +18,15 @@
 //                       B[(s, oy, ox), (c, i, j)] = the pixel; row sums of A: the bias
 //                       gradient (one workgroup per 8×8 block of C: see the kernel)
 // Every sum runs in a fixed order, so the same input gives the same bits. The loops walk
-// (c, i, j) or (s, oy, ox) as nested counters rather than dividing a flat k.
+// (c, i, j) or (s, oy, ox) as nested counters rather than dividing a flat k. (A comparison
+// beside `&` is parenthesized: WGSL takes only unary operands there, as Tint enforces.)
 //
 // Bindings: matmul_common.wgsl's (a, b, bias, c, extra, mask, aux).
 // Grid: one workgroup of 64 invocations per tile of C, each invocation an 8×8 block, the
 // tile ROWS blocks high and 64 / ROWS wide: C has as few rows as a layer has channels, so
 // the host picks the lowest tile that covers them rather than leave most of a 64×64 tile
-// idle. The host keeps each invocation's loops within llvmpipe's 65535 iterations.
+// idle. The host keeps every turn of an invocation's loops, outer ones included, within
+// llvmpipe's 65535 (`loop_turns` in conv.rs).
 
 override ROWS: u32 = 8u;
 // Stride 1 along both axes: every pixel's outputs lie on the grid (no division needed).
@@ -58,7 +60,7 @@ fn b4(i: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
 }
 
 fn within(v: vec4<i32>, size: u32) -> vec4<bool> {
-    return v >= vec4<i32>(0) & v < vec4<i32>(i32(size));
+    return (v >= vec4<i32>(0)) & (v < vec4<i32>(i32(size)));
 }
 
 // Four of C's columns as windows of the input: the sample's first pixel, and the window's
@@ -137,15 +139,15 @@ fn reaching(px: Windows, o: u32, i: u32, j: u32) -> vec4<f32> {
     let tx = px.x - i32(j);
     var oy = ty;
     var ox = tx;
-    var on_grid = ty >= vec4<i32>(0) & tx >= vec4<i32>(0);
+    var on_grid = (ty >= vec4<i32>(0)) & (tx >= vec4<i32>(0));
     if !UNIT_STRIDE {
         let sh = vec4<i32>(i32(p.sh));
         let sw = vec4<i32>(i32(p.sw));
         oy = ty / sh;
         ox = tx / sw;
-        on_grid = on_grid & ty % sh == vec4<i32>(0) & tx % sw == vec4<i32>(0);
+        on_grid = on_grid & (ty % sh == vec4<i32>(0)) & (tx % sw == vec4<i32>(0));
     }
-    let inside = on_grid & oy < vec4<i32>(i32(p.oh)) & ox < vec4<i32>(i32(p.ow));
+    let inside = on_grid & (oy < vec4<i32>(i32(p.oh))) & (ox < vec4<i32>(i32(p.ow)));
     let at = px.base + (o * p.oh + vec4<u32>(max(oy, vec4<i32>(0)))) * p.ow + vec4<u32>(max(ox, vec4<i32>(0)));
     return b4(at, inside);
 }

@@ -1,5 +1,5 @@
-// What every matmul kernel shares (matmul.wgsl and matmul_subgroup.wgsl; the host prepends
-// this and elementwise.wgsl): the parameters, the bindings, and the epilogue each value of C
+// What every matmul kernel shares (matmul.wgsl, matmul_subgroup.wgsl, matmul_tiled.wgsl,
+// and conv.wgsl's implicit products; the host prepends this and elementwise.wgsl): the parameters, the bindings, and the epilogue each value of C
 // passes through on its way out. The epilogue is what makes a dense layer one launch: the
 // bias, the activation and dropout in the forward; in the backward, the derivative of the
 // layer below applied to dX = dZ·W as it is stored, and the bias gradient summed beside

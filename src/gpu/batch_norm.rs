@@ -12,8 +12,9 @@ use crate::shape::{BatchNorm, check_same};
 use crate::{Error, Result};
 
 /// The most values a channel may have in one batch (samples · plane): each of a workgroup's
-/// 256 invocations walks its share in one loop, and llvmpipe stops a loop at 65535 turns.
-pub(crate) const MAX_BATCH_NORM_VALUES: usize = 65_535 * 256;
+/// 256 invocations walks its share twice (statistics; backward), and llvmpipe stops an
+/// invocation after 65535 loop turns in all, the reductions' few included.
+pub(crate) const MAX_BATCH_NORM_VALUES: usize = 32_000 * 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

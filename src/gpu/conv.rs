@@ -72,7 +72,7 @@ impl Kernels<'_> {
         let stages = check_epilogue(op, epilogue, MatmulForm::AB, n, g.output_len())?;
         let gemm = Gemm { m: g.out_channels, k: g.filter_len(), n: n * oh * ow, plane: oh * ow, nchw: true };
         let params =
-            Params { has_bias: b.is_some() as u32, ..self.conv_params(op, g, n, &gemm, g.filter_len())? };
+            Params { has_bias: b.is_some() as u32, ..self.conv_params(op, g, n, &gemm, loop_turns(g).0)? };
         let dropout = epilogue.dropout.as_ref();
         let args = [
             w.into(),
@@ -101,9 +101,10 @@ impl Kernels<'_> {
         let (h, w_) = g.image;
         let taps = g.out_channels * g.kernel.0 * g.kernel.1;
         let gemm = Gemm { m: g.in_channels, k: taps, n: n * h * w_, plane: h * w_, nchw: true };
-        let params = self.conv_params(op, g, n, &gemm, taps)?;
+        let params = self.conv_params(op, g, n, &gemm, loop_turns(g).1)?;
         let args = [w.into(), dy.into(), Arg::Unused, dx.into(), Arg::Unused, Arg::Unused, Arg::Unused];
-        let step = self.conv_step(op, params, &gemm, &[], &args)?;
+        let unit_stride = [("UNIT_STRIDE", u32::from(g.stride == (1, 1)))];
+        let step = self.conv_step(op, params, &gemm, &unit_stride, &args)?;
         Ok(Dispatch::new(op, vec![step], self.id()))
     }
 
@@ -130,6 +131,14 @@ impl Kernels<'_> {
         // under the limit, each adding to the last.
         let per_row = ow + 1;
         let samples = (ITERATIONS / per_row).saturating_sub(1) * 64 / oh;
+        if samples == 0 {
+            let turns = oh.div_ceil(64) * per_row;
+            return Err(Error::shape(
+                op,
+                format!("at most {ITERATIONS} loop turns per invocation for one sample"),
+                format!("{turns} ({g:?})"),
+            ));
+        }
         let blocks_n = gemm.n.div_ceil(8);
         let params = Params {
             row_sums: db.is_some() as u32,
@@ -138,7 +147,7 @@ impl Kernels<'_> {
             ..self.conv_params(op, g, n, &gemm, per_row)?
         };
         let args = [dy.into(), x.into(), Arg::Unused, dw.into(), db.into(), Arg::Unused, Arg::Unused];
-        let steps = segments(n, samples.max(1))
+        let steps = segments(n, samples)
             .map(|(first, end)| {
                 let segment = Params {
                     k_begin: first as u32,
@@ -153,8 +162,8 @@ impl Kernels<'_> {
     }
 
     /// The product's parameters with the convolution's geometry, refusing work whose busiest
-    /// invocation would loop `per_value` times past llvmpipe's limit, or whose sizes do not
-    /// fit in u32.
+    /// invocation would take `per_value` loop turns, past llvmpipe's limit, or whose sizes do
+    /// not fit in u32.
     fn conv_params(
         &self,
         op: &'static str,
@@ -166,7 +175,7 @@ impl Kernels<'_> {
         if per_value > ITERATIONS {
             return Err(Error::shape(
                 op,
-                format!("at most {ITERATIONS} terms per value for one launch"),
+                format!("at most {ITERATIONS} loop turns per value for one launch"),
                 format!("{per_value} ({g:?}, batch {n})"),
             ));
         }
@@ -211,17 +220,21 @@ impl Kernels<'_> {
         constants: &[(&'static str, u32)],
         args: &[Arg; 7],
     ) -> Result<super::dispatch::Step> {
-        let mut constants = constants.to_vec();
+        // Only the constants an entry point reads: each set of values is a pipeline of its own.
+        let mut constants: Vec<_> = constants.iter().copied().filter(|&(_, v)| v != 0).collect();
         if gemm.nchw {
-            constants.push(("LAYOUT", 1));
-        }
-        constants.push(("ROWS", gemm.rows() as u32));
-        if params.sh == 1 && params.sw == 1 {
-            constants.push(("UNIT_STRIDE", 1));
+            constants.extend([("LAYOUT", 1), ("ROWS", gemm.rows() as u32)]);
         }
         let workgroups = fold(u64::from(params.tiles), self.max_workgroups())?;
         self.compiled.conv.step_with(self, op, &constants, bytemuck::bytes_of(&params), args, workgroups)
     }
+}
+
+/// Every loop turn one invocation of the forward and of the input gradient takes (llvmpipe
+/// counts the outer loops' too): `(c, i, j)` or `(o, i, j)` as nested loops.
+pub(crate) fn loop_turns(g: &Conv2dShape) -> (usize, usize) {
+    let per_channel = 1 + g.kernel.0 * (1 + g.kernel.1);
+    (g.in_channels.saturating_mul(per_channel), g.out_channels.saturating_mul(per_channel))
 }
 
 /// A convolution as a product: C is (m, n) and sums k terms per value (for the weight

@@ -123,7 +123,7 @@ impl<'a> EpilogueDropout<'a> {
 /// The most k one launch sums. The scalar kernel loops once per k, the vec4 ones once per
 /// four; llvmpipe stops an invocation after 65535 iterations in all, so longer products are
 /// split into launches that each add to C (see [`Dispatch`]).
-pub(super) const K_SEGMENT: usize = 32_768;
+const K_SEGMENT: usize = 32_768;
 
 /// Which matmul kernel runs a product. [`MatmulKernel::Auto`] picks the fastest that fits the
 /// shapes and the adapter; the others exist so tests can hold each against the reference.

@@ -50,7 +50,7 @@ mod tensor;
 mod upload;
 
 pub use context::Gpu;
-pub(crate) use conv::ITERATIONS as CONV_TERMS;
+pub(crate) use conv::{ITERATIONS as CONV_TERMS, loop_turns as conv_loop_turns};
 pub use counters::Counters;
 pub use dispatch::Dispatch;
 pub use dropout::DropoutCounter;

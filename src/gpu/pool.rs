@@ -118,7 +118,8 @@ impl Kernels<'_> {
 /// output-side tensors' shapes.
 fn check(op: &'static str, g: &Pool2dShape, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
     g.check(op)?;
-    if g.kernel.0 * g.kernel.1 > super::conv::ITERATIONS {
+    // The window's two loops, the outer one's turns counted too (llvmpipe counts them all).
+    if g.kernel.0 * (1 + g.kernel.1) > super::conv::ITERATIONS {
         let limit = super::conv::ITERATIONS;
         return Err(Error::shape(op, format!("windows of at most {limit} values"), format!("{g:?}")));
     }

@@ -181,7 +181,8 @@ impl<T: Scalar> CpuModel<T> {
     }
 
     /// The training-mode mean loss (the current step's dropout masks), changing no
-    /// parameter or gradient.
+    /// parameter or gradient (a batch norm's running statistics do move, as in any
+    /// training-mode forward).
     pub fn training_loss(&mut self, x: &[f32], target: &Target) -> Result<T> {
         let rows = self.graph.rows("training_loss", x)?;
         self.graph.check_training("training_loss", target, rows)?;

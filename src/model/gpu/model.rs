@@ -140,7 +140,7 @@ impl GpuModel {
             }
             // A pooling window is one invocation's loop too.
             if let Layer::MaxPool2d(shape) | Layer::AvgPool2d(shape) = layer
-                && shape.kernel.0 * shape.kernel.1 > crate::gpu::CONV_TERMS
+                && shape.kernel.0 * (1 + shape.kernel.1) > crate::gpu::CONV_TERMS
             {
                 return Err(Error::shape(
                     "build",
@@ -164,11 +164,15 @@ impl GpuModel {
             if let Layer::Conv2d { shape, .. } = &graph.layers()[l]
                 && param.name == "weight"
             {
-                let terms = shape.filter_len().max(shape.out_channels * shape.kernel.0 * shape.kernel.1);
+                let (forward, input_grad) = crate::gpu::conv_loop_turns(shape);
+                let terms = forward.max(input_grad);
                 if terms > crate::gpu::CONV_TERMS {
                     return Err(Error::shape(
                         "build",
-                        format!("layer {l} (conv2d) of at most {} terms per value", crate::gpu::CONV_TERMS),
+                        format!(
+                            "layer {l} (conv2d) of at most {} loop turns per value",
+                            crate::gpu::CONV_TERMS
+                        ),
                         format!("{terms} ({shape:?})"),
                     ));
                 }
