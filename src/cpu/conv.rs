@@ -127,7 +127,7 @@ fn output(g: &Conv2dShape, s: usize, o: usize, oy: usize, ox: usize) -> usize {
 }
 
 /// The geometry, then the input-side, weight-side and output-side buffers' lengths.
-fn check<T>(g: &Conv2dShape, op: &'static str, n: usize, x: &[T], w: &[T], y: &[T]) -> Result<()> {
+pub(crate) fn check<T>(g: &Conv2dShape, op: &'static str, n: usize, x: &[T], w: &[T], y: &[T]) -> Result<()> {
     g.check(op)?;
     check_len(op, "images", x.len(), n, g.input_len())?;
     check_len(op, "weights", w.len(), g.out_channels, g.filter_len())?;

@@ -10,7 +10,7 @@
 
 mod activation;
 mod batch_norm;
-mod conv;
+pub(crate) mod conv;
 mod dropout;
 mod loss;
 mod matmul;

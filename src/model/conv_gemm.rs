@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use super::gemm::Scalar;
 use crate::Result;
+use crate::cpu::conv::check;
 use crate::shape::{Conv2dShape, MatmulForm, check_len};
 
 /// Samples per task of the weight gradient. Each task's sum is added to the total in task
@@ -152,14 +153,6 @@ fn col2im<T: Scalar>(dx: &mut [T], dcols: &[T], g: &Conv2dShape) {
             }
         }
     }
-}
-
-/// The geometry, then the input-side, weight-side and output-side buffers' lengths.
-fn check<T>(g: &Conv2dShape, op: &'static str, n: usize, x: &[T], w: &[T], y: &[T]) -> Result<()> {
-    g.check(op)?;
-    check_len(op, "images", x.len(), n, g.input_len())?;
-    check_len(op, "weights", w.len(), g.out_channels, g.filter_len())?;
-    check_len(op, "outputs", y.len(), n, g.output_len())
 }
 
 #[cfg(test)]

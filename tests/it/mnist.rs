@@ -3,7 +3,7 @@
 
 use crate::common::{assert_close, gpu};
 use wgpu_nn::data;
-use wgpu_nn::model::{Backend, ModelConfig, Optimizer};
+use wgpu_nn::model::{Backend, DataEvaluation, ModelConfig, Optimizer};
 
 /// The mnist example's network with its optimizer default (Adam 0.002).
 fn lesson_network() -> ModelConfig {
@@ -13,21 +13,7 @@ fn lesson_network() -> ModelConfig {
 #[test]
 fn two_epochs_on_2000_digits_learn_the_same_on_gpu_and_cpu() {
     let (train, test) = data::bundled_mnist().unwrap();
-    let train = train.take(2000);
-    let mut backends = vec![Backend::Cpu];
-    if gpu().is_some() {
-        backends.insert(0, Backend::Gpu);
-    }
-    let runs: Vec<_> = backends
-        .iter()
-        .map(|&backend| {
-            let mut model = lesson_network().build(backend, gpu()).unwrap();
-            let (train, test) = (model.load(&train).unwrap(), model.load(&test).unwrap());
-            let losses: Vec<f32> =
-                (0..2).map(|epoch| model.train_epoch(&train, 32, epoch, &mut |_| {}).unwrap()).collect();
-            (losses, model.evaluate_resident(&test).unwrap())
-        })
-        .collect();
+    let (backends, runs) = two_epochs_on_each_backend(&lesson_network(), &train.take(2000), &test);
     for ((losses, evaluation), backend) in runs.iter().zip(&backends) {
         let accuracy = evaluation.accuracy.unwrap();
         eprintln!("{backend:?}: epoch losses {losses:?}, test accuracy {accuracy}");
@@ -54,22 +40,8 @@ fn two_epochs_on_2000_digits_learn_the_same_on_gpu_and_cpu() {
 fn the_cnn_learns_the_same_on_gpu_and_cpu() {
     let (train, test) = data::bundled_mnist().unwrap();
     let train = train.take(1024).with_shifted_copies(1, 2, 0).unwrap();
-    let test = test.take(500);
-    let mut backends = vec![Backend::Cpu];
-    if gpu().is_some() {
-        backends.insert(0, Backend::Gpu);
-    }
-    let runs: Vec<_> = backends
-        .iter()
-        .map(|&backend| {
-            let mut model =
-                ModelConfig::mnist_cnn(Optimizer::Adam { lr: 0.002 }).build(backend, gpu()).unwrap();
-            let (train, test) = (model.load(&train).unwrap(), model.load(&test).unwrap());
-            let losses: Vec<f32> =
-                (0..2).map(|epoch| model.train_epoch(&train, 32, epoch, &mut |_| {}).unwrap()).collect();
-            (losses, model.evaluate_resident(&test).unwrap())
-        })
-        .collect();
+    let config = ModelConfig::mnist_cnn(Optimizer::Adam { lr: 0.002 });
+    let (backends, runs) = two_epochs_on_each_backend(&config, &train, &test.take(500));
     for ((losses, evaluation), backend) in runs.iter().zip(&backends) {
         let accuracy = evaluation.accuracy.unwrap();
         eprintln!("{backend:?}: epoch losses {losses:?}, test accuracy {accuracy}");
@@ -88,6 +60,30 @@ fn the_cnn_learns_the_same_on_gpu_and_cpu() {
         let (gpu_accuracy, cpu_accuracy) = (gpu_eval.accuracy.unwrap(), cpu_eval.accuracy.unwrap());
         assert!((gpu_accuracy - cpu_accuracy).abs() <= 0.01, "{gpu_accuracy} vs {cpu_accuracy}");
     }
+}
+
+/// Two epochs of batch 32 on `train` on the GPU (when there is one) and the CPU: each
+/// backend's epoch losses and its evaluation on `test`.
+fn two_epochs_on_each_backend(
+    config: &ModelConfig,
+    train: &data::Dataset,
+    test: &data::Dataset,
+) -> (Vec<Backend>, Vec<(Vec<f32>, DataEvaluation)>) {
+    let mut backends = vec![Backend::Cpu];
+    if gpu().is_some() {
+        backends.insert(0, Backend::Gpu);
+    }
+    let runs = backends
+        .iter()
+        .map(|&backend| {
+            let mut model = config.build(backend, gpu()).unwrap();
+            let (train, test) = (model.load(train).unwrap(), model.load(test).unwrap());
+            let losses: Vec<f32> =
+                (0..2).map(|epoch| model.train_epoch(&train, 32, epoch, &mut |_| {}).unwrap()).collect();
+            (losses, model.evaluate_resident(&test).unwrap())
+        })
+        .collect();
+    (backends, runs)
 }
 
 /// With the full MNIST files in `MNIST_DIR` (no network here, so only where a user has them),

@@ -342,24 +342,8 @@ fn bad_pytorch_files_and_configs_are_errors_naming_file_and_tensor() {
 /// `…/pytorch-check-cnn` for the next test's).
 #[test]
 fn a_trained_model_is_left_for_the_pytorch_check() {
-    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pytorch-check");
-    std::fs::create_dir_all(&folder).unwrap();
     let config = network().optimizer(Optimizer::Adam { lr: 0.01 }).seed(11);
-    let (x, labels) = (random(7 * 4, 2), [2, 1, 0, 2, 1, 0, 1]);
-    let mut model = config.build_cpu().unwrap();
-    for _ in 0..20 {
-        model.train_step(&x, &Target::Labels(&labels)).unwrap();
-    }
-    let y = model.predict(&x).unwrap();
-    model.save(folder.join("model.safetensors")).unwrap();
-    let (xb, yb) = (f32s(&x), f32s(&y));
-    write(
-        &folder.join("expected.safetensors"),
-        &[("x", Dtype::F32, vec![7, 4], xb), ("y", Dtype::F32, vec![7, 3], yb)],
-        None,
-    );
-    let mut rebuilt = Model::from_checkpoint(folder.join("model.safetensors"), Backend::Cpu, None).unwrap();
-    assert_eq!(rebuilt.predict(&x).unwrap(), y);
+    leave_for_pytorch("pytorch-check", &config, &[2, 1, 0, 2, 1, 0, 1], 2);
 }
 
 /// The same for a CNN with batch norms, in `target/tmp/pytorch-check-cnn`: its convolutions,
@@ -367,22 +351,30 @@ fn a_trained_model_is_left_for_the_pytorch_check() {
 /// the config alone.
 #[test]
 fn a_trained_cnn_is_left_for_the_pytorch_check() {
-    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pytorch-check-cnn");
-    std::fs::create_dir_all(&folder).unwrap();
     let config = cnn().optimizer(Optimizer::Adam { lr: 0.01 }).seed(12);
-    let (x, labels) = (random(7 * 192, 3), [2, 1, 0, 3, 1, 0, 1]);
+    leave_for_pytorch("pytorch-check-cnn", &config, &[2, 1, 0, 3, 1, 0, 1], 3);
+}
+
+/// Trains `config` 20 steps on random samples with `labels`, saves it into `folder` (under
+/// the test target's tmp) with its inputs and predictions, and checks that it rebuilds from
+/// the file alone with the same predictions (running statistics included).
+fn leave_for_pytorch(folder: &str, config: &ModelConfig, labels: &[u32], seed: u64) {
+    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
+    std::fs::create_dir_all(&folder).unwrap();
+    let (rows, inputs, outputs) = (labels.len(), config.inputs(), config.width());
+    let x = random(rows * inputs, seed);
     let mut model = config.build_cpu().unwrap();
     for _ in 0..20 {
-        model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        model.train_step(&x, &Target::Labels(labels)).unwrap();
     }
     let y = model.predict(&x).unwrap();
     model.save(folder.join("model.safetensors")).unwrap();
     let (xb, yb) = (f32s(&x), f32s(&y));
     write(
         &folder.join("expected.safetensors"),
-        &[("x", Dtype::F32, vec![7, 192], xb), ("y", Dtype::F32, vec![7, 4], yb)],
+        &[("x", Dtype::F32, vec![rows, inputs], xb), ("y", Dtype::F32, vec![rows, outputs], yb)],
         None,
     );
     let mut rebuilt = Model::from_checkpoint(folder.join("model.safetensors"), Backend::Cpu, None).unwrap();
-    assert_eq!(rebuilt.predict(&x).unwrap(), y, "running statistics came back with the file");
+    assert_eq!(rebuilt.predict(&x).unwrap(), y, "{folder:?}: the file alone predicts the same");
 }
