@@ -339,7 +339,7 @@ fn bad_pytorch_files_and_configs_are_errors_naming_file_and_tensor() {
 /// Leaves a trained model and its predictions where `load_in_pytorch.py` checks that PyTorch
 /// loads the file and predicts the same (run by hand: CI has no PyTorch):
 /// `python3 tests/fixtures/pytorch/load_in_pytorch.py target/tmp/pytorch-check` (and
-/// `…/pytorch-check-cnn` for the next test's).
+/// `…/pytorch-check-cnn`, `…/pytorch-check-rows` for the next tests').
 #[test]
 fn a_trained_model_is_left_for_the_pytorch_check() {
     let config = network().optimizer(Optimizer::Adam { lr: 0.01 }).seed(11);
@@ -353,6 +353,13 @@ fn a_trained_model_is_left_for_the_pytorch_check() {
 fn a_trained_cnn_is_left_for_the_pytorch_check() {
     let config = cnn().optimizer(Optimizer::Adam { lr: 0.01 }).seed(12);
     leave_for_pytorch("pytorch-check-cnn", &config, &[2, 1, 0, 3, 1, 0, 1], 3);
+}
+
+/// And a batch norm over plain rows (PyTorch's `BatchNorm1d`), in `…/pytorch-check-rows`.
+#[test]
+fn a_batch_norm_over_rows_is_left_for_the_pytorch_check() {
+    let config = ModelConfig::new(6).batch_norm2d(6).dense(5).relu().dense(3).loss(Loss::SoftmaxCrossEntropy);
+    leave_for_pytorch("pytorch-check-rows", &config.seed(13), &[2, 1, 0, 2, 1, 0, 1], 4);
 }
 
 /// Trains `config` 20 steps on random samples with `labels`, saves it into `folder` (under
