@@ -43,6 +43,9 @@ const BATCHES: [usize; 5] = [1, 16, 64, 256, 1024];
 const UPLOAD_BATCHES: [usize; 3] = [64, 256, 1024];
 /// The CNN's batches (each of its steps costs a hundred of the MLP's).
 const CNN_BATCHES: [usize; 2] = [32, 128];
+/// The narrow networks' workloads and batches: each on the GPU fused and layer by layer.
+const NARROW: [(Workload, usize); 3] =
+    [(Workload::Boundary, 256), (Workload::Digits, 64), (Workload::Streetlight, 16)];
 
 /// The GPU against the CPU, side by side in one run: matrix products, activations and
 /// softmax, MNIST MLP training at batch 1 to 1024, the crossover, and the first step.
@@ -58,6 +61,9 @@ struct Options {
     /// Be the child process that times a fresh process's first training step
     #[arg(long, hide = true)]
     first_step: bool,
+    /// Time only the narrow networks, fused and layer by layer (issue 26's comparison)
+    #[arg(long)]
+    narrow: bool,
     /// A peer's figures on the same protocol (scripts/peers/), to print ratios against
     #[arg(long, value_name = "FILE.json")]
     peers: Vec<String>,
@@ -121,6 +127,9 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let adapter = gpu.as_ref().map_or("none".to_string(), Gpu::adapter_name);
     let cpu_name = cpu_name();
     println!("GPU: {adapter}\nCPU: {cpu_name}\n");
+    if o.narrow {
+        return narrow(gpu.as_ref(), &o);
+    }
 
     let mut shapes: Vec<(usize, usize, usize)> = TARGET_SHAPES.to_vec();
     shapes.extend(SQUARES.iter().map(|&s| (s, s, s)).filter(|s| !TARGET_SHAPES.contains(s)));
@@ -141,7 +150,9 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .flat_map(|w| UPLOAD_BATCHES.map(|b| (w, b)))
         .chain(CNN_BATCHES.map(|b| (Workload::Cnn, b)))
-        .map(|(w, b)| time_upload(gpu.as_ref(), w, b, o.quick))
+        .chain(NARROW)
+        .map(|(w, b)| time_upload(gpu.as_ref(), w, b, o.quick, true))
+        .chain(NARROW.into_iter().map(|(w, b)| time_upload(gpu.as_ref(), w, b, o.quick, false)))
         .collect::<wgpu_nn::Result<Vec<_>>>()?;
     let first_step = first_step_seconds(gpu.is_some())?;
     let dispatches = gpu.as_ref().map(|gpu| dispatches_per_step(gpu, &digits)).transpose()?;
@@ -304,12 +315,15 @@ fn time_training(gpu: Option<&Gpu>, train: &Dataset, batch: usize, budget: Durat
     })
 }
 
-/// The two training workloads of the upload protocol (see the top of this file).
+/// The training workloads of the upload protocol (see the top of this file).
 #[derive(Clone, Copy)]
 enum Workload {
     Lesson,
     Sgd,
     Cnn,
+    Boundary,
+    Digits,
+    Streetlight,
 }
 
 impl Workload {
@@ -318,6 +332,9 @@ impl Workload {
             Workload::Lesson => "lesson",
             Workload::Sgd => "sgd",
             Workload::Cnn => "cnn",
+            Workload::Boundary => "boundary",
+            Workload::Digits => "digits",
+            Workload::Streetlight => "streetlight",
         }
     }
 
@@ -333,29 +350,71 @@ impl Workload {
                 .dense(10)
                 .loss(Loss::SoftmaxCrossEntropy)
                 .optimizer(Optimizer::Sgd { lr: 0.01 }),
+            Workload::Boundary => ModelConfig::new(2)
+                .dense(64)
+                .tanh()
+                .dense(64)
+                .tanh()
+                .dense(3)
+                .loss(Loss::SoftmaxCrossEntropy)
+                .optimizer(Optimizer::Adam { lr: 0.01 }),
+            Workload::Digits => ModelConfig::new(64)
+                .dense(64)
+                .relu()
+                .dropout(0.2)
+                .dense(32)
+                .relu()
+                .dense(10)
+                .loss(Loss::SoftmaxCrossEntropy)
+                .optimizer(Optimizer::Adam { lr: 0.001 }),
+            Workload::Streetlight => ModelConfig::new(3)
+                .dense(4)
+                .relu()
+                .dense(1)
+                .loss(Loss::Mse)
+                .optimizer(Optimizer::Sgd { lr: 0.2 }),
         }
     }
 }
 
 /// The upload protocol: 8 random batches cycled, each step uploading its batch; samples/s
-/// over the median of 3 blocks of 50 steps (5 with `--quick`) after 20 warm-up steps.
-fn time_upload(gpu: Option<&Gpu>, workload: Workload, batch: usize, quick: bool) -> wgpu_nn::Result<Row> {
+/// over the median of 3 blocks of 50 steps (5 with `--quick`) after 20 warm-up steps. `fused`:
+/// whether the GPU may run its fused step (the narrow networks are timed both ways; the row
+/// of the layer-by-layer path is named "… layered").
+fn time_upload(
+    gpu: Option<&Gpu>,
+    workload: Workload,
+    batch: usize,
+    quick: bool,
+    fused: bool,
+) -> wgpu_nn::Result<Row> {
     let steps = if quick { 5 } else { 50 };
-    let batches: Vec<(Vec<f32>, Vec<u32>)> = (0..8)
+    let config = workload.config();
+    let (inputs, outputs) = (config.width_at(0), config.width());
+    let batches: Vec<(Vec<f32>, Vec<u32>, Vec<f32>)> = (0..8)
         .map(|i| {
-            let x = values(batch * 784, 11 * i + batch).iter().map(|v| v.abs()).collect();
-            (x, (0..batch).map(|j| ((i * 7 + j * 3) % 10) as u32).collect())
+            let x = values(batch * inputs, 11 * i + batch).iter().map(|v| v.abs()).collect();
+            let labels = (0..batch).map(|j| ((i * 7 + j * 3) % outputs) as u32).collect();
+            (x, labels, values(batch * outputs, 13 * i + batch))
         })
         .collect();
     let rate = |backend: Backend| -> wgpu_nn::Result<f64> {
-        let mut model = workload.config().build(backend, gpu)?;
+        let mut model = config.build(backend, gpu)?;
+        if backend == Backend::Gpu {
+            model.set_fused(fused)?;
+        }
         let mut step = 0;
         let mut block = |steps: usize| -> wgpu_nn::Result<f64> {
             let start = Instant::now();
             for _ in 0..steps {
-                let (x, labels) = &batches[step % batches.len()];
+                let (x, labels, values) = &batches[step % batches.len()];
                 step += 1;
-                model.train_step(x, &Target::Labels(labels))?;
+                let target = if config.loss_kind().takes_labels() {
+                    Target::Labels(labels)
+                } else {
+                    Target::Values(values)
+                };
+                model.train_step(x, &target)?;
             }
             model.take_loss()?; // the block is done when its last loss is back
             Ok(start.elapsed().as_secs_f64())
@@ -366,13 +425,58 @@ fn time_upload(gpu: Option<&Gpu>, workload: Workload, batch: usize, quick: bool)
         Ok((steps * batch) as f64 / times[1])
     };
     let gpu_rate = if gpu.is_some() { Some(rate(Backend::Gpu)?) } else { None };
+    let name = if fused { workload.name().to_string() } else { format!("{}-layered", workload.name()) };
     Ok(Row {
-        name: format!("{} upload, batch {batch}", workload.name()),
+        name: format!("{name} upload, batch {batch}"),
         unit: "samples/s",
         size: batch,
         gpu: gpu_rate,
         cpu: rate(Backend::Cpu)?,
     })
+}
+
+/// `--narrow`: each narrow network on the GPU fused and layer by layer (and the CPU), side
+/// by side, with the speed-up and the launches of a step each way.
+fn narrow(gpu: Option<&Gpu>, o: &Options) -> Result<(), Box<dyn std::error::Error>> {
+    let gpu = gpu.ok_or("--narrow compares two GPU paths: it needs an adapter")?;
+    let mut report = Vec::new();
+    println!(
+        "{:<28} {:>12} {:>12} {:>8} {:>12} {:>9}",
+        "samples/s", "fused", "layered", "ratio", "CPU", "launches"
+    );
+    for (workload, batch) in NARROW {
+        let fused = time_upload(Some(gpu), workload, batch, o.quick, true)?;
+        let layered = time_upload(Some(gpu), workload, batch, o.quick, false)?;
+        let (f, l) = (fused.gpu.unwrap_or(0.0), layered.gpu.unwrap_or(0.0));
+        let (fl, ll) =
+            (launches_per_step(gpu, workload, batch, true)?, launches_per_step(gpu, workload, batch, false)?);
+        let name = format!("{} batch {batch}", workload.name());
+        println!("{name:<28} {f:>12.0} {l:>12.0} {:>7.2}x {:>12.0} {fl:>4}/{ll:<4}", f / l, fused.cpu);
+        report.push(json!({"workload": workload.name(), "batch": batch, "fused": f, "layered": l,
+            "cpu": fused.cpu, "launches_fused": fl, "launches_layered": ll}));
+    }
+    if o.common.json {
+        println!("{}", json!({"adapter": gpu.adapter_name(), "cpu": cpu_name(), "narrow": report}));
+    }
+    Ok(())
+}
+
+/// Launches one training step of `workload` records (after a first step built its plan).
+fn launches_per_step(gpu: &Gpu, workload: Workload, batch: usize, fused: bool) -> wgpu_nn::Result<u64> {
+    let config = workload.config();
+    let mut model = config.build_gpu(gpu)?;
+    model.set_fused(fused)?;
+    let x = values(batch * config.width_at(0), 3);
+    let (labels, targets): (Vec<u32>, Vec<f32>) =
+        ((0..batch).map(|i| (i % config.width()) as u32).collect(), values(batch * config.width(), 5));
+    let target =
+        if config.loss_kind().takes_labels() { Target::Labels(&labels) } else { Target::Values(&targets) };
+    model.train_step(&x, &target)?;
+    let before = gpu.counters().dispatches;
+    model.train_step(&x, &target)?;
+    let launched = gpu.counters().dispatches - before;
+    model.take_loss()?;
+    Ok(launched)
 }
 
 /// A peer's figures, as `scripts/peers/` print them: a name and a flat JSON object of

@@ -14,7 +14,8 @@
 # With the device tool: run prepare here, then one call with carry [".gl", ".gpu-check"] and
 # the command `bash scripts/gpu-check.sh run $OUT`. OUT gets summary.txt (each binary's result
 # line and exit code), one log per test binary, bench.log, bench.json (its "adapter" names
-# the GPU the run used) and gpu.txt (the commit, nvidia-smi's GPUs, the CPU). BACKENDS="vulkan gl" runs the tests on both backends (default: vulkan).
+# the GPU the run used), narrow.log and narrow.json (the fused step against the layer-by-layer
+# one) and gpu.txt (the commit, nvidia-smi's GPUs, the CPU). BACKENDS="vulkan gl" runs the tests on both backends (default: vulkan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -109,6 +110,13 @@ run() {
     [ "$rc" = 0 ] || failed=1
     tail -n 1 "$out/bench.log" >"$out/bench.json"
     echo "bench rc=$rc" | tee -a "$out/summary.txt"
+    # The fused training step of narrow networks against the layer-by-layer path, side by side
+    # (issue 26): the first run on a real GPU measures it there.
+    rc=0
+    timeout 120 "$work/examples/bench" --narrow --json >"$out/narrow.log" 2>&1 || rc=$?
+    [ "$rc" = 0 ] || failed=1
+    tail -n 1 "$out/narrow.log" >"$out/narrow.json"
+    echo "bench --narrow rc=$rc" | tee -a "$out/summary.txt"
     return "$failed"
 }
 

@@ -61,38 +61,15 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(6) var<storage, read_write> watch: Row;
 
-// Keeps ln(y) and 1/(y (1 − y)) finite; the same constant as the CPU reference.
-const EPS: f32 = 1e-7;
-// A label past the classes gives a NaN loss, which the loss watch halts on. WGSL has no NaN
-// constant: Tint (Chromium's compiler) refuses `bitcast<f32>(0x7fc00000u)` as a constant
-// expression, so the bits are read from a variable, a run-time value.
-var<private> nan_bits: u32 = 0x7fc00000u;
+// EPS, nan_bits and each value loss's arithmetic (value_term): loss_math.wgsl.
 
 fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 256u + lid;
 }
 
 // Value i's term of the element-wise loss `kind` and its gradient (unscaled), as (term, grad).
-// δ is loaded before the branch: on llvmpipe a load under a branch is a masked loop over the
-// lanes (see optimizer.wgsl).
 fn value_loss(kind: u32, i: u32) -> vec2<f32> {
-    let delta = p.param;
-    let d = y[i] - t[i];
-    switch kind {
-        case MSE: { return vec2(d * d, 2.0 * d); }
-        case MAE: { return vec2(abs(d), sign(d)); }
-        case BCE: {
-            let q = clamp(y[i], EPS, 1.0 - EPS);
-            return vec2(-(t[i] * log(q) + (1.0 - t[i]) * log(1.0 - q)), (q - t[i]) / (q * (1.0 - q)));
-        }
-        case HUBER: {
-            if abs(d) < delta {
-                return vec2(0.5 * d * d, d);
-            }
-            return vec2(delta * (abs(d) - 0.5 * delta), delta * sign(d));
-        }
-        default: { return vec2(bitcast<f32>(nan_bits)); }
-    }
+    return value_term(kind, y[i], t[i], p.param);
 }
 
 @compute @workgroup_size(256)

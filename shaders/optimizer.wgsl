@@ -53,21 +53,9 @@ fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 256u + lid;
 }
 
-// The settings as one update reads them. Each kernel loads them first, before any branch:
-// on llvmpipe a storage load under a branch is a masked loop over the lanes, and Adam's
-// seven settings read inside its bounds check made it run at half speed.
-struct Settings {
-    lr: f32,
-    momentum: f32,
-    beta1: f32,
-    beta2: f32,
-    epsilon: f32,
-    weight_decay: f32,
-    // This step's powers.
-    beta1_power: f32,
-    beta2_power: f32,
-    halted: bool,
-}
+// Each kernel loads the settings first, before any branch: on llvmpipe a storage load under a
+// branch is a masked loop over the lanes, and Adam's seven settings read inside its bounds
+// check made it run at half speed. (`Settings` and the step arithmetic: optimizer_math.wgsl.)
 
 // As an update reads them: the powers its step's check or advance wrote.
 fn update_settings() -> Settings {
@@ -84,49 +72,6 @@ fn advanced_settings() -> Settings {
                     settings.beta2_power * settings.beta2, settings.first_bad != 0.0);
 }
 
-// WGSL has no isinf/isnan (and fast-math compilers may fold x != x): test the exponent bits.
-fn is_finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
-// One parameter's new value and optimizer state (unused state is 0).
-struct Step {
-    w: f32,
-    m: f32,
-    v: f32,
-}
-
-fn sgd_step(s: Settings, i: u32) -> Step {
-    return Step(w[i] - s.lr * g[i], 0.0, 0.0);
-}
-
-fn momentum_step(s: Settings, i: u32) -> Step {
-    let velocity = flush(s.momentum * m[i] + g[i]);
-    return Step(w[i] - s.lr * velocity, velocity, 0.0);
-}
-
-// Zero for subnormal values, as src/cpu/optimizer.rs: a moment whose gradient stays 0 decays
-// by β each step into subnormal floats, which llvmpipe (like the x86 CPU it runs on) computes
-// with 50–100 times slower; flushed, it stays an exact 0.
-fn flush(x: f32) -> f32 {
-    return select(x, 0.0, abs(x) < 1.17549435e-38);
-}
-
-// Adam's step on element i from the weight w_i (after any weight decay).
-fn adam_step(s: Settings, i: u32, w_i: f32) -> Step {
-    let g_i = g[i];
-    let m_i = flush(s.beta1 * m[i] + (1.0 - s.beta1) * g_i);
-    let v_i = flush(s.beta2 * v[i] + (1.0 - s.beta2) * g_i * g_i);
-    let m_hat = m_i / (1.0 - s.beta1_power);
-    let v_hat = v_i / (1.0 - s.beta2_power);
-    return Step(w_i - s.lr * m_hat / (sqrt(v_hat) + s.epsilon), m_i, v_i);
-}
-
-fn adamw_step(s: Settings, i: u32) -> Step {
-    let w_i = w[i];
-    return adam_step(s, i, w_i - s.lr * s.weight_decay * w_i);
-}
-
 // The check's part that every kind shares: invocation 0 writes the step's powers, and a step
 // whose update is not finite is marked with the watch's count (1 for a step without a watch).
 fn check(s: Settings, i: u32, step: Step) {
@@ -137,7 +82,7 @@ fn check(s: Settings, i: u32, step: Step) {
         settings.step_beta1_power = s.beta1_power;
         settings.step_beta2_power = s.beta2_power;
     }
-    if i < p.len && !(is_finite(step.w) && is_finite(step.m) && is_finite(step.v)) {
+    if i < p.len && !step_is_finite(step) {
         // Every invocation that finds one writes the same value.
         settings.first_bad = max(settings.steps, 1.0);
     }
@@ -171,7 +116,8 @@ fn sgd_check(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
              @builtin(local_invocation_index) lid: u32) {
     let s = advanced_settings();
     let i = element(wg, nwg, lid);
-    check(s, i, sgd_step(s, clamped(i)));
+    let j = clamped(i);
+    check(s, i, sgd_step(s, w[j], g[j]));
 }
 
 @compute @workgroup_size(256)
@@ -179,7 +125,8 @@ fn momentum_check(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
                   @builtin(local_invocation_index) lid: u32) {
     let s = advanced_settings();
     let i = element(wg, nwg, lid);
-    check(s, i, momentum_step(s, clamped(i)));
+    let j = clamped(i);
+    check(s, i, momentum_step(s, w[j], g[j], m[j]));
 }
 
 @compute @workgroup_size(256)
@@ -188,7 +135,7 @@ fn adam_check(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let s = advanced_settings();
     let i = element(wg, nwg, lid);
     let j = clamped(i);
-    check(s, i, adam_step(s, j, w[j]));
+    check(s, i, adam_step(s, w[j], g[j], m[j], v[j]));
 }
 
 @compute @workgroup_size(256)
@@ -196,7 +143,8 @@ fn adamw_check(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
                @builtin(local_invocation_index) lid: u32) {
     let s = advanced_settings();
     let i = element(wg, nwg, lid);
-    check(s, i, adamw_step(s, clamped(i)));
+    let j = clamped(i);
+    check(s, i, adamw_step(s, w[j], g[j], m[j], v[j]));
 }
 
 @compute @workgroup_size(256)
@@ -205,7 +153,7 @@ fn sgd_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let s = update_settings();
     let i = element(wg, nwg, lid);
     if i < p.len && !s.halted {
-        w[i] = sgd_step(s, i).w;
+        w[i] = sgd_step(s, w[i], g[i]).w;
     }
     keep_powers(s, i);
 }
@@ -216,7 +164,7 @@ fn momentum_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let s = update_settings();
     let i = element(wg, nwg, lid);
     if i < p.len && !s.halted {
-        let step = momentum_step(s, i);
+        let step = momentum_step(s, w[i], g[i], m[i]);
         m[i] = step.m;
         w[i] = step.w;
     }
@@ -229,7 +177,7 @@ fn adam_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let s = update_settings();
     let i = element(wg, nwg, lid);
     if i < p.len && !s.halted {
-        let step = adam_step(s, i, w[i]);
+        let step = adam_step(s, w[i], g[i], m[i], v[i]);
         m[i] = step.m;
         v[i] = step.v;
         w[i] = step.w;
@@ -243,7 +191,7 @@ fn adamw_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     let s = update_settings();
     let i = element(wg, nwg, lid);
     if i < p.len && !s.halted {
-        let step = adamw_step(s, i);
+        let step = adamw_step(s, w[i], g[i], m[i], v[i]);
         m[i] = step.m;
         v[i] = step.v;
         w[i] = step.w;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::counters::{Counters, Tally};
 use super::dispatch::{Dispatch, Family};
 use super::{
-    activation, batch_norm, conv, dropout, gather, loss, matmul, norm, optimizer, pool, reduce, softmax,
+    activation, batch_norm, conv, dropout, gather, loss, matmul, mlp, norm, optimizer, pool, reduce, softmax,
 };
 use crate::{Error, Result};
 
@@ -149,6 +149,8 @@ pub(crate) struct Compiled {
     /// What `MatmulKernel::Auto` runs on this adapter.
     pub(crate) auto_matmul: matmul::MatmulKernel,
     pub(crate) optimizer: optimizer::OptimizerKernels,
+    /// A narrow MLP's fused training step (two layouts).
+    pub(crate) mlp: mlp::MlpKernels,
     pub(crate) dropout: dropout::DropoutKernels,
 }
 
@@ -232,6 +234,7 @@ impl Gpu {
                     matmul_subgroup,
                     matmul_tiled: matmul::tiled_family(&device),
                     optimizer: optimizer::kernels(&device),
+                    mlp: mlp::kernels(&device),
                     dropout: dropout::kernels(&device),
                 };
                 // As large as any fixed-size binding a kernel declares (the settings row's 56

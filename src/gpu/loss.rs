@@ -28,7 +28,7 @@ pub(crate) fn family(device: &wgpu::Device) -> Family {
     Family::new(
         device,
         "loss",
-        &super::shaders::settings_row(&(Loss::wgsl_constants() + include_str!("../../shaders/loss.wgsl"))),
+        &super::shaders::settings_row(&super::shaders::loss_math(include_str!("../../shaders/loss.wgsl"))),
         &[Uniform(size_of::<Params>() as u64), Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
         &[
             "value_forward",

@@ -40,7 +40,9 @@ pub(crate) fn kernels(device: &wgpu::Device) -> OptimizerKernels {
         Family::new(
             device,
             name,
-            &super::shaders::settings_row(include_str!("../../shaders/optimizer.wgsl")),
+            &super::shaders::settings_row(&super::shaders::optimizer_math(include_str!(
+                "../../shaders/optimizer.wgsl"
+            ))),
             bindings,
             entries,
         )

@@ -22,3 +22,15 @@ pub(crate) fn matmul(source: &str) -> String {
 pub(crate) fn settings_row(source: &str) -> String {
     [ROW_WGSL, source].concat()
 }
+
+/// `source` after `optimizer_math.wgsl` (each optimizer's step on one parameter).
+pub(crate) fn optimizer_math(source: &str) -> String {
+    [include_str!("../../shaders/optimizer_math.wgsl"), source].concat()
+}
+
+/// `source` after the losses' constants (from `loss.rs`'s table) and `loss_math.wgsl` (each
+/// element-wise loss's term and gradient on one value).
+pub(crate) fn loss_math(source: &str) -> String {
+    [crate::loss::Loss::wgsl_constants().as_str(), include_str!("../../shaders/loss_math.wgsl"), source]
+        .concat()
+}

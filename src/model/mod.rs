@@ -472,6 +472,39 @@ impl Model {
         self.engine.counters()
     }
 
+    /// Whether a GPU training step of `batch` samples runs *fused*: the whole step (forward,
+    /// loss, backward, the optimizer's checked update and the loss watch) in two launches
+    /// (three with dropout, whose step counter advances first) instead of two or three per
+    /// layer. It does for stacks of up to 8 dense layers, each with its activation and
+    /// dropout (a final softmax or log-softmax is fused into its loss as always), no
+    /// activation wider than 64, any loss and any optimizer. The batch's gradient is summed
+    /// without atomics (each workgroup writes its rows' share, the update adds the shares in
+    /// order), so the step is deterministic. Anything else runs layer by layer, and the `Err`
+    /// says why. Results agree with the layer-by-layer path within the float rounding of a
+    /// different summation order. [`Error::NeedsGpu`] on the CPU backend.
+    ///
+    /// ```no_run
+    /// use wgpu_nn::model::{Backend, ModelConfig};
+    /// # fn main() -> wgpu_nn::Result<()> {
+    /// let gpu = wgpu_nn::Gpu::new()?;
+    /// let model = ModelConfig::new(2).dense(64).tanh().dense(64).tanh().dense(3).build_gpu(&gpu)?;
+    /// assert_eq!(model.fused(256)?, Ok(()));
+    /// let wide = ModelConfig::new(784).dense(128).relu().dense(10).build_gpu(&gpu)?;
+    /// assert!(wide.fused(256)?.unwrap_err().contains("widths up to 64"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fused(&self, batch: usize) -> Result<std::result::Result<(), String>> {
+        Ok(self.gpu_view("fused")?.fused(batch))
+    }
+
+    /// Turns the fused training step on (the default) or off: off, every step runs layer by
+    /// layer, the fused step's reference. [`Error::NeedsGpu`] on the CPU backend.
+    pub fn set_fused(&mut self, on: bool) -> Result<()> {
+        self.gpu_model("set_fused")?.set_fused(on);
+        Ok(())
+    }
+
     /// Records one training step into an app's `encoder` instead of submitting it: the batch
     /// travels as a copy in the same encoder (from upload buffers reused once the app's
     /// submit is done), then forward, loss, backward and update, so several steps may be

@@ -12,6 +12,7 @@ mod common;
 
 // Portable: native and browser.
 mod bench;
+mod fused_step;
 mod kernels;
 mod training;
 mod training_kernels;

@@ -81,7 +81,7 @@ impl GpuModel {
             ));
         }
         let (graph, rows) = (&self.graph, input.rows());
-        let plan = Plan::new(&self.gpu, graph, &self.shared, rows, false, Some(input))?;
+        let plan = Plan::new(&self.gpu, graph, &self.shared, rows, false, Some(input), None)?;
         let acts = (0..=graph.layers().len()).map(|i| graph.storage(Slot::Act(i), false)).collect();
         Ok(Forward { gpu: self.gpu.clone(), plan, acts })
     }

@@ -10,6 +10,7 @@
 
 mod embed;
 mod flat;
+mod fused;
 mod model;
 mod plan;
 

@@ -73,6 +73,14 @@ impl Plans {
         true
     }
 
+    fn keys(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
+        self.0.iter().map(|(key, _)| *key)
+    }
+
+    fn remove(&mut self, key: (usize, bool)) {
+        self.0.retain(|(k, _)| *k != key);
+    }
+
     /// Keeps `plan`, and returns the key of the plan it pushed out, if any.
     fn insert(&mut self, key: (usize, bool), plan: Plan) -> Option<(usize, bool)> {
         self.0.push((key, plan));
@@ -118,6 +126,10 @@ pub(crate) struct GpuModel {
     pub(super) uploads: Uploads,
     /// See [`Checkpointed::tracked_before`].
     tracked_before: Vec<i64>,
+    /// The fused step's shape for this graph, or why it has none (`fused.rs`).
+    pub(super) mlp: std::result::Result<crate::gpu::MlpShape, String>,
+    /// Whether training plans may run the fused step ([`crate::model::Model::set_fused`]).
+    pub(super) fuse: bool,
 }
 
 impl GpuModel {
@@ -206,6 +218,7 @@ impl GpuModel {
             Vec::new()
         };
         let graph_norms = graph.batch_norms();
+        let mlp = super::fused::shape(&graph, &shared);
         Ok(GpuModel {
             gpu: gpu.clone(),
             graph,
@@ -220,6 +233,8 @@ impl GpuModel {
             datasets: ResidentSets::new(next_model_id()),
             uploads: Uploads::default(),
             tracked_before: vec![0; graph_norms],
+            mlp,
+            fuse: true,
         })
     }
 
@@ -237,7 +252,33 @@ impl GpuModel {
         plan: &'a Plan,
         gathers: &'a [Dispatch],
     ) -> impl Iterator<Item = &'a Dispatch> {
-        self.dropout_advance.iter().chain(gathers).chain(&plan.dispatches).chain(&self.updates)
+        let updates = if plan.fused.is_some() { &[][..] } else { &self.updates[..] };
+        self.dropout_advance.iter().chain(gathers).chain(&plan.dispatches).chain(updates)
+    }
+
+    /// Turns the fused step on or off for the training plans made from now on, and drops
+    /// those made so far (their gathers go with them).
+    pub(crate) fn set_fused(&mut self, on: bool) {
+        if on == self.fuse {
+            return;
+        }
+        self.fuse = on;
+        let training: Vec<(usize, bool)> = self.plans.keys().filter(|(_, t)| *t).collect();
+        for key in training {
+            self.plans.remove(key);
+            for set in self.datasets.iter_mut() {
+                set.gathers.retain(|&(r, _, t), _| (r, t) != key);
+            }
+        }
+    }
+
+    /// Whether a training step of `rows` samples runs fused; if not, why.
+    pub(crate) fn fused(&self, rows: usize) -> std::result::Result<(), String> {
+        if !self.fuse {
+            return Err("the fused step was turned off (Model::set_fused)".into());
+        }
+        let shape = self.mlp.as_ref().map_err(|why| why.clone())?;
+        shape.fits(&self.gpu, rows, self.shared.flat[0].values.len())
     }
 
     /// The loss watch's slots (one read of the settings row).
@@ -251,7 +292,8 @@ impl GpuModel {
         if self.plans.touch((rows, training)) {
             return Ok(());
         }
-        let plan = Plan::new(&self.gpu, &self.graph, &self.shared, rows, training, None)?;
+        let fuse = self.mlp.as_ref().ok().filter(|_| self.fuse);
+        let plan = Plan::new(&self.gpu, &self.graph, &self.shared, rows, training, None, fuse)?;
         if let Some((rows, training)) = self.plans.insert((rows, training), plan) {
             for set in self.datasets.iter_mut() {
                 set.gathers.retain(|&(r, _, t), _| (r, t) != (rows, training));

@@ -3,10 +3,11 @@
 //! [`Ops`]: each op it is given becomes a `Dispatch` in the plan.
 
 use super::flat::{Flat, ParamTensors};
+use super::fused::FusedBuffers;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
-use crate::gpu::StepTarget;
+use crate::gpu::{MlpShape, StepTarget};
 use crate::model::config::{Loss, Optimizer};
 use crate::model::graph::{Graph, Slot};
 use crate::model::ops::{self, DenseForward, Ops, Tail};
@@ -44,11 +45,16 @@ pub(crate) struct Plan {
     /// The loss and its mean, for evaluation (not part of `dispatches`, which predicts); none
     /// in a forward pass over an app's input.
     pub(crate) loss_dispatches: Vec<Dispatch>,
+    /// A fused training step's buffers: its `dispatches` are then the whole step, the
+    /// optimizer's update included (see `fused.rs`).
+    pub(crate) fused: Option<FusedBuffers>,
 }
 
 impl Plan {
     /// Builds the buffers and binds the kernels for `rows` samples. `input`: an app's tensor
     /// to read the batch from (a forward pass only), instead of a buffer of the plan's own.
+    /// `fuse`: the fused step's shape, when the model may run one (a training plan then runs
+    /// it when the batch fits it).
     pub(crate) fn new(
         gpu: &Gpu,
         graph: &Graph,
@@ -56,7 +62,14 @@ impl Plan {
         rows: usize,
         training: bool,
         input: Option<GpuTensor>,
+        fuse: Option<&MlpShape>,
     ) -> Result<Plan> {
+        if training
+            && input.is_none()
+            && let Some(shape) = fuse.filter(|s| s.fits(gpu, rows, shared.flat[0].values.len()).is_ok())
+        {
+            return Plan::fused(gpu, graph, shared, shape, rows);
+        }
         // A forward pass over an app's input computes no loss: no loss buffers, no labels.
         let with_loss = input.is_none();
         let mut slots = HashMap::new();
@@ -71,8 +84,15 @@ impl Plan {
         let labels = (with_loss && graph.config.loss.takes_labels())
             .then(|| gpu.upload_labels(&vec![0; rows], graph.classes()))
             .transpose()?;
-        let mut plan =
-            Plan { training, slots, input, labels, dispatches: Vec::new(), loss_dispatches: Vec::new() };
+        let mut plan = Plan {
+            training,
+            slots,
+            input,
+            labels,
+            dispatches: Vec::new(),
+            loss_dispatches: Vec::new(),
+            fused: None,
+        };
         let (dispatches, loss_dispatches, bound) = {
             let mut binder = Binder::new(gpu, graph, shared, Some(&plan));
             if training {
@@ -95,6 +115,31 @@ impl Plan {
             .map(|slot| graph.storage(slot, training));
         plan.slots.retain(|slot, _| bound.contains(slot) || own.contains(slot));
         Ok(plan)
+    }
+
+    /// A fused training step for `rows` samples: the batch and its targets, and the step's
+    /// two launches over them.
+    fn fused(gpu: &Gpu, graph: &Graph, shared: &Shared, shape: &MlpShape, rows: usize) -> Result<Plan> {
+        let mut slots = HashMap::new();
+        slots.insert(Slot::Act(0), gpu.zeros(rows, graph.inputs())?);
+        let labels = if graph.config.loss.takes_labels() {
+            Some(gpu.upload_labels(&vec![0; rows], graph.classes())?)
+        } else {
+            slots.insert(Slot::Targets, gpu.zeros(rows, graph.classes())?);
+            None
+        };
+        let buffers = FusedBuffers::new(gpu, shape, rows, shared.flat[0].values.len())?;
+        let target = (labels.as_ref(), slots.get(&Slot::Targets));
+        let dispatches = buffers.bind(gpu, graph, shared, shape, &slots[&Slot::Act(0)], target)?;
+        Ok(Plan {
+            training: true,
+            slots,
+            input: None,
+            labels,
+            dispatches,
+            loss_dispatches: Vec::new(),
+            fused: Some(buffers),
+        })
     }
 
     /// The buffer of a batch slot.
