@@ -21,6 +21,10 @@
 //! with batch norms, ReLU and 2×2 max pooling, dense 128 with dropout 0.5, Adam lr 0.001; at
 //! batch 32 and 128). `--peers` reads what `scripts/peers/` print for burn-wgpu and
 //! PyTorch on the same protocol (run on the same machine just before) and prints the ratios.
+//! The narrow networks ("boundary": `live_boundary`'s 2-64-64-3 tanh net, Adam, batch 256;
+//! "digits": 64-64-32-10 ReLU with dropout 0.2, Adam, batch 64, the lesson net's shape for 8×8
+//! digits; "streetlight": 3-4-1 ReLU, MSE, SGD, batch 16) are timed on the GPU fused and layer
+//! by layer ("… layered"); `--narrow` times only those, side by side, with each way's launches.
 //! `--quick` times each workload briefly (for tests); the figures are then rougher.
 //! `--backend cpu` times the CPU side alone; `--backend gpu` fails without an adapter instead
 //! of timing the CPU alone with a notice.

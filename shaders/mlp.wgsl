@@ -148,7 +148,8 @@ fn forward(l: Layer, base: u32, y: u32, r0: u32, row0: u32, step: u32) {
     let kq = q(l.inputs);
     let nq = q(l.outputs);
     for (var jq = 0u; jq < nq; jq++) {
-        var acc: array<vec4<f32>, 4>;
+        // Zeroed here, not by the declaration alone: Tint (Chromium) kept the last turn's sums.
+        var acc = array(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
         for (var k = 0u; k < kq; k++) {
             let wr = array(weights(l, 4u * jq, k), weights(l, 4u * jq + 1u, k), weights(l, 4u * jq + 2u, k),
                            weights(l, 4u * jq + 3u, k));
@@ -251,7 +252,8 @@ fn input_grad(l: Layer, below: Layer, base: u32, r0: u32, row0: u32, step: u32) 
     let kq = q(l.inputs);
     let nq = q(l.outputs);
     for (var k = 0u; k < kq; k++) {
-        var acc: array<vec4<f32>, 4>;
+        // Zeroed here, not by the declaration alone: Tint (Chromium) kept the last turn's sums.
+        var acc = array(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
         for (var jq = 0u; jq < nq; jq++) {
             let wr = array(weights(l, 4u * jq, k), weights(l, 4u * jq + 1u, k), weights(l, 4u * jq + 2u, k),
                            weights(l, 4u * jq + 3u, k));
@@ -281,7 +283,8 @@ fn weight_grad(l: Layer, base: u32, slice: u32, tid: u32) {
     for (var b = tid; b < nq * kq; b += WG) {
         let jq = b / kq;
         let k = b % kq;
-        var acc: array<vec4<f32>, 4>;
+        // Zeroed here, not by the declaration alone: Tint (Chromium) kept the last turn's sums.
+        var acc = array(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
         var bias = vec4(0.0);
         for (var r = 0u; r < p.tile; r++) {
             let d = scratch[base + l.dz + r * nq + jq];
