@@ -214,7 +214,11 @@ impl MlpShape {
                 drop_seed: l.dropout.map_or(0, |(_, seed)| seed),
                 x,
                 z,
-                aligned: u32::from(l.weight % 4 == 0 && l.inputs % 4 == 0 && view_alignment % 4 == 0),
+                aligned: u32::from(
+                    l.weight.is_multiple_of(4)
+                        && l.inputs.is_multiple_of(4)
+                        && view_alignment.is_multiple_of(4),
+                ),
                 dz,
                 _pad: [0; 4],
             };
