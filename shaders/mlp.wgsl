@@ -2,35 +2,43 @@
 // MLP" for WGSL). The layer-by-layer path (matmul.wgsl and friends, 10+ launches a step) is
 // the reference these kernels are tested against.
 //
-//   mlp_step:   each workgroup takes p.tile rows of the batch through every dense layer (with
-//               its activation and dropout), the loss, and back, and writes its rows' share of
-//               every gradient: the sum over its rows of dW = dzᵀ·x and db = Σ dz, laid out as
-//               the flat parameter buffer, into its own slice of `partials`, and each loss term
-//               into the terms after the slices.
-//   mlp_update: one workgroup: sums the slices in workgroup order into the gradients, the
-//               terms into the mean loss (as loss.wgsl's steps: strided, then a tree), keeps
-//               the loss watch, checks the update and takes it, as the separate launches do.
+//   mlp_step:   each workgroup takes p.tile rows of the batch, one per invocation, through
+//               every dense layer (with its activation and dropout), the loss, and back, and
+//               writes the tile's share of every gradient (dW = dzᵀ·x and db = Σ dz summed
+//               over its rows), laid out as the flat parameter buffer, into its own slice of
+//               `partials`, and each loss term into the terms after the slices.
+//   mlp_update: one workgroup: sums the slices in workgroup order into the gradients and the
+//               terms into the mean loss, keeps the loss watch, checks the update and takes
+//               it, as the separate launches do.
 // No float atomics: every sum has one writer and a fixed order, so a step is deterministic.
 //
-// Values live in `scratch` (a storage buffer, not workgroup memory: 16 KiB of it would not hold
-// the activations of a 64-wide net): per workgroup, per layer, its input x and its product z,
-// as rows of vec4 (widths padded to 4 with zeros), and two gradient buffers. The activation's
-// output is recomputed from z where the backward needs it, and dropout's mask from its hash:
-// the same functions on the same values, so the same bits as the masks and outputs the
-// layer-by-layer path stores. Products are register-blocked 4×4 over vec4 loads: on llvmpipe a
-// load costs a loop over the SIMD lanes, and this makes 8 loads do 64 multiply-adds.
+// What makes it fast on llvmpipe, where a storage load is a loop over the SIMD lanes and a
+// barrier a switch between the invocations' coroutines: an invocation keeps its row's
+// activations and products in private arrays, indexed only by loop counters (plain vector
+// loads there); every invocation reads the same weight at the same time, from a uniform
+// binding (one load and a broadcast for all lanes); and the only barrier is the one before the
+// tile's weight gradients are summed, from the rows' inputs and product gradients written to
+// `scratch` on the way. The activation's output is recomputed from z where the backward
+// needs it, and dropout's mask from its hash: the same functions on the same values, so the
+// same bits as the masks and outputs the layer-by-layer path stores.
 //
 // Bindings (group 0):
-//   mlp_step:   0 p: Params, uniform; 1 w1: the flat parameters as f32; 2 w4: the same buffer
-//               as vec4 (rows whose width is a multiple of 4); 3 x: (rows, inputs);
-//               4 targets: labels (u32) or target values (f32 bits); 5 counter: dropout's step;
-//               6 scratch; 7 partials: (workgroups · flat) + terms
+//   mlp_step:   0 p: Params, uniform; 1 wu: the flat parameters, a uniform binding of
+//               MAX_PARAMS values; 2 x: (rows, inputs); 3 targets: labels (u32) or target
+//               values (f32 bits); 4 counter: dropout's step; 5 scratch: per workgroup, each
+//               layer's inputs x and product gradients dz, (tile, inputs / 4) and (tile,
+//               outputs / 4) vec4s; 6 partials: (workgroups · flat) + terms
 //   mlp_update: 0 p; 1 settings: Row; 2 partials (read); 3 g, 4 w, 5 m, 6 v: the flat
 //               gradients, values and optimizer state (m, v unused by SGD, v by momentum)
-// Grid: mlp_step one workgroup of 64 per p.tile rows; mlp_update one workgroup of 256.
+// Grid: mlp_step one workgroup of 64 per p.tile rows; mlp_update one workgroup of 64.
+//
+// The products of forward and input_grad come in two variants, appended by the host:
+// mlp_subgroup.wgsl (subgroups of 8 lanes share the weights they load) and mlp_lanes.wgsl
+// (any adapter); each declares the entry point mlp_step.
 
-// Invocations of mlp_step: four rows each, so a tile holds up to 64 rows.
-const WG: u32 = 16u;
+const WG: u32 = 64u;
+// vec4s of the widest activation (64 values).
+const Q: u32 = 16u;
 const NONE: u32 = 0xffffffffu;
 // Loss codes besides the element-wise ones (MSE… are 1–4, loss_math.wgsl).
 const CROSS_ENTROPY: u32 = 0u;
@@ -47,14 +55,13 @@ struct Layer {
     // Dropout after it: p (0: none) and the layer's seed.
     drop_p: f32,
     drop_seed: u32,
-    // Offsets in a workgroup's scratch (in vec4s) of its input x, its product z and the
-    // gradient dz of that.
+    // Offsets in a workgroup's scratch (in vec4s) of its inputs x and its product's gradients
+    // dz, a row of the tile after another.
     x: u32,
-    z: u32,
-    // 1 when every weight row starts on a vec4 (w and inputs multiples of 4).
-    aligned: u32,
     dz: u32,
-    _pad1: vec4<u32>,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: vec4<u32>,
 }
 
 struct Params {
@@ -65,10 +72,10 @@ struct Params {
     classes: u32,
     scale: f32,
     delta: f32,
-    // vec4s of scratch per workgroup, and where in it the network's output is.
+    // vec4s of scratch per workgroup.
     tile_len: u32,
-    out: u32,
     _pad0: u32,
+    _pad3: u32,
     // The flat parameters' length; where the terms start in partials; how many there are.
     flat: u32,
     terms: u32,
@@ -89,33 +96,35 @@ fn q(n: u32) -> u32 {
 
 // ---------------------------------------------------------------- mlp_step
 
-@group(0) @binding(1) var<storage, read> w1: array<f32>;
-@group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
-@group(0) @binding(4) var<storage, read> targets: array<u32>;
-@group(0) @binding(5) var<storage, read> counter: array<u32>;
-@group(0) @binding(6) var<storage, read_write> scratch: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(1) var<uniform> wu: array<vec4<f32>, 4096>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> targets: array<u32>;
+@group(0) @binding(4) var<storage, read> counter: array<u32>;
+@group(0) @binding(5) var<storage, read_write> scratch: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 
-// Weights j, 4kq … 4kq + 3 of layer l (zero past its outputs or inputs).
-fn weights(l: Layer, j: u32, kq: u32) -> vec4<f32> {
-    let jc = min(j, l.outputs - 1u);
-    var v: vec4<f32>;
-    if l.aligned == 1u {
-        v = w4[(l.w + jc * l.inputs) / 4u + kq];
-    } else {
-        let row = l.w + jc * l.inputs;
-        let k = 4u * kq;
-        let last = l.inputs - 1u;
-        v = vec4(w1[row + min(k, last)], w1[row + min(k + 1u, last)], w1[row + min(k + 2u, last)],
-                 w1[row + min(k + 3u, last)]);
-        v = select(vec4(0.0), v, vec4(k, k + 1u, k + 2u, k + 3u) < vec4(l.inputs));
-    }
-    return select(vec4(0.0), v, j < l.outputs);
+// The invocation's row: two activations (a layer's input in one half, its output in the
+// other, turn about), every layer's product z (layer l at Q·l), and in the backward the
+// gradient of the product and of the input below.
+var<private> act: array<vec4<f32>, 32>;
+var<private> zs: array<vec4<f32>, 128>;
+var<private> dz: array<vec4<f32>, 16>;
+var<private> dx: array<vec4<f32>, 16>;
+
+fn w_at(i: u32) -> f32 {
+    return wu[i >> 2u][i & 3u];
 }
 
-// What the forward keeps for the backward of layer l's tail: the value its activation's
-// derivative reads (z, or f(z) for sigmoid and tanh), recomputed from z.
+// Weights j, 4kq … 4kq + 3 of layer l, zero past its inputs (what lies past a row is the next
+// row, or the binding's padding: always in range).
+fn weights(l: Layer, j: u32, kq: u32) -> vec4<f32> {
+    let i = l.w + j * l.inputs + 4u * kq;
+    let v = vec4(w_at(i), w_at(i + 1u), w_at(i + 2u), w_at(i + 3u));
+    return select(vec4(0.0), v, vec4(4u * kq) + vec4(0u, 1u, 2u, 3u) < vec4(l.inputs));
+}
+
+// What layer l's tail keeps for its backward: the value its activation's derivative reads
+// (z, or f(z) for sigmoid and tanh), recomputed from z.
 fn saved(l: Layer, z: f32) -> f32 {
     if l.act == SIGMOID || l.act == TANH {
         return activate(l.act, z, l.slope);
@@ -131,159 +140,98 @@ fn mask(l: Layer, step: u32, row: u32, j: u32) -> f32 {
     return dropout_scale(l.drop_seed, step, row * l.outputs + j, l.drop_p);
 }
 
-// The gradient of layer l's product from that of its output: dropout's mask, then the
-// activation's derivative.
+// The gradient of layer l's product at (row, j) from that of its output: dropout's mask,
+// then the activation's derivative.
 fn tail(l: Layer, step: u32, row: u32, j: u32, z: f32, dy: f32) -> f32 {
-    return derive(l.act, saved(l, z), dy * mask(l, step, row, j), l.slope);
+    return select(0.0, derive(l.act, saved(l, z), dy * mask(l, step, row, j), l.slope), j < l.outputs);
 }
 
-// Scalar access to a scratch row of vec4s.
-fn value_at(start: u32, j: u32) -> f32 {
-    return scratch[start + j / 4u][j % 4u];
+fn tail4(l: Layer, step: u32, row: u32, jq: u32, z: vec4<f32>, dy: vec4<f32>) -> vec4<f32> {
+    let j = 4u * jq;
+    return vec4(tail(l, step, row, j, z.x, dy.x), tail(l, step, row, j + 1u, z.y, dy.y),
+                tail(l, step, row, j + 2u, z.z, dy.z), tail(l, step, row, j + 3u, z.w, dy.w));
 }
 
-// Rows r0 … r0 + 3 of layer l: z = x·Wᵀ (+ b) in 4×4 blocks, then the activation and
-// dropout; z and the output y stored.
-fn forward(l: Layer, base: u32, y: u32, r0: u32, row0: u32, step: u32) {
-    let kq = q(l.inputs);
-    let nq = q(l.outputs);
-    for (var jq = 0u; jq < nq; jq++) {
-        // Zeroed here, not by the declaration alone: Tint (Chromium) kept the last turn's sums.
-        var acc = array(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
-        for (var k = 0u; k < kq; k++) {
-            let wr = array(weights(l, 4u * jq, k), weights(l, 4u * jq + 1u, k), weights(l, 4u * jq + 2u, k),
-                           weights(l, 4u * jq + 3u, k));
-            for (var i = 0u; i < 4u; i++) {
-                let xr = scratch[base + l.x + (r0 + i) * kq + k];
-                acc[i] += vec4(dot(xr, wr[0]), dot(xr, wr[1]), dot(xr, wr[2]), dot(xr, wr[3]));
-            }
-        }
-        for (var i = 0u; i < 4u; i++) {
-            let row = row0 + r0 + i;
-            var z = acc[i];
-            var out: vec4<f32>;
-            for (var c = 0u; c < 4u; c++) {
-                let j = 4u * jq + c;
-                if l.b != NONE {
-                    z[c] += w1[l.b + min(j, l.outputs - 1u)];
-                }
-                z[c] = select(0.0, z[c], j < l.outputs);
-                out[c] = activate(l.act, z[c], l.slope) * mask(l, step, row, j);
-                out[c] = select(0.0, out[c], j < l.outputs);
-            }
-            scratch[base + l.z + (r0 + i) * nq + jq] = z;
-            scratch[base + y + (r0 + i) * nq + jq] = out;
-        }
+fn activated(l: Layer, step: u32, row: u32, j: u32, z: f32) -> f32 {
+    return select(0.0, activate(l.act, z, l.slope) * mask(l, step, row, j), j < l.outputs);
+}
+
+// Products 4jq … 4jq + 3 of layer li (acc, before the bias): z kept, the activation and dropout
+// into act[to + jq].
+fn finish(l: Layer, li: u32, to: u32, jq: u32, acc: vec4<f32>, row: u32, step: u32) {
+    let j = 4u * jq;
+    var z = acc;
+    if l.b != NONE {
+        z += vec4(w_at(l.b + j), w_at(l.b + j + 1u), w_at(l.b + j + 2u), w_at(l.b + j + 3u));
     }
+    z = select(vec4(0.0), z, vec4(j) + vec4(0u, 1u, 2u, 3u) < vec4(l.outputs));
+    zs[Q * li + jq] = z;
+    act[to + jq] = vec4(activated(l, step, row, j, z.x), activated(l, step, row, j + 1u, z.y),
+                        activated(l, step, row, j + 2u, z.z), activated(l, step, row, j + 3u, z.w));
 }
 
-// The loss of rows r0 … r0 + 3 of the output (at `y`, `classes` wide): their terms into
-// partials, the gradient of the mean loss into `dy`. Rows past the batch get none.
-fn loss(base: u32, y: u32, dy: u32, r0: u32, row0: u32) {
-    let cq = q(p.classes);
-    for (var r = r0; r < r0 + 4u; r++) {
-        let row = row0 + r;
-        let out = base + y + r * cq;
-        let grad = base + dy + r * cq;
-        if p.loss == CROSS_ENTROPY {
-            var m = value_at(out, 0u);
-            for (var j = 1u; j < p.classes; j++) {
-                m = max(m, value_at(out, j));
-            }
-            var total = 0.0;
-            for (var j = 0u; j < p.classes; j++) {
-                total += exp(value_at(out, j) - m);
-            }
-            let lse = m + log(total);
-            let label = targets[min(row, p.rows - 1u)];
-            for (var c = 0u; c < cq; c++) {
-                var g = vec4(0.0);
-                for (var e = 0u; e < 4u; e++) {
-                    let j = 4u * c + e;
-                    let onehot = select(0.0, 1.0, j == label);
-                    g[e] = select(0.0, (exp(value_at(out, j) - lse) - onehot) * p.scale,
-                                  j < p.classes && row < p.rows);
-                }
-                scratch[grad + c] = g;
-            }
-            if row < p.rows {
-                let term = lse - value_at(out, min(label, p.classes - 1u));
-                partials[p.terms + row] = select(term, bitcast<f32>(nan_bits), label >= p.classes);
-            }
-        } else {
-            for (var c = 0u; c < cq; c++) {
-                let o = scratch[out + c];
-                var g = vec4(0.0);
-                for (var e = 0u; e < 4u; e++) {
-                    let j = 4u * c + e;
-                    if j < p.classes && row < p.rows {
-                        let at = row * p.classes + j;
-                        let term = value_term(p.loss, o[e], bitcast<f32>(targets[at]), p.delta);
-                        partials[p.terms + at] = term.x;
-                        g[e] = term.y * p.scale;
-                    }
-                }
-                scratch[grad + c] = g;
+// The row's loss from the output at act[src …]: its terms into partials, the gradient of the
+// mean loss into dz. A row past the batch has none.
+fn loss(src: u32, row: u32, live: bool) {
+    let cq = (p.classes + 3u) / 4u;
+    if p.loss == CROSS_ENTROPY {
+        var m = act[src].x;
+        for (var c = 0u; c < cq; c++) {
+            let y = act[src + c];
+            for (var e = 0u; e < 4u; e++) {
+                m = select(m, max(m, y[e]), 4u * c + e < p.classes);
             }
         }
+        var total = 0.0;
+        for (var c = 0u; c < cq; c++) {
+            let y = act[src + c];
+            for (var e = 0u; e < 4u; e++) {
+                total += select(0.0, exp(y[e] - m), 4u * c + e < p.classes);
+            }
+        }
+        let lse = m + log(total);
+        let label = targets[min(row, p.rows - 1u)];
+        var picked = 0.0;
+        for (var c = 0u; c < cq; c++) {
+            let y = act[src + c];
+            var g = vec4(0.0);
+            for (var e = 0u; e < 4u; e++) {
+                let j = 4u * c + e;
+                picked += select(0.0, y[e], j == label);
+                g[e] = select(0.0, (exp(y[e] - lse) - select(0.0, 1.0, j == label)) * p.scale,
+                              j < p.classes && live);
+            }
+            dz[c] = g;
+        }
+        if live {
+            partials[p.terms + row] = select(lse - picked, bitcast<f32>(nan_bits), label >= p.classes);
+        }
+        return;
     }
-}
-
-// Rows r0 … r0 + 3 of the gradient of layer l's product, from that of its output (both at
-// its dz, in place).
-fn tail_rows(l: Layer, base: u32, r0: u32, row0: u32, step: u32) {
-    let nq = q(l.outputs);
-    for (var i = r0 * nq; i < (r0 + 4u) * nq; i++) {
-        let jq = i % nq;
-        let z = scratch[base + l.z + i];
-        let dy = scratch[base + l.dz + i];
-        var g: vec4<f32>;
-        for (var c = 0u; c < 4u; c++) {
-            let j = 4u * jq + c;
-            g[c] = select(0.0, tail(l, step, row0 + i / nq, j, z[c], dy[c]), j < l.outputs);
-        }
-        scratch[base + l.dz + i] = g;
-    }
-}
-
-// Rows r0 … r0 + 3 of dx = dz·W for layer l, carried through the tail of the layer below
-// into that layer's dz.
-fn input_grad(l: Layer, below: Layer, base: u32, r0: u32, row0: u32, step: u32) {
-    let kq = q(l.inputs);
-    let nq = q(l.outputs);
-    for (var k = 0u; k < kq; k++) {
-        // Zeroed here, not by the declaration alone: Tint (Chromium) kept the last turn's sums.
-        var acc = array(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
-        for (var jq = 0u; jq < nq; jq++) {
-            let wr = array(weights(l, 4u * jq, k), weights(l, 4u * jq + 1u, k), weights(l, 4u * jq + 2u, k),
-                           weights(l, 4u * jq + 3u, k));
-            for (var i = 0u; i < 4u; i++) {
-                let d = scratch[base + l.dz + (r0 + i) * nq + jq];
-                acc[i] += d.x * wr[0] + d.y * wr[1] + d.z * wr[2] + d.w * wr[3];
+    for (var c = 0u; c < cq; c++) {
+        let y = act[src + c];
+        var g = vec4(0.0);
+        for (var e = 0u; e < 4u; e++) {
+            let j = 4u * c + e;
+            if j < p.classes && live {
+                let at = row * p.classes + j;
+                let term = value_term(p.loss, y[e], bitcast<f32>(targets[at]), p.delta);
+                partials[p.terms + at] = term.x;
+                g[e] = term.y * p.scale;
             }
         }
-        for (var i = 0u; i < 4u; i++) {
-            let row = row0 + r0 + i;
-            let z = scratch[base + below.z + (r0 + i) * kq + k];
-            var g: vec4<f32>;
-            for (var c = 0u; c < 4u; c++) {
-                let j = 4u * k + c;
-                g[c] = select(0.0, tail(below, step, row, j, z[c], acc[i][c]), j < l.inputs);
-            }
-            scratch[base + below.dz + (r0 + i) * kq + k] = g;
-        }
+        dz[c] = g;
     }
 }
 
 // The tile's share of layer l's dW = dzᵀ·x and db = Σ dz, in 4×4 blocks spread over the
 // workgroup, into its slice of partials.
 fn weight_grad(l: Layer, base: u32, slice: u32, tid: u32) {
-    let kq = q(l.inputs);
-    let nq = q(l.outputs);
+    let kq = (l.inputs + 3u) / 4u;
+    let nq = (l.outputs + 3u) / 4u;
     for (var b = tid; b < nq * kq; b += WG) {
         let jq = b / kq;
         let k = b % kq;
-        // Zeroed here, not by the declaration alone: Tint (Chromium) kept the last turn's sums.
         var acc = array(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
         var bias = vec4(0.0);
         for (var r = 0u; r < p.tile; r++) {
@@ -310,58 +258,83 @@ fn weight_grad(l: Layer, base: u32, slice: u32, tid: u32) {
     }
 }
 
-// Each invocation takes four rows of the tile through the whole network and back on its own
-// (no barrier: on llvmpipe each one is a switch between the invocations' coroutines, and a
-// barrier per layer cost more than the arithmetic); then, after the one barrier, the
-// workgroup sums the weight gradients over the tile.
-@compute @workgroup_size(16)
-fn mlp_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-    let step = counter[0];
-    let row0 = wg.x * p.tile;
-    let base = wg.x * p.tile_len;
+// The row's forward, loss and backward, leaving its inputs and product gradients in the
+// workgroup's scratch when the row is the tile's (`mine`) and its loss when it is the batch's
+// (`live`).
+fn run_row(tid: u32, lane: u32, base: u32, row: u32, mine: bool, live: bool, step: u32) {
     let layers = p.layers;
-    let r0 = 4u * tid;
-    if r0 < p.tile {
-        // The rows of x, padded to vec4s (rows past the batch are zeros).
-        let first = p.layer[0];
-        let kq = q(first.inputs);
-        for (var i = r0 * kq; i < (r0 + 4u) * kq; i++) {
-            let r = i / kq;
-            let k = 4u * (i % kq);
-            let row = min(row0 + r, p.rows - 1u);
-            var v: vec4<f32>;
-            for (var c = 0u; c < 4u; c++) {
-                let col = min(k + c, first.inputs - 1u);
-                v[c] = select(0.0, x[row * first.inputs + col], k + c < first.inputs && row0 + r < p.rows);
+    let first = p.layer[0];
+    let at = min(row, p.rows - 1u) * first.inputs;
+    for (var k = 0u; k < (first.inputs + 3u) / 4u; k++) {
+        var v = vec4(0.0);
+        for (var c = 0u; c < 4u; c++) {
+            let i = 4u * k + c;
+            v[c] = select(0.0, x[at + min(i, first.inputs - 1u)], i < first.inputs && live);
+        }
+        act[k] = v;
+    }
+    // Forward, keeping each layer's input for the weight gradients.
+    for (var l = 0u; l < layers; l++) {
+        let layer = p.layer[l];
+        let src = Q * (l % 2u);
+        let kq = (layer.inputs + 3u) / 4u;
+        if mine {
+            for (var k = 0u; k < kq; k++) {
+                scratch[base + layer.x + tid * kq + k] = act[src + k];
             }
-            scratch[base + first.x + i] = v;
         }
-        // Forward: layer l's output is layer l + 1's input, the last one's the loss's.
-        for (var l = 0u; l < layers; l++) {
-            let next = select(p.out, p.layer[min(l + 1u, 7u)].x, l + 1u < layers);
-            forward(p.layer[l], base, next, r0, row0, step);
+        forward(l, src, Q - src, row, step, lane);
+    }
+    // The loss, then backward, keeping each layer's product gradient.
+    let last = p.layer[layers - 1u];
+    loss(Q * (layers % 2u), row, live);
+    for (var k = 0u; k < (last.outputs + 3u) / 4u; k++) {
+        dz[k] = tail4(last, step, row, k, zs[Q * (layers - 1u) + k], dz[k]);
+    }
+    for (var l = layers - 1u; ; l--) {
+        let layer = p.layer[l];
+        let nq = (layer.outputs + 3u) / 4u;
+        if mine {
+            for (var k = 0u; k < nq; k++) {
+                scratch[base + layer.dz + tid * nq + k] = dz[k];
+            }
         }
-        let last = p.layer[layers - 1u];
-        loss(base, p.out, last.dz, r0, row0);
-        tail_rows(last, base, r0, row0, step);
-        for (var l = layers - 1u; l > 0u; l--) {
-            input_grad(p.layer[l], p.layer[l - 1u], base, r0, row0, step);
+        if l == 0u {
+            break;
         }
+        input_grad(l, row, step, lane);
+    }
+}
+
+// The body of mlp_step, whose entry point each variant of the products declares (with
+// `lane`, the invocation's lane in its subgroup, 0 without subgroups): the rows, then after
+// the one barrier the tile's weight gradients.
+fn step_rows(wg: u32, tid: u32, lane: u32) {
+    let base = wg * p.tile_len;
+    let row = wg * p.tile + tid;
+    // Every invocation of a subgroup with a row of this workgroup's tile runs the products
+    // (the subgroup shares the weights), but only those rows count.
+    let mine = tid < p.tile;
+    if tid - lane < p.tile {
+        run_row(tid, lane, base, row, mine, mine && row < p.rows, counter[0]);
     }
     storageBarrier();
-    for (var l = 0u; l < layers; l++) {
-        weight_grad(p.layer[l], base, wg.x * p.flat, tid);
+    for (var l = 0u; l < p.layers; l++) {
+        weight_grad(p.layer[l], base, wg * p.flat, tid);
     }
 }
 
 // ---------------------------------------------------------------- mlp_update
+// Four parameters at a time: on llvmpipe a storage access costs a loop over the SIMD lanes,
+// and a vec4 access takes one turn of it for four values. (The flat buffers' length is a
+// multiple of 4.)
 
 @group(0) @binding(1) var<storage, read_write> settings: Row;
-@group(0) @binding(2) var<storage, read> sums: array<f32>;
-@group(0) @binding(3) var<storage, read_write> g: array<f32>;
-@group(0) @binding(4) var<storage, read_write> w: array<f32>;
-@group(0) @binding(5) var<storage, read_write> m: array<f32>;
-@group(0) @binding(6) var<storage, read_write> v: array<f32>;
+@group(0) @binding(2) var<storage, read> sums: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> g: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> w: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> m: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> v: array<vec4<f32>>;
 
 // The optimizer: 0 SGD, 1 momentum, 2 Adam, 3 AdamW.
 override OPTIMIZER: u32 = 0u;
@@ -369,13 +342,40 @@ override OPTIMIZER: u32 = 0u;
 var<workgroup> mean_loss: f32;
 var<workgroup> bad_update: atomic<u32>;
 
-fn take(s: Settings, i: u32, g_i: f32) -> Step {
+fn take1(s: Settings, w: f32, g: f32, m: f32, v: f32) -> Step {
     switch OPTIMIZER {
-        case 1u: { return momentum_step(s, w[i], g_i, m[i]); }
-        case 2u: { return adam_step(s, w[i], g_i, m[i], v[i]); }
-        case 3u: { return adamw_step(s, w[i], g_i, m[i], v[i]); }
-        default: { return sgd_step(s, w[i], g_i); }
+        case 1u: { return momentum_step(s, w, g, m); }
+        case 2u: { return adam_step(s, w, g, m, v); }
+        case 3u: { return adamw_step(s, w, g, m, v); }
+        default: { return sgd_step(s, w, g); }
     }
+}
+
+// Four parameters' steps, as (w, m, v), and whether all are finite.
+struct Step4 {
+    w: vec4<f32>,
+    m: vec4<f32>,
+    v: vec4<f32>,
+    finite: bool,
+}
+
+fn take(s: Settings, i: u32, g4: vec4<f32>) -> Step4 {
+    let w4 = w[i];
+    // (Branches on an override constant: the pipeline keeps only the loads its optimizer makes.)
+    var m4 = vec4(0.0);
+    var v4 = vec4(0.0);
+    if OPTIMIZER != 0u {
+        m4 = m[i];
+    }
+    if OPTIMIZER >= 2u {
+        v4 = v[i];
+    }
+    let a = take1(s, w4.x, g4.x, m4.x, v4.x);
+    let b = take1(s, w4.y, g4.y, m4.y, v4.y);
+    let c = take1(s, w4.z, g4.z, m4.z, v4.z);
+    let d = take1(s, w4.w, g4.w, m4.w, v4.w);
+    let finite = step_is_finite(a) && step_is_finite(b) && step_is_finite(c) && step_is_finite(d);
+    return Step4(vec4(a.w, b.w, c.w, d.w), vec4(a.m, b.m, c.m, d.m), vec4(a.v, b.v, c.v, d.v), finite);
 }
 
 // One barrier (see mlp_step): before it, the mean loss (invocation 0, in row order), the
@@ -388,21 +388,23 @@ fn mlp_update(@builtin(local_invocation_index) lid: u32) {
     if lid == 0u {
         var total = 0.0;
         for (var i = 0u; i < p.terms_len; i++) {
-            total += sums[p.terms + i];
+            let at = p.terms + i;
+            total += sums[at / 4u][at % 4u];
         }
         mean_loss = p.scale * total;
     }
     // The settings a check reads (optimizer.wgsl's advanced_settings).
     let s = Settings(row.lr, row.momentum, row.beta1, row.beta2, row.eps, row.weight_decay,
                      row.beta1_power * row.beta1, row.beta2_power * row.beta2, row.first_bad != 0.0);
+    let quads = p.flat / 4u;
     var finite = true;
-    for (var i = lid; i < p.flat; i += 64u) {
-        var g_i = 0.0;
+    for (var i = lid; i < quads; i += 64u) {
+        var g_i = vec4(0.0);
         for (var k = 0u; k < p.workgroups; k++) {
-            g_i += sums[k * p.flat + i];
+            g_i += sums[k * quads + i];
         }
         g[i] = g_i;
-        finite = finite && step_is_finite(take(s, i, g_i));
+        finite = finite && take(s, i, g_i).finite;
     }
     if !finite {
         atomicOr(&bad_update, 1u);
@@ -411,7 +413,7 @@ fn mlp_update(@builtin(local_invocation_index) lid: u32) {
     let halted = row.first_bad != 0.0 || !is_finite(loss);
     let apply = !halted && atomicLoad(&bad_update) == 0u;
     if apply {
-        for (var i = lid; i < p.flat; i += 64u) {
+        for (var i = lid; i < quads; i += 64u) {
             let step = take(s, i, g[i]);
             w[i] = step.w;
             if OPTIMIZER != 0u {

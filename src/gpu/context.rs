@@ -234,7 +234,7 @@ impl Gpu {
                     matmul_subgroup,
                     matmul_tiled: matmul::tiled_family(&device),
                     optimizer: optimizer::kernels(&device),
-                    mlp: mlp::kernels(&device),
+                    mlp: mlp::kernels(&device, &info),
                     dropout: dropout::kernels(&device),
                 };
                 // As large as any fixed-size binding a kernel declares (the settings row's 56

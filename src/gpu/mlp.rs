@@ -10,8 +10,14 @@ use super::{DropoutCounter, GpuTensor, Kernels, SettingsRow};
 use crate::loss::Loss;
 use crate::{Activation, Error, Result};
 
-/// The most rows of the batch one workgroup of `mlp_step` takes (its `p.tile`).
+/// The most rows of the batch one workgroup of `mlp_step` takes (its `p.tile`): one per
+/// invocation.
 const MOST_TILE: usize = 64;
+/// The most parameter values a fused step takes, with room for its reads past the last
+/// weight row: `mlp_step` reads them from a uniform binding of this many (64 KiB, every
+/// adapter's least limit).
+pub(crate) const UNIFORM_FLOATS: usize = 16384;
+pub(crate) const MAX_PARAMS: usize = UNIFORM_FLOATS - 4;
 /// The most dense layers a fused step takes (the shader's table).
 pub(crate) const MAX_LAYERS: usize = 8;
 /// The widest activation a fused step takes. Wider layers have enough arithmetic per launch
@@ -35,10 +41,8 @@ struct LayerParams {
     drop_p: f32,
     drop_seed: u32,
     x: u32,
-    z: u32,
-    aligned: u32,
     dz: u32,
-    _pad: [u32; 4],
+    _pad: [u32; 6],
 }
 
 #[repr(C)]
@@ -51,8 +55,7 @@ struct Params {
     scale: f32,
     delta: f32,
     tile_len: u32,
-    out: u32,
-    _pad0: u32,
+    _pad0: [u32; 2],
     flat: u32,
     terms: u32,
     terms_len: u32,
@@ -62,16 +65,24 @@ struct Params {
     layer: [LayerParams; MAX_LAYERS],
 }
 
-/// The two layouts of `mlp.wgsl`.
+/// The two layouts of `mlp.wgsl`: the step, in the variant this adapter runs, and the update.
 pub(crate) struct MlpKernels {
     step: Family,
     update: Family,
 }
 
-pub(crate) fn kernels(device: &wgpu::Device) -> MlpKernels {
+/// `mlp.wgsl` with one variant of its products: subgroups of 8 lanes sharing their weight
+/// loads where the adapter has them (llvmpipe), each lane loading its own elsewhere.
+pub(crate) fn kernels(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> MlpKernels {
     use Binding::*;
+    let eight_lanes = info.subgroup_min_size == 8 && info.subgroup_max_size == 8;
+    let products = if eight_lanes && device.features().contains(wgpu::Features::SUBGROUP) {
+        include_str!("../../shaders/mlp_subgroup.wgsl")
+    } else {
+        include_str!("../../shaders/mlp_lanes.wgsl")
+    };
     let source = super::shaders::settings_row(&super::shaders::optimizer_math(&super::shaders::loss_math(
-        &super::shaders::elementwise(include_str!("../../shaders/mlp.wgsl")),
+        &super::shaders::elementwise(&[include_str!("../../shaders/mlp.wgsl"), products].concat()),
     )));
     let uniform = Uniform(size_of::<Params>() as u64);
     MlpKernels {
@@ -79,7 +90,7 @@ pub(crate) fn kernels(device: &wgpu::Device) -> MlpKernels {
             device,
             "mlp_step",
             &source,
-            &[uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+            &[uniform, Uniform(4 * UNIFORM_FLOATS as u64), Read, Read, Read, ReadWrite, ReadWrite],
             &["mlp_step"],
         ),
         update: Family::new(
@@ -138,21 +149,21 @@ impl MlpShape {
     }
 
     /// Rows per workgroup for a batch of `rows`: on a software adapter (lavapipe,
-    /// SwiftShader: a CPU, where each barrier of a workgroup costs a switch between its
+    /// SwiftShader: a CPU, where each workgroup's barrier costs a switch between its
     /// invocations' coroutines) the batch in 4 parts, so few workgroups keep every core busy;
-    /// on a GPU 16, for many workgroups. A multiple of 4 (the products' row blocks).
+    /// on a GPU 16, for many workgroups.
     pub(crate) fn tile(rows: usize, software: bool) -> usize {
-        let tile = if software { rows.div_ceil(4) } else { 16 };
-        tile.next_multiple_of(4).clamp(4, MOST_TILE)
+        let tile = if software { rows.div_ceil(4).next_multiple_of(8) } else { 16 };
+        tile.clamp(1, MOST_TILE)
     }
 
     pub(crate) fn workgroups(rows: usize, tile: usize) -> usize {
         rows.div_ceil(tile)
     }
 
-    /// Offsets (in vec4s) in a workgroup's scratch: each layer's input, product and the
-    /// product's gradient, then the network's output; and the length of it all.
-    fn scratch_layout(&self, tile: usize) -> (Vec<[u32; 3]>, u32, usize) {
+    /// Offsets (in vec4s) in a workgroup's scratch: each layer's inputs and its product's
+    /// gradients; and the length of it all.
+    fn scratch_layout(&self, tile: usize) -> (Vec<[u32; 2]>, usize) {
         let q = |n: usize| n.div_ceil(4) * tile;
         let mut at = 0;
         let mut take = |n: usize| {
@@ -160,15 +171,14 @@ impl MlpShape {
             at += n;
             start as u32
         };
-        let regions: Vec<[u32; 3]> =
-            self.layers.iter().map(|l| [take(q(l.inputs)), take(q(l.outputs)), take(q(l.outputs))]).collect();
-        let out = take(q(self.classes()));
-        (regions, out, at)
+        let regions: Vec<[u32; 2]> =
+            self.layers.iter().map(|l| [take(q(l.inputs)), take(q(l.outputs))]).collect();
+        (regions, at)
     }
 
     /// The scratch `mlp_step` needs for `rows` samples in tiles of `tile`, in floats.
     pub(crate) fn scratch_len(&self, rows: usize, tile: usize) -> usize {
-        Self::workgroups(rows, tile) * self.scratch_layout(tile).2 * 4
+        Self::workgroups(rows, tile) * self.scratch_layout(tile).1 * 4
     }
 
     /// The partial sums `mlp_step` leaves for `mlp_update`, in floats: one flat gradient per
@@ -195,14 +205,14 @@ impl MlpShape {
         Ok(())
     }
 
-    fn params(&self, rows: usize, tile: usize, flat: usize, view_alignment: usize) -> Result<Params> {
-        let (regions, out, tile_len) = self.scratch_layout(tile);
+    fn params(&self, rows: usize, tile: usize, flat: usize) -> Result<Params> {
+        let (regions, tile_len) = self.scratch_layout(tile);
         let u = |n: usize, what: &str| {
             u32::try_from(n)
                 .map_err(|_| Error::shape("mlp_step", format!("{what} below 2^32"), n.to_string()))
         };
         let mut layer = [LayerParams::default(); MAX_LAYERS];
-        for (i, (l, [x, z, dz])) in self.layers.iter().zip(regions).enumerate() {
+        for (i, (l, [x, dz])) in self.layers.iter().zip(regions).enumerate() {
             layer[i] = LayerParams {
                 inputs: u(l.inputs, "inputs")?,
                 outputs: u(l.outputs, "outputs")?,
@@ -213,14 +223,8 @@ impl MlpShape {
                 drop_p: l.dropout.map_or(0.0, |(p, _)| p),
                 drop_seed: l.dropout.map_or(0, |(_, seed)| seed),
                 x,
-                z,
-                aligned: u32::from(
-                    l.weight.is_multiple_of(4)
-                        && l.inputs.is_multiple_of(4)
-                        && view_alignment.is_multiple_of(4),
-                ),
                 dz,
-                _pad: [0; 4],
+                _pad: [0; 6],
             };
         }
         let terms = self.terms(rows);
@@ -233,8 +237,7 @@ impl MlpShape {
             scale: 1.0 / terms as f32,
             delta: self.loss.parameter(),
             tile_len: u(tile_len, "scratch")?,
-            out,
-            _pad0: 0,
+            _pad0: [0; 2],
             flat: u(flat, "parameters")?,
             terms: u(workgroups * flat, "partial sums")?,
             terms_len: u(terms, "terms")?,
@@ -264,13 +267,15 @@ pub(crate) enum MlpOptimizer {
 impl Kernels<'_> {
     /// Binds `mlp_step` for a batch of `x.rows()` samples in tiles of `tile` rows: forward,
     /// loss and backward, every workgroup's share of the gradients and the loss's terms into
-    /// `partials`.
+    /// `partials`. `values`: the flat parameters, a view at the start of `uniform`, a buffer
+    /// of [`UNIFORM_FLOATS`] that a uniform binding can hold.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn mlp_step(
         &self,
         shape: &MlpShape,
         tile: usize,
         values: &GpuTensor,
+        uniform: &GpuTensor,
         x: &GpuTensor,
         target: MlpTarget,
         counter: &DropoutCounter,
@@ -279,7 +284,7 @@ impl Kernels<'_> {
     ) -> Result<Dispatch> {
         let op = "mlp_step";
         let rows = x.rows();
-        let params = shape.params(rows, tile, values.len(), self.view_alignment())?;
+        let params = shape.params(rows, tile, values.len())?;
         let need = |t: &GpuTensor, len: usize, what: &str| {
             if t.len() < len {
                 return Err(Error::shape(op, format!("{what} of {len} values"), t.len().to_string()));
@@ -295,8 +300,10 @@ impl Kernels<'_> {
             MlpTarget::Labels(labels) => Arg::from(labels),
             MlpTarget::Values(values) => Arg::from(values),
         };
-        let args =
-            [values.into(), values.into(), x.into(), target, counter.into(), scratch.into(), partials.into()];
+        if uniform.len() != UNIFORM_FLOATS || uniform.buffer() != values.buffer() || values.offset() != 0 {
+            return Err(Error::shape(op, "parameters at the start of a uniform buffer", "another tensor"));
+        }
+        let args = [uniform.into(), x.into(), target, counter.into(), scratch.into(), partials.into()];
         let workgroups = u32::try_from(MlpShape::workgroups(rows, tile))
             .ok()
             .filter(|&w| w <= self.limits().max_compute_workgroups_per_dimension)
@@ -320,7 +327,7 @@ impl Kernels<'_> {
         values: &GpuTensor,
         states: &[GpuTensor],
     ) -> Result<Dispatch> {
-        let params = shape.params(rows, tile, values.len(), self.view_alignment())?;
+        let params = shape.params(rows, tile, values.len())?;
         let state = |i: usize| states.get(i).map_or(Arg::Unused, Arg::from);
         let args = [settings.into(), partials.into(), grads.into(), values.into(), state(0), state(1)];
         let step = self.compiled.mlp.update.step_with(

@@ -58,7 +58,10 @@ pub use dropout::DropoutCounter;
 pub use kernels::Kernels;
 pub use loss::StepTarget;
 pub use matmul::{Epilogue, EpilogueDropout, Keep, MatmulKernel, Tiling};
-pub(crate) use mlp::{MlpLayer, MlpOptimizer, MlpShape, MlpTarget, software as mlp_software};
+pub(crate) use mlp::{
+    MAX_PARAMS as MLP_MAX_PARAMS, MlpLayer, MlpOptimizer, MlpShape, MlpTarget,
+    UNIFORM_FLOATS as MLP_UNIFORM_FLOATS, software as mlp_software,
+};
 pub use norm::MAX_LAYER_NORM_COLS;
 pub use optimizer::SettingsRow;
 pub(crate) use readback::Staging;

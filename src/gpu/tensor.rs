@@ -130,7 +130,23 @@ impl Gpu {
 
     /// A new `rows × cols` matrix of zeros.
     pub fn zeros(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
-        let (buffer, held) = self.create_buffer("zeros", "tensor", rows, cols, None)?;
+        self.zeros_with("zeros", rows, cols, wgpu::BufferUsages::empty())
+    }
+
+    /// [`Gpu::zeros`] in a buffer that a uniform binding can read too (the fused MLP step
+    /// reads its parameters so: see `shaders/mlp.wgsl`).
+    pub(crate) fn zeros_uniform(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
+        self.zeros_with("zeros_uniform", rows, cols, wgpu::BufferUsages::UNIFORM)
+    }
+
+    fn zeros_with(
+        &self,
+        op: &'static str,
+        rows: usize,
+        cols: usize,
+        usage: wgpu::BufferUsages,
+    ) -> Result<GpuTensor> {
+        let (buffer, held) = self.create_buffer_with(op, "tensor", rows, cols, None, usage)?;
         let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols, offset: 0, size: None })
     }
@@ -336,6 +352,18 @@ impl Gpu {
         cols: usize,
         contents: Option<&[u8]>,
     ) -> Result<(wgpu::Buffer, Held)> {
+        self.create_buffer_with(op, what, rows, cols, contents, wgpu::BufferUsages::empty())
+    }
+
+    fn create_buffer_with(
+        &self,
+        op: &'static str,
+        what: &str,
+        rows: usize,
+        cols: usize,
+        contents: Option<&[u8]>,
+        usage: wgpu::BufferUsages,
+    ) -> Result<(wgpu::Buffer, Held)> {
         if rows == 0 || cols == 0 {
             return Err(Error::shape(op, "at least 1 row and 1 column", format!("{rows}x{cols}")));
         }
@@ -351,7 +379,8 @@ impl Gpu {
                 size,
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
+                    | wgpu::BufferUsages::COPY_DST
+                    | usage,
                 mapped_at_creation: contents.is_some(),
             })
         })?;

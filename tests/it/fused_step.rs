@@ -176,6 +176,10 @@ portable! {
         assert!(why(ModelConfig::new(8).dense(8).layer_norm().dense(2)).contains("layer 1"));
         let deep = (0..9).fold(ModelConfig::new(4), |c, _| c.dense(4).relu());
         assert!(why(deep).contains("9 dense layers"));
+        // 5 × 4160 weights and biases: more than one uniform binding holds.
+        let heavy = (0..5).fold(ModelConfig::new(64), |c, _| c.dense(64).relu());
+        let heavy = why(heavy);
+        assert!(heavy.contains("20800 parameter values"), "{heavy}");
         let mut off = boundary().build_gpu(gpu).unwrap();
         off.set_fused(false).unwrap();
         assert!(off.fused(64).unwrap().unwrap_err().contains("set_fused"));

@@ -20,6 +20,9 @@ pub(crate) struct ParamTensors {
 #[derive(Debug)]
 pub(crate) struct Flat {
     pub(crate) values: GpuTensor,
+    /// The buffer `values` starts, when it is the model's one group and fits a uniform
+    /// binding: the fused MLP step reads the parameters through it (`gpu/mlp.rs`).
+    pub(crate) uniform: Option<GpuTensor>,
     /// None in a model that does not train.
     pub(crate) grads: Option<GpuTensor>,
     pub(crate) states: Vec<GpuTensor>,
@@ -50,11 +53,27 @@ pub(crate) fn layout(
         lens[group] += len;
     }
     let states = graph.state_names().len();
+    // Only a model that may train fused pays for the uniform buffer's 64 KiB.
+    let dense = graph.layers().iter().all(|l| {
+        use crate::model::config::Layer::*;
+        matches!(l, Dense { .. } | Activation(_) | Dropout(_) | Softmax | LogSoftmax)
+    });
+    let uniform = graph.trains
+        && dense
+        && lens.len() == 1
+        && lens[0] <= crate::gpu::MLP_MAX_PARAMS
+        && gpu.limits().max_uniform_buffer_binding_size >= 4 * crate::gpu::MLP_UNIFORM_FLOATS as u64;
     let groups = lens
         .iter()
         .map(|&len| {
+            let uniform =
+                uniform.then(|| gpu.zeros_uniform(1, crate::gpu::MLP_UNIFORM_FLOATS)).transpose()?;
             Ok(Flat {
-                values: gpu.zeros(1, len)?,
+                values: match &uniform {
+                    Some(whole) => gpu.view(whole, 0, 1, len)?,
+                    None => gpu.zeros(1, len)?,
+                },
+                uniform,
                 grads: graph.trains.then(|| gpu.zeros(1, len)).transpose()?,
                 states: (0..states).map(|_| gpu.zeros(1, len)).collect::<Result<_>>()?,
             })

@@ -14,9 +14,6 @@ pub(crate) fn shape(graph: &Graph, shared: &Shared) -> std::result::Result<MlpSh
     if !graph.trains {
         return Err("the model does not train".into());
     }
-    if shared.flat.len() != 1 {
-        return Err("its parameters need more than one binding".into());
-    }
     let mut layers = Vec::new();
     for node in graph.nodes(true) {
         let b = match node {
@@ -36,7 +33,15 @@ pub(crate) fn shape(graph: &Graph, shared: &Shared) -> std::result::Result<MlpSh
             dropout: b.dropout.map(|(l, p)| (p, graph.dropout_seed(l))),
         });
     }
-    MlpShape::new(layers, graph.loss())
+    let shape = MlpShape::new(layers, graph.loss())?;
+    if shared.flat.len() != 1 || shared.flat[0].uniform.is_none() {
+        return Err(format!(
+            "its {} parameter values are more than a fused step takes ({})",
+            shared.flat.iter().map(|f| f.values.len()).sum::<usize>(),
+            crate::gpu::MLP_MAX_PARAMS
+        ));
+    }
+    Ok(shape)
 }
 
 /// A fused plan's own buffers: what `mlp_step` leaves for `mlp_update`.
@@ -75,10 +80,12 @@ impl FusedBuffers {
             (None, None) => unreachable!("a training plan has its targets"),
         };
         let kernels = gpu.kernels();
+        let uniform = flat.uniform.as_ref().expect("shape() takes only parameters in a uniform buffer");
         let step = kernels.mlp_step(
             shape,
             self.tile,
             &flat.values,
+            uniform,
             x,
             target,
             &shared.dropout_counter,
