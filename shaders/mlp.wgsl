@@ -36,7 +36,8 @@
 // mlp_subgroup.wgsl (subgroups of 8 lanes share the weights they load) and mlp_lanes.wgsl
 // (any adapter); each declares the entry point mlp_step.
 
-const WG: u32 = 64u;
+// Invocations of mlp_step, one per row of its tile (the host sets it to the tile: 8 to 64).
+override WG: u32 = 64u;
 // vec4s of the widest activation (64 values).
 const Q: u32 = 16u;
 const NONE: u32 = 0xffffffffu;

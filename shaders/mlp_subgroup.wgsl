@@ -56,7 +56,7 @@ fn input_grad(li: u32, row: u32, step: u32, lane: u32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn mlp_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32,
             @builtin(subgroup_invocation_id) lane: u32) {
     step_rows(wg.x, tid, lane);
