@@ -5,9 +5,11 @@
 Prints one JSON object: matmul GFLOP/s at the bench's three target shapes (torch and numpy),
 and MNIST training samples/s, softmax cross-entropy from the logits: the "lesson" workload
 (784-128-64-10, ReLU, dropout 0.2, Adam lr 0.001) and the "sgd" workload (no dropout, plain
-SGD lr 0.01) at batch 64, 256 and 1024, and the "cnn" workload (two 3x3 convolutions with
+SGD lr 0.01) at batch 64, 256 and 1024, the "cnn" workload (two 3x3 convolutions with
 batch norms, ReLU and 2x2 max pooling, dense 128, dropout 0.5, Adam lr 0.001) at batch 32
-and 128. Each step takes its batch from host memory (8
+and 128, and the narrow networks: "boundary" (2-64-64-3 tanh, Adam lr 0.01, batch 256),
+"digits" (64-64-32-10 ReLU, dropout 0.2 after the first, Adam lr 0.001, batch 64) and
+"streetlight" (3-4-1 ReLU, MSE, SGD lr 0.2, batch 16). Each step takes its batch from host memory (8
 random batches cycled); a figure is the median of 3 blocks of 50 steps after 20 warm-up steps.
 """
 
@@ -61,16 +63,33 @@ def cnn():
     )
 
 
-def train(batch, model, optimizer, lr):
+def boundary():
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 3))
+
+
+def digits():
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.2), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)
+    )
+
+
+def streetlight():
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+
+
+def train(batch, model, optimizer, lr, inputs=784, classes=10, mse=False):
     torch.manual_seed(0)
     model = model()
     opt = optimizer(model.parameters(), lr=lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch.nn.MSELoss() if mse else torch.nn.CrossEntropyLoss()
     rng = np.random.default_rng(1)
-    batches = [
-        (rng.random((batch, 784), dtype=np.float32), rng.integers(0, 10, batch))
-        for _ in range(8)
-    ]
+    target = lambda: (
+        rng.random((batch, classes), dtype=np.float32) if mse else rng.integers(0, classes, batch)
+    )
+    batches = [(rng.random((batch, inputs), dtype=np.float32), target()) for _ in range(8)]
     step = 0
 
     def block(steps):
@@ -104,6 +123,9 @@ def main():
         out[f"sgd batch {batch} samples/s"] = train(batch, lambda: mlp(0.0), torch.optim.SGD, 0.01)
     for batch in [32, 128]:
         out[f"cnn batch {batch} samples/s"] = train(batch, cnn, torch.optim.Adam, 0.001)
+    out["boundary batch 256 samples/s"] = train(256, boundary, torch.optim.Adam, 0.01, 2, 3)
+    out["digits batch 64 samples/s"] = train(64, digits, torch.optim.Adam, 0.001, 64, 10)
+    out["streetlight batch 16 samples/s"] = train(16, streetlight, torch.optim.SGD, 0.2, 3, 1, True)
     # numpy last: its BLAS threads spin after each call and, interleaved with torch's, once
     # made a torch product run at 14 GFLOP/s instead of 300.
     for m, k, n in shapes:

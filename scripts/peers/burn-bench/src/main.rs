@@ -3,7 +3,10 @@
 //! "lesson" (784-128-64-10, ReLU, dropout 0.2, Adam lr 0.001) and "sgd" (no dropout, plain
 //! SGD lr 0.01) workloads at batch 64 and 256, and the "cnn" workload (wgpu-nn's
 //! `ModelConfig::mnist_cnn`: two 3×3 convolutions without bias, each with a batch norm, ReLU
-//! and 2×2 max pooling, dense 128, dropout 0.5, Adam lr 0.001) at batch 32 and 128. Each training step uploads its batch
+//! and 2×2 max pooling, dense 128, dropout 0.5, Adam lr 0.001) at batch 32 and 128, and the
+//! narrow networks: "boundary" (2-64-64-3 tanh, Adam lr 0.01, batch 256), "digits"
+//! (64-64-32-10 ReLU, dropout 0.2 after the first, Adam lr 0.001, batch 64) and "streetlight"
+//! (3-4-1 ReLU, MSE, SGD lr 0.2, batch 16). Each training step uploads its batch
 //! (8 random batches cycled); the figure is the median of 3 blocks of 50 steps, each block
 //! ended by reading the loss back. Prints one JSON object.
 
@@ -11,9 +14,11 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
+};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
@@ -26,9 +31,84 @@ struct Mlp {
     relu: Relu,
 }
 
-/// A network trained on rows of 784 pixels.
+/// A network trained on rows of `INPUTS` values: to `CLASSES` classes by cross-entropy, or
+/// (`MSE`) to as many values by the mean squared error.
 trait Net: Module {
+    const INPUTS: usize = 784;
+    const CLASSES: usize = 10;
+    const MSE: bool = false;
     fn forward(&self, x: Tensor<2>) -> Tensor<2>;
+}
+
+/// A narrow MLP: dense layers with an activation (and a dropout after the first) between them.
+#[derive(Module, Debug)]
+struct Narrow {
+    layers: Vec<Linear>,
+    dropout: Dropout,
+    tanh: bool,
+}
+
+impl Narrow {
+    fn new(widths: &[usize], tanh: bool, dropout: f64, device: &Device) -> Self {
+        let layers = widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect();
+        Self { layers, dropout: DropoutConfig::new(dropout).init(), tanh }
+    }
+
+    fn run(&self, mut x: Tensor<2>) -> Tensor<2> {
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = if self.tanh {
+                    burn::tensor::activation::tanh(x)
+                } else {
+                    burn::tensor::activation::relu(x)
+                };
+                if i == 0 {
+                    x = self.dropout.forward(x);
+                }
+            }
+        }
+        x
+    }
+}
+
+/// The three narrow workloads, as types: each sets its input and output widths.
+#[derive(Module, Debug)]
+struct Boundary {
+    net: Narrow,
+}
+#[derive(Module, Debug)]
+struct Digits {
+    net: Narrow,
+}
+#[derive(Module, Debug)]
+struct Streetlight {
+    net: Narrow,
+}
+
+impl Net for Boundary {
+    const INPUTS: usize = 2;
+    const CLASSES: usize = 3;
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.net.run(x)
+    }
+}
+
+impl Net for Digits {
+    const INPUTS: usize = 64;
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.net.run(x)
+    }
+}
+
+impl Net for Streetlight {
+    const INPUTS: usize = 3;
+    const CLASSES: usize = 1;
+    const MSE: bool = true;
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.net.run(x)
+    }
 }
 
 impl Net for Mlp {
@@ -53,7 +133,10 @@ struct Cnn {
 impl Cnn {
     fn new(device: &Device) -> Self {
         let conv = |c_in, c_out| {
-            Conv2dConfig::new([c_in, c_out], [3, 3]).with_padding(PaddingConfig2d::Same).with_bias(false).init(device)
+            Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_padding(PaddingConfig2d::Same)
+                .with_bias(false)
+                .init(device)
         };
         Self {
             c1: conv(1, 16),
@@ -131,11 +214,13 @@ fn train<M: Net>(device: &Device, batch: usize, mut model: M, mut optim: ModuleO
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (seed >> 33) as u32
     };
-    let batches: Vec<(Vec<f32>, Vec<i64>)> = (0..8)
+    let (inputs, classes) = (M::INPUTS, M::CLASSES);
+    let batches: Vec<(Vec<f32>, Vec<i64>, Vec<f32>)> = (0..8)
         .map(|_| {
-            let x = (0..batch * 784).map(|_| (next() % 256) as f32 / 255.0).collect();
-            let y = (0..batch).map(|_| (next() % 10) as i64).collect();
-            (x, y)
+            let x = (0..batch * inputs).map(|_| (next() % 256) as f32 / 255.0).collect();
+            let y = (0..batch).map(|_| (next() % classes as u32) as i64).collect();
+            let t = (0..batch * classes).map(|_| (next() % 256) as f32 / 255.0).collect();
+            (x, y, t)
         })
         .collect();
     let mut step = 0usize;
@@ -143,11 +228,16 @@ fn train<M: Net>(device: &Device, batch: usize, mut model: M, mut optim: ModuleO
         let t = Instant::now();
         let mut last = None;
         for _ in 0..steps {
-            let (x, y) = &batches[step % batches.len()];
+            let (x, y, t) = &batches[step % batches.len()];
             step += 1;
-            let x = Tensor::<2>::from_data(TensorData::new(x.clone(), [batch, 784]), device);
-            let y = Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [batch]), device);
-            let loss = loss_fn.forward(model.forward(x), y);
+            let x = Tensor::<2>::from_data(TensorData::new(x.clone(), [batch, inputs]), device);
+            let loss = if M::MSE {
+                let t = Tensor::<2>::from_data(TensorData::new(t.clone(), [batch, classes]), device);
+                MseLoss::new().forward(model.forward(x), t, Reduction::Mean)
+            } else {
+                let y = Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [batch]), device);
+                loss_fn.forward(model.forward(x), y)
+            };
             let grads = GradientsParams::from_grads(loss.backward(), &*model);
             *model = optim.step(lr, model.clone(), grads);
             last = Some(loss);
@@ -178,5 +268,21 @@ fn main() {
         let cnn = train(&device, batch, Cnn::new(&device), AdamConfig::new().init(), 0.001);
         out.insert(format!("cnn batch {batch} samples/s"), cnn.into());
     }
+    let narrow = |widths: &[usize], tanh, dropout| Narrow::new(widths, tanh, dropout, &device);
+    let boundary = Boundary { net: narrow(&[2, 64, 64, 3], true, 0.0) };
+    out.insert(
+        "boundary batch 256 samples/s".into(),
+        train(&device, 256, boundary, AdamConfig::new().init(), 0.01).into(),
+    );
+    let digits = Digits { net: narrow(&[64, 64, 32, 10], false, 0.2) };
+    out.insert(
+        "digits batch 64 samples/s".into(),
+        train(&device, 64, digits, AdamConfig::new().init(), 0.001).into(),
+    );
+    let streetlight = Streetlight { net: narrow(&[3, 4, 1], false, 0.0) };
+    out.insert(
+        "streetlight batch 16 samples/s".into(),
+        train(&device, 16, streetlight, SgdConfig::new().init(), 0.2).into(),
+    );
     println!("{}", serde_json::Value::Object(out));
 }
