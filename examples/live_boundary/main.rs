@@ -47,6 +47,9 @@ struct Options {
     /// Training steps per frame
     #[arg(long, default_value_t = 10)]
     steps: u32,
+    /// Train layer by layer, not with the fused step (to compare the two; see README)
+    #[arg(long)]
+    layered: bool,
     /// Save the weights at the end (safetensors)
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
@@ -106,6 +109,10 @@ fn headless(o: &Options) -> Result<(), String> {
         view_formats: &[],
     });
     let view = target.create_view(&Default::default());
+    if o.layered {
+        scene.model.set_fused(false).map_err(|e| e.to_string())?;
+    }
+    let frames_start = std::time::Instant::now();
     for _ in 0..o.frames {
         let mut encoder = device.create_command_encoder(&Default::default());
         scene.frame(&mut encoder, &view).map_err(|e| e.to_string())?;
@@ -113,6 +120,7 @@ fn headless(o: &Options) -> Result<(), String> {
         scene.after_submit().map_err(|e| e.to_string())?;
     }
     let pixels = read_texture(&device, &queue, &target, o.size)?;
+    let frame_ms = frames_start.elapsed().as_secs_f64() * 1e3 / f64::from(o.frames.max(1));
     write_png(&o.out, o.size, &pixels)?;
     let (loss, accuracy) = scene.finish().map_err(|e| e.to_string())?;
     if let Some(path) = &o.save {
@@ -132,6 +140,7 @@ fn headless(o: &Options) -> Result<(), String> {
             "backend": o.backend().name(),
             "frames": o.frames, "steps": o.frames * o.steps, "size": o.size,
             "loss": loss, "accuracy": accuracy, "out": o.out, "seconds": start.elapsed().as_secs_f64(),
+            "frame_ms": frame_ms, "fused": !o.layered && scene.model.fused(64).is_ok_and(|f| f.is_ok()),
         });
         println!("{report}");
     }
