@@ -225,6 +225,18 @@ fn loss(src: u32, row: u32, live: bool) {
     }
 }
 
+// The end of input_grad: dx = dz·W for the input k-quad `k` of layer li, carried through the
+// tail of the layer below into dx; `use_input_grad` then makes dx the next dz.
+fn store_input_grad(li: u32, k: u32, row: u32, step: u32, acc: vec4<f32>) {
+    dx[k] = tail4(p.layer[li - 1u], step, row, k, zs[Q * (li - 1u) + k], acc);
+}
+
+fn use_input_grad(kq: u32) {
+    for (var k = 0u; k < kq; k++) {
+        dz[k] = dx[k];
+    }
+}
+
 // The tile's share of layer l's dW = dzᵀ·x and db = Σ dz, in 4×4 blocks spread over the
 // workgroup, into its slice of partials.
 fn weight_grad(l: Layer, base: u32, slice: u32, tid: u32) {

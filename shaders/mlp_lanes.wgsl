@@ -26,7 +26,6 @@ fn forward(li: u32, src: u32, to: u32, row: u32, step: u32, lane: u32) {
 // layer li − 1 below it, into dz.
 fn input_grad(li: u32, row: u32, step: u32, lane: u32) {
     let l = p.layer[li];
-    let below = p.layer[li - 1u];
     let kq = (l.inputs + 3u) / 4u;
     for (var k = 0u; k < kq; k++) {
         var acc = vec4(0.0);
@@ -36,11 +35,9 @@ fn input_grad(li: u32, row: u32, step: u32, lane: u32) {
             acc += d.x * weights(l, j, k) + d.y * weights(l, j + 1u, k) + d.z * weights(l, j + 2u, k)
                 + d.w * weights(l, j + 3u, k);
         }
-        dx[k] = tail4(below, step, row, k, zs[Q * (li - 1u) + k], acc);
+        store_input_grad(li, k, row, step, acc);
     }
-    for (var k = 0u; k < kq; k++) {
-        dz[k] = dx[k];
-    }
+    use_input_grad(kq);
 }
 
 @compute @workgroup_size(WG)

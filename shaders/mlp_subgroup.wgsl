@@ -36,7 +36,6 @@ fn forward(li: u32, src: u32, to: u32, row: u32, step: u32, lane: u32) {
 // layer li − 1 below it, into dz.
 fn input_grad(li: u32, row: u32, step: u32, lane: u32) {
     let l = p.layer[li];
-    let below = p.layer[li - 1u];
     let kq = (l.inputs + 3u) / 4u;
     for (var k = 0u; k < kq; k++) {
         var acc = vec4(0.0);
@@ -49,11 +48,9 @@ fn input_grad(li: u32, row: u32, step: u32, lane: u32) {
                 + d1.x * subgroupShuffle(v, 4u) + d1.y * subgroupShuffle(v, 5u)
                 + d1.z * subgroupShuffle(v, 6u) + d1.w * subgroupShuffle(v, 7u);
         }
-        dx[k] = tail4(below, step, row, k, zs[Q * (li - 1u) + k], acc);
+        store_input_grad(li, k, row, step, acc);
     }
-    for (var k = 0u; k < kq; k++) {
-        dz[k] = dx[k];
-    }
+    use_input_grad(kq);
 }
 
 @compute @workgroup_size(WG)

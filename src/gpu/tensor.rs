@@ -123,14 +123,14 @@ impl Gpu {
     pub fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuTensor> {
         check_len("upload", "data", data.len(), rows, cols)?;
         let (buffer, held) =
-            self.create_buffer("upload", "tensor", rows, cols, Some(bytemuck::cast_slice(data)))?;
+            self.create_buffer("upload", "tensor", rows, cols, Some(bytemuck::cast_slice(data)), no_usage())?;
         let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols, offset: 0, size: None })
     }
 
     /// A new `rows × cols` matrix of zeros.
     pub fn zeros(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
-        self.zeros_with("zeros", rows, cols, wgpu::BufferUsages::empty())
+        self.zeros_with("zeros", rows, cols, no_usage())
     }
 
     /// [`Gpu::zeros`] in a buffer that a uniform binding can read too (the fused MLP step
@@ -146,7 +146,7 @@ impl Gpu {
         cols: usize,
         usage: wgpu::BufferUsages,
     ) -> Result<GpuTensor> {
-        let (buffer, held) = self.create_buffer_with(op, "tensor", rows, cols, None, usage)?;
+        let (buffer, held) = self.create_buffer(op, "tensor", rows, cols, None, usage)?;
         let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuTensor { owner: self.id(), buffer, _held: Some(held), rows, cols, offset: 0, size: None })
     }
@@ -304,6 +304,7 @@ impl Gpu {
             labels.len(),
             1,
             Some(bytemuck::cast_slice(labels)),
+            no_usage(),
         )?;
         let buffer = Locked::new(buffer, &self.serial);
         Ok(GpuLabels { owner: self.id(), buffer, _held, len: labels.len(), classes })
@@ -344,18 +345,9 @@ impl Gpu {
         Ok(())
     }
 
+    /// A storage buffer (copied to and from, and with `usage` besides) for `rows × cols`
+    /// values, filled with `contents` when given.
     fn create_buffer(
-        &self,
-        op: &'static str,
-        what: &str,
-        rows: usize,
-        cols: usize,
-        contents: Option<&[u8]>,
-    ) -> Result<(wgpu::Buffer, Held)> {
-        self.create_buffer_with(op, what, rows, cols, contents, wgpu::BufferUsages::empty())
-    }
-
-    fn create_buffer_with(
         &self,
         op: &'static str,
         what: &str,
@@ -397,4 +389,9 @@ impl Gpu {
         }
         Ok((buffer, Held::new(&self.tally, size)))
     }
+}
+
+/// No usage beyond the storage and copies every tensor has.
+fn no_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::empty()
 }

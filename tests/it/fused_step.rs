@@ -8,18 +8,10 @@ use crate::training::{OPTIMIZERS, PARITY_ATOL, PARITY_RTOL, parameters};
 use wgpu_nn::model::{Loss, Model, ModelConfig, Optimizer, Target};
 use wgpu_nn::{Error, Gpu};
 
-/// `live_boundary`'s network: 2 → 64 tanh → 64 tanh → 3, softmax cross-entropy, Adam.
+/// `live_boundary`'s network and optimizer: 2 → 64 tanh → 64 tanh → 3, softmax
+/// cross-entropy, Adam.
 fn boundary() -> ModelConfig {
-    ModelConfig::new(2)
-        .dense(64)
-        .tanh()
-        .dense(64)
-        .tanh()
-        .dense(3)
-        .softmax()
-        .loss(Loss::SoftmaxCrossEntropy)
-        .optimizer(Optimizer::Adam { lr: 0.01 })
-        .seed(1)
+    crate::common::boundary_network().optimizer(Optimizer::Adam { lr: 0.01 }).seed(1)
 }
 
 /// Widths that fill no vec4 (5, 7, 3) beside ones that do (8), every activation kind's

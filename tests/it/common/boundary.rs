@@ -6,13 +6,9 @@
 use std::path::Path;
 
 use wgpu_nn::data::spirals;
-use wgpu_nn::model::{Loss, Model, ModelConfig};
+use wgpu_nn::model::Model;
 
-/// The examples' network (`examples/live_boundary/scene.rs`); a mismatch in shapes fails the
-/// checkpoint load with the tensor's name.
-pub fn network() -> ModelConfig {
-    ModelConfig::new(2).dense(64).tanh().dense(64).tanh().dense(3).softmax().loss(Loss::SoftmaxCrossEntropy)
-}
+pub use super::boundary_network as network;
 
 /// Where the scene is drawn in a picture, in pixels, and its grid of cells per side.
 pub struct Drawing {

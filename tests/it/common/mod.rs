@@ -212,6 +212,13 @@ pub fn app_devices(count: usize, limits: wgpu::Limits) -> Vec<(wgpu::Device, wgp
     (0..count).map_while(|_| pollster::block_on(adapter.request_device(&descriptor)).ok()).collect()
 }
 
+/// The examples' network (`examples/live_boundary/scene.rs`, the 2-64-64-3 tanh net): what
+/// `boundary.rs` checks their pictures against (a mismatch in shapes fails the checkpoint load
+/// with the tensor's name), and the fused step's widest test.
+pub fn boundary_network() -> ModelConfig {
+    ModelConfig::new(2).dense(64).tanh().dense(64).tanh().dense(3).softmax().loss(Loss::SoftmaxCrossEntropy)
+}
+
 /// `trunk` with the head `loss` needs (3 classes for the label losses, a log-softmax for NLL,
 /// probabilities for binary cross-entropy, 2 values for the rest), and that loss.
 pub fn network_for(trunk: ModelConfig, loss: Loss) -> ModelConfig {
