@@ -406,6 +406,10 @@ fn time_upload(
         let mut model = config.build(backend, gpu)?;
         if backend == Backend::Gpu {
             model.set_fused(fused)?;
+            // A "fused" row that ran layer by layer would compare nothing: say so instead.
+            if fused && let Err(why) = model.fused(batch)? {
+                panic!("{} at batch {batch} does not run fused: {why}", workload.name());
+            }
         }
         let mut step = 0;
         let mut block = |steps: usize| -> wgpu_nn::Result<f64> {

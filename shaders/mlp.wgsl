@@ -30,7 +30,8 @@
 //               outputs / 4) vec4s; 6 partials: (workgroups · flat) + terms
 //   mlp_update: 0 p; 1 settings: Row; 2 partials (read); 3 g, 4 w, 5 m, 6 v: the flat
 //               gradients, values and optimizer state (m, v unused by SGD, v by momentum)
-// Grid: mlp_step one workgroup of 64 per p.tile rows; mlp_update one workgroup of 64.
+// Grid: mlp_step one workgroup of WG = p.tile invocations per p.tile rows; mlp_update one
+// workgroup of 64.
 //
 // The products of forward and input_grad come in two variants, appended by the host:
 // mlp_subgroup.wgsl (subgroups of 8 lanes share the weights they load) and mlp_lanes.wgsl
@@ -82,7 +83,7 @@ struct Params {
     terms: u32,
     terms_len: u32,
     workgroups: u32,
-    // Rows per workgroup (a multiple of 4).
+    // Rows per workgroup: WG, 8 to 64.
     tile: u32,
     _pad1: u32,
     _pad2: u32,
@@ -116,10 +117,11 @@ fn w_at(i: u32) -> f32 {
     return wu[i >> 2u][i & 3u];
 }
 
-// Weights j, 4kq … 4kq + 3 of layer l, zero past its inputs (what lies past a row is the next
-// row, or the binding's padding: always in range).
+// Weights j, 4kq … 4kq + 3 of layer l, zero past its inputs (j past its outputs reads its
+// last row; what lies past a row is the next row, or at most 3 values past the parameters:
+// always inside the binding).
 fn weights(l: Layer, j: u32, kq: u32) -> vec4<f32> {
-    let i = l.w + j * l.inputs + 4u * kq;
+    let i = l.w + min(j, l.outputs - 1u) * l.inputs + 4u * kq;
     let v = vec4(w_at(i), w_at(i + 1u), w_at(i + 2u), w_at(i + 3u));
     return select(vec4(0.0), v, vec4(4u * kq) + vec4(0u, 1u, 2u, 3u) < vec4(l.inputs));
 }
@@ -272,9 +274,9 @@ fn weight_grad(l: Layer, base: u32, slice: u32, tid: u32) {
 }
 
 // The row's forward, loss and backward, leaving its inputs and product gradients in the
-// workgroup's scratch when the row is the tile's (`mine`) and its loss when it is the batch's
-// (`live`).
-fn run_row(tid: u32, lane: u32, base: u32, row: u32, mine: bool, live: bool, step: u32) {
+// workgroup's scratch, and its loss when it is the batch's (`live`; the rest of a last tile
+// runs on zeros, with no loss and no gradient).
+fn run_row(tid: u32, lane: u32, base: u32, row: u32, live: bool, step: u32) {
     let layers = p.layers;
     let first = p.layer[0];
     let at = min(row, p.rows - 1u) * first.inputs;
@@ -291,10 +293,8 @@ fn run_row(tid: u32, lane: u32, base: u32, row: u32, mine: bool, live: bool, ste
         let layer = p.layer[l];
         let src = Q * (l % 2u);
         let kq = (layer.inputs + 3u) / 4u;
-        if mine {
-            for (var k = 0u; k < kq; k++) {
-                scratch[base + layer.x + tid * kq + k] = act[src + k];
-            }
+        for (var k = 0u; k < kq; k++) {
+            scratch[base + layer.x + tid * kq + k] = act[src + k];
         }
         forward(l, src, Q - src, row, step, lane);
     }
@@ -307,10 +307,8 @@ fn run_row(tid: u32, lane: u32, base: u32, row: u32, mine: bool, live: bool, ste
     for (var l = layers - 1u; ; l--) {
         let layer = p.layer[l];
         let nq = (layer.outputs + 3u) / 4u;
-        if mine {
-            for (var k = 0u; k < nq; k++) {
-                scratch[base + layer.dz + tid * nq + k] = dz[k];
-            }
+        for (var k = 0u; k < nq; k++) {
+            scratch[base + layer.dz + tid * nq + k] = dz[k];
         }
         if l == 0u {
             break;
@@ -325,12 +323,9 @@ fn run_row(tid: u32, lane: u32, base: u32, row: u32, mine: bool, live: bool, ste
 fn step_rows(wg: u32, tid: u32, lane: u32) {
     let base = wg * p.tile_len;
     let row = wg * p.tile + tid;
-    // Every invocation of a subgroup with a row of this workgroup's tile runs the products
-    // (the subgroup shares the weights), but only those rows count.
-    let mine = tid < p.tile;
-    if tid - lane < p.tile {
-        run_row(tid, lane, base, row, mine, mine && row < p.rows, counter[0]);
-    }
+    // Every invocation runs its row (its subgroup shares the weights, so none may sit out),
+    // but only rows of the batch count.
+    run_row(tid, lane, base, row, row < p.rows, counter[0]);
     storageBarrier();
     for (var l = 0u; l < p.layers; l++) {
         weight_grad(p.layer[l], base, wg * p.flat, tid);

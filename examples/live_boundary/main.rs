@@ -140,7 +140,7 @@ fn headless(o: &Options) -> Result<(), String> {
             "backend": o.backend().name(),
             "frames": o.frames, "steps": o.frames * o.steps, "size": o.size,
             "loss": loss, "accuracy": accuracy, "out": o.out, "seconds": start.elapsed().as_secs_f64(),
-            "frame_ms": frame_ms, "fused": !o.layered && scene.model.fused(64).is_ok_and(|f| f.is_ok()),
+            "frame_ms": frame_ms, "fused": scene.model.fused(scene.batch()).is_ok_and(|f| f.is_ok()),
         });
         println!("{report}");
     }

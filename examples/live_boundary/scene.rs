@@ -193,6 +193,11 @@ impl Scene {
         self.steps = steps;
     }
 
+    /// Samples a training step takes (the whole data set).
+    pub fn batch(&self) -> usize {
+        self.data.len()
+    }
+
     /// Training steps recorded so far.
     pub fn trained(&self) -> u32 {
         self.trained

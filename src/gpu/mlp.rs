@@ -13,7 +13,8 @@ use crate::{Activation, Error, Result};
 /// The most rows of the batch one workgroup of `mlp_step` takes (its `p.tile`): one per
 /// invocation.
 const MOST_TILE: usize = 64;
-/// The most parameter values a fused step takes, with room for its reads past the last
+/// The flat parameter buffer's values a fused step takes (each tensor padded to the
+/// adapter's storage alignment), with room for its reads of up to 3 values past the last
 /// weight row: `mlp_step` reads them from a uniform binding of this many (64 KiB, every
 /// adapter's least limit).
 pub(crate) const UNIFORM_FLOATS: usize = 16384;
@@ -25,7 +26,7 @@ pub(crate) const MAX_LAYERS: usize = 8;
 pub(crate) const MAX_WIDTH: usize = 64;
 /// llvmpipe ends an invocation after 65535 loop turns in all (see `conv.rs`): `mlp_update`'s
 /// invocations each sum `workgroups` slices for `flat / 64` values and pass over them again,
-/// and the first adds the loss's terms.
+/// and the first adds the loss's terms. (Software adapters only: GPUs have no such limit.)
 const UPDATE_TURNS: usize = 30_000;
 const NONE: u32 = u32::MAX;
 
@@ -194,7 +195,7 @@ impl MlpShape {
     pub(crate) fn fits(&self, gpu: &super::Gpu, rows: usize, flat: usize) -> std::result::Result<(), String> {
         let tile = Self::tile(rows, software(gpu));
         let turns = flat.div_ceil(64) * (Self::workgroups(rows, tile) + 1);
-        if rows == 0 || turns + self.terms(rows) > UPDATE_TURNS {
+        if rows == 0 || (software(gpu) && turns + self.terms(rows) > UPDATE_TURNS) {
             return Err(format!("a batch of {rows} over {flat} parameters is past its update's loop limit"));
         }
         let most = gpu.limits().max_storage_buffer_binding_size.min(gpu.limits().max_buffer_size) / 4;

@@ -59,7 +59,7 @@ pub use kernels::Kernels;
 pub use loss::StepTarget;
 pub use matmul::{Epilogue, EpilogueDropout, Keep, MatmulKernel, Tiling};
 pub(crate) use mlp::{
-    MAX_PARAMS as MLP_MAX_PARAMS, MlpLayer, MlpOptimizer, MlpShape, MlpTarget,
+    MAX_PARAMS as MLP_MAX_PARAMS, MAX_WIDTH as MLP_MAX_WIDTH, MlpLayer, MlpOptimizer, MlpShape, MlpTarget,
     UNIFORM_FLOATS as MLP_UNIFORM_FLOATS, software as mlp_software,
 };
 pub use norm::MAX_LAYER_NORM_COLS;

@@ -477,11 +477,11 @@ impl Model {
     /// (three with dropout, whose step counter advances first) instead of two or three per
     /// layer. It does for stacks of up to 8 dense layers, each with its activation and
     /// dropout (a final softmax or log-softmax is fused into its loss as always), no
-    /// activation wider than 64, at most 16,380 parameter values (one uniform binding), any
-    /// loss and any optimizer. The batch's gradient is summed
-    /// without atomics (each workgroup writes its rows' share, the update adds the shares in
-    /// order), so the step is deterministic. Anything else runs layer by layer, and the `Err`
-    /// says why. Results agree with the layer-by-layer path within the float rounding of a
+    /// activation wider than 64, at most 16,380 values in the flat parameter buffer (one
+    /// uniform binding; each tensor padded to the adapter's storage alignment), any loss and
+    /// any optimizer. The batch's gradient is summed without atomics (each workgroup writes
+    /// its rows' share, the update adds the shares in order), so a step gives the same bits
+    /// every run on one adapter. Anything else runs layer by layer, and the `Err` says why. Results agree with the layer-by-layer path within the float rounding of a
     /// different summation order. [`Error::NeedsGpu`] on the CPU backend.
     ///
     /// ```no_run

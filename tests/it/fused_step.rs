@@ -123,7 +123,7 @@ portable! {
     async fn the_fused_step_trains_as_the_layer_by_layer_path_with_every_optimizer() {
         let Some(gpu) = shared_gpu().await else { return };
         for optimizer in OPTIMIZERS {
-            // 37 rows: two full tiles of 16 and a part of one.
+            // 37 rows: a full tile and a part of one (tiles of 16, or of 24 on 2 cores).
             let config = ragged(optimizer, Loss::SoftmaxCrossEntropy);
             assert_same_training(gpu, &format!("{optimizer:?}"), &config, 37).await;
         }
@@ -178,4 +178,22 @@ portable! {
         let cpu = boundary().build_cpu().unwrap();
         assert!(matches!(cpu.fused(64), Err(Error::NeedsGpu { .. })));
     }
+}
+
+/// Natively the shared context asks for subgroups, so on lavapipe (8 lanes) the parity tests
+/// above run `mlp_subgroup.wgsl`; a context on a device without them runs `mlp_lanes.wgsl`,
+/// the variant every other adapter gets, against the same layer-by-layer reference.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_products_without_subgroups_train_as_the_layer_by_layer_path_too() {
+    let Some((device, queue)) = crate::common::app_devices(1, wgpu_nn::wgpu::Limits::default()).pop() else {
+        assert!(std::env::var_os(crate::common::REQUIRE_GPU).is_none(), "no adapter for an app's device");
+        return;
+    };
+    let gpu = Gpu::from_device(device, queue).unwrap();
+    pollster::block_on(async {
+        let config = ragged(Optimizer::Adam { lr: 0.01 }, Loss::SoftmaxCrossEntropy);
+        assert_same_training(&gpu, "Adam, without subgroups", &config, 37).await;
+        assert_same_training(&gpu, "the boundary network, without subgroups", &boundary(), 256).await;
+    });
 }

@@ -58,8 +58,10 @@ pub(crate) fn layout(
         use crate::model::config::Layer::*;
         matches!(l, Dense { .. } | Activation(_) | Dropout(_) | Softmax | LogSoftmax)
     });
+    let narrow = (0..=graph.layers().len()).all(|i| graph.width(i) <= crate::gpu::MLP_MAX_WIDTH);
     let uniform = graph.trains
         && dense
+        && narrow
         && lens.len() == 1
         && lens[0] <= crate::gpu::MLP_MAX_PARAMS
         && gpu.limits().max_uniform_buffer_binding_size >= 4 * crate::gpu::MLP_UNIFORM_FLOATS as u64;

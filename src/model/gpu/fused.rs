@@ -34,12 +34,16 @@ pub(crate) fn shape(graph: &Graph, shared: &Shared) -> std::result::Result<MlpSh
         });
     }
     let shape = MlpShape::new(layers, graph.loss())?;
-    if shared.flat.len() != 1 || shared.flat[0].uniform.is_none() {
+    let values: usize = shared.flat.iter().map(|f| f.values.len()).sum();
+    if values > crate::gpu::MLP_MAX_PARAMS {
         return Err(format!(
-            "its {} parameter values are more than a fused step takes ({})",
-            shared.flat.iter().map(|f| f.values.len()).sum::<usize>(),
+            "its {values} parameter values (each tensor padded to the adapter's alignment) are more \
+             than a fused step takes ({})",
             crate::gpu::MLP_MAX_PARAMS
         ));
+    }
+    if shared.flat[0].uniform.is_none() {
+        return Err("the adapter's uniform bindings hold less than the fused step's 64 KiB".into());
     }
     Ok(shape)
 }

@@ -32,8 +32,10 @@ macro_rules! portable {
 use std::sync::OnceLock;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
+use wgpu_nn::Gpu;
 use wgpu_nn::model::{Loss, ModelConfig};
-use wgpu_nn::{Gpu, wgpu};
+#[cfg(not(target_arch = "wasm32"))]
+use wgpu_nn::wgpu;
 
 /// Set by CI: a missing adapter fails the GPU tests instead of skipping them.
 pub const REQUIRE_GPU: &str = "WGPU_NN_REQUIRE_GPU";
