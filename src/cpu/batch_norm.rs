@@ -30,6 +30,27 @@ pub fn batch_norm_stats<T: Float>(
     plane: usize,
     g: &BatchNorm,
 ) -> Result<()> {
+    let m = check_stats(stats, running_mean, running_var, x, n, plane, g)?;
+    let c = g.channels;
+    for ch in 0..c {
+        let value = |i: usize| x[at(ch, i, c, plane)];
+        let mean = (0..m).fold(T::zero(), |acc, i| acc + value(i)) / cast(m);
+        let squares = (0..m).fold(T::zero(), |acc, i| acc + (value(i) - mean) * (value(i) - mean));
+        finish_stats(ch, mean, squares, m, stats, running_mean, running_var, g);
+    }
+    Ok(())
+}
+
+/// Checks `batch_norm_stats`'s arguments and gives m, the values per channel.
+pub(crate) fn check_stats<T>(
+    stats: &[T],
+    running_mean: &[T],
+    running_var: &[T],
+    x: &[T],
+    n: usize,
+    plane: usize,
+    g: &BatchNorm,
+) -> Result<usize> {
     let (op, c) = ("batch_norm_stats", g.channels);
     check_len(op, "input", x.len(), n, c * plane)?;
     check_len(op, "stats", stats.len(), 2, c)?;
@@ -39,20 +60,31 @@ pub fn batch_norm_stats<T: Float>(
     if m < 2 {
         return Err(Error::shape(op, "more than 1 value per channel in training", format!("{m}")));
     }
+    Ok(m)
+}
+
+/// Channel `ch`'s stats from its mean and its sum of squared deviations over m values, and
+/// its running statistics moved towards them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_stats<T: Float>(
+    ch: usize,
+    mean: T,
+    squares: T,
+    m: usize,
+    stats: &mut [T],
+    running_mean: &mut [T],
+    running_var: &mut [T],
+    g: &BatchNorm,
+) {
+    let c = g.channels;
     let (eps, momentum) = (cast::<T>(g.eps), cast::<T>(g.momentum));
-    for ch in 0..c {
-        let value = |i: usize| x[at(ch, i, c, plane)];
-        let mean = (0..m).fold(T::zero(), |acc, i| acc + value(i)) / cast(m);
-        let squares = (0..m).fold(T::zero(), |acc, i| acc + (value(i) - mean) * (value(i) - mean));
-        stats[ch] = mean;
-        stats[c + ch] = T::one() / (squares / cast(m) + eps).sqrt();
-        let unbiased = squares / cast(m - 1);
-        if mean.is_finite() && unbiased.is_finite() {
-            running_mean[ch] = (T::one() - momentum) * running_mean[ch] + momentum * mean;
-            running_var[ch] = (T::one() - momentum) * running_var[ch] + momentum * unbiased;
-        }
+    stats[ch] = mean;
+    stats[c + ch] = T::one() / (squares / cast(m) + eps).sqrt();
+    let unbiased = squares / cast(m - 1);
+    if mean.is_finite() && unbiased.is_finite() {
+        running_mean[ch] = (T::one() - momentum) * running_mean[ch] + momentum * mean;
+        running_var[ch] = (T::one() - momentum) * running_var[ch] + momentum * unbiased;
     }
-    Ok(())
 }
 
 /// Evaluation: `stats` from the running statistics.
@@ -85,17 +117,33 @@ pub fn batch_norm_forward<T: Float>(
     plane: usize,
     g: &BatchNorm,
 ) -> Result<()> {
-    let (op, c) = ("batch_norm_forward", g.channels);
-    check_len(op, "input", x.len(), n, c * plane)?;
-    check_len(op, "output", y.len(), n, c * plane)?;
-    check_len(op, "stats", stats.len(), 2, c)?;
-    check_len(op, "gain", gain.len(), 1, c)?;
-    check_len(op, "bias", bias.len(), 1, c)?;
+    check_forward(y, x, stats, gain, bias, n, plane, g)?;
+    let c = g.channels;
     for (k, (y, &x)) in y.iter_mut().zip(x).enumerate() {
         let ch = k / plane % c;
         *y = (x - stats[ch]) * stats[c + ch] * gain[ch] + bias[ch];
     }
     Ok(())
+}
+
+/// Checks `batch_norm_forward`'s arguments.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_forward<T>(
+    y: &[T],
+    x: &[T],
+    stats: &[T],
+    gain: &[T],
+    bias: &[T],
+    n: usize,
+    plane: usize,
+    g: &BatchNorm,
+) -> Result<()> {
+    let (op, c) = ("batch_norm_forward", g.channels);
+    check_len(op, "input", x.len(), n, c * plane)?;
+    check_len(op, "output", y.len(), n, c * plane)?;
+    check_len(op, "stats", stats.len(), 2, c)?;
+    check_len(op, "gain", gain.len(), 1, c)?;
+    check_len(op, "bias", bias.len(), 1, c)
 }
 
 /// The gradients of the gain, `dgain = Σ dy · x̂`, and of the bias, `dbias = Σ dy`, per
@@ -115,18 +163,9 @@ pub fn batch_norm_backward<T: Float>(
     plane: usize,
     g: &BatchNorm,
 ) -> Result<()> {
-    let (op, c) = ("batch_norm_backward", g.channels);
-    check_len(op, "input", x.len(), n, c * plane)?;
-    check_len(op, "output gradient", dy.len(), n, c * plane)?;
-    check_len(op, "stats", stats.len(), 2, c)?;
-    check_len(op, "gain", gain.len(), 1, c)?;
-    check_len(op, "gain gradient", dgain.len(), 1, c)?;
-    check_len(op, "bias gradient", dbias.len(), 1, c)?;
     let mut dx = dx;
-    if let Some(dx) = &dx {
-        check_len(op, "input gradient", dx.len(), n, c * plane)?;
-    }
-    let m = n * plane;
+    check_backward(dx.as_deref(), dgain, dbias, x, stats, gain, dy, n, plane, g)?;
+    let (c, m) = (g.channels, n * plane);
     for ch in 0..c {
         let (mean, rstd) = (stats[ch], stats[c + ch]);
         let k = |i: usize| at(ch, i, c, plane);
@@ -143,6 +182,33 @@ pub fn batch_norm_backward<T: Float>(
         }
     }
     Ok(())
+}
+
+/// Checks `batch_norm_backward`'s arguments.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_backward<T>(
+    dx: Option<&[T]>,
+    dgain: &[T],
+    dbias: &[T],
+    x: &[T],
+    stats: &[T],
+    gain: &[T],
+    dy: &[T],
+    n: usize,
+    plane: usize,
+    g: &BatchNorm,
+) -> Result<()> {
+    let (op, c) = ("batch_norm_backward", g.channels);
+    check_len(op, "input", x.len(), n, c * plane)?;
+    check_len(op, "output gradient", dy.len(), n, c * plane)?;
+    check_len(op, "stats", stats.len(), 2, c)?;
+    check_len(op, "gain", gain.len(), 1, c)?;
+    check_len(op, "gain gradient", dgain.len(), 1, c)?;
+    check_len(op, "bias gradient", dbias.len(), 1, c)?;
+    match dx {
+        Some(dx) => check_len(op, "input gradient", dx.len(), n, c * plane),
+        None => Ok(()),
+    }
 }
 
 fn cast<T: Float>(v: impl num_traits::ToPrimitive) -> T {

@@ -9,14 +9,14 @@
 //! so clarity wins over speed here.
 
 mod activation;
-mod batch_norm;
+pub(crate) mod batch_norm;
 pub(crate) mod conv;
 mod dropout;
 mod loss;
 mod matmul;
 mod norm;
 mod optimizer;
-mod pool;
+pub(crate) mod pool;
 mod reduce;
 mod softmax;
 

@@ -101,7 +101,7 @@ fn window(g: &Pool2dShape, c: usize, oy: usize, ox: usize) -> impl Iterator<Item
     })
 }
 
-fn check<T>(g: &Pool2dShape, op: &'static str, n: usize, x: &[T], y: &[T]) -> Result<()> {
+pub(crate) fn check<T>(g: &Pool2dShape, op: &'static str, n: usize, x: &[T], y: &[T]) -> Result<()> {
     g.check(op)?;
     check_len(op, "images", x.len(), n, g.input_len())?;
     check_len(op, "outputs", y.len(), n, g.output_len())

@@ -109,50 +109,78 @@ fn plane(g: &Conv2dShape) -> usize {
     oh * ow
 }
 
-/// The pixel a patch row `(c, i, j)` reads at output position (oy, ox), or None in the
-/// padding.
-fn source(g: &Conv2dShape, c: usize, i: usize, j: usize, oy: usize, ox: usize) -> Option<usize> {
-    let iy = (oy * g.stride.0 + i).checked_sub(g.padding.0).filter(|&iy| iy < g.image.0)?;
-    let ix = (ox * g.stride.1 + j).checked_sub(g.padding.1).filter(|&ix| ix < g.image.1)?;
-    Some((c * g.image.0 + iy) * g.image.1 + ix)
+/// The image row (or column) that kernel offset `k` reads at output position `pos` along one
+/// axis, or None in the padding.
+fn tap(pos: usize, k: usize, stride: usize, padding: usize, len: usize) -> Option<usize> {
+    (pos * stride + k).checked_sub(padding).filter(|&v| v < len)
+}
+
+/// Walks the patch matrix of one sample row by row: for each patch row `(c, i, j)` and output
+/// row `oy`, `visit` gets the image row that patch row reads there (None in the padding), the
+/// kernel column j, and the `ow` values of `cols` for it.
+fn patch_rows<'a, T: 'a, C: IntoIterator<Item = T>>(
+    g: &Conv2dShape,
+    cols: C,
+    mut visit: impl FnMut(Option<usize>, usize, T),
+) {
+    let (oh, _) = g.out_size();
+    let (kh, kw) = g.kernel;
+    let mut rows = cols.into_iter();
+    for c in 0..g.in_channels {
+        for i in 0..kh {
+            for j in 0..kw {
+                for oy in 0..oh {
+                    let line = tap(oy, i, g.stride.0, g.padding.0, g.image.0);
+                    let row = rows.next().expect("K · out_h rows of out_w");
+                    visit(line.map(|iy| (c * g.image.0 + iy) * g.image.1), j, row);
+                }
+            }
+        }
+    }
 }
 
 /// `cols[(c, i, j), (oy, ox)]`: the pixel each kernel offset reads at each output position
 /// of one sample `x`, 0 in the padding.
 fn im2col<T: Scalar>(cols: &mut [T], x: &[T], g: &Conv2dShape) {
-    let (oh, ow) = g.out_size();
-    let (kh, kw) = g.kernel;
-    let mut rows = cols.chunks_exact_mut(oh * ow);
-    for c in 0..g.in_channels {
-        for i in 0..kh {
-            for j in 0..kw {
-                let row = rows.next().expect("K rows of P");
-                for (q, v) in row.iter_mut().enumerate() {
-                    *v = source(g, c, i, j, q / ow, q % ow).map_or(T::zero(), |s| x[s]);
+    let ow = g.out_size().1;
+    patch_rows(g, cols.chunks_exact_mut(ow), |line, j, out| match line {
+        None => out.fill(T::zero()),
+        Some(start) => {
+            let line = &x[start..start + g.image.1];
+            if g.stride.1 == 1 {
+                // Output column ox reads pixel ox + j − padding: one run of pixels, zeros
+                // either side.
+                let first = g.padding.1.saturating_sub(j).min(out.len());
+                let end = (g.image.1 + g.padding.1).saturating_sub(j).clamp(first, out.len());
+                out[..first].fill(T::zero());
+                if end > first {
+                    let from = first + j - g.padding.1;
+                    out[first..end].copy_from_slice(&line[from..from + end - first]);
+                }
+                out[end..].fill(T::zero());
+            } else {
+                for (ox, v) in out.iter_mut().enumerate() {
+                    *v = tap(ox, j, g.stride.1, g.padding.1, g.image.1).map_or(T::zero(), |ix| line[ix]);
                 }
             }
         }
-    }
+    });
 }
 
 /// The reverse of [`im2col`]: each patch value's gradient added onto the pixel it read.
 fn col2im<T: Scalar>(dx: &mut [T], dcols: &[T], g: &Conv2dShape) {
-    let (oh, ow) = g.out_size();
-    let (kh, kw) = g.kernel;
+    let ow = g.out_size().1;
     dx.fill(T::zero());
-    let mut rows = dcols.chunks_exact(oh * ow);
-    for c in 0..g.in_channels {
-        for i in 0..kh {
-            for j in 0..kw {
-                let row = rows.next().expect("K rows of P");
-                for (q, &v) in row.iter().enumerate() {
-                    if let Some(s) = source(g, c, i, j, q / ow, q % ow) {
-                        dx[s] = dx[s] + v;
-                    }
+    patch_rows(g, dcols.chunks_exact(ow), |line, j, row| {
+        if let Some(start) = line {
+            let line = &mut dx[start..start + g.image.1];
+            for (ox, &v) in row.iter().enumerate() {
+                if let Some(ix) = tap(ox, j, g.stride.1, g.padding.1, g.image.1) {
+                    line[ix] = line[ix] + v;
                 }
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]
@@ -164,7 +192,7 @@ mod tests {
         (0..len).map(|i| ((i * 7919 + seed * 104_729) % 2001) as f64 / 1000.0 - 1.0).collect()
     }
 
-    /// Odd kernels, stride 2, padding, 1×1 kernels, 1 and 3 input channels, and batches of
+    /// Odd kernels, stride 2, padding (some wider than the kernel), 1×1 kernels, 1 and 3 input channels, and batches of
     /// more than one task of the weight gradient, against the reference's loops.
     #[test]
     fn unrolled_convolutions_equal_the_reference() {
@@ -173,6 +201,8 @@ mod tests {
             (2, Conv2dShape::new(3, (9, 7), 5, (3, 2)).stride((2, 2)).padding((1, 0))),
             (17, Conv2dShape::new(3, (5, 5), 2, (1, 1))),
             (9, Conv2dShape::new(2, (8, 5), 3, (5, 5)).stride((2, 1)).padding((2, 2))),
+            // Padding wider than the kernel: whole rows and runs of zeros (stride 1).
+            (2, Conv2dShape::new(2, (3, 4), 2, (2, 3)).padding((4, 5))),
         ];
         for (n, g) in shapes {
             let (x, w, b, dy) = (

@@ -15,6 +15,7 @@ use super::batch::{
 use super::checkpoint::{Checkpointed, Which};
 use super::config::{Backend, Loss, ModelConfig, Optimizer};
 use super::conv_gemm;
+use super::planes;
 use super::engine::{Engine, Epoch, LocalPending, Part, Running, check_new_values, run_epoch};
 use super::gemm::Scalar;
 use super::graph::{Graph, Slot, check_dataset};
@@ -662,24 +663,24 @@ impl<T: Scalar> Ops for Exec<'_, T> {
     fn maxpool2d(&mut self, y: Slot, argmax: Slot, x: Slot, shape: &Pool2dShape) -> Result<()> {
         let n = self.shape(x).0;
         let mut winners = self.take(argmax);
-        let result = self.write(y, |s, o| cpu::maxpool2d_forward(o, &mut winners, s.get(x), n, shape));
+        let result = self.write(y, |s, o| planes::maxpool2d_forward(o, &mut winners, s.get(x), n, shape));
         self.put(argmax, winners);
         result
     }
 
     fn maxpool2d_backward(&mut self, dx: Slot, dy: Slot, argmax: Slot, shape: &Pool2dShape) -> Result<()> {
         let n = self.shape(dy).0;
-        self.write(dx, |s, o| cpu::maxpool2d_backward(o, s.get(dy), s.get(argmax), n, shape))
+        self.write(dx, |s, o| planes::maxpool2d_backward(o, s.get(dy), s.get(argmax), n, shape))
     }
 
     fn avgpool2d(&mut self, y: Slot, x: Slot, shape: &Pool2dShape) -> Result<()> {
         let n = self.shape(x).0;
-        self.write(y, |s, o| cpu::avgpool2d_forward(o, s.get(x), n, shape))
+        self.write(y, |s, o| planes::avgpool2d_forward(o, s.get(x), n, shape))
     }
 
     fn avgpool2d_backward(&mut self, dx: Slot, dy: Slot, shape: &Pool2dShape) -> Result<()> {
         let n = self.shape(dy).0;
-        self.write(dx, |s, o| cpu::avgpool2d_backward(o, s.get(dy), n, shape))
+        self.write(dx, |s, o| planes::avgpool2d_backward(o, s.get(dy), n, shape))
     }
 
     fn layer_norm_stats(&mut self, stats: Slot, x: Slot) -> Result<()> {
@@ -719,7 +720,7 @@ impl<T: Scalar> Ops for Exec<'_, T> {
         let result = self.write(stats, |s, o| match training {
             true => {
                 let plane = g.plane("batch_norm_stats", cols)?;
-                cpu::batch_norm_stats(o, &mut running_mean, &mut running_var, s.get(x), rows, plane, g)
+                planes::batch_norm_stats(o, &mut running_mean, &mut running_var, s.get(x), rows, plane, g)
             }
             false => cpu::batch_norm_eval_stats(o, &running_mean, &running_var, g),
         });
@@ -740,7 +741,7 @@ impl<T: Scalar> Ops for Exec<'_, T> {
         let (rows, cols) = self.shape(x);
         let plane = g.plane("batch_norm_forward", cols)?;
         self.write(y, |s, o| {
-            cpu::batch_norm_forward(o, s.get(x), s.get(stats), s.get(gain), s.get(bias), rows, plane, g)
+            planes::batch_norm_forward(o, s.get(x), s.get(stats), s.get(gain), s.get(bias), rows, plane, g)
         })
     }
 
@@ -760,7 +761,7 @@ impl<T: Scalar> Ops for Exec<'_, T> {
         let mut db = self.take(dbias);
         let result = self.write(dgain, |s, o| {
             let (x, stats, gain, dy) = (s.get(x), s.get(stats), s.get(gain), s.get(dy));
-            cpu::batch_norm_backward(dx_values.as_deref_mut(), o, &mut db, x, stats, gain, dy, rows, plane, g)
+            planes::batch_norm_backward(dx_values.as_deref_mut(), o, &mut db, x, stats, gain, dy, rows, plane, g)
         });
         self.put(dbias, db);
         if let (Some(dx), Some(values)) = (dx, dx_values) {

@@ -38,6 +38,7 @@ mod gemm;
 mod gpu;
 mod graph;
 mod ops;
+mod planes;
 mod trainer;
 
 #[doc(no_inline)]
