@@ -22,6 +22,20 @@ pub fn dropout_forward<T: Float>(
     seed: u32,
     step: u32,
 ) -> Result<()> {
+    dropout_forward_from(0, out, mask, x, p, seed, step)
+}
+
+/// [`dropout_forward`] on part of a tensor: element i of these slices is element `first + i`
+/// of the whole (the hash's counter), so the CPU backend can cut a tensor into chunks.
+pub(crate) fn dropout_forward_from<T: Float>(
+    first: usize,
+    out: &mut [T],
+    mask: &mut [T],
+    x: &[T],
+    p: f32,
+    seed: u32,
+    step: u32,
+) -> Result<()> {
     check_len("dropout_forward", "output", out.len(), x.len(), 1)?;
     check_len("dropout_forward", "mask", mask.len(), x.len(), 1)?;
     if !(0.0..1.0).contains(&p) {
@@ -29,7 +43,7 @@ pub fn dropout_forward<T: Float>(
     }
     let scale = T::from(1.0 / (1.0 - p)).unwrap_or_else(T::nan);
     for i in 0..x.len() {
-        let keep = dropout_uniform(seed, step, i as u32) >= p;
+        let keep = dropout_uniform(seed, step, (first + i) as u32) >= p;
         mask[i] = if keep { scale } else { T::zero() };
         out[i] = x[i] * mask[i];
     }

@@ -11,7 +11,7 @@
 mod activation;
 pub(crate) mod batch_norm;
 pub(crate) mod conv;
-mod dropout;
+pub(crate) mod dropout;
 mod loss;
 mod matmul;
 mod norm;

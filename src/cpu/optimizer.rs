@@ -9,6 +9,8 @@ use crate::shape::check_len;
 // (`s.step += 1`) before the updates of each step, as the GPU's checks (or its
 // `optimizer_advance`) do. Each update has a check, which computes it without writing: a
 // step whose check is false would leave a weight or state NaN or infinite, and is not taken.
+// The checks fold with `&` rather than stop at the first bad value: without the branch the
+// loop vectorises, and a step's check costs what its update does.
 
 /// `w −= lr · g`
 pub fn sgd_update<T: Float>(w: &mut [T], g: &[T], s: &OptimizerSettings) -> Result<()> {
@@ -24,7 +26,7 @@ pub fn sgd_update<T: Float>(w: &mut [T], g: &[T], s: &OptimizerSettings) -> Resu
 pub fn sgd_check<T: Float>(w: &[T], g: &[T], s: &OptimizerSettings) -> Result<bool> {
     check_len("sgd_check", "gradient", g.len(), w.len(), 1)?;
     let lr = cast::<T>(s.lr);
-    Ok(w.iter().zip(g).all(|(&w, &g)| sgd_step(w, g, lr).is_finite()))
+    Ok(w.iter().zip(g).fold(true, |all, (&w, &g)| all & sgd_step(w, g, lr).is_finite()))
 }
 
 fn sgd_step<T: Float>(w: T, g: T, lr: T) -> T {
@@ -50,9 +52,9 @@ pub fn momentum_update<T: Float>(
 pub fn momentum_check<T: Float>(w: &[T], velocity: &[T], g: &[T], s: &OptimizerSettings) -> Result<bool> {
     check_momentum("momentum_check", w, velocity, g)?;
     let (lr, mu) = (cast::<T>(s.lr), cast::<T>(s.momentum));
-    Ok(w.iter().zip(velocity).zip(g).all(|((&w, &velocity), &g)| {
+    Ok(w.iter().zip(velocity).zip(g).fold(true, |all, ((&w, &velocity), &g)| {
         let (w, velocity) = momentum_step(w, velocity, g, lr, mu);
-        w.is_finite() && velocity.is_finite()
+        all & w.is_finite() & velocity.is_finite()
     }))
 }
 
@@ -120,9 +122,9 @@ fn adam_all_finite<T: Float>(
     g: &[T],
     step: impl Fn(T, T, T, T) -> (T, T, T),
 ) -> bool {
-    w.iter().zip(m).zip(v).zip(g).all(|(((&w, &m), &v), &g)| {
+    w.iter().zip(m).zip(v).zip(g).fold(true, |all, (((&w, &m), &v), &g)| {
         let (w, m, v) = step(w, m, v, g);
-        w.is_finite() && m.is_finite() && v.is_finite()
+        all & w.is_finite() & m.is_finite() & v.is_finite()
     })
 }
 

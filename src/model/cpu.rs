@@ -1,7 +1,9 @@
 //! The model on the CPU: the layers of `ops.rs` computed eagerly with the reference ops of
-//! [`crate::cpu`] (and `matrixmultiply` for products and, unrolled into products,
-//! convolutions: `conv_gemm.rs`). Generic over the float type so tests
-//! can check a whole network's gradients in f64.
+//! [`crate::cpu`], and fast paths beside them where the textbook loops were slow, each tested
+//! against them: `gemm.rs` (products), `conv_gemm.rs` (convolutions unrolled into products),
+//! `planes.rs` (batch norm and pooling), `parallel.rs` (dropout and the optimizers, on
+//! every core). Generic over the float type so tests can check a whole network's gradients
+//! in f64.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,11 +17,12 @@ use super::batch::{
 use super::checkpoint::{Checkpointed, Which};
 use super::config::{Backend, Loss, ModelConfig, Optimizer};
 use super::conv_gemm;
-use super::planes;
 use super::engine::{Engine, Epoch, LocalPending, Part, Running, check_new_values, run_epoch};
 use super::gemm::Scalar;
 use super::graph::{Graph, Slot, check_dataset};
 use super::ops::{self, Ops};
+use super::parallel;
+use super::planes;
 use crate::blocking::{Pending, ready};
 use crate::data::{Dataset, Targets};
 use crate::shape::{BatchNorm, Conv2dShape, MatmulForm, Pool2dShape};
@@ -142,18 +145,11 @@ impl<T: Scalar> CpuModel<T> {
 
     /// Whether this step's updates would leave every weight and optimizer state finite, as the
     /// GPU's optimizer checks find before its updates.
-    fn updates_are_finite(&self) -> Result<bool> {
-        let s = &self.settings;
-        for tensors in &self.params {
-            let (w, g) = (&tensors.value, &tensors.grad);
-            let finite = match (self.graph.config.optimizer, tensors.state.as_slice()) {
-                (Optimizer::Sgd { .. }, _) => cpu::sgd_check(w, g, s)?,
-                (Optimizer::Momentum { .. }, [m]) => cpu::momentum_check(w, m, g, s)?,
-                (Optimizer::Adam { .. }, [m, v]) => cpu::adam_check(w, m, v, g, s)?,
-                (Optimizer::AdamW { .. }, [m, v]) => cpu::adamw_check(w, m, v, g, s)?,
-                _ => unreachable!("the state layout follows the optimizer (graph::state_names)"),
-            };
-            if !finite {
+    fn updates_are_finite(&mut self) -> Result<bool> {
+        let (s, optimizer) = (&self.settings, self.graph.config.optimizer);
+        for tensors in &mut self.params {
+            let (w, g) = (&mut tensors.value, &tensors.grad);
+            if !parallel::update(optimizer, false, w, &mut tensors.state, g, s)? {
                 return Ok(false);
             }
         }
@@ -625,7 +621,7 @@ impl<T: Scalar> Ops for Exec<'_, T> {
         let mut mask_values = self.take(mask);
         let step = self.dropout_step;
         let result =
-            self.write(out, |s, o| cpu::dropout_forward(o, &mut mask_values, s.get(x), p, seed, step));
+            self.write(out, |s, o| parallel::dropout_forward(o, &mut mask_values, s.get(x), p, seed, step));
         self.put(mask, mask_values);
         result
     }
@@ -761,7 +757,18 @@ impl<T: Scalar> Ops for Exec<'_, T> {
         let mut db = self.take(dbias);
         let result = self.write(dgain, |s, o| {
             let (x, stats, gain, dy) = (s.get(x), s.get(stats), s.get(gain), s.get(dy));
-            planes::batch_norm_backward(dx_values.as_deref_mut(), o, &mut db, x, stats, gain, dy, rows, plane, g)
+            planes::batch_norm_backward(
+                dx_values.as_deref_mut(),
+                o,
+                &mut db,
+                x,
+                stats,
+                gain,
+                dy,
+                rows,
+                plane,
+                g,
+            )
         });
         self.put(dbias, db);
         if let (Some(dx), Some(values)) = (dx, dx_values) {
@@ -809,16 +816,11 @@ impl<T: Scalar> Ops for Exec<'_, T> {
 
     fn updates(&mut self, optimizer: Optimizer) -> Result<()> {
         let s = self.settings;
-        self.params.iter_mut().try_for_each(|tensors| {
+        for tensors in self.params.iter_mut() {
             let (w, g) = (&mut tensors.value, &tensors.grad);
-            match (optimizer, tensors.state.as_mut_slice()) {
-                (Optimizer::Sgd { .. }, _) => cpu::sgd_update(w, g, s),
-                (Optimizer::Momentum { .. }, [m]) => cpu::momentum_update(w, m, g, s),
-                (Optimizer::Adam { .. }, [m, v]) => cpu::adam_update(w, m, v, g, s),
-                (Optimizer::AdamW { .. }, [m, v]) => cpu::adamw_update(w, m, v, g, s),
-                _ => unreachable!("the state layout follows the optimizer (graph::state_names)"),
-            }
-        })
+            parallel::update(optimizer, true, w, &mut tensors.state, g, s)?;
+        }
+        Ok(())
     }
 }
 

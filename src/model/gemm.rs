@@ -1,14 +1,18 @@
 //! The CPU backend's matrix product. It keeps the contract of the reference
 //! [`crate::cpu::matmul_forward`] (same arguments, same checks) but computes with
-//! `matrixmultiply`'s cache-blocked, vectorised kernels, so that GPU-vs-CPU figures compare
-//! the GPU with a real CPU implementation rather than with the textbook loops the tests use
-//! as their oracle.
+//! cache-blocked, vectorised kernels, so that GPU-vs-CPU figures compare the GPU with a real
+//! CPU implementation rather than with the textbook loops the tests use as their oracle.
+//!
+//! Two kernel crates, each for the forms where it measured faster (2-core AMD EPYC,
+//! 2026-12-05, in bands as below; BENCHMARKS.md): `gemm` (candle's) for `A·Bᵀ` (a dense
+//! layer's forward: 1.15–1.45× `matrixmultiply` at the MNIST MLP's first layer, batch 64 to
+//! 1024) and `A·B` (its input gradient: 1.05–1.15×); `matrixmultiply` for `Aᵀ·B` (its weight
+//! gradient, where `gemm` ran at 0.9–1.0×).
 //!
 //! Threads only where they pay: a product of at least [`PARALLEL_MACS`] multiply-adds is cut
 //! into bands of C (rows or columns), one per core, each a single-threaded product on rayon's
 //! pool. Smaller ones run on the calling thread. (`matrixmultiply`'s own threading woke its
-//! pool for every product: on 2 cores it made MNIST-MLP training 10–30% slower at batch 64
-//! and 256 than one thread.)
+//! pool for every product; `gemm`'s split the weight gradients' shapes badly.)
 
 use std::sync::OnceLock;
 
@@ -59,9 +63,10 @@ fn strides<T>(
 }
 
 /// Products with fewer multiply-adds than this run on one thread: below it, handing work to
-/// another thread costs more than it saves (2^23 is ~0.1 ms of work on one core; at batch 256
-/// only the MNIST MLP's first layer, forward and weight gradient, reaches it).
-pub(crate) const PARALLEL_MACS: usize = 1 << 23;
+/// another thread costs more than it saves. Measured on 2 cores: 256×128·128×64 (2^21) runs
+/// 1.2–1.4× faster in two bands, 16×784·784×128 (1.6 M) and a convolution's 32×144·144×196
+/// (0.9 M) slower.
+pub(crate) const PARALLEL_MACS: usize = 1 << 21;
 
 /// How a product is cut into bands, one per core: along C's rows or along its columns,
 /// whichever copies less. Each band packs its own A rows (or B columns) and all of the other
@@ -97,7 +102,7 @@ fn start_with_bias<T: Float>(out: &mut [T], bias: Option<&[T]>, n: usize) -> T {
 }
 
 macro_rules! scalar {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $mm:path) => {
         impl Scalar for $t {
             fn matmul(
                 out: &mut [$t],
@@ -129,22 +134,35 @@ macro_rules! scalar {
                     // of C at (first_row, first_col) of rows × cols with C's row stride n: the
                     // bands' blocks are disjoint, and `out` aliases neither a nor b.
                     unsafe {
-                        $gemm(
-                            rows,
-                            k,
-                            cols,
-                            1.0,
-                            (a_at as *const $t).offset(first_row as isize * rsa),
-                            rsa,
-                            csa,
-                            (b_at as *const $t).offset(first_col as isize * csb),
-                            rsb,
-                            csb,
-                            beta,
-                            (c_at as *mut $t).add(first_row * n + first_col),
-                            n as isize,
-                            1,
-                        );
+                        let a = (a_at as *const $t).offset(first_row as isize * rsa);
+                        let b = (b_at as *const $t).offset(first_col as isize * csb);
+                        let c = (c_at as *mut $t).add(first_row * n + first_col);
+                        match form {
+                            MatmulForm::AB | MatmulForm::ABt => gemm::gemm(
+                                rows,
+                                cols,
+                                k,
+                                c,
+                                1,
+                                n as isize,
+                                beta != 0.0, // add to the bias in C, or overwrite C
+                                a,
+                                csa,
+                                rsa,
+                                b,
+                                csb,
+                                rsb,
+                                1.0, // C = 1 · C + 1 · A·B
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            ),
+                            MatmulForm::AtB => {
+                                $mm(rows, k, cols, 1.0, a, rsa, csa, b, rsb, csb, beta, c, n as isize, 1)
+                            }
+                        }
                     }
                 };
                 if bands.count == 1 || m == 0 || n == 0 {
@@ -171,15 +189,15 @@ scalar!(f64, matrixmultiply::dgemm);
 mod tests {
     use super::*;
 
-    /// Products big enough to be cut into bands, along rows (m ≥ n) and along columns, in
-    /// every form, with and without a bias, against the reference's plain loops.
+    /// Products on one thread and on the pool, tall, wide and long, in every form, with and
+    /// without a bias, and empty ones, against the reference's plain loops.
     #[test]
-    fn banded_products_equal_the_reference() {
+    fn products_equal_the_reference() {
         let values = |len: usize, seed: usize| -> Vec<f64> {
             (0..len).map(|i| ((i * 7919 + seed * 104_729) % 2001) as f64 / 1000.0 - 1.0).collect()
         };
-        for (m, k, n) in [(301, 200, 150), (150, 200, 301), (17, 4000, 130)] {
-            assert!(m * k * n >= PARALLEL_MACS, "{m}x{k}x{n} must be cut into bands");
+        for (m, k, n) in [(301, 200, 150), (150, 200, 301), (17, 4000, 130), (1, 37, 9), (7, 5, 3), (4, 0, 3)]
+        {
             for form in MatmulForm::ALL {
                 let (a, b, bias) = (values(m * k, 1), values(k * n, 2), values(n, 3));
                 for bias in [None, Some(&bias[..])] {

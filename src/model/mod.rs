@@ -38,6 +38,7 @@ mod gemm;
 mod gpu;
 mod graph;
 mod ops;
+mod parallel;
 mod planes;
 mod trainer;
 

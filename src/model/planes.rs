@@ -285,13 +285,27 @@ mod tests {
             assert_eq!(y, want_y, "forward: the reference's formula, value for value");
 
             for with_dx in [true, false] {
-                let (mut dgain, mut dbias, mut dx) = (vec![f64::NAN; c], vec![f64::NAN; c], vec![f64::NAN; x.len()]);
-                let (mut want_dgain, mut want_dbias, mut want_dx) = (vec![0.0; c], vec![0.0; c], vec![0.0; x.len()]);
+                let (mut dgain, mut dbias, mut dx) =
+                    (vec![f64::NAN; c], vec![f64::NAN; c], vec![f64::NAN; x.len()]);
+                let (mut want_dgain, mut want_dbias, mut want_dx) =
+                    (vec![0.0; c], vec![0.0; c], vec![0.0; x.len()]);
                 let dx_arg = with_dx.then_some(&mut dx[..]);
-                batch_norm_backward(dx_arg, &mut dgain, &mut dbias, &x, &stats, &gain, &dy, n, plane, &g).unwrap();
-                let want_arg = with_dx.then_some(&mut want_dx[..]);
-                cpu::batch_norm_backward(want_arg, &mut want_dgain, &mut want_dbias, &x, &stats, &gain, &dy, n, plane, &g)
+                batch_norm_backward(dx_arg, &mut dgain, &mut dbias, &x, &stats, &gain, &dy, n, plane, &g)
                     .unwrap();
+                let want_arg = with_dx.then_some(&mut want_dx[..]);
+                cpu::batch_norm_backward(
+                    want_arg,
+                    &mut want_dgain,
+                    &mut want_dbias,
+                    &x,
+                    &stats,
+                    &gain,
+                    &dy,
+                    n,
+                    plane,
+                    &g,
+                )
+                .unwrap();
                 assert!(worst(&dgain, &want_dgain) < 1e-12 && worst(&dbias, &want_dbias) < 1e-12);
                 if with_dx {
                     assert!(worst(&dx, &want_dx) < 1e-12, "dx n={n} c={c} plane={plane}");
@@ -327,7 +341,8 @@ mod tests {
             x.iter_mut().step_by(37).for_each(|v| *v = f64::NAN);
             let dy = values(n * g.output_len(), 8);
             let outputs = || vec![f64::NAN; n * g.output_len()];
-            let (mut y, mut argmax, mut want_y, mut want_argmax) = (outputs(), outputs(), outputs(), outputs());
+            let (mut y, mut argmax, mut want_y, mut want_argmax) =
+                (outputs(), outputs(), outputs(), outputs());
             maxpool2d_forward(&mut y, &mut argmax, &x, n, &g).unwrap();
             cpu::maxpool2d_forward(&mut want_y, &mut want_argmax, &x, n, &g).unwrap();
             let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
@@ -356,7 +371,8 @@ mod tests {
         let g = Pool2dShape::new(1, (4, 4), (2, 2));
         let err = maxpool2d_forward(&mut [0.0f32; 4], &mut [0.0; 4], &[0.0; 15], 1, &g).unwrap_err();
         assert!(err.to_string().contains("maxpool2d_forward"), "{err}");
-        let err = maxpool2d_backward(&mut [0.0f32; 16], &[0.0; 4], &[0.0, 1.0, 2.0, 99.0], 1, &g).unwrap_err();
+        let err =
+            maxpool2d_backward(&mut [0.0f32; 16], &[0.0; 4], &[0.0, 1.0, 2.0, 99.0], 1, &g).unwrap_err();
         assert!(err.to_string().contains("indices within the image"), "{err}");
     }
 }

@@ -55,8 +55,13 @@ fn the_cnn_learns_the_same_on_gpu_and_cpu() {
         // 20-step parity tests in training.rs, batch norms included), but Adam's division by
         // √v turns those last-bit differences in the small gradients of a batch norm's inputs
         // into visible ones within an epoch: measured 0.4% apart after the first epoch here.
+        // The test loss after both epochs follows that divergence further: when the CPU's
+        // products moved to other kernels (2026-12-05, other summation orders, the step-for-
+        // step parity unchanged), it went from within 5% of the GPU's to 7% (0.325 vs 0.349;
+        // the reference's batch norm loops in place of the fast ones moved the CPU's epoch
+        // losses as much). 1e-1 bounds that drift, not the kernels.
         assert_close("epoch losses, GPU vs CPU", gpu_losses, cpu_losses, 2e-2, 0.0);
-        assert_close("test loss, GPU vs CPU", &[gpu_eval.loss], &[cpu_eval.loss], 5e-2, 0.0);
+        assert_close("test loss, GPU vs CPU", &[gpu_eval.loss], &[cpu_eval.loss], 1e-1, 0.0);
         let (gpu_accuracy, cpu_accuracy) = (gpu_eval.accuracy.unwrap(), cpu_eval.accuracy.unwrap());
         assert!((gpu_accuracy - cpu_accuracy).abs() <= 0.01, "{gpu_accuracy} vs {cpu_accuracy}");
     }
