@@ -1,5 +1,5 @@
 //! Matrix-product throughput in GFLOP/s: the GPU kernels, the CPU backend's product
-//! (`matrixmultiply`, big products in bands across the cores), and the plain-loop CPU
+//! (`gemm` for this form, big products in bands across the cores), and the plain-loop CPU
 //! reference the tests trust.
 //!
 //! Each GPU iteration is what a user waits for: record, submit, and wait for completion.

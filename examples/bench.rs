@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Every figure is the median of repeated runs; a GPU run is submit plus the wait for it.
-//! The CPU side is the CPU backend (`matrixmultiply`, big products cut into bands across the
-//! cores), not the test reference.
+//! The CPU side is the CPU backend (`gemm` and `matrixmultiply`, big products cut into bands
+//! across the cores), not the test reference.
 //!
 //! Training is timed two ways. *Resident*: the data set lives on the device and each step
 //! gathers its batch there (`Model::train_epoch`), as the library trains. *Upload*: the peers'
@@ -44,7 +44,7 @@ const TARGET_SHAPES: [(usize, usize, usize); 3] = [(1024, 1024, 1024), (256, 784
 const SQUARES: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 const BATCHES: [usize; 5] = [1, 16, 64, 256, 1024];
 /// The batches of the upload protocol (the peers' loop).
-const UPLOAD_BATCHES: [usize; 3] = [64, 256, 1024];
+const UPLOAD_BATCHES: [usize; 5] = [1, 16, 64, 256, 1024];
 /// The CNN's batches (each of its steps costs a hundred of the MLP's).
 const CNN_BATCHES: [usize; 2] = [32, 128];
 /// The narrow networks' workloads and batches: each on the GPU fused and layer by layer.

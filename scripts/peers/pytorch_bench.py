@@ -5,7 +5,7 @@
 Prints one JSON object: matmul GFLOP/s at the bench's three target shapes (torch and numpy),
 and MNIST training samples/s, softmax cross-entropy from the logits: the "lesson" workload
 (784-128-64-10, ReLU, dropout 0.2, Adam lr 0.001) and the "sgd" workload (no dropout, plain
-SGD lr 0.01) at batch 64, 256 and 1024, the "cnn" workload (two 3x3 convolutions with
+SGD lr 0.01) at batch 1, 16, 64, 256 and 1024, the "cnn" workload (two 3x3 convolutions with
 batch norms, ReLU and 2x2 max pooling, dense 128, dropout 0.5, Adam lr 0.001) at batch 32
 and 128, and the narrow networks: "boundary" (2-64-64-3 tanh, Adam lr 0.01, batch 256),
 "digits" (64-64-32-10 ReLU, dropout 0.2 after the first, Adam lr 0.001, batch 64) and
@@ -118,7 +118,7 @@ def main():
     shapes = [(1024, 1024, 1024), (256, 784, 128), (256, 128, 64)]
     for m, k, n in shapes:
         out[f"torch matmul {m}x{k}x{n} GFLOP/s"] = matmul(m, k, n, False)
-    for batch in [64, 256, 1024]:
+    for batch in [1, 16, 64, 256, 1024]:
         out[f"lesson batch {batch} samples/s"] = train(batch, lambda: mlp(0.2), torch.optim.Adam, 0.001)
         out[f"sgd batch {batch} samples/s"] = train(batch, lambda: mlp(0.0), torch.optim.SGD, 0.01)
     for batch in [32, 128]:

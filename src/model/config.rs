@@ -166,7 +166,7 @@ impl Optimizer {
 pub enum Backend {
     /// Weights, activations and training in GPU buffers, on a [`crate::Gpu`].
     Gpu,
-    /// The same layers in plain Rust on the host (products through `matrixmultiply`).
+    /// The same layers in plain Rust on the host (products through `gemm` and `matrixmultiply`).
     Cpu,
 }
 

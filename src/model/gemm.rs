@@ -4,10 +4,11 @@
 //! CPU implementation rather than with the textbook loops the tests use as their oracle.
 //!
 //! Two kernel crates, each for the forms where it measured faster (2-core AMD EPYC,
-//! 2026-12-05, in bands as below; BENCHMARKS.md): `gemm` (candle's) for `A·Bᵀ` (a dense
-//! layer's forward: 1.15–1.45× `matrixmultiply` at the MNIST MLP's first layer, batch 64 to
-//! 1024) and `A·B` (its input gradient: 1.05–1.15×); `matrixmultiply` for `Aᵀ·B` (its weight
-//! gradient, where `gemm` ran at 0.9–1.0×).
+//! 2026-12-05, both in the bands below; BENCHMARKS.md has the table): `gemm` (candle's) for
+//! `A·Bᵀ`, a dense layer's forward (1.15–1.45× `matrixmultiply` at the MNIST MLP's first
+//! layer from batch 64 to 1024, 13× at batch 1, a row times a matrix), and `A·B`, its input
+//! gradient (0.96–1.07×, 9× at batch 1); `matrixmultiply` for `Aᵀ·B`, its weight gradient
+//! (where `gemm` ran at 0.88–1.08×).
 //!
 //! Threads only where they pay: a product of at least [`PARALLEL_MACS`] multiply-adds is cut
 //! into bands of C (rows or columns), one per core, each a single-threaded product on rayon's

@@ -60,7 +60,7 @@ async fn matmul(gpu: &Gpu, n: usize) {
     report(gpu, Backend::Gpu, &format!("matmul {n}^3"), flops / seconds / 1e9, "GFLOP/s");
     let mut c = vec![0.0; n * n];
     let seconds = median(5, async || {
-        // The CPU backend's product (matrixmultiply), as `bench` times it.
+        // The CPU backend's product (gemm for A·B), as `bench` times it.
         <f32 as Scalar>::matmul(&mut c, &a, &b, None, n, n, n, MatmulForm::AB).unwrap();
     })
     .await;
