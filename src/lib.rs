@@ -27,6 +27,8 @@ mod random;
 mod settings;
 mod shape;
 mod target;
+#[cfg(test)]
+mod test_util;
 
 pub use activation::Activation;
 pub use error::{Error, Result};

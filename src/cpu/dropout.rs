@@ -38,9 +38,7 @@ pub(crate) fn dropout_forward_from<T: Float>(
 ) -> Result<()> {
     check_len("dropout_forward", "output", out.len(), x.len(), 1)?;
     check_len("dropout_forward", "mask", mask.len(), x.len(), 1)?;
-    if !(0.0..1.0).contains(&p) {
-        return Err(crate::Error::shape("dropout_forward", "a drop probability in [0, 1)", p.to_string()));
-    }
+    check_drop_probability(p)?;
     let scale = T::from(1.0 / (1.0 - p)).unwrap_or_else(T::nan);
     for i in 0..x.len() {
         let keep = dropout_uniform(seed, step, (first + i) as u32) >= p;
@@ -48,6 +46,14 @@ pub(crate) fn dropout_forward_from<T: Float>(
         out[i] = x[i] * mask[i];
     }
     Ok(())
+}
+
+/// An error unless `p` is a drop probability in [0, 1).
+pub(crate) fn check_drop_probability(p: f32) -> Result<()> {
+    match (0.0..1.0).contains(&p) {
+        true => Ok(()),
+        false => Err(crate::Error::shape("dropout_forward", "a drop probability in [0, 1)", p.to_string())),
+    }
 }
 
 /// `dx[i] = dy[i] · mask[i]`

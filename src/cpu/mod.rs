@@ -15,7 +15,7 @@ pub(crate) mod dropout;
 mod loss;
 mod matmul;
 mod norm;
-mod optimizer;
+pub(crate) mod optimizer;
 pub(crate) mod pool;
 mod reduce;
 mod softmax;

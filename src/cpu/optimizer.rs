@@ -63,7 +63,7 @@ fn momentum_step<T: Float>(w: T, velocity: T, g: T, lr: T, mu: T) -> (T, T) {
     (w - lr * velocity, velocity)
 }
 
-fn check_momentum<T>(op: &'static str, w: &[T], velocity: &[T], g: &[T]) -> Result<()> {
+pub(crate) fn check_momentum<T>(op: &'static str, w: &[T], velocity: &[T], g: &[T]) -> Result<()> {
     check_len(op, "gradient", g.len(), w.len(), 1)?;
     check_len(op, "velocity", velocity.len(), w.len(), 1)
 }
@@ -175,7 +175,7 @@ fn flush<T: Float>(x: T) -> T {
     if x.abs() < T::min_positive_value() { T::zero() } else { x }
 }
 
-fn check_adam<T>(op: &'static str, w: &[T], m: &[T], v: &[T], g: &[T]) -> Result<()> {
+pub(crate) fn check_adam<T>(op: &'static str, w: &[T], m: &[T], v: &[T], g: &[T]) -> Result<()> {
     check_len(op, "gradient", g.len(), w.len(), 1)?;
     check_len(op, "first moment", m.len(), w.len(), 1)?;
     check_len(op, "second moment", v.len(), w.len(), 1)

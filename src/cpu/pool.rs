@@ -49,13 +49,17 @@ pub fn maxpool2d_backward<T: Float>(
     dx.fill(T::zero());
     for (s, _, _, _, out) in outputs(g, n) {
         let p = argmax[out].to_usize().filter(|&p| p < g.input_len());
-        let p = p.ok_or_else(|| {
-            crate::Error::shape("maxpool2d_backward", "indices within the image", "another")
-        })?;
+        let p = p.ok_or_else(|| bad_winner(argmax[out], out, g.input_len()))?;
         let i = s * g.input_len() + p;
         dx[i] = dx[i] + dy[out];
     }
     Ok(())
+}
+
+/// The error for a winner that is no index into a sample of `len` values.
+pub(crate) fn bad_winner<T: Float>(winner: T, out: usize, len: usize) -> crate::Error {
+    let got = format!("{} at output {out}", winner.to_f64().unwrap_or(f64::NAN));
+    crate::Error::shape("maxpool2d_backward", format!("indices within the image (0..{len})"), got)
 }
 
 /// `y[n, c, oy, ox]` = the mean of the window.

@@ -118,7 +118,7 @@ fn tap(pos: usize, k: usize, stride: usize, padding: usize, len: usize) -> Optio
 /// Walks the patch matrix of one sample row by row: for each patch row `(c, i, j)` and output
 /// row `oy`, `visit` gets the image row that patch row reads there (None in the padding), the
 /// kernel column j, and the `ow` values of `cols` for it.
-fn patch_rows<'a, T: 'a, C: IntoIterator<Item = T>>(
+fn patch_rows<T, C: IntoIterator<Item = T>>(
     g: &Conv2dShape,
     cols: C,
     mut visit: impl FnMut(Option<usize>, usize, T),
@@ -192,8 +192,9 @@ mod tests {
         (0..len).map(|i| ((i * 7919 + seed * 104_729) % 2001) as f64 / 1000.0 - 1.0).collect()
     }
 
-    /// Odd kernels, stride 2, padding (some wider than the kernel), 1×1 kernels, 1 and 3 input channels, and batches of
-    /// more than one task of the weight gradient, against the reference's loops.
+    /// Odd kernels, stride 2, padding (some wider than the kernel), 1×1 kernels, 1 and 3 input
+    /// channels, and batches of more than one task of the weight gradient, against the
+    /// reference's loops.
     #[test]
     fn unrolled_convolutions_equal_the_reference() {
         let shapes = [
@@ -212,7 +213,7 @@ mod tests {
                 values(n * g.output_len(), 4),
             );
             let close = |what: &str, got: &[f64], want: &[f64]| {
-                let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+                let worst = crate::test_util::worst_difference(got, want);
                 assert!(worst < 1e-12, "{what} {g:?} batch {n}: off by {worst}");
             };
             let (mut got, mut want) = (vec![f64::NAN; dy.len()], vec![0.0; dy.len()]);

@@ -145,11 +145,10 @@ impl<T: Scalar> CpuModel<T> {
 
     /// Whether this step's updates would leave every weight and optimizer state finite, as the
     /// GPU's optimizer checks find before its updates.
-    fn updates_are_finite(&mut self) -> Result<bool> {
-        let (s, optimizer) = (&self.settings, self.graph.config.optimizer);
-        for tensors in &mut self.params {
-            let (w, g) = (&mut tensors.value, &tensors.grad);
-            if !parallel::update(optimizer, false, w, &mut tensors.state, g, s)? {
+    fn updates_are_finite(&self) -> Result<bool> {
+        let optimizer = self.graph.config.optimizer;
+        for tensors in &self.params {
+            if !parallel::check(optimizer, &tensors.value, &tensors.state, &tensors.grad, &self.settings)? {
                 return Ok(false);
             }
         }
@@ -818,7 +817,7 @@ impl<T: Scalar> Ops for Exec<'_, T> {
         let s = self.settings;
         for tensors in self.params.iter_mut() {
             let (w, g) = (&mut tensors.value, &tensors.grad);
-            parallel::update(optimizer, true, w, &mut tensors.state, g, s)?;
+            parallel::update(optimizer, w, &mut tensors.state, g, s)?;
         }
         Ok(())
     }

@@ -15,8 +15,6 @@
 //! pool. Smaller ones run on the calling thread. (`matrixmultiply`'s own threading woke its
 //! pool for every product; `gemm`'s split the weight gradients' shapes badly.)
 
-use std::sync::OnceLock;
-
 use num_traits::Float;
 
 use crate::Result;
@@ -79,8 +77,9 @@ struct Bands {
 }
 
 fn bands(m: usize, k: usize, n: usize) -> Bands {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // The pool's threads (one per core unless RAYON_NUM_THREADS or an `install`ed pool says
+    // otherwise; one in the browser, where rayon runs everything on the calling thread).
+    let cores = rayon::current_num_threads();
     let along_rows = m >= n;
     let side = if along_rows { m } else { n };
     let count =
@@ -116,6 +115,9 @@ macro_rules! scalar {
                 form: MatmulForm,
             ) -> Result<()> {
                 let [rsa, csa, rsb, csb] = strides(out, a, b, bias, (m, k, n), form)?;
+                if m == 0 || n == 0 {
+                    return Ok(()); // an empty C
+                }
                 let beta = start_with_bias(out, bias, n);
                 let bands = bands(m, k, n);
                 let side = if bands.along_rows { m } else { n };
@@ -190,25 +192,45 @@ scalar!(f64, matrixmultiply::dgemm);
 mod tests {
     use super::*;
 
-    /// Products on one thread and on the pool, tall, wide and long, in every form, with and
-    /// without a bias, and empty ones, against the reference's plain loops.
+    /// Products on one thread and in bands on a pool of three, tall, wide and long, in every
+    /// form, with and without a bias, and empty ones, against the reference's plain loops.
     #[test]
     fn products_equal_the_reference() {
         let values = |len: usize, seed: usize| -> Vec<f64> {
             (0..len).map(|i| ((i * 7919 + seed * 104_729) % 2001) as f64 / 1000.0 - 1.0).collect()
         };
-        for (m, k, n) in [(301, 200, 150), (150, 200, 301), (17, 4000, 130), (1, 37, 9), (7, 5, 3), (4, 0, 3)]
-        {
-            for form in MatmulForm::ALL {
-                let (a, b, bias) = (values(m * k, 1), values(k * n, 2), values(n, 3));
-                for bias in [None, Some(&bias[..])] {
-                    let (mut got, mut want) = (vec![f64::NAN; m * n], vec![0.0; m * n]);
-                    f64::matmul(&mut got, &a, &b, bias, m, k, n, form).unwrap();
-                    crate::cpu::matmul_forward(&mut want, &a, &b, bias, m, k, n, form).unwrap();
-                    let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
-                    assert!(worst < 1e-9, "{form:?} {m}x{k}x{n} bias={}: off by {worst}", bias.is_some());
+        let shapes = [
+            (301, 200, 150),
+            (150, 200, 301),
+            (17, 4000, 130),
+            (1, 37, 9),
+            (7, 5, 3),
+            (4, 0, 3),
+            (0, 3, 4),
+            (3, 4, 0),
+        ];
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                for (m, k, n) in shapes {
+                    let banded = threads > 1 && m * k * n >= PARALLEL_MACS;
+                    assert_eq!(bands(m, k, n).count > 1, banded, "{m}x{k}x{n} on {threads} threads");
+                    for form in MatmulForm::ALL {
+                        let (a, b, bias) = (values(m * k, 1), values(k * n, 2), values(n, 3));
+                        for bias in [None, Some(&bias[..])] {
+                            let (mut got, mut want) = (vec![f64::NAN; m * n], vec![0.0; m * n]);
+                            f64::matmul(&mut got, &a, &b, bias, m, k, n, form).unwrap();
+                            crate::cpu::matmul_forward(&mut want, &a, &b, bias, m, k, n, form).unwrap();
+                            let worst = crate::test_util::worst_difference(&got, &want);
+                            let with = if bias.is_some() { "with" } else { "without" };
+                            assert!(
+                                worst < 1e-9,
+                                "{form:?} {m}x{k}x{n} {with} bias, {threads} threads: off by {worst}"
+                            );
+                        }
+                    }
                 }
-            }
+            });
         }
     }
 }

@@ -8,7 +8,9 @@ use rayon::prelude::*;
 use super::config::Optimizer;
 use super::gemm::Scalar;
 use crate::Result;
-use crate::cpu::{self, dropout::dropout_forward_from};
+use crate::cpu::dropout::{check_drop_probability, dropout_forward_from};
+use crate::cpu::optimizer::{check_adam, check_momentum};
+use crate::cpu::{self};
 use crate::settings::OptimizerSettings;
 use crate::shape::check_len;
 
@@ -27,62 +29,84 @@ pub(crate) fn dropout_forward<T: Scalar>(
 ) -> Result<()> {
     check_len("dropout_forward", "output", out.len(), x.len(), 1)?;
     check_len("dropout_forward", "mask", mask.len(), x.len(), 1)?;
-    dropout_forward_from::<T>(0, &mut [], &mut [], &[], p, seed, step)?; // checks p
+    check_drop_probability(p)?;
     let chunks = out.par_chunks_mut(CHUNK).zip(mask.par_chunks_mut(CHUNK)).zip(x.par_chunks(CHUNK));
     chunks
         .enumerate()
         .try_for_each(|(c, ((out, mask), x))| dropout_forward_from(c * CHUNK, out, mask, x, p, seed, step))
 }
 
-/// One parameter tensor's update (`cpu::sgd_update`, `momentum_update`, `adam_update` or
-/// `adamw_update`, as `optimizer` says), or with `apply` false its check (`cpu::sgd_check`
-/// …): whether the update would leave everything finite. `state` holds the optimizer's
-/// tensors for it (none, the velocity, or Adam's m and v). Every value's update reads only
-/// its own values, so the chunks are the reference's loops on parts of the tensors.
-pub(crate) fn update<T: Scalar>(
+/// Whether one parameter tensor's update would leave every value finite: `cpu::sgd_check`,
+/// `momentum_check`, `adam_check` or `adamw_check`, as `optimizer` says, with `state` its
+/// tensors for this parameter (none, the velocity, or Adam's m and v). Each value's update
+/// reads only its own values, so the chunks are the reference's loops on parts of them.
+pub(crate) fn check<T: Scalar>(
     optimizer: Optimizer,
-    apply: bool,
-    w: &mut [T],
-    state: &mut [Vec<T>],
+    w: &[T],
+    state: &[Vec<T>],
     g: &[T],
     s: &OptimizerSettings,
 ) -> Result<bool> {
-    check_len("update", "gradient", g.len(), w.len(), 1)?;
-    for tensor in state.iter() {
-        check_len("update", "optimizer state", tensor.len(), w.len(), 1)?;
-    }
-    let all = |oks: Vec<bool>| oks.into_iter().all(|ok| ok);
-    let chunks = w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK));
+    let chunks = w.par_chunks(CHUNK).zip(g.par_chunks(CHUNK));
     let oks: Result<Vec<bool>> = match (optimizer, state) {
-        (Optimizer::Sgd { .. }, []) => chunks
-            .map(
-                |(w, g)| {
-                    if apply { cpu::sgd_update(w, g, s).map(|()| true) } else { cpu::sgd_check(w, g, s) }
-                },
-            )
-            .collect(),
-        (Optimizer::Momentum { .. }, [velocity]) => chunks
-            .zip(velocity.par_chunks_mut(CHUNK))
-            .map(|((w, g), velocity)| match apply {
-                true => cpu::momentum_update(w, velocity, g, s).map(|()| true),
-                false => cpu::momentum_check(w, velocity, g, s),
-            })
-            .collect(),
+        (Optimizer::Sgd { .. }, []) => {
+            check_len("sgd_check", "gradient", g.len(), w.len(), 1)?;
+            chunks.map(|(w, g)| cpu::sgd_check(w, g, s)).collect()
+        }
+        (Optimizer::Momentum { .. }, [velocity]) => {
+            check_momentum("momentum_check", w, velocity, g)?;
+            chunks
+                .zip(velocity.par_chunks(CHUNK))
+                .map(|((w, g), v)| cpu::momentum_check(w, v, g, s))
+                .collect()
+        }
         (Optimizer::Adam { .. } | Optimizer::AdamW { .. }, [m, v]) => {
             let decoupled = matches!(optimizer, Optimizer::AdamW { .. });
+            check_adam(if decoupled { "adamw_check" } else { "adam_check" }, w, m, v, g)?;
+            let chunks = chunks.zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)));
             chunks
-                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                .map(|((w, g), (m, v))| match (apply, decoupled) {
-                    (true, false) => cpu::adam_update(w, m, v, g, s).map(|()| true),
-                    (true, true) => cpu::adamw_update(w, m, v, g, s).map(|()| true),
-                    (false, false) => cpu::adam_check(w, m, v, g, s),
-                    (false, true) => cpu::adamw_check(w, m, v, g, s),
+                .map(|((w, g), (m, v))| match decoupled {
+                    false => cpu::adam_check(w, m, v, g, s),
+                    true => cpu::adamw_check(w, m, v, g, s),
                 })
                 .collect()
         }
         _ => unreachable!("the state layout follows the optimizer (graph::state_names)"),
     };
-    oks.map(all)
+    Ok(oks?.into_iter().all(|ok| ok))
+}
+
+/// One parameter tensor's update, as [`check`] names them (`cpu::sgd_update` …), in chunks.
+pub(crate) fn update<T: Scalar>(
+    optimizer: Optimizer,
+    w: &mut [T],
+    state: &mut [Vec<T>],
+    g: &[T],
+    s: &OptimizerSettings,
+) -> Result<()> {
+    let decoupled = matches!(optimizer, Optimizer::AdamW { .. });
+    match (optimizer, state) {
+        (Optimizer::Sgd { .. }, []) => {
+            check_len("sgd_update", "gradient", g.len(), w.len(), 1)?;
+            let chunks = w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK));
+            chunks.try_for_each(|(w, g)| cpu::sgd_update(w, g, s))
+        }
+        (Optimizer::Momentum { .. }, [velocity]) => {
+            check_momentum("momentum_update", w, velocity, g)?;
+            let chunks = w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(velocity.par_chunks_mut(CHUNK));
+            chunks.try_for_each(|((w, g), v)| cpu::momentum_update(w, v, g, s))
+        }
+        (Optimizer::Adam { .. } | Optimizer::AdamW { .. }, [m, v]) => {
+            check_adam(if decoupled { "adamw_update" } else { "adam_update" }, w, m, v, g)?;
+            let moments = m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK));
+            let chunks = w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(moments);
+            chunks.try_for_each(|((w, g), (m, v))| match decoupled {
+                false => cpu::adam_update(w, m, v, g, s),
+                true => cpu::adamw_update(w, m, v, g, s),
+            })
+        }
+        _ => unreachable!("the state layout follows the optimizer (graph::state_names)"),
+    }
 }
 
 #[cfg(test)]
@@ -111,7 +135,7 @@ mod tests {
 
     /// Every optimizer over several chunks and a partial one: the reference's updates value
     /// for value, and its checks, true and (with one infinite gradient in the last chunk)
-    /// false.
+    /// false; lengths that differ are the reference's errors.
     #[test]
     fn updates_equal_the_reference() {
         let len = 2 * CHUNK + 5;
@@ -136,9 +160,8 @@ mod tests {
             let state: Vec<Vec<f64>> =
                 (0..states).map(|i| values(3 + i).iter().map(|v| v.abs()).collect()).collect();
             let (mut got_w, mut got_state) = (w.clone(), state.clone());
-            assert!(update(optimizer, false, &mut got_w, &mut got_state, &g, &s).unwrap());
-            assert_eq!((&got_w, &got_state), (&w, &state), "a check writes nothing");
-            update(optimizer, true, &mut got_w, &mut got_state, &g, &s).unwrap();
+            assert!(check(optimizer, &got_w, &got_state, &g, &s).unwrap());
+            update(optimizer, &mut got_w, &mut got_state, &g, &s).unwrap();
             let (mut want_w, mut want_state) = (w.clone(), state.clone());
             match &mut want_state[..] {
                 [] => cpu::sgd_update(&mut want_w, &g, &s),
@@ -154,11 +177,12 @@ mod tests {
 
             let mut bad = g.clone();
             bad[len - 2] = f64::INFINITY;
-            let (mut w, mut state) = (w.clone(), state.clone());
-            assert!(!update(optimizer, false, &mut w, &mut state, &bad, &s).unwrap(), "{optimizer:?}");
+            assert!(!check(optimizer, &w, &state, &bad, &s).unwrap(), "{optimizer:?}");
         }
-        let err =
-            update(Optimizer::Sgd { lr: 0.1 }, true, &mut [0.0f32; 3], &mut [], &[0.0; 2], &s).unwrap_err();
-        assert!(err.to_string().contains("gradient"), "{err}");
+        let err = update(Optimizer::Sgd { lr: 0.1 }, &mut [0.0f32; 3], &mut [], &[0.0; 2], &s).unwrap_err();
+        assert!(err.to_string().contains("sgd_update") && err.to_string().contains("gradient"), "{err}");
+        let adam = Optimizer::Adam { lr: 0.1 };
+        let err = check(adam, &[0.0f32; 3], &[vec![0.0; 3], vec![0.0; 2]], &[0.0; 3], &s).unwrap_err();
+        assert!(err.to_string().contains("adam_check") && err.to_string().contains("second moment"), "{err}");
     }
 }

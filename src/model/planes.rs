@@ -42,7 +42,9 @@ fn channel_sums<T: Scalar>(
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let planes = x.chunks_exact(plane).zip(y.chunks_exact(plane)).skip(ch).step_by(c);
+            // (Planes of no values give no chunks: `max(1)` only spares chunks_exact a 0.)
+            let (x, y) = (x.chunks_exact(plane.max(1)), y.chunks_exact(plane.max(1)));
+            let planes = x.zip(y).skip(ch).step_by(c);
             planes.fold(T::zero(), |acc, (x, y)| acc + sum_pairs(x, y, |x, y| f(ch, x, y)))
         })
         .collect()
@@ -84,6 +86,7 @@ pub(crate) fn batch_norm_forward<T: Scalar>(
 ) -> Result<()> {
     check_forward(y, x, stats, gain, bias, n, plane, g)?;
     let c = g.channels;
+    let plane = plane.max(1); // (no values, no chunks)
     let planes = y.par_chunks_mut(plane).zip(x.par_chunks(plane)).enumerate();
     planes.for_each(|(k, (y, x))| {
         let ch = k % c;
@@ -116,6 +119,7 @@ pub(crate) fn batch_norm_backward<T: Scalar>(
     dgain.copy_from_slice(&channel_sums(dy, x, c, plane, |ch, dy, x| dy * x_hat(ch, x)));
     if let Some(dx) = dx {
         let m = T::from(n * plane).unwrap_or_else(T::nan);
+        let plane = plane.max(1); // (no values, no chunks)
         let planes = dx.par_chunks_mut(plane).zip(x.par_chunks(plane).zip(dy.par_chunks(plane)));
         planes.enumerate().for_each(|(k, (dx, (x, dy)))| {
             let ch = k % c;
@@ -203,10 +207,9 @@ pub(crate) fn maxpool2d_backward<T: Scalar>(
     let samples = dx.par_chunks_mut(g.input_len()).zip(dy.par_chunks(g.output_len()));
     samples.zip(argmax.par_chunks(g.output_len())).try_for_each(|((dx, dy), argmax)| {
         dx.fill(T::zero());
-        for (&dy, winner) in dy.iter().zip(argmax) {
-            let p = winner.to_usize().filter(|&p| p < dx.len()).ok_or_else(|| {
-                crate::Error::shape("maxpool2d_backward", "indices within the image", "another")
-            })?;
+        for (out, (&dy, &winner)) in dy.iter().zip(argmax).enumerate() {
+            let p = winner.to_usize().filter(|&p| p < dx.len());
+            let p = p.ok_or_else(|| crate::cpu::pool::bad_winner(winner, out, dx.len()))?;
             dx[p] = dx[p] + dy;
         }
         Ok(())
@@ -249,21 +252,18 @@ pub(crate) fn avgpool2d_backward<T: Scalar>(dx: &mut [T], dy: &[T], n: usize, g:
 mod tests {
     use super::*;
     use crate::cpu;
+    use crate::test_util::worst_difference as worst;
 
     fn values(len: usize, seed: usize) -> Vec<f64> {
         (0..len).map(|i| ((i * 7919 + seed * 104_729) % 2001) as f64 / 1000.0 - 1.0).collect()
     }
 
-    fn worst(got: &[f64], want: &[f64]) -> f64 {
-        assert_eq!(got.len(), want.len());
-        got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max)
-    }
-
-    /// Planes of 1, 7 (under one group of eight), 9 and 196 values, 1 and 5 channels, batches
-    /// of 1 to 3; the sums' order differs from the reference's, so values agree to rounding.
+    /// Planes of 1, 7 (under one group of eight), 9 and 196 values (and none: no statistics,
+    /// nothing else to write), 1 to 5 channels, batches of 1 to 3; the sums' order differs
+    /// from the reference's, so values agree to rounding.
     #[test]
     fn batch_norm_equals_the_reference() {
-        for (n, c, plane) in [(2, 1, 1), (3, 5, 7), (1, 2, 9), (3, 2, 196)] {
+        for (n, c, plane) in [(2, 1, 1), (3, 5, 7), (1, 2, 9), (3, 2, 196), (2, 3, 0)] {
             let g = BatchNorm::new(c).momentum(0.3);
             let (x, dy) = (values(n * c * plane, 1), values(n * c * plane, 2));
             let (gain, bias) = (values(c, 3), values(c, 4));
@@ -271,12 +271,20 @@ mod tests {
             let (mut mean, mut var) = running();
             let (mut want_mean, mut want_var) = running();
             let (mut stats, mut want_stats) = (vec![f64::NAN; 2 * c], vec![0.0; 2 * c]);
-            batch_norm_stats(&mut stats, &mut mean, &mut var, &x, n, plane, &g).unwrap();
-            cpu::batch_norm_stats(&mut want_stats, &mut want_mean, &mut want_var, &x, n, plane, &g).unwrap();
-            for (what, got, want) in
-                [("stats", &stats, &want_stats), ("mean", &mean, &want_mean), ("var", &var, &want_var)]
-            {
-                assert!(worst(got, want) < 1e-12, "{what} n={n} c={c} plane={plane}");
+            let got = batch_norm_stats(&mut stats, &mut mean, &mut var, &x, n, plane, &g);
+            let want =
+                cpu::batch_norm_stats(&mut want_stats, &mut want_mean, &mut want_var, &x, n, plane, &g);
+            if plane == 0 {
+                assert!(got.is_err() && want.is_err(), "no values, no statistics");
+                stats = values(2 * c, 9).iter().map(|v| v.abs() + 0.5).collect();
+            } else {
+                got.unwrap();
+                want.unwrap();
+                for (what, got, want) in
+                    [("stats", &stats, &want_stats), ("mean", &mean, &want_mean), ("var", &var, &want_var)]
+                {
+                    assert!(worst(got, want) < 1e-12, "{what} n={n} c={c} plane={plane}");
+                }
             }
 
             let (mut y, mut want_y) = (vec![f64::NAN; x.len()], vec![0.0; x.len()]);
@@ -373,6 +381,7 @@ mod tests {
         assert!(err.to_string().contains("maxpool2d_forward"), "{err}");
         let err =
             maxpool2d_backward(&mut [0.0f32; 16], &[0.0; 4], &[0.0, 1.0, 2.0, 99.0], 1, &g).unwrap_err();
-        assert!(err.to_string().contains("indices within the image"), "{err}");
+        assert!(err.to_string().contains("indices within the image (0..16)"), "{err}");
+        assert!(err.to_string().contains("99 at output 3"), "{err}");
     }
 }

@@ -59,11 +59,14 @@ fn the_cnn_learns_the_same_on_gpu_and_cpu() {
         // products moved to other kernels (2026-12-05, other summation orders, the step-for-
         // step parity unchanged), it went from within 5% of the GPU's to 7% (0.325 vs 0.349;
         // the reference's batch norm loops in place of the fast ones moved the CPU's epoch
-        // losses as much). 1e-1 bounds that drift, not the kernels.
+        // losses as much), and the accuracies 0.01 apart on lavapipe (0.92 vs 0.91) and 0.012
+        // on GL (0.922 vs 0.91: six of the 500 test digits). 1e-1 and 0.02 bound that drift,
+        // not the kernels. (The CPU's summation order now also follows the host: gemm blocks
+        // k by the caches' sizes.)
         assert_close("epoch losses, GPU vs CPU", gpu_losses, cpu_losses, 2e-2, 0.0);
         assert_close("test loss, GPU vs CPU", &[gpu_eval.loss], &[cpu_eval.loss], 1e-1, 0.0);
         let (gpu_accuracy, cpu_accuracy) = (gpu_eval.accuracy.unwrap(), cpu_eval.accuracy.unwrap());
-        assert!((gpu_accuracy - cpu_accuracy).abs() <= 0.01, "{gpu_accuracy} vs {cpu_accuracy}");
+        assert!((gpu_accuracy - cpu_accuracy).abs() <= 0.02, "{gpu_accuracy} vs {cpu_accuracy}");
     }
 }
 
