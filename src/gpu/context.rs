@@ -56,6 +56,11 @@ impl Serial {
         Serial((backend == wgpu::Backend::Gl).then(Default::default))
     }
 
+    /// Whether this adapter's calls take the lock (GL).
+    pub(crate) fn locks(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Runs `f` holding the lock, if this adapter has one.
     pub(crate) fn run<T>(&self, f: impl FnOnce() -> T) -> T {
         let _held = self.0.as_ref().map(|lock| lock.lock());

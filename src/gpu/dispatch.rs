@@ -2,8 +2,9 @@
 //! bind group layout and a pipeline per entry point; a [`Dispatch`] is one op bound to its
 //! buffers and grid, ready to be recorded any number of times.
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::counters::Held;
 use super::{Gpu, GpuLabels, GpuTensor};
@@ -95,7 +96,7 @@ pub struct Dispatch {
 pub(crate) struct Step {
     /// Counts the parameter block as held memory, the bind group as held, and each launch.
     held: Held,
-    pipeline: wgpu::ComputePipeline,
+    pipeline: Pipeline,
     bind_group: super::context::Locked<wgpu::BindGroup>,
     workgroups: [u32; 3],
 }
@@ -127,12 +128,137 @@ impl Dispatch {
     /// Records the op into a compute pass (the app's own, or one of [`Gpu::record`]).
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         for step in &self.steps {
+            let Pipeline::Ready(pipeline) = &step.pipeline else {
+                unreachable!("a deferred pipeline is resolved where it was deferred (a plan's binding)")
+            };
             step.held.launched();
-            pass.set_pipeline(&step.pipeline);
+            pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &*step.bind_group, &[]);
             let [x, y, z] = step.workgroups;
             pass.dispatch_workgroups(x, y, z);
         }
+    }
+
+    /// Waits for the pipelines bound under a [`Deferred`] (making any no thread has started
+    /// yet): an error if one could not be made.
+    pub(crate) fn resolve(&mut self, gpu: &Gpu) -> Result<()> {
+        for step in &mut self.steps {
+            if let Pipeline::Pending(made, recipe) = &step.pipeline {
+                step.pipeline = Pipeline::Ready(recipe.finish(gpu, made)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// Whether kernels bound on this thread now make their pipelines on rayon's pool.
+    static DEFERRED: Cell<bool> = const { Cell::new(false) };
+    /// Set by [`with_pipelines_made_at_once`]: no deferring on this thread.
+    static AT_ONCE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every pipeline bound on this thread made at once, as on GL: the tests hold
+/// the pipelines made on rayon's pool against these.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+pub fn with_pipelines_made_at_once<R>(f: impl FnOnce() -> R) -> R {
+    let was = AT_ONCE.replace(true);
+    let result = f();
+    AT_ONCE.set(was);
+    result
+}
+
+/// While alive, kernels bound on this thread leave their new pipelines to rayon's pool and
+/// go on; [`Dispatch::resolve`] waits for them. A model's first plan binds a dozen kernels in
+/// a row, and making their pipelines one after another (lavapipe translating and optimising
+/// each shader as it is made: 70 ms of a fresh process's 160 ms to its first MNIST-MLP step)
+/// left the other cores idle. Only where that pays and is safe: native, more than one
+/// thread, and not on GL, whose calls take one context lock in turn (see `Serial`).
+pub(crate) struct Deferred {
+    was: bool,
+}
+
+impl Deferred {
+    pub(crate) fn begin(gpu: &Gpu) -> Deferred {
+        let on = cfg!(not(target_arch = "wasm32"))
+            && !gpu.serial.locks()
+            && !AT_ONCE.get()
+            && rayon::current_num_threads() > 1;
+        Deferred { was: DEFERRED.replace(on) }
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        DEFERRED.set(self.was);
+    }
+}
+
+/// A pipeline of one entry point and override constants, made once by whichever thread gets
+/// there first (another asking meanwhile waits for it); its error, if making it failed.
+type Made = Arc<OnceLock<std::result::Result<wgpu::ComputePipeline, String>>>;
+
+/// A family's pipelines, made or being made, by entry point and override constants.
+type Pipelines = Arc<Mutex<HashMap<Specialization, Made>>>;
+
+/// A step's pipeline: made, or being made on rayon's pool (see [`Deferred`]).
+#[derive(Debug)]
+enum Pipeline {
+    Ready(wgpu::ComputePipeline),
+    Pending(Made, Recipe),
+}
+
+/// What making one pipeline takes, owned, so that a thread of rayon's pool can make it.
+#[derive(Clone, Debug)]
+struct Recipe {
+    module: wgpu::ShaderModule,
+    layout: wgpu::PipelineLayout,
+    pipelines: Pipelines,
+    entry: &'static str,
+    constants: Vec<(&'static str, u32)>,
+}
+
+impl Recipe {
+    fn make(&self, gpu: &Gpu) -> std::result::Result<wgpu::ComputePipeline, String> {
+        let values: Vec<(&str, f64)> = self.constants.iter().map(|&(name, v)| (name, f64::from(v))).collect();
+        let made = gpu.scoped(&self.context(), || {
+            gpu.device().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(self.entry),
+                layout: Some(&self.layout),
+                module: &self.module,
+                entry_point: Some(self.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &values,
+                    ..Default::default()
+                },
+                cache: None,
+            })
+        });
+        made.map_err(|e| match e {
+            Error::Gpu { message, .. } => message,
+            other => other.to_string(),
+        })
+    }
+
+    /// The pipeline: made by another thread (waiting for it), or now by this one. A failed
+    /// one is an error now and is forgotten, to be tried again by the next bind.
+    fn finish(&self, gpu: &Gpu, made: &Made) -> Result<wgpu::ComputePipeline> {
+        match made.get_or_init(|| self.make(gpu)) {
+            Ok(pipeline) => Ok(pipeline.clone()),
+            Err(message) => {
+                if let Ok(mut pipelines) = self.pipelines.lock() {
+                    let key = (self.entry, self.constants.clone());
+                    if pipelines.get(&key).is_some_and(|cell| Arc::ptr_eq(cell, made)) {
+                        pipelines.remove(&key);
+                    }
+                }
+                Err(Error::Gpu { context: self.context(), message: message.clone() })
+            }
+        }
+    }
+
+    fn context(&self) -> String {
+        format!("creating the {} pipeline", self.entry)
     }
 }
 
@@ -151,9 +277,10 @@ pub(crate) enum Binding {
 }
 
 /// The pipelines of one WGSL file, sharing one bind group layout. The module is parsed and
-/// validated when the family is made, but each entry point's pipeline is created on its first
-/// bind: creating all ~40 up front took half a second on lavapipe, most of a fresh process's
-/// time to its first training step, for kernels a model may never use.
+/// validated when the family is made, but each entry point's pipeline (for each set of
+/// override constants, see [`Family::step_with`]) is created on its first bind: creating all
+/// ~40 up front took half a second on lavapipe, most of a fresh process's time to its first
+/// training step, for kernels a model may never use.
 pub(crate) struct Family {
     name: &'static str,
     /// Which storage bindings (1, 2, …) the kernels write.
@@ -161,10 +288,8 @@ pub(crate) struct Family {
     layout: wgpu::BindGroupLayout,
     module: wgpu::ShaderModule,
     pipeline_layout: wgpu::PipelineLayout,
-    pipelines: Vec<(&'static str, OnceLock<wgpu::ComputePipeline>)>,
-    /// Pipelines with override constants set (see [`Family::step_with`]), by entry point and
-    /// constants.
-    specialized: Mutex<HashMap<Specialization, wgpu::ComputePipeline>>,
+    entry_points: Vec<&'static str>,
+    pipelines: Pipelines,
 }
 
 /// An entry point and the values of its override constants.
@@ -212,70 +337,52 @@ impl Family {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipelines = entry_points.iter().map(|&entry| (entry, OnceLock::new())).collect();
         let writes = bindings.iter().skip(1).map(|b| matches!(b, Binding::ReadWrite)).collect();
-        Family { name, writes, layout, module, pipeline_layout, pipelines, specialized: Mutex::default() }
+        let (entry_points, pipelines) = (entry_points.to_vec(), Pipelines::default());
+        Family { name, writes, layout, module, pipeline_layout, entry_points, pipelines }
     }
 
     /// `entry`'s pipeline with these WGSL override constants (none for most kernels), created
-    /// on first use in an error scope of its own, and kept only when that scope comes back
-    /// clean (a failed one is an error now and is tried again): once per set of values.
+    /// on first use in an error scope of its own and kept only when that scope comes back
+    /// clean (a failed one is an error now and is tried again): once per set of values. Under
+    /// a [`Deferred`], a new one is left to rayon's pool and comes back pending.
     fn pipeline(
         &self,
         gpu: &Gpu,
         entry: &'static str,
         constants: &[(&'static str, u32)],
-    ) -> Result<wgpu::ComputePipeline> {
-        if constants.is_empty() {
-            return self.create(gpu, entry, &[]);
+    ) -> Result<Pipeline> {
+        if !self.entry_points.contains(&entry) {
+            panic!("{} has no entry point {entry}", self.name);
         }
-        let key = (entry, constants.to_vec());
-        let lock = || {
-            self.specialized
+        let (made, new) = {
+            let mut pipelines = self
+                .pipelines
                 .lock()
-                .map_err(|_| Error::Gpu { context: entry.into(), message: "a poisoned lock".into() })
+                .map_err(|_| Error::Gpu { context: entry.into(), message: "a poisoned lock".into() })?;
+            let key = (entry, constants.to_vec());
+            match pipelines.get(&key) {
+                Some(made) => (made.clone(), false),
+                None => (pipelines.entry(key).or_default().clone(), true),
+            }
         };
-        if let Some(pipeline) = lock()?.get(&key) {
-            return Ok(pipeline.clone());
+        let recipe = Recipe {
+            module: self.module.clone(),
+            layout: self.pipeline_layout.clone(),
+            pipelines: self.pipelines.clone(),
+            entry,
+            constants: constants.to_vec(),
+        };
+        if made.get().is_none() && DEFERRED.get() {
+            if new {
+                let (gpu, made, recipe) = (gpu.clone(), made.clone(), recipe.clone());
+                rayon::spawn(move || {
+                    made.get_or_init(|| recipe.make(&gpu));
+                });
+            }
+            return Ok(Pipeline::Pending(made, recipe));
         }
-        let pipeline = self.create(gpu, entry, constants)?;
-        Ok(lock()?.entry(key).or_insert(pipeline).clone())
-    }
-
-    fn create(
-        &self,
-        gpu: &Gpu,
-        entry: &'static str,
-        constants: &[(&'static str, u32)],
-    ) -> Result<wgpu::ComputePipeline> {
-        let (_, cell) = self
-            .pipelines
-            .iter()
-            .find(|(name, _)| *name == entry)
-            .unwrap_or_else(|| panic!("{} has no entry point {entry}", self.name));
-        if constants.is_empty()
-            && let Some(pipeline) = cell.get()
-        {
-            return Ok(pipeline.clone());
-        }
-        let values: Vec<(&str, f64)> = constants.iter().map(|&(name, v)| (name, f64::from(v))).collect();
-        let pipeline = gpu.scoped(&format!("creating the {entry} pipeline"), || {
-            gpu.device().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: Some(&self.pipeline_layout),
-                module: &self.module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &values,
-                    ..Default::default()
-                },
-                cache: None,
-            })
-        })?;
-        if !constants.is_empty() {
-            return Ok(pipeline);
-        }
-        Ok(cell.get_or_init(|| pipeline).clone())
+        recipe.finish(gpu, &made).map(Pipeline::Ready)
     }
 
     /// Binds `entry` to a fresh parameter block and `args` (bindings 1, 2, …): one launch.

@@ -53,7 +53,11 @@ mod upload;
 pub use context::Gpu;
 pub(crate) use conv::{ITERATIONS as CONV_TERMS, loop_turns as conv_loop_turns};
 pub use counters::Counters;
+pub(crate) use dispatch::Deferred;
 pub use dispatch::Dispatch;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub use dispatch::with_pipelines_made_at_once;
 pub use dropout::DropoutCounter;
 pub use kernels::Kernels;
 pub use loss::StepTarget;

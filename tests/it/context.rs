@@ -38,3 +38,33 @@ fn kernels_a_device_cannot_hold_are_an_error_from_the_error_scope() {
         other => panic!("expected a GPU error, got {other:?}"),
     }
 }
+
+/// A model's first plan leaves its new pipelines to rayon's pool while it binds (natively,
+/// off GL): they are the pipelines made one at a time, so training is the same to the bit.
+/// Each run has a fresh context, whose pipelines are all new.
+#[test]
+fn pipelines_made_on_the_pool_train_as_those_made_at_once() {
+    let Some(_) = gpu() else { return };
+    use wgpu_nn::model::{ModelConfig, Optimizer, Target};
+    let x: Vec<f32> = (0..16 * 784).map(|i| (i % 97) as f32 / 97.0).collect();
+    let labels: Vec<u32> = (0..16).map(|i| i % 10).collect();
+    let train = || {
+        let (device, queue) = device_with(wgpu::Limits::default()).expect("a device on the same adapter");
+        let gpu = Gpu::from_device(device, queue).unwrap();
+        let mut model = ModelConfig::mnist_mlp(Optimizer::Adam { lr: 0.01 }).seed(5).build_gpu(&gpu).unwrap();
+        for _ in 0..3 {
+            model.train_step(&x, &Target::Labels(&labels)).unwrap();
+        }
+        let loss = model.take_loss().unwrap();
+        let layers = model.config().layers().len();
+        let params: Vec<Vec<f32>> = (0..layers)
+            .filter_map(|layer| model.weights(layer).ok().map(|w| [w, model.bias(layer).unwrap()].concat()))
+            .collect();
+        assert_eq!(params.len(), 3, "the three dense layers");
+        (loss, params)
+    };
+    let on_the_pool = train();
+    let at_once = wgpu_nn::gpu::with_pipelines_made_at_once(train);
+    assert!(on_the_pool.0.is_finite());
+    assert!(on_the_pool == at_once, "losses {} and {}", on_the_pool.0, at_once.0);
+}

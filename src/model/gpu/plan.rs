@@ -7,7 +7,7 @@ use super::fused::FusedBuffers;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
-use crate::gpu::{MlpShape, StepTarget};
+use crate::gpu::{Deferred, MlpShape, StepTarget};
 use crate::model::config::{Loss, Optimizer};
 use crate::model::graph::{Graph, Slot};
 use crate::model::ops::{self, DenseForward, Ops, Tail};
@@ -94,6 +94,8 @@ impl Plan {
             fused: None,
         };
         let (dispatches, loss_dispatches, bound) = {
+            // New pipelines are made on rayon's pool while the binding goes on (see Deferred).
+            let _deferred = Deferred::begin(gpu);
             let mut binder = Binder::new(gpu, graph, shared, Some(&plan));
             if training {
                 ops::training_step(&mut binder, graph)?;
@@ -108,6 +110,9 @@ impl Plan {
             }
         };
         (plan.dispatches, plan.loss_dispatches) = (dispatches, loss_dispatches);
+        for dispatch in plan.dispatches.iter_mut().chain(&mut plan.loss_dispatches) {
+            dispatch.resolve(gpu)?;
+        }
         // The fused kernels leave most intermediates of a block (its activation's output
         // before dropout, the gradients inside its tail, a fused loss's terms) unbound: free
         // them. The slots the model writes or reads itself stay.
@@ -130,7 +135,13 @@ impl Plan {
         };
         let buffers = FusedBuffers::new(gpu, shape, rows, shared.flat[0].values.len())?;
         let target = (labels.as_ref(), slots.get(&Slot::Targets));
-        let dispatches = buffers.bind(gpu, graph, shared, shape, &slots[&Slot::Act(0)], target)?;
+        let mut dispatches = {
+            let _deferred = Deferred::begin(gpu);
+            buffers.bind(gpu, graph, shared, shape, &slots[&Slot::Act(0)], target)?
+        };
+        for dispatch in &mut dispatches {
+            dispatch.resolve(gpu)?;
+        }
         Ok(Plan {
             training: true,
             slots,
