@@ -118,8 +118,16 @@ impl<T: Scalar> CpuModel<T> {
         self.step_written(rows)
     }
 
-    /// A training step on the batch of `rows` samples in the batch buffers.
+    /// A training step on the batch of `rows` samples in the batch buffers, run on rayon's
+    /// pool: its products' bands and chunked ops then keep to the pool's threads. (From a
+    /// thread outside the pool, the caller took a band itself while the pool's idle thread
+    /// spun beside the two at work: three threads on two cores made steps 1.3–2× slower, and
+    /// erratic.)
     fn step_written(&mut self, rows: usize) -> Result<()> {
+        rayon::scope(|_| self.step_on_pool(rows))
+    }
+
+    fn step_on_pool(&mut self, rows: usize) -> Result<()> {
         // Each step draws new dropout masks, as the GPU's dropout_advance does.
         self.dropout_step += 1;
         self.loss_steps += 1;
@@ -191,7 +199,12 @@ impl<T: Scalar> CpuModel<T> {
     }
 
     /// Runs the whole net outside training (and the loss, given a target); returns the output.
+    /// On rayon's pool, as [`CpuModel::step_written`].
     fn infer(&mut self, x: &[f32], rows: usize, target: Option<&Target>) -> Result<Vec<f32>> {
+        rayon::scope(|_| self.infer_on_pool(x, rows, target))
+    }
+
+    fn infer_on_pool(&mut self, x: &[f32], rows: usize, target: Option<&Target>) -> Result<Vec<f32>> {
         self.write_batch(x, rows, target, false);
         let mut exec = self.exec(rows, false);
         let graph = exec.graph;

@@ -172,14 +172,11 @@ macro_rules! scalar {
                     band(0);
                 } else {
                     let count = side.div_ceil(width);
-                    // On the pool, not in place: a caller outside it (a model's step) would
-                    // take a band itself while a third thread, the pool's idle one, spun
-                    // beside the two at work on two cores.
-                    rayon::scope(|scope| {
+                    rayon::in_place_scope(|scope| {
                         for i in 0..count - 1 {
                             scope.spawn(move |_| band(i));
                         }
-                        band(count - 1); // the thread running the scope takes the last band
+                        band(count - 1); // the calling thread takes the last band
                     });
                 }
                 Ok(())
