@@ -118,13 +118,26 @@ impl<T: Scalar> CpuModel<T> {
         self.step_written(rows)
     }
 
-    /// A training step on the batch of `rows` samples in the batch buffers, run on rayon's
-    /// pool: its products' bands and chunked ops then keep to the pool's threads. (From a
-    /// thread outside the pool, the caller took a band itself while the pool's idle thread
-    /// spun beside the two at work: three threads on two cores made steps 1.3–2× slower, and
-    /// erratic.)
+    /// A training step on the batch of `rows` samples in the batch buffers: on rayon's pool
+    /// when it is big enough to use it (see [`CpuModel::on_pool`]).
     fn step_written(&mut self, rows: usize) -> Result<()> {
-        rayon::scope(|_| self.step_on_pool(rows))
+        self.on_pool(rows, |model| model.step_on_pool(rows))
+    }
+
+    /// Runs `f` on rayon's pool when a pass over `rows` samples has work for more than one
+    /// thread (batch × parameters, about its forward's multiply-adds, of at least
+    /// [`super::gemm::PARALLEL_MACS`]): its products' bands and chunked ops then keep to the
+    /// pool's threads. From a thread outside the pool the caller took a band itself while the
+    /// pool's idle thread spun beside the two at work: three threads on two cores made the
+    /// MNIST MLP's steps 1.3–2× slower, and erratic. Smaller passes stay on the calling
+    /// thread: handing a 3-4-1 net's step to the pool cost 7× the step.
+    fn on_pool<R: Send>(&mut self, rows: usize, f: impl FnOnce(&mut Self) -> R + Send) -> R {
+        let parameters: usize = self.params.iter().map(|p| p.value.len()).sum();
+        if rows.saturating_mul(parameters) >= super::gemm::PARALLEL_MACS {
+            rayon::scope(|_| f(self))
+        } else {
+            f(self)
+        }
     }
 
     fn step_on_pool(&mut self, rows: usize) -> Result<()> {
@@ -199,9 +212,9 @@ impl<T: Scalar> CpuModel<T> {
     }
 
     /// Runs the whole net outside training (and the loss, given a target); returns the output.
-    /// On rayon's pool, as [`CpuModel::step_written`].
+    /// On rayon's pool when big enough, as [`CpuModel::step_written`].
     fn infer(&mut self, x: &[f32], rows: usize, target: Option<&Target>) -> Result<Vec<f32>> {
-        rayon::scope(|_| self.infer_on_pool(x, rows, target))
+        self.on_pool(rows, |model| model.infer_on_pool(x, rows, target))
     }
 
     fn infer_on_pool(&mut self, x: &[f32], rows: usize, target: Option<&Target>) -> Result<Vec<f32>> {
