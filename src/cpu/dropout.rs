@@ -36,9 +36,7 @@ pub(crate) fn dropout_forward_from<T: Float>(
     seed: u32,
     step: u32,
 ) -> Result<()> {
-    check_len("dropout_forward", "output", out.len(), x.len(), 1)?;
-    check_len("dropout_forward", "mask", mask.len(), x.len(), 1)?;
-    check_drop_probability(p)?;
+    check_dropout(out, mask, x, p)?;
     let scale = T::from(1.0 / (1.0 - p)).unwrap_or_else(T::nan);
     for i in 0..x.len() {
         let keep = dropout_uniform(seed, step, (first + i) as u32) >= p;
@@ -48,8 +46,10 @@ pub(crate) fn dropout_forward_from<T: Float>(
     Ok(())
 }
 
-/// An error unless `p` is a drop probability in [0, 1).
-pub(crate) fn check_drop_probability(p: f32) -> Result<()> {
+/// Checks `dropout_forward`'s arguments: one length for every slice, `p` in [0, 1).
+pub(crate) fn check_dropout<T>(out: &[T], mask: &[T], x: &[T], p: f32) -> Result<()> {
+    check_len("dropout_forward", "output", out.len(), x.len(), 1)?;
+    check_len("dropout_forward", "mask", mask.len(), x.len(), 1)?;
     match (0.0..1.0).contains(&p) {
         true => Ok(()),
         false => Err(crate::Error::shape("dropout_forward", "a drop probability in [0, 1)", p.to_string())),

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::config::Optimizer;
 use super::gemm::Scalar;
 use crate::Result;
-use crate::cpu::dropout::{check_drop_probability, dropout_forward_from};
+use crate::cpu::dropout::{check_dropout, dropout_forward_from};
 use crate::cpu::optimizer::{check_adam, check_momentum};
 use crate::cpu::{self};
 use crate::settings::OptimizerSettings;
@@ -27,9 +27,7 @@ pub(crate) fn dropout_forward<T: Scalar>(
     seed: u32,
     step: u32,
 ) -> Result<()> {
-    check_len("dropout_forward", "output", out.len(), x.len(), 1)?;
-    check_len("dropout_forward", "mask", mask.len(), x.len(), 1)?;
-    check_drop_probability(p)?;
+    check_dropout(out, mask, x, p)?;
     let chunks = out.par_chunks_mut(CHUNK).zip(mask.par_chunks_mut(CHUNK)).zip(x.par_chunks(CHUNK));
     chunks
         .enumerate()
