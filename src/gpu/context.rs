@@ -149,6 +149,9 @@ pub(crate) struct Compiled {
     /// With the subgroups' width, only on adapters whose subgroups have one fixed width of 8 to
     /// 64 lanes; see `shaders/matmul_subgroup.wgsl`.
     pub(crate) matmul_subgroup: Option<(Family, u32)>,
+    /// The subgroup A·B reading its operands through textures (`shaders/matmul_texture.wgsl`),
+    /// made on first use: only large products on llvmpipe take it.
+    pub(crate) matmul_texture: std::sync::OnceLock<std::result::Result<Family, String>>,
     /// Workgroup-memory tiles, for real GPUs; see `shaders/matmul_tiled.wgsl`.
     pub(crate) matmul_tiled: Family,
     /// What `MatmulKernel::Auto` runs on this adapter.
@@ -237,6 +240,7 @@ impl Gpu {
                     matmul: matmul::family(&device),
                     auto_matmul: matmul::auto_kernel(&info, &limits, matmul_subgroup.is_some()),
                     matmul_subgroup,
+                    matmul_texture: std::sync::OnceLock::new(),
                     matmul_tiled: matmul::tiled_family(&device),
                     optimizer: optimizer::kernels(&device),
                     mlp: mlp::kernels(&device, &info),
@@ -317,9 +321,10 @@ impl Gpu {
         format!("{name} ({:?}, {:?})", self.info.backend, self.info.device_type)
     }
 
-    /// Records `dispatches`, in order, into one compute pass of `encoder`. Nothing is
-    /// submitted, polled or mapped, so an app can record into its own per-frame encoder.
-    /// A dispatch bound on another `Gpu` is an error, and nothing is recorded.
+    /// Records `dispatches`, in order, into one compute pass of `encoder` (a few passes, when
+    /// a dispatch copies its operands into textures first: large products on llvmpipe).
+    /// Nothing is submitted, polled or mapped, so an app can record into its own per-frame
+    /// encoder. A dispatch bound on another `Gpu` is an error, and nothing is recorded.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) -> Result<()> {
         self.check_dispatches("record", dispatches)?;
         self.record_checked(encoder, dispatches);
@@ -340,13 +345,22 @@ impl Gpu {
         }
     }
 
-    pub(crate) fn record_checked(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("wgpu-nn"),
-            timestamp_writes: None,
-        });
-        for dispatch in dispatches {
-            dispatch.record(&mut pass);
+    pub(crate) fn record_checked(&self, encoder: &mut wgpu::CommandEncoder, mut dispatches: &[&Dispatch]) {
+        loop {
+            // Every dispatch up to the next staged one in one pass; that one in its own.
+            let plain = dispatches.iter().position(|d| d.staged().is_some()).unwrap_or(dispatches.len());
+            if plain > 0 || dispatches.is_empty() {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("wgpu-nn"),
+                    timestamp_writes: None,
+                });
+                for dispatch in &dispatches[..plain] {
+                    dispatch.record(&mut pass);
+                }
+            }
+            let Some((staged, rest)) = dispatches[plain..].split_first() else { break };
+            staged.staged().expect("found above").record(encoder);
+            dispatches = rest;
         }
     }
 

@@ -17,6 +17,8 @@ use crate::{Error, Result};
 pub(crate) enum Arg<'a> {
     Tensor(&'a GpuTensor),
     Labels(&'a GpuLabels),
+    /// A float texture (a [`Binding::Texture`]).
+    Texture(&'a wgpu::TextureView),
     /// Declared by the shader but not read by this entry point.
     Unused,
 }
@@ -62,16 +64,18 @@ impl<'a> Arg<'a> {
         match self {
             Arg::Tensor(t) => Some(t.owner()),
             Arg::Labels(l) => Some(l.owner()),
-            Arg::Unused => None,
+            // (Textures are made by the kernel that binds them, on its own device.)
+            Arg::Unused | Arg::Texture(_) => None,
         }
     }
 
-    /// What to bind at storage slot `slot` (0 for binding 1).
-    fn binding(self, gpu: &'a Gpu, slot: usize) -> wgpu::BufferBinding<'a> {
+    /// What to bind at storage slot `slot` (0 for binding 1), or none for a texture.
+    fn binding(self, gpu: &'a Gpu, slot: usize) -> Option<wgpu::BufferBinding<'a>> {
         match self {
-            Arg::Tensor(t) => t.binding(),
-            Arg::Labels(l) => l.buffer().as_entire_buffer_binding(),
-            Arg::Unused => gpu.placeholders[slot].as_entire_buffer_binding(),
+            Arg::Tensor(t) => Some(t.binding()),
+            Arg::Labels(l) => Some(l.buffer().as_entire_buffer_binding()),
+            Arg::Unused => Some(gpu.placeholders[slot].as_entire_buffer_binding()),
+            Arg::Texture(_) => None,
         }
     }
 }
@@ -89,6 +93,28 @@ pub struct Dispatch {
     steps: Vec<Step>,
     /// The [`Gpu`](super::Gpu) whose device made the pipelines and bind groups.
     owner: u64,
+    /// A faster variant that needs copies before its pass: what [`Gpu::record`] records. An
+    /// app's own pass ([`Dispatch::record`]) gets `steps`, which need none.
+    staged: Option<Box<Staged>>,
+}
+
+/// Launches that read textures, and the copies that fill them, recorded before the pass
+/// that holds the launches (a copy cannot be recorded inside a compute pass).
+#[derive(Debug)]
+pub(crate) struct Staged {
+    pub(crate) copies: Vec<TextureCopy>,
+    pub(crate) steps: Vec<Step>,
+}
+
+/// A buffer's rows into a texture owned by the dispatch.
+#[derive(Debug)]
+pub(crate) struct TextureCopy {
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) bytes_per_row: u32,
+    pub(crate) texture: wgpu::Texture,
+    /// Counts the texture as held memory.
+    pub(crate) _held: Held,
 }
 
 /// One kernel launch.
@@ -103,7 +129,16 @@ pub(crate) struct Step {
 
 impl Dispatch {
     pub(crate) fn new(label: &'static str, steps: Vec<Step>, owner: u64) -> Dispatch {
-        Dispatch { label, steps, owner }
+        Dispatch { label, steps, owner, staged: None }
+    }
+
+    /// This dispatch, recorded by [`Gpu::record`] as `staged` instead.
+    pub(crate) fn with_staged(self, staged: Staged) -> Dispatch {
+        Dispatch { staged: Some(Box::new(staged)), ..self }
+    }
+
+    pub(crate) fn staged(&self) -> Option<&Staged> {
+        self.staged.as_deref()
     }
 
     pub(crate) fn owner(&self) -> u64 {
@@ -125,29 +160,68 @@ impl Dispatch {
         self.steps.len()
     }
 
+    /// Whether [`Gpu::record`](super::Gpu::record) (and so [`Gpu::run`](super::Gpu::run))
+    /// copies this op's operands into textures before its launches: large A·B products on
+    /// llvmpipe, which reads textures faster than storage buffers. Recorded into an app's own
+    /// pass ([`Dispatch::record`]), the same op reads the buffers.
+    pub fn copies_to_textures(&self) -> bool {
+        self.staged.is_some()
+    }
+
     /// Records the op into a compute pass (the app's own, or one of [`Gpu::record`]).
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for step in &self.steps {
-            let Pipeline::Ready(pipeline) = &step.pipeline else {
-                unreachable!("a deferred pipeline is resolved where it was deferred (a plan's binding)")
-            };
-            step.held.launched();
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &*step.bind_group, &[]);
-            let [x, y, z] = step.workgroups;
-            pass.dispatch_workgroups(x, y, z);
-        }
+        record_steps(&self.steps, pass);
     }
 
     /// Waits for the pipelines bound under a [`Deferred`] (making any no thread has started
     /// yet): an error if one could not be made.
     pub(crate) fn resolve(&mut self, gpu: &Gpu) -> Result<()> {
-        for step in &mut self.steps {
+        let staged = self.staged.iter_mut().flat_map(|s| s.steps.iter_mut());
+        for step in self.steps.iter_mut().chain(staged) {
             if let Pipeline::Pending(made, recipe) = &step.pipeline {
                 step.pipeline = Pipeline::Ready(recipe.finish(gpu, made)?);
             }
         }
         Ok(())
+    }
+}
+
+impl Staged {
+    /// The copies, then the launches in a pass of their own.
+    pub(crate) fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        for copy in &self.copies {
+            let size = copy.texture.size();
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &copy.buffer,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: copy.offset,
+                        bytes_per_row: Some(copy.bytes_per_row),
+                        rows_per_image: None,
+                    },
+                },
+                copy.texture.as_image_copy(),
+                size,
+            );
+        }
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("wgpu-nn"),
+            timestamp_writes: None,
+        });
+        record_steps(&self.steps, &mut pass);
+    }
+}
+
+fn record_steps(steps: &[Step], pass: &mut wgpu::ComputePass<'_>) {
+    for step in steps {
+        let Pipeline::Ready(pipeline) = &step.pipeline else {
+            unreachable!("a deferred pipeline is resolved where it was deferred (a plan's binding)")
+        };
+        step.held.launched();
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &*step.bind_group, &[]);
+        let [x, y, z] = step.workgroups;
+        pass.dispatch_workgroups(x, y, z);
     }
 }
 
@@ -274,6 +348,8 @@ pub(crate) enum Binding {
     Uniform(u64),
     Read,
     ReadWrite,
+    /// A 2-D float texture, read with textureLoad.
+    Texture,
 }
 
 /// The pipelines of one WGSL file, sharing one bind group layout. The module is parsed and
@@ -323,6 +399,11 @@ impl Family {
                         ty: wgpu::BufferBindingType::Storage { read_only: matches!(binding, Binding::Read) },
                         has_dynamic_offset: false,
                         min_binding_size: None,
+                    },
+                    Binding::Texture => wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
                     },
                 },
                 count: None,
@@ -445,8 +526,13 @@ impl Family {
                 message: "an operand belongs to another Gpu context (another device)".into(),
             });
         }
+        // (The storage bindings come first; textures, if any, after them.)
         let buffers: Vec<wgpu::BufferBinding> =
-            args.iter().enumerate().map(|(slot, arg)| arg.binding(gpu, slot)).collect();
+            args.iter().enumerate().filter_map(|(slot, arg)| arg.binding(gpu, slot)).collect();
+        let textures = args.iter().filter_map(|arg| match arg {
+            Arg::Texture(view) => Some(*view),
+            _ => None,
+        });
         // A buffer a kernel writes may be bound nowhere else in the same launch, except as
         // another written range that does not overlap (a weight gradient and its bias's, say:
         // wgpu refuses a buffer that one launch both reads and writes).
@@ -485,10 +571,15 @@ impl Family {
                 .copy_from_slice(contents);
             params.unmap();
             let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
-            entries.extend(buffers.into_iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: wgpu::BindingResource::Buffer(buffer),
-            }));
+            let resources = buffers
+                .into_iter()
+                .map(wgpu::BindingResource::Buffer)
+                .chain(textures.map(wgpu::BindingResource::TextureView));
+            entries.extend(
+                resources
+                    .enumerate()
+                    .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource }),
+            );
             let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(op),
                 layout: &self.layout,
