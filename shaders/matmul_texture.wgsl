@@ -2,10 +2,10 @@
 // textures, for large products on llvmpipe. There a storage load from a per-lane address is a
 // scalar loop over the SIMD lanes, and a textureLoad one gather. Before the pass the host
 // copies A (m × k) and B (k × n) into rgba32float textures, one texel per four values along a
-// row (see `TextureReads` in gpu/matmul.rs); the Params, the block, the epilogue and the store
-// are matmul_ab_subgroup's, only the loads differ. At 1024³ on a 2-core AMD EPYC (Zen 4) it
-// ran 52–55 GFLOP/s, the copies included, against 45–47 for matmul_ab_subgroup; packing the
-// textures with a kernel inside the pass instead (no copies) gained only 2–6%.
+// row (see `texture_reads` in gpu/matmul.rs for when); the Params, the block, the epilogue and
+// the store are matmul_ab_subgroup's, only the loads differ. At 1024³ on a 2-core AMD EPYC
+// (Zen 4) it ran 1.1–1.2× matmul_ab_subgroup, the copies included (BENCHMARKS.md); packing
+// the textures with a kernel inside the pass instead (no copies) gained only 2–6%.
 
 @group(0) @binding(8) var a_tex: texture_2d<f32>;
 @group(0) @binding(9) var b_tex: texture_2d<f32>;

@@ -151,7 +151,7 @@ pub(crate) struct Compiled {
     pub(crate) matmul_subgroup: Option<(Family, u32)>,
     /// The subgroup A·B reading its operands through textures (`shaders/matmul_texture.wgsl`),
     /// made on first use: only large products on llvmpipe take it.
-    pub(crate) matmul_texture: std::sync::OnceLock<std::result::Result<Family, String>>,
+    pub(crate) matmul_texture: std::sync::OnceLock<Family>,
     /// Workgroup-memory tiles, for real GPUs; see `shaders/matmul_tiled.wgsl`.
     pub(crate) matmul_tiled: Family,
     /// What `MatmulKernel::Auto` runs on this adapter.
@@ -346,10 +346,12 @@ impl Gpu {
     }
 
     pub(crate) fn record_checked(&self, encoder: &mut wgpu::CommandEncoder, mut dispatches: &[&Dispatch]) {
+        let mut first = true;
         loop {
-            // Every dispatch up to the next staged one in one pass; that one in its own.
+            // Every dispatch up to the next staged one in one pass; that one in its own. (An
+            // empty list still gets its one pass, as it always has.)
             let plain = dispatches.iter().position(|d| d.staged().is_some()).unwrap_or(dispatches.len());
-            if plain > 0 || dispatches.is_empty() {
+            if plain > 0 || (first && dispatches.is_empty()) {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("wgpu-nn"),
                     timestamp_writes: None,
@@ -361,6 +363,7 @@ impl Gpu {
             let Some((staged, rest)) = dispatches[plain..].split_first() else { break };
             staged.staged().expect("found above").record(encoder);
             dispatches = rest;
+            first = false;
         }
     }
 

@@ -17,11 +17,13 @@ pub struct Counters {
     pub bytes_read_back: u64,
     /// Buffers mapped for reading.
     pub maps: u64,
-    /// Bytes of GPU buffers the crate holds now (tensors and kernel parameter blocks).
+    /// Bytes of GPU buffers the crate holds now (tensors and kernel parameter blocks), and of
+    /// the textures a large product on llvmpipe copies its operands into.
     pub bytes_held: u64,
-    /// How many such buffers are alive now.
+    /// How many such buffers (and textures) are alive now.
     pub buffers_held: u64,
-    /// Bind groups alive now (one per kernel launch bound into a [`crate::Dispatch`]).
+    /// Bind groups alive now (one per kernel launch bound into a [`crate::Dispatch`]; two for
+    /// a product that also reads through textures).
     pub bind_groups_held: u64,
     /// Bytes of read-back (staging) buffers kept for reuse: at most 4 buffers of 4 MiB.
     pub staging_bytes_kept: u64,

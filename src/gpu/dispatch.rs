@@ -81,7 +81,9 @@ impl<'a> Arg<'a> {
 }
 
 /// One op bound to its buffers and grid. Building it validates shapes and allocates its
-/// small parameter buffers; recording it costs a few encoder calls and allocates nothing.
+/// small parameter buffers (and, for a large product on llvmpipe, the two textures it copies
+/// its operands into: see [`Dispatch::copies_to_textures`]); recording it costs a few encoder
+/// calls and allocates nothing.
 ///
 /// Most ops are one kernel launch. A long reduction (a matmul over a very large k, a column
 /// sum over very many rows) is split into segments launched one after another, each adding
@@ -145,7 +147,9 @@ impl Dispatch {
         self.owner
     }
 
-    /// The WGSL entry point this dispatch runs.
+    /// The WGSL entry point this dispatch runs (in an app's own pass; where
+    /// [`Dispatch::copies_to_textures`], `Gpu::record` runs that entry point's texture-read
+    /// variant).
     pub fn label(&self) -> &'static str {
         self.label
     }
@@ -163,7 +167,8 @@ impl Dispatch {
     /// Whether [`Gpu::record`](super::Gpu::record) (and so [`Gpu::run`](super::Gpu::run))
     /// copies this op's operands into textures before its launches: large A·B products on
     /// llvmpipe, which reads textures faster than storage buffers. Recorded into an app's own
-    /// pass ([`Dispatch::record`]), the same op reads the buffers.
+    /// pass ([`Dispatch::record`]), the same op reads the buffers. Such a dispatch holds both
+    /// variants, and the textures (as large as A and B) as long as it lives.
     pub fn copies_to_textures(&self) -> bool {
         self.staged.is_some()
     }
@@ -527,6 +532,10 @@ impl Family {
             });
         }
         // (The storage bindings come first; textures, if any, after them.)
+        debug_assert!(
+            args.iter().skip_while(|a| !matches!(a, Arg::Texture(_))).all(|a| matches!(a, Arg::Texture(_))),
+            "{op}: textures are bound after every buffer"
+        );
         let buffers: Vec<wgpu::BufferBinding> =
             args.iter().enumerate().filter_map(|(slot, arg)| arg.binding(gpu, slot)).collect();
         let textures = args.iter().filter_map(|arg| match arg {

@@ -94,8 +94,8 @@ struct Shared<T>(*const T);
 
 // SAFETY: the bands read A and B and write disjoint blocks of C (see the band's SAFETY note),
 // and every band ends before the product returns.
-unsafe impl<T> Send for Shared<T> {}
-unsafe impl<T> Sync for Shared<T> {}
+unsafe impl<T: Sync> Send for Shared<T> {}
+unsafe impl<T: Sync> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
     fn get(self) -> *const T {

@@ -188,26 +188,32 @@ portable! {
 async fn large_products_on_llvmpipe_read_through_textures_and_match() {
     let Some(gpu) = shared_gpu().await else { return };
     // Past TEXTURE_READS_FROM on every side, rows copied whole (k and n multiples of 64), and
-    // m not a multiple of the 32-row block. Between two other launches in one run: the copies
-    // must see the first launch's output and the last launch the product.
+    // m not a multiple of the 32-row block; with a bias and an epilogue (a ReLU). Between two
+    // other launches in one run: the copies must see the first launch's output and the last
+    // launch the product.
     let (m, k, n) = (520, 576, 640);
     let (x, b, bias) = (random(m * k, 71), random(k * n, 72), random(n, 73));
     let relu = |v: &[f32]| v.iter().map(|v| v.max(0.0)).collect::<Vec<f32>>();
     let mut want = vec![0.0; m * n];
     cpu::matmul_forward(&mut want, &relu(&x), &b, Some(&bias), m, k, n, MatmulForm::AB).unwrap();
-    let want = relu(&want);
+    let want: Vec<f32> = relu(&want).iter().map(|v| v.tanh()).collect();
 
     let (x_gpu, a_gpu, b_gpu) = (gpu.upload(&x, m, k).unwrap(), gpu.zeros(m, k).unwrap(), gpu.upload(&b, k, n).unwrap());
     let (c_gpu, out) = (gpu.zeros(m, n).unwrap(), gpu.zeros(m, n).unwrap());
     let kernels = gpu.kernels();
     let first = kernels.activation_forward(Activation::Relu, &a_gpu, &x_gpu).unwrap();
     let bias_gpu = gpu.upload(&bias, 1, n).unwrap();
-    let product = kernels.matmul_forward(&c_gpu, &a_gpu, &b_gpu, Some(&bias_gpu), MatmulForm::AB).unwrap();
-    let last = kernels.activation_forward(Activation::Relu, &out, &c_gpu).unwrap();
+    let mut epilogue = Epilogue::default();
+    epilogue.activation = Some(Activation::Relu);
+    let product = kernels
+        .matmul_fused(MatmulKernel::Auto, &c_gpu, &a_gpu, &b_gpu, Some(&bias_gpu), MatmulForm::AB, &epilogue)
+        .unwrap();
+    let last = kernels.activation_forward(Activation::Tanh, &out, &c_gpu).unwrap();
+    let atol = matmul_atol(k) + TRANSCENDENTAL_ATOL;
     let llvmpipe = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu && gpu.has_subgroup_matmul();
     assert_eq!(product.copies_to_textures(), llvmpipe, "{}", gpu.adapter_name());
     let got = run(gpu, &[&first, &product, &last], &out).await;
-    assert_close("relu(relu(x)·B + bias) through Gpu::run", &got, &want, 0.0, matmul_atol(k));
+    assert_close("tanh(relu(relu(x)·B + bias)) through Gpu::run", &got, &want, TRANSCENDENTAL_RTOL, atol);
 
     // In an app's own pass the same op reads the buffers, with the same result.
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
@@ -220,7 +226,7 @@ async fn large_products_on_llvmpipe_read_through_textures_and_match() {
     }
     gpu.queue().submit([encoder.finish()]);
     let got = gpu.read_async(&out).await.unwrap();
-    assert_close("relu(relu(x)·B + bias) in an app's pass", &got, &want, 0.0, matmul_atol(k));
+    assert_close("tanh(relu(relu(x)·B + bias)) in an app's pass", &got, &want, TRANSCENDENTAL_RTOL, atol);
 
     // Smaller products, and those whose rows do not copy whole, read the buffers everywhere.
     for (m, k, n) in [(256, 512, 512), (512, 520, 512)] {

@@ -118,7 +118,8 @@ impl Forward {
         Ok(self.get(i))
     }
 
-    /// Records the pass into `encoder`, in one compute pass.
+    /// Records the pass into `encoder`, in one compute pass (a few, with copies between them,
+    /// where a large product reads through textures: see [`Dispatch::copies_to_textures`]).
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         self.gpu.record_checked(encoder, &self.plan.dispatches.iter().collect::<Vec<_>>());
     }
