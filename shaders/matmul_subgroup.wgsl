@@ -110,6 +110,13 @@ fn store_block32(origin: vec3<u32>, acc: Acc32) {
     }
 }
 
+// This lane's rows of A in the block (its loads 0..3: rows lane, SG + lane, … modulo 32),
+// each clamped to the last row of A.
+fn lane_rows(origin: vec3<u32>, lane: u32) -> vec4<u32> {
+    let rows = origin.x + (vec4<u32>(0u, SG, 2u * SG, 3u * SG) + lane) % 32u;
+    return min(rows, vec4<u32>(p.m - 1u));
+}
+
 // The vec4 index of row `row` (clamped to the last) of a matrix `quads` vec4s wide.
 fn row_start(row: u32, last: u32, quads: u32) -> u32 {
     return min(row, last) * quads;
@@ -127,17 +134,14 @@ fn matmul_ab_subgroup(
     }
     let kq = p.k / 4u;
     let nq = p.n / 4u;
-    let a0 = row_start(origin.x + lane % 32u, p.m - 1u, kq);
-    let a1 = row_start(origin.x + (SG + lane) % 32u, p.m - 1u, kq);
-    let a2 = row_start(origin.x + (2u * SG + lane) % 32u, p.m - 1u, kq);
-    let a3 = row_start(origin.x + (3u * SG + lane) % 32u, p.m - 1u, kq);
+    let a_rows = lane_rows(origin, lane) * kq;
     let b_col = min(origin.y / 4u, nq - 1u);
     var acc: Acc32;
     for (var q = p.k_begin / 4u; q < p.k_end / 4u; q++) {
         let k_row = 4u * q * nq + b_col;
         // cols[j] = B[k + j, my four columns]
         let cols = mat4x4<f32>(b[k_row], b[k_row + nq], b[k_row + 2u * nq], b[k_row + 3u * nq]);
-        add_rows(&acc, cols, load_rows(vec4<u32>(a0, a1, a2, a3), q));
+        add_rows(&acc, cols, load_rows(a_rows, q));
     }
     store_block32(origin, acc);
 }
@@ -153,10 +157,7 @@ fn matmul_abt_subgroup(
         return;
     }
     let kq = p.k / 4u;
-    let a0 = row_start(origin.x + lane % 32u, p.m - 1u, kq);
-    let a1 = row_start(origin.x + (SG + lane) % 32u, p.m - 1u, kq);
-    let a2 = row_start(origin.x + (2u * SG + lane) % 32u, p.m - 1u, kq);
-    let a3 = row_start(origin.x + (3u * SG + lane) % 32u, p.m - 1u, kq);
+    let a_rows = lane_rows(origin, lane) * kq;
     let b0 = row_start(origin.y, p.n - 1u, kq);
     let b1 = row_start(origin.y + 1u, p.n - 1u, kq);
     let b2 = row_start(origin.y + 2u, p.n - 1u, kq);
@@ -165,7 +166,7 @@ fn matmul_abt_subgroup(
     for (var q = p.k_begin / 4u; q < p.k_end / 4u; q++) {
         // B is read along k too, so its piece comes transposed.
         let cols = transpose(mat4x4<f32>(b[b0 + q], b[b1 + q], b[b2 + q], b[b3 + q]));
-        add_rows(&acc, cols, load_rows(vec4<u32>(a0, a1, a2, a3), q));
+        add_rows(&acc, cols, load_rows(a_rows, q));
     }
     store_block32(origin, acc);
 }

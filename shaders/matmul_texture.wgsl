@@ -34,13 +34,7 @@ fn matmul_ab_texture(
     if origin.z == 0u {
         return;
     }
-    let last = p.m - 1u;
-    let rows = vec4<i32>(vec4<u32>(
-        min(origin.x + lane % 32u, last),
-        min(origin.x + (SG + lane) % 32u, last),
-        min(origin.x + (2u * SG + lane) % 32u, last),
-        min(origin.x + (3u * SG + lane) % 32u, last),
-    ));
+    let rows = vec4<i32>(lane_rows(origin, lane));
     let b_col = i32(min(origin.y / 4u, p.n / 4u - 1u));
     var acc: Acc32;
     for (var q = p.k_begin / 4u; q < p.k_end / 4u; q++) {
